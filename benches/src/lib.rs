@@ -1,0 +1,1 @@
+//! Benchmarks live in `benches/`; the latency harness arrives with its issue.

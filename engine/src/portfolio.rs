@@ -1,0 +1,324 @@
+//! Positions and P&L in fixed point, per instrument in a fixed array, updated from fills
+//! and marked to market from ticks. Totals (unrealised P&L, gross and net exposure) are
+//! kept incrementally so that reading them on the hot path is O(1).
+//!
+//! Conventions: a position's `qty` is signed (+ long, − short); its `cost` is the signed
+//! sum of `qty × price` of the open lots, so `avg_price = cost ÷ qty` and
+//! `unrealised = mark × qty − cost`. Reducing a position releases cost in proportion
+//! (`cost × closed ÷ |qty|`) and books `closed × fill − released` as realised P&L.
+//! Fees are tracked apart: `net P&L = realised + unrealised − fees`.
+
+use crate::fixed::{Money, Price, Qty};
+use crate::instrument::InstrumentId;
+use crate::records::Side;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Signed position (+ long, − short).
+    pub qty: Qty,
+    /// Signed cost of the open position (Σ qty × price of the open lots).
+    pub cost: Money,
+    /// Realised P&L from closed quantity, before fees.
+    pub realised: Money,
+    /// Fees paid on this instrument.
+    pub fees: Money,
+    /// Last mark price (0: never marked; falls back to the average price).
+    pub mark: Price,
+    /// Signed quantity of orders sent but not yet filled, cancelled or rejected.
+    pub working: Qty,
+    /// Contribution to the portfolio totals at the last update (for O(1) totals).
+    unrealised: Money,
+    exposure: Money,
+}
+
+impl Position {
+    /// Average entry price of the open position (0 when flat).
+    pub fn avg_price(&self) -> Price {
+        if self.qty.0 == 0 {
+            Price::ZERO
+        } else {
+            Price((self.cost.0 as i128 / self.qty.0 as i128) as i64)
+        }
+    }
+
+    /// `mark × qty − cost` at the last mark.
+    pub fn unrealised(&self) -> Money {
+        self.unrealised
+    }
+
+    /// Signed market value at the last mark.
+    pub fn exposure(&self) -> Money {
+        self.exposure
+    }
+
+    /// Position plus working orders: what the position would be if everything filled.
+    pub fn projected(&self) -> Qty {
+        self.qty + self.working
+    }
+
+    fn revalue(&mut self) {
+        let mark = if self.mark.0 != 0 {
+            self.mark
+        } else {
+            self.avg_price()
+        };
+        self.exposure = mark.notional(self.qty);
+        self.unrealised = self.exposure - self.cost;
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Portfolio {
+    positions: Box<[Position]>,
+    capital: Money,
+    realised: Money,
+    unrealised: Money,
+    fees: Money,
+    gross: Money,
+    net: Money,
+}
+
+impl Portfolio {
+    /// `capital` is the starting equity (cash) the risk limits and sizing refer to.
+    pub fn new(instruments: usize, capital: Money) -> Portfolio {
+        Portfolio {
+            positions: vec![Position::default(); instruments].into_boxed_slice(),
+            capital,
+            realised: Money::ZERO,
+            unrealised: Money::ZERO,
+            fees: Money::ZERO,
+            gross: Money::ZERO,
+            net: Money::ZERO,
+        }
+    }
+
+    /// Panics on an id outside the table (ids come from the instrument table).
+    pub fn position(&self, id: InstrumentId) -> &Position {
+        &self.positions[id.index()]
+    }
+
+    pub fn positions(&self) -> impl Iterator<Item = (InstrumentId, &Position)> {
+        self.positions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (InstrumentId(i as u16), p))
+    }
+
+    pub fn capital(&self) -> Money {
+        self.capital
+    }
+    pub fn realised(&self) -> Money {
+        self.realised
+    }
+    pub fn unrealised(&self) -> Money {
+        self.unrealised
+    }
+    pub fn fees(&self) -> Money {
+        self.fees
+    }
+    /// Realised + unrealised − fees.
+    pub fn net_pnl(&self) -> Money {
+        self.realised + self.unrealised - self.fees
+    }
+    /// Capital + net P&L.
+    pub fn equity(&self) -> Money {
+        self.capital + self.net_pnl()
+    }
+    /// Σ |market value| over all positions.
+    pub fn gross_exposure(&self) -> Money {
+        self.gross
+    }
+    /// Σ signed market value over all positions.
+    pub fn net_exposure(&self) -> Money {
+        self.net
+    }
+
+    /// Apply a fill of `qty` (> 0) at `price`, paying `fee`. Returns the realised P&L it booked.
+    pub fn apply_fill(
+        &mut self,
+        id: InstrumentId,
+        side: Side,
+        qty: Qty,
+        price: Price,
+        fee: Money,
+    ) -> Money {
+        let signed = Qty(side.sign() * qty.0.abs());
+        let booked = self.update(id, |p| {
+            let mut booked = Money::ZERO;
+            let mut rest = signed;
+            // Closing part: the fill runs against the open position.
+            if p.qty.0 != 0 && (p.qty.0 > 0) != (rest.0 > 0) {
+                let closed = rest.0.abs().min(p.qty.0.abs());
+                let closed_signed = Qty(closed * p.qty.0.signum());
+                let released = p.cost.mul_div(closed, p.qty.0.abs());
+                booked = price.notional(closed_signed) - released;
+                p.cost -= released;
+                p.qty -= closed_signed;
+                rest += closed_signed;
+            }
+            // Opening part: whatever is left adds to (or starts) a position.
+            if rest.0 != 0 {
+                p.cost += price.notional(rest);
+                p.qty += rest;
+            }
+            p.realised += booked;
+            p.fees += fee;
+            // A fill is a real trade: it marks the position until the next tick.
+            p.mark = price;
+            booked
+        });
+        self.realised += booked;
+        self.fees += fee;
+        booked
+    }
+
+    /// Mark an instrument to `price` (a tick's last price or mid).
+    pub fn mark(&mut self, id: InstrumentId, price: Price) {
+        if price.0 != 0 {
+            self.update(id, |p| p.mark = price);
+        }
+    }
+
+    /// Adjust the working (sent, unfilled) quantity by `delta` (signed).
+    pub fn add_working(&mut self, id: InstrumentId, delta: Qty) {
+        self.positions[id.index()].working += delta;
+    }
+
+    /// Runs `f` on one position and keeps the totals in step with its new value.
+    fn update<T>(&mut self, id: InstrumentId, f: impl FnOnce(&mut Position) -> T) -> T {
+        let p = &mut self.positions[id.index()];
+        let (old_u, old_e) = (p.unrealised, p.exposure);
+        let out = f(p);
+        p.revalue();
+        self.unrealised += p.unrealised - old_u;
+        self.net += p.exposure - old_e;
+        self.gross += p.exposure.abs() - old_e.abs();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn px(s: &str) -> Price {
+        Price::parse(s).unwrap()
+    }
+    fn m(s: &str) -> Money {
+        Money::parse(s).unwrap()
+    }
+    const A: InstrumentId = InstrumentId(0);
+    const B: InstrumentId = InstrumentId(1);
+
+    #[test]
+    fn partial_fills_build_an_average_price() {
+        let mut p = Portfolio::new(1, Money::from_units(100_000));
+        // 10 @ 100.00 then 5 @ 103.00: cost 1000 + 515 = 1515, avg 101.00.
+        p.apply_fill(A, Side::Buy, Qty(10), px("100"), Money::ZERO);
+        p.apply_fill(A, Side::Buy, Qty(5), px("103"), Money::ZERO);
+        let pos = p.position(A);
+        assert_eq!(pos.qty, Qty(15));
+        assert_eq!(pos.cost, m("1515"));
+        assert_eq!(pos.avg_price(), px("101"));
+        // Marked at the last fill (103): 15 × 103 − 1515 = 30.
+        assert_eq!(p.unrealised(), m("30"));
+    }
+
+    #[test]
+    fn reducing_books_realised_pnl_at_the_average_price() {
+        let mut p = Portfolio::new(1, Money::from_units(100_000));
+        p.apply_fill(A, Side::Buy, Qty(10), px("100"), Money::ZERO);
+        p.apply_fill(A, Side::Buy, Qty(10), px("110"), Money::ZERO); // avg 105
+        // Sell 8 @ 112: released 2100 × 8/20 = 840; proceeds 896; realised 56.
+        let booked = p.apply_fill(A, Side::Sell, Qty(8), px("112"), Money::ZERO);
+        assert_eq!(booked, m("56"));
+        let pos = p.position(A);
+        assert_eq!(pos.qty, Qty(12));
+        assert_eq!(pos.avg_price(), px("105"));
+        assert_eq!(pos.cost, m("1260"));
+        p.mark(A, px("100"));
+        // 12 × 100 − 1260 = −60 unrealised; realised stays 56.
+        assert_eq!(p.unrealised(), m("-60"));
+        assert_eq!(p.realised(), m("56"));
+        assert_eq!(p.net_pnl(), m("-4"));
+    }
+
+    #[test]
+    fn flipping_long_to_short_closes_then_opens_at_the_fill() {
+        let mut p = Portfolio::new(1, Money::from_units(100_000));
+        p.apply_fill(A, Side::Buy, Qty(10), px("100"), Money::ZERO);
+        // Sell 25 @ 95: closes 10 (realised −50), opens −15 at 95.
+        let booked = p.apply_fill(A, Side::Sell, Qty(25), px("95"), Money::ZERO);
+        assert_eq!(booked, m("-50"));
+        let pos = p.position(A);
+        assert_eq!(pos.qty, Qty(-15));
+        assert_eq!(pos.cost, m("-1425"));
+        assert_eq!(pos.avg_price(), px("95"));
+        p.mark(A, px("90"));
+        // Short 15 from 95, mark 90: −15 × 90 + 1425 = +75.
+        assert_eq!(p.unrealised(), m("75"));
+        assert_eq!(p.gross_exposure(), m("1350"));
+        assert_eq!(p.net_exposure(), m("-1350"));
+        // Buy back 15 @ 92: realised +45; flat, no exposure left.
+        assert_eq!(
+            p.apply_fill(A, Side::Buy, Qty(15), px("92"), Money::ZERO),
+            m("45")
+        );
+        assert_eq!(p.position(A).qty, Qty(0));
+        assert_eq!(p.position(A).cost, Money::ZERO);
+        assert_eq!(p.unrealised(), Money::ZERO);
+        assert_eq!(p.gross_exposure(), Money::ZERO);
+        assert_eq!(p.realised(), m("-5"));
+    }
+
+    #[test]
+    fn fees_reduce_net_pnl_and_equity() {
+        let mut p = Portfolio::new(1, Money::from_units(10_000));
+        p.apply_fill(A, Side::Buy, Qty(10), px("100"), m("1.25"));
+        p.apply_fill(A, Side::Sell, Qty(10), px("101"), m("1.30"));
+        assert_eq!(p.realised(), m("10"));
+        assert_eq!(p.fees(), m("2.55"));
+        assert_eq!(p.net_pnl(), m("7.45"));
+        assert_eq!(p.equity(), m("10007.45"));
+    }
+
+    #[test]
+    fn totals_span_instruments_and_follow_marks() {
+        let mut p = Portfolio::new(2, Money::from_units(1_000_000));
+        p.apply_fill(A, Side::Buy, Qty(10), px("100"), Money::ZERO);
+        p.apply_fill(B, Side::Sell, Qty(4), px("250"), Money::ZERO);
+        assert_eq!(p.gross_exposure(), m("2000"));
+        assert_eq!(p.net_exposure(), m("0"));
+        p.mark(A, px("102"));
+        p.mark(B, px("255"));
+        assert_eq!(p.gross_exposure(), m("2040"));
+        assert_eq!(p.net_exposure(), m("0"));
+        // A: +20, B: −20.
+        assert_eq!(p.unrealised(), Money::ZERO);
+        assert_eq!(p.position(B).unrealised(), m("-20"));
+    }
+
+    #[test]
+    fn working_quantity_projects_the_position() {
+        let mut p = Portfolio::new(1, Money::ZERO);
+        p.add_working(A, Qty(5));
+        assert_eq!(p.position(A).projected(), Qty(5));
+        p.apply_fill(A, Side::Buy, Qty(5), px("10"), Money::ZERO);
+        p.add_working(A, Qty(-5));
+        assert_eq!(p.position(A).projected(), Qty(5));
+        assert_eq!(p.position(A).working, Qty(0));
+    }
+
+    #[test]
+    fn cost_release_rounds_without_drift() {
+        // 3 @ 100.01 then sell 1, 1, 1: every unit of cost is released, none left over.
+        let mut p = Portfolio::new(1, Money::ZERO);
+        p.apply_fill(A, Side::Buy, Qty(1), px("100"), Money::ZERO);
+        p.apply_fill(A, Side::Buy, Qty(2), px("100.01"), Money::ZERO);
+        for _ in 0..3 {
+            p.apply_fill(A, Side::Sell, Qty(1), px("100.01"), Money::ZERO);
+        }
+        assert_eq!(p.position(A).cost, Money::ZERO);
+        assert_eq!(p.realised(), m("0.01"));
+    }
+}

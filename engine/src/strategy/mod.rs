@@ -1,0 +1,139 @@
+//! The strategy seam: a pure function of (tick, market, portfolio) to an [`Intent`].
+//!
+//! Strategies do no I/O, read no clock and allocate nothing after construction, so the same
+//! code runs live, in paper mode and in replay. The engine stamps every intent that becomes
+//! an order with a decision id; the strategy states *why* with a [`ReasonCode`].
+
+use serde::Deserialize;
+
+use crate::fixed::{Price, Qty};
+use crate::instrument::{InstrumentId, InstrumentTable};
+use crate::market::MarketView;
+use crate::portfolio::Portfolio;
+use crate::records::{ExecReport, OrderType, Side, Tick, TimeInForce, code_enum};
+
+pub mod breakout;
+pub mod sma;
+pub mod window;
+
+pub use breakout::{Breakout, BreakoutParams};
+pub use sma::{SmaCross, SmaCrossParams};
+
+code_enum! {
+    /// Why an order was wanted. Stored in every order request and journal record.
+    pub enum ReasonCode {
+        /// Breakout: the last price crossed the N-tick swing high.
+        BreakoutEntry = 1,
+        /// Breakout: the last price fell to the stop.
+        StopHit = 2,
+        /// SMA: the fast average crossed above the slow one.
+        SmaCrossUp = 3,
+        /// SMA: the fast average crossed below the slow one.
+        SmaCrossDown = 4,
+        /// The operator (or a kill rule) asked to close everything.
+        Flatten = 5,
+        /// The risk gate forced an exit (loss limit on a position).
+        RiskExit = 6,
+    }
+}
+
+/// An order a strategy wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderIntent {
+    pub instrument: InstrumentId,
+    pub side: Side,
+    /// Positive, already a whole number of lots.
+    pub qty: Qty,
+    pub order_type: OrderType,
+    /// Limit price (limit and stop-limit orders); ignored for market orders.
+    pub limit_price: Price,
+    /// Trigger price (stop orders only).
+    pub trigger_price: Price,
+    pub tif: TimeInForce,
+    pub reason: ReasonCode,
+    /// The order only reduces the position (an exit).
+    pub reduce_only: bool,
+}
+
+impl OrderIntent {
+    /// A day market order.
+    pub fn market(
+        instrument: InstrumentId,
+        side: Side,
+        qty: Qty,
+        reason: ReasonCode,
+    ) -> OrderIntent {
+        OrderIntent {
+            instrument,
+            side,
+            qty,
+            order_type: OrderType::Market,
+            limit_price: Price::ZERO,
+            trigger_price: Price::ZERO,
+            tif: TimeInForce::Day,
+            reason,
+            reduce_only: false,
+        }
+    }
+
+    pub fn reducing(mut self) -> OrderIntent {
+        self.reduce_only = true;
+        self
+    }
+}
+
+/// What a strategy wants after one tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    Hold,
+    Order(OrderIntent),
+}
+
+/// A trading strategy: pure, allocation-free after construction, no I/O.
+pub trait Strategy {
+    /// React to one tick (already applied to `view`; `book` is marked to it).
+    fn on_tick(&mut self, tick: &Tick, view: &MarketView, book: &Portfolio) -> Intent;
+
+    /// React to an execution report (already applied to `book`).
+    fn on_exec(&mut self, _report: &ExecReport, _book: &Portfolio) {}
+}
+
+/// A built-in strategy chosen by configuration (`kind = "breakout"` or `"sma_cross"`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StrategyConfig {
+    Breakout(BreakoutParams),
+    SmaCross(SmaCrossParams),
+}
+
+/// One of the built-in strategies, dispatched without a virtual call.
+#[derive(Debug)]
+pub enum BuiltIn {
+    Breakout(Breakout),
+    SmaCross(SmaCross),
+}
+
+impl BuiltIn {
+    pub fn new(config: &StrategyConfig, instruments: &InstrumentTable) -> BuiltIn {
+        match config {
+            StrategyConfig::Breakout(p) => BuiltIn::Breakout(Breakout::new(p.clone(), instruments)),
+            StrategyConfig::SmaCross(p) => BuiltIn::SmaCross(SmaCross::new(p.clone(), instruments)),
+        }
+    }
+}
+
+impl Strategy for BuiltIn {
+    fn on_tick(&mut self, tick: &Tick, view: &MarketView, book: &Portfolio) -> Intent {
+        match self {
+            BuiltIn::Breakout(s) => s.on_tick(tick, view, book),
+            BuiltIn::SmaCross(s) => s.on_tick(tick, view, book),
+        }
+    }
+
+    fn on_exec(&mut self, report: &ExecReport, book: &Portfolio) {
+        match self {
+            BuiltIn::Breakout(s) => s.on_exec(report, book),
+            BuiltIn::SmaCross(s) => s.on_exec(report, book),
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Kite binary ticker feed handler (mio WebSocket client).
+//!
+//! Not built yet: this crate is a placeholder in the workspace until its issue lands.
+#![forbid(unsafe_code)]

@@ -1,0 +1,4 @@
+//! Order gateway: exactly-once submission, audit store, reconciliation.
+//!
+//! Not built yet: this crate is a placeholder in the workspace until its issue lands.
+#![forbid(unsafe_code)]

@@ -1,0 +1,4 @@
+//! Pre-trade risk gate and kill switches.
+//!
+//! Not built yet: this crate is a placeholder in the workspace until its issue lands.
+#![forbid(unsafe_code)]
