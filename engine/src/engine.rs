@@ -1,7 +1,600 @@
-//! PLACEHOLDER (replaced in this same change).
-#[derive(Debug, Default, Clone)]
-pub struct EngineConfig;
-#[derive(Debug, Default, Clone, Copy)]
-pub struct EngineCounters;
+//! The hot loop: ticks in, risk-approved order requests out.
+//!
+//! [`Engine::step`] handles one tick: update the market view, mark the portfolio, ask the
+//! strategy, and turn its intent into at most one order request that the risk check must
+//! approve. [`Engine::on_exec`] and [`Engine::on_control`] handle the other two inbound
+//! streams, and [`Engine::run`] is the busy-poll loop over the three rings, in the order
+//! control, exec reports, ticks. Nothing here allocates, locks, logs or makes a system
+//! call after construction (a counting-allocator test holds us to it); the one exception
+//! is the pinning call at the top of `run`, which is start-up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::clock::Clock;
+use crate::fixed::{Money, Price, Qty};
+use crate::instrument::{InstrumentId, InstrumentTable};
+use crate::market::MarketView;
+use crate::order_id::client_order_id;
+use crate::pin::pin_current_thread;
+use crate::portfolio::{Portfolio, Position};
+use crate::records::{
+    ControlCommand, ControlKind, ExecKind, ExecReport, JournalRecord, OrderRequest, OrderType,
+    RecordTag, RequestKind, Side, Tick, TickKind, TimeInForce, UnixNanos, order_flags,
+};
+use crate::ring::{Consumer, Producer, PushError};
+use crate::risk::{
+    Approved, Decision, ForcedAction, Rejection, RiskCheck, RiskReason, risk_record,
+};
+use crate::strategy::{Intent, OrderIntent, ReasonCode, Strategy};
+
+/// Start-up settings of one engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Identifies the strategy in client order ids and decision ids (stable across restarts).
+    pub strategy_id: u8,
+    /// The first decision sequence number; the gateway resumes it after a restart so that
+    /// client order ids never repeat.
+    pub first_decision_seq: u64,
+    /// Starting equity for sizing and loss limits.
+    pub capital: Money,
+    /// Emit every tick to the journal ring (orders, fills, risk and control always are).
+    pub journal_ticks: bool,
+    /// Pin the `run` loop to this core.
+    pub core: Option<usize>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            strategy_id: 1,
+            first_decision_seq: 1,
+            capital: Money::from_units(1_000_000),
+            journal_ticks: true,
+            core: None,
+        }
+    }
+}
+
+/// What the engine has done, for metrics and the end-of-run summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    pub ticks: u64,
+    /// Ticks for an instrument outside the table (dropped).
+    pub ticks_unknown_instrument: u64,
+    /// Non-hold intents from the strategy.
+    pub intents: u64,
+    pub orders_sent: u64,
+    pub risk_accepts: u64,
+    pub risk_clips: u64,
+    pub risk_rejects: u64,
+    /// Entries refused because of a pause, the kill switch, a flatten or a halt.
+    pub blocked_by_control: u64,
+    /// Order ring full: each one halts new entries until `Resume`.
+    pub order_ring_full: u64,
+    /// Journal ring full: counted, never waited on.
+    pub journal_dropped: u64,
+    pub exec_reports: u64,
+    pub fills: u64,
+    /// Exec reports with an unknown kind, side or instrument (ignored, counted).
+    pub exec_malformed: u64,
+    pub controls: u64,
+    /// Loop turns of `run`.
+    pub loop_turns: u64,
+}
+
+/// Where the engine's output goes: the gateway's order ring and the ops thread's journal ring.
+pub trait EngineOutput {
+    /// Hand an approved request to the gateway; a full ring hands it back.
+    fn send_order(&mut self, order: Approved) -> Result<(), Approved>;
+    /// Emit a record for the ops thread; `false` when it had to be dropped.
+    fn journal(&mut self, record: JournalRecord) -> bool;
+}
+
+/// The production output: two rings.
 #[derive(Debug)]
-pub struct Engine;
+pub struct RingOutput {
+    pub orders: Producer<Approved>,
+    pub journal: Option<Producer<JournalRecord>>,
+}
+
+impl EngineOutput for RingOutput {
+    #[inline]
+    fn send_order(&mut self, order: Approved) -> Result<(), Approved> {
+        self.orders.push(order).map_err(|PushError::Full(o)| o)
+    }
+
+    #[inline]
+    fn journal(&mut self, record: JournalRecord) -> bool {
+        match &mut self.journal {
+            Some(ring) => ring.push(record).is_ok(),
+            None => true,
+        }
+    }
+}
+
+/// The engine's inbound rings, polled by [`Engine::run`] in this order.
+#[derive(Debug)]
+pub struct EngineInputs {
+    pub control: Consumer<ControlCommand>,
+    pub execs: Consumer<ExecReport>,
+    pub ticks: Consumer<Tick>,
+}
+
+/// How many records of one ring `run` handles before looking at the next ring.
+const BATCH: usize = 64;
+
+/// Why new entries are currently refused, if they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ControlState {
+    pub paused: bool,
+    pub killed: bool,
+    /// A full order ring halted entries; cleared by `Resume`.
+    pub halted: bool,
+    /// A flatten is in progress: exits are resent until every position is flat.
+    pub flattening: bool,
+}
+
+impl ControlState {
+    /// The reason entries are blocked, most severe first.
+    fn entry_block(&self) -> Option<RiskReason> {
+        if self.killed {
+            Some(RiskReason::KillSwitch)
+        } else if self.halted || self.flattening {
+            Some(RiskReason::TradingHalted)
+        } else if self.paused {
+            Some(RiskReason::ManualPause)
+        } else {
+            None
+        }
+    }
+}
+
+/// One strategy, one risk check, one clock: the unit that runs on the pinned core.
+#[derive(Debug)]
+pub struct Engine<S, R, C> {
+    strategy: S,
+    risk: R,
+    clock: C,
+    instruments: InstrumentTable,
+    market: MarketView,
+    book: Portfolio,
+    config: EngineConfig,
+    next_seq: u64,
+    control: ControlState,
+    stop_requested: bool,
+    counters: EngineCounters,
+}
+
+impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
+    pub fn new(
+        strategy: S,
+        risk: R,
+        clock: C,
+        instruments: InstrumentTable,
+        config: EngineConfig,
+    ) -> Self {
+        let n = instruments.len();
+        Engine {
+            strategy,
+            risk,
+            clock,
+            market: MarketView::new(n),
+            book: Portfolio::new(n, config.capital),
+            instruments,
+            next_seq: config.first_decision_seq,
+            config,
+            control: ControlState::default(),
+            stop_requested: false,
+            counters: EngineCounters::default(),
+        }
+    }
+
+    pub fn market(&self) -> &MarketView {
+        &self.market
+    }
+    pub fn book(&self) -> &Portfolio {
+        &self.book
+    }
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+    pub fn control_state(&self) -> ControlState {
+        self.control
+    }
+    pub fn strategy(&self) -> &S {
+        &self.strategy
+    }
+    pub fn risk(&self) -> &R {
+        &self.risk
+    }
+    pub fn instruments(&self) -> &InstrumentTable {
+        &self.instruments
+    }
+    /// The next decision sequence number (persisted by the gateway across restarts).
+    pub fn next_decision_seq(&self) -> u64 {
+        self.next_seq
+    }
+    pub fn stop_requested(&self) -> bool {
+        self.stop_requested
+    }
+
+    /// Handle one tick. Returns how many order requests were sent (at most a bounded number:
+    /// one for a strategy intent, or two per instrument when a forced flatten fires).
+    pub fn step<O: EngineOutput>(&mut self, tick: &Tick, out: &mut O) -> usize {
+        self.clock.observe(tick.recv_ts);
+        if !self.market.apply(tick) {
+            self.counters.ticks_unknown_instrument += 1;
+            return 0;
+        }
+        self.counters.ticks += 1;
+        let id = tick.instrument;
+        let mark = match tick.kind() {
+            Some(TickKind::BookTop) => self.market.quote(id).mid_or_last(),
+            _ => tick.last_px,
+        };
+        self.book.mark(id, mark);
+        if self.config.journal_ticks {
+            self.journal(out, JournalRecord::from_tick(tick));
+        }
+        let now = self.clock.now();
+        let mut sent = self.apply_forced(out, now);
+        if let Intent::Order(intent) = self.strategy.on_tick(tick, &self.market, &self.book) {
+            self.counters.intents += 1;
+            sent += self.submit(out, &intent, tick.recv_ts, now) as usize;
+        }
+        sent
+    }
+
+    /// Handle one execution report from the gateway.
+    pub fn on_exec<O: EngineOutput>(&mut self, report: &ExecReport, out: &mut O) {
+        self.clock.observe(report.ts);
+        self.counters.exec_reports += 1;
+        let (Some(kind), Some(side)) = (report.kind(), report.side()) else {
+            self.counters.exec_malformed += 1;
+            return;
+        };
+        let id = report.instrument;
+        if id.index() >= self.instruments.len() {
+            self.counters.exec_malformed += 1;
+            return;
+        }
+        match kind {
+            ExecKind::Fill => {
+                let qty = Qty(report.qty as i64);
+                self.book
+                    .apply_fill(id, side, qty, report.price, report.fee);
+                self.book.add_working(id, Qty(-side.sign() * qty.0));
+                self.counters.fills += 1;
+            }
+            ExecKind::Cancelled | ExecKind::Rejected | ExecKind::Expired => {
+                self.book
+                    .add_working(id, Qty(-side.sign() * report.leaves_qty as i64));
+            }
+            // Nothing changes hands: an unknown outcome keeps the quantity working until
+            // the gateway learns the truth from the venue.
+            ExecKind::Accepted | ExecKind::Modified | ExecKind::Unknown => {}
+        }
+        let now = self.clock.now();
+        self.risk.on_exec(report, &self.book, now);
+        self.strategy.on_exec(report, &self.book);
+        self.journal(out, JournalRecord::from_exec(report));
+        if self.control.flattening {
+            self.ensure_flat(out, now);
+        }
+    }
+
+    /// Handle one control command.
+    pub fn on_control<O: EngineOutput>(&mut self, cmd: &ControlCommand, out: &mut O) {
+        self.clock.observe(cmd.ts);
+        self.counters.controls += 1;
+        let now = self.clock.now();
+        self.journal(out, JournalRecord::from_control(cmd));
+        match cmd.kind() {
+            Some(ControlKind::Pause) => self.control.paused = true,
+            Some(ControlKind::Resume) => {
+                self.control.paused = false;
+                self.control.halted = false;
+            }
+            Some(ControlKind::Kill) => self.control.killed = true,
+            Some(ControlKind::ClearKill) => self.control.killed = false,
+            Some(ControlKind::Flatten) => {
+                self.flatten(out, now);
+            }
+            Some(ControlKind::Shutdown) => self.stop_requested = true,
+            Some(ControlKind::Connectivity) | None => {}
+        }
+        self.risk.on_control(cmd, now);
+    }
+
+    /// Busy-poll the inbound rings until `stop` is set or a `Shutdown` command arrives.
+    /// Pins the calling thread first if the config names a core (a warning if it cannot).
+    pub fn run<O: EngineOutput>(
+        &mut self,
+        inputs: &mut EngineInputs,
+        out: &mut O,
+        stop: &AtomicBool,
+    ) {
+        pin_current_thread(self.config.core, "engine");
+        while !self.stop_requested && !stop.load(Ordering::Relaxed) {
+            self.counters.loop_turns += 1;
+            let mut work = 0;
+            while let Some(cmd) = inputs.control.pop() {
+                self.on_control(&cmd, out);
+                work += 1;
+            }
+            work += inputs.execs.pop_batch(BATCH, |r| self.on_exec(&r, out));
+            work += inputs.ticks.pop_batch(BATCH, |t| {
+                self.step(&t, out);
+            });
+            if work == 0 {
+                let now = self.clock.now();
+                self.apply_forced(out, now);
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Ask the risk check whether it requires an action of its own (loss limits).
+    fn apply_forced<O: EngineOutput>(&mut self, out: &mut O, now: UnixNanos) -> usize {
+        match self.risk.on_timer(&self.book, now) {
+            None => 0,
+            Some(ForcedAction::FlattenAll) => {
+                if self.control.flattening {
+                    0
+                } else {
+                    self.flatten(out, now)
+                }
+            }
+            Some(ForcedAction::Exit(id)) => {
+                self.exit(out, id, ReasonCode::RiskExit, 0, now) as usize
+            }
+        }
+    }
+
+    /// Cancel working orders and close every position; exits are resent as fills and
+    /// cancels arrive until everything is flat.
+    fn flatten<O: EngineOutput>(&mut self, out: &mut O, now: UnixNanos) -> usize {
+        self.control.flattening = true;
+        let mut sent = 0;
+        for i in 0..self.instruments.len() {
+            let id = InstrumentId(i as u16);
+            if self.book.position(id).working.0 != 0 {
+                sent += self.cancel_all(out, id, now) as usize;
+            }
+        }
+        sent + self.ensure_flat(out, now)
+    }
+
+    fn ensure_flat<O: EngineOutput>(&mut self, out: &mut O, now: UnixNanos) -> usize {
+        let mut sent = 0;
+        let mut all_flat = true;
+        for i in 0..self.instruments.len() {
+            let id = InstrumentId(i as u16);
+            let p = self.book.position(id);
+            if p.qty.0 != 0 || p.working.0 != 0 {
+                all_flat = false;
+            }
+            if p.qty.0 != 0 && p.working.0 == 0 {
+                sent += self.exit(out, id, ReasonCode::Flatten, order_flags::FLATTEN, now) as usize;
+            }
+        }
+        if all_flat {
+            self.control.flattening = false;
+        }
+        sent
+    }
+
+    /// A market order that closes the whole position of `id`, if it is open and nothing is
+    /// already working against it.
+    fn exit<O: EngineOutput>(
+        &mut self,
+        out: &mut O,
+        id: InstrumentId,
+        reason: ReasonCode,
+        flags: u8,
+        now: UnixNanos,
+    ) -> bool {
+        let p = *self.book.position(id);
+        if p.qty.0 == 0 || p.working.0 != 0 {
+            return false;
+        }
+        let side = if p.qty.0 > 0 { Side::Sell } else { Side::Buy };
+        let intent = OrderIntent::market(id, side, p.qty.abs(), reason).reducing();
+        let mut req = self.request(&intent, 0, now);
+        req.flags |= flags;
+        self.route(out, req, now)
+    }
+
+    fn cancel_all<O: EngineOutput>(
+        &mut self,
+        out: &mut O,
+        id: InstrumentId,
+        now: UnixNanos,
+    ) -> bool {
+        let seq = self.take_seq();
+        let req = OrderRequest {
+            ts: now,
+            decision_id: self.decision_id(seq),
+            instrument: id,
+            kind: RequestKind::CancelAll.code(),
+            reason: ReasonCode::Flatten.code(),
+            strategy: self.config.strategy_id,
+            flags: order_flags::FLATTEN,
+            tag: RecordTag::Order.code(),
+            ..OrderRequest::default()
+        };
+        self.route(out, req, now)
+    }
+
+    /// Turn a strategy intent into a request and route it.
+    fn submit<O: EngineOutput>(
+        &mut self,
+        out: &mut O,
+        intent: &OrderIntent,
+        tick_ts: UnixNanos,
+        now: UnixNanos,
+    ) -> bool {
+        if intent.instrument.index() >= self.instruments.len()
+            || intent.qty.0 <= 0
+            || intent.qty.0 > u32::MAX as i64
+        {
+            let req = self.request(intent, tick_ts, now);
+            self.reject(
+                out,
+                &req,
+                Rejection::new(RiskReason::InvalidQty, intent.qty.0, u32::MAX as i64),
+                now,
+            );
+            return false;
+        }
+        let req = self.request(intent, tick_ts, now);
+        self.route(out, req, now)
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Decision ids carry the strategy id in the top byte, so they are unique across engines.
+    fn decision_id(&self, seq: u64) -> u64 {
+        (self.config.strategy_id as u64) << 56 | (seq & ((1 << 56) - 1))
+    }
+
+    fn request(
+        &mut self,
+        intent: &OrderIntent,
+        tick_ts: UnixNanos,
+        now: UnixNanos,
+    ) -> OrderRequest {
+        let seq = self.take_seq();
+        let token = if intent.instrument.index() < self.instruments.len() {
+            self.instruments.get(intent.instrument).token
+        } else {
+            0
+        };
+        let price = match intent.order_type {
+            OrderType::Limit | OrderType::StopLimit => intent.limit_price,
+            OrderType::Market | OrderType::StopMarket => Price::ZERO,
+        };
+        OrderRequest {
+            tick_ts,
+            ts: now,
+            decision_id: self.decision_id(seq),
+            client_order_id: client_order_id(self.config.strategy_id, token, seq, intent.side),
+            price,
+            trigger_price: intent.trigger_price,
+            qty: intent.qty.0.clamp(0, u32::MAX as i64) as u32,
+            instrument: intent.instrument,
+            kind: RequestKind::New.code(),
+            side: intent.side.code(),
+            order_type: intent.order_type.code(),
+            tif: match intent.tif {
+                TimeInForce::Day => TimeInForce::Day.code(),
+                TimeInForce::Ioc => TimeInForce::Ioc.code(),
+            },
+            reason: intent.reason.code(),
+            strategy: self.config.strategy_id,
+            flags: if intent.reduce_only {
+                order_flags::REDUCE_ONLY
+            } else {
+                0
+            },
+            _reserved: [0; 2],
+            tag: RecordTag::Order.code(),
+        }
+    }
+
+    /// The control gate, then the risk check, then the order ring.
+    fn route<O: EngineOutput>(
+        &mut self,
+        out: &mut O,
+        mut req: OrderRequest,
+        now: UnixNanos,
+    ) -> bool {
+        let is_new = req.kind() == Some(RequestKind::New);
+        if is_new && let Some(reason) = self.control.entry_block() {
+            let pos = self.book.position(req.instrument);
+            if !reduces(pos, req.signed_qty()) {
+                self.counters.blocked_by_control += 1;
+                self.reject(out, &req, Rejection::new(reason, 1, 0), now);
+                return false;
+            }
+        }
+        let decision = self.risk.check(&mut req, &self.market, &self.book, now);
+        self.journal(
+            out,
+            JournalRecord::from_risk(&risk_record(&req, &decision, now)),
+        );
+        match decision {
+            Decision::Accept => self.counters.risk_accepts += 1,
+            Decision::Clip(qty, _) => {
+                self.counters.risk_clips += 1;
+                if qty.0 <= 0 {
+                    return false;
+                }
+                req.qty = qty.0.min(req.qty as i64) as u32;
+            }
+            Decision::Reject(_) => {
+                self.counters.risk_rejects += 1;
+                return false;
+            }
+        }
+        match out.send_order(Approved::new(req)) {
+            Ok(()) => {
+                self.counters.orders_sent += 1;
+                if is_new {
+                    self.book.add_working(req.instrument, req.signed_qty());
+                }
+                self.journal(out, JournalRecord::from_order(&req));
+                true
+            }
+            Err(_) => {
+                // A full order ring means the gateway is not keeping up: halt entries.
+                self.counters.order_ring_full += 1;
+                self.control.halted = true;
+                self.reject(
+                    out,
+                    &req,
+                    Rejection::new(RiskReason::OrderRingFull, 1, 0),
+                    now,
+                );
+                false
+            }
+        }
+    }
+
+    fn reject<O: EngineOutput>(
+        &mut self,
+        out: &mut O,
+        req: &OrderRequest,
+        why: Rejection,
+        now: UnixNanos,
+    ) {
+        self.journal(
+            out,
+            JournalRecord::from_risk(&risk_record(req, &Decision::Reject(why), now)),
+        );
+    }
+
+    #[inline]
+    fn journal<O: EngineOutput>(&mut self, out: &mut O, record: JournalRecord) {
+        if !out.journal(record) {
+            self.counters.journal_dropped += 1;
+        }
+    }
+}
+
+/// True when a fill of `signed` would move the projected position (position plus working
+/// orders) toward zero without crossing it.
+fn reduces(pos: &Position, signed: Qty) -> bool {
+    let projected = pos.projected().0;
+    let after = projected + signed.0;
+    projected != 0
+        && (after == 0 || after.signum() == projected.signum())
+        && after.abs() < projected.abs()
+}
+
+#[cfg(test)]
+mod tests;

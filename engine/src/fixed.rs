@@ -220,7 +220,7 @@ fn write_decimal(f: &mut fmt::Formatter<'_>, raw: i64) -> fmt::Result {
     let whole = abs / SCALE as u64;
     let mut frac = abs % SCALE as u64;
     let mut digits = 8;
-    while digits > 2 && frac % 10 == 0 {
+    while digits > 2 && frac.is_multiple_of(10) {
         frac /= 10;
         digits -= 1;
     }
