@@ -306,7 +306,8 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         self.risk.on_control(cmd, now);
     }
 
-    /// Busy-poll the inbound rings until `stop` is set or a `Shutdown` command arrives.
+    /// Busy-poll the inbound rings until `stop` is set or a `Shutdown` command arrives, then
+    /// apply the exec reports still queued.
     /// Pins the calling thread first if the config names a core (a warning if it cannot).
     pub fn run<O: EngineOutput>(
         &mut self,
@@ -332,6 +333,8 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
                 std::hint::spin_loop();
             }
         }
+        // Fills already queued must reach the book; unhandled ticks are simply not traded.
+        inputs.execs.pop_batch(usize::MAX, |r| self.on_exec(&r, out));
     }
 
     /// Ask the risk check whether it requires an action of its own (loss limits).

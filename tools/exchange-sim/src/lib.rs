@@ -1,4 +1,10 @@
-//! Kite-compatible exchange simulator.
+//! kestrel's exchange simulator.
 //!
-//! Not built yet: this crate is a placeholder in the workspace until its issue lands.
+//! Today it holds the deterministic synthetic market that `kestrel paper` trades against.
+//! The Kite-compatible REST and WebSocket servers, matching and fault injection arrive with
+//! their own issue (see the README's "not done yet").
 #![forbid(unsafe_code)]
+
+pub mod synthetic;
+
+pub use synthetic::SyntheticMarket;

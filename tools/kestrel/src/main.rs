@@ -1,1 +1,99 @@
-fn main() {}
+//! `kestrel`: the command-line binary that wires the engine to the world.
+#![forbid(unsafe_code)]
+
+mod config;
+mod paper;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use kestrel_engine::InstrumentTable;
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "kestrel", version, about = "A low-latency trading engine for NSE through Kite Connect")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Paper-trade the configured strategy against the in-process synthetic market.
+    Paper {
+        /// How long to run (e.g. 60s, 5m).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Seed of the synthetic market (overrides paper.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Configuration file (default: the built-in config/kestrel.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file and report every problem with its key and line.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,kestrel=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let instruments = InstrumentTable::nse_default();
+    match cli.command {
+        Command::Paper { duration, seed, config } => {
+            let config = Config::load(config.as_deref(), &instruments)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            paper::install_ctrl_c(stop.clone())?;
+            println!(
+                "kestrel paper: {} on {} instruments for {}; Ctrl-C stops cleanly",
+                strategy_name(&config),
+                instruments.len(),
+                humantime::format_duration(duration)
+            );
+            let report = paper::run(paper::PaperArgs { duration, seed, config, status: true }, stop)?;
+            report.print();
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            Config::load(Some(&file), &instruments)?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+    }
+}
+
+fn strategy_name(config: &Config) -> &'static str {
+    match config.strategy {
+        kestrel_engine::strategy::StrategyConfig::Breakout(_) => "breakout",
+        kestrel_engine::strategy::StrategyConfig::SmaCross(_) => "sma_cross",
+    }
+}

@@ -1,0 +1,179 @@
+//! The hot path allocates nothing: a counting global allocator watches 1,000,000 ticks go
+//! through `Engine::step` with each built-in strategy, with orders flowing out through the
+//! order ring and fills flowing back through the exec ring and `Engine::on_exec`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use kestrel_engine::engine::{EngineInputs, RingOutput};
+use kestrel_engine::ring::channel;
+use kestrel_engine::risk::UncheckedForTestsOnly;
+use kestrel_engine::strategy::{BuiltIn, StrategyConfig};
+use kestrel_engine::{
+    Approved, ControlCommand, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId, InstrumentTable,
+    JournalRecord, Price, RecordTag, ReplayClock, RequestKind, Tick,
+};
+
+/// Counts allocations and frees made by the current thread while counting is on.
+struct Counting;
+
+thread_local! {
+    static ON: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    static FREES: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note(counter: &'static std::thread::LocalKey<Cell<u64>>) {
+    // `try_with`: the allocator may run while thread-locals are being torn down.
+    if ON.try_with(Cell::get).unwrap_or(false) {
+        let _ = counter.try_with(|c| c.set(c.get() + 1));
+    }
+}
+
+// SAFETY: every method forwards to the system allocator with the caller's arguments; the
+// counting touches only const-initialised thread-locals, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(&ALLOCS);
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(&ALLOCS);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(&FREES);
+        // SAFETY: as above; `ptr` came from this allocator, which is `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(&ALLOCS);
+        note(&FREES);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Deterministic xorshift64* random numbers (no allocation).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// A random walk with trending regimes, in ₹0.05 steps from ₹1,000, over five instruments.
+struct Market {
+    rng: Rng,
+    px: [i64; 5],
+    drift: [i64; 5],
+    ts: u64,
+}
+
+impl Market {
+    fn new() -> Market {
+        Market { rng: Rng(0x9e37_79b9_7f4a_7c15), px: [1_000 * 100; 5], drift: [0; 5], ts: 1_700_000_000_000_000_000 }
+    }
+
+    /// Next tick; prices kept in paise.
+    fn tick(&mut self) -> Tick {
+        let r = self.rng.next();
+        let i = (r % 5) as usize;
+        if (r >> 8) % 400 == 0 {
+            self.drift[i] = ((r >> 16) % 3) as i64 - 1;
+        }
+        let step = ((r >> 24) % 5) as i64 - 2 + self.drift[i];
+        self.px[i] = (self.px[i] + step * 5).clamp(50_000, 200_000);
+        self.ts += 100_000;
+        Tick::trade(InstrumentId(i as u16), self.ts, Price::from_scaled(self.px[i], 100), 1 + (r >> 40) as u32 % 50)
+    }
+}
+
+fn drive(config: &str) -> (u64, u64, u64, u64) {
+    let cfg: StrategyConfig = toml::from_str(config).expect("strategy config parses");
+    let table = InstrumentTable::nse_default();
+    let strategy = BuiltIn::new(&cfg, &table);
+    let engine_cfg = EngineConfig { journal_ticks: true, ..EngineConfig::default() };
+    let mut engine = Engine::new(strategy, UncheckedForTestsOnly, ReplayClock::default(), table, engine_cfg);
+    let (orders_tx, mut orders_rx) = channel::<Approved>(1024);
+    let (journal_tx, mut journal_rx) = channel::<JournalRecord>(4096);
+    let (mut exec_tx, exec_rx) = channel::<ExecReport>(1024);
+    let (_ctl_tx, ctl_rx) = channel::<ControlCommand>(16);
+    let (_tick_tx, tick_rx) = channel::<Tick>(16);
+    let mut inputs = EngineInputs { control: ctl_rx, execs: exec_rx, ticks: tick_rx };
+    let mut out = RingOutput { orders: orders_tx, journal: Some(journal_tx) };
+    let mut market = Market::new();
+
+    let mut run = |n: usize, engine: &mut Engine<BuiltIn, UncheckedForTestsOnly, ReplayClock>, market: &mut Market| {
+        for _ in 0..n {
+            let t = market.tick();
+            engine.step(&t, &mut out);
+            // The "venue": fill every new order in full at the current price.
+            while let Some(a) = orders_rx.pop() {
+                let o = a.request();
+                if o.kind() != Some(RequestKind::New) {
+                    continue;
+                }
+                let px = Price::from_scaled(market.px[o.instrument.index()], 100);
+                let report = ExecReport {
+                    ts: o.ts + 1_000,
+                    decision_id: o.decision_id,
+                    client_order_id: o.client_order_id,
+                    price: px,
+                    qty: o.qty,
+                    instrument: o.instrument,
+                    kind: ExecKind::Fill.code(),
+                    side: o.side,
+                    tag: RecordTag::Exec.code(),
+                    ..ExecReport::default()
+                };
+                exec_tx.push(report).expect("exec ring has room");
+            }
+            inputs.execs.pop_batch(64, |r| engine.on_exec(&r, &mut out));
+            journal_rx.pop_batch(usize::MAX, |_| {});
+        }
+    };
+
+    run(10_000, &mut engine, &mut market); // warm-up
+    ON.with(|c| c.set(true));
+    run(1_000_000, &mut engine, &mut market);
+    ON.with(|c| c.set(false));
+    let c = engine.counters();
+    (ALLOCS.with(Cell::get), FREES.with(Cell::get), c.orders_sent, c.fills)
+}
+
+#[test]
+fn breakout_steps_a_million_ticks_without_allocating() {
+    let (allocs, frees, orders, fills) = drive(
+        "kind = \"breakout\"\nlookback = 20\nstop_bps = 30\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
+    );
+    assert!(orders > 100 && fills > 100, "the strategy must trade: {orders} orders, {fills} fills");
+    assert_eq!((allocs, frees), (0, 0), "allocations and frees on the hot path");
+}
+
+#[test]
+fn sma_cross_steps_a_million_ticks_without_allocating() {
+    let (allocs, frees, orders, fills) = drive(
+        "kind = \"sma_cross\"\nfast = 5\nslow = 20\nallow_short = true\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
+    );
+    assert!(orders > 100 && fills > 100, "the strategy must trade: {orders} orders, {fills} fills");
+    assert_eq!((allocs, frees), (0, 0), "allocations and frees on the hot path");
+}
+
+/// The counter itself must see allocations, or the tests above prove nothing.
+#[test]
+fn the_counting_allocator_counts() {
+    ON.with(|c| c.set(true));
+    let v: Vec<u64> = Vec::with_capacity(16);
+    drop(std::hint::black_box(v));
+    ON.with(|c| c.set(false));
+    assert_eq!((ALLOCS.with(Cell::get), FREES.with(Cell::get)), (1, 1));
+}

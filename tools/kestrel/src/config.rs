@@ -1,0 +1,128 @@
+//! The configuration file: one TOML document, every key checked, errors with line numbers.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use kestrel_engine::strategy::StrategyConfig;
+use kestrel_engine::{EngineConfig, InstrumentTable, Money};
+use serde::Deserialize;
+
+/// The documented defaults (`config/kestrel.toml`), built into the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/kestrel.toml");
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub engine: EngineSection,
+    pub strategy: StrategyConfig,
+    #[serde(default)]
+    pub paper: PaperSection,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSection {
+    /// Whole rupees.
+    pub capital: i64,
+    pub strategy_id: u8,
+    pub core: Option<usize>,
+    pub journal_ticks: bool,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection { capital: 1_000_000, strategy_id: 1, core: None, journal_ticks: true }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaperSection {
+    /// Synthetic ticks per second.
+    pub tick_rate: u64,
+    pub seed: u64,
+}
+
+impl Default for PaperSection {
+    fn default() -> Self {
+        PaperSection { tick_rate: 20_000, seed: 42 }
+    }
+}
+
+impl Config {
+    /// Parse and validate; `origin` names the source in errors (a path or "built-in defaults").
+    pub fn parse(text: &str, origin: &str, instruments: &InstrumentTable) -> Result<Config> {
+        let config: Config = toml::from_str(text).with_context(|| format!("reading config {origin}"))?;
+        config.validate(instruments).with_context(|| format!("checking config {origin}"))?;
+        Ok(config)
+    }
+
+    pub fn load(path: Option<&Path>, instruments: &InstrumentTable) -> Result<Config> {
+        match path {
+            None => Config::parse(DEFAULT_TOML, "built-in defaults (config/kestrel.toml)", instruments),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+                Config::parse(&text, &p.display().to_string(), instruments)
+            }
+        }
+    }
+
+    fn validate(&self, instruments: &InstrumentTable) -> Result<()> {
+        if self.engine.capital <= 0 {
+            bail!("engine.capital must be a positive number of rupees, got {}", self.engine.capital);
+        }
+        if self.engine.capital > i64::MAX / kestrel_engine::fixed::SCALE {
+            bail!("engine.capital {} is too large", self.engine.capital);
+        }
+        if self.paper.tick_rate == 0 || self.paper.tick_rate > 10_000_000 {
+            bail!("paper.tick_rate must be 1..=10000000 ticks per second, got {}", self.paper.tick_rate);
+        }
+        self.strategy.validate(instruments)?;
+        Ok(())
+    }
+
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            strategy_id: self.engine.strategy_id,
+            first_decision_seq: 1,
+            capital: Money::from_units(self.engine.capital),
+            journal_ticks: self.engine.journal_ticks,
+            core: self.engine.core,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, "test.toml", &InstrumentTable::nse_default())
+    }
+
+    #[test]
+    fn the_built_in_defaults_are_valid() {
+        let c = parse(DEFAULT_TOML).unwrap();
+        assert_eq!(c.engine.capital, 1_000_000);
+        assert!(matches!(c.strategy, StrategyConfig::Breakout(_)));
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_with_its_line() {
+        let err = parse("[engine]\ncapital = 5\ncapitol = 6\n[strategy]\nkind = \"breakout\"\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("test.toml"), "{text}");
+        assert!(text.contains("capitol") && text.contains("line 3"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = parse("[engine]\ncapital = -5\n[strategy]\nkind = \"breakout\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("engine.capital"), "{err:#}");
+        let err = parse("[strategy]\nkind = \"breakout\"\nlookback = 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("lookback"), "{err:#}");
+        let err = parse("[strategy]\nkind = \"martingale\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("martingale"), "{err:#}");
+    }
+}
