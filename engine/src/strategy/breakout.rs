@@ -1,30 +1,858 @@
-//! PLACEHOLDER (replaced in this same change).
+//! Breakout: buy when the last price clears the highest last price of the previous
+//! `lookback` ticks, sell everything when it falls to a stop set at entry.
+//!
+//! ```text
+//! if flat and nothing working and ltp > swing_high:  Buy  size(...)      BreakoutEntry
+//! elif long and nothing working and ltp <= stop:     Sell position       StopHit, reduce-only
+//! else                                               Hold
+//! ```
+//!
+//! Per instrument it keeps the previous `lookback` last prices (the swing high excludes the
+//! current tick), the mean absolute move between them (the volatility handed to sizing),
+//! the stop set at entry (`entry − stop_bps`, rounded down to the tick) and a pending
+//! guard (see [`PENDING_EXPIRY_NS`]). All of it is allocated in [`Breakout::new`].
+//!
+//! This file also holds what both built-in strategies share: [`StrategyError`] and the
+//! resolution of the `instruments` list.
+
 use serde::Deserialize;
 
-use crate::instrument::InstrumentTable;
+use crate::fixed::{Price, Qty};
+use crate::instrument::{InstrumentId, InstrumentTable};
 use crate::market::MarketView;
-use crate::portfolio::Portfolio;
-use crate::records::Tick;
-use crate::sizing::Sizing;
-use crate::strategy::{Intent, Strategy};
+use crate::portfolio::{Portfolio, Position};
+use crate::records::{ExecReport, Side, Tick, TickKind, UnixNanos};
+use crate::sizing::{Sizing, SizingError, SizingInput};
+use crate::strategy::window::{RollingMax, RollingWindow};
+use crate::strategy::{Intent, OrderIntent, ReasonCode, Strategy};
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct BreakoutParams {
-    pub sizing: Sizing,
+/// Longest window any built-in strategy accepts (ticks).
+pub const MAX_WINDOW: usize = 4096;
+
+/// How long an order this strategy asked for may stay invisible in the book before the
+/// strategy assumes it was never sent (refused by the risk gate) and decides afresh.
+/// Measured in tick receive time, so replay behaves like live.
+pub const PENDING_EXPIRY_NS: UnixNanos = 1_000_000_000;
+
+/// A strategy configuration that cannot run. Messages name the config field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StrategyError {
+    #[error("strategy.{field} must be {expected}, got {got}")]
+    OutOfRange {
+        field: &'static str,
+        expected: &'static str,
+        got: i64,
+    },
+    #[error("strategy.fast must be less than strategy.slow, got fast = {fast}, slow = {slow}")]
+    FastNotBelowSlow { fast: usize, slow: usize },
+    #[error("strategy.instruments: unknown symbol {0} (not in the instrument table)")]
+    UnknownSymbol(String),
+    #[error("strategy.{0}")]
+    Sizing(#[from] SizingError),
 }
 
-#[derive(Debug)]
-pub struct Breakout;
+impl StrategyError {
+    /// `Err` unless `got` lies in `range`; `expected` spells the range for the message.
+    pub(crate) fn check_range(
+        field: &'static str,
+        got: usize,
+        range: std::ops::RangeInclusive<usize>,
+        expected: &'static str,
+    ) -> Result<(), StrategyError> {
+        if range.contains(&got) {
+            Ok(())
+        } else {
+            Err(StrategyError::OutOfRange {
+                field,
+                expected,
+                got: i64::try_from(got).unwrap_or(i64::MAX),
+            })
+        }
+    }
+}
+
+/// Every symbol in `symbols` must be in the table.
+pub(crate) fn check_symbols(
+    symbols: &[String],
+    instruments: &InstrumentTable,
+) -> Result<(), StrategyError> {
+    match symbols.iter().find(|s| instruments.by_symbol(s).is_none()) {
+        Some(unknown) => Err(StrategyError::UnknownSymbol(unknown.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Whether each instrument of the table is traded: the listed symbols, or all when the
+/// list is empty. Unknown symbols select nothing.
+pub(crate) fn selected(symbols: &[String], instruments: &InstrumentTable) -> Vec<bool> {
+    let mut chosen = vec![symbols.is_empty(); instruments.len()];
+    for id in symbols.iter().filter_map(|s| instruments.by_symbol(s)) {
+        chosen[id.index()] = true;
+    }
+    chosen
+}
+
+/// The tick's last traded price, or `None` when it carries none (a book-only tick, a zero
+/// or negative price).
+pub(crate) fn trade_price(tick: &Tick) -> Option<Price> {
+    (tick.last_px.0 > 0 && tick.kind() != Some(TickKind::BookTop)).then_some(tick.last_px)
+}
+
+/// `price × (10 000 − bps) / 10 000`, rounded down to a multiple of `tick`.
+fn stop_below(price: Price, bps: i64, tick: Price) -> Price {
+    let raw = (price.0 as i128 * (10_000 - bps as i128)).div_euclid(10_000);
+    let raw = i64::try_from(raw).unwrap_or(0);
+    if tick.0 > 0 {
+        Price(raw - raw.rem_euclid(tick.0))
+    } else {
+        Price(raw)
+    }
+}
+
+/// `[strategy]` with `kind = "breakout"`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakoutParams {
+    /// Ticks in the swing-high window (the current tick excluded). Default 20.
+    pub lookback: usize,
+    /// Stop distance below the entry price, in basis points. Default 50 (0.5 %).
+    pub stop_bps: i64,
+    /// How entries are sized. Default: 1 unit (rounded to the lot).
+    pub sizing: Sizing,
+    /// Symbols to trade; empty (the default) trades every instrument in the table.
+    pub instruments: Vec<String>,
+}
+
+impl Default for BreakoutParams {
+    fn default() -> Self {
+        BreakoutParams {
+            lookback: 20,
+            stop_bps: 50,
+            sizing: Sizing::default(),
+            instruments: Vec::new(),
+        }
+    }
+}
+
+impl BreakoutParams {
+    pub fn validate(&self, instruments: &InstrumentTable) -> Result<(), StrategyError> {
+        StrategyError::check_range("lookback", self.lookback, 2..=MAX_WINDOW, "2..=4096")?;
+        if !(1..=5_000).contains(&self.stop_bps) {
+            return Err(StrategyError::OutOfRange {
+                field: "stop_bps",
+                expected: "1..=5000",
+                got: self.stop_bps,
+            });
+        }
+        self.sizing.validate()?;
+        check_symbols(&self.instruments, instruments)
+    }
+}
+
+/// An order this strategy asked for that the book does not show yet.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// `position.projected()` when the intent was emitted.
+    projected: Qty,
+    /// Receive time of the tick that caused it.
+    since: UnixNanos,
+}
+
+/// One traded instrument's state.
+#[derive(Clone, Debug)]
+struct Lane {
+    /// The previous `lookback` last prices.
+    highs: RollingMax,
+    /// Absolute moves between consecutive prices in `highs`.
+    moves: RollingWindow,
+    /// Last price before the current tick (0 before the first).
+    prev_px: Price,
+    /// Stop of the open long, set at entry.
+    stop: Option<Price>,
+    pending: Option<Pending>,
+    lot: Qty,
+    tick_size: Price,
+}
+
+impl Lane {
+    fn new(lookback: usize, lot: Qty, tick_size: Price) -> Lane {
+        Lane {
+            highs: RollingMax::new(lookback),
+            moves: RollingWindow::new(lookback - 1),
+            prev_px: Price::ZERO,
+            stop: None,
+            pending: None,
+            lot,
+            tick_size,
+        }
+    }
+
+    /// True while an order this lane asked for is neither visible in the book nor expired.
+    fn is_pending(&mut self, pos: &Position, now: UnixNanos) -> bool {
+        if let Some(p) = self.pending {
+            let visible = pos.projected() != p.projected;
+            let expired = now.saturating_sub(p.since) >= PENDING_EXPIRY_NS;
+            if !visible && !expired {
+                return true;
+            }
+            self.pending = None;
+        }
+        false
+    }
+
+    fn record(&mut self, px: Price) {
+        if self.prev_px.0 > 0 {
+            self.moves.push((px.0 - self.prev_px.0).abs());
+        }
+        self.highs.push(px.0);
+        self.prev_px = px;
+    }
+}
+
+/// The breakout strategy (see the module docs).
+#[derive(Clone, Debug)]
+pub struct Breakout {
+    stop_bps: i64,
+    sizing: Sizing,
+    /// Indexed by [`InstrumentId::index`]; `None` for instruments not traded.
+    lanes: Box<[Option<Lane>]>,
+}
 
 impl Breakout {
-    pub fn new(_p: BreakoutParams, _i: &InstrumentTable) -> Breakout {
-        Breakout
+    /// Allocates every instrument's state. Expects params that passed
+    /// [`BreakoutParams::validate`]; out-of-range window sizes are clamped and unknown
+    /// symbols ignored, so nothing later can panic.
+    pub fn new(params: BreakoutParams, instruments: &InstrumentTable) -> Breakout {
+        let lookback = params.lookback.clamp(2, MAX_WINDOW);
+        let chosen = selected(&params.instruments, instruments);
+        let lanes = instruments
+            .iter()
+            .map(|(id, ins)| {
+                chosen[id.index()].then(|| Lane::new(lookback, ins.lot_size, ins.tick_size))
+            })
+            .collect();
+        Breakout {
+            stop_bps: params.stop_bps,
+            sizing: params.sizing,
+            lanes,
+        }
+    }
+
+    /// The stop of the open long on `id`, if one is armed.
+    pub fn stop_price(&self, id: InstrumentId) -> Option<Price> {
+        self.lanes.get(id.index())?.as_ref()?.stop
+    }
+
+    fn decide(&mut self, id: InstrumentId, px: Price, now: UnixNanos, book: &Portfolio) -> Intent {
+        let Some(Some(lane)) = self.lanes.get_mut(id.index()) else {
+            return Intent::Hold;
+        };
+        let pos = book.position(id);
+        if lane.is_pending(pos, now) || pos.working.0 != 0 {
+            return Intent::Hold;
+        }
+        if pos.qty.0 > 0 {
+            // A long this strategy did not open (a restart) gets a stop from its average price.
+            let stop = *lane
+                .stop
+                .get_or_insert_with(|| stop_below(pos.avg_price(), self.stop_bps, lane.tick_size));
+            if px > stop {
+                return Intent::Hold;
+            }
+            lane.pending = Some(Pending {
+                projected: pos.projected(),
+                since: now,
+            });
+            let exit = OrderIntent::market(id, Side::Sell, pos.qty, ReasonCode::StopHit);
+            return Intent::Order(exit.reducing());
+        }
+        lane.stop = None;
+        if pos.qty.0 < 0 || !lane.highs.is_full() {
+            // Long-only: a short is not ours to manage.
+            return Intent::Hold;
+        }
+        match lane.highs.get() {
+            Some(swing_high) if px.0 > swing_high => {}
+            _ => return Intent::Hold,
+        }
+        let stop = stop_below(px, self.stop_bps, lane.tick_size);
+        let input = SizingInput {
+            equity: book.equity(),
+            entry: px,
+            stop,
+            volatility: Price(lane.moves.mean().unwrap_or(0)),
+            lot: lane.lot,
+        };
+        let Some(qty) = self.sizing.size(&input) else {
+            return Intent::Hold;
+        };
+        lane.stop = Some(stop);
+        lane.pending = Some(Pending {
+            projected: pos.projected(),
+            since: now,
+        });
+        Intent::Order(OrderIntent::market(
+            id,
+            Side::Buy,
+            qty,
+            ReasonCode::BreakoutEntry,
+        ))
     }
 }
 
 impl Strategy for Breakout {
-    fn on_tick(&mut self, _t: &Tick, _v: &MarketView, _b: &Portfolio) -> Intent {
-        Intent::Hold
+    fn on_tick(&mut self, tick: &Tick, _view: &MarketView, book: &Portfolio) -> Intent {
+        let Some(px) = trade_price(tick) else {
+            return Intent::Hold;
+        };
+        let intent = self.decide(tick.instrument, px, tick.recv_ts, book);
+        if let Some(Some(lane)) = self.lanes.get_mut(tick.instrument.index()) {
+            lane.record(px);
+        }
+        intent
+    }
+
+    fn on_exec(&mut self, report: &ExecReport, _book: &Portfolio) {
+        // Any report means the order reached the gateway: the book is authoritative now.
+        if let Some(Some(lane)) = self.lanes.get_mut(report.instrument.index()) {
+            lane.pending = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixed::Money;
+    use crate::instrument::{Exchange, Instrument};
+    use crate::records::{ExecKind, RecordTag};
+    use crate::strategy::{BuiltIn, StrategyConfig};
+    use proptest::prelude::{
+        Just, ProptestConfig, any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest,
+    };
+    use proptest::strategy::Strategy as _;
+
+    const RELIANCE: InstrumentId = InstrumentId(0);
+    const TCS: InstrumentId = InstrumentId(1);
+
+    fn px(s: &str) -> Price {
+        Price::parse(s).unwrap()
+    }
+
+    /// One instrument traded in lots of 25 with a ₹0.05 tick.
+    fn lot25_table() -> InstrumentTable {
+        InstrumentTable::new(vec![Instrument {
+            token: 13_238_786,
+            symbol: "NIFTY24DECFUT".into(),
+            exchange: Exchange::Nfo,
+            tick_size: px("0.05"),
+            lot_size: Qty(25),
+            freeze_qty: Qty(1_800),
+            price_divisor: 100,
+        }])
+        .unwrap()
+    }
+
+    /// The engine's side of the conversation: market view, a real portfolio, a clock.
+    struct Desk {
+        view: MarketView,
+        book: Portfolio,
+        now: UnixNanos,
+    }
+
+    impl Desk {
+        fn new(instruments: &InstrumentTable) -> Desk {
+            Desk {
+                view: MarketView::new(instruments.len()),
+                book: Portfolio::new(instruments.len(), Money::from_units(1_000_000)),
+                now: 1_700_000_000_000_000_000,
+            }
+        }
+
+        /// A trade tick 1 ms after the previous one, applied and marked, then shown to `s`.
+        fn tick(&mut self, s: &mut impl Strategy, id: InstrumentId, price: &str) -> Intent {
+            self.tick_at(s, id, px(price))
+        }
+
+        fn tick_at(&mut self, s: &mut impl Strategy, id: InstrumentId, price: Price) -> Intent {
+            self.now += 1_000_000;
+            let t = Tick::trade(id, self.now, price, 1);
+            self.view.apply(&t);
+            self.book.mark(id, price);
+            s.on_tick(&t, &self.view, &self.book)
+        }
+
+        /// The engine sent the order: its quantity is working.
+        fn send(&mut self, o: &OrderIntent) {
+            self.book
+                .add_working(o.instrument, Qty(o.side.sign() * o.qty.0));
+        }
+
+        /// The venue filled a sent order completely at `price`; the strategy hears of it.
+        fn fill(&mut self, s: &mut impl Strategy, o: &OrderIntent, price: Price) {
+            self.book
+                .apply_fill(o.instrument, o.side, o.qty, price, Money::ZERO);
+            self.book
+                .add_working(o.instrument, Qty(-o.side.sign() * o.qty.0));
+            let report = ExecReport {
+                ts: self.now,
+                price,
+                qty: o.qty.0 as u32,
+                instrument: o.instrument,
+                kind: ExecKind::Fill.code(),
+                side: o.side.code(),
+                tag: RecordTag::Exec.code(),
+                ..ExecReport::default()
+            };
+            s.on_exec(&report, &self.book);
+        }
+    }
+
+    fn order(intent: Intent) -> OrderIntent {
+        match intent {
+            Intent::Order(o) => o,
+            Intent::Hold => panic!("expected an order, got Hold"),
+        }
+    }
+
+    fn breakout(lookback: usize, sizing: Sizing, instruments: &InstrumentTable) -> Breakout {
+        let params = BreakoutParams {
+            lookback,
+            sizing,
+            ..BreakoutParams::default()
+        };
+        params.validate(instruments).unwrap();
+        Breakout::new(params, instruments)
+    }
+
+    fn fixed(qty: i64) -> Sizing {
+        Sizing::Fixed { qty }
+    }
+
+    #[test]
+    fn holds_until_the_lookback_window_is_full() {
+        let table = InstrumentTable::nse_default();
+        let mut s = breakout(3, fixed(5), &table);
+        let mut desk = Desk::new(&table);
+        // Each of these clears every earlier price, but fewer than 3 came before it.
+        for p in ["100", "101", "102"] {
+            assert_eq!(desk.tick(&mut s, RELIANCE, p), Intent::Hold, "at {p}");
+        }
+        let entry = order(desk.tick(&mut s, RELIANCE, "103"));
+        assert_eq!(
+            entry,
+            OrderIntent::market(RELIANCE, Side::Buy, Qty(5), ReasonCode::BreakoutEntry)
+        );
+    }
+
+    #[test]
+    fn enters_when_the_price_clears_the_swing_high_and_not_on_equal() {
+        let table = InstrumentTable::nse_default();
+        let mut s = breakout(3, fixed(5), &table);
+        let mut desk = Desk::new(&table);
+        for p in ["100", "102", "101"] {
+            assert_eq!(desk.tick(&mut s, RELIANCE, p), Intent::Hold);
+        }
+        // Swing high 102: equal is not a breakout.
+        assert_eq!(desk.tick(&mut s, RELIANCE, "102"), Intent::Hold);
+        let entry = order(desk.tick(&mut s, RELIANCE, "102.05"));
+        assert_eq!((entry.side, entry.qty), (Side::Buy, Qty(5)));
+        assert_eq!(entry.reason, ReasonCode::BreakoutEntry);
+        assert!(!entry.reduce_only);
+    }
+
+    #[test]
+    fn swing_high_excludes_the_current_tick_and_forgets_old_highs() {
+        let table = InstrumentTable::nse_default();
+        let mut s = breakout(3, fixed(5), &table);
+        let mut desk = Desk::new(&table);
+        for p in ["110", "100", "101"] {
+            assert_eq!(desk.tick(&mut s, RELIANCE, p), Intent::Hold);
+        }
+        // Previous three: 110, 100, 101.
+        assert_eq!(desk.tick(&mut s, RELIANCE, "102"), Intent::Hold);
+        // Previous three: 100, 101, 102 (110 has left the window).
+        assert!(matches!(
+            desk.tick(&mut s, RELIANCE, "102.05"),
+            Intent::Order(_)
+        ));
+    }
+
+    /// Runs 100, 102, 101 and enters on 103; returns the entry.
+    fn enter(s: &mut Breakout, desk: &mut Desk) -> OrderIntent {
+        for p in ["100", "102", "101"] {
+            assert_eq!(desk.tick(s, RELIANCE, p), Intent::Hold);
+        }
+        order(desk.tick(s, RELIANCE, "103"))
+    }
+
+    #[test]
+    fn no_second_entry_while_the_entry_is_working() {
+        let table = InstrumentTable::nse_default();
+        let mut s = breakout(3, fixed(5), &table);
+        let mut desk = Desk::new(&table);
+        let entry = enter(&mut s, &mut desk);
+        desk.send(&entry);
+        // New highs, but an order is in flight.
+        for p in ["104", "105", "106", "107"] {
+            assert_eq!(desk.tick(&mut s, RELIANCE, p), Intent::Hold, "at {p}");
+        }
+        // Even long after: the book still shows it working.
+        desk.now += 10 * PENDING_EXPIRY_NS;
+        assert_eq!(desk.tick(&mut s, RELIANCE, "108"), Intent::Hold);
+    }
+
+    #[test]
+    fn no_second_entry_while_in_position() {
+        let table = InstrumentTable::nse_default();
+        let mut s = breakout(3, fixed(5), &table);
+        let mut desk = Desk::new(&table);
+        let entry = enter(&mut s, &mut desk);
+        desk.send(&entry);
+        desk.fill(&mut s, &entry, px("103"));
+        for p in ["104", "105", "106", "107"] {
+            assert_eq!(desk.tick(&mut s, RELIANCE, p), Intent::Hold, "at {p}");
+        }
+        assert_eq!(desk.book.position(RELIANCE).qty, Qty(5));
+    }
+
+    #[test]
+    fn waits_for_its_own_order_to_reach_the_book_then_retries_after_expiry() {
+        let table = InstrumentTable::nse_default();
+        let mut s = breakout(3, fixed(5), &table);
+        let mut desk = Desk::new(&table);
+        enter(&mut s, &mut desk);
+        // The entry never shows in the book (refused before sending, or not applied yet).
+        assert_eq!(desk.tick(&mut s, RELIANCE, "104"), Intent::Hold);
+        assert_eq!(desk.tick(&mut s, RELIANCE, "105"), Intent::Hold);
+        // After PENDING_EXPIRY_NS the strategy decides afresh: 106 clears 103, 104, 105.
+        desk.now += PENDING_EXPIRY_NS;
+        let retry = order(desk.tick(&mut s, RELIANCE, "106"));
+        assert_eq!((retry.side, retry.qty), (Side::Buy, Qty(5)));
+    }
+
+    #[test]
+    fn an_exec_report_releases_the_pending_guard() {
+        let table = InstrumentTable::nse_default();
+        let mut s = breakout(3, fixed(5), &table);
+        let mut desk = Desk::new(&table);
+        let entry = enter(&mut s, &mut desk);
+        // Rejected by the venue: working goes up and back down, position stays flat.
+        desk.send(&entry);
+        desk.book.add_working(RELIANCE, Qty(-5));
+        let reject = ExecReport {
+            instrument: RELIANCE,
+            kind: ExecKind::Rejected.code(),
+            side: Side::Buy.code(),
+            leaves_qty: 5,
+            ..ExecReport::default()
+        };
+        s.on_exec(&reject, &desk.book);
+        assert!(matches!(
+            desk.tick(&mut s, RELIANCE, "104"),
+            Intent::Order(_)
+        ));
+    }
+
+    #[test]
+    fn exits_at_the_stop_rounded_down_to_the_tick() {
+        let table = InstrumentTable::nse_default();
+        let mut s = breakout(3, fixed(5), &table);
+        let mut desk = Desk::new(&table);
+        for p in ["2450", "2452.50", "2455"] {
+            assert_eq!(desk.tick(&mut s, RELIANCE, p), Intent::Hold);
+        }
+        let entry = order(desk.tick(&mut s, RELIANCE, "2456.35"));
+        // 2456.35 × (1 − 50 bps) = 2444.06825, down to the ₹0.05 tick: 2444.05.
+        assert_eq!(s.stop_price(RELIANCE), Some(px("2444.05")));
+        desk.send(&entry);
+        desk.fill(&mut s, &entry, px("2456.35"));
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2450"), Intent::Hold);
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2444.10"), Intent::Hold);
+        let exit = order(desk.tick(&mut s, RELIANCE, "2444.05"));
+        assert_eq!(
+            exit,
+            OrderIntent::market(RELIANCE, Side::Sell, Qty(5), ReasonCode::StopHit).reducing()
+        );
+        // No second exit while the first is working.
+        desk.send(&exit);
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2440"), Intent::Hold);
+        desk.fill(&mut s, &exit, px("2440"));
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2439"), Intent::Hold);
+        assert_eq!(desk.book.position(RELIANCE).qty, Qty(0));
+        assert_eq!(s.stop_price(RELIANCE), None);
+    }
+
+    #[test]
+    fn gives_a_stop_to_a_long_it_did_not_open() {
+        let table = InstrumentTable::nse_default();
+        let mut s = breakout(3, fixed(5), &table);
+        let mut desk = Desk::new(&table);
+        // Held from before a restart: 10 @ 1000; stop 1000 × 0.995 = 995.00.
+        desk.book
+            .apply_fill(RELIANCE, Side::Buy, Qty(10), px("1000"), Money::ZERO);
+        assert_eq!(desk.tick(&mut s, RELIANCE, "996"), Intent::Hold);
+        assert_eq!(s.stop_price(RELIANCE), Some(px("995")));
+        let exit = order(desk.tick(&mut s, RELIANCE, "995"));
+        assert_eq!(
+            (exit.side, exit.qty, exit.reduce_only),
+            (Side::Sell, Qty(10), true)
+        );
+    }
+
+    #[test]
+    fn sizes_the_entry_by_risk_to_the_stop_in_whole_lots() {
+        let table = lot25_table();
+        let id = InstrumentId(0);
+        let mut s = breakout(3, Sizing::RiskPercent { risk_bps: 100 }, &table);
+        let mut desk = Desk::new(&table);
+        for p in ["2450", "2452.50", "2455"] {
+            assert_eq!(desk.tick(&mut s, id, p), Intent::Hold);
+        }
+        // Equity ₹10,00,000 × 1 % = ₹10,000 over 2456.35 − 2444.05 = ₹12.30 a unit:
+        // 813.0 units → 32 lots of 25 = 800.
+        let entry = order(desk.tick(&mut s, id, "2456.35"));
+        assert_eq!(entry.qty, Qty(800));
+    }
+
+    #[test]
+    fn holds_when_sizing_gives_no_quantity() {
+        let table = InstrumentTable::nse_default();
+        let sizing = Sizing::VolatilityScaled {
+            risk_bps: 100,
+            multiple_bps: 10_000,
+        };
+        let mut s = breakout(3, sizing, &table);
+        let mut desk = Desk::new(&table);
+        // A flat window has zero volatility: nothing to size from.
+        for p in ["100", "100", "100"] {
+            assert_eq!(desk.tick(&mut s, RELIANCE, p), Intent::Hold);
+        }
+        assert_eq!(desk.tick(&mut s, RELIANCE, "100.05"), Intent::Hold);
+        assert_eq!(s.stop_price(RELIANCE), None);
+        // Previous prices 100, 100, 100.05: moves 0 and 0.05, mean ₹0.025 a unit;
+        // ₹10,00,000 × 1 % = ₹10,000 ÷ ₹0.025 = 400,000 units.
+        let entry = order(desk.tick(&mut s, RELIANCE, "100.10"));
+        assert_eq!(entry.qty, Qty(400_000));
+    }
+
+    #[test]
+    fn ignores_unselected_instruments_and_ticks_without_a_trade_price() {
+        let table = InstrumentTable::nse_default();
+        let params = BreakoutParams {
+            lookback: 3,
+            sizing: fixed(5),
+            instruments: vec!["TCS".into()],
+            ..BreakoutParams::default()
+        };
+        params.validate(&table).unwrap();
+        let mut s = Breakout::new(params, &table);
+        let mut desk = Desk::new(&table);
+        for p in ["100", "101", "102", "103", "104"] {
+            assert_eq!(desk.tick(&mut s, RELIANCE, p), Intent::Hold);
+        }
+        assert_eq!(desk.tick(&mut s, TCS, "100"), Intent::Hold);
+        assert_eq!(desk.tick(&mut s, TCS, "101"), Intent::Hold);
+        // A zero price and a book-only tick are not trades: they do not fill the window.
+        assert_eq!(desk.tick_at(&mut s, TCS, Price::ZERO), Intent::Hold);
+        let book_top = Tick {
+            last_px: px("500"),
+            kind: TickKind::BookTop.code(),
+            ..Tick::trade(TCS, desk.now, Price::ZERO, 0)
+        };
+        assert_eq!(s.on_tick(&book_top, &desk.view, &desk.book), Intent::Hold);
+        assert_eq!(desk.tick(&mut s, TCS, "102"), Intent::Hold);
+        let entry = order(desk.tick(&mut s, TCS, "103"));
+        assert_eq!(entry.instrument, TCS);
+        // An id outside the table is ignored, not a panic.
+        let stray = Tick::trade(InstrumentId(99), desk.now, px("1"), 1);
+        assert_eq!(s.on_tick(&stray, &desk.view, &desk.book), Intent::Hold);
+    }
+
+    #[test]
+    fn parses_a_breakout_config_from_toml_and_trades_through_built_in() {
+        let text = "kind = \"breakout\"\nlookback = 20\n[sizing]\nmethod = \"fixed\"\nqty = 5";
+        let config: StrategyConfig = toml::from_str(text).unwrap();
+        let StrategyConfig::Breakout(params) = &config else {
+            panic!("not a breakout: {config:?}");
+        };
+        assert_eq!(
+            params,
+            &BreakoutParams {
+                lookback: 20,
+                stop_bps: 50,
+                sizing: fixed(5),
+                instruments: vec![],
+            }
+        );
+        let table = InstrumentTable::nse_default();
+        params.validate(&table).unwrap();
+        let mut s = BuiltIn::new(&config, &table);
+        let mut desk = Desk::new(&table);
+        for i in 0..20 {
+            let p = Price::from_units(100 + i % 3);
+            assert_eq!(desk.tick_at(&mut s, TCS, p), Intent::Hold);
+        }
+        let entry = order(desk.tick(&mut s, TCS, "102.05"));
+        assert_eq!((entry.instrument, entry.qty), (TCS, Qty(5)));
+    }
+
+    #[test]
+    fn defaults_fill_in_missing_breakout_fields() {
+        let config: StrategyConfig = toml::from_str("kind = \"breakout\"").unwrap();
+        assert_eq!(config, StrategyConfig::Breakout(BreakoutParams::default()));
+        assert_eq!(BreakoutParams::default().lookback, 20);
+        assert_eq!(BreakoutParams::default().stop_bps, 50);
+    }
+
+    #[test]
+    fn unknown_breakout_fields_are_errors_naming_the_field() {
+        let err = toml::from_str::<StrategyConfig>("kind = \"breakout\"\nlookbak = 20")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lookbak"), "{err}");
+        let text = "kind = \"breakout\"\n[sizing]\nmethod = \"fixed\"\nqty = 5\nquantity = 6";
+        let err = toml::from_str::<StrategyConfig>(text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("quantity"), "{err}");
+        let err = toml::from_str::<StrategyConfig>("kind = \"mean_revert\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mean_revert"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field_and_the_value() {
+        let table = InstrumentTable::nse_default();
+        let msg = |p: BreakoutParams| p.validate(&table).unwrap_err().to_string();
+        let base = BreakoutParams::default();
+        assert!(base.validate(&table).is_ok());
+        assert_eq!(
+            msg(BreakoutParams {
+                lookback: 1,
+                ..base.clone()
+            }),
+            "strategy.lookback must be 2..=4096, got 1"
+        );
+        assert_eq!(
+            msg(BreakoutParams {
+                lookback: 4097,
+                ..base.clone()
+            }),
+            "strategy.lookback must be 2..=4096, got 4097"
+        );
+        assert_eq!(
+            msg(BreakoutParams {
+                stop_bps: 0,
+                ..base.clone()
+            }),
+            "strategy.stop_bps must be 1..=5000, got 0"
+        );
+        assert_eq!(
+            msg(BreakoutParams {
+                instruments: vec!["INFY".into(), "FOO".into()],
+                ..base.clone()
+            }),
+            "strategy.instruments: unknown symbol FOO (not in the instrument table)"
+        );
+        assert_eq!(
+            msg(BreakoutParams {
+                sizing: Sizing::RiskPercent { risk_bps: 0 },
+                ..base
+            }),
+            "strategy.sizing.risk_bps must be between 1 and 10000, got 0"
+        );
+    }
+
+    fn valid_sizing() -> impl proptest::strategy::Strategy<Value = Sizing> {
+        prop_oneof![
+            (1i64..200).prop_map(|qty| Sizing::Fixed { qty }),
+            (1i64..500).prop_map(|risk_bps| Sizing::RiskPercent { risk_bps }),
+            (1i64..500, 1i64..40_000).prop_map(|(risk_bps, multiple_bps)| {
+                Sizing::VolatilityScaled {
+                    risk_bps,
+                    multiple_bps,
+                }
+            }),
+            Just(Sizing::Kelly {
+                win_rate_bps: 5_500,
+                payoff_bps: 15_000,
+                fraction_bps: 5_000,
+                cap_bps: 2_000
+            }),
+        ]
+    }
+
+    /// One step of a random session: a price move in ticks (or a tick with no price), what
+    /// the engine does with an order (send it or drop it) and whether working orders fill.
+    #[derive(Clone, Debug)]
+    struct Step {
+        move_ticks: i64,
+        no_price: bool,
+        send: bool,
+        fill: bool,
+    }
+
+    fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+        prop::collection::vec(
+            (
+                -30i64..=30,
+                prop::bool::weighted(0.05),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(move_ticks, no_price, send, fill)| Step {
+                    move_ticks,
+                    no_price,
+                    send,
+                    fill,
+                }),
+            0..400,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn random_price_paths_only_produce_whole_lot_entries_and_exits(
+            lookback in 2usize..12,
+            stop_bps in 1i64..300,
+            sizing in valid_sizing(),
+            path in steps(),
+        ) {
+            let table = lot25_table();
+            let id = InstrumentId(0);
+            let params = BreakoutParams { lookback, stop_bps, sizing, instruments: vec![] };
+            params.validate(&table).unwrap();
+            let mut s = Breakout::new(params, &table);
+            let mut desk = Desk::new(&table);
+            let mut price = px("1000");
+            let mut working: Vec<OrderIntent> = Vec::new();
+            for step in path {
+                price = Price((price.0 + step.move_ticks * 5_000_000).max(5_000_000));
+                let tick_px = if step.no_price { Price::ZERO } else { price };
+                let before = *desk.book.position(id);
+                if let Intent::Order(o) = desk.tick_at(&mut s, id, tick_px) {
+                    prop_assert!(o.qty.0 > 0 && o.qty.0 % 25 == 0, "{o:?}");
+                    prop_assert_eq!(before.working, Qty(0), "order while one is working: {:?}", o);
+                    match o.side {
+                        Side::Buy => prop_assert!(before.qty.is_zero() && !o.reduce_only),
+                        Side::Sell => prop_assert!(o.reduce_only && o.qty == before.qty),
+                    }
+                    if step.send {
+                        desk.send(&o);
+                        working.push(o);
+                    }
+                }
+                if step.fill {
+                    for o in working.drain(..) {
+                        desk.fill(&mut s, &o, price);
+                    }
+                }
+                let q = desk.book.position(id).qty.0;
+                prop_assert!(q >= 0 && q % 25 == 0);
+            }
+        }
     }
 }
