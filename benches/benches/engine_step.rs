@@ -11,8 +11,8 @@ use kestrel_engine::ring::channel;
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::strategy::{BuiltIn, StrategyConfig};
 use kestrel_engine::{
-    Engine, EngineConfig, ExecKind, ExecReport, InstrumentTable, JournalRecord, RecordTag, ReplayClock,
-    RequestKind, Tick,
+    Engine, EngineConfig, ExecKind, ExecReport, InstrumentTable, JournalRecord, RecordTag,
+    ReplayClock, RequestKind, Tick,
 };
 use kestrel_exchange_sim::SyntheticMarket;
 
@@ -22,12 +22,26 @@ fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool) {
     let table = InstrumentTable::nse_default();
     let cfg: StrategyConfig = toml::from_str(config).expect("bench strategy config");
     let mut market = SyntheticMarket::new(&table, 1);
-    let ticks: Vec<Tick> = (0..TICKS as u64).map(|i| market.next_tick(1_000_000 + i * 1_000)).collect();
-    let engine_cfg = EngineConfig { journal_ticks: journal, ..EngineConfig::default() };
-    let mut engine = Engine::new(BuiltIn::new(&cfg, &table), UncheckedForTestsOnly, ReplayClock::default(), table, engine_cfg);
+    let ticks: Vec<Tick> = (0..TICKS as u64)
+        .map(|i| market.next_tick(1_000_000 + i * 1_000))
+        .collect();
+    let engine_cfg = EngineConfig {
+        journal_ticks: journal,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(
+        BuiltIn::new(&cfg, &table),
+        UncheckedForTestsOnly,
+        ReplayClock::default(),
+        table,
+        engine_cfg,
+    );
     let (orders_tx, mut orders_rx) = channel(1024);
     let (journal_tx, mut journal_rx) = channel::<JournalRecord>(1 << 16);
-    let mut out = RingOutput { orders: orders_tx, journal: journal.then_some(journal_tx) };
+    let mut out = RingOutput {
+        orders: orders_tx,
+        journal: journal.then_some(journal_tx),
+    };
 
     let mut group = c.benchmark_group("engine_step");
     group.throughput(Throughput::Elements(1));
@@ -57,7 +71,7 @@ fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool) {
                     }
                 }
             }
-            if journal && i % 1024 == 0 {
+            if journal && i.is_multiple_of(1024) {
                 journal_rx.pop_batch(usize::MAX, |r| {
                     black_box(r);
                 });
@@ -67,7 +81,10 @@ fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool) {
     });
     group.finish();
     let c = engine.counters();
-    eprintln!("engine_step/{name}: {} ticks, {} orders, {} fills", c.ticks, c.orders_sent, c.fills);
+    eprintln!(
+        "engine_step/{name}: {} ticks, {} orders, {} fills",
+        c.ticks, c.orders_sent, c.fills
+    );
     assert!(c.orders_sent > 0, "the benchmark strategy must trade");
 }
 

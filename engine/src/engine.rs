@@ -334,7 +334,9 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             }
         }
         // Fills already queued must reach the book; unhandled ticks are simply not traded.
-        inputs.execs.pop_batch(usize::MAX, |r| self.on_exec(&r, out));
+        inputs
+            .execs
+            .pop_batch(usize::MAX, |r| self.on_exec(&r, out));
     }
 
     /// Ask the risk check whether it requires an action of its own (loss limits).

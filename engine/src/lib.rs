@@ -17,6 +17,7 @@ pub mod portfolio;
 pub mod records;
 pub mod ring;
 pub mod risk;
+pub mod rng;
 pub mod sizing;
 pub mod strategy;
 

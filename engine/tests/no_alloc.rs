@@ -8,10 +8,11 @@ use std::cell::Cell;
 use kestrel_engine::engine::{EngineInputs, RingOutput};
 use kestrel_engine::ring::channel;
 use kestrel_engine::risk::UncheckedForTestsOnly;
+use kestrel_engine::rng::Rng;
 use kestrel_engine::strategy::{BuiltIn, StrategyConfig};
 use kestrel_engine::{
-    Approved, ControlCommand, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId, InstrumentTable,
-    JournalRecord, Price, RecordTag, ReplayClock, RequestKind, Tick,
+    Approved, ControlCommand, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId,
+    InstrumentTable, JournalRecord, Price, RecordTag, ReplayClock, RequestKind, Tick,
 };
 
 /// Counts allocations and frees made by the current thread while counting is on.
@@ -59,17 +60,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Deterministic xorshift64* random numbers (no allocation).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// A random walk with trending regimes, in ₹0.05 steps from ₹1,000, over five instruments.
 struct Market {
     rng: Rng,
@@ -80,20 +70,30 @@ struct Market {
 
 impl Market {
     fn new() -> Market {
-        Market { rng: Rng(0x9e37_79b9_7f4a_7c15), px: [1_000 * 100; 5], drift: [0; 5], ts: 1_700_000_000_000_000_000 }
+        Market {
+            rng: Rng::new(7),
+            px: [1_000 * 100; 5],
+            drift: [0; 5],
+            ts: 1_700_000_000_000_000_000,
+        }
     }
 
     /// Next tick; prices kept in paise.
     fn tick(&mut self) -> Tick {
-        let r = self.rng.next();
+        let r = self.rng.next_u64();
         let i = (r % 5) as usize;
-        if (r >> 8) % 400 == 0 {
+        if (r >> 8).is_multiple_of(400) {
             self.drift[i] = ((r >> 16) % 3) as i64 - 1;
         }
         let step = ((r >> 24) % 5) as i64 - 2 + self.drift[i];
         self.px[i] = (self.px[i] + step * 5).clamp(50_000, 200_000);
         self.ts += 100_000;
-        Tick::trade(InstrumentId(i as u16), self.ts, Price::from_scaled(self.px[i], 100), 1 + (r >> 40) as u32 % 50)
+        Tick::trade(
+            InstrumentId(i as u16),
+            self.ts,
+            Price::from_scaled(self.px[i], 100),
+            1 + (r >> 40) as u32 % 50,
+        )
     }
 }
 
@@ -101,18 +101,36 @@ fn drive(config: &str) -> (u64, u64, u64, u64) {
     let cfg: StrategyConfig = toml::from_str(config).expect("strategy config parses");
     let table = InstrumentTable::nse_default();
     let strategy = BuiltIn::new(&cfg, &table);
-    let engine_cfg = EngineConfig { journal_ticks: true, ..EngineConfig::default() };
-    let mut engine = Engine::new(strategy, UncheckedForTestsOnly, ReplayClock::default(), table, engine_cfg);
+    let engine_cfg = EngineConfig {
+        journal_ticks: true,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(
+        strategy,
+        UncheckedForTestsOnly,
+        ReplayClock::default(),
+        table,
+        engine_cfg,
+    );
     let (orders_tx, mut orders_rx) = channel::<Approved>(1024);
     let (journal_tx, mut journal_rx) = channel::<JournalRecord>(4096);
     let (mut exec_tx, exec_rx) = channel::<ExecReport>(1024);
     let (_ctl_tx, ctl_rx) = channel::<ControlCommand>(16);
     let (_tick_tx, tick_rx) = channel::<Tick>(16);
-    let mut inputs = EngineInputs { control: ctl_rx, execs: exec_rx, ticks: tick_rx };
-    let mut out = RingOutput { orders: orders_tx, journal: Some(journal_tx) };
+    let mut inputs = EngineInputs {
+        control: ctl_rx,
+        execs: exec_rx,
+        ticks: tick_rx,
+    };
+    let mut out = RingOutput {
+        orders: orders_tx,
+        journal: Some(journal_tx),
+    };
     let mut market = Market::new();
 
-    let mut run = |n: usize, engine: &mut Engine<BuiltIn, UncheckedForTestsOnly, ReplayClock>, market: &mut Market| {
+    let mut run = |n: usize,
+                   engine: &mut Engine<BuiltIn, UncheckedForTestsOnly, ReplayClock>,
+                   market: &mut Market| {
         for _ in 0..n {
             let t = market.tick();
             engine.step(&t, &mut out);
@@ -147,7 +165,12 @@ fn drive(config: &str) -> (u64, u64, u64, u64) {
     run(1_000_000, &mut engine, &mut market);
     ON.with(|c| c.set(false));
     let c = engine.counters();
-    (ALLOCS.with(Cell::get), FREES.with(Cell::get), c.orders_sent, c.fills)
+    (
+        ALLOCS.with(Cell::get),
+        FREES.with(Cell::get),
+        c.orders_sent,
+        c.fills,
+    )
 }
 
 #[test]
@@ -155,8 +178,15 @@ fn breakout_steps_a_million_ticks_without_allocating() {
     let (allocs, frees, orders, fills) = drive(
         "kind = \"breakout\"\nlookback = 20\nstop_bps = 30\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
     );
-    assert!(orders > 100 && fills > 100, "the strategy must trade: {orders} orders, {fills} fills");
-    assert_eq!((allocs, frees), (0, 0), "allocations and frees on the hot path");
+    assert!(
+        orders > 100 && fills > 100,
+        "the strategy must trade: {orders} orders, {fills} fills"
+    );
+    assert_eq!(
+        (allocs, frees),
+        (0, 0),
+        "allocations and frees on the hot path"
+    );
 }
 
 #[test]
@@ -164,8 +194,15 @@ fn sma_cross_steps_a_million_ticks_without_allocating() {
     let (allocs, frees, orders, fills) = drive(
         "kind = \"sma_cross\"\nfast = 5\nslow = 20\nallow_short = true\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
     );
-    assert!(orders > 100 && fills > 100, "the strategy must trade: {orders} orders, {fills} fills");
-    assert_eq!((allocs, frees), (0, 0), "allocations and frees on the hot path");
+    assert!(
+        orders > 100 && fills > 100,
+        "the strategy must trade: {orders} orders, {fills} fills"
+    );
+    assert_eq!(
+        (allocs, frees),
+        (0, 0),
+        "allocations and frees on the hot path"
+    );
 }
 
 /// The counter itself must see allocations, or the tests above prove nothing.

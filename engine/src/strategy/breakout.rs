@@ -12,8 +12,6 @@
 //! the stop set at entry (`entry − stop_bps`, rounded down to the tick) and a pending
 //! guard (see [`PENDING_EXPIRY_NS`]). All of it is allocated in [`Breakout::new`].
 //!
-//! This file also holds what both built-in strategies share: [`StrategyError`] and the
-//! resolution of the `instruments` list.
 
 use serde::Deserialize;
 
@@ -21,82 +19,18 @@ use crate::fixed::{Price, Qty};
 use crate::instrument::{InstrumentId, InstrumentTable};
 use crate::market::MarketView;
 use crate::portfolio::{Portfolio, Position};
-use crate::records::{ExecReport, Side, Tick, TickKind, UnixNanos};
-use crate::sizing::{Sizing, SizingError, SizingInput};
+use crate::records::{ExecReport, Side, Tick, UnixNanos};
+use crate::sizing::{Sizing, SizingInput};
 use crate::strategy::window::{RollingMax, RollingWindow};
-use crate::strategy::{Intent, OrderIntent, ReasonCode, Strategy};
-
-/// Longest window any built-in strategy accepts (ticks).
-pub const MAX_WINDOW: usize = 4096;
+use crate::strategy::{
+    Intent, MAX_WINDOW, OrderIntent, ReasonCode, Strategy, StrategyError, check_symbols, selected,
+    trade_price,
+};
 
 /// How long an order this strategy asked for may stay invisible in the book before the
 /// strategy assumes it was never sent (refused by the risk gate) and decides afresh.
 /// Measured in tick receive time, so replay behaves like live.
 pub const PENDING_EXPIRY_NS: UnixNanos = 1_000_000_000;
-
-/// A strategy configuration that cannot run. Messages name the config field.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum StrategyError {
-    #[error("strategy.{field} must be {expected}, got {got}")]
-    OutOfRange {
-        field: &'static str,
-        expected: &'static str,
-        got: i64,
-    },
-    #[error("strategy.fast must be less than strategy.slow, got fast = {fast}, slow = {slow}")]
-    FastNotBelowSlow { fast: usize, slow: usize },
-    #[error("strategy.instruments: unknown symbol {0} (not in the instrument table)")]
-    UnknownSymbol(String),
-    #[error("strategy.{0}")]
-    Sizing(#[from] SizingError),
-}
-
-impl StrategyError {
-    /// `Err` unless `got` lies in `range`; `expected` spells the range for the message.
-    pub(crate) fn check_range(
-        field: &'static str,
-        got: usize,
-        range: std::ops::RangeInclusive<usize>,
-        expected: &'static str,
-    ) -> Result<(), StrategyError> {
-        if range.contains(&got) {
-            Ok(())
-        } else {
-            Err(StrategyError::OutOfRange {
-                field,
-                expected,
-                got: i64::try_from(got).unwrap_or(i64::MAX),
-            })
-        }
-    }
-}
-
-/// Every symbol in `symbols` must be in the table.
-pub(crate) fn check_symbols(
-    symbols: &[String],
-    instruments: &InstrumentTable,
-) -> Result<(), StrategyError> {
-    match symbols.iter().find(|s| instruments.by_symbol(s).is_none()) {
-        Some(unknown) => Err(StrategyError::UnknownSymbol(unknown.clone())),
-        None => Ok(()),
-    }
-}
-
-/// Whether each instrument of the table is traded: the listed symbols, or all when the
-/// list is empty. Unknown symbols select nothing.
-pub(crate) fn selected(symbols: &[String], instruments: &InstrumentTable) -> Vec<bool> {
-    let mut chosen = vec![symbols.is_empty(); instruments.len()];
-    for id in symbols.iter().filter_map(|s| instruments.by_symbol(s)) {
-        chosen[id.index()] = true;
-    }
-    chosen
-}
-
-/// The tick's last traded price, or `None` when it carries none (a book-only tick, a zero
-/// or negative price).
-pub(crate) fn trade_price(tick: &Tick) -> Option<Price> {
-    (tick.last_px.0 > 0 && tick.kind() != Some(TickKind::BookTop)).then_some(tick.last_px)
-}
 
 /// `price × (10 000 − bps) / 10 000`, rounded down to a multiple of `tick`.
 fn stop_below(price: Price, bps: i64, tick: Price) -> Price {
@@ -325,7 +259,7 @@ mod tests {
     use super::*;
     use crate::fixed::Money;
     use crate::instrument::{Exchange, Instrument};
-    use crate::records::{ExecKind, RecordTag};
+    use crate::records::{ExecKind, RecordTag, TickKind};
     use crate::strategy::{BuiltIn, StrategyConfig};
     use proptest::prelude::{
         Just, ProptestConfig, any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest,

@@ -10,7 +10,8 @@ use crate::fixed::{Price, Qty};
 use crate::instrument::{InstrumentId, InstrumentTable};
 use crate::market::MarketView;
 use crate::portfolio::Portfolio;
-use crate::records::{ExecReport, OrderType, Side, Tick, TimeInForce, code_enum};
+use crate::records::{ExecReport, OrderType, Side, Tick, TickKind, TimeInForce, code_enum};
+use crate::sizing::SizingError;
 
 pub mod breakout;
 pub mod sma;
@@ -104,6 +105,90 @@ pub trait Strategy {
 pub enum StrategyConfig {
     Breakout(BreakoutParams),
     SmaCross(SmaCrossParams),
+}
+
+/// Longest window any built-in strategy accepts (ticks).
+pub const MAX_WINDOW: usize = 4096;
+
+/// A strategy configuration that cannot run. Messages name the config field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StrategyError {
+    #[error("strategy.{field} must be {expected}, got {got}")]
+    OutOfRange {
+        field: &'static str,
+        expected: &'static str,
+        got: i64,
+    },
+    #[error("strategy.fast must be less than strategy.slow, got fast = {fast}, slow = {slow}")]
+    FastNotBelowSlow { fast: usize, slow: usize },
+    #[error("strategy.instruments: unknown symbol {0} (not in the instrument table)")]
+    UnknownSymbol(String),
+    #[error("strategy.{0}")]
+    Sizing(#[from] SizingError),
+}
+
+impl StrategyError {
+    /// `Err` unless `got` lies in `range`; `expected` spells the range for the message.
+    pub(crate) fn check_range(
+        field: &'static str,
+        got: usize,
+        range: std::ops::RangeInclusive<usize>,
+        expected: &'static str,
+    ) -> Result<(), StrategyError> {
+        if range.contains(&got) {
+            Ok(())
+        } else {
+            Err(StrategyError::OutOfRange {
+                field,
+                expected,
+                got: i64::try_from(got).unwrap_or(i64::MAX),
+            })
+        }
+    }
+}
+
+/// Every symbol in `symbols` must be in the table.
+pub(crate) fn check_symbols(
+    symbols: &[String],
+    instruments: &InstrumentTable,
+) -> Result<(), StrategyError> {
+    match symbols.iter().find(|s| instruments.by_symbol(s).is_none()) {
+        Some(unknown) => Err(StrategyError::UnknownSymbol(unknown.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Whether each instrument of the table is traded: the listed symbols, or all when the
+/// list is empty. Unknown symbols select nothing.
+pub(crate) fn selected(symbols: &[String], instruments: &InstrumentTable) -> Vec<bool> {
+    let mut chosen = vec![symbols.is_empty(); instruments.len()];
+    for id in symbols.iter().filter_map(|s| instruments.by_symbol(s)) {
+        chosen[id.index()] = true;
+    }
+    chosen
+}
+
+/// The tick's last traded price, or `None` when it carries none (a book-only tick, a zero
+/// or negative price).
+pub(crate) fn trade_price(tick: &Tick) -> Option<Price> {
+    (tick.last_px.0 > 0 && tick.kind() != Some(TickKind::BookTop)).then_some(tick.last_px)
+}
+
+impl StrategyConfig {
+    /// Check every parameter against its range and the instrument table.
+    pub fn validate(&self, instruments: &InstrumentTable) -> Result<(), StrategyError> {
+        match self {
+            StrategyConfig::Breakout(p) => p.validate(instruments),
+            StrategyConfig::SmaCross(p) => p.validate(instruments),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            StrategyConfig::Breakout(_) => "breakout",
+            StrategyConfig::SmaCross(_) => "sma_cross",
+        }
+    }
 }
 
 /// One of the built-in strategies, dispatched without a virtual call.

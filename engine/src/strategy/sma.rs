@@ -22,9 +22,9 @@ use crate::market::MarketView;
 use crate::portfolio::Portfolio;
 use crate::records::{Side, Tick};
 use crate::sizing::{Sizing, SizingInput};
-use crate::strategy::breakout::{MAX_WINDOW, StrategyError, check_symbols, selected, trade_price};
 use crate::strategy::window::RollingWindow;
 use crate::strategy::{Intent, OrderIntent, ReasonCode, Strategy};
+use crate::strategy::{MAX_WINDOW, StrategyError, check_symbols, selected, trade_price};
 
 /// Stop distance handed to sizing, in basis points of the entry.
 pub const SIZING_STOP_BPS: i64 = 100;

@@ -3,30 +3,8 @@
 //! regimes so that strategies have something to trade. The same seed gives the same ticks.
 
 use kestrel_engine::records::{RecordTag, TickKind};
+use kestrel_engine::rng::Rng;
 use kestrel_engine::{InstrumentId, InstrumentTable, Price, Tick, UnixNanos};
-
-/// xorshift64* (deterministic, allocation-free).
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        // Never zero: xorshift would stay at zero forever.
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Walk {
@@ -54,10 +32,18 @@ impl SyntheticMarket {
             .iter()
             .map(|(id, ins)| {
                 let start = Price::from_units(START_PRICES[id.index() % START_PRICES.len()]);
-                Walk { mid_ticks: start.0 / ins.tick_size.0, tick_size: ins.tick_size, drift: 0, volume: 0 }
+                Walk {
+                    mid_ticks: start.0 / ins.tick_size.0,
+                    tick_size: ins.tick_size,
+                    drift: 0,
+                    volume: 0,
+                }
             })
             .collect();
-        SyntheticMarket { rng: Rng::new(seed), walks }
+        SyntheticMarket {
+            rng: Rng::new(seed),
+            walks,
+        }
     }
 
     /// The next tick, for a random instrument, stamped `now`.
@@ -65,7 +51,7 @@ impl SyntheticMarket {
         let i = self.rng.below(self.walks.len() as u64) as usize;
         let r = self.rng.next_u64();
         let w = &mut self.walks[i];
-        if r % 500 == 0 {
+        if r.is_multiple_of(500) {
             w.drift = (r >> 16) as i64 % 3 - 1; // a new regime: down, flat or up
         }
         let step = ((r >> 24) % 5) as i64 - 2 + w.drift;
@@ -95,7 +81,10 @@ impl SyntheticMarket {
     /// Current best bid and ask of an instrument.
     pub fn touch(&self, id: InstrumentId) -> (Price, Price) {
         let w = &self.walks[id.index()];
-        (Price(w.mid_ticks * w.tick_size.0), Price((w.mid_ticks + 1) * w.tick_size.0))
+        (
+            Price(w.mid_ticks * w.tick_size.0),
+            Price((w.mid_ticks + 1) * w.tick_size.0),
+        )
     }
 }
 
@@ -123,7 +112,10 @@ mod tests {
         for i in 0..10_000 {
             let k = m.next_tick(i);
             let tick = t.get(k.instrument).tick_size;
-            assert!(k.bid_px.is_multiple_of(tick) && k.ask_px.is_multiple_of(tick), "{k:?}");
+            assert!(
+                k.bid_px.is_multiple_of(tick) && k.ask_px.is_multiple_of(tick),
+                "{k:?}"
+            );
             assert_eq!(k.ask_px - k.bid_px, tick);
             assert!(k.last_px == k.bid_px || k.last_px == k.ask_px);
             assert!(k.bid_px.0 > 0);

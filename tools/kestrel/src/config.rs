@@ -32,7 +32,12 @@ pub struct EngineSection {
 
 impl Default for EngineSection {
     fn default() -> Self {
-        EngineSection { capital: 1_000_000, strategy_id: 1, core: None, journal_ticks: true }
+        EngineSection {
+            capital: 1_000_000,
+            strategy_id: 1,
+            core: None,
+            journal_ticks: true,
+        }
     }
 }
 
@@ -46,23 +51,34 @@ pub struct PaperSection {
 
 impl Default for PaperSection {
     fn default() -> Self {
-        PaperSection { tick_rate: 20_000, seed: 42 }
+        PaperSection {
+            tick_rate: 20_000,
+            seed: 42,
+        }
     }
 }
 
 impl Config {
     /// Parse and validate; `origin` names the source in errors (a path or "built-in defaults").
     pub fn parse(text: &str, origin: &str, instruments: &InstrumentTable) -> Result<Config> {
-        let config: Config = toml::from_str(text).with_context(|| format!("reading config {origin}"))?;
-        config.validate(instruments).with_context(|| format!("checking config {origin}"))?;
+        let config: Config =
+            toml::from_str(text).with_context(|| format!("reading config {origin}"))?;
+        config
+            .validate(instruments)
+            .with_context(|| format!("checking config {origin}"))?;
         Ok(config)
     }
 
     pub fn load(path: Option<&Path>, instruments: &InstrumentTable) -> Result<Config> {
         match path {
-            None => Config::parse(DEFAULT_TOML, "built-in defaults (config/kestrel.toml)", instruments),
+            None => Config::parse(
+                DEFAULT_TOML,
+                "built-in defaults (config/kestrel.toml)",
+                instruments,
+            ),
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config {}", p.display()))?;
                 Config::parse(&text, &p.display().to_string(), instruments)
             }
         }
@@ -70,13 +86,19 @@ impl Config {
 
     fn validate(&self, instruments: &InstrumentTable) -> Result<()> {
         if self.engine.capital <= 0 {
-            bail!("engine.capital must be a positive number of rupees, got {}", self.engine.capital);
+            bail!(
+                "engine.capital must be a positive number of rupees, got {}",
+                self.engine.capital
+            );
         }
         if self.engine.capital > i64::MAX / kestrel_engine::fixed::SCALE {
             bail!("engine.capital {} is too large", self.engine.capital);
         }
         if self.paper.tick_rate == 0 || self.paper.tick_rate > 10_000_000 {
-            bail!("paper.tick_rate must be 1..=10000000 ticks per second, got {}", self.paper.tick_rate);
+            bail!(
+                "paper.tick_rate must be 1..=10000000 ticks per second, got {}",
+                self.paper.tick_rate
+            );
         }
         self.strategy.validate(instruments)?;
         Ok(())
@@ -110,10 +132,14 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_an_error_with_its_line() {
-        let err = parse("[engine]\ncapital = 5\ncapitol = 6\n[strategy]\nkind = \"breakout\"\n").unwrap_err();
+        let err = parse("[engine]\ncapital = 5\ncapitol = 6\n[strategy]\nkind = \"breakout\"\n")
+            .unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains("test.toml"), "{text}");
-        assert!(text.contains("capitol") && text.contains("line 3"), "{text}");
+        assert!(
+            text.contains("capitol") && text.contains("line 3"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -17,7 +17,11 @@ use kestrel_engine::InstrumentTable;
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "kestrel", version, about = "A low-latency trading engine for NSE through Kite Connect")]
+#[command(
+    name = "kestrel",
+    version,
+    about = "A low-latency trading engine for NSE through Kite Connect"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,8 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,kestrel=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,kestrel=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -69,31 +74,38 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let instruments = InstrumentTable::nse_default();
     match cli.command {
-        Command::Paper { duration, seed, config } => {
+        Command::Paper {
+            duration,
+            seed,
+            config,
+        } => {
             let config = Config::load(config.as_deref(), &instruments)?;
             let stop = Arc::new(AtomicBool::new(false));
             paper::install_ctrl_c(stop.clone())?;
             println!(
                 "kestrel paper: {} on {} instruments for {}; Ctrl-C stops cleanly",
-                strategy_name(&config),
+                config.strategy.name(),
                 instruments.len(),
                 humantime::format_duration(duration)
             );
-            let report = paper::run(paper::PaperArgs { duration, seed, config, status: true }, stop)?;
+            let report = paper::run(
+                paper::PaperArgs {
+                    duration,
+                    seed,
+                    config,
+                    status: true,
+                },
+                stop,
+            )?;
             report.print();
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Check { file } } => {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
             Config::load(Some(&file), &instruments)?;
             println!("{}: ok", file.display());
             Ok(())
         }
-    }
-}
-
-fn strategy_name(config: &Config) -> &'static str {
-    match config.strategy {
-        kestrel_engine::strategy::StrategyConfig::Breakout(_) => "breakout",
-        kestrel_engine::strategy::StrategyConfig::SmaCross(_) => "sma_cross",
     }
 }

@@ -28,8 +28,8 @@ use kestrel_engine::ring::{Consumer, Producer, channel};
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::strategy::BuiltIn;
 use kestrel_engine::{
-    Approved, Clock, ControlCommand, ControlKind, Engine, ExecKind, ExecReport, InstrumentTable, JournalRecord,
-    LiveClock, Money, OrderType, Portfolio, RecordTag, RequestKind, Side, Tick,
+    Approved, Clock, ControlCommand, ControlKind, Engine, ExecKind, ExecReport, InstrumentTable,
+    JournalRecord, LiveClock, Money, OrderType, Portfolio, RecordTag, RequestKind, Side, Tick,
 };
 use kestrel_exchange_sim::SyntheticMarket;
 
@@ -106,19 +106,36 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
     let engine_stop = Arc::new(AtomicBool::new(false));
     let engine_thread = {
         let engine_stop = engine_stop.clone();
-        thread::Builder::new().name("engine".into()).spawn(move || {
-            let mut engine = engine;
-            let mut inputs = EngineInputs { control: control_rx, execs: exec_rx, ticks: tick_rx };
-            let mut out = RingOutput { orders: order_tx, journal: Some(journal_tx) };
-            engine.run(&mut inputs, &mut out, &engine_stop);
-            engine
-        })?
+        thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                let mut engine = engine;
+                let mut inputs = EngineInputs {
+                    control: control_rx,
+                    execs: exec_rx,
+                    ticks: tick_rx,
+                };
+                let mut out = RingOutput {
+                    orders: order_tx,
+                    journal: Some(journal_tx),
+                };
+                engine.run(&mut inputs, &mut out, &engine_stop);
+                engine
+            })?
     };
     let venue_thread = {
-        let (stats, stop, clock, table) = (stats.clone(), stop.clone(), clock.clone(), table.clone());
+        let (stats, stop, clock, table) =
+            (stats.clone(), stop.clone(), clock.clone(), table.clone());
         let tick_rate = config.paper.tick_rate;
         thread::Builder::new().name("venue".into()).spawn(move || {
-            let venue = Venue { market: SyntheticMarket::new(&table, seed), ticks: tick_tx, orders: order_rx, execs: exec_tx, clock, stats };
+            let venue = Venue {
+                market: SyntheticMarket::new(&table, seed),
+                ticks: tick_tx,
+                orders: order_rx,
+                execs: exec_tx,
+                clock,
+                stats,
+            };
             venue.run(tick_rate, deadline, &stop)
         })?
     };
@@ -136,13 +153,20 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
             ops.print_status(&stats, started.elapsed());
         }
     }
-    let tick_to_venue = venue_thread.join().map_err(|_| anyhow::anyhow!("the venue thread panicked"))?;
+    let tick_to_venue = venue_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the venue thread panicked"))?;
     // Let the engine handle the last fills, then stop it through its own control ring.
     thread::sleep(Duration::from_millis(20));
-    if control_tx.push(ControlCommand::new(ControlKind::Shutdown, clock.now())).is_err() {
+    if control_tx
+        .push(ControlCommand::new(ControlKind::Shutdown, clock.now()))
+        .is_err()
+    {
         engine_stop.store(true, Ordering::Relaxed);
     }
-    let engine = engine_thread.join().map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+    let engine = engine_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
     ops.drain(&mut journal_rx);
     if args.status {
         println!();
@@ -232,11 +256,20 @@ impl Venue {
                 let (bid, ask) = self.market.touch(req.instrument);
                 self.stats.fills.fetch_add(1, Ordering::Relaxed);
                 let price = if side == Side::Buy { ask } else { bid };
-                Some(ExecReport { kind: ExecKind::Fill.code(), price, qty: req.qty, ..base })
+                Some(ExecReport {
+                    kind: ExecKind::Fill.code(),
+                    price,
+                    qty: req.qty,
+                    ..base
+                })
             }
             (Some(RequestKind::New), _, _) => {
                 self.stats.rejects.fetch_add(1, Ordering::Relaxed);
-                Some(ExecReport { kind: ExecKind::Rejected.code(), leaves_qty: req.qty, ..base })
+                Some(ExecReport {
+                    kind: ExecKind::Rejected.code(),
+                    leaves_qty: req.qty,
+                    ..base
+                })
             }
             // Every order fills at once, so there is never anything to cancel.
             _ => None,
@@ -252,7 +285,10 @@ impl Venue {
                 Err(kestrel_engine::ring::PushError::Full(r)) => report = r,
             }
             if Instant::now() > give_up {
-                tracing::error!(client_order_id = report.client_order_id, "exec ring full for 5 s: fill not delivered");
+                tracing::error!(
+                    client_order_id = report.client_order_id,
+                    "exec ring full for 5 s: fill not delivered"
+                );
                 return;
             }
             std::hint::spin_loop();
@@ -296,12 +332,20 @@ impl Ops {
             } else if let Some(o) = rec.as_order() {
                 self.orders += 1;
                 if o.tick_ts != 0 {
-                    let _ = self.decision_latency.record(o.ts.saturating_sub(o.tick_ts).max(1));
+                    let _ = self
+                        .decision_latency
+                        .record(o.ts.saturating_sub(o.tick_ts).max(1));
                 }
             } else if let Some(e) = rec.as_exec() {
                 if let (Some(ExecKind::Fill), Some(side)) = (e.kind(), e.side()) {
                     self.fills += 1;
-                    self.book.apply_fill(e.instrument, side, kestrel_engine::Qty(e.qty as i64), e.price, e.fee);
+                    self.book.apply_fill(
+                        e.instrument,
+                        side,
+                        kestrel_engine::Qty(e.qty as i64),
+                        e.price,
+                        e.fee,
+                    );
                 }
             } else if let Some(r) = rec.as_risk()
                 && r.verdict == kestrel_engine::risk::Verdict::Reject.code()
@@ -313,7 +357,11 @@ impl Ops {
 
     fn print_status(&self, venue: &VenueStats, elapsed: Duration) {
         let ticks = venue.ticks.load(Ordering::Relaxed);
-        let open = self.book.positions().filter(|(_, p)| !p.qty.is_zero()).count();
+        let open = self
+            .book
+            .positions()
+            .filter(|(_, p)| !p.qty.is_zero())
+            .count();
         print!(
             "\r[{:>4}s] ticks {:>9} ({:>6}/s)  orders {:>6}  fills {:>6}  rejects {:>4}  P&L ₹{:>12}  open {}  decide p50 {:>6} p99 {:>6}   ",
             elapsed.as_secs(),
@@ -343,14 +391,22 @@ impl PaperReport {
     pub fn print(&self) {
         let c = &self.counters;
         let q = |h: &Histogram<u64>, p: f64| fmt_ns(h.value_at_quantile(p));
-        println!("kestrel paper: summary ({:.1} s)", self.elapsed.as_secs_f64());
+        println!(
+            "kestrel paper: summary ({:.1} s)",
+            self.elapsed.as_secs_f64()
+        );
         println!(
             "  ticks      generated {}  dropped (ring full) {}  handled by engine {}",
             self.ticks_generated, self.ticks_dropped, c.ticks
         );
         println!(
-            "  orders     sent {}  risk rejects {}  blocked {}  venue fills {}  venue rejects {}",
-            c.orders_sent, c.risk_rejects, c.blocked_by_control, self.fills, self.venue_rejects
+            "  orders     sent {}  risk rejects {}  blocked {}  received by venue {}  fills {}  venue rejects {}",
+            c.orders_sent,
+            c.risk_rejects,
+            c.blocked_by_control,
+            self.orders_received,
+            self.fills,
+            self.venue_rejects
         );
         println!(
             "  P&L        realised ₹{}  unrealised ₹{}  fees ₹{}  open positions {}",
@@ -372,14 +428,20 @@ impl PaperReport {
             fmt_ns(self.tick_to_venue.max()),
             self.tick_to_venue.len()
         );
-        println!("  journal    {} records seen by ops, {} dropped (ring full)", self.journal_records, self.journal_dropped);
-        println!("  not yet    risk gate: pass-through (issue 3); venue: in-process synthetic (issues 4-6); no files written (issue 7)");
+        println!(
+            "  journal    {} records seen by ops, {} dropped (ring full)",
+            self.journal_records, self.journal_dropped
+        );
+        println!(
+            "  not yet    risk gate: pass-through (issue 3); venue: in-process synthetic (issues 4-6); no files written (issue 7)"
+        );
     }
 }
 
 /// Waits for `stop` in small steps; used by Ctrl-C handling.
 pub fn install_ctrl_c(stop: Arc<AtomicBool>) -> Result<()> {
-    ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")
+    ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")
 }
 
 #[cfg(test)]
@@ -388,16 +450,32 @@ mod tests {
 
     #[test]
     fn a_short_session_trades_through_every_thread_and_loses_no_fill() {
-        let config = Config::parse(crate::config::DEFAULT_TOML, "defaults", &InstrumentTable::nse_default()).unwrap();
-        let args = PaperArgs { duration: Duration::from_millis(1500), seed: Some(7), config, status: false };
+        let config = Config::parse(
+            crate::config::DEFAULT_TOML,
+            "defaults",
+            &InstrumentTable::nse_default(),
+        )
+        .unwrap();
+        let args = PaperArgs {
+            duration: Duration::from_millis(1500),
+            seed: Some(7),
+            config,
+            status: false,
+        };
         let r = run(args, Arc::new(AtomicBool::new(false))).unwrap();
         assert!(r.ticks_generated > 10_000, "{r:?}");
         assert!(r.counters.orders_sent > 0, "{r:?}");
         // Every order the engine sent reached the venue; every fill reached the engine.
         assert_eq!(r.orders_received, r.counters.orders_sent, "{r:?}");
         assert_eq!(r.fills, r.counters.fills, "{r:?}");
-        assert!(r.counters.ticks + r.ticks_dropped <= r.ticks_generated, "{r:?}");
-        assert!(r.counters.ticks * 100 >= r.ticks_generated * 99, "the engine kept up: {r:?}");
+        assert!(
+            r.counters.ticks + r.ticks_dropped <= r.ticks_generated,
+            "{r:?}"
+        );
+        assert!(
+            r.counters.ticks * 100 >= r.ticks_generated * 99,
+            "the engine kept up: {r:?}"
+        );
         assert_eq!(r.decision_latency.len(), r.counters.orders_sent);
     }
 }
