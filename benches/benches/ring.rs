@@ -12,6 +12,13 @@
 //! ```text
 //! cargo bench -p kestrel-benches --bench ring
 //! ```
+//!
+//! Reading the numbers: criterion measures the queues one after another, and on a shared
+//! VM the cross-core latency can shift several-fold for tens of seconds at a time (host
+//! scheduling), so compare ratios within one run and repeat the run before concluding.
+//! One-way throughput with an empty consumer body measures contention more than cost: a
+//! consumer that polls faster steals the producer's cache lines more often, so that number
+//! can favour a slower `pop` as much as a faster one.
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, OnceLock};
