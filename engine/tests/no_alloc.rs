@@ -165,7 +165,10 @@ fn drive(config: &str) -> (u64, u64, u64, u64) {
     run(1_000_000, &mut engine, &mut market);
     ON.with(|c| c.set(false));
     let c = engine.counters();
-    eprintln!("{} ticks, {} orders, {} fills, {} journal records dropped", c.ticks, c.orders_sent, c.fills, c.journal_dropped);
+    eprintln!(
+        "{} ticks, {} orders, {} fills, {} journal records dropped",
+        c.ticks, c.orders_sent, c.fills, c.journal_dropped
+    );
     (
         ALLOCS.with(Cell::get),
         FREES.with(Cell::get),
