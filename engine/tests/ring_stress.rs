@@ -40,7 +40,7 @@ impl Backoff {
         if self.spins < 64 {
             std::hint::spin_loop();
         } else {
-            if self.spins % 256 == 0 {
+            if self.spins.is_multiple_of(256) {
                 assert!(
                     Instant::now() < self.deadline,
                     "deadline passed: {}",
