@@ -16,7 +16,7 @@ use crate::instrument::{InstrumentId, InstrumentTable};
 use crate::market::MarketView;
 use crate::order_id::client_order_id;
 use crate::pin::pin_current_thread;
-use crate::portfolio::{Portfolio, Position};
+use crate::portfolio::Portfolio;
 use crate::records::{
     ControlCommand, ControlKind, ExecKind, ExecReport, JournalRecord, OrderRequest, OrderType,
     RecordTag, RequestKind, Side, Tick, TickKind, TimeInForce, UnixNanos, order_flags,
@@ -276,6 +276,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         }
         let now = self.clock.now();
         self.risk.on_exec(report, &self.book, now);
+        self.drain_risk_events(out);
         self.strategy.on_exec(report, &self.book);
         self.journal(out, JournalRecord::from_exec(report));
         if self.control.flattening {
@@ -304,6 +305,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             Some(ControlKind::Connectivity) | None => {}
         }
         self.risk.on_control(cmd, now);
+        self.drain_risk_events(out);
     }
 
     /// Busy-poll the inbound rings until `stop` is set or a `Shutdown` command arrives, then
@@ -341,7 +343,9 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
 
     /// Ask the risk check whether it requires an action of its own (loss limits).
     fn apply_forced<O: EngineOutput>(&mut self, out: &mut O, now: UnixNanos) -> usize {
-        match self.risk.on_timer(&self.book, now) {
+        let forced = self.risk.on_timer(&self.book, now);
+        self.drain_risk_events(out);
+        match forced {
             None => 0,
             Some(ForcedAction::FlattenAll) => {
                 if self.control.flattening {
@@ -521,7 +525,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         let is_new = req.kind() == Some(RequestKind::New);
         if is_new && let Some(reason) = self.control.entry_block() {
             let pos = self.book.position(req.instrument);
-            if !reduces(pos, req.signed_qty()) {
+            if !pos.is_reduced_by(req.signed_qty()) {
                 self.counters.blocked_by_control += 1;
                 self.reject(out, &req, Rejection::new(reason, 1, 0), now);
                 return false;
@@ -532,6 +536,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             out,
             JournalRecord::from_risk(&risk_record(&req, &decision, now)),
         );
+        self.drain_risk_events(out);
         match decision {
             Decision::Accept => self.counters.risk_accepts += 1,
             Decision::Clip(qty, _) => {
@@ -583,22 +588,20 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         );
     }
 
+    /// Journal every event the risk check has queued (state changes, alerts).
+    #[inline]
+    fn drain_risk_events<O: EngineOutput>(&mut self, out: &mut O) {
+        while let Some(event) = self.risk.take_event() {
+            self.journal(out, JournalRecord::from_risk(&event));
+        }
+    }
+
     #[inline]
     fn journal<O: EngineOutput>(&mut self, out: &mut O, record: JournalRecord) {
         if !out.journal(record) {
             self.counters.journal_dropped += 1;
         }
     }
-}
-
-/// True when a fill of `signed` would move the projected position (position plus working
-/// orders) toward zero without crossing it.
-fn reduces(pos: &Position, signed: Qty) -> bool {
-    let projected = pos.projected().0;
-    let after = projected + signed.0;
-    projected != 0
-        && (after == 0 || after.signum() == projected.signum())
-        && after.abs() < projected.abs()
 }
 
 #[cfg(test)]

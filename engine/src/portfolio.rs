@@ -56,6 +56,16 @@ impl Position {
         self.qty + self.working
     }
 
+    /// True when an order of `signed` quantity would move the projected position (position
+    /// plus working orders) toward zero without crossing it: an exit, never new risk.
+    pub fn is_reduced_by(&self, signed: Qty) -> bool {
+        let projected = self.projected().0;
+        let after = projected + signed.0;
+        projected != 0
+            && (after == 0 || after.signum() == projected.signum())
+            && after.abs() < projected.abs()
+    }
+
     fn revalue(&mut self) {
         let mark = if self.mark.0 != 0 {
             self.mark

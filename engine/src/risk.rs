@@ -51,6 +51,9 @@ code_enum! {
         Accept = 1,
         Clip = 2,
         Reject = 3,
+        /// Not a verdict on an order: the gate changed state (reason says why; observed and
+        /// limit say what was measured). The ops thread turns these into alerts.
+        StateChange = 4,
     }
 }
 
@@ -104,6 +107,12 @@ pub trait RiskCheck {
     /// (daily-loss flatten, disconnection halts). Returns a request the engine must send
     /// now (a forced exit), if any.
     fn on_timer(&mut self, _book: &Portfolio, _now: UnixNanos) -> Option<ForcedAction> {
+        None
+    }
+
+    /// The next event the gate wants journaled (state changes, alerts), if any. The engine
+    /// drains these after every call into the gate.
+    fn take_event(&mut self) -> Option<RiskRecord> {
         None
     }
 }

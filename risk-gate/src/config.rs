@@ -1,0 +1,332 @@
+//! `[risk]` configuration: every limit with a default, unknown keys refused, and every bad
+//! value reported with its key.
+
+use std::collections::BTreeMap;
+
+use kestrel_engine::InstrumentTable;
+use serde::Deserialize;
+
+/// What to do when an entry would breach a position or exposure limit.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitAction {
+    /// Send what fits (rounded down to the lot); reject if nothing fits.
+    #[default]
+    Clip,
+    Reject,
+}
+
+/// What to do with an order above the exchange freeze quantity.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FreezeAction {
+    #[default]
+    Reject,
+    /// Mark it for slicing by the gateway. Exits are always marked, never rejected.
+    Slice,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Refuse orders outside the NSE session (IST). Off for a synthetic market that trades
+    /// around the clock.
+    pub enabled: bool,
+    /// Allow orders in the pre-open order-entry window (never stop or IOC orders).
+    pub allow_pre_open: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            enabled: true,
+            allow_pre_open: false,
+        }
+    }
+}
+
+/// Overrides for one instrument (by symbol).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InstrumentLimits {
+    pub max_order_qty: Option<i64>,
+    /// Whole rupees.
+    pub max_order_notional: Option<i64>,
+    pub max_position: Option<i64>,
+}
+
+/// The `[risk]` section. Money is in whole rupees; rates in basis points of capital
+/// (300 = 3%) unless the name says otherwise.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskConfig {
+    pub limit_action: LimitAction,
+    pub freeze_action: FreezeAction,
+    pub session: SessionConfig,
+    /// Market data older than this blocks entries.
+    pub max_tick_age_ms: u64,
+    /// Limit prices within ± this of the last price; market orders get this protection.
+    pub band_bps: i64,
+    pub max_order_qty: i64,
+    pub max_order_notional: i64,
+    /// Absolute position per instrument.
+    pub max_position: i64,
+    pub max_gross_exposure: i64,
+    pub max_net_exposure: i64,
+    /// The SEBI retail algo threshold is 10.
+    pub orders_per_second: u32,
+    pub orders_per_minute: u32,
+    /// More than this many orders in `burst_window_s` halts trading until a manual resume.
+    pub burst_orders: u32,
+    pub burst_window_s: u64,
+    pub max_open_orders_per_instrument: u32,
+    pub max_open_orders: u32,
+    /// The same instrument, side, quantity and price again within this window is refused.
+    pub dup_window_ms: u64,
+    /// Day's loss at which entries stop (ReduceOnly).
+    pub daily_loss_block_bps: i64,
+    /// Day's loss at which everything is flattened and trading halts for the day.
+    pub daily_loss_flatten_bps: i64,
+    /// Unrealised loss on one position, in bps of its cost, that forces an exit.
+    pub position_loss_bps: i64,
+    /// Feed or broker disconnected this long halts trading.
+    pub disconnect_halt_s: u64,
+    /// More venue rejections or unknown outcomes than this in a minute halts trading.
+    pub max_errors_per_minute: u32,
+    /// Tick-to-decision latency above this raises an alert.
+    pub latency_alert_us: u64,
+    /// ... and, if set, refuses the entry.
+    pub latency_blocks_entries: bool,
+    /// Per-symbol overrides.
+    pub instruments: BTreeMap<String, InstrumentLimits>,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            limit_action: LimitAction::Clip,
+            freeze_action: FreezeAction::Reject,
+            session: SessionConfig::default(),
+            max_tick_age_ms: 2_000,
+            band_bps: 200,
+            max_order_qty: 1_000,
+            max_order_notional: 500_000,
+            max_position: 2_000,
+            max_gross_exposure: 2_000_000,
+            max_net_exposure: 1_000_000,
+            orders_per_second: 10,
+            orders_per_minute: 200,
+            burst_orders: 50,
+            burst_window_s: 300,
+            max_open_orders_per_instrument: 5,
+            max_open_orders: 20,
+            dup_window_ms: 1_000,
+            daily_loss_block_bps: 300,
+            daily_loss_flatten_bps: 500,
+            position_loss_bps: 500,
+            disconnect_halt_s: 30,
+            max_errors_per_minute: 10,
+            latency_alert_us: 1_000,
+            latency_blocks_entries: false,
+            instruments: BTreeMap::new(),
+        }
+    }
+}
+
+/// A `[risk]` value that cannot be used. Names the key as written in the file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("risk.{key}: {problem}")]
+pub struct RiskConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> RiskConfigError {
+    RiskConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+fn positive(key: &str, v: i64) -> Result<(), RiskConfigError> {
+    if v > 0 {
+        Ok(())
+    } else {
+        Err(err(key, format!("must be positive, got {v}")))
+    }
+}
+
+/// The largest whole-rupee amount a `Money` can hold.
+const MAX_RUPEES: i64 = i64::MAX / kestrel_engine::fixed::SCALE;
+
+impl RiskConfig {
+    pub fn validate(&self, instruments: &InstrumentTable) -> Result<(), RiskConfigError> {
+        positive("band_bps", self.band_bps)?;
+        if self.band_bps >= 10_000 {
+            return Err(err(
+                "band_bps",
+                format!("must be below 10000 (100%), got {}", self.band_bps),
+            ));
+        }
+        positive("max_order_qty", self.max_order_qty)?;
+        positive("max_position", self.max_position)?;
+        for (key, v) in [
+            ("max_order_notional", self.max_order_notional),
+            ("max_gross_exposure", self.max_gross_exposure),
+            ("max_net_exposure", self.max_net_exposure),
+        ] {
+            positive(key, v)?;
+            if v > MAX_RUPEES {
+                return Err(err(key, format!("{v} is too large (at most {MAX_RUPEES})")));
+            }
+        }
+        for (key, v) in [
+            ("orders_per_second", self.orders_per_second),
+            ("orders_per_minute", self.orders_per_minute),
+            ("burst_orders", self.burst_orders),
+            (
+                "max_open_orders_per_instrument",
+                self.max_open_orders_per_instrument,
+            ),
+            ("max_open_orders", self.max_open_orders),
+            ("max_errors_per_minute", self.max_errors_per_minute),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+            if v > 100_000 {
+                return Err(err(key, format!("{v} is too large (at most 100000)")));
+            }
+        }
+        positive("burst_window_s", self.burst_window_s as i64)?;
+        positive("max_tick_age_ms", self.max_tick_age_ms as i64)?;
+        positive("disconnect_halt_s", self.disconnect_halt_s as i64)?;
+        positive("daily_loss_block_bps", self.daily_loss_block_bps)?;
+        positive("daily_loss_flatten_bps", self.daily_loss_flatten_bps)?;
+        positive("position_loss_bps", self.position_loss_bps)?;
+        if self.daily_loss_block_bps >= self.daily_loss_flatten_bps {
+            return Err(err(
+                "daily_loss_block_bps",
+                format!(
+                    "the block level ({}) must be below the flatten level daily_loss_flatten_bps ({})",
+                    self.daily_loss_block_bps, self.daily_loss_flatten_bps
+                ),
+            ));
+        }
+        if self.daily_loss_flatten_bps > 10_000 {
+            return Err(err(
+                "daily_loss_flatten_bps",
+                format!("must be at most 10000, got {}", self.daily_loss_flatten_bps),
+            ));
+        }
+        for (symbol, limits) in &self.instruments {
+            if instruments.by_symbol(symbol).is_none() {
+                return Err(err(
+                    format!("instruments.{symbol}"),
+                    "unknown symbol (not in the instrument table)",
+                ));
+            }
+            let key = |k: &str| format!("instruments.{symbol}.{k}");
+            if let Some(v) = limits.max_order_qty {
+                positive(&key("max_order_qty"), v)?;
+            }
+            if let Some(v) = limits.max_position {
+                positive(&key("max_position"), v)?;
+            }
+            if let Some(v) = limits.max_order_notional {
+                positive(&key("max_order_notional"), v)?;
+                if v > MAX_RUPEES {
+                    return Err(err(key("max_order_notional"), format!("{v} is too large")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml_text: &str) -> Result<RiskConfig, String> {
+        let cfg: RiskConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        cfg.validate(&InstrumentTable::nse_default())
+            .map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn defaults_follow_the_seeds_kill_switch_table() {
+        let c = check("").unwrap();
+        assert_eq!(
+            (
+                c.daily_loss_block_bps,
+                c.daily_loss_flatten_bps,
+                c.position_loss_bps
+            ),
+            (300, 500, 500)
+        );
+        assert_eq!(
+            (c.burst_orders, c.burst_window_s, c.disconnect_halt_s),
+            (50, 300, 30)
+        );
+        assert_eq!(c.orders_per_second, 10);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let e = check("max_order_qtty = 5\n").unwrap_err();
+        assert!(e.contains("max_order_qtty"), "{e}");
+        let e = check("[instruments.INFY]\nmax_pos = 5\n").unwrap_err();
+        assert!(e.contains("max_pos"), "{e}");
+    }
+
+    #[test]
+    fn negative_and_zero_limits_are_refused_with_the_key() {
+        assert_eq!(
+            check("max_position = -5\n").unwrap_err(),
+            "risk.max_position: must be positive, got -5"
+        );
+        assert_eq!(
+            check("orders_per_second = 0\n").unwrap_err(),
+            "risk.orders_per_second: must be at least 1"
+        );
+        assert_eq!(
+            check("[instruments.INFY]\nmax_order_qty = 0\n").unwrap_err(),
+            "risk.instruments.INFY.max_order_qty: must be positive, got 0"
+        );
+    }
+
+    #[test]
+    fn a_block_level_at_or_above_the_flatten_level_is_refused() {
+        let e = check("daily_loss_block_bps = 500\ndaily_loss_flatten_bps = 500\n").unwrap_err();
+        assert!(
+            e.starts_with("risk.daily_loss_block_bps: the block level (500) must be below"),
+            "{e}"
+        );
+        assert!(check("daily_loss_block_bps = 499\ndaily_loss_flatten_bps = 500\n").is_ok());
+    }
+
+    #[test]
+    fn unknown_symbols_in_overrides_are_refused() {
+        let e = check("[instruments.NOSUCH]\nmax_position = 5\n").unwrap_err();
+        assert_eq!(
+            e,
+            "risk.instruments.NOSUCH: unknown symbol (not in the instrument table)"
+        );
+    }
+
+    #[test]
+    fn actions_parse_by_name() {
+        let c = check("limit_action = \"reject\"\nfreeze_action = \"slice\"\n").unwrap();
+        assert_eq!(
+            (c.limit_action, c.freeze_action),
+            (LimitAction::Reject, FreezeAction::Slice)
+        );
+        assert!(
+            check("limit_action = \"shrink\"\n")
+                .unwrap_err()
+                .contains("shrink")
+        );
+    }
+}

@@ -1,0 +1,804 @@
+//! [`RiskGate`]: the engine's `RiskCheck`, every check from the seeds and the design.
+//!
+//! Orders that only reduce the projected position (exits, flattening) and cancels are never
+//! blocked by a trading state, a pause or the kill switch: stopping new risk must never stop
+//! the unwinding of old risk. Validity, the session and the price band still apply to them.
+//!
+//! All state lives in fixed arrays and rings allocated in [`RiskGate::new`]; `check`,
+//! `on_exec`, `on_control` and `on_timer` never allocate, lock, log or call the OS.
+
+use kestrel_engine::portfolio::Position;
+use kestrel_engine::records::{RiskRecord, order_flags};
+use kestrel_engine::risk::{Decision, ForcedAction, Rejection, Verdict};
+use kestrel_engine::{
+    ControlCommand, ControlKind, ExecKind, ExecReport, InstrumentId, InstrumentTable, MarketView,
+    Money, OrderRequest, OrderType, Portfolio, Price, Qty, RecordTag, RequestKind, RiskCheck,
+    RiskReason, Side, TimeInForce, UnixNanos,
+};
+
+use crate::config::{FreezeAction, LimitAction, RiskConfig};
+use crate::session::{SessionPhase, ist_day, phase};
+use crate::window::{EventWindow, TokenBucket};
+
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000_000_000;
+
+/// Whether new risk may be taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TradingState {
+    #[default]
+    Active,
+    /// Only orders that reduce a position.
+    ReduceOnly,
+    /// Only orders that reduce a position, and cancels; lifted by a manual resume or, for a
+    /// daily-loss halt, by the next trading day.
+    Halted,
+}
+
+/// What the gate keeps across restarts (the gateway's store persists it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PersistedRiskState {
+    pub manual_pause: bool,
+    pub kill_switch: bool,
+    pub trading_state: TradingState,
+    /// Why the state is not `Active` (a `RiskReason` code), 0 if it is.
+    pub state_reason: u8,
+    /// IST day the daily figures belong to.
+    pub day: u64,
+    /// Net P&L when the day started: the daily loss is measured from here.
+    pub day_baseline: Money,
+    /// The daily-loss flatten already fired today.
+    pub flattened_today: bool,
+}
+
+/// Limits resolved per instrument at start-up (config overrides applied, units converted).
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_order_qty: i64,
+    max_order_notional: Money,
+    max_position: i64,
+    lot: i64,
+    tick: Price,
+    freeze: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct RecentOrder {
+    ts: UnixNanos,
+    price: Price,
+    qty: u32,
+    instrument: InstrumentId,
+    side: u8,
+}
+
+/// How many state-change events may wait for the engine to journal them.
+const EVENT_CAPACITY: usize = 32;
+/// How many recent orders the duplicate guard remembers.
+const RECENT_CAPACITY: usize = 32;
+
+#[derive(Debug)]
+pub struct RiskGate {
+    limit_action: LimitAction,
+    freeze_action: FreezeAction,
+    session_enabled: bool,
+    allow_pre_open: bool,
+    max_tick_age: u64,
+    band_bps: i64,
+    max_gross: Money,
+    max_net: Money,
+    max_open_per_instrument: u32,
+    max_open_total: u32,
+    dup_window: u64,
+    daily_block_bps: i64,
+    daily_flatten_bps: i64,
+    position_loss_bps: i64,
+    disconnect_halt: u64,
+    latency_alert: u64,
+    latency_blocks: bool,
+    capital: Money,
+
+    limits: Box<[Limits]>,
+    open_orders: Box<[u32]>,
+    open_total: u32,
+    exit_requested: Box<[bool]>,
+    recent: Box<[RecentOrder]>,
+    recent_next: usize,
+    per_second: TokenBucket,
+    per_minute: EventWindow,
+    burst: EventWindow,
+    errors: EventWindow,
+
+    state: PersistedRiskState,
+    day_known: bool,
+    disconnected_since: Option<UnixNanos>,
+    last_latency_alert: UnixNanos,
+    scan_cursor: usize,
+
+    events: [RiskRecord; EVENT_CAPACITY],
+    events_head: usize,
+    events_len: usize,
+    events_dropped: u64,
+}
+
+impl RiskGate {
+    /// Build the gate; `config` must have passed [`RiskConfig::validate`] against `table`.
+    pub fn new(config: &RiskConfig, table: &InstrumentTable, capital: Money) -> RiskGate {
+        let limits = table
+            .iter()
+            .map(|(_, ins)| {
+                let o = config
+                    .instruments
+                    .get(&ins.symbol)
+                    .cloned()
+                    .unwrap_or_default();
+                Limits {
+                    max_order_qty: o.max_order_qty.unwrap_or(config.max_order_qty),
+                    max_order_notional: Money::from_units(
+                        o.max_order_notional.unwrap_or(config.max_order_notional),
+                    ),
+                    max_position: o.max_position.unwrap_or(config.max_position),
+                    lot: ins.lot_size.0.max(1),
+                    tick: ins.tick_size,
+                    freeze: ins.freeze_qty.0,
+                }
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        let n = table.len();
+        RiskGate {
+            limit_action: config.limit_action,
+            freeze_action: config.freeze_action,
+            session_enabled: config.session.enabled,
+            allow_pre_open: config.session.allow_pre_open,
+            max_tick_age: config.max_tick_age_ms * MS,
+            band_bps: config.band_bps,
+            max_gross: Money::from_units(config.max_gross_exposure),
+            max_net: Money::from_units(config.max_net_exposure),
+            max_open_per_instrument: config.max_open_orders_per_instrument,
+            max_open_total: config.max_open_orders,
+            dup_window: config.dup_window_ms * MS,
+            daily_block_bps: config.daily_loss_block_bps,
+            daily_flatten_bps: config.daily_loss_flatten_bps,
+            position_loss_bps: config.position_loss_bps,
+            disconnect_halt: config.disconnect_halt_s * SEC,
+            latency_alert: config.latency_alert_us * 1_000,
+            latency_blocks: config.latency_blocks_entries,
+            capital,
+            limits,
+            open_orders: vec![0; n].into_boxed_slice(),
+            open_total: 0,
+            exit_requested: vec![false; n].into_boxed_slice(),
+            recent: vec![RecentOrder::default(); RECENT_CAPACITY].into_boxed_slice(),
+            recent_next: 0,
+            per_second: TokenBucket::new(config.orders_per_second),
+            per_minute: EventWindow::new(config.orders_per_minute as usize, 60 * SEC),
+            burst: EventWindow::new(config.burst_orders as usize, config.burst_window_s * SEC),
+            errors: EventWindow::new(config.max_errors_per_minute as usize, 60 * SEC),
+            state: PersistedRiskState::default(),
+            day_known: false,
+            disconnected_since: None,
+            last_latency_alert: 0,
+            scan_cursor: 0,
+            events: [RiskRecord::default(); EVENT_CAPACITY],
+            events_head: 0,
+            events_len: 0,
+            events_dropped: 0,
+        }
+    }
+
+    /// Start from what was persisted before a restart. Pause and kill always carry over; the
+    /// daily figures only if `state.day` is today (IST).
+    pub fn restore(&mut self, state: PersistedRiskState, now: UnixNanos) {
+        let today = ist_day(now);
+        if state.day == today {
+            self.state = state;
+            self.day_known = true;
+        } else {
+            self.state.manual_pause = state.manual_pause;
+            self.state.kill_switch = state.kill_switch;
+            // A halt that needs a person (burst, errors, disconnect) survives the night too.
+            if state.trading_state == TradingState::Halted
+                && state.state_reason != RiskReason::DailyLoss.code()
+            {
+                self.state.trading_state = TradingState::Halted;
+                self.state.state_reason = state.state_reason;
+            }
+        }
+    }
+
+    /// What to persist (after every state change, or periodically).
+    pub fn persisted(&self) -> PersistedRiskState {
+        self.state
+    }
+
+    pub fn trading_state(&self) -> TradingState {
+        self.state.trading_state
+    }
+
+    /// Events that were dropped because the engine did not drain them (should stay 0).
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    pub fn open_orders(&self) -> u32 {
+        self.open_total
+    }
+
+    fn set_state(
+        &mut self,
+        to: TradingState,
+        reason: RiskReason,
+        observed: i64,
+        limit: i64,
+        now: UnixNanos,
+    ) {
+        let severity = |s: TradingState| match s {
+            TradingState::Active => 0,
+            TradingState::ReduceOnly => 1,
+            TradingState::Halted => 2,
+        };
+        // Never downgrade through this path: only a resume or a new day lowers the state.
+        if severity(to) < severity(self.state.trading_state) {
+            return;
+        }
+        if to == self.state.trading_state && reason.code() == self.state.state_reason {
+            return;
+        }
+        self.state.trading_state = to;
+        self.state.state_reason = reason.code();
+        self.event(reason, observed, limit, InstrumentId(u16::MAX), now);
+    }
+
+    fn event(
+        &mut self,
+        reason: RiskReason,
+        observed: i64,
+        limit: i64,
+        instrument: InstrumentId,
+        now: UnixNanos,
+    ) {
+        let rec = RiskRecord {
+            ts: now,
+            observed,
+            limit,
+            instrument,
+            reason: reason.code(),
+            verdict: Verdict::StateChange.code(),
+            tag: RecordTag::Risk.code(),
+            ..RiskRecord::default()
+        };
+        if self.events_len == EVENT_CAPACITY {
+            // Keep the newest: drop the oldest and count it.
+            self.events_head = (self.events_head + 1) % EVENT_CAPACITY;
+            self.events_len -= 1;
+            self.events_dropped += 1;
+        }
+        self.events[(self.events_head + self.events_len) % EVENT_CAPACITY] = rec;
+        self.events_len += 1;
+    }
+
+    fn new_day_if_needed(&mut self, book: &Portfolio, now: UnixNanos) {
+        let today = ist_day(now);
+        if self.day_known && self.state.day == today {
+            return;
+        }
+        let first = !self.day_known;
+        self.day_known = true;
+        self.state.day = today;
+        self.state.day_baseline = book.net_pnl();
+        self.state.flattened_today = false;
+        let daily = self.state.state_reason == RiskReason::DailyLoss.code();
+        if daily && !first {
+            self.state.trading_state = TradingState::Active;
+            self.state.state_reason = 0;
+        }
+    }
+
+    /// Loss today in basis points of capital (positive = losing).
+    fn daily_loss_bps(&self, book: &Portfolio) -> i64 {
+        let loss = self.state.day_baseline - book.net_pnl();
+        if self.capital.0 <= 0 {
+            0
+        } else {
+            loss.mul_div(10_000, self.capital.0).0
+        }
+    }
+
+    /// Projected (position + working) gross and net exposure at current marks.
+    fn projected_exposure(book: &Portfolio, market: &MarketView) -> (Money, Money) {
+        let mut gross = Money::ZERO;
+        let mut net = Money::ZERO;
+        for (id, p) in book.positions() {
+            let qty = p.projected();
+            if qty.0 == 0 {
+                continue;
+            }
+            let v = reference_price(market, id, p).notional(qty);
+            gross += v.abs();
+            net += v;
+        }
+        (gross, net)
+    }
+
+    fn check_new(
+        &mut self,
+        req: &mut OrderRequest,
+        market: &MarketView,
+        book: &Portfolio,
+        now: UnixNanos,
+    ) -> Decision {
+        let id = req.instrument;
+        let Some(&lim) = self.limits.get(id.index()) else {
+            return reject(
+                RiskReason::InvalidQty,
+                id.0 as i64,
+                self.limits.len() as i64,
+            );
+        };
+        let (Some(side), Some(otype), Some(tif)) = (req.side(), req.order_type(), req.tif()) else {
+            return reject(RiskReason::InvalidQty, req.side as i64, 0);
+        };
+        let pos = *book.position(id);
+        let qty = req.qty as i64;
+        let signed = side.sign() * qty;
+        let reducing = pos.is_reduced_by(Qty(signed));
+        if reducing {
+            req.flags |= order_flags::REDUCE_ONLY;
+        }
+
+        // 1. Trading state, pause, kill switch: entries only.
+        if !reducing {
+            if self.state.kill_switch {
+                return reject(RiskReason::KillSwitch, 1, 0);
+            }
+            match self.state.trading_state {
+                TradingState::Halted => {
+                    return reject(RiskReason::TradingHalted, self.state.state_reason as i64, 0);
+                }
+                TradingState::ReduceOnly => {
+                    return reject(RiskReason::ReduceOnly, self.state.state_reason as i64, 0);
+                }
+                TradingState::Active => {}
+            }
+            if self.state.manual_pause {
+                return reject(RiskReason::ManualPause, 1, 0);
+            }
+        }
+
+        // 2. Session phase.
+        if self.session_enabled {
+            match phase(now) {
+                SessionPhase::Continuous => {}
+                SessionPhase::PreOpen if self.allow_pre_open => {
+                    let stop = matches!(otype, OrderType::StopLimit | OrderType::StopMarket);
+                    if stop || tif == TimeInForce::Ioc {
+                        return reject(RiskReason::SessionClosed, otype.code() as i64, 0);
+                    }
+                }
+                SessionPhase::PreOpen | SessionPhase::Closed => {
+                    return reject(RiskReason::SessionClosed, 0, 0);
+                }
+            }
+        }
+
+        // 3. Validity: quantity, lot, tick.
+        if qty <= 0 {
+            return reject(RiskReason::InvalidQty, qty, 1);
+        }
+        if qty % lim.lot != 0 {
+            return reject(RiskReason::LotSize, qty, lim.lot);
+        }
+        let limit_priced = matches!(otype, OrderType::Limit | OrderType::StopLimit);
+        if limit_priced && (req.price.0 <= 0 || !req.price.is_multiple_of(lim.tick)) {
+            return reject(RiskReason::TickSize, req.price.0, lim.tick.0);
+        }
+        let stop = matches!(otype, OrderType::StopLimit | OrderType::StopMarket);
+        if stop && (req.trigger_price.0 <= 0 || !req.trigger_price.is_multiple_of(lim.tick)) {
+            return reject(RiskReason::TickSize, req.trigger_price.0, lim.tick.0);
+        }
+
+        // 4. Market data: fresh enough, and a reference price for the band.
+        let quote = market.quote(id);
+        let reference = reference_price(market, id, &pos);
+        if reference.0 <= 0 {
+            return reject(RiskReason::NoMarketData, 0, 0);
+        }
+        let age = quote.age(now);
+        if !reducing && age > self.max_tick_age {
+            return reject(
+                RiskReason::StaleData,
+                age.min(i64::MAX as u64) as i64,
+                self.max_tick_age as i64,
+            );
+        }
+
+        // 5. Price band (fat finger) and the protection price of market orders.
+        let band = Price((reference.0 as i128 * self.band_bps as i128 / 10_000) as i64);
+        let (low, high) = (reference - band, reference + band);
+        if limit_priced && (req.price < low || req.price > high) {
+            return reject(
+                RiskReason::PriceBand,
+                req.price.0,
+                if req.price < low { low.0 } else { high.0 },
+            );
+        }
+        if stop && (req.trigger_price < low || req.trigger_price > high) {
+            return reject(
+                RiskReason::PriceBand,
+                req.trigger_price.0,
+                if req.trigger_price < low {
+                    low.0
+                } else {
+                    high.0
+                },
+            );
+        }
+        if !limit_priced {
+            req.price = match side {
+                Side::Buy => round_down(high, lim.tick),
+                Side::Sell => round_up(low, lim.tick),
+            };
+        }
+
+        // 6. Exchange freeze quantity: exits are always sliced, never refused.
+        if lim.freeze > 0 && qty > lim.freeze {
+            if reducing || self.freeze_action == FreezeAction::Slice {
+                req.flags |= order_flags::SLICE;
+            } else {
+                return reject(RiskReason::FreezeQty, qty, lim.freeze);
+            }
+        }
+
+        if reducing {
+            return self.accept(req, now);
+        }
+
+        // 7. Order size (entries).
+        if qty > lim.max_order_qty {
+            return reject(RiskReason::MaxOrderQty, qty, lim.max_order_qty);
+        }
+        let notional = reference.notional(Qty(qty));
+        if notional > lim.max_order_notional {
+            return reject(
+                RiskReason::MaxOrderNotional,
+                notional.0,
+                lim.max_order_notional.0,
+            );
+        }
+
+        // 8. Open orders, duplicates, rates (entries).
+        if self.open_orders[id.index()] >= self.max_open_per_instrument {
+            return reject(
+                RiskReason::MaxOpenOrders,
+                self.open_orders[id.index()] as i64,
+                self.max_open_per_instrument as i64,
+            );
+        }
+        if self.open_total >= self.max_open_total {
+            return reject(
+                RiskReason::MaxOpenOrders,
+                self.open_total as i64,
+                self.max_open_total as i64,
+            );
+        }
+        if self.is_duplicate(req, now) {
+            return reject(RiskReason::Duplicate, req.price.0, self.dup_window as i64);
+        }
+        if self.burst.is_full(now) {
+            let n = self.burst.capacity() as i64;
+            self.set_state(TradingState::Halted, RiskReason::BurstHalt, n + 1, n, now);
+            return reject(RiskReason::BurstHalt, n + 1, n);
+        }
+        if self.per_minute.is_full(now) {
+            let n = self.per_minute.capacity() as i64;
+            return reject(RiskReason::RatePerMinute, n + 1, n);
+        }
+        if !self.per_second.allows(now) {
+            return reject(RiskReason::RatePerSecond, 0, 0);
+        }
+
+        // 9. Latency of the decision (entries).
+        if req.tick_ts != 0 {
+            let latency = now.saturating_sub(req.tick_ts);
+            if latency > self.latency_alert {
+                if now.saturating_sub(self.last_latency_alert) >= SEC {
+                    self.last_latency_alert = now;
+                    self.event(
+                        RiskReason::Latency,
+                        latency as i64,
+                        self.latency_alert as i64,
+                        id,
+                        now,
+                    );
+                }
+                if self.latency_blocks {
+                    return reject(
+                        RiskReason::Latency,
+                        latency as i64,
+                        self.latency_alert as i64,
+                    );
+                }
+            }
+        }
+
+        // 10. Position and exposure: clip to what fits, or reject.
+        let s = side.sign();
+        let projected = pos.projected().0;
+        let mut allowed = qty;
+        let mut binding = Rejection::new(RiskReason::MaxPosition, 0, 0);
+        let position_room = lim.max_position - projected * s;
+        if position_room < allowed {
+            allowed = position_room;
+            binding = Rejection::new(
+                RiskReason::MaxPosition,
+                (projected + signed).abs(),
+                lim.max_position,
+            );
+        }
+        let (gross, net) = RiskGate::projected_exposure(book, market);
+        let ref_units = reference.0 as i128;
+        let opposite = projected * s < 0;
+        let mut gross_room = ((self.max_gross.0 as i128 - gross.0 as i128) / ref_units) as i64;
+        if opposite {
+            gross_room += 2 * projected.abs();
+        }
+        if gross_room < allowed {
+            allowed = gross_room;
+            binding = Rejection::new(
+                RiskReason::GrossExposure,
+                (gross + notional).0,
+                self.max_gross.0,
+            );
+        }
+        let net_room = ((self.max_net.0 as i128 - s as i128 * net.0 as i128) / ref_units) as i64;
+        if net_room < allowed {
+            allowed = net_room;
+            binding = Rejection::new(
+                RiskReason::NetExposure,
+                (net + Money(s * notional.0)).0,
+                self.max_net.0,
+            );
+        }
+        let allowed = allowed.max(0) / lim.lot * lim.lot;
+        if allowed < qty {
+            if allowed <= 0 || self.limit_action == LimitAction::Reject {
+                return Decision::Reject(binding);
+            }
+            req.qty = allowed as u32;
+            return match self.accept(req, now) {
+                Decision::Accept => Decision::Clip(Qty(allowed), binding),
+                other => other,
+            };
+        }
+        self.accept(req, now)
+    }
+
+    fn is_duplicate(&self, req: &OrderRequest, now: UnixNanos) -> bool {
+        self.recent.iter().any(|r| {
+            r.ts != 0
+                && now.saturating_sub(r.ts) < self.dup_window
+                && r.instrument == req.instrument
+                && r.side == req.side
+                && r.qty == req.qty
+                && r.price == req.price
+        })
+    }
+
+    /// Book an accepted order into the rate windows, the duplicate memory and the open-order counts.
+    fn accept(&mut self, req: &OrderRequest, now: UnixNanos) -> Decision {
+        self.per_second.take(now);
+        self.per_minute.record(now);
+        self.burst.record(now);
+        self.recent[self.recent_next] = RecentOrder {
+            ts: now,
+            price: req.price,
+            qty: req.qty,
+            instrument: req.instrument,
+            side: req.side,
+        };
+        self.recent_next = (self.recent_next + 1) % self.recent.len();
+        if req.kind() == Some(RequestKind::New) {
+            self.open_orders[req.instrument.index()] += 1;
+            self.open_total += 1;
+        }
+        Decision::Accept
+    }
+}
+
+fn reject(reason: RiskReason, observed: i64, limit: i64) -> Decision {
+    Decision::Reject(Rejection::new(reason, observed, limit))
+}
+
+/// Last trade, else the mid, else the position's mark: the price limits are measured at.
+fn reference_price(market: &MarketView, id: InstrumentId, pos: &Position) -> Price {
+    let q = market.quote(id);
+    let p = q.mid_or_last();
+    if q.last_px.0 > 0 {
+        q.last_px
+    } else if p.0 > 0 {
+        p
+    } else {
+        pos.mark
+    }
+}
+
+fn round_down(p: Price, tick: Price) -> Price {
+    if tick.0 <= 0 {
+        p
+    } else {
+        Price(p.0.div_euclid(tick.0) * tick.0)
+    }
+}
+
+fn round_up(p: Price, tick: Price) -> Price {
+    if tick.0 <= 0 {
+        p
+    } else {
+        Price(-((-p.0).div_euclid(tick.0) * tick.0))
+    }
+}
+
+impl RiskCheck for RiskGate {
+    fn check(
+        &mut self,
+        req: &mut OrderRequest,
+        market: &MarketView,
+        book: &Portfolio,
+        now: UnixNanos,
+    ) -> Decision {
+        self.new_day_if_needed(book, now);
+        match req.kind() {
+            // Cancels always pass: the kill switch never stops an unwind.
+            Some(RequestKind::Cancel | RequestKind::CancelAll) => Decision::Accept,
+            Some(RequestKind::New | RequestKind::Modify) => self.check_new(req, market, book, now),
+            None => reject(RiskReason::InvalidQty, req.kind as i64, 0),
+        }
+    }
+
+    fn on_exec(&mut self, report: &ExecReport, _book: &Portfolio, now: UnixNanos) {
+        let i = report.instrument.index();
+        let terminal = match report.kind() {
+            Some(ExecKind::Fill) => report.leaves_qty == 0,
+            Some(ExecKind::Cancelled | ExecKind::Expired) => true,
+            Some(ExecKind::Rejected) => {
+                self.record_error(now);
+                true
+            }
+            Some(ExecKind::Unknown) => {
+                self.record_error(now);
+                false
+            }
+            Some(ExecKind::Accepted | ExecKind::Modified) | None => false,
+        };
+        if terminal && i < self.open_orders.len() && self.open_orders[i] > 0 {
+            self.open_orders[i] -= 1;
+            self.open_total = self.open_total.saturating_sub(1);
+        }
+    }
+
+    fn on_control(&mut self, cmd: &ControlCommand, now: UnixNanos) {
+        match cmd.kind() {
+            Some(ControlKind::Pause) => self.state.manual_pause = true,
+            Some(ControlKind::Resume) => {
+                self.state.manual_pause = false;
+                let resumable = [
+                    RiskReason::BurstHalt,
+                    RiskReason::ErrorRate,
+                    RiskReason::Disconnected,
+                    RiskReason::Latency,
+                ]
+                .iter()
+                .any(|r| r.code() == self.state.state_reason);
+                if self.state.trading_state == TradingState::Halted && resumable {
+                    self.state.trading_state = TradingState::Active;
+                    self.state.state_reason = 0;
+                    self.event(RiskReason::ManualPause, 0, 0, InstrumentId(u16::MAX), now);
+                }
+            }
+            Some(ControlKind::Kill) => self.state.kill_switch = true,
+            Some(ControlKind::ClearKill) => self.state.kill_switch = false,
+            Some(ControlKind::Connectivity) => {
+                if cmd.arg == 0 {
+                    self.disconnected_since.get_or_insert(now);
+                } else {
+                    self.disconnected_since = None;
+                }
+            }
+            Some(ControlKind::Flatten | ControlKind::Shutdown) | None => {}
+        }
+    }
+
+    fn on_timer(&mut self, book: &Portfolio, now: UnixNanos) -> Option<ForcedAction> {
+        self.new_day_if_needed(book, now);
+        // Daily loss: block entries at one level, flatten and halt at the next.
+        let loss = self.daily_loss_bps(book);
+        if loss >= self.daily_flatten_bps && !self.state.flattened_today {
+            self.state.flattened_today = true;
+            self.set_state(
+                TradingState::Halted,
+                RiskReason::DailyLoss,
+                loss,
+                self.daily_flatten_bps,
+                now,
+            );
+            return Some(ForcedAction::FlattenAll);
+        }
+        if loss >= self.daily_block_bps {
+            self.set_state(
+                TradingState::ReduceOnly,
+                RiskReason::DailyLoss,
+                loss,
+                self.daily_block_bps,
+                now,
+            );
+        }
+        // Disconnected too long.
+        if let Some(since) = self.disconnected_since {
+            let down = now.saturating_sub(since);
+            if down > self.disconnect_halt {
+                self.set_state(
+                    TradingState::Halted,
+                    RiskReason::Disconnected,
+                    down as i64,
+                    self.disconnect_halt as i64,
+                    now,
+                );
+            }
+        }
+        // One position per call, round robin: its unrealised loss against its cost.
+        let n = self.exit_requested.len();
+        if n == 0 {
+            return None;
+        }
+        self.scan_cursor = (self.scan_cursor + 1) % n;
+        let id = InstrumentId(self.scan_cursor as u16);
+        let p = book.position(id);
+        if p.qty.0 == 0 {
+            self.exit_requested[id.index()] = false;
+            return None;
+        }
+        let cost = p.cost.abs();
+        let loss_bps = if cost.0 == 0 {
+            0
+        } else {
+            (-p.unrealised()).mul_div(10_000, cost.0).0
+        };
+        if loss_bps >= self.position_loss_bps {
+            if !self.exit_requested[id.index()] {
+                self.exit_requested[id.index()] = true;
+                self.event(
+                    RiskReason::PositionLoss,
+                    loss_bps,
+                    self.position_loss_bps,
+                    id,
+                    now,
+                );
+            }
+            return Some(ForcedAction::Exit(id));
+        }
+        None
+    }
+
+    fn take_event(&mut self) -> Option<RiskRecord> {
+        if self.events_len == 0 {
+            return None;
+        }
+        let e = self.events[self.events_head];
+        self.events_head = (self.events_head + 1) % EVENT_CAPACITY;
+        self.events_len -= 1;
+        Some(e)
+    }
+}
+
+impl RiskGate {
+    fn record_error(&mut self, now: UnixNanos) {
+        if self.errors.is_full(now) {
+            let n = self.errors.capacity() as i64;
+            self.set_state(TradingState::Halted, RiskReason::ErrorRate, n + 1, n, now);
+        }
+        self.errors.record(now);
+    }
+}
+
+#[cfg(test)]
+mod tests;
