@@ -116,6 +116,6 @@ mod tests {
             !w.is_full(t0 + 1_000 * MS),
             "the first event left the window"
         );
-        assert_eq!(w.count(t0 + 1_001 * MS), 2);
+        assert_eq!(w.count(t0 + 1_000 * MS), 2);
     }
 }

@@ -1,1 +1,825 @@
+//! One test per check: accept, reject, clip and the boundaries.
 
+use kestrel_engine::clock::IST_OFFSET_NS;
+use kestrel_engine::records::TickKind;
+use kestrel_engine::risk::Verdict;
+use kestrel_engine::{Exchange, Instrument, Tick};
+
+use super::*;
+
+const INFY: InstrumentId = InstrumentId(3);
+const TCS: InstrumentId = InstrumentId(1);
+
+/// Monday 2026-11-23, 10:00 IST (continuous session), in UTC ns.
+const T0: UnixNanos = (1_795_392_000 + 10 * 3600) * SEC - IST_OFFSET_NS as u64;
+
+fn px(s: &str) -> Price {
+    Price::parse(s).unwrap()
+}
+
+fn config() -> RiskConfig {
+    RiskConfig::default()
+}
+
+fn gate_with(cfg: &RiskConfig) -> RiskGate {
+    let table = InstrumentTable::nse_default();
+    cfg.validate(&table).unwrap();
+    RiskGate::new(cfg, &table, Money::from_units(1_000_000))
+}
+
+/// Every instrument quoted at ₹1,500.00 / 1,500.05 with a last trade at 1,500, at `ts`.
+fn market(ts: UnixNanos) -> MarketView {
+    let mut m = MarketView::new(5);
+    for i in 0..5 {
+        m.apply(&Tick {
+            recv_ts: ts,
+            last_px: px("1500"),
+            last_qty: 1,
+            bid_px: px("1500"),
+            bid_qty: 10,
+            ask_px: px("1500.05"),
+            ask_qty: 10,
+            instrument: InstrumentId(i),
+            kind: TickKind::Quote.code(),
+            tag: RecordTag::Tick.code(),
+            ..Tick::default()
+        });
+    }
+    m
+}
+
+fn book() -> Portfolio {
+    Portfolio::new(5, Money::from_units(1_000_000))
+}
+
+fn order(id: InstrumentId, side: Side, qty: u32, otype: OrderType, price: &str) -> OrderRequest {
+    OrderRequest {
+        // No triggering tick: latency is tested on its own.
+        tick_ts: 0,
+        ts: T0,
+        decision_id: 1,
+        client_order_id: 1,
+        price: if price.is_empty() {
+            Price::ZERO
+        } else {
+            px(price)
+        },
+        qty,
+        instrument: id,
+        kind: RequestKind::New.code(),
+        side: side.code(),
+        order_type: otype.code(),
+        tif: TimeInForce::Day.code(),
+        tag: RecordTag::Order.code(),
+        ..OrderRequest::default()
+    }
+}
+
+fn market_buy(qty: u32) -> OrderRequest {
+    order(INFY, Side::Buy, qty, OrderType::Market, "")
+}
+
+/// Check at `now` against a market quoted at `now` (fresh data).
+fn check_at(g: &mut RiskGate, req: &mut OrderRequest, b: &Portfolio, now: UnixNanos) -> Decision {
+    g.check(req, &market(now), b, now)
+}
+
+fn check(g: &mut RiskGate, req: &mut OrderRequest, b: &Portfolio) -> Decision {
+    check_at(g, req, b, T0)
+}
+
+fn reason(d: Decision) -> Option<RiskReason> {
+    match d {
+        Decision::Accept => None,
+        Decision::Clip(_, r) | Decision::Reject(r) => Some(r.reason),
+    }
+}
+
+fn control(kind: ControlKind, arg: i64) -> ControlCommand {
+    ControlCommand {
+        arg,
+        ..ControlCommand::new(kind, T0)
+    }
+}
+
+fn long(b: &mut Portfolio, id: InstrumentId, qty: i64, price: &str) {
+    b.apply_fill(id, Side::Buy, Qty(qty), px(price), Money::ZERO);
+}
+
+#[test]
+fn accepts_an_entry_and_gives_a_market_order_its_protection_price() {
+    let mut g = gate_with(&config());
+    let mut buy = market_buy(10);
+    assert_eq!(check(&mut g, &mut buy, &book()), Decision::Accept);
+    // Last 1500.00 ± 2% = 1470.00 .. 1530.00, on the ₹0.05 grid.
+    assert_eq!(buy.price, px("1530"));
+    let mut sell = order(INFY, Side::Sell, 10, OrderType::Market, "");
+    check(&mut g, &mut sell, &book());
+    assert_eq!(sell.price, px("1470"));
+    assert_eq!(g.open_orders(), 2);
+}
+
+#[test]
+fn kill_switch_refuses_entries_but_never_exits_or_cancels() {
+    let mut g = gate_with(&config());
+    let mut b = book();
+    long(&mut b, INFY, 10, "1500");
+    g.on_control(&control(ControlKind::Kill, 0), T0);
+    assert_eq!(
+        reason(check(&mut g, &mut market_buy(1), &b)),
+        Some(RiskReason::KillSwitch)
+    );
+    let mut exit = order(INFY, Side::Sell, 10, OrderType::Market, "");
+    assert_eq!(check(&mut g, &mut exit, &b), Decision::Accept);
+    assert!(exit.has_flag(order_flags::REDUCE_ONLY));
+    let mut cancel = OrderRequest {
+        kind: RequestKind::CancelAll.code(),
+        ..market_buy(0)
+    };
+    assert_eq!(check(&mut g, &mut cancel, &b), Decision::Accept);
+    // An exit larger than the position would open new risk: refused.
+    let mut flip = order(INFY, Side::Sell, 11, OrderType::Market, "");
+    assert_eq!(
+        reason(check(&mut g, &mut flip, &b)),
+        Some(RiskReason::KillSwitch)
+    );
+    g.on_control(&control(ControlKind::Resume, 0), T0);
+    assert_eq!(
+        reason(check(&mut g, &mut market_buy(1), &b)),
+        Some(RiskReason::KillSwitch),
+        "resume is not clear-kill"
+    );
+    g.on_control(&control(ControlKind::ClearKill, 0), T0);
+    assert_eq!(check(&mut g, &mut market_buy(1), &b), Decision::Accept);
+}
+
+#[test]
+fn manual_pause_refuses_entries_until_resume() {
+    let mut g = gate_with(&config());
+    g.on_control(&control(ControlKind::Pause, 0), T0);
+    assert_eq!(
+        reason(check(&mut g, &mut market_buy(1), &book())),
+        Some(RiskReason::ManualPause)
+    );
+    g.on_control(&control(ControlKind::Resume, 0), T0);
+    assert_eq!(check(&mut g, &mut market_buy(1), &book()), Decision::Accept);
+}
+
+#[test]
+fn pause_and_kill_survive_a_restart_even_on_another_day() {
+    let mut g = gate_with(&config());
+    g.on_control(&control(ControlKind::Pause, 0), T0);
+    g.on_control(&control(ControlKind::Kill, 0), T0);
+    let saved = g.persisted();
+    let mut restarted = gate_with(&config());
+    restarted.restore(saved, T0 + 86_400 * SEC);
+    assert!(restarted.persisted().manual_pause && restarted.persisted().kill_switch);
+    assert_eq!(
+        reason(check_at(
+            &mut restarted,
+            &mut market_buy(1),
+            &book(),
+            T0 + 86_400 * SEC
+        )),
+        Some(RiskReason::KillSwitch)
+    );
+}
+
+#[test]
+fn session_phases_gate_orders_when_enabled() {
+    let mut g = gate_with(&config());
+    let night = T0 + 12 * 3600 * SEC; // 22:00 IST
+    assert_eq!(
+        reason(check_at(&mut g, &mut market_buy(1), &book(), night)),
+        Some(RiskReason::SessionClosed)
+    );
+    let mut cfg = config();
+    cfg.session.allow_pre_open = true;
+    let mut g = gate_with(&cfg);
+    let pre_open = T0 - 55 * 60 * SEC; // 09:05 IST
+    let mut limit = order(INFY, Side::Buy, 1, OrderType::Limit, "1500");
+    assert_eq!(
+        check_at(&mut g, &mut limit, &book(), pre_open),
+        Decision::Accept
+    );
+    let mut ioc = OrderRequest {
+        tif: TimeInForce::Ioc.code(),
+        ..order(INFY, Side::Buy, 2, OrderType::Limit, "1500")
+    };
+    assert_eq!(
+        reason(check_at(&mut g, &mut ioc, &book(), pre_open)),
+        Some(RiskReason::SessionClosed)
+    );
+    let mut sl = OrderRequest {
+        trigger_price: px("1500"),
+        ..order(INFY, Side::Buy, 3, OrderType::StopLimit, "1500")
+    };
+    assert_eq!(
+        reason(check_at(&mut g, &mut sl, &book(), pre_open)),
+        Some(RiskReason::SessionClosed)
+    );
+}
+
+#[test]
+fn stale_market_data_refuses_entries_at_the_boundary() {
+    let mut g = gate_with(&config());
+    let m = market(T0);
+    assert_eq!(
+        g.check(&mut market_buy(1), &m, &book(), T0 + 2_000 * MS),
+        Decision::Accept,
+        "exactly 2 s old"
+    );
+    let d = g.check(&mut market_buy(2), &m, &book(), T0 + 2_000 * MS + 1);
+    assert_eq!(
+        d,
+        Decision::Reject(Rejection::new(
+            RiskReason::StaleData,
+            2_000_000_001,
+            2_000_000_000
+        ))
+    );
+    // No quote at all: nothing to measure a price against.
+    let empty = MarketView::new(5);
+    assert_eq!(
+        reason(g.check(&mut market_buy(3), &empty, &book(), T0)),
+        Some(RiskReason::NoMarketData)
+    );
+}
+
+#[test]
+fn limit_prices_must_sit_inside_the_band() {
+    let mut g = gate_with(&config());
+    let mut at_edge = order(INFY, Side::Buy, 1, OrderType::Limit, "1530");
+    assert_eq!(check(&mut g, &mut at_edge, &book()), Decision::Accept);
+    let mut beyond = order(INFY, Side::Buy, 2, OrderType::Limit, "1530.05");
+    assert_eq!(
+        check(&mut g, &mut beyond, &book()),
+        Decision::Reject(Rejection::new(
+            RiskReason::PriceBand,
+            px("1530.05").0,
+            px("1530").0
+        ))
+    );
+    let mut low = order(INFY, Side::Sell, 1, OrderType::Limit, "1469.95");
+    assert_eq!(
+        reason(check(&mut g, &mut low, &book())),
+        Some(RiskReason::PriceBand)
+    );
+}
+
+#[test]
+fn quantity_lot_and_tick_must_be_valid() {
+    let mut g = gate_with(&config());
+    assert_eq!(
+        reason(check(&mut g, &mut market_buy(0), &book())),
+        Some(RiskReason::InvalidQty)
+    );
+    let mut off_tick = order(INFY, Side::Buy, 1, OrderType::Limit, "1500.03");
+    assert_eq!(
+        reason(check(&mut g, &mut off_tick, &book())),
+        Some(RiskReason::TickSize)
+    );
+    let mut stop_off_tick = OrderRequest {
+        trigger_price: px("1500.01"),
+        ..order(INFY, Side::Buy, 1, OrderType::StopMarket, "")
+    };
+    assert_eq!(
+        reason(check(&mut g, &mut stop_off_tick, &book())),
+        Some(RiskReason::TickSize)
+    );
+    // A lot-size instrument: 25 per lot.
+    let futures = Instrument {
+        token: 13_368_834,
+        symbol: "NIFTYFUT".into(),
+        exchange: Exchange::Nfo,
+        tick_size: px("0.05"),
+        lot_size: Qty(25),
+        freeze_qty: Qty(1_800),
+        price_divisor: 100,
+    };
+    let table = InstrumentTable::new(vec![futures]).unwrap();
+    let mut g = RiskGate::new(&config(), &table, Money::from_units(1_000_000));
+    let mut m = MarketView::new(1);
+    m.apply(&Tick::trade(InstrumentId(0), T0, px("100"), 25));
+    let b = Portfolio::new(1, Money::from_units(1_000_000));
+    let mut odd = order(InstrumentId(0), Side::Buy, 30, OrderType::Market, "");
+    assert_eq!(
+        g.check(&mut odd, &m, &b, T0),
+        Decision::Reject(Rejection::new(RiskReason::LotSize, 30, 25))
+    );
+    let mut whole = order(InstrumentId(0), Side::Buy, 50, OrderType::Market, "");
+    assert_eq!(g.check(&mut whole, &m, &b, T0), Decision::Accept);
+}
+
+#[test]
+fn order_quantity_and_notional_limits_have_inclusive_boundaries() {
+    let mut cfg = config();
+    cfg.max_order_qty = 300;
+    let mut g = gate_with(&cfg);
+    assert_eq!(
+        check(&mut g, &mut market_buy(300), &book()),
+        Decision::Accept
+    );
+    assert_eq!(
+        check(&mut g, &mut market_buy(301), &book()),
+        Decision::Reject(Rejection::new(RiskReason::MaxOrderQty, 301, 300))
+    );
+    // ₹500,000 at ₹1,500: 333 fits (₹499,500), 334 does not.
+    let mut g = gate_with(&config());
+    assert_eq!(
+        check(&mut g, &mut market_buy(333), &book()),
+        Decision::Accept
+    );
+    assert_eq!(
+        reason(check(&mut g, &mut market_buy(334), &book())),
+        Some(RiskReason::MaxOrderNotional)
+    );
+}
+
+#[test]
+fn per_instrument_overrides_replace_the_global_limit() {
+    let mut cfg = config();
+    cfg.instruments.insert(
+        "INFY".into(),
+        crate::config::InstrumentLimits {
+            max_order_qty: Some(5),
+            ..Default::default()
+        },
+    );
+    let mut g = gate_with(&cfg);
+    assert_eq!(
+        reason(check(&mut g, &mut market_buy(6), &book())),
+        Some(RiskReason::MaxOrderQty)
+    );
+    let mut tcs = order(TCS, Side::Buy, 6, OrderType::Market, "");
+    assert_eq!(check(&mut g, &mut tcs, &book()), Decision::Accept);
+}
+
+#[test]
+fn freeze_quantity_rejects_or_marks_for_slicing_and_exits_are_always_sliced() {
+    let table = InstrumentTable::new(vec![Instrument {
+        token: 1,
+        symbol: "BIG".into(),
+        exchange: Exchange::Nfo,
+        tick_size: px("0.05"),
+        lot_size: Qty(1),
+        freeze_qty: Qty(100),
+        price_divisor: 100,
+    }])
+    .unwrap();
+    let mut m = MarketView::new(1);
+    m.apply(&Tick::trade(InstrumentId(0), T0, px("10"), 1));
+    let id = InstrumentId(0);
+    let mut b = Portfolio::new(1, Money::from_units(1_000_000));
+    let mut g = RiskGate::new(&config(), &table, Money::from_units(1_000_000));
+    let mut big = order(id, Side::Buy, 150, OrderType::Market, "");
+    assert_eq!(
+        g.check(&mut big, &m, &b, T0),
+        Decision::Reject(Rejection::new(RiskReason::FreezeQty, 150, 100))
+    );
+    let mut at = order(id, Side::Buy, 100, OrderType::Market, "");
+    assert_eq!(g.check(&mut at, &m, &b, T0), Decision::Accept);
+    assert!(!at.has_flag(order_flags::SLICE));
+    b.apply_fill(id, Side::Buy, Qty(300), px("10"), Money::ZERO);
+    let mut exit = order(id, Side::Sell, 300, OrderType::Market, "");
+    assert_eq!(g.check(&mut exit, &m, &b, T0), Decision::Accept);
+    assert!(exit.has_flag(order_flags::SLICE) && exit.has_flag(order_flags::REDUCE_ONLY));
+    let mut cfg = config();
+    cfg.freeze_action = FreezeAction::Slice;
+    let mut g = RiskGate::new(&cfg, &table, Money::from_units(1_000_000));
+    let mut sliced = order(id, Side::Sell, 150, OrderType::Market, "");
+    sliced.price = Price::ZERO;
+    let flat = Portfolio::new(1, Money::from_units(1_000_000));
+    assert_eq!(g.check(&mut sliced, &m, &flat, T0), Decision::Accept);
+    assert!(sliced.has_flag(order_flags::SLICE));
+}
+
+fn roomy() -> RiskConfig {
+    RiskConfig {
+        max_gross_exposure: 100_000_000,
+        max_net_exposure: 100_000_000,
+        max_order_notional: 100_000_000,
+        ..config()
+    }
+}
+
+#[test]
+fn max_position_clips_to_what_fits_or_rejects() {
+    let mut b = book();
+    long(&mut b, INFY, 1_900, "1500");
+    let mut g = gate_with(&roomy());
+    let mut buy = market_buy(300);
+    assert_eq!(
+        check(&mut g, &mut buy, &b),
+        Decision::Clip(
+            Qty(100),
+            Rejection::new(RiskReason::MaxPosition, 2_200, 2_000)
+        )
+    );
+    assert_eq!(buy.qty, 100);
+    // Working orders count: 100 more is now working, so nothing fits.
+    b.add_working(INFY, Qty(100));
+    assert_eq!(
+        reason(check(&mut g, &mut market_buy(1), &b)),
+        Some(RiskReason::MaxPosition)
+    );
+    let mut cfg = roomy();
+    cfg.limit_action = LimitAction::Reject;
+    let mut g = gate_with(&cfg);
+    let mut b = book();
+    long(&mut b, INFY, 1_900, "1500");
+    assert_eq!(
+        reason(check(&mut g, &mut market_buy(300), &b)),
+        Some(RiskReason::MaxPosition)
+    );
+    assert_eq!(
+        check(&mut g, &mut market_buy(100), &b),
+        Decision::Accept,
+        "exactly at the limit"
+    );
+}
+
+#[test]
+fn a_short_may_buy_through_flat_up_to_the_limit_on_the_other_side() {
+    let mut b = book();
+    b.apply_fill(INFY, Side::Sell, Qty(500), px("1500"), Money::ZERO);
+    let cfg = RiskConfig {
+        max_order_qty: 10_000,
+        ..roomy()
+    };
+    let mut g = gate_with(&cfg);
+    // From −500, buying 3,000 would end at +2,500; 2,500 fits (−500 → +2,000).
+    let mut buy = market_buy(3_000);
+    assert_eq!(
+        check(&mut g, &mut buy, &b),
+        Decision::Clip(
+            Qty(2_500),
+            Rejection::new(RiskReason::MaxPosition, 2_500, 2_000)
+        )
+    );
+}
+
+/// The seeds' example: 6 lots held, exposure capped at 750K, 4 more lots asked; 1.5 fit and
+/// the order is cut to what fits in whole lots.
+#[test]
+fn gross_exposure_clips_the_seed_example_to_whole_lots() {
+    let table = InstrumentTable::new(vec![Instrument {
+        token: 1,
+        symbol: "EURUSD".into(),
+        exchange: Exchange::Other,
+        tick_size: px("0.00001"),
+        lot_size: Qty(100_000),
+        freeze_qty: Qty(0),
+        price_divisor: 100_000,
+    }])
+    .unwrap();
+    let id = InstrumentId(0);
+    let cfg = RiskConfig {
+        max_gross_exposure: 750_000,
+        max_net_exposure: 10_000_000,
+        max_order_qty: 10_000_000,
+        max_position: 10_000_000,
+        max_order_notional: 10_000_000,
+        ..config()
+    };
+    let mut g = RiskGate::new(&cfg, &table, Money::from_units(10_000_000));
+    let mut m = MarketView::new(1);
+    m.apply(&Tick::trade(id, T0, px("1"), 1));
+    let mut b = Portfolio::new(1, Money::from_units(10_000_000));
+    b.apply_fill(id, Side::Buy, Qty(600_000), px("1"), Money::ZERO);
+    let mut more = order(id, Side::Buy, 400_000, OrderType::Market, "");
+    let d = g.check(&mut more, &m, &b, T0);
+    assert_eq!(
+        d,
+        Decision::Clip(
+            Qty(100_000),
+            Rejection::new(
+                RiskReason::GrossExposure,
+                Money::from_units(1_000_000).0,
+                Money::from_units(750_000).0
+            )
+        )
+    );
+    assert_eq!(more.qty, 100_000, "1.5 lots fit; one whole lot is sent");
+}
+
+#[test]
+fn net_exposure_clips_in_the_direction_of_the_order() {
+    let cfg = RiskConfig {
+        max_net_exposure: 300_000,
+        ..roomy()
+    };
+    let mut g = gate_with(&cfg);
+    let mut b = book();
+    long(&mut b, TCS, 100, "1500"); // +150,000 net
+    let mut buy = market_buy(200);
+    // Room: (300,000 − 150,000) / 1,500 = 100.
+    assert!(
+        matches!(check(&mut g, &mut buy, &b), Decision::Clip(Qty(100), r) if r.reason == RiskReason::NetExposure)
+    );
+    // Selling INFY moves net exposure down: no clip.
+    let mut sell = order(INFY, Side::Sell, 200, OrderType::Market, "");
+    assert_eq!(check(&mut g, &mut sell, &b), Decision::Accept);
+}
+
+#[test]
+fn ten_orders_a_second_then_one_per_hundred_milliseconds() {
+    let mut cfg = roomy();
+    cfg.max_open_orders_per_instrument = 100;
+    cfg.max_open_orders = 100;
+    let mut g = gate_with(&cfg);
+    for q in 1..=10 {
+        assert_eq!(
+            check(&mut g, &mut market_buy(q), &book()),
+            Decision::Accept,
+            "order {q}"
+        );
+    }
+    assert_eq!(
+        reason(check(&mut g, &mut market_buy(11), &book())),
+        Some(RiskReason::RatePerSecond)
+    );
+    assert_eq!(
+        check_at(&mut g, &mut market_buy(12), &book(), T0 + 100 * MS),
+        Decision::Accept
+    );
+}
+
+#[test]
+fn the_per_minute_cap_holds_across_seconds() {
+    let mut cfg = roomy();
+    cfg.orders_per_minute = 15;
+    cfg.max_open_orders_per_instrument = 100;
+    cfg.max_open_orders = 100;
+    let mut g = gate_with(&cfg);
+    for q in 1..=15u32 {
+        let t = T0 + q as u64 * 200 * MS;
+        assert_eq!(
+            check_at(&mut g, &mut market_buy(q), &book(), t),
+            Decision::Accept,
+            "order {q}"
+        );
+    }
+    let t = T0 + 16 * 200 * MS;
+    assert_eq!(
+        reason(check_at(&mut g, &mut market_buy(16), &book(), t)),
+        Some(RiskReason::RatePerMinute)
+    );
+    assert_eq!(
+        check_at(&mut g, &mut market_buy(17), &book(), T0 + 61 * SEC),
+        Decision::Accept
+    );
+}
+
+#[test]
+fn more_than_fifty_orders_in_five_minutes_halts_until_a_manual_resume() {
+    let mut cfg = roomy();
+    cfg.orders_per_minute = 1_000;
+    cfg.max_open_orders_per_instrument = 1_000;
+    cfg.max_open_orders = 1_000;
+    let mut g = gate_with(&cfg);
+    for q in 1..=50u32 {
+        let t = T0 + q as u64 * SEC;
+        assert_eq!(
+            check_at(&mut g, &mut market_buy(q), &book(), t),
+            Decision::Accept,
+            "order {q}"
+        );
+    }
+    let t = T0 + 51 * SEC;
+    assert_eq!(
+        check_at(&mut g, &mut market_buy(51), &book(), t),
+        Decision::Reject(Rejection::new(RiskReason::BurstHalt, 51, 50))
+    );
+    assert_eq!(g.trading_state(), TradingState::Halted);
+    let e = g.take_event().unwrap();
+    assert_eq!(
+        (e.verdict, e.reason),
+        (Verdict::StateChange.code(), RiskReason::BurstHalt.code())
+    );
+    // Time alone does not lift it.
+    assert_eq!(
+        reason(check_at(
+            &mut g,
+            &mut market_buy(52),
+            &book(),
+            T0 + 400 * SEC
+        )),
+        Some(RiskReason::TradingHalted)
+    );
+    g.on_control(&control(ControlKind::Resume, 0), T0 + 400 * SEC);
+    assert_eq!(g.trading_state(), TradingState::Active);
+    assert_eq!(
+        check_at(&mut g, &mut market_buy(53), &book(), T0 + 400 * SEC),
+        Decision::Accept
+    );
+}
+
+#[test]
+fn open_orders_are_capped_and_freed_by_terminal_reports() {
+    let mut cfg = roomy();
+    cfg.max_open_orders_per_instrument = 2;
+    let mut g = gate_with(&cfg);
+    assert_eq!(check(&mut g, &mut market_buy(1), &book()), Decision::Accept);
+    assert_eq!(check(&mut g, &mut market_buy(2), &book()), Decision::Accept);
+    assert_eq!(
+        check(&mut g, &mut market_buy(3), &book()),
+        Decision::Reject(Rejection::new(RiskReason::MaxOpenOrders, 2, 2))
+    );
+    let partial = ExecReport {
+        kind: ExecKind::Fill.code(),
+        qty: 1,
+        leaves_qty: 1,
+        instrument: INFY,
+        side: 1,
+        ..ExecReport::default()
+    };
+    g.on_exec(&partial, &book(), T0);
+    assert_eq!(g.open_orders(), 2, "a partial fill leaves the order open");
+    let done = ExecReport {
+        leaves_qty: 0,
+        ..partial
+    };
+    g.on_exec(&done, &book(), T0);
+    assert_eq!(g.open_orders(), 1);
+    assert_eq!(check(&mut g, &mut market_buy(4), &book()), Decision::Accept);
+}
+
+#[test]
+fn the_same_order_twice_within_the_window_is_a_duplicate() {
+    let mut g = gate_with(&roomy());
+    let mut a = order(INFY, Side::Buy, 5, OrderType::Limit, "1500");
+    assert_eq!(check(&mut g, &mut a, &book()), Decision::Accept);
+    let mut again = order(INFY, Side::Buy, 5, OrderType::Limit, "1500");
+    assert_eq!(
+        reason(check_at(&mut g, &mut again, &book(), T0 + 999 * MS)),
+        Some(RiskReason::Duplicate)
+    );
+    let mut other_price = order(INFY, Side::Buy, 5, OrderType::Limit, "1500.05");
+    assert_eq!(
+        check_at(&mut g, &mut other_price, &book(), T0 + 999 * MS),
+        Decision::Accept
+    );
+    let mut later = order(INFY, Side::Buy, 5, OrderType::Limit, "1500");
+    assert_eq!(
+        check_at(&mut g, &mut later, &book(), T0 + 1_000 * MS),
+        Decision::Accept
+    );
+}
+
+#[test]
+fn daily_loss_blocks_entries_at_three_percent_and_flattens_once_at_five() {
+    let mut g = gate_with(&roomy());
+    let mut b = book();
+    assert_eq!(g.on_timer(&b, T0), None); // the day starts with net P&L 0
+    long(&mut b, INFY, 1_000, "1500");
+    // Capital ₹10,00,000: −₹29,999.95 is below 3%, −₹30,000 is at it.
+    b.mark(INFY, px("1470.00005"));
+    g.on_timer(&b, T0);
+    assert_eq!(g.trading_state(), TradingState::Active);
+    b.mark(INFY, px("1470"));
+    g.on_timer(&b, T0);
+    assert_eq!(g.trading_state(), TradingState::ReduceOnly);
+    assert_eq!(
+        reason(check(
+            &mut g,
+            &mut order(TCS, Side::Buy, 1, OrderType::Market, ""),
+            &b
+        )),
+        Some(RiskReason::ReduceOnly)
+    );
+    let mut exit = order(INFY, Side::Sell, 1_000, OrderType::Market, "");
+    assert_eq!(
+        check(&mut g, &mut exit, &b),
+        Decision::Accept,
+        "exits pass a block"
+    );
+    b.mark(INFY, px("1450"));
+    assert_eq!(g.on_timer(&b, T0), Some(ForcedAction::FlattenAll));
+    assert_eq!(g.trading_state(), TradingState::Halted);
+    assert_ne!(
+        g.on_timer(&b, T0),
+        Some(ForcedAction::FlattenAll),
+        "the flatten fires once"
+    );
+    let events: Vec<_> = std::iter::from_fn(|| g.take_event()).collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!((events[0].observed, events[0].limit), (300, 300));
+    assert_eq!((events[1].observed, events[1].limit), (500, 500));
+    // A resume does not lift a daily-loss halt; the next IST day does.
+    g.on_control(&control(ControlKind::Resume, 0), T0);
+    assert_eq!(g.trading_state(), TradingState::Halted);
+    let tomorrow = T0 + 86_400 * SEC;
+    g.on_timer(&b, tomorrow);
+    assert_eq!(g.trading_state(), TradingState::Active);
+}
+
+#[test]
+fn a_position_losing_five_percent_is_forced_out() {
+    let mut g = gate_with(&roomy());
+    let mut b = book();
+    long(&mut b, INFY, 10, "1500");
+    b.mark(INFY, px("1425.05")); // −4.997%
+    let forced: Vec<_> = (0..10).filter_map(|_| g.on_timer(&b, T0)).collect();
+    assert!(forced.is_empty(), "{forced:?}");
+    b.mark(INFY, px("1425")); // −5%
+    let forced: Vec<_> = (0..10).filter_map(|_| g.on_timer(&b, T0)).collect();
+    assert!(
+        !forced.is_empty() && forced.iter().all(|f| *f == ForcedAction::Exit(INFY)),
+        "{forced:?}"
+    );
+    let e = g.take_event().unwrap();
+    assert_eq!(
+        (e.reason, e.observed, e.limit),
+        (RiskReason::PositionLoss.code(), 500, 500)
+    );
+    assert!(
+        g.take_event().is_none(),
+        "one event per position, not one per scan"
+    );
+}
+
+#[test]
+fn a_feed_down_for_more_than_thirty_seconds_halts() {
+    let mut g = gate_with(&roomy());
+    let b = book();
+    g.on_control(&control(ControlKind::Connectivity, 0), T0);
+    g.on_timer(&b, T0 + 30 * SEC);
+    assert_eq!(
+        g.trading_state(),
+        TradingState::Active,
+        "exactly 30 s is not more than 30 s"
+    );
+    g.on_timer(&b, T0 + 30 * SEC + 1);
+    assert_eq!(g.trading_state(), TradingState::Halted);
+    g.on_control(&control(ControlKind::Connectivity, 1), T0 + 40 * SEC);
+    g.on_control(&control(ControlKind::Resume, 0), T0 + 40 * SEC);
+    assert_eq!(g.trading_state(), TradingState::Active);
+}
+
+#[test]
+fn an_error_burst_halts() {
+    let mut g = gate_with(&roomy());
+    let rejected = ExecReport {
+        kind: ExecKind::Rejected.code(),
+        instrument: INFY,
+        side: 1,
+        ..ExecReport::default()
+    };
+    for i in 0..10 {
+        g.on_exec(&rejected, &book(), T0 + i * SEC);
+    }
+    assert_eq!(
+        g.trading_state(),
+        TradingState::Active,
+        "ten errors in a minute is the limit, not over it"
+    );
+    g.on_exec(&rejected, &book(), T0 + 10 * SEC);
+    assert_eq!(g.trading_state(), TradingState::Halted);
+}
+
+#[test]
+fn slow_decisions_raise_an_alert_and_optionally_block() {
+    let mut g = gate_with(&roomy());
+    let mut slow = OrderRequest {
+        tick_ts: T0 - 2 * MS,
+        ..market_buy(1)
+    };
+    assert_eq!(check(&mut g, &mut slow, &book()), Decision::Accept);
+    let e = g.take_event().unwrap();
+    assert_eq!(
+        (e.reason, e.observed, e.limit),
+        (RiskReason::Latency.code(), 2_000_000, 1_000_000)
+    );
+    let cfg = RiskConfig {
+        latency_blocks_entries: true,
+        ..roomy()
+    };
+    let mut g = gate_with(&cfg);
+    let mut slow = OrderRequest {
+        tick_ts: T0 - 2 * MS,
+        ..market_buy(1)
+    };
+    assert_eq!(
+        reason(check(&mut g, &mut slow, &book())),
+        Some(RiskReason::Latency)
+    );
+}
+
+#[test]
+fn a_restart_on_the_same_day_keeps_the_daily_state() {
+    let mut g = gate_with(&roomy());
+    let mut b = book();
+    g.on_timer(&b, T0);
+    long(&mut b, INFY, 1_000, "1500");
+    b.mark(INFY, px("1465"));
+    g.on_timer(&b, T0);
+    assert_eq!(g.trading_state(), TradingState::ReduceOnly);
+    let saved = g.persisted();
+    let mut again = gate_with(&roomy());
+    again.restore(saved, T0 + 3600 * SEC);
+    assert_eq!(again.trading_state(), TradingState::ReduceOnly);
+    let mut next_day = gate_with(&roomy());
+    next_day.restore(saved, T0 + 86_400 * SEC);
+    assert_eq!(next_day.trading_state(), TradingState::Active);
+}
