@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use kestrel_engine::strategy::StrategyConfig;
 use kestrel_engine::{EngineConfig, InstrumentTable, Money};
+use kestrel_risk::RiskConfig;
 use serde::Deserialize;
 
 /// The documented defaults (`config/kestrel.toml`), built into the binary.
@@ -18,6 +19,8 @@ pub struct Config {
     pub strategy: StrategyConfig,
     #[serde(default)]
     pub paper: PaperSection,
+    #[serde(default)]
+    pub risk: RiskConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -101,6 +104,7 @@ impl Config {
             );
         }
         self.strategy.validate(instruments)?;
+        self.risk.validate(instruments)?;
         Ok(())
     }
 
@@ -128,6 +132,18 @@ mod tests {
         let c = parse(DEFAULT_TOML).unwrap();
         assert_eq!(c.engine.capital, 1_000_000);
         assert!(matches!(c.strategy, StrategyConfig::Breakout(_)));
+        assert!(
+            !c.risk.session.enabled,
+            "paper mode trades the synthetic market around the clock"
+        );
+        assert_eq!(
+            c.risk,
+            RiskConfig {
+                session: c.risk.session.clone(),
+                ..RiskConfig::default()
+            },
+            "the file documents the defaults"
+        );
     }
 
     #[test]
@@ -150,5 +166,17 @@ mod tests {
         assert!(format!("{err:#}").contains("lookback"), "{err:#}");
         let err = parse("[strategy]\nkind = \"martingale\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("martingale"), "{err:#}");
+        let err = parse("[strategy]\nkind = \"breakout\"\n[risk]\ndaily_loss_block_bps = 600\n")
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("risk.daily_loss_block_bps"),
+            "{err:#}"
+        );
+        let err =
+            parse("[strategy]\nkind = \"breakout\"\n[risk]\nmax_position = -1\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("risk.max_position: must be positive"),
+            "{err:#}"
+        );
     }
 }

@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Foundation mode: the venue is an in-process synthetic market that fills market orders
-//! at the touch. The Kite-protocol simulator, WebSocket feed, REST gateway and risk gate
-//! replace these pieces as their issues land; the engine code does not change.
+//! at the touch. Every order passes the real risk gate (`kestrel-risk`). The Kite-protocol
+//! simulator, WebSocket feed and REST gateway replace the in-process venue as their issues
+//! land; the engine code does not change.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -25,13 +26,15 @@ use hdrhistogram::Histogram;
 use kestrel_engine::engine::{EngineCounters, EngineInputs, RingOutput};
 use kestrel_engine::pin::pin_current_thread;
 use kestrel_engine::ring::{Consumer, Producer, channel};
-use kestrel_engine::risk::UncheckedForTestsOnly;
+use kestrel_engine::risk::Verdict;
 use kestrel_engine::strategy::BuiltIn;
 use kestrel_engine::{
     Approved, Clock, ControlCommand, ControlKind, Engine, ExecKind, ExecReport, InstrumentTable,
-    JournalRecord, LiveClock, Money, OrderType, Portfolio, RecordTag, RequestKind, Side, Tick,
+    JournalRecord, LiveClock, Money, OrderType, Portfolio, RecordTag, RequestKind, RiskReason,
+    Side, Tick,
 };
 use kestrel_exchange_sim::SyntheticMarket;
+use kestrel_risk::{RiskGate, TradingState};
 
 use crate::config::Config;
 
@@ -56,6 +59,10 @@ pub struct PaperReport {
     pub unrealised: Money,
     pub fees: Money,
     pub open_positions: usize,
+    /// Risk rejections by reason code.
+    pub rejects_by_reason: Vec<(RiskReason, u64)>,
+    /// The gate's state at the end.
+    pub trading_state: TradingState,
     /// Tick received → order decided, nanoseconds (engine clock, journal records).
     pub decision_latency: Histogram<u64>,
     /// Tick received → order popped by the venue thread (two ring hops), nanoseconds.
@@ -94,7 +101,7 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
     }
     let engine = Engine::new(
         BuiltIn::new(&config.strategy, &table),
-        UncheckedForTestsOnly,
+        RiskGate::new(&config.risk, &table, config.engine_config().capital),
         clock.clone(),
         table.clone(),
         engine_config,
@@ -184,6 +191,8 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
         unrealised: book.unrealised(),
         fees: book.fees(),
         open_positions: book.positions().filter(|(_, p)| !p.qty.is_zero()).count(),
+        rejects_by_reason: ops.rejects_by_reason(),
+        trading_state: engine.risk().trading_state(),
         decision_latency: ops.decision_latency,
         tick_to_venue,
         journal_records: ops.records,
@@ -309,6 +318,7 @@ struct Ops {
     orders: u64,
     fills: u64,
     rejects: u64,
+    rejects_by_reason: [u64; 256],
     decision_latency: Histogram<u64>,
 }
 
@@ -320,6 +330,7 @@ impl Ops {
             orders: 0,
             fills: 0,
             rejects: 0,
+            rejects_by_reason: [0; 256],
             decision_latency: new_histogram(),
         }
     }
@@ -347,12 +358,34 @@ impl Ops {
                         e.fee,
                     );
                 }
-            } else if let Some(r) = rec.as_risk()
-                && r.verdict == kestrel_engine::risk::Verdict::Reject.code()
-            {
-                self.rejects += 1;
+            } else if let Some(r) = rec.as_risk() {
+                match Verdict::from_code(r.verdict) {
+                    Some(Verdict::Reject) => {
+                        self.rejects += 1;
+                        self.rejects_by_reason[r.reason as usize] += 1;
+                    }
+                    Some(Verdict::StateChange) => {
+                        let why =
+                            RiskReason::from_code(r.reason).map_or("unknown", RiskReason::name);
+                        tracing::warn!(
+                            reason = why,
+                            observed = r.observed,
+                            limit = r.limit,
+                            "risk state change"
+                        );
+                    }
+                    _ => {}
+                }
             }
         })
+    }
+
+    fn rejects_by_reason(&self) -> Vec<(RiskReason, u64)> {
+        RiskReason::ALL
+            .iter()
+            .map(|r| (*r, self.rejects_by_reason[r.code() as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     fn print_status(&self, venue: &VenueStats, elapsed: Duration) {
@@ -408,6 +441,18 @@ impl PaperReport {
             self.fills,
             self.venue_rejects
         );
+        if !self.rejects_by_reason.is_empty() {
+            let list: Vec<String> = self
+                .rejects_by_reason
+                .iter()
+                .map(|(r, n)| format!("{} {n}", r.name()))
+                .collect();
+            println!("  rejected   {}", list.join(", "));
+        }
+        println!(
+            "  risk       trading state at the end: {:?}",
+            self.trading_state
+        );
         println!(
             "  P&L        realised ₹{}  unrealised ₹{}  fees ₹{}  open positions {}",
             self.realised, self.unrealised, self.fees, self.open_positions
@@ -433,7 +478,7 @@ impl PaperReport {
             self.journal_records, self.journal_dropped
         );
         println!(
-            "  not yet    risk gate: pass-through (issue 3); venue: in-process synthetic (issues 4-6); no files written (issue 7)"
+            "  not yet    venue: in-process synthetic, not the Kite protocol (issues 4-6); no files written (issue 7)"
         );
     }
 }
