@@ -47,7 +47,6 @@ pub struct PaperArgs {
 }
 
 /// What a paper session did, for the summary and for tests.
-#[derive(Debug)]
 pub struct PaperReport {
     pub counters: EngineCounters,
     pub ticks_generated: u64,
@@ -70,6 +69,23 @@ pub struct PaperReport {
     pub journal_records: u64,
     pub journal_dropped: u64,
     pub elapsed: Duration,
+}
+
+impl std::fmt::Debug for PaperReport {
+    /// Counts only: the histograms are summarised, not dumped.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaperReport")
+            .field("counters", &self.counters)
+            .field("ticks_generated", &self.ticks_generated)
+            .field("ticks_dropped", &self.ticks_dropped)
+            .field("orders_received", &self.orders_received)
+            .field("fills", &self.fills)
+            .field("venue_rejects", &self.venue_rejects)
+            .field("rejects_by_reason", &self.rejects_by_reason)
+            .field("trading_state", &self.trading_state)
+            .field("decisions_timed", &self.decision_latency.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters the venue thread shares with the status line.
@@ -495,12 +511,13 @@ mod tests {
 
     #[test]
     fn a_short_session_trades_through_every_thread_and_loses_no_fill() {
-        let config = Config::parse(
+        let mut config = Config::parse(
             crate::config::DEFAULT_TOML,
             "defaults",
             &InstrumentTable::nse_default(),
         )
         .unwrap();
+        config.paper.tick_rate = 20_000;
         let args = PaperArgs {
             duration: Duration::from_millis(1500),
             seed: Some(7),
