@@ -1,4 +1,38 @@
-//! mmap tick journal.
+//! kestrel's journal: an append-only file of 64-byte [`JournalRecord`]s after a versioned
+//! 4096-byte header, written through a shared memory map by the ops thread and read zero-copy
+//! as `&[JournalRecord]`.
 //!
-//! Not built yet: this crate is a placeholder in the workspace until its issue lands.
-#![forbid(unsafe_code)]
+//! * [`JournalWriter`] appends without allocating or calling the kernel in steady state, and
+//!   publishes each record by a Release store of the header's `committed` count after the
+//!   record's bytes, so no reader and no crash ever sees a torn record.
+//!   [`JournalWriter::open_existing`] continues a journal after a crash.
+//! * [`RollingJournal`] writes `DIR/journal-YYYYMMDD-NNN.kjnl`, a new file per IST day and
+//!   per size limit.
+//! * [`JournalReader`] maps a journal read-only and validates it; [`TailReader`] follows one
+//!   that is being written.
+//! * [`csv`] converts ticks to and from CSV (schema in its documentation) and writes every
+//!   record kind for people.
+//!
+//! The on-disk layout is in [`mod@format`]. The same files feed `kestrel replay`.
+//!
+//! Memory maps need `unsafe`; it is confined to a few blocks in `writer`, `reader` and
+//! `format`, each with the reason it holds, and to the opening of maps (`mmap`), which states
+//! the promise every journal reader relies on: only kestrel writers modify journal files, they
+//! never shrink them and never rewrite a committed record.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod csv;
+pub mod error;
+pub mod format;
+mod mmap;
+pub mod reader;
+pub mod rolling;
+pub mod writer;
+
+pub use csv::{ExportStats, export_csv, export_events_csv, import_csv};
+pub use error::JournalError;
+pub use kestrel_engine::JournalRecord;
+pub use reader::{JournalReader, TailReader};
+pub use rolling::{RollOptions, RollingJournal};
+pub use writer::{JournalWriter, Recovery, WriterOptions};

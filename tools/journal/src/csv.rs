@@ -1,0 +1,696 @@
+//! Ticks to and from CSV, and every record kind to a CSV for people.
+//!
+//! # Tick CSV schema
+//!
+//! One header line, then one line per tick, `\n` line ends (`\r\n` is accepted on import):
+//!
+//! ```text
+//! ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume,exch_ts_ns,kind
+//! 1735700400000000000,RELIANCE,1234.50,10,1234.45,200,1234.55,150,98765,1735700399998000000,Quote
+//! ```
+//!
+//! | column | meaning | format |
+//! |---|---|---|
+//! | `ts_utc_ns` | when kestrel received the tick (`Tick::recv_ts`) | nanoseconds since the Unix epoch, UTC, a whole number |
+//! | `symbol` | the instrument | a symbol of the instrument table (exact, case-sensitive) |
+//! | `last_price` | last traded price | decimal, up to 8 decimal places, exact (`Price::parse`); may be negative |
+//! | `last_qty` | last traded quantity | whole number, 0 to 4294967295 |
+//! | `bid_price`, `ask_price` | best bid and ask | decimal, as `last_price` |
+//! | `bid_qty`, `ask_qty` | quantity at the best bid and ask | whole number, 0 to 4294967295 |
+//! | `volume` | cumulative traded volume for the day, 0 when unknown | whole number, 0 to 2^64−1 |
+//! | `exch_ts_ns` | *optional*: the exchange's timestamp, 0 when the venue gives none | as `ts_utc_ns`; default 0 |
+//! | `kind` | *optional*: what the tick carries: `Ltp`, `Quote`, `Full`, `Index`, `Trade`, `BookTop` (case-insensitive) or a numeric code | default `Quote` |
+//!
+//! On import the columns may come in any order; the first nine are required, the last two
+//! optional, and any other column is an error (so a misspelt column is never silently
+//! ignored). Cells are trimmed of spaces; quoting is not supported (symbols never need it: a
+//! journal refuses symbols with commas, quotes or spaces). Blank lines are skipped. An error
+//! names the line (the header is line 1) and the column:
+//! `line 17, column last_price: '12a' is not a decimal number (expected digits like 2456.35)`.
+//!
+//! Export writes all eleven columns in the order above, prices as `Price`'s `Display` (two to
+//! eight decimals, trailing zeros trimmed down to two: `1234.50`, `0.05`, `83.50125`), whole
+//! numbers without signs or leading zeros, and `kind` by name. A file written that way is
+//! *canonical*: CSV → journal → CSV gives it back byte for byte.
+//!
+//! # Events CSV
+//!
+//! [`export_events_csv`] writes every record kind for people to read (not for import):
+//! `ts_utc_ns,record,symbol,detail`, where `ts_utc_ns` is the record's first field,
+//! `record` is `Tick`, `Order`, `Exec`, `Control`, `Risk`, `Marker` (or `unknown`), `symbol`
+//! is `*` for a command about all instruments, and `detail` is a quoted list of `key=value`.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+
+use kestrel_engine::records::{MarkerRecord, RiskRecord};
+use kestrel_engine::risk::{RiskReason, Verdict};
+use kestrel_engine::{
+    ControlCommand, ControlKind, ExecKind, ExecReport, InstrumentId, InstrumentTable,
+    JournalRecord, OrderRequest, OrderType, Price, ReasonCode, RecordTag, RequestKind, Side, Tick,
+    TickKind, TimeInForce,
+};
+
+use crate::error::JournalError;
+
+/// The header line [`export_csv`] writes.
+pub const TICK_HEADER: &str = "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume,exch_ts_ns,kind";
+
+/// The header line [`export_events_csv`] writes.
+pub const EVENTS_HEADER: &str = "ts_utc_ns,record,symbol,detail";
+
+/// The tick columns, in canonical order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Column {
+    Ts,
+    Symbol,
+    LastPrice,
+    LastQty,
+    BidPrice,
+    BidQty,
+    AskPrice,
+    AskQty,
+    Volume,
+    ExchTs,
+    Kind,
+}
+
+impl Column {
+    const ALL: [Column; 11] = [
+        Column::Ts,
+        Column::Symbol,
+        Column::LastPrice,
+        Column::LastQty,
+        Column::BidPrice,
+        Column::BidQty,
+        Column::AskPrice,
+        Column::AskQty,
+        Column::Volume,
+        Column::ExchTs,
+        Column::Kind,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Column::Ts => "ts_utc_ns",
+            Column::Symbol => "symbol",
+            Column::LastPrice => "last_price",
+            Column::LastQty => "last_qty",
+            Column::BidPrice => "bid_price",
+            Column::BidQty => "bid_qty",
+            Column::AskPrice => "ask_price",
+            Column::AskQty => "ask_qty",
+            Column::Volume => "volume",
+            Column::ExchTs => "exch_ts_ns",
+            Column::Kind => "kind",
+        }
+    }
+
+    fn required(self) -> bool {
+        !matches!(self, Column::ExchTs | Column::Kind)
+    }
+}
+
+/// What [`export_csv`] wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportStats {
+    /// Tick lines written.
+    pub ticks: u64,
+    /// Records of other kinds, not written (see [`export_events_csv`]).
+    pub skipped: u64,
+}
+
+/// Writes the ticks among `records` as tick CSV (see the module documentation); `table` names
+/// their instruments (a journal's own: [`crate::JournalReader::instruments`]).
+pub fn export_csv(
+    records: &[JournalRecord],
+    table: &InstrumentTable,
+    out: impl Write,
+) -> Result<ExportStats, JournalError> {
+    let mut out = BufWriter::new(out);
+    writeln!(out, "{TICK_HEADER}")?;
+    let mut stats = ExportStats::default();
+    for (index, record) in records.iter().enumerate() {
+        let Some(t) = record.as_tick() else {
+            stats.skipped += 1;
+            continue;
+        };
+        let symbol = symbol_of(table, t.instrument, index)?;
+        write!(
+            out,
+            "{},{symbol},{},{},{},{},{},{},{},{},",
+            t.recv_ts,
+            t.last_px,
+            t.last_qty,
+            t.bid_px,
+            t.bid_qty,
+            t.ask_px,
+            t.ask_qty,
+            t.volume,
+            t.exch_ts
+        )?;
+        match t.kind() {
+            Some(kind) => writeln!(out, "{}", kind.name())?,
+            None => writeln!(out, "{}", t.kind)?,
+        }
+        stats.ticks += 1;
+    }
+    out.flush()?;
+    Ok(stats)
+}
+
+/// Reads tick CSV (see the module documentation) into ticks for `table`'s instruments.
+pub fn import_csv(input: impl Read, table: &InstrumentTable) -> Result<Vec<Tick>, JournalError> {
+    let mut input = BufReader::new(input);
+    let mut buf = String::new();
+    let mut line = 0u64;
+    if !next_line(&mut input, &mut buf, &mut line)? {
+        return Err(JournalError::CsvLine {
+            line: 1,
+            problem: format!("the input is empty; expected the header line {TICK_HEADER}"),
+        });
+    }
+    let layout = parse_header(trim_line(&buf).trim_start_matches('\u{feff}'))?;
+    let mut ticks = Vec::new();
+    while next_line(&mut input, &mut buf, &mut line)? {
+        let text = trim_line(&buf);
+        if text.trim().is_empty() {
+            continue;
+        }
+        ticks.push(parse_tick(text, &layout, table, line)?);
+    }
+    Ok(ticks)
+}
+
+/// Writes every record, whatever its kind, as events CSV (see the module documentation).
+/// Returns the number of lines written after the header.
+pub fn export_events_csv(
+    records: &[JournalRecord],
+    table: &InstrumentTable,
+    out: impl Write,
+) -> Result<u64, JournalError> {
+    let mut out = BufWriter::new(out);
+    writeln!(out, "{EVENTS_HEADER}")?;
+    let mut detail = String::new();
+    for (index, record) in records.iter().enumerate() {
+        detail.clear();
+        let (kind, instrument) = describe(record, &mut detail);
+        let symbol = match instrument {
+            None => "",
+            Some(id) if id == ControlCommand::ALL_INSTRUMENTS => "*",
+            Some(id) => symbol_of(table, id, index)?,
+        };
+        let detail = detail.replace('"', "\"\"");
+        writeln!(out, "{},{kind},{symbol},\"{detail}\"", record.ts())?;
+    }
+    out.flush()?;
+    Ok(records.len() as u64)
+}
+
+fn symbol_of(
+    table: &InstrumentTable,
+    id: InstrumentId,
+    index: usize,
+) -> Result<&str, JournalError> {
+    if id.index() < table.len() {
+        Ok(&table.get(id).symbol)
+    } else {
+        Err(JournalError::UnknownInstrument {
+            index,
+            instrument: id.0,
+            known: table.len(),
+        })
+    }
+}
+
+/// Reads one line into `buf`; false at the end of the input.
+fn next_line(
+    input: &mut impl BufRead,
+    buf: &mut String,
+    line: &mut u64,
+) -> Result<bool, JournalError> {
+    buf.clear();
+    *line += 1;
+    match input.read_line(buf) {
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(JournalError::CsvLine {
+            line: *line,
+            problem: "is not UTF-8 text".into(),
+        }),
+        Err(e) => Err(JournalError::Stream(e)),
+    }
+}
+
+fn trim_line(buf: &str) -> &str {
+    buf.trim_end_matches(['\n', '\r'])
+}
+
+/// `layout[i]` is the column of field `i`.
+fn parse_header(text: &str) -> Result<Vec<Column>, JournalError> {
+    let expected = || format!("expected the columns {TICK_HEADER} (the last two optional)");
+    let mut layout = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let Some(column) = Column::ALL.into_iter().find(|c| c.name() == name) else {
+            return Err(JournalError::Csv {
+                line: 1,
+                column: name.to_string(),
+                problem: format!("unknown column; {}", expected()),
+            });
+        };
+        if layout.contains(&column) {
+            return Err(JournalError::Csv {
+                line: 1,
+                column: name.to_string(),
+                problem: "appears twice in the header".into(),
+            });
+        }
+        layout.push(column);
+    }
+    if let Some(missing) = Column::ALL
+        .into_iter()
+        .find(|c| c.required() && !layout.contains(c))
+    {
+        return Err(JournalError::Csv {
+            line: 1,
+            column: missing.name().to_string(),
+            problem: format!("missing from the header; {}", expected()),
+        });
+    }
+    Ok(layout)
+}
+
+fn parse_tick(
+    text: &str,
+    layout: &[Column],
+    table: &InstrumentTable,
+    line: u64,
+) -> Result<Tick, JournalError> {
+    let mut tick = Tick {
+        kind: TickKind::Quote.code(),
+        tag: RecordTag::Tick.code(),
+        ..Tick::default()
+    };
+    let mut fields = 0;
+    for (i, cell) in text.split(',').enumerate() {
+        fields += 1;
+        let Some(&column) = layout.get(i) else {
+            continue;
+        };
+        let cell = cell.trim();
+        let bad = |problem: String| JournalError::Csv {
+            line,
+            column: column.name().to_string(),
+            problem,
+        };
+        if cell.contains('"') {
+            return Err(bad(format!(
+                "'{cell}' is quoted; quoting is not supported (no field needs it)"
+            )));
+        }
+        match column {
+            Column::Ts => tick.recv_ts = whole(cell).map_err(bad)?,
+            Column::ExchTs => tick.exch_ts = whole(cell).map_err(bad)?,
+            Column::Volume => tick.volume = whole(cell).map_err(bad)?,
+            Column::LastQty => tick.last_qty = whole(cell).map_err(bad)?,
+            Column::BidQty => tick.bid_qty = whole(cell).map_err(bad)?,
+            Column::AskQty => tick.ask_qty = whole(cell).map_err(bad)?,
+            Column::LastPrice => tick.last_px = price(cell).map_err(bad)?,
+            Column::BidPrice => tick.bid_px = price(cell).map_err(bad)?,
+            Column::AskPrice => tick.ask_px = price(cell).map_err(bad)?,
+            Column::Symbol => {
+                tick.instrument = table
+                    .by_symbol(cell)
+                    .ok_or_else(|| bad(unknown_symbol(cell, table)))?;
+            }
+            Column::Kind => tick.kind = tick_kind(cell).map_err(bad)?,
+        }
+    }
+    if fields != layout.len() {
+        return Err(JournalError::CsvLine {
+            line,
+            problem: format!("has {fields} fields, the header has {}", layout.len()),
+        });
+    }
+    Ok(tick)
+}
+
+/// A whole number of type `T` (which says the range in the message).
+fn whole<T: std::str::FromStr + Bounded>(cell: &str) -> Result<T, String> {
+    if !cell.is_empty()
+        && cell.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(v) = cell.parse()
+    {
+        return Ok(v);
+    }
+    Err(format!(
+        "'{cell}' is not a whole number from 0 to {}",
+        T::MAX_TEXT
+    ))
+}
+
+/// The largest value of an unsigned type, for messages.
+trait Bounded {
+    const MAX_TEXT: &'static str;
+}
+impl Bounded for u32 {
+    const MAX_TEXT: &'static str = "4294967295";
+}
+impl Bounded for u64 {
+    const MAX_TEXT: &'static str = "18446744073709551615";
+}
+
+fn price(cell: &str) -> Result<Price, String> {
+    Price::parse(cell).map_err(|e| e.to_string())
+}
+
+fn unknown_symbol(cell: &str, table: &InstrumentTable) -> String {
+    let mut known = String::new();
+    for (i, (_, ins)) in table.iter().enumerate() {
+        if i > 0 {
+            known.push_str(", ");
+        }
+        known.push_str(&ins.symbol);
+    }
+    format!("'{cell}' is not in the instrument table (known: {known})")
+}
+
+fn tick_kind(cell: &str) -> Result<u8, String> {
+    if let Some(kind) = TickKind::ALL
+        .iter()
+        .find(|k| k.name().eq_ignore_ascii_case(cell))
+    {
+        return Ok(kind.code());
+    }
+    cell.parse::<u8>().map_err(|_| {
+        format!("'{cell}' is not a tick kind (Ltp, Quote, Full, Index, Trade, BookTop or a code)")
+    })
+}
+
+/// An enum's name, or its raw code when this build does not know it.
+fn named(name: Option<&'static str>, code: u8) -> String {
+    name.map_or_else(|| format!("?{code}"), str::to_string)
+}
+
+/// The record kind's name and instrument, with its fields written to `d` as `key=value`s.
+fn describe(record: &JournalRecord, d: &mut String) -> (&'static str, Option<InstrumentId>) {
+    // `write!` into a String cannot fail.
+    if let Some(t) = record.as_tick() {
+        let _ = write!(
+            d,
+            "kind={} last={} last_qty={} bid={} bid_qty={} ask={} ask_qty={} volume={} exch_ts={}",
+            named(t.kind().map(TickKind::name), t.kind),
+            t.last_px,
+            t.last_qty,
+            t.bid_px,
+            t.bid_qty,
+            t.ask_px,
+            t.ask_qty,
+            t.volume,
+            t.exch_ts
+        );
+        return ("Tick", Some(t.instrument));
+    }
+    if let Some(o) = record.as_order() {
+        describe_order(o, d);
+        return ("Order", Some(o.instrument));
+    }
+    if let Some(e) = record.as_exec() {
+        describe_exec(e, d);
+        return ("Exec", Some(e.instrument));
+    }
+    if let Some(c) = record.as_control() {
+        let _ = write!(
+            d,
+            "kind={} arg={}",
+            named(c.kind().map(ControlKind::name), c.kind),
+            c.arg
+        );
+        return ("Control", Some(c.instrument));
+    }
+    if let Some(r) = record.as_risk() {
+        describe_risk(r, d);
+        return ("Risk", Some(r.instrument));
+    }
+    if let Some(m) = record.as_marker() {
+        describe_marker(m, d);
+        return ("Marker", None);
+    }
+    let _ = write!(d, "tag={}", record.as_bytes()[63]);
+    ("unknown", None)
+}
+
+fn describe_order(o: &OrderRequest, d: &mut String) {
+    let _ = write!(
+        d,
+        "kind={} side={} type={} tif={} qty={} price={} trigger={} decision={} \
+         client_order_id={} reason={} strategy={} flags={} ts={}",
+        named(o.kind().map(RequestKind::name), o.kind),
+        named(o.side().map(Side::name), o.side),
+        named(o.order_type().map(OrderType::name), o.order_type),
+        named(o.tif().map(TimeInForce::name), o.tif),
+        o.qty,
+        o.price,
+        o.trigger_price,
+        o.decision_id,
+        o.client_order_id,
+        named(
+            ReasonCode::from_code(o.reason).map(ReasonCode::name),
+            o.reason
+        ),
+        o.strategy,
+        o.flags,
+        o.ts
+    );
+}
+
+fn describe_exec(e: &ExecReport, d: &mut String) {
+    let _ = write!(
+        d,
+        "kind={} side={} qty={} leaves={} price={} fee={} decision={} client_order_id={} \
+         venue_order_id={} reject_code={} strategy={}",
+        named(e.kind().map(ExecKind::name), e.kind),
+        named(e.side().map(Side::name), e.side),
+        e.qty,
+        e.leaves_qty,
+        e.price,
+        e.fee,
+        e.decision_id,
+        e.client_order_id,
+        e.venue_order_id,
+        e.reject_code,
+        e.strategy
+    );
+}
+
+fn describe_risk(r: &RiskRecord, d: &mut String) {
+    let reason = match r.reason {
+        0 => "none".to_string(),
+        code => named(RiskReason::from_code(code).map(RiskReason::name), code),
+    };
+    let _ = write!(
+        d,
+        "verdict={} reason={reason} observed={} limit={} requested={} allowed={} decision={} \
+         client_order_id={}",
+        named(Verdict::from_code(r.verdict).map(Verdict::name), r.verdict),
+        r.observed,
+        r.limit,
+        r.requested_qty,
+        r.allowed_qty,
+        r.decision_id,
+        r.client_order_id
+    );
+}
+
+fn describe_marker(m: &MarkerRecord, d: &mut String) {
+    let len = m.text.iter().position(|&b| b == 0).unwrap_or(m.text.len());
+    let _ = write!(
+        d,
+        "marker={} value={} text={}",
+        m.marker,
+        m.value,
+        String::from_utf8_lossy(&m.text[..len])
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> InstrumentTable {
+        InstrumentTable::nse_default()
+    }
+
+    fn err(csv: &str) -> String {
+        import_csv(csv.as_bytes(), &table())
+            .unwrap_err()
+            .to_string()
+    }
+
+    const HEAD: &str =
+        "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n";
+
+    #[test]
+    fn imports_the_nine_required_columns_with_defaults() {
+        let csv = format!("{HEAD}5,TCS,4100.5,3,4100.45,10,4100.55,12,99\r\n\n");
+        let ticks = import_csv(csv.as_bytes(), &table()).unwrap();
+        assert_eq!(ticks.len(), 1);
+        let t = ticks[0];
+        assert_eq!(t.recv_ts, 5);
+        assert_eq!(t.instrument, table().by_symbol("TCS").unwrap());
+        assert_eq!(t.last_px, Price::parse("4100.50").unwrap());
+        assert_eq!(
+            (t.last_qty, t.bid_qty, t.ask_qty, t.volume),
+            (3, 10, 12, 99)
+        );
+        assert_eq!((t.exch_ts, t.kind()), (0, Some(TickKind::Quote)));
+        assert_eq!(t.tag, RecordTag::Tick.code());
+    }
+
+    #[test]
+    fn columns_may_come_in_any_order() {
+        let csv = "kind,volume,ask_qty,ask_price,bid_qty,bid_price,last_qty,last_price,symbol,ts_utc_ns\n\
+                   trade,1,0,0,0,0,7,2456.35,INFY,9\n";
+        let t = import_csv(csv.as_bytes(), &table()).unwrap()[0];
+        assert_eq!(
+            (t.recv_ts, t.last_qty, t.kind()),
+            (9, 7, Some(TickKind::Trade))
+        );
+    }
+
+    #[test]
+    fn a_bad_price_names_its_line_and_column() {
+        let mut csv = HEAD.to_string();
+        for i in 0..15 {
+            csv.push_str(&format!("{i},TCS,1.00,1,1.00,1,1.00,1,1\n"));
+        }
+        csv.push_str("16,TCS,12a,1,1.00,1,1.00,1,1\n");
+        assert_eq!(
+            err(&csv),
+            "line 17, column last_price: '12a' is not a decimal number (expected digits like 2456.35)"
+        );
+    }
+
+    #[test]
+    fn an_unknown_symbol_names_its_line_and_column() {
+        assert_eq!(
+            err(&format!("{HEAD}1,WIPRO,1.00,1,1.00,1,1.00,1,1\n")),
+            "line 2, column symbol: 'WIPRO' is not in the instrument table (known: RELIANCE, \
+             TCS, HDFCBANK, INFY, ICICIBANK)"
+        );
+    }
+
+    #[test]
+    fn a_missing_column_is_named() {
+        let csv = "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,volume\n";
+        assert_eq!(
+            err(csv),
+            format!(
+                "line 1, column ask_qty: missing from the header; expected the columns \
+                 {TICK_HEADER} (the last two optional)"
+            )
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_repeated_and_short_and_bad_cells() {
+        assert!(err("ts_utc_ns,sym\n").starts_with("line 1, column sym: unknown column;"));
+        assert_eq!(
+            err(&format!("{}symbol\n", HEAD.trim_end().to_owned() + ",")),
+            "line 1, column symbol: appears twice in the header"
+        );
+        assert_eq!(
+            err(&format!("{HEAD}1,TCS,1.00,1,1.00,1,1.00,1\n")),
+            "line 2: has 8 fields, the header has 9"
+        );
+        assert_eq!(
+            err(&format!("{HEAD}1,TCS,1.00,-1,1.00,1,1.00,1,1\n")),
+            "line 2, column last_qty: '-1' is not a whole number from 0 to 4294967295"
+        );
+        assert_eq!(
+            err(&format!("{HEAD}1,TCS,1.00,1,1.00,1,1.00,4294967296,1\n")),
+            "line 2, column ask_qty: '4294967296' is not a whole number from 0 to 4294967295"
+        );
+        assert_eq!(
+            err(&format!("{HEAD}1,\"TCS\",1.00,1,1.00,1,1.00,1,1\n")),
+            "line 2, column symbol: '\"TCS\"' is quoted; quoting is not supported (no field needs it)"
+        );
+        assert!(err("").starts_with("line 1: the input is empty"));
+    }
+
+    #[test]
+    fn non_utf8_lines_are_named() {
+        let mut bytes = HEAD.as_bytes().to_vec();
+        bytes.extend_from_slice(b"\xff,TCS\n");
+        assert_eq!(
+            import_csv(&bytes[..], &table()).unwrap_err().to_string(),
+            "line 2: is not UTF-8 text"
+        );
+    }
+
+    #[test]
+    fn export_skips_other_kinds_and_refuses_unknown_instruments() {
+        let tick = Tick::trade(InstrumentId(1), 7, Price::parse("0.05").unwrap(), 2);
+        let control = ControlCommand::new(ControlKind::Pause, 8);
+        let records = [
+            JournalRecord::from_tick(&tick),
+            JournalRecord::from_control(&control),
+        ];
+        let mut out = Vec::new();
+        let stats = export_csv(&records, &table(), &mut out).unwrap();
+        assert_eq!(
+            stats,
+            ExportStats {
+                ticks: 1,
+                skipped: 1
+            }
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{TICK_HEADER}\n7,TCS,0.05,2,0.00,0,0.00,0,0,0,Trade\n")
+        );
+
+        let stray = Tick::trade(InstrumentId(9), 7, Price(1), 1);
+        let err = export_csv(&[JournalRecord::from_tick(&stray)], &table(), Vec::new());
+        assert!(
+            err.unwrap_err().to_string().starts_with(
+                "record 0: instrument #9 is not in the instrument table (5 instruments)"
+            )
+        );
+    }
+
+    #[test]
+    fn events_export_describes_every_kind() {
+        let tick = Tick::trade(InstrumentId(0), 7, Price::parse("10").unwrap(), 2);
+        let control = ControlCommand::new(ControlKind::Kill, 8);
+        let mut marker = MarkerRecord {
+            ts: 9,
+            value: -1,
+            marker: 3,
+            ..MarkerRecord::default()
+        };
+        marker.text[..13].copy_from_slice(b"say \"hi\", ok.");
+        let records = [
+            JournalRecord::from_tick(&tick),
+            JournalRecord::from_control(&control),
+            JournalRecord::from_marker(&marker),
+            JournalRecord::from_order(&OrderRequest::default()),
+        ];
+        let mut out = Vec::new();
+        assert_eq!(export_events_csv(&records, &table(), &mut out).unwrap(), 4);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], EVENTS_HEADER);
+        assert_eq!(
+            lines[1],
+            "7,Tick,RELIANCE,\"kind=Trade last=10.00 last_qty=2 bid=0.00 bid_qty=0 ask=0.00 \
+             ask_qty=0 volume=0 exch_ts=0\""
+        );
+        assert_eq!(lines[2], "8,Control,*,\"kind=Kill arg=0\"");
+        assert_eq!(
+            lines[3],
+            "9,Marker,,\"marker=3 value=-1 text=say \"\"hi\"\", ok.\""
+        );
+        assert!(lines[4].starts_with("0,Order,RELIANCE,\"kind=?0 side=?0 type=?0"));
+    }
+}

@@ -1,0 +1,215 @@
+//! A directory of journals that rolls to a new file by size and by trading day.
+//!
+//! Files are named `DIR/journal-YYYYMMDD-NNN.kjnl`: `YYYYMMDD` is the date in India Standard
+//! Time (Asia/Kolkata, UTC+05:30, no daylight saving) and `NNN` counts files within that date
+//! from `001`. IST, not UTC, because NSE sessions are IST days: one file set per session, named
+//! by the date a trader in India would use. (UTC midnight is 05:30 IST.)
+//!
+//! The date comes from the records themselves (their first field, a UTC timestamp), so a replay
+//! of old records files them under their own dates. A new file starts when a record's IST date
+//! is later than the current file's, or when the current file reached `max_file_bytes`; a
+//! record with an earlier date (an order carrying an old tick's time) stays in the current file.
+//! Opening never appends to an existing file: it starts the next number of the day.
+
+use std::path::{Path, PathBuf};
+
+use kestrel_engine::{InstrumentTable, JournalRecord, UnixNanos};
+
+use crate::error::JournalError;
+use crate::writer::{JournalWriter, WriterOptions};
+
+/// IST is UTC+05:30.
+pub const IST_OFFSET_NS: u64 = (5 * 3600 + 30 * 60) * 1_000_000_000;
+const DAY_NS: u64 = 86_400 * 1_000_000_000;
+
+/// Limits for a [`RollingJournal`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollOptions {
+    /// Largest file, header included (default 1 GiB). At least 4160 (a header and a record).
+    pub max_file_bytes: u64,
+    /// Growth step of each file (default 64 MiB; capped at `max_file_bytes`).
+    pub chunk_bytes: u64,
+}
+
+impl Default for RollOptions {
+    fn default() -> Self {
+        RollOptions {
+            max_file_bytes: 1 << 30,
+            chunk_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Appends records to the current file of a directory of journals, rolling as described in the
+/// module documentation.
+#[derive(Debug)]
+pub struct RollingJournal {
+    dir: PathBuf,
+    table: InstrumentTable,
+    options: WriterOptions,
+    writer: JournalWriter,
+    /// IST day number (days since 1970-01-01 IST) of the current file.
+    day: u64,
+    /// The latest record timestamp seen: the creation time of the next file.
+    latest_ns: UnixNanos,
+}
+
+impl RollingJournal {
+    /// Creates `dir` if needed and starts a new file for the IST date of `now_ns`.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        table: &InstrumentTable,
+        now_ns: UnixNanos,
+        options: &RollOptions,
+    ) -> Result<RollingJournal, JournalError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| JournalError::io(dir, "creating the journal directory", e))?;
+        let options = WriterOptions {
+            chunk_bytes: options.chunk_bytes.min(options.max_file_bytes),
+            max_file_bytes: Some(options.max_file_bytes),
+        };
+        let day = ist_day(now_ns);
+        let writer = new_file(dir, table, day, now_ns, &options)?;
+        Ok(RollingJournal {
+            dir: dir.to_path_buf(),
+            table: table.clone(),
+            options,
+            writer,
+            day,
+            latest_ns: now_ns,
+        })
+    }
+
+    /// Appends one record, first rolling to a new file if the record starts a new IST day or
+    /// the current file is full. Allocation-free except when it rolls or the file grows.
+    #[inline]
+    pub fn append(&mut self, record: &JournalRecord) -> Result<(), JournalError> {
+        let ts = record.ts();
+        self.latest_ns = self.latest_ns.max(ts);
+        if ist_day(ts) > self.day || self.writer.is_full() {
+            self.roll(ist_day(ts).max(self.day))?;
+        }
+        self.writer.append(record)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn roll(&mut self, day: u64) -> Result<(), JournalError> {
+        self.writer.flush()?;
+        self.writer = new_file(&self.dir, &self.table, day, self.latest_ns, &self.options)?;
+        self.day = day;
+        Ok(())
+    }
+
+    /// The file being written.
+    pub fn current_path(&self) -> &Path {
+        self.writer.path()
+    }
+
+    /// The current file's writer.
+    pub fn writer(&self) -> &JournalWriter {
+        &self.writer
+    }
+
+    /// See [`JournalWriter::flush`].
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.writer.flush()
+    }
+
+    /// See [`JournalWriter::sync`].
+    pub fn sync(&self) -> Result<(), JournalError> {
+        self.writer.sync()
+    }
+}
+
+/// Creates the next file of IST day `day` in `dir`.
+fn new_file(
+    dir: &Path,
+    table: &InstrumentTable,
+    day: u64,
+    created_ns: UnixNanos,
+    options: &WriterOptions,
+) -> Result<JournalWriter, JournalError> {
+    let (y, m, d) = civil_date(day);
+    let prefix = format!("journal-{y:04}{m:02}{d:02}-");
+    let mut last = 0u32;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, "listing the directory", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io(dir, "listing the directory", e))?;
+        let name = entry.file_name();
+        let seq = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".kjnl"))
+            .and_then(|n| n.parse::<u32>().ok());
+        last = last.max(seq.unwrap_or(0));
+    }
+    let path = dir.join(format!("{prefix}{:03}.kjnl", last + 1));
+    JournalWriter::create_with(path, table, created_ns, options)
+}
+
+/// Days since 1970-01-01 in IST for a UTC timestamp.
+pub const fn ist_day(ts: UnixNanos) -> u64 {
+    ts.saturating_add(IST_OFFSET_NS) / DAY_NS
+}
+
+/// The IST calendar date `(year, month, day)` of a UTC timestamp.
+pub fn ist_date(ts: UnixNanos) -> (u32, u32, u32) {
+    civil_date(ist_day(ts))
+}
+
+/// The proleptic Gregorian date `(year, month, day)` of day number `days` after 1970-01-01.
+fn civil_date(mut days: u64) -> (u32, u32, u32) {
+    let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+    let mut year = 1970;
+    loop {
+        let len = if leap(year) { 366 } else { 365 };
+        if days < len {
+            break;
+        }
+        days -= len;
+        year += 1;
+    }
+    let february = if leap(year) { 29 } else { 28 };
+    let mut month = 1;
+    for len in [31, february, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] {
+        if days < len {
+            break;
+        }
+        days -= len;
+        month += 1;
+    }
+    (year, month, days as u32 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn ist_dates_change_at_1830_utc() {
+        // 2025-03-31T18:29:59.999999999Z is 23:59:59.999999999 IST on the 31st.
+        let before = 1_743_445_800 * SEC - 1;
+        assert_eq!(ist_date(before), (2025, 3, 31));
+        assert_eq!(ist_date(before + 1), (2025, 4, 1));
+        assert_eq!(ist_day(before) + 1, ist_day(before + 1));
+    }
+
+    #[test]
+    fn civil_dates_handle_epoch_and_leap_years() {
+        assert_eq!(ist_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        // 2024-02-29 is day 19_782; 2000-03-01 is day 11_017 (2000 is a leap year).
+        assert_eq!(civil_date(19_782), (2024, 2, 29));
+        assert_eq!(civil_date(19_783), (2024, 3, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
+        assert_eq!(civil_date(11_017), (2000, 3, 1));
+        // 2100 is not a leap year: 2100-03-01 is day 47_541.
+        assert_eq!(civil_date(47_540), (2100, 2, 28));
+        assert_eq!(civil_date(47_541), (2100, 3, 1));
+    }
+}
