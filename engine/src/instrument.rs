@@ -86,12 +86,13 @@ pub struct Instrument {
 }
 
 impl Instrument {
-    /// Kite's divisor from the token's segment byte (`token & 0xff`): currency (3) ÷1e7,
-    /// BSE currency (6) and NCO (7) ÷1e4, everything else ÷100.
+    /// Kite's divisor from the token's segment byte (`token & 0xff`), as the official
+    /// clients apply it: NSE currency (CDS, 3) ÷1e7, BSE currency (BCD, 6) ÷1e4, everything
+    /// else (MCX, 7, included) ÷100.
     pub const fn kite_divisor_for_token(token: u32) -> i64 {
         match token & 0xff {
             3 => 10_000_000,
-            6 | 7 => 10_000,
+            6 => 10_000,
             _ => 100,
         }
     }
@@ -255,6 +256,7 @@ mod tests {
     fn kite_divisors_follow_the_segment_byte() {
         assert_eq!(Instrument::kite_divisor_for_token(738_561), 100); // NSE equity (segment 1)
         assert_eq!(Instrument::kite_divisor_for_token(0x0001_2303), 10_000_000); // CDS
-        assert_eq!(Instrument::kite_divisor_for_token(0x0001_2307), 10_000); // NCO
+        assert_eq!(Instrument::kite_divisor_for_token(0x0001_2306), 10_000); // BCD
+        assert_eq!(Instrument::kite_divisor_for_token(0x0001_2307), 100); // MCX
     }
 }

@@ -1,4 +1,42 @@
-//! Kite binary ticker feed handler (mio WebSocket client).
+//! kestrel's feed handler: from venue bytes to [`Tick`](kestrel_engine::Tick)s.
 //!
-//! Not built yet: this crate is a placeholder in the workspace until its issue lands.
+//! This crate holds the pure parts, which do no I/O and can be tested byte for byte; the
+//! mio client that drives them over a socket comes later.
+//!
+//! * [`decoder`]: the [`Decoder`] trait every venue implements, its outcome
+//!   ([`Decoded`]), counters and hot-path error ([`DecodeError`]).
+//! * [`kite`]: the Kite Connect binary ticker. [`KiteDecoder`] turns a binary WebSocket
+//!   message into ticks without allocating; [`KitePacket`], [`encode_packet`] and
+//!   [`MessageWriter`] write the same layout for tests and the exchange simulator.
+//! * [`ws`]: RFC 6455 in place on byte buffers: frame parsing and encoding, masking,
+//!   reassembly of fragmented messages, close codes, and the opening handshake.
+//!
+//! Hot-path rules for the decoders and the frame parser: no allocation, no locks, no
+//! syscalls, no logging, no floats; failures are small `Copy` enums that say where.
 #![forbid(unsafe_code)]
+
+pub mod decoder;
+pub mod kite;
+pub mod ws;
+
+pub use decoder::{DecodeError, Decoded, Decoder, DecoderCounters};
+pub use kite::{
+    DepthLevel, EncodeError, KiteDecoder, KiteMode, KitePacket, MessageWriter, PacketView, Packets,
+    encode_full, encode_heartbeat, encode_index_full, encode_index_quote, encode_ltp,
+    encode_packet, encode_quote, price_to_wire,
+};
+pub use ws::{HandshakeError, WsError};
+
+/// Any failure of this crate, for callers that handle them together (the feed thread's
+/// connection loop). The hot paths return the specific `Copy` errors instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    #[error("decoding a ticker message: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("encoding a ticker message: {0}")]
+    Encode(#[from] EncodeError),
+    #[error("WebSocket protocol: {0}")]
+    WebSocket(#[from] WsError),
+    #[error("WebSocket handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+}

@@ -1,0 +1,343 @@
+//! The opening handshake (RFC 6455 §4): the client's key, the request, and the check of
+//! the server's response. Runs once per connection, so it may allocate.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+/// The GUID appended to the key before hashing (RFC 6455 §1.3).
+pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Longest response head we wait for before giving up.
+pub const MAX_RESPONSE_HEAD: usize = 8 * 1024;
+
+/// The server's response was not a valid acceptance of our request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("no end of the response head (a blank line) within {max} bytes")]
+    HeadTooLarge { max: usize },
+    #[error("response head is not UTF-8 text (invalid byte at {valid_up_to})")]
+    NotText { valid_up_to: usize },
+    #[error("malformed status line {line:?} (expected \"HTTP/1.1 101 Switching Protocols\")")]
+    MalformedStatusLine { line: String },
+    #[error("server answered {code} {reason:?} instead of 101 Switching Protocols{}", status_hint(*.code))]
+    Status { code: u16, reason: String },
+    #[error("malformed header line {line:?} (expected \"Name: value\")")]
+    MalformedHeader { line: String },
+    #[error("response has no {name} header")]
+    MissingHeader { name: &'static str },
+    #[error("header {name} is {value:?}, expected it to contain {expected:?}")]
+    WrongHeader {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error(
+        "Sec-WebSocket-Accept is {got:?}, expected {expected:?}: the server (or a proxy) did \
+         not answer our Sec-WebSocket-Key"
+    )]
+    AcceptMismatch { expected: String, got: String },
+    #[error("server sent {name}: {value:?}, which we did not ask for and cannot speak")]
+    Unrequested { name: &'static str, value: String },
+}
+
+fn status_hint(code: u16) -> &'static str {
+    match code {
+        400 | 401 | 403 => " (check the api_key and access_token in the URL)",
+        429 => " (too many connections or requests: back off before reconnecting)",
+        500..=599 => " (the server failed: retry with back-off)",
+        _ => "",
+    }
+}
+
+/// `Sec-WebSocket-Key` from 16 random bytes (the caller supplies the randomness).
+pub fn client_key(nonce: [u8; 16]) -> String {
+    STANDARD.encode(nonce)
+}
+
+/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)).
+pub fn accept_key(key: &str) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(WEBSOCKET_GUID.as_bytes());
+    STANDARD.encode(sha.digest().bytes())
+}
+
+/// The client's upgrade request for `path` (with its query) on `host`.
+pub fn client_request(host: &str, path: &str, key: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\n\
+         Host: {host}\r\n\
+         Upgrade: websocket\r\n\
+         Connection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\n\
+         Sec-WebSocket-Version: 13\r\n\
+         \r\n"
+    )
+}
+
+/// True when the comma-separated `list` contains `token`, ignoring ASCII case.
+fn has_token(list: &str, token: &str) -> bool {
+    list.split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks the server's response to a request sent with `key`.
+///
+/// `Ok(None)`: the head is not complete yet, read more. `Ok(Some(n))`: accepted; the head
+/// is `buf[..n]` and any bytes after it are already WebSocket frames.
+pub fn validate_response(buf: &[u8], key: &str) -> Result<Option<usize>, HandshakeError> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if buf.len() > MAX_RESPONSE_HEAD {
+            return Err(HandshakeError::HeadTooLarge {
+                max: MAX_RESPONSE_HEAD,
+            });
+        }
+        return Ok(None);
+    };
+    let head_len = end + 4;
+    if head_len > MAX_RESPONSE_HEAD {
+        return Err(HandshakeError::HeadTooLarge {
+            max: MAX_RESPONSE_HEAD,
+        });
+    }
+    let head = std::str::from_utf8(&buf[..end]).map_err(|e| HandshakeError::NotText {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default();
+    check_status(status)?;
+
+    let mut upgrade = None;
+    let mut connection_ok = false;
+    let mut connection_seen = None;
+    let mut accept = None;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(HandshakeError::MalformedHeader {
+                line: line.to_string(),
+            });
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("Upgrade") {
+            upgrade = Some(value);
+        } else if name.eq_ignore_ascii_case("Connection") {
+            connection_ok |= has_token(value, "upgrade");
+            connection_seen = Some(value);
+        } else if name.eq_ignore_ascii_case("Sec-WebSocket-Accept") {
+            if accept.is_some_and(|a| a != value) {
+                return Err(HandshakeError::AcceptMismatch {
+                    expected: accept_key(key),
+                    got: value.to_string(),
+                });
+            }
+            accept = Some(value);
+        } else if name.eq_ignore_ascii_case("Sec-WebSocket-Extensions") && !value.is_empty() {
+            return Err(HandshakeError::Unrequested {
+                name: "Sec-WebSocket-Extensions",
+                value: value.to_string(),
+            });
+        } else if name.eq_ignore_ascii_case("Sec-WebSocket-Protocol") && !value.is_empty() {
+            return Err(HandshakeError::Unrequested {
+                name: "Sec-WebSocket-Protocol",
+                value: value.to_string(),
+            });
+        }
+    }
+
+    match upgrade {
+        None => return Err(HandshakeError::MissingHeader { name: "Upgrade" }),
+        Some(v) if !has_token(v, "websocket") => {
+            return Err(HandshakeError::WrongHeader {
+                name: "Upgrade",
+                value: v.to_string(),
+                expected: "websocket",
+            });
+        }
+        Some(_) => {}
+    }
+    match connection_seen {
+        None => return Err(HandshakeError::MissingHeader { name: "Connection" }),
+        Some(v) if !connection_ok => {
+            return Err(HandshakeError::WrongHeader {
+                name: "Connection",
+                value: v.to_string(),
+                expected: "Upgrade",
+            });
+        }
+        Some(_) => {}
+    }
+    let expected = accept_key(key);
+    match accept {
+        None => Err(HandshakeError::MissingHeader {
+            name: "Sec-WebSocket-Accept",
+        }),
+        Some(got) if got != expected => Err(HandshakeError::AcceptMismatch {
+            expected,
+            got: got.to_string(),
+        }),
+        Some(_) => Ok(Some(head_len)),
+    }
+}
+
+fn check_status(line: &str) -> Result<(), HandshakeError> {
+    let malformed = || HandshakeError::MalformedStatusLine {
+        line: line.to_string(),
+    };
+    let (version, rest) = line.split_once(' ').ok_or_else(malformed)?;
+    if version != "HTTP/1.1" {
+        return Err(malformed());
+    }
+    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed());
+    }
+    let code: u16 = code.parse().map_err(|_| malformed())?;
+    if code != 101 {
+        return Err(HandshakeError::Status {
+            code,
+            reason: reason.to_string(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    fn response(headers: &str) -> String {
+        format!("HTTP/1.1 101 Switching Protocols\r\n{headers}\r\n")
+    }
+
+    fn good() -> String {
+        response(&format!(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n"
+        ))
+    }
+
+    #[test]
+    fn rfc_sample_key_gives_the_rfc_accept() {
+        assert_eq!(accept_key(KEY), ACCEPT);
+        // The sample key is the base64 of the 16-byte nonce "the sample nonce".
+        assert_eq!(client_key(*b"the sample nonce"), KEY);
+    }
+
+    #[test]
+    fn accepts_a_valid_response_and_says_where_frames_start() {
+        let mut bytes = good().into_bytes();
+        let head = bytes.len();
+        bytes.extend_from_slice(&[0x82, 0x01, 0x00]);
+        assert_eq!(validate_response(&bytes, KEY), Ok(Some(head)));
+        // Header names and tokens in any case, Connection as a list.
+        let r = response(&format!(
+            "upgrade: WebSocket\r\nCONNECTION: keep-alive, upgrade\r\nsec-websocket-accept: {ACCEPT}\r\n"
+        ));
+        assert_eq!(validate_response(r.as_bytes(), KEY), Ok(Some(r.len())));
+    }
+
+    #[test]
+    fn waits_for_the_whole_head() {
+        let r = good();
+        assert_eq!(
+            validate_response(&r.as_bytes()[..r.len() - 1], KEY),
+            Ok(None)
+        );
+        assert_eq!(
+            validate_response(&vec![b'x'; MAX_RESPONSE_HEAD + 1], KEY),
+            Err(HandshakeError::HeadTooLarge {
+                max: MAX_RESPONSE_HEAD
+            })
+        );
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        let r = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n\r\n";
+        let e = validate_response(r.as_bytes(), KEY).unwrap_err();
+        assert_eq!(
+            e,
+            HandshakeError::Status {
+                code: 403,
+                reason: "Forbidden".into()
+            }
+        );
+        assert!(e.to_string().contains("access_token"), "{e}");
+
+        let r = response(&format!(
+            "Connection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n"
+        ));
+        assert_eq!(
+            validate_response(r.as_bytes(), KEY),
+            Err(HandshakeError::MissingHeader { name: "Upgrade" })
+        );
+        let r = response(&format!(
+            "Upgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n"
+        ));
+        assert!(matches!(
+            validate_response(r.as_bytes(), KEY),
+            Err(HandshakeError::WrongHeader {
+                name: "Upgrade",
+                ..
+            })
+        ));
+        let r = response(&format!(
+            "Upgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Accept: {ACCEPT}\r\n"
+        ));
+        assert!(matches!(
+            validate_response(r.as_bytes(), KEY),
+            Err(HandshakeError::WrongHeader {
+                name: "Connection",
+                ..
+            })
+        ));
+        let r = response("Upgrade: websocket\r\nConnection: Upgrade\r\n");
+        assert_eq!(
+            validate_response(r.as_bytes(), KEY),
+            Err(HandshakeError::MissingHeader {
+                name: "Sec-WebSocket-Accept"
+            })
+        );
+        let r =
+            response("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: xxxx\r\n");
+        assert_eq!(
+            validate_response(r.as_bytes(), KEY),
+            Err(HandshakeError::AcceptMismatch {
+                expected: ACCEPT.into(),
+                got: "xxxx".into()
+            })
+        );
+        let r = response(&format!(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        ));
+        assert!(matches!(
+            validate_response(r.as_bytes(), KEY),
+            Err(HandshakeError::Unrequested {
+                name: "Sec-WebSocket-Extensions",
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate_response(b"HTTP/1.0 101 OK\r\n\r\n", KEY),
+            Err(HandshakeError::MalformedStatusLine { .. })
+        ));
+        assert!(matches!(
+            validate_response(b"HTTP/1.1 101 OK\r\nno colon\r\n\r\n", KEY),
+            Err(HandshakeError::MalformedHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn client_request_carries_the_upgrade_headers() {
+        let r = client_request("ws.kite.trade", "/?api_key=k&access_token=t", KEY);
+        assert!(
+            r.starts_with("GET /?api_key=k&access_token=t HTTP/1.1\r\nHost: ws.kite.trade\r\n")
+        );
+        assert!(r.contains("\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"));
+        assert!(r.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+        assert!(r.ends_with("\r\n\r\n"));
+    }
+}
