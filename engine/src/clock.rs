@@ -81,8 +81,21 @@ impl Clock for ReplayClock {
     }
 }
 
-/// Nanoseconds from the IST offset (+05:30): for display at the edges only.
-pub const IST_OFFSET_NS: i64 = (5 * 3600 + 30 * 60) * 1_000_000_000;
+/// India Standard Time is UTC+05:30 all year (no daylight saving), in nanoseconds.
+pub const IST_OFFSET_NS: u64 = (5 * 3600 + 30 * 60) * 1_000_000_000;
+
+const DAY_NS: u64 = 86_400 * 1_000_000_000;
+
+/// The IST calendar day of `ts` as days since 1970-01-01 (IST). NSE trading days, daily loss
+/// limits and journal files all turn over at IST midnight.
+pub const fn ist_day(ts: UnixNanos) -> u64 {
+    ts.saturating_add(IST_OFFSET_NS) / DAY_NS
+}
+
+/// Seconds since IST midnight of `ts`.
+pub const fn ist_second_of_day(ts: UnixNanos) -> u64 {
+    ts.saturating_add(IST_OFFSET_NS) % DAY_NS / 1_000_000_000
+}
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,9 @@ use kestrel_engine::{
 };
 
 use crate::config::{FreezeAction, LimitAction, RiskConfig};
-use crate::session::{SessionPhase, ist_day, phase};
+use kestrel_engine::clock::ist_day;
+
+use crate::session::{SessionPhase, phase};
 use crate::window::{EventWindow, TokenBucket};
 
 const MS: u64 = 1_000_000;

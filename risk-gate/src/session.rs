@@ -5,10 +5,12 @@
 //! operations work); on a holiday the exchange itself rejects orders.
 
 use kestrel_engine::UnixNanos;
+#[cfg(test)]
 use kestrel_engine::clock::IST_OFFSET_NS;
+use kestrel_engine::clock::{ist_day, ist_second_of_day};
 
+#[cfg(test)]
 const NS_PER_SEC: u64 = 1_000_000_000;
-const SECS_PER_DAY: u64 = 86_400;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionPhase {
@@ -18,19 +20,8 @@ pub enum SessionPhase {
     Continuous,
 }
 
-/// Seconds since midnight IST and the IST day number (days since 1970-01-01 IST).
-pub fn ist_day_and_second(now: UnixNanos) -> (u64, u64) {
-    let ist_secs = (now + IST_OFFSET_NS as u64) / NS_PER_SEC;
-    (ist_secs / SECS_PER_DAY, ist_secs % SECS_PER_DAY)
-}
-
-/// The IST calendar day of `now` (days since the epoch); the daily-loss limits reset on it.
-pub fn ist_day(now: UnixNanos) -> u64 {
-    ist_day_and_second(now).0
-}
-
 pub fn phase(now: UnixNanos) -> SessionPhase {
-    let (day, sec) = ist_day_and_second(now);
+    let (day, sec) = (ist_day(now), ist_second_of_day(now));
     // 1970-01-01 was a Thursday: day 0 → weekday 3 with Monday = 0.
     let weekday = (day + 3) % 7;
     if weekday >= 5 {
@@ -56,7 +47,7 @@ mod tests {
     fn monday_ist(h: u64, m: u64) -> UnixNanos {
         // 2026-11-23 00:00 UTC = 1_795_392_000 s.
         let utc_midnight = 1_795_392_000u64;
-        (utc_midnight + h * 3600 + m * 60) * NS_PER_SEC - IST_OFFSET_NS as u64
+        (utc_midnight + h * 3600 + m * 60) * NS_PER_SEC - IST_OFFSET_NS
     }
 
     #[test]

@@ -11,7 +11,7 @@ const INFY: InstrumentId = InstrumentId(3);
 const TCS: InstrumentId = InstrumentId(1);
 
 /// Monday 2026-11-23, 10:00 IST (continuous session), in UTC ns.
-const T0: UnixNanos = (1_795_392_000 + 10 * 3600) * SEC - IST_OFFSET_NS as u64;
+const T0: UnixNanos = (1_795_392_000 + 10 * 3600) * SEC - IST_OFFSET_NS;
 
 fn px(s: &str) -> Price {
     Price::parse(s).unwrap()

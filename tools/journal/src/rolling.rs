@@ -18,9 +18,7 @@ use kestrel_engine::{InstrumentTable, JournalRecord, UnixNanos};
 use crate::error::JournalError;
 use crate::writer::{JournalWriter, WriterOptions};
 
-/// IST is UTC+05:30.
-pub const IST_OFFSET_NS: u64 = (5 * 3600 + 30 * 60) * 1_000_000_000;
-const DAY_NS: u64 = 86_400 * 1_000_000_000;
+pub use kestrel_engine::clock::{IST_OFFSET_NS, ist_day};
 
 /// Limits for a [`RollingJournal`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,11 +146,6 @@ fn new_file(
     }
     let path = dir.join(format!("{prefix}{:03}.kjnl", last + 1));
     JournalWriter::create_with(path, table, created_ns, options)
-}
-
-/// Days since 1970-01-01 in IST for a UTC timestamp.
-pub const fn ist_day(ts: UnixNanos) -> u64 {
-    ts.saturating_add(IST_OFFSET_NS) / DAY_NS
 }
 
 /// The IST calendar date `(year, month, day)` of a UTC timestamp.
