@@ -225,10 +225,10 @@ pub mod order_flags {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C)]
 pub struct OrderRequest {
+    /// Engine clock when the decision was made (the record's time in the journal).
+    pub ts: UnixNanos,
     /// `recv_ts` of the tick that caused it (0 for control-driven requests).
     pub tick_ts: UnixNanos,
-    /// Engine clock when the decision was made.
-    pub ts: UnixNanos,
     /// The decision this request belongs to; follows it through every record.
     pub decision_id: u64,
     /// Deterministic client order id ([`crate::order_id::client_order_id`]); for cancel and
@@ -484,7 +484,7 @@ assert_layout!(
     MarkerRecord
 );
 const _: () = assert!(std::mem::offset_of!(Tick, recv_ts) == 0);
-const _: () = assert!(std::mem::offset_of!(OrderRequest, tick_ts) == 0);
+const _: () = assert!(std::mem::offset_of!(OrderRequest, ts) == 0);
 const _: () = assert!(std::mem::offset_of!(ExecReport, ts) == 0);
 const _: () = assert!(std::mem::offset_of!(ControlCommand, ts) == 0);
 const _: () = assert!(std::mem::offset_of!(RiskRecord, ts) == 0);

@@ -21,6 +21,29 @@ pub struct Config {
     pub paper: PaperSection,
     #[serde(default)]
     pub risk: RiskConfig,
+    #[serde(default)]
+    pub storage: StorageSection,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// Where journals (and later the order store and logs) go; relative to the working directory.
+    pub dir: std::path::PathBuf,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            dir: "kestrel-data".into(),
+        }
+    }
+}
+
+impl StorageSection {
+    pub fn journal_dir(&self) -> std::path::PathBuf {
+        self.dir.join("journal")
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod journal_cmd;
 mod paper;
 
 use std::path::PathBuf;
@@ -45,6 +46,34 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Look into, export and import tick journals.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Counts by kind, instruments, time range (IST) and the longest gaps between ticks.
+    Inspect { journal: PathBuf },
+    /// Write the journal's ticks as CSV (the schema is in the README), or every record with --events.
+    ExportCsv {
+        journal: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Every record kind, for people to read (not importable).
+        #[arg(long)]
+        events: bool,
+    },
+    /// Turn a tick CSV (your own tick or bar data) into a new journal.
+    ImportCsv {
+        csv: PathBuf,
+        /// The journal to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -100,6 +129,15 @@ fn run(cli: Cli) -> Result<()> {
             report.print();
             Ok(())
         }
+        Command::Journal { command } => match command {
+            JournalCommand::Inspect { journal } => journal_cmd::inspect(&journal),
+            JournalCommand::ExportCsv {
+                journal,
+                out,
+                events,
+            } => journal_cmd::export(&journal, out.as_deref(), events),
+            JournalCommand::ImportCsv { csv, out } => journal_cmd::import(&csv, &out, &instruments),
+        },
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
