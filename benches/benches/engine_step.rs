@@ -11,8 +11,8 @@ use kestrel_engine::ring::channel;
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::strategy::{BuiltIn, StrategyConfig};
 use kestrel_engine::{
-    Engine, EngineConfig, ExecKind, ExecReport, InstrumentTable, JournalRecord, RecordTag,
-    ReplayClock, RequestKind, Tick,
+    Engine, EngineConfig, ExecReport, InstrumentTable, JournalRecord, ReplayClock, RequestKind,
+    Tick,
 };
 use kestrel_exchange_sim::SyntheticMarket;
 
@@ -55,18 +55,7 @@ fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool) {
                 while let Some(a) = orders_rx.pop() {
                     let o = a.request();
                     if o.kind() == Some(RequestKind::New) {
-                        let fill = ExecReport {
-                            ts: o.ts,
-                            decision_id: o.decision_id,
-                            client_order_id: o.client_order_id,
-                            price: tick.last_px,
-                            qty: o.qty,
-                            instrument: o.instrument,
-                            kind: ExecKind::Fill.code(),
-                            side: o.side,
-                            tag: RecordTag::Exec.code(),
-                            ..ExecReport::default()
-                        };
+                        let fill = ExecReport::fill(o, o.ts, tick.last_px, o.qty, 0);
                         engine.on_exec(&fill, &mut out);
                     }
                 }

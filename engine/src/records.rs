@@ -314,6 +314,38 @@ pub struct ExecReport {
 }
 
 impl ExecReport {
+    /// A report of `kind` about `req` at `ts`, carrying its ids, instrument, side and strategy;
+    /// price and quantities are zero.
+    pub fn about(req: &OrderRequest, kind: ExecKind, ts: UnixNanos) -> ExecReport {
+        ExecReport {
+            ts,
+            decision_id: req.decision_id,
+            client_order_id: req.client_order_id,
+            instrument: req.instrument,
+            kind: kind.code(),
+            side: req.side,
+            strategy: req.strategy,
+            tag: RecordTag::Exec.code(),
+            ..ExecReport::default()
+        }
+    }
+
+    /// A fill of `qty` at `price` for `req`, with `leaves` still working afterwards.
+    pub fn fill(
+        req: &OrderRequest,
+        ts: UnixNanos,
+        price: Price,
+        qty: u32,
+        leaves: u32,
+    ) -> ExecReport {
+        ExecReport {
+            price,
+            qty,
+            leaves_qty: leaves,
+            ..ExecReport::about(req, ExecKind::Fill, ts)
+        }
+    }
+
     pub fn kind(&self) -> Option<ExecKind> {
         ExecKind::from_code(self.kind)
     }

@@ -2,63 +2,19 @@
 //! through `Engine::step` with each built-in strategy, with orders flowing out through the
 //! order ring and fills flowing back through the exec ring and `Engine::on_exec`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
+use kestrel_engine::alloc_counter::{AllocCounts, CountingAllocator, count};
 use kestrel_engine::engine::{EngineInputs, RingOutput};
 use kestrel_engine::ring::channel;
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::rng::Rng;
 use kestrel_engine::strategy::{BuiltIn, StrategyConfig};
 use kestrel_engine::{
-    Approved, ControlCommand, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId,
-    InstrumentTable, JournalRecord, Price, RecordTag, ReplayClock, RequestKind, Tick,
+    Approved, ControlCommand, Engine, EngineConfig, ExecReport, InstrumentId, InstrumentTable,
+    JournalRecord, Price, ReplayClock, RequestKind, Tick,
 };
 
-/// Counts allocations and frees made by the current thread while counting is on.
-struct Counting;
-
-thread_local! {
-    static ON: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    static FREES: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note(counter: &'static std::thread::LocalKey<Cell<u64>>) {
-    // `try_with`: the allocator may run while thread-locals are being torn down.
-    if ON.try_with(Cell::get).unwrap_or(false) {
-        let _ = counter.try_with(|c| c.set(c.get() + 1));
-    }
-}
-
-// SAFETY: every method forwards to the system allocator with the caller's arguments; the
-// counting touches only const-initialised thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(&ALLOCS);
-        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(&ALLOCS);
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(&FREES);
-        // SAFETY: as above; `ptr` came from this allocator, which is `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(&ALLOCS);
-        note(&FREES);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// A random walk with trending regimes, in ₹0.05 steps from ₹1,000, over five instruments.
 struct Market {
@@ -97,7 +53,7 @@ impl Market {
     }
 }
 
-fn drive(config: &str) -> (u64, u64, u64, u64) {
+fn drive(config: &str) -> (AllocCounts, u64, u64) {
     let cfg: StrategyConfig = toml::from_str(config).expect("strategy config parses");
     let table = InstrumentTable::nse_default();
     let strategy = BuiltIn::new(&cfg, &table);
@@ -141,18 +97,7 @@ fn drive(config: &str) -> (u64, u64, u64, u64) {
                     continue;
                 }
                 let px = Price::from_scaled(market.px[o.instrument.index()], 100);
-                let report = ExecReport {
-                    ts: o.ts + 1_000,
-                    decision_id: o.decision_id,
-                    client_order_id: o.client_order_id,
-                    price: px,
-                    qty: o.qty,
-                    instrument: o.instrument,
-                    kind: ExecKind::Fill.code(),
-                    side: o.side,
-                    tag: RecordTag::Exec.code(),
-                    ..ExecReport::default()
-                };
+                let report = ExecReport::fill(o, o.ts + 1_000, px, o.qty, 0);
                 exec_tx.push(report).expect("exec ring has room");
             }
             inputs.execs.pop_batch(64, |r| engine.on_exec(&r, &mut out));
@@ -161,25 +106,18 @@ fn drive(config: &str) -> (u64, u64, u64, u64) {
     };
 
     run(10_000, &mut engine, &mut market); // warm-up
-    ON.with(|c| c.set(true));
-    run(1_000_000, &mut engine, &mut market);
-    ON.with(|c| c.set(false));
+    let ((), counts) = count(|| run(1_000_000, &mut engine, &mut market));
     let c = engine.counters();
     eprintln!(
         "{} ticks, {} orders, {} fills, {} journal records dropped",
         c.ticks, c.orders_sent, c.fills, c.journal_dropped
     );
-    (
-        ALLOCS.with(Cell::get),
-        FREES.with(Cell::get),
-        c.orders_sent,
-        c.fills,
-    )
+    (counts, c.orders_sent, c.fills)
 }
 
 #[test]
 fn breakout_steps_a_million_ticks_without_allocating() {
-    let (allocs, frees, orders, fills) = drive(
+    let (counts, orders, fills) = drive(
         "kind = \"breakout\"\nlookback = 20\nstop_bps = 30\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
     );
     assert!(
@@ -187,15 +125,15 @@ fn breakout_steps_a_million_ticks_without_allocating() {
         "the strategy must trade: {orders} orders, {fills} fills"
     );
     assert_eq!(
-        (allocs, frees),
-        (0, 0),
+        counts,
+        AllocCounts::default(),
         "allocations and frees on the hot path"
     );
 }
 
 #[test]
 fn sma_cross_steps_a_million_ticks_without_allocating() {
-    let (allocs, frees, orders, fills) = drive(
+    let (counts, orders, fills) = drive(
         "kind = \"sma_cross\"\nfast = 5\nslow = 20\nallow_short = true\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
     );
     assert!(
@@ -203,8 +141,8 @@ fn sma_cross_steps_a_million_ticks_without_allocating() {
         "the strategy must trade: {orders} orders, {fills} fills"
     );
     assert_eq!(
-        (allocs, frees),
-        (0, 0),
+        counts,
+        AllocCounts::default(),
         "allocations and frees on the hot path"
     );
 }
@@ -212,9 +150,12 @@ fn sma_cross_steps_a_million_ticks_without_allocating() {
 /// The counter itself must see allocations, or the tests above prove nothing.
 #[test]
 fn the_counting_allocator_counts() {
-    ON.with(|c| c.set(true));
-    let v: Vec<u64> = Vec::with_capacity(16);
-    drop(std::hint::black_box(v));
-    ON.with(|c| c.set(false));
-    assert_eq!((ALLOCS.with(Cell::get), FREES.with(Cell::get)), (1, 1));
+    let ((), counts) = count(|| drop(std::hint::black_box(Vec::<u64>::with_capacity(16))));
+    assert_eq!(
+        counts,
+        AllocCounts {
+            allocs: 1,
+            frees: 1
+        }
+    );
 }

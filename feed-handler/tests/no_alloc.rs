@@ -3,54 +3,13 @@
 //! buffer, framed as WebSocket binary frames (every tenth split into fragments with a ping
 //! between them), parsed, reassembled and decoded.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
+use kestrel_engine::alloc_counter::{CountingAllocator, count};
 use kestrel_engine::{InstrumentTable, Price, TickKind};
 use kestrel_feed::ws::{Message, Opcode, Reassembler, encode_fragment, parse_frame};
 use kestrel_feed::{Decoded, DepthLevel, KiteDecoder, KiteMode, KitePacket, MessageWriter};
 
-/// Counts allocations made by the current thread while counting is on.
-struct Counting;
-
-thread_local! {
-    static ON: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with`: the allocator may run while thread-locals are being torn down.
-    if ON.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-    }
-}
-
-// SAFETY: every method forwards to the system allocator with the caller's arguments; the
-// counting touches only const-initialised thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above; `ptr` came from this allocator, which is `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 const MESSAGES: u64 = if cfg!(miri) { 1_000 } else { 100_000 };
 const PACKETS: usize = 5;
@@ -90,56 +49,56 @@ fn decoding_full_mode_messages_allocates_nothing() {
     let mut wire = [0u8; 4 * 1024];
     let (mut ticks, mut px_sum, mut pings) = (0u64, 0i64, 0u64);
 
-    ON.with(|on| on.set(true));
-    for i in 0..MESSAGES as u32 {
-        let mut w = MessageWriter::new(&mut msg).unwrap();
-        for token in TOKENS {
-            w.push(KiteMode::Full, &full_packet(token, i)).unwrap();
-        }
-        let len = w.finish();
-        let body = &msg[..len];
+    let ((), counts) = count(|| {
+        for i in 0..MESSAGES as u32 {
+            let mut w = MessageWriter::new(&mut msg).unwrap();
+            for token in TOKENS {
+                w.push(KiteMode::Full, &full_packet(token, i)).unwrap();
+            }
+            let len = w.finish();
+            let body = &msg[..len];
 
-        // Frame it: whole, or every tenth in three fragments with a ping in the middle.
-        let mut n = 0;
-        if i % 10 == 0 {
-            let (a, rest) = body.split_at(100);
-            let (b, c) = rest.split_at(300);
-            n += encode_fragment(false, Opcode::Binary, a, None, &mut wire[n..]).unwrap();
-            n += encode_fragment(true, Opcode::Ping, b"hb", None, &mut wire[n..]).unwrap();
-            n += encode_fragment(false, Opcode::Continuation, b, None, &mut wire[n..]).unwrap();
-            n += encode_fragment(true, Opcode::Continuation, c, None, &mut wire[n..]).unwrap();
-        } else {
-            n += encode_fragment(true, Opcode::Binary, body, None, &mut wire[n..]).unwrap();
-        }
+            // Frame it: whole, or every tenth in three fragments with a ping in the middle.
+            let mut n = 0;
+            if i % 10 == 0 {
+                let (a, rest) = body.split_at(100);
+                let (b, c) = rest.split_at(300);
+                n += encode_fragment(false, Opcode::Binary, a, None, &mut wire[n..]).unwrap();
+                n += encode_fragment(true, Opcode::Ping, b"hb", None, &mut wire[n..]).unwrap();
+                n += encode_fragment(false, Opcode::Continuation, b, None, &mut wire[n..]).unwrap();
+                n += encode_fragment(true, Opcode::Continuation, c, None, &mut wire[n..]).unwrap();
+            } else {
+                n += encode_fragment(true, Opcode::Binary, body, None, &mut wire[n..]).unwrap();
+            }
 
-        let mut at = 0;
-        while at < n {
-            let frame = parse_frame(&wire[at..n]).unwrap().unwrap();
-            at += frame.len;
-            match reassembler.push(frame).unwrap() {
-                None => {}
-                Some(Message::Ping(_)) => pings += 1,
-                Some(Message::Binary(m)) => {
-                    let r = decoder.decode(m, u64::from(i), &table, |t| {
-                        assert_eq!(t.kind(), Some(TickKind::Full));
-                        ticks += 1;
-                        px_sum += (t.ask_px - t.bid_px).0;
-                    });
-                    assert_eq!(
-                        r,
-                        Ok(Decoded::Ticks {
-                            emitted: PACKETS as u16,
-                            skipped_unknown: 0
-                        })
-                    );
+            let mut at = 0;
+            while at < n {
+                let frame = parse_frame(&wire[at..n]).unwrap().unwrap();
+                at += frame.len;
+                match reassembler.push(frame).unwrap() {
+                    None => {}
+                    Some(Message::Ping(_)) => pings += 1,
+                    Some(Message::Binary(m)) => {
+                        let r = decoder.decode(m, u64::from(i), &table, |t| {
+                            assert_eq!(t.kind(), Some(TickKind::Full));
+                            ticks += 1;
+                            px_sum += (t.ask_px - t.bid_px).0;
+                        });
+                        assert_eq!(
+                            r,
+                            Ok(Decoded::Ticks {
+                                emitted: PACKETS as u16,
+                                skipped_unknown: 0
+                            })
+                        );
+                    }
+                    Some(other) => panic!("unexpected {other:?}"),
                 }
-                Some(other) => panic!("unexpected {other:?}"),
             }
         }
-    }
-    ON.with(|on| on.set(false));
+    });
 
-    assert_eq!(ALLOCS.with(Cell::get), 0, "allocations on the hot path");
+    assert_eq!(counts.allocs, 0, "allocations on the hot path");
     assert_eq!(ticks, MESSAGES * PACKETS as u64);
     assert_eq!(decoder.counters().ticks, ticks);
     assert_eq!(pings, MESSAGES / 10);
@@ -149,9 +108,7 @@ fn decoding_full_mode_messages_allocates_nothing() {
 
 #[test]
 fn the_counter_sees_an_allocation() {
-    ON.with(|on| on.set(true));
-    let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(16));
-    ON.with(|on| on.set(false));
+    let (v, counts) = count(|| Vec::<u8>::with_capacity(std::hint::black_box(16)));
     drop(v);
-    assert!(ALLOCS.with(Cell::get) >= 1);
+    assert!(counts.allocs >= 1);
 }

@@ -115,26 +115,13 @@ fn tick(id: InstrumentId, ts: u64, px: i64) -> Tick {
 }
 
 fn fill(req: &OrderRequest, qty: u32, px: i64, leaves: u32) -> ExecReport {
-    ExecReport {
-        ts: req.ts + 1,
-        decision_id: req.decision_id,
-        client_order_id: req.client_order_id,
-        price: Price::from_units(px),
-        qty,
-        leaves_qty: leaves,
-        instrument: req.instrument,
-        kind: ExecKind::Fill.code(),
-        side: req.side,
-        tag: RecordTag::Exec.code(),
-        ..ExecReport::default()
-    }
+    ExecReport::fill(req, req.ts + 1, Price::from_units(px), qty, leaves)
 }
 
 fn report(req: &OrderRequest, kind: ExecKind, leaves: u32) -> ExecReport {
     ExecReport {
-        kind: kind.code(),
-        qty: 0,
-        ..fill(req, 0, 0, leaves)
+        leaves_qty: leaves,
+        ..ExecReport::about(req, kind, req.ts + 1)
     }
 }
 

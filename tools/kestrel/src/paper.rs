@@ -30,8 +30,7 @@ use kestrel_engine::risk::Verdict;
 use kestrel_engine::strategy::BuiltIn;
 use kestrel_engine::{
     Approved, Clock, ControlCommand, ControlKind, Engine, ExecKind, ExecReport, InstrumentTable,
-    JournalRecord, LiveClock, Money, OrderType, Portfolio, RecordTag, RequestKind, RiskReason,
-    Side, Tick,
+    JournalRecord, LiveClock, Money, OrderType, Portfolio, RequestKind, RiskReason, Side, Tick,
 };
 use kestrel_exchange_sim::SyntheticMarket;
 use kestrel_journal::{RollOptions, RollingJournal};
@@ -275,35 +274,18 @@ impl Venue {
     }
 
     fn execute(&mut self, req: &kestrel_engine::OrderRequest, now: u64) -> Option<ExecReport> {
-        let base = ExecReport {
-            ts: now,
-            decision_id: req.decision_id,
-            client_order_id: req.client_order_id,
-            venue_order_id: req.decision_id,
-            instrument: req.instrument,
-            side: req.side,
-            strategy: req.strategy,
-            tag: RecordTag::Exec.code(),
-            ..ExecReport::default()
-        };
         match (req.kind(), req.order_type(), req.side()) {
             (Some(RequestKind::New), Some(OrderType::Market), Some(side)) => {
                 let (bid, ask) = self.market.touch(req.instrument);
                 self.stats.fills.fetch_add(1, Ordering::Relaxed);
                 let price = if side == Side::Buy { ask } else { bid };
-                Some(ExecReport {
-                    kind: ExecKind::Fill.code(),
-                    price,
-                    qty: req.qty,
-                    ..base
-                })
+                Some(ExecReport::fill(req, now, price, req.qty, 0))
             }
             (Some(RequestKind::New), _, _) => {
                 self.stats.rejects.fetch_add(1, Ordering::Relaxed);
                 Some(ExecReport {
-                    kind: ExecKind::Rejected.code(),
                     leaves_qty: req.qty,
-                    ..base
+                    ..ExecReport::about(req, ExecKind::Rejected, now)
                 })
             }
             // Every order fills at once, so there is never anything to cancel.
