@@ -1,1 +1,6 @@
-//! Benchmarks live in `benches/`; the latency harness arrives with its issue.
+//! kestrel's measurement tools: the criterion benches live in `benches/`, the latency
+//! harness in `src/bin/latency.rs`; this library holds what they share.
+
+pub mod env;
+pub mod every_nth;
+pub mod report;

@@ -1,0 +1,539 @@
+//! The latency harness: tick-to-order latency of kestrel's engine, measured open loop.
+//!
+//! ```text
+//! cargo run --release -p kestrel-benches --bin latency -- internal [--mode split|inline|both]
+//!     [--rate 100000] [--seconds 10] [--every 100] [--risk gate|unchecked] [--json FILE] [--out-dir DIR]
+//! cargo run --release -p kestrel-benches --bin latency -- decode-to-order ...
+//! ```
+//!
+//! Ticks are released on a fixed schedule (`--rate` per second) whatever the engine does, and
+//! each tick carries its *intended* release time; latency runs from that time to the moment
+//! the order request is taken off the engine's order ring. A slow engine therefore shows up
+//! as latency on every tick that waited, not as fewer samples (no coordinated omission).
+//!
+//! * `internal`: pre-built ticks go straight into the tick ring (split) or `Engine::step` (inline).
+//! * `decode-to-order`: pre-encoded WebSocket frames carrying Kite full-mode messages are parsed
+//!   and decoded first, as the feed thread does.
+//! * `--mode split`: a feed thread (core 0) and the engine thread (core 1, busy-polling), with
+//!   the order ring read by the feed thread between releases. `inline`: one thread does it all.
+//!
+//! The strategy orders on every `--every`-th tick (1% by default), alternating buy and sell,
+//! through the real risk gate (`--risk gate`, limits opened up so the gate accepts and every
+//! check still runs) or the pass-through check (`--risk unchecked`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use kestrel_benches::env::Environment;
+use kestrel_benches::every_nth::EveryNth;
+use kestrel_benches::report::{Percentiles, hgrm, new_histogram, svg};
+use kestrel_engine::engine::{EngineInputs, RingOutput};
+use kestrel_engine::pin::{PinOutcome, pin_current_thread};
+use kestrel_engine::ring::channel;
+use kestrel_engine::risk::UncheckedForTestsOnly;
+use kestrel_engine::{
+    Approved, Clock, ControlCommand, Engine, EngineConfig, ExecReport, InstrumentTable, LiveClock,
+    Money, Price, RiskCheck, Tick, UnixNanos,
+};
+use kestrel_exchange_sim::SyntheticMarket;
+use kestrel_feed::ws::{Opcode, encode_frame, parse_frame};
+use kestrel_feed::{DepthLevel, KiteDecoder, KiteMode, KitePacket, MessageWriter};
+use kestrel_risk::{RiskConfig, RiskGate};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Scenario {
+    Internal,
+    DecodeToOrder,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    Split,
+    Inline,
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum RiskKind {
+    Gate,
+    Unchecked,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "kestrel tick-to-order latency, open loop")]
+struct Args {
+    scenario: Scenario,
+    #[arg(long, value_enum, default_value = "both")]
+    mode: Mode,
+    /// Ticks released per second.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    /// Seconds of measurement per mode (after a one-second warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// An order on every N-th tick.
+    #[arg(long, default_value_t = 100)]
+    every: u64,
+    #[arg(long, value_enum, default_value = "gate")]
+    risk: RiskKind,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Where the `.hgrm` distributions and the SVG plot go.
+    #[arg(long, default_value = "target/latency")]
+    out_dir: PathBuf,
+}
+
+#[derive(Serialize)]
+struct RunResult {
+    mode: Mode,
+    ticks_released: u64,
+    ticks_dropped: u64,
+    orders: u64,
+    latency: Percentiles,
+    #[serde(skip)]
+    histogram: Histogram<u64>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    scenario: Scenario,
+    risk: RiskKind,
+    rate_per_s: u64,
+    seconds: u64,
+    order_every: u64,
+    environment: Environment,
+    runs: Vec<RunResult>,
+}
+
+/// Where ticks come from: ready-made, or decoded from wire bytes.
+trait TickSource {
+    /// Produce the next tick(s), stamped with the intended release time.
+    fn produce(&mut self, intended: UnixNanos, emit: &mut dyn FnMut(Tick));
+    /// Last price of an instrument as last produced (the fill price of the stand-in venue).
+    fn last_price(&self, index: usize) -> Price;
+}
+
+struct Prebuilt {
+    ticks: Vec<Tick>,
+    at: usize,
+    last: [Price; 8],
+}
+
+impl TickSource for Prebuilt {
+    fn produce(&mut self, intended: UnixNanos, emit: &mut dyn FnMut(Tick)) {
+        let mut t = self.ticks[self.at];
+        self.at = (self.at + 1) % self.ticks.len();
+        t.recv_ts = intended;
+        self.last[t.instrument.index() % 8] = t.last_px;
+        emit(t);
+    }
+    fn last_price(&self, index: usize) -> Price {
+        self.last[index % 8]
+    }
+}
+
+/// Pre-encoded WebSocket binary frames, each one Kite full-mode message of one packet.
+struct Wire {
+    frames: Vec<Vec<u8>>,
+    at: usize,
+    decoder: KiteDecoder,
+    table: InstrumentTable,
+    last: [Price; 8],
+}
+
+impl TickSource for Wire {
+    fn produce(&mut self, intended: UnixNanos, emit: &mut dyn FnMut(Tick)) {
+        let bytes = &self.frames[self.at];
+        self.at = (self.at + 1) % self.frames.len();
+        let frame = parse_frame(bytes)
+            .ok()
+            .flatten()
+            .expect("pre-encoded frames are whole and valid");
+        let last = &mut self.last;
+        let _ = self
+            .decoder
+            .decode(frame.payload, intended, &self.table, |t| {
+                last[t.instrument.index() % 8] = t.last_px;
+                emit(t);
+            });
+    }
+    fn last_price(&self, index: usize) -> Price {
+        self.last[index % 8]
+    }
+}
+
+fn wire_frames(ticks: &[Tick], table: &InstrumentTable) -> Vec<Vec<u8>> {
+    let paise = |p: Price| (p.0 / 1_000_000) as u32;
+    ticks
+        .iter()
+        .map(|t| {
+            let level = |px: Price, qty: u32| DepthLevel {
+                qty,
+                price: paise(px),
+                orders: 1,
+            };
+            let mut bids = [DepthLevel::default(); 5];
+            let mut asks = [DepthLevel::default(); 5];
+            bids[0] = level(t.bid_px, t.bid_qty);
+            asks[0] = level(t.ask_px, t.ask_qty);
+            let packet = KitePacket {
+                token: table.get(t.instrument).token,
+                last_price: paise(t.last_px),
+                last_qty: t.last_qty,
+                volume: t.volume as u32,
+                bids,
+                asks,
+                ..KitePacket::default()
+            };
+            let mut msg = [0u8; 256];
+            let mut w = MessageWriter::new(&mut msg).expect("buffer fits a message");
+            w.push(KiteMode::Full, &packet)
+                .expect("buffer fits a packet");
+            let len = w.finish();
+            let mut frame = vec![0u8; len + 16];
+            let n =
+                encode_frame(Opcode::Binary, &msg[..len], None, &mut frame).expect("frame fits");
+            frame.truncate(n);
+            frame
+        })
+        .collect()
+}
+
+fn risk_config() -> RiskConfig {
+    let mut c = RiskConfig::default();
+    c.session.enabled = false;
+    c.orders_per_second = 100_000;
+    c.orders_per_minute = 100_000;
+    c.burst_orders = 100_000;
+    c.burst_window_s = 1;
+    c.max_open_orders_per_instrument = 100_000;
+    c.max_open_orders = 100_000;
+    c.dup_window_ms = 0;
+    c.latency_alert_us = 1_000_000;
+    c
+}
+
+const CAPITAL: Money = Money::from_units(10_000_000_000);
+
+fn pin(core: usize, name: &str) -> String {
+    match pin_current_thread(Some(core), name) {
+        PinOutcome::Pinned(c) => format!("{name}→core {c}"),
+        other => format!("{name}: {other:?}"),
+    }
+}
+
+/// Feed thread + pinned engine thread.
+fn run_split<R: RiskCheck + Send + 'static>(
+    risk: R,
+    source: &mut dyn TickSource,
+    table: &InstrumentTable,
+    args: &Args,
+    pinning: &mut Vec<String>,
+) -> RunResult {
+    let clock = LiveClock::new();
+    let (mut tick_tx, tick_rx) = channel::<Tick>(1 << 16);
+    let (order_tx, mut order_rx) = channel::<Approved>(1 << 12);
+    let (mut exec_tx, exec_rx) = channel::<ExecReport>(1 << 12);
+    let (_ctl_tx, ctl_rx) = channel::<ControlCommand>(16);
+    let config = EngineConfig {
+        journal_ticks: false,
+        core: Some(1),
+        capital: CAPITAL,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(
+        EveryNth::new(args.every),
+        risk,
+        clock.clone(),
+        table.clone(),
+        config,
+    );
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let engine_thread = s.spawn(|| {
+            let mut engine = engine;
+            let mut inputs = EngineInputs {
+                control: ctl_rx,
+                execs: exec_rx,
+                ticks: tick_rx,
+            };
+            let mut out = RingOutput {
+                orders: order_tx,
+                journal: None,
+            };
+            engine.run(&mut inputs, &mut out, &stop);
+        });
+        pinning.push(pin(0, "feed"));
+        pinning.push("engine→core 1 (requested)".into());
+        let result = drive(
+            &clock,
+            source,
+            args,
+            Mode::Split,
+            |tick, dropped| {
+                if tick_tx.push(tick).is_err() {
+                    *dropped += 1;
+                }
+            },
+            |hist, source, now| {
+                let mut n = 0;
+                while let Some(a) = order_rx.pop() {
+                    let o = a.request();
+                    let _ = hist.record(now().saturating_sub(o.tick_ts).max(1));
+                    let fill = ExecReport::fill(
+                        o,
+                        now(),
+                        source.last_price(o.instrument.index()),
+                        o.qty,
+                        0,
+                    );
+                    while exec_tx.push(fill).is_err() {
+                        std::hint::spin_loop();
+                    }
+                    n += 1;
+                }
+                n
+            },
+        );
+        stop.store(true, Ordering::Relaxed);
+        engine_thread.join().expect("engine thread");
+        result
+    })
+}
+
+/// One thread: release, step, take the order.
+fn run_inline<R: RiskCheck>(
+    risk: R,
+    source: &mut dyn TickSource,
+    table: &InstrumentTable,
+    args: &Args,
+    pinning: &mut Vec<String>,
+) -> RunResult {
+    let clock = LiveClock::new();
+    let (order_tx, mut order_rx) = channel::<Approved>(1 << 12);
+    let config = EngineConfig {
+        journal_ticks: false,
+        capital: CAPITAL,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(
+        EveryNth::new(args.every),
+        risk,
+        clock.clone(),
+        table.clone(),
+        config,
+    );
+    let out = RingOutput {
+        orders: order_tx,
+        journal: None,
+    };
+    pinning.push(pin(1, "inline"));
+    // Both closures drive the same engine, never at the same time.
+    let state = std::cell::RefCell::new((engine, out));
+    drive(
+        &clock,
+        source,
+        args,
+        Mode::Inline,
+        |tick, _| {
+            let (engine, out) = &mut *state.borrow_mut();
+            engine.step(&tick, out);
+        },
+        |hist, source, now| {
+            let mut n = 0;
+            while let Some(a) = order_rx.pop() {
+                let o = *a.request();
+                let _ = hist.record(now().saturating_sub(o.tick_ts).max(1));
+                let fill =
+                    ExecReport::fill(&o, now(), source.last_price(o.instrument.index()), o.qty, 0);
+                let (engine, out) = &mut *state.borrow_mut();
+                engine.on_exec(&fill, out);
+                n += 1;
+            }
+            n
+        },
+    )
+}
+
+/// The open-loop schedule: release ticks on time, collect orders in between.
+fn drive(
+    clock: &LiveClock,
+    source: &mut dyn TickSource,
+    args: &Args,
+    mode: Mode,
+    mut release: impl FnMut(Tick, &mut u64),
+    mut collect: impl FnMut(&mut Histogram<u64>, &dyn TickSource, &dyn Fn() -> UnixNanos) -> u64,
+) -> RunResult {
+    let period = 1_000_000_000 / args.rate.max(1);
+    let mut hist = new_histogram();
+    let (mut released, mut dropped, mut orders) = (0u64, 0u64, 0u64);
+    let now = || clock.now();
+    let warm_up = now() + 1_000_000_000;
+    let start = now() + 1_000_000;
+    let end = warm_up + args.seconds * 1_000_000_000;
+    let mut next = start;
+    let mut measuring = false;
+    loop {
+        let t = now();
+        if t >= end {
+            break;
+        }
+        if !measuring && t >= warm_up {
+            hist.reset();
+            (released, dropped, orders) = (0, 0, 0);
+            measuring = true;
+        }
+        if t >= next {
+            // A message carries at most a few ticks here: a fixed buffer, no allocation.
+            let mut buf = [Tick::default(); 8];
+            let mut n = 0;
+            source.produce(next, &mut |tick| {
+                if n < buf.len() {
+                    buf[n] = tick;
+                    n += 1;
+                }
+            });
+            for tick in &buf[..n] {
+                release(*tick, &mut dropped);
+            }
+            released += 1;
+            next += period;
+        }
+        orders += collect(&mut hist, source, &now);
+    }
+    std::thread::sleep(Duration::from_millis(10));
+    orders += collect(&mut hist, source, &now);
+    RunResult {
+        mode,
+        ticks_released: released,
+        ticks_dropped: dropped,
+        orders,
+        latency: Percentiles::of(&hist),
+        histogram: hist,
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut env = Environment::probe();
+    let table = InstrumentTable::nse_default();
+    let mut market = SyntheticMarket::new(&table, 7);
+    let ticks: Vec<Tick> = (0..1 << 16).map(|i| market.next_tick(i)).collect();
+    let mut source: Box<dyn TickSource + Send> = match args.scenario {
+        Scenario::Internal => Box::new(Prebuilt {
+            ticks,
+            at: 0,
+            last: [Price::ZERO; 8],
+        }),
+        Scenario::DecodeToOrder => Box::new(Wire {
+            frames: wire_frames(&ticks, &table),
+            at: 0,
+            decoder: KiteDecoder::new(),
+            table: table.clone(),
+            last: [Price::ZERO; 8],
+        }),
+    };
+    let modes: &[Mode] = match args.mode {
+        Mode::Both => &[Mode::Split, Mode::Inline],
+        Mode::Split => &[Mode::Split],
+        Mode::Inline => &[Mode::Inline],
+    };
+    let mut runs = Vec::new();
+    for mode in modes {
+        let mut pinning = Vec::new();
+        let gate = || {
+            let cfg = risk_config();
+            cfg.validate(&table).expect("bench risk config is valid");
+            RiskGate::new(&cfg, &table, CAPITAL)
+        };
+        // Each run on a fresh thread: a pinned thread's affinity would otherwise carry over.
+        let run = std::thread::scope(|s| {
+            s.spawn(|| match (mode, args.risk) {
+                (Mode::Split, RiskKind::Gate) => {
+                    run_split(gate(), source.as_mut(), &table, &args, &mut pinning)
+                }
+                (Mode::Split, RiskKind::Unchecked) => run_split(
+                    UncheckedForTestsOnly,
+                    source.as_mut(),
+                    &table,
+                    &args,
+                    &mut pinning,
+                ),
+                (_, RiskKind::Gate) => {
+                    run_inline(gate(), source.as_mut(), &table, &args, &mut pinning)
+                }
+                (_, RiskKind::Unchecked) => run_inline(
+                    UncheckedForTestsOnly,
+                    source.as_mut(),
+                    &table,
+                    &args,
+                    &mut pinning,
+                ),
+            })
+            .join()
+            .expect("measurement thread")
+        });
+        env.pinning.extend(pinning);
+        runs.push(run);
+    }
+    let report = Report {
+        scenario: args.scenario,
+        risk: args.risk,
+        rate_per_s: args.rate,
+        seconds: args.seconds,
+        order_every: args.every,
+        environment: env,
+        runs,
+    };
+    report.environment.print();
+    println!(
+        "scenario  {:?}, {} ticks/s open loop, an order every {} ticks, risk {:?}",
+        report.scenario, report.rate_per_s, report.order_every, report.risk
+    );
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let name = format!("{:?}", report.scenario).to_lowercase();
+    for r in &report.runs {
+        println!(
+            "{:<7} tick→order {}\n        released {} ticks, dropped {}, {} orders",
+            format!("{:?}", r.mode).to_lowercase(),
+            r.latency.line(),
+            r.ticks_released,
+            r.ticks_dropped,
+            r.orders
+        );
+        let path = args
+            .out_dir
+            .join(format!("{name}-{:?}.hgrm", r.mode).to_lowercase());
+        std::fs::write(&path, hgrm(&r.histogram))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let series: Vec<(String, &Histogram<u64>)> = report
+        .runs
+        .iter()
+        .map(|r| (format!("{:?}", r.mode).to_lowercase(), &r.histogram))
+        .collect();
+    let refs: Vec<(&str, &Histogram<u64>)> = series.iter().map(|(n, h)| (n.as_str(), *h)).collect();
+    let plot = args.out_dir.join(format!("{name}.svg"));
+    std::fs::write(
+        &plot,
+        svg(&format!("kestrel tick→order latency: {name}"), &refs),
+    )
+    .with_context(|| format!("writing {}", plot.display()))?;
+    println!("wrote     {} and the .hgrm files beside it", plot.display());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote     {}", path.display());
+    }
+    Ok(())
+}
