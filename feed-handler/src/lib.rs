@@ -25,7 +25,7 @@ pub use kite::{
     encode_full, encode_heartbeat, encode_index_full, encode_index_quote, encode_ltp,
     encode_packet, encode_quote, price_to_wire,
 };
-pub use ws::{HandshakeError, WsError};
+pub use ws::{HandshakeError, RequestError, WsError};
 
 /// Any failure of this crate, for callers that handle them together (the feed thread's
 /// connection loop). The hot paths return the specific `Copy` errors instead.
@@ -39,4 +39,6 @@ pub enum FeedError {
     WebSocket(#[from] WsError),
     #[error("WebSocket handshake: {0}")]
     Handshake(#[from] HandshakeError),
+    #[error("WebSocket upgrade request: {0}")]
+    Request(#[from] RequestError),
 }
