@@ -6,5 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod synthetic;
+pub mod ticker;
 
 pub use synthetic::SyntheticMarket;
+pub use ticker::{TickSource, TickerConfig, TickerHandle, TickerServer, TickerStats};
