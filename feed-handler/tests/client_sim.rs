@@ -65,7 +65,7 @@ fn published(i: u64) -> Tick {
     Tick {
         recv_ts: 0,
         exch_ts: (1_700_000_000 + i) * 1_000_000_000,
-        last_px: if i % 2 == 0 {
+        last_px: if i.is_multiple_of(2) {
             bid
         } else {
             Price(bid.0 + 5_000_000)
