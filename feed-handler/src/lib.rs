@@ -1,8 +1,10 @@
 //! kestrel's feed handler: from venue bytes to [`Tick`](kestrel_engine::Tick)s.
 //!
-//! This crate holds the pure parts, which do no I/O and can be tested byte for byte; the
-//! mio client that drives them over a socket comes later.
+//! The pure parts do no I/O and can be tested byte for byte; [`client`] drives them over
+//! a non-blocking mio socket.
 //!
+//! * [`client`]: [`FeedClient`], the Kite ticker WebSocket client (connect, handshake,
+//!   subscribe, decode into a tick ring, watchdog, reconnect with [`backoff`]).
 //! * [`decoder`]: the [`Decoder`] trait every venue implements, its outcome
 //!   ([`Decoded`]), counters and hot-path error ([`DecodeError`]).
 //! * [`kite`]: the Kite Connect binary ticker. [`KiteDecoder`] turns a binary WebSocket
@@ -15,17 +17,24 @@
 //! syscalls, no logging, no floats; failures are small `Copy` enums that say where.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
+pub mod client;
 pub mod decoder;
 pub mod kite;
 pub mod ws;
 
+pub use backoff::{Backoff, BackoffConfig};
+pub use client::{
+    ClientError, ConnState, FeedClient, FeedConfig, FeedCounters, FeedSinks, SubscriptionMode,
+    TEXT_CAPACITY, TextKind, TextRecord,
+};
 pub use decoder::{DecodeError, Decoded, Decoder, DecoderCounters};
 pub use kite::{
     DepthLevel, EncodeError, KiteDecoder, KiteMode, KitePacket, MessageWriter, PacketView, Packets,
     encode_full, encode_heartbeat, encode_index_full, encode_index_quote, encode_ltp,
     encode_packet, encode_quote, price_to_wire,
 };
-pub use ws::{HandshakeError, WsError};
+pub use ws::{HandshakeError, RequestError, WsError};
 
 /// Any failure of this crate, for callers that handle them together (the feed thread's
 /// connection loop). The hot paths return the specific `Copy` errors instead.
@@ -39,4 +48,6 @@ pub enum FeedError {
     WebSocket(#[from] WsError),
     #[error("WebSocket handshake: {0}")]
     Handshake(#[from] HandshakeError),
+    #[error("WebSocket upgrade request: {0}")]
+    Request(#[from] RequestError),
 }

@@ -10,7 +10,8 @@
 //!   text for UTF-8.
 //! * [`close`]: [`CloseCode`] and the close frame's payload.
 //! * [`handshake`]: `Sec-WebSocket-Key`/`Accept`, the client's request and the check of
-//!   the server's `101 Switching Protocols` response.
+//!   the server's `101 Switching Protocols` response; for servers, the request parser
+//!   ([`parse_request`]) and the 101 or error answers.
 //!
 //! Frame parsing, encoding and reassembly do not allocate and never panic on input bytes;
 //! their failures are [`WsError`], a `Copy` enum that also says which close code to send
@@ -28,7 +29,8 @@ pub use frame::{
     parse_frame_with, parse_header, write_frame_header,
 };
 pub use handshake::{
-    HandshakeError, WEBSOCKET_GUID, accept_key, client_key, client_request, validate_response,
+    HandshakeError, RequestError, UpgradeRequest, WEBSOCKET_GUID, accept_key, client_key,
+    client_request, error_response, parse_request, server_response, validate_response,
 };
 pub use reassemble::{Message, Reassembler, validate_utf8};
 
