@@ -7,8 +7,13 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        // Never zero: xorshift would stay at zero forever.
-        Rng((seed ^ 0x9e37_79b9_7f4a_7c15) | 1)
+        // SplitMix64 spreads the seed over all 64 bits (a bijection: distinct seeds give
+        // distinct states); never zero, where xorshift would stay forever.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        Rng(if z == 0 { 0x2545_f491_4f6c_dd1d } else { z })
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -45,5 +50,7 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(Rng::new(0).next_u64() != 0);
+        // Seeds one bit apart must not collide.
+        assert_ne!(Rng::new(42).next_u64(), Rng::new(43).next_u64());
     }
 }
