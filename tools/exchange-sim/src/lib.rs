@@ -1,10 +1,12 @@
-//! kestrel's exchange simulator.
-//!
-//! Today it holds the deterministic synthetic market that `kestrel paper` trades against.
-//! The Kite-compatible REST and WebSocket servers, matching and fault injection arrive with
-//! their own issue (see the README's "not done yet").
+//! kestrel's exchange simulator: a deterministic synthetic market, a matching simulator with
+//! Kite Connect's order model, an in-process paper venue over it, and a Kite-compatible REST
+//! server with faults on demand.
 #![forbid(unsafe_code)]
 
+pub mod matching;
 pub mod synthetic;
+pub mod venue;
 
+pub use matching::{Matcher, MatchingConfig, OrderStatus, TouchRule};
 pub use synthetic::SyntheticMarket;
+pub use venue::{PaperVenue, PlaceRequest, VenueError};
