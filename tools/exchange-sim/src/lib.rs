@@ -3,7 +3,9 @@
 //! server with faults on demand.
 #![forbid(unsafe_code)]
 
+pub mod http;
 pub mod matching;
+pub mod rest;
 pub mod synthetic;
 pub mod venue;
 
