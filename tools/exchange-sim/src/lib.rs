@@ -1,14 +1,21 @@
 //! kestrel's exchange simulator.
 //!
-//! * [`synthetic`]: the deterministic synthetic market that `kestrel paper` trades against.
+//! * [`synthetic`]: the deterministic synthetic market.
+//! * [`matching`] and [`venue`]: a matching simulator with Kite Connect's order model, and the
+//!   in-process paper venue over it (no sockets).
+//! * [`http`] and [`rest`]: a Kite-compatible REST server with faults on demand.
 //! * [`ticker`]: the Kite ticker WebSocket server ([`TickerServer`], fed and faulted through
 //!   a [`TickerHandle`]), speaking the exact Kite binary layout over RFC 6455.
-//!
-//! The REST API and matching arrive with their own modules.
 #![forbid(unsafe_code)]
 
+pub mod http;
+pub mod matching;
+pub mod rest;
 pub mod synthetic;
 pub mod ticker;
+pub mod venue;
 
+pub use matching::{Matcher, MatchingConfig, OrderStatus, TouchRule};
 pub use synthetic::SyntheticMarket;
 pub use ticker::{TickSource, TickerConfig, TickerHandle, TickerServer, TickerStats};
+pub use venue::{PaperVenue, PlaceRequest, VenueError};

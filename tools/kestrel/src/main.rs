@@ -4,6 +4,7 @@
 mod config;
 mod journal_cmd;
 mod paper;
+mod sim_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,28 @@ enum Command {
         /// Configuration file (default: the built-in config/kestrel.toml).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Run the Kite-compatible exchange simulator (REST API over a synthetic market); prints
+    /// one JSON line with its addresses and credentials when ready.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        rest_addr: std::net::SocketAddr,
+        /// The ticker WebSocket address (not served yet: the ready line says "ws":null).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        ws_addr: std::net::SocketAddr,
+        #[arg(long, default_value = "kestrel_sim")]
+        api_key: String,
+        /// Default: a random token per run (printed in the ready line).
+        #[arg(long)]
+        access_token: Option<String>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Comma-separated symbols of the default universe (default: all five).
+        #[arg(long, value_delimiter = ',')]
+        symbols: Option<Vec<String>>,
+        /// Market speed: 1 is 100 synthetic ticks per second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
     },
     /// Work with configuration files.
     Config {
@@ -129,6 +152,23 @@ fn run(cli: Cli) -> Result<()> {
             report.print();
             Ok(())
         }
+        Command::Sim {
+            rest_addr,
+            ws_addr,
+            api_key,
+            access_token,
+            seed,
+            symbols,
+            speed,
+        } => sim_cmd::run(sim_cmd::SimArgs {
+            rest_addr,
+            ws_addr,
+            api_key,
+            access_token,
+            seed,
+            symbols,
+            speed,
+        }),
         Command::Journal { command } => match command {
             JournalCommand::Inspect { journal } => journal_cmd::inspect(&journal),
             JournalCommand::ExportCsv {

@@ -1,0 +1,816 @@
+//! The Kite Connect v3 REST API over a [`PaperVenue`], faithful enough for the official
+//! clients (pykiteconnect's `KiteConnect(root=...)`).
+//!
+//! # Routes
+//! | method | path | answer |
+//! |---|---|---|
+//! | POST | `/orders/{variety}` | place; `{"order_id": "..."}` |
+//! | PUT | `/orders/{variety}/{order_id}` | modify |
+//! | DELETE | `/orders/{variety}/{order_id}` | cancel |
+//! | GET | `/orders` | every order, current state |
+//! | GET | `/orders/{order_id}` | the order's history, oldest first |
+//! | GET | `/orders/{order_id}/trades` | its fills |
+//! | GET | `/trades` | every fill |
+//! | GET | `/portfolio/positions` | `{"net": [...], "day": [...]}` |
+//! | GET | `/user/margins`, `/user/profile` | a simple cash account and a fixed profile |
+//! | GET | `/instruments`, `/instruments/{exchange}` | CSV in Kite's column order |
+//! | GET, POST | `/__sim/faults` | read or set the injected faults (no auth; see [`Faults`]) |
+//!
+//! Every Kite route needs `X-Kite-Version: 3` and `Authorization: token api_key:access_token`;
+//! without them the answer is 403 TokenException. Errors use Kite's envelope
+//! `{"status":"error","message":...,"data":null,"error_type":...}` with these HTTP statuses:
+//! InputException 400, OrderException 400 (as gokiteconnect maps it), TokenException and
+//! PermissionException 403, GeneralException 500 (404 for an unknown route, 405 for a wrong
+//! method), DataException 502, NetworkException 503. Rate limiting answers 429 with
+//! `error_type` NetworkException, so pykiteconnect raises `NetworkException` with code 429.
+//!
+//! Rule rejections (price band, freeze quantity, lot, tick size) answer success with an
+//! order id whose order is REJECTED with Kite's message, as Kite's RMS does; malformed input
+//! is an InputException naming the field; changing a finished order is an OrderException.
+
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kestrel_engine::{OrderType, Price, Qty, UnixNanos};
+use serde_json::{Map, Value, json};
+
+use crate::http::{Handler, Reply, Request, Response};
+use crate::matching::{
+    ModifyParams, Order, OrderParams, Position, Product, Trade, Validity, order_type_str,
+    parse_order_type, parse_side, side_str,
+};
+use crate::venue::{PaperVenue, VenueError};
+
+/// Credentials and account facts of the simulated user.
+#[derive(Clone, Debug)]
+pub struct RestConfig {
+    pub api_key: String,
+    pub access_token: String,
+    pub user_id: String,
+    /// Order placements allowed per rolling second per API key (Kite: 10).
+    pub orders_per_second: usize,
+    /// Opening cash balance (₹) of the equity segment.
+    pub opening_cash: i64,
+}
+
+impl Default for RestConfig {
+    fn default() -> RestConfig {
+        RestConfig {
+            api_key: "kestrel_sim".into(),
+            access_token: "sim_token".into(),
+            user_id: "KS0001".into(),
+            orders_per_second: 10,
+            opening_cash: 1_000_000,
+        }
+    }
+}
+
+/// Faults injected on demand. Set them in code ([`KiteRest::set_faults`]) or over HTTP:
+/// `POST /__sim/faults` with a form body of any of these fields (omitted fields keep their
+/// value), e.g. `reject_next=2&delay_ack_ms=300`; `GET /__sim/faults` returns them as JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// The next N order placements answer 400 OrderException and create no order.
+    pub reject_next: u32,
+    /// Order placements, modifications and cancellations answer only after this many ms
+    /// (the venue acts at once; only the acknowledgement is late).
+    pub delay_ack_ms: u64,
+    /// The next N order placements are accepted (the order exists) but the connection is
+    /// closed without an answer.
+    pub drop_response_next: u32,
+    /// The next N authenticated API requests answer 503 NetworkException and do nothing.
+    pub unavailable_next: u32,
+}
+
+impl Faults {
+    fn to_json(&self) -> Value {
+        json!({
+            "reject_next": self.reject_next,
+            "delay_ack_ms": self.delay_ack_ms,
+            "drop_response_next": self.drop_response_next,
+            "unavailable_next": self.unavailable_next,
+        })
+    }
+}
+
+/// The venue shared between the REST server and whoever feeds it ticks.
+pub type SharedVenue = Arc<Mutex<PaperVenue>>;
+
+/// The Kite REST API handler.
+#[derive(Debug)]
+pub struct KiteRest {
+    cfg: RestConfig,
+    venue: SharedVenue,
+    faults: Mutex<Faults>,
+    /// Times of the recent order placements (the simulator knows one API key).
+    placements: Mutex<VecDeque<Instant>>,
+}
+
+/// A Kite error: HTTP status, `error_type`, message.
+struct ApiError(u16, &'static str, String);
+
+impl ApiError {
+    fn input(msg: impl Into<String>) -> ApiError {
+        ApiError(400, "InputException", msg.into())
+    }
+}
+
+impl From<VenueError> for ApiError {
+    fn from(e: VenueError) -> ApiError {
+        match e {
+            VenueError::Input { .. } => ApiError::input(e.to_string()),
+            VenueError::UnknownOrder(_) => ApiError(400, "InputException", e.to_string()),
+            VenueError::Order { .. } => ApiError(400, "OrderException", e.to_string()),
+        }
+    }
+}
+
+type ApiResult = Result<Value, ApiError>;
+
+impl KiteRest {
+    pub fn new(cfg: RestConfig, venue: SharedVenue) -> KiteRest {
+        KiteRest {
+            cfg,
+            venue,
+            faults: Mutex::new(Faults::default()),
+            placements: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        *lock(&self.faults) = f;
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.faults).clone()
+    }
+
+    fn route(&self, req: &Request) -> Result<Reply, ApiError> {
+        let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        let m = req.method.as_str();
+        if segs.first() == Some(&"__sim") {
+            return match (m, segs.as_slice()) {
+                ("GET", ["__sim", "faults"]) => Ok(success(self.faults().to_json())),
+                ("POST", ["__sim", "faults"]) => self.post_faults(req).map(success),
+                _ => Err(not_found(req)),
+            };
+        }
+        self.authenticate(req)?;
+        {
+            let mut f = lock(&self.faults);
+            if f.unavailable_next > 0 {
+                f.unavailable_next -= 1;
+                return Err(ApiError(
+                    503,
+                    "NetworkException",
+                    "The simulated OMS is unavailable (injected fault); try again.".into(),
+                ));
+            }
+        }
+        let data = match (m, segs.as_slice()) {
+            ("POST", ["orders", variety]) => return self.place(req, variety),
+            ("PUT", ["orders", variety, id]) => self.ack(self.modify(req, variety, id)),
+            ("DELETE", ["orders", variety, id]) => self.ack(self.cancel(variety, id)),
+            ("GET", ["orders"]) => Ok(self.orders()),
+            ("GET", ["orders", id]) => self.history(id),
+            ("GET", ["orders", id, "trades"]) => self.order_trades(id),
+            ("GET", ["trades"]) => Ok(self.trades()),
+            ("GET", ["portfolio", "positions"]) => Ok(self.positions()),
+            ("GET", ["user", "margins"]) => Ok(self.margins()),
+            ("GET", ["user", "profile"]) => Ok(self.profile()),
+            ("GET", ["instruments"]) => return Ok(self.instruments(None)),
+            ("GET", ["instruments", ex]) => return Ok(self.instruments(Some(ex))),
+            (
+                _,
+                ["orders", ..]
+                | ["trades"]
+                | ["portfolio", "positions"]
+                | ["user", _]
+                | ["instruments", ..],
+            ) => Err(ApiError(
+                405,
+                "GeneralException",
+                format!("Method {m} is not allowed on {}.", req.path),
+            )),
+            _ => Err(not_found(req)),
+        }?;
+        Ok(success(data))
+    }
+
+    fn authenticate(&self, req: &Request) -> Result<(), ApiError> {
+        if req.header("x-kite-version") != Some("3") {
+            return Err(ApiError(
+                403,
+                "TokenException",
+                "Missing or unsupported `X-Kite-Version` header: send `X-Kite-Version: 3`.".into(),
+            ));
+        }
+        let expected = format!("token {}:{}", self.cfg.api_key, self.cfg.access_token);
+        if req.header("authorization") != Some(expected.as_str()) {
+            return Err(ApiError(
+                403,
+                "TokenException",
+                "Incorrect `api_key` or `access_token`.".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn post_faults(&self, req: &Request) -> ApiResult {
+        let mut f = self.faults();
+        for (k, v) in req.params() {
+            let bad = || ApiError::input(format!("Invalid `{k}`: '{v}' is not a whole number."));
+            match k.as_str() {
+                "reject_next" => f.reject_next = v.parse().map_err(|_| bad())?,
+                "delay_ack_ms" => f.delay_ack_ms = v.parse().map_err(|_| bad())?,
+                "drop_response_next" => f.drop_response_next = v.parse().map_err(|_| bad())?,
+                "unavailable_next" => f.unavailable_next = v.parse().map_err(|_| bad())?,
+                _ => {
+                    return Err(ApiError::input(format!(
+                        "Unknown fault `{k}`: use reject_next, delay_ack_ms, drop_response_next or unavailable_next."
+                    )));
+                }
+            }
+        }
+        self.set_faults(f.clone());
+        tracing::info!(?f, "faults set");
+        Ok(f.to_json())
+    }
+
+    /// Waits out the injected acknowledgement delay, then passes the answer on.
+    fn ack(&self, r: ApiResult) -> ApiResult {
+        let d = lock(&self.faults).delay_ack_ms;
+        if d > 0 {
+            std::thread::sleep(Duration::from_millis(d));
+        }
+        r
+    }
+
+    fn place(&self, req: &Request, variety: &str) -> Result<Reply, ApiError> {
+        check_variety(variety)?;
+        let params = req.params();
+        let p = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        let need = |k: &'static str| {
+            p(k).ok_or_else(|| ApiError::input(format!("Missing or empty field `{k}`.")))
+        };
+        let exchange = need("exchange")?;
+        let symbol = need("tradingsymbol")?;
+        let side = parse_side(need("transaction_type")?)
+            .ok_or_else(|| ApiError::input("Invalid `transaction_type`: use BUY or SELL."))?;
+        let quantity = parse_qty("quantity", need("quantity")?)?;
+        let product = Product::parse(need("product")?)
+            .ok_or_else(|| ApiError::input("Invalid `product`: use CNC, MIS or NRML."))?;
+        let order_type = parse_order_type(need("order_type")?).ok_or_else(|| {
+            ApiError::input("Invalid `order_type`: use MARKET, LIMIT, SL or SL-M.")
+        })?;
+        let validity = match p("validity") {
+            None => Validity::Day,
+            Some(v) => Validity::parse(v)
+                .ok_or_else(|| ApiError::input("Invalid `validity`: use DAY or IOC."))?,
+        };
+        let price = p("price").map(|v| parse_price("price", v)).transpose()?;
+        let trigger = p("trigger_price")
+            .map(|v| parse_price("trigger_price", v))
+            .transpose()?;
+        let market_protection = p("market_protection")
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    ApiError::input("Invalid `market_protection`: use -1, 0 or 1..100.")
+                })
+            })
+            .transpose()?;
+        let tag = p("tag").map(str::to_string);
+        let mut faults = lock(&self.faults);
+        if faults.reject_next > 0 {
+            faults.reject_next -= 1;
+            return Err(ApiError(
+                400,
+                "OrderException",
+                "Order rejected by the simulator (injected fault).".into(),
+            ));
+        }
+        let drop_response = if faults.drop_response_next > 0 {
+            faults.drop_response_next -= 1;
+            true
+        } else {
+            false
+        };
+        drop(faults);
+        if !self.take_rate_slot() {
+            return Err(ApiError(
+                429,
+                "NetworkException",
+                format!(
+                    "Too many requests: at most {} orders per second.",
+                    self.cfg.orders_per_second
+                ),
+            ));
+        }
+        let order_id = {
+            let mut v = lock(&self.venue);
+            let instrument = v.resolve(exchange, symbol).ok_or_else(|| {
+                ApiError::input(format!(
+                    "Invalid `tradingsymbol`: {exchange}:{symbol} is not traded here."
+                ))
+            })?;
+            v.set_time(wall_now());
+            v.place(OrderParams {
+                instrument,
+                side,
+                order_type,
+                product,
+                validity,
+                quantity,
+                price: price.unwrap_or(Price::ZERO),
+                trigger_price: trigger.unwrap_or(Price::ZERO),
+                tag,
+                market_protection,
+            })?
+        };
+        if drop_response {
+            tracing::info!(order_id, "placed; dropping the response (injected fault)");
+            return Ok(Reply::Drop);
+        }
+        self.ack(Ok(json!({ "order_id": order_id.to_string() })))
+            .map(success)
+    }
+
+    /// True when another placement fits in the rolling second.
+    fn take_rate_slot(&self) -> bool {
+        let now = Instant::now();
+        let mut q = lock(&self.placements);
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            q.pop_front();
+        }
+        if q.len() >= self.cfg.orders_per_second {
+            return false;
+        }
+        q.push_back(now);
+        true
+    }
+
+    fn modify(&self, req: &Request, variety: &str, id: &str) -> ApiResult {
+        check_variety(variety)?;
+        let order_id = parse_order_id(id)?;
+        let mut m = ModifyParams::default();
+        for (k, v) in req.params() {
+            if v.is_empty() {
+                continue;
+            }
+            match k.as_str() {
+                "quantity" => m.quantity = Some(parse_qty("quantity", &v)?),
+                "price" => m.price = Some(parse_price("price", &v)?),
+                "trigger_price" => m.trigger_price = Some(parse_price("trigger_price", &v)?),
+                "order_type" => {
+                    m.order_type = Some(parse_order_type(&v).ok_or_else(|| {
+                        ApiError::input("Invalid `order_type`: use MARKET, LIMIT, SL or SL-M.")
+                    })?)
+                }
+                "validity" => {
+                    m.validity =
+                        Some(Validity::parse(&v).ok_or_else(|| {
+                            ApiError::input("Invalid `validity`: use DAY or IOC.")
+                        })?)
+                }
+                _ => {} // parent_order_id, disclosed_quantity, market_protection: ignored
+            }
+        }
+        let mut v = lock(&self.venue);
+        v.set_time(wall_now());
+        let id = v.modify(order_id, m)?;
+        Ok(json!({ "order_id": id.to_string() }))
+    }
+
+    fn cancel(&self, variety: &str, id: &str) -> ApiResult {
+        check_variety(variety)?;
+        let order_id = parse_order_id(id)?;
+        let mut v = lock(&self.venue);
+        v.set_time(wall_now());
+        let id = v.cancel(order_id)?;
+        Ok(json!({ "order_id": id.to_string() }))
+    }
+
+    fn orders(&self) -> Value {
+        let v = lock(&self.venue);
+        Value::Array(v.orders().iter().map(|o| self.order_json(o)).collect())
+    }
+
+    fn history(&self, id: &str) -> ApiResult {
+        let order_id = parse_order_id(id)?;
+        let v = lock(&self.venue);
+        let h = v
+            .order_history(order_id)
+            .ok_or_else(|| ApiError::from(VenueError::UnknownOrder(id.to_string())))?;
+        Ok(Value::Array(h.iter().map(|o| self.order_json(o)).collect()))
+    }
+
+    fn order_trades(&self, id: &str) -> ApiResult {
+        let order_id = parse_order_id(id)?;
+        let v = lock(&self.venue);
+        if v.order(order_id).is_none() {
+            return Err(VenueError::UnknownOrder(id.to_string()).into());
+        }
+        Ok(Value::Array(
+            v.trades()
+                .iter()
+                .filter(|t| t.order_id == order_id)
+                .map(|t| trade_json(&v, t))
+                .collect(),
+        ))
+    }
+
+    fn trades(&self) -> Value {
+        let v = lock(&self.venue);
+        Value::Array(v.trades().iter().map(|t| trade_json(&v, t)).collect())
+    }
+
+    fn positions(&self) -> Value {
+        let v = lock(&self.venue);
+        let list: Vec<Value> = v.positions().iter().map(|p| position_json(&v, p)).collect();
+        // No overnight positions in the simulator: the day book is the net book.
+        json!({ "net": list.clone(), "day": list })
+    }
+
+    fn margins(&self) -> Value {
+        let v = lock(&self.venue);
+        let (mut debits, mut realised, mut unrealised) = (0i64, 0i64, 0i64);
+        for p in v.positions() {
+            debits += p.average_price.notional(p.quantity.abs()).0;
+            realised += p.realised.0;
+            unrealised += p.unrealised().0;
+        }
+        let cash = kestrel_engine::Money::from_units(self.cfg.opening_cash).0;
+        let live = cash - debits + realised + unrealised;
+        let m = kestrel_engine::Money;
+        let segment = |cash: i64, live: i64, debits: i64, realised: i64, unrealised: i64| {
+            json!({
+                "enabled": true,
+                "net": num(m(live)),
+                "available": {
+                    "adhoc_margin": 0, "cash": num(m(cash)), "opening_balance": num(m(cash)),
+                    "live_balance": num(m(live)), "collateral": 0, "intraday_payin": 0
+                },
+                "utilised": {
+                    "debits": num(m(debits)), "exposure": 0, "m2m_realised": num(m(realised)),
+                    "m2m_unrealised": num(m(unrealised)), "option_premium": 0, "payout": 0,
+                    "span": 0, "holding_sales": 0, "turnover": 0, "liquid_collateral": 0,
+                    "stock_collateral": 0, "delivery": 0
+                }
+            })
+        };
+        json!({
+            "equity": segment(cash, live, debits, realised, unrealised),
+            "commodity": segment(0, 0, 0, 0, 0),
+        })
+    }
+
+    fn profile(&self) -> Value {
+        json!({
+            "user_id": self.cfg.user_id,
+            "user_type": "individual",
+            "email": "sim@kestrel.invalid",
+            "user_name": "Kestrel Simulator",
+            "user_shortname": "Kestrel",
+            "broker": "ZERODHA",
+            "exchanges": ["NSE", "BSE", "NFO", "CDS", "MCX"],
+            "products": ["CNC", "NRML", "MIS"],
+            "order_types": ["MARKET", "LIMIT", "SL", "SL-M"],
+            "avatar_url": null,
+            "meta": { "demat_consent": "physical" }
+        })
+    }
+
+    fn instruments(&self, exchange: Option<&str>) -> Reply {
+        let v = lock(&self.venue);
+        let mut csv = String::from(
+            "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,instrument_type,segment,exchange\n",
+        );
+        for (id, ins) in v.instruments().iter() {
+            let ex = ins.exchange.as_str();
+            if exchange.is_some_and(|e| e != ex) {
+                continue;
+            }
+            let last = v.matcher().last_tick(id).map_or(Price::ZERO, |t| t.last_px);
+            csv.push_str(&format!(
+                "{},{},{},{},{},,0.0,{},{},EQ,{},{}\n",
+                ins.token,
+                ins.token >> 8,
+                ins.symbol,
+                ins.symbol,
+                f(last),
+                f(ins.tick_size),
+                ins.lot_size,
+                ex,
+                ex
+            ));
+        }
+        Reply::Send(Response {
+            status: 200,
+            content_type: "text/csv",
+            body: csv.into_bytes(),
+        })
+    }
+
+    fn order_json(&self, o: &Order) -> Value {
+        let open = !matches!(
+            o.status,
+            crate::OrderStatus::PutOrderReqReceived
+                | crate::OrderStatus::ValidationPending
+                | crate::OrderStatus::Rejected
+        );
+        let mut m = Map::new();
+        m.insert("placed_by".into(), json!(self.cfg.user_id));
+        m.insert("order_id".into(), json!(o.order_id.to_string()));
+        m.insert(
+            "exchange_order_id".into(),
+            if open {
+                json!(exchange_order_id(o.order_id))
+            } else {
+                Value::Null
+            },
+        );
+        m.insert("parent_order_id".into(), Value::Null);
+        m.insert("status".into(), json!(o.status.as_str()));
+        m.insert("status_message".into(), json!(o.status_message));
+        m.insert("status_message_raw".into(), json!(o.status_message));
+        m.insert("order_timestamp".into(), time(o.order_timestamp));
+        m.insert(
+            "exchange_update_timestamp".into(),
+            if open {
+                time(o.exchange_update_timestamp)
+            } else {
+                Value::Null
+            },
+        );
+        m.insert(
+            "exchange_timestamp".into(),
+            if open {
+                time(o.exchange_update_timestamp)
+            } else {
+                Value::Null
+            },
+        );
+        m.insert("variety".into(), json!("regular"));
+        m.insert("modified".into(), json!(o.modified));
+        m.insert("exchange".into(), json!(o.exchange));
+        m.insert("tradingsymbol".into(), json!(o.tradingsymbol));
+        m.insert("instrument_token".into(), json!(o.instrument_token));
+        m.insert("order_type".into(), json!(order_type_str(o.order_type)));
+        m.insert("transaction_type".into(), json!(side_str(o.side)));
+        m.insert("validity".into(), json!(o.validity.as_str()));
+        m.insert("product".into(), json!(o.product.as_str()));
+        m.insert("quantity".into(), json!(o.quantity.0));
+        m.insert("disclosed_quantity".into(), json!(0));
+        m.insert("price".into(), num(o.price));
+        m.insert("trigger_price".into(), num(o.trigger_price));
+        m.insert("average_price".into(), num(o.average_price));
+        m.insert("filled_quantity".into(), json!(o.filled_quantity.0));
+        m.insert("pending_quantity".into(), json!(o.pending_quantity.0));
+        m.insert("cancelled_quantity".into(), json!(o.cancelled_quantity.0));
+        m.insert(
+            "market_protection".into(),
+            json!(
+                if o.order_type == OrderType::Market || o.order_type == OrderType::StopMarket {
+                    o.market_protection
+                } else {
+                    0
+                }
+            ),
+        );
+        m.insert("meta".into(), json!({}));
+        m.insert("tag".into(), json!(o.tag));
+        m.insert(
+            "tags".into(),
+            o.tag.as_ref().map_or(Value::Null, |t| json!([t])),
+        );
+        m.insert("guid".into(), json!(format!("sim-{}", o.order_id)));
+        Value::Object(m)
+    }
+}
+
+impl Handler for KiteRest {
+    fn handle(&self, req: &Request) -> Reply {
+        match self.route(req) {
+            Ok(r) => r,
+            Err(ApiError(status, kind, message)) => {
+                tracing::debug!(status, kind, %message, path = %req.path, "request refused");
+                Reply::Send(Response::json(
+                    status,
+                    json!({"status": "error", "message": message, "data": null, "error_type": kind})
+                        .to_string(),
+                ))
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another connection thread must not take the simulator down with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn success(data: Value) -> Reply {
+    Reply::Send(Response::json(
+        200,
+        json!({"status": "success", "data": data}).to_string(),
+    ))
+}
+
+fn not_found(req: &Request) -> ApiError {
+    ApiError(
+        404,
+        "GeneralException",
+        format!("Route not found: {} {}.", req.method, req.path),
+    )
+}
+
+fn check_variety(variety: &str) -> Result<(), ApiError> {
+    if variety == "regular" {
+        Ok(())
+    } else {
+        Err(ApiError::input(format!(
+            "Invalid `variety` '{variety}': the simulator takes regular orders only."
+        )))
+    }
+}
+
+fn parse_order_id(id: &str) -> Result<u64, ApiError> {
+    id.parse()
+        .map_err(|_| VenueError::UnknownOrder(id.to_string()).into())
+}
+
+fn parse_qty(field: &str, v: &str) -> Result<Qty, ApiError> {
+    match v.parse::<i64>() {
+        Ok(q) if q > 0 => Ok(Qty(q)),
+        _ => Err(ApiError::input(format!(
+            "Invalid `{field}`: '{v}' is not a positive whole number."
+        ))),
+    }
+}
+
+fn parse_price(field: &str, v: &str) -> Result<Price, ApiError> {
+    match Price::parse(v) {
+        Ok(p) if p.0 >= 0 => Ok(p),
+        _ => Err(ApiError::input(format!(
+            "Invalid `{field}`: '{v}' is not a price."
+        ))),
+    }
+}
+
+/// A fixed-point amount as a JSON number whose decimal text equals the fixed-point value:
+/// the shortest float text that reads back to the same `f64` is the decimal we start from.
+fn num(v: impl Display) -> Value {
+    let text = v.to_string();
+    text.parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+/// A fixed-point amount as CSV text with at least one decimal (`0.05`, `2456.0`).
+fn f(v: impl Display) -> String {
+    let t = v.to_string();
+    let t = t.trim_end_matches('0');
+    if t.ends_with('.') {
+        format!("{t}0")
+    } else {
+        t.to_string()
+    }
+}
+
+fn exchange_order_id(order_id: u64) -> String {
+    (1_100_000_000_000_000u64 + order_id % 1_000_000_000_000_000).to_string()
+}
+
+fn trade_json(v: &PaperVenue, t: &Trade) -> Value {
+    let ins = v.instruments().get(t.instrument);
+    let order_ts = v
+        .order(t.order_id)
+        .map_or(t.timestamp, |o| o.order_timestamp);
+    json!({
+        "trade_id": t.trade_id.to_string(),
+        "order_id": t.order_id.to_string(),
+        "exchange": ins.exchange.as_str(),
+        "tradingsymbol": ins.symbol,
+        "instrument_token": ins.token,
+        "product": t.product.as_str(),
+        "average_price": num(t.price),
+        "quantity": t.quantity.0,
+        "exchange_order_id": exchange_order_id(t.order_id),
+        "transaction_type": side_str(t.side),
+        "fill_timestamp": time(t.timestamp),
+        "order_timestamp": kite_time(order_ts).map(|s| s[11..].to_string()),
+        "exchange_timestamp": time(t.timestamp),
+    })
+}
+
+fn position_json(v: &PaperVenue, p: &Position) -> Value {
+    let ins = v.instruments().get(p.instrument);
+    let value = p.sell_value - p.buy_value;
+    json!({
+        "tradingsymbol": ins.symbol,
+        "exchange": ins.exchange.as_str(),
+        "instrument_token": ins.token,
+        "product": p.product.as_str(),
+        "quantity": p.quantity.0,
+        "overnight_quantity": 0,
+        "multiplier": 1,
+        "average_price": num(p.average_price),
+        "close_price": 0,
+        "last_price": num(p.last_price),
+        "value": num(value),
+        "pnl": num(p.pnl()),
+        "m2m": num(p.pnl()),
+        "unrealised": num(p.unrealised()),
+        "realised": num(p.realised),
+        "buy_quantity": p.buy_quantity.0,
+        "buy_price": num(p.buy_price()),
+        "buy_value": num(p.buy_value),
+        "buy_m2m": num(p.buy_value),
+        "sell_quantity": p.sell_quantity.0,
+        "sell_price": num(p.sell_price()),
+        "sell_value": num(p.sell_value),
+        "sell_m2m": num(p.sell_value),
+        "day_buy_quantity": p.buy_quantity.0,
+        "day_buy_price": num(p.buy_price()),
+        "day_buy_value": num(p.buy_value),
+        "day_sell_quantity": p.sell_quantity.0,
+        "day_sell_price": num(p.sell_price()),
+        "day_sell_value": num(p.sell_value),
+    })
+}
+
+fn wall_now() -> UnixNanos {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn time(ts: UnixNanos) -> Value {
+    kite_time(ts).map_or(Value::Null, Value::String)
+}
+
+/// `"YYYY-MM-DD HH:MM:SS"` in IST, as Kite writes timestamps; `None` for 0.
+pub fn kite_time(ts: UnixNanos) -> Option<String> {
+    if ts == 0 {
+        return None;
+    }
+    let days = kestrel_engine::clock::ist_day(ts) as i64;
+    let secs = kestrel_engine::clock::ist_second_of_day(ts);
+    let (y, m, d) = civil_from_days(days);
+    Some(format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    ))
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_ist_timestamps() {
+        // 2021-05-31 03:48:57 UTC is 09:18:57 IST.
+        assert_eq!(
+            kite_time(1_622_432_937_000_000_000).as_deref(),
+            Some("2021-05-31 09:18:57")
+        );
+        assert_eq!(kite_time(0), None);
+    }
+
+    #[test]
+    fn numbers_keep_the_fixed_point_decimal() {
+        assert_eq!(num(Price::parse("2456.35").unwrap()).to_string(), "2456.35");
+        assert_eq!(num(Price::parse("72.755").unwrap()).to_string(), "72.755");
+        assert_eq!(num(Price::from_units(161)).to_string(), "161.0");
+        assert_eq!(f(Price::parse("0.05").unwrap()), "0.05");
+        assert_eq!(f(Price::ZERO), "0.0");
+    }
+}
