@@ -522,7 +522,8 @@ impl KiteRest {
         })
     }
 
-    fn order_json(&self, o: &Order) -> Value {
+    /// An order as Kite's JSON (the REST `data` of /orders, and the ticker's order updates).
+    pub fn order_json(&self, o: &Order) -> Value {
         let open = !matches!(
             o.status,
             crate::OrderStatus::PutOrderReqReceived

@@ -1,6 +1,8 @@
 //! `kestrel sim`: the Kite-compatible exchange simulator as a process. It runs the seeded
-//! synthetic market into the matching engine and serves the Kite REST API, prints one JSON
-//! line on stdout when ready, and runs until stdin closes, SIGTERM or Ctrl-C.
+//! synthetic market into the matching engine, serves the Kite REST API and the Kite ticker
+//! WebSocket (every tick the matching engine sees is broadcast, and every order status change
+//! is pushed as an order update), prints one JSON line on stdout when ready, and runs until
+//! stdin closes, SIGTERM or Ctrl-C.
 
 use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -13,7 +15,9 @@ use kestrel_engine::rng::Rng;
 use kestrel_engine::{Instrument, InstrumentTable};
 use kestrel_exchange_sim::http::{self, HttpConfig};
 use kestrel_exchange_sim::rest::{KiteRest, RestConfig, SharedVenue};
-use kestrel_exchange_sim::{MatchingConfig, PaperVenue, SyntheticMarket};
+use kestrel_exchange_sim::{
+    MatchingConfig, PaperVenue, SyntheticMarket, TickSource, TickerConfig, TickerServer,
+};
 
 /// Synthetic ticks per second at `--speed 1`.
 const BASE_TICKS_PER_SEC: f64 = 100.0;
@@ -21,7 +25,7 @@ const BASE_TICKS_PER_SEC: f64 = 100.0;
 #[derive(Debug)]
 pub struct SimArgs {
     pub rest_addr: SocketAddr,
-    /// Accepted for the ticker server, which is not wired yet (the ready line says `null`).
+    /// The ticker WebSocket server's address.
     pub ws_addr: SocketAddr,
     pub api_key: String,
     /// `None`: a random token for this run.
@@ -37,7 +41,6 @@ pub fn run(args: SimArgs) -> Result<()> {
         bail!("--speed must be a positive number (got {})", args.speed);
     }
     let instruments = universe(args.symbols.as_deref())?;
-    tracing::info!(ws = %args.ws_addr, "the ticker WebSocket server is not wired yet (\"ws\": null)");
     let access_token = args.access_token.clone().unwrap_or_else(random_token);
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -71,12 +74,18 @@ pub fn run(args: SimArgs) -> Result<()> {
     let listener = TcpListener::bind(args.rest_addr)
         .with_context(|| format!("binding the REST server to {}", args.rest_addr))?;
     let rest_addr = listener.local_addr()?;
-    let server = http::serve(
-        listener,
-        Arc::new(KiteRest::new(rest_cfg, venue.clone())),
-        HttpConfig::default(),
-    )
-    .context("starting the REST server")?;
+    let rest = Arc::new(KiteRest::new(rest_cfg, venue.clone()));
+    let server = http::serve(listener, rest.clone(), HttpConfig::default())
+        .context("starting the REST server")?;
+    let ticker_server = TickerServer::start(TickerConfig {
+        addr: args.ws_addr,
+        instruments: instruments.clone(),
+        source: TickSource::Manual,
+        ..TickerConfig::new(&args.api_key, &access_token)
+    })
+    .with_context(|| format!("starting the ticker WebSocket server on {}", args.ws_addr))?;
+    let ws_root = ticker_server.ws_root();
+    let broadcast = ticker_server.handle();
 
     let ticker = {
         let (venue, stop) = (venue.clone(), stop.clone());
@@ -90,11 +99,14 @@ pub fn run(args: SimArgs) -> Result<()> {
                     let tick = market.next_tick(wall_now());
                     let mut v = venue.lock().unwrap_or_else(|p| p.into_inner());
                     v.on_tick(&tick);
-                    for o in v.drain_updates() {
+                    let updates = v.drain_updates();
+                    drop(v);
+                    broadcast.publish(&tick);
+                    for o in updates {
                         tracing::info!(order_id = o.order_id, symbol = %o.tradingsymbol,
                             status = o.status.as_str(), filled = o.filled_quantity.0, "order update");
+                        broadcast.push_order_update(&rest.order_json(&o).to_string());
                     }
-                    drop(v);
                     n = n.wrapping_add(1);
                     if let Some(due) = period.checked_mul(n).map(|d| start + d) {
                         let now = Instant::now();
@@ -112,7 +124,7 @@ pub fn run(args: SimArgs) -> Result<()> {
         .map(|(_, i)| serde_json::json!({"symbol": i.symbol, "token": i.token}))
         .collect();
     let ready = serde_json::json!({
-        "ws": null,
+        "ws": ws_root,
         "rest": format!("http://{rest_addr}"),
         "api_key": args.api_key,
         "access_token": access_token,
@@ -148,6 +160,7 @@ pub fn run(args: SimArgs) -> Result<()> {
     tracing::info!("simulator stopping");
     server.shutdown();
     let _ = ticker.join();
+    ticker_server.shutdown();
     Ok(())
 }
 
