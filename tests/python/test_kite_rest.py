@@ -72,7 +72,7 @@ def last_state(kite, order_id):
 
 
 def test_ready_line_lists_instruments(sim):
-    assert sim["ws"] is None
+    assert sim["ws"].startswith("ws://127.0.0.1:")
     assert sim["rest"].startswith("http://127.0.0.1:")
     assert {"symbol": "RELIANCE", "token": 738561} in sim["instruments"]
 

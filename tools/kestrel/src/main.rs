@@ -48,7 +48,7 @@ enum Command {
     Sim {
         #[arg(long, default_value = "127.0.0.1:0")]
         rest_addr: std::net::SocketAddr,
-        /// The ticker WebSocket address (not served yet: the ready line says "ws":null).
+        /// The Kite ticker WebSocket address.
         #[arg(long, default_value = "127.0.0.1:0")]
         ws_addr: std::net::SocketAddr,
         #[arg(long, default_value = "kestrel_sim")]
@@ -64,6 +64,9 @@ enum Command {
         /// Market speed: 1 is 100 synthetic ticks per second.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// Record every tick the simulator generates into this (new) journal file.
+        #[arg(long)]
+        journal_out: Option<PathBuf>,
     },
     /// Work with configuration files.
     Config {
@@ -160,6 +163,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             symbols,
             speed,
+            journal_out,
         } => sim_cmd::run(sim_cmd::SimArgs {
             rest_addr,
             ws_addr,
@@ -168,6 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             symbols,
             speed,
+            journal_out,
         }),
         Command::Journal { command } => match command {
             JournalCommand::Inspect { journal } => journal_cmd::inspect(&journal),

@@ -34,6 +34,8 @@ pub struct SimArgs {
     /// `None`: the default universe.
     pub symbols: Option<Vec<String>>,
     pub speed: f64,
+    /// Record every generated tick here (a new journal file).
+    pub journal_out: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: SimArgs) -> Result<()> {
@@ -87,6 +89,13 @@ pub fn run(args: SimArgs) -> Result<()> {
     let ws_root = ticker_server.ws_root();
     let broadcast = ticker_server.handle();
 
+    let mut recorder = match &args.journal_out {
+        Some(path) => Some(
+            kestrel_journal::JournalWriter::create(path, &instruments, wall_now())
+                .with_context(|| format!("creating the tick journal {}", path.display()))?,
+        ),
+        None => None,
+    };
     let ticker = {
         let (venue, stop) = (venue.clone(), stop.clone());
         let period = Duration::from_secs_f64(1.0 / (BASE_TICKS_PER_SEC * args.speed));
@@ -102,6 +111,12 @@ pub fn run(args: SimArgs) -> Result<()> {
                     let updates = v.drain_updates();
                     drop(v);
                     broadcast.publish(&tick);
+                    if let Some(w) = recorder.as_mut()
+                        && let Err(e) = w.append(&kestrel_engine::JournalRecord::from_tick(&tick))
+                    {
+                        tracing::error!(error = %e, "tick journal write failed; recording stops");
+                        recorder = None;
+                    }
                     for o in updates {
                         tracing::info!(order_id = o.order_id, symbol = %o.tradingsymbol,
                             status = o.status.as_str(), filled = o.filled_quantity.0, "order update");
