@@ -4,6 +4,7 @@
 mod config;
 mod journal_cmd;
 mod paper;
+mod replay;
 mod sim_cmd;
 
 use std::path::PathBuf;
@@ -67,6 +68,26 @@ enum Command {
         /// Record every tick the simulator generates into this (new) journal file.
         #[arg(long)]
         journal_out: Option<PathBuf>,
+    },
+    /// Backtest: drive the unchanged engine, strategy and risk gate from a journal.
+    Replay {
+        journal: PathBuf,
+        /// Configuration file (default: the built-in config/kestrel.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write trades.csv, orders.csv, equity.svg and summary.json here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// simulated: fills from the matching simulator (a backtest); recorded: the journal's own
+        /// fills, in the order the engine saw them (a parity check).
+        #[arg(long, value_enum, default_value = "simulated")]
+        fills: replay::FillMode,
+        /// Order-to-venue latency in microseconds (simulated fills).
+        #[arg(long, default_value_t = 200)]
+        latency_us: u64,
+        /// Pace: times real time (e.g. 10); default as fast as possible.
+        #[arg(long)]
+        speed: Option<f64>,
     },
     /// Work with configuration files.
     Config {
@@ -174,6 +195,38 @@ fn run(cli: Cli) -> Result<()> {
             speed,
             journal_out,
         }),
+        Command::Replay {
+            journal,
+            config,
+            report,
+            fills,
+            latency_us,
+            speed,
+        } => {
+            if let Some(x) = speed
+                && !(x > 0.0 && x.is_finite())
+            {
+                anyhow::bail!("--speed must be a positive number (got {x})");
+            }
+            let config = Config::load(config.as_deref(), &instruments)?;
+            let outcome = replay::run(&replay::ReplayArgs {
+                journal,
+                config,
+                fills,
+                latency: Duration::from_micros(latency_us),
+                speed,
+                progress: true,
+            })?;
+            outcome.print();
+            if let Some(dir) = report {
+                outcome.write_report(&dir)?;
+                println!(
+                    "  report {}/{{trades.csv, orders.csv, equity.svg, summary.json}}",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
         Command::Journal { command } => match command {
             JournalCommand::Inspect { journal } => journal_cmd::inspect(&journal),
             JournalCommand::ExportCsv {
