@@ -43,7 +43,7 @@ impl PaperVenue {
     pub fn place(&mut self, req: PlaceRequest) -> Result<u64, VenueError> {
         let id = self.matcher.place(req)?;
         if let Some(o) = self.matcher.order(id) {
-            tracing::info!(order_id = id, symbol = %o.tradingsymbol, status = o.status.as_str(), "order placed");
+            tracing::debug!(order_id = id, symbol = %o.tradingsymbol, status = o.status.as_str(), "order placed");
         }
         Ok(id)
     }
