@@ -10,8 +10,9 @@
 //!                                    [ops: this thread] ◄──JournalRecord──┘  (status, summary)
 //! ```
 //!
-//! Foundation mode: the venue is an in-process synthetic market that fills market orders
-//! at the touch. Every order passes the real risk gate (`kestrel-risk`). The Kite-protocol
+//! Foundation mode: the venue is an in-process synthetic market whose ticks feed the
+//! simulator's matching engine (`EngineVenue`: partial fills by displayed quantity, resting
+//! limits, NSE fees), the same code `kestrel sim` serves over the wire. Every order passes the real risk gate (`kestrel-risk`). The Kite-protocol
 //! simulator, WebSocket feed and REST gateway replace the in-process venue as their issues
 //! land; the engine code does not change.
 
@@ -30,9 +31,9 @@ use kestrel_engine::risk::Verdict;
 use kestrel_engine::strategy::BuiltIn;
 use kestrel_engine::{
     Approved, Clock, ControlCommand, ControlKind, Engine, ExecKind, ExecReport, InstrumentTable,
-    JournalRecord, LiveClock, Money, OrderType, Portfolio, RequestKind, RiskReason, Side, Tick,
+    JournalRecord, LiveClock, Money, Portfolio, RiskReason, Tick,
 };
-use kestrel_exchange_sim::SyntheticMarket;
+use kestrel_exchange_sim::{EngineVenue, MatchingConfig, NseFees, SyntheticMarket};
 use kestrel_journal::{RollOptions, RollingJournal};
 use kestrel_risk::{RiskGate, TradingState};
 
@@ -156,6 +157,12 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
         thread::Builder::new().name("venue".into()).spawn(move || {
             let venue = Venue {
                 market: SyntheticMarket::new(&table, seed),
+                matching: EngineVenue::new(
+                    table.clone(),
+                    MatchingConfig::default(),
+                    NseFees::default(),
+                ),
+                pending: Vec::with_capacity(64),
                 ticks: tick_tx,
                 orders: order_rx,
                 execs: exec_tx,
@@ -230,15 +237,19 @@ fn core_count() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The in-process paper venue: generates ticks on an open-loop schedule and fills market
-/// orders at the touch. Limit orders are refused (no resting book until the simulator lands).
+/// The in-process paper venue: generates ticks on an open-loop schedule, feeds them to the
+/// matching simulator and the engine, and sends the engine's orders to the matching simulator.
 struct Venue {
     market: SyntheticMarket,
+    /// The matching simulator with NSE fees: the same code `kestrel sim` and replay use.
+    matching: EngineVenue<NseFees>,
     ticks: Producer<Tick>,
     orders: Consumer<Approved>,
     execs: Producer<ExecReport>,
     clock: LiveClock,
     stats: Arc<VenueStats>,
+    /// Reused buffer for reports on their way to the engine.
+    pending: Vec<ExecReport>,
 }
 
 impl Venue {
@@ -256,6 +267,9 @@ impl Venue {
                 if self.ticks.push(tick).is_err() {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
+                // Resting and partly filled orders trade against the new quote.
+                self.matching.on_tick(&tick);
+                self.deliver(deadline);
             }
             while let Some(order) = self.orders.pop() {
                 let req = order.request();
@@ -264,33 +278,27 @@ impl Venue {
                     let _ = latency.record(now.saturating_sub(req.tick_ts).max(1));
                 }
                 self.stats.orders.fetch_add(1, Ordering::Relaxed);
-                if let Some(report) = self.execute(req, now) {
-                    self.push_exec(report, deadline);
-                }
+                self.matching.submit(req, now);
+                self.deliver(deadline);
             }
             std::hint::spin_loop();
         }
         latency
     }
 
-    fn execute(&mut self, req: &kestrel_engine::OrderRequest, now: u64) -> Option<ExecReport> {
-        match (req.kind(), req.order_type(), req.side()) {
-            (Some(RequestKind::New), Some(OrderType::Market), Some(side)) => {
-                let (bid, ask) = self.market.touch(req.instrument);
-                self.stats.fills.fetch_add(1, Ordering::Relaxed);
-                let price = if side == Side::Buy { ask } else { bid };
-                Some(ExecReport::fill(req, now, price, req.qty, 0))
-            }
-            (Some(RequestKind::New), _, _) => {
-                self.stats.rejects.fetch_add(1, Ordering::Relaxed);
-                Some(ExecReport {
-                    leaves_qty: req.qty,
-                    ..ExecReport::about(req, ExecKind::Rejected, now)
-                })
-            }
-            // Every order fills at once, so there is never anything to cancel.
-            _ => None,
+    /// Hand the matching simulator's reports to the engine, counting fills and rejections.
+    fn deliver(&mut self, deadline: Instant) {
+        let mut reports = std::mem::take(&mut self.pending);
+        self.matching.drain(|r| reports.push(r));
+        for r in reports.drain(..) {
+            match r.kind() {
+                Some(ExecKind::Fill) => self.stats.fills.fetch_add(1, Ordering::Relaxed),
+                Some(ExecKind::Rejected) => self.stats.rejects.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+            self.push_exec(r, deadline);
         }
+        self.pending = reports;
     }
 
     /// A fill must never be lost: wait for room (the engine drains this ring every turn).
