@@ -18,7 +18,7 @@ use kestrel_engine::{
 
 use crate::config::{FreezeAction, LimitAction, RiskConfig};
 use crate::session::{SessionPhase, ist_day, phase};
-use crate::window::{EventWindow, TokenBucket};
+use crate::window::EventWindow;
 
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000_000_000;
@@ -103,9 +103,14 @@ pub struct RiskGate {
     exit_requested: Box<[bool]>,
     recent: Box<[RecentOrder]>,
     recent_next: usize,
-    per_second: TokenBucket,
+    /// At most `orders_per_second` in any one-second window (a token bucket would let a
+    /// burst of `rate` plus its refills through: up to 2 × rate − 1 in one second).
+    per_second: EventWindow,
     per_minute: EventWindow,
     burst: EventWindow,
+    /// Orders accepted since a manual resume lifted a burst halt (saturating; `u32::MAX`
+    /// until one does): the burst switch counts only orders after the override.
+    burst_since_resume: u32,
     errors: EventWindow,
 
     state: PersistedRiskState,
@@ -170,9 +175,10 @@ impl RiskGate {
             exit_requested: vec![false; n].into_boxed_slice(),
             recent: vec![RecentOrder::default(); RECENT_CAPACITY].into_boxed_slice(),
             recent_next: 0,
-            per_second: TokenBucket::new(config.orders_per_second),
+            per_second: EventWindow::new(config.orders_per_second as usize, SEC),
             per_minute: EventWindow::new(config.orders_per_minute as usize, 60 * SEC),
             burst: EventWindow::new(config.burst_orders as usize, config.burst_window_s * SEC),
+            burst_since_resume: u32::MAX,
             errors: EventWindow::new(config.max_errors_per_minute as usize, 60 * SEC),
             state: PersistedRiskState::default(),
             day_known: false,
@@ -484,7 +490,7 @@ impl RiskGate {
         if self.is_duplicate(req, now) {
             return reject(RiskReason::Duplicate, req.price.0, self.dup_window as i64);
         }
-        if self.burst.is_full(now) {
+        if self.burst.is_full(now) && self.burst_since_resume as usize >= self.burst.capacity() {
             let n = self.burst.capacity() as i64;
             self.set_state(TradingState::Halted, RiskReason::BurstHalt, n + 1, n, now);
             return reject(RiskReason::BurstHalt, n + 1, n);
@@ -493,8 +499,9 @@ impl RiskGate {
             let n = self.per_minute.capacity() as i64;
             return reject(RiskReason::RatePerMinute, n + 1, n);
         }
-        if !self.per_second.allows(now) {
-            return reject(RiskReason::RatePerSecond, 0, 0);
+        if self.per_second.is_full(now) {
+            let n = self.per_second.capacity() as i64;
+            return reject(RiskReason::RatePerSecond, n + 1, n);
         }
 
         // 9. Latency of the decision (entries).
@@ -586,9 +593,10 @@ impl RiskGate {
 
     /// Book an accepted order into the rate windows, the duplicate memory and the open-order counts.
     fn accept(&mut self, req: &OrderRequest, now: UnixNanos) -> Decision {
-        self.per_second.take(now);
+        self.per_second.record(now);
         self.per_minute.record(now);
         self.burst.record(now);
+        self.burst_since_resume = self.burst_since_resume.saturating_add(1);
         self.recent[self.recent_next] = RecentOrder {
             ts: now,
             price: req.price,
@@ -690,6 +698,11 @@ impl RiskCheck for RiskGate {
                 .iter()
                 .any(|r| r.code() == self.state.state_reason);
                 if self.state.trading_state == TradingState::Halted && resumable {
+                    if self.state.state_reason == RiskReason::BurstHalt.code() {
+                        // The override starts a fresh count: without it the orders that
+                        // caused the halt would halt the very next entry again.
+                        self.burst_since_resume = 0;
+                    }
                     self.state.trading_state = TradingState::Active;
                     self.state.state_reason = 0;
                     self.event(RiskReason::ManualPause, 0, 0, InstrumentId(u16::MAX), now);
