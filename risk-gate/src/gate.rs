@@ -20,7 +20,7 @@ use crate::config::{FreezeAction, LimitAction, RiskConfig};
 use kestrel_engine::clock::ist_day;
 
 use crate::session::{SessionPhase, phase};
-use crate::window::{EventWindow, TokenBucket};
+use crate::window::EventWindow;
 
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000_000_000;
@@ -105,9 +105,14 @@ pub struct RiskGate {
     exit_requested: Box<[bool]>,
     recent: Box<[RecentOrder]>,
     recent_next: usize,
-    per_second: TokenBucket,
+    /// At most `orders_per_second` in any one-second window (a token bucket would let a
+    /// burst of `rate` plus its refills through: up to 2 × rate − 1 in one second).
+    per_second: EventWindow,
     per_minute: EventWindow,
     burst: EventWindow,
+    /// Orders accepted since a manual resume lifted a burst halt (saturating; `u32::MAX`
+    /// until one does): the burst switch counts only orders after the override.
+    burst_since_resume: u32,
     errors: EventWindow,
 
     state: PersistedRiskState,
@@ -172,9 +177,10 @@ impl RiskGate {
             exit_requested: vec![false; n].into_boxed_slice(),
             recent: vec![RecentOrder::default(); RECENT_CAPACITY].into_boxed_slice(),
             recent_next: 0,
-            per_second: TokenBucket::new(config.orders_per_second),
+            per_second: EventWindow::new(config.orders_per_second as usize, SEC),
             per_minute: EventWindow::new(config.orders_per_minute as usize, 60 * SEC),
             burst: EventWindow::new(config.burst_orders as usize, config.burst_window_s * SEC),
+            burst_since_resume: u32::MAX,
             errors: EventWindow::new(config.max_errors_per_minute as usize, 60 * SEC),
             state: PersistedRiskState::default(),
             day_known: false,
@@ -387,7 +393,8 @@ impl RiskGate {
         if qty <= 0 {
             return reject(RiskReason::InvalidQty, qty, 1);
         }
-        if qty % lim.lot != 0 {
+        // (Most equities trade in lots of one: no division for them.)
+        if lim.lot != 1 && qty % lim.lot != 0 {
             return reject(RiskReason::LotSize, qty, lim.lot);
         }
         let limit_priced = matches!(otype, OrderType::Limit | OrderType::StopLimit);
@@ -415,7 +422,7 @@ impl RiskGate {
         }
 
         // 5. Price band (fat finger) and the protection price of market orders.
-        let band = Price((reference.0 as i128 * self.band_bps as i128 / 10_000) as i64);
+        let band = Price(mul_div_fast(reference.0, self.band_bps, 10_000));
         let (low, high) = (reference - band, reference + band);
         if limit_priced && (req.price < low || req.price > high) {
             return reject(
@@ -486,7 +493,7 @@ impl RiskGate {
         if self.is_duplicate(req, now) {
             return reject(RiskReason::Duplicate, req.price.0, self.dup_window as i64);
         }
-        if self.burst.is_full(now) {
+        if self.burst.is_full(now) && self.burst_since_resume as usize >= self.burst.capacity() {
             let n = self.burst.capacity() as i64;
             self.set_state(TradingState::Halted, RiskReason::BurstHalt, n + 1, n, now);
             return reject(RiskReason::BurstHalt, n + 1, n);
@@ -495,8 +502,9 @@ impl RiskGate {
             let n = self.per_minute.capacity() as i64;
             return reject(RiskReason::RatePerMinute, n + 1, n);
         }
-        if !self.per_second.allows(now) {
-            return reject(RiskReason::RatePerSecond, 0, 0);
+        if self.per_second.is_full(now) {
+            let n = self.per_second.capacity() as i64;
+            return reject(RiskReason::RatePerSecond, n + 1, n);
         }
 
         // 9. Latency of the decision (entries).
@@ -538,30 +546,40 @@ impl RiskGate {
             );
         }
         let (gross, net) = RiskGate::projected_exposure(book, market);
-        let ref_units = reference.0 as i128;
-        let opposite = projected * s < 0;
-        let mut gross_room = ((self.max_gross.0 as i128 - gross.0 as i128) / ref_units) as i64;
-        if opposite {
-            gross_room += 2 * projected.abs();
+        // Each room is a division, needed only when the limit may bind: `fits` proves
+        // cheaply that it does not (room ≥ allowed), else the room is computed exactly.
+        let extra = if projected * s < 0 {
+            2 * projected.abs()
+        } else {
+            0
+        };
+        if !fits(allowed - extra, reference.0, self.max_gross.0, 1, gross.0) {
+            let gross_room = sub_div_fast(self.max_gross.0, 1, gross.0, reference.0) + extra;
+            if gross_room < allowed {
+                allowed = gross_room;
+                binding = Rejection::new(
+                    RiskReason::GrossExposure,
+                    (gross + notional).0,
+                    self.max_gross.0,
+                );
+            }
         }
-        if gross_room < allowed {
-            allowed = gross_room;
-            binding = Rejection::new(
-                RiskReason::GrossExposure,
-                (gross + notional).0,
-                self.max_gross.0,
-            );
+        if !fits(allowed, reference.0, self.max_net.0, s, net.0) {
+            let net_room = sub_div_fast(self.max_net.0, s, net.0, reference.0);
+            if net_room < allowed {
+                allowed = net_room;
+                binding = Rejection::new(
+                    RiskReason::NetExposure,
+                    (net + Money(s * notional.0)).0,
+                    self.max_net.0,
+                );
+            }
         }
-        let net_room = ((self.max_net.0 as i128 - s as i128 * net.0 as i128) / ref_units) as i64;
-        if net_room < allowed {
-            allowed = net_room;
-            binding = Rejection::new(
-                RiskReason::NetExposure,
-                (net + Money(s * notional.0)).0,
-                self.max_net.0,
-            );
-        }
-        let allowed = allowed.max(0) / lim.lot * lim.lot;
+        let allowed = if lim.lot == 1 {
+            allowed.max(0)
+        } else {
+            allowed.max(0) / lim.lot * lim.lot
+        };
         if allowed < qty {
             if allowed <= 0 || self.limit_action == LimitAction::Reject {
                 return Decision::Reject(binding);
@@ -576,21 +594,23 @@ impl RiskGate {
     }
 
     fn is_duplicate(&self, req: &OrderRequest, now: UnixNanos) -> bool {
+        // Size and price first: they tell most orders apart in one or two comparisons.
         self.recent.iter().any(|r| {
-            r.ts != 0
-                && now.saturating_sub(r.ts) < self.dup_window
+            r.qty == req.qty
+                && r.price == req.price
                 && r.instrument == req.instrument
                 && r.side == req.side
-                && r.qty == req.qty
-                && r.price == req.price
+                && r.ts != 0
+                && now.saturating_sub(r.ts) < self.dup_window
         })
     }
 
     /// Book an accepted order into the rate windows, the duplicate memory and the open-order counts.
     fn accept(&mut self, req: &OrderRequest, now: UnixNanos) -> Decision {
-        self.per_second.take(now);
+        self.per_second.record(now);
         self.per_minute.record(now);
         self.burst.record(now);
+        self.burst_since_resume = self.burst_since_resume.saturating_add(1);
         self.recent[self.recent_next] = RecentOrder {
             ts: now,
             price: req.price,
@@ -598,7 +618,10 @@ impl RiskGate {
             instrument: req.instrument,
             side: req.side,
         };
-        self.recent_next = (self.recent_next + 1) % self.recent.len();
+        self.recent_next += 1;
+        if self.recent_next == self.recent.len() {
+            self.recent_next = 0;
+        }
         if req.kind() == Some(RequestKind::New) {
             self.open_orders[req.instrument.index()] += 1;
             self.open_total += 1;
@@ -607,11 +630,45 @@ impl RiskGate {
     }
 }
 
+/// `a × b ÷ d` (toward zero) in 64 bits when the product fits, else in 128: the same value
+/// either way, without a 128-bit division call on the hot path.
+#[inline]
+fn mul_div_fast(a: i64, b: i64, d: i64) -> i64 {
+    match a.checked_mul(b) {
+        Some(p) => p / d,
+        None => (a as i128 * b as i128 / d as i128) as i64,
+    }
+}
+
+/// `(a − s × b) ÷ d` (toward zero, `d` > 0) in 64 bits when it fits, else in 128: the same
+/// value either way.
+#[inline]
+fn sub_div_fast(a: i64, s: i64, b: i64, d: i64) -> i64 {
+    match s.checked_mul(b).and_then(|sb| a.checked_sub(sb)) {
+        Some(n) => n / d,
+        None => ((a as i128 - s as i128 * b as i128) / d as i128) as i64,
+    }
+}
+
+/// `k × r ≤ a − s × b`, when all of it fits in 64 bits (false otherwise). With `r` > 0 it
+/// implies `k ≤ (a − s × b) ÷ r` however that division rounds: the room is at least `k`.
+#[inline]
+fn fits(k: i64, r: i64, a: i64, s: i64, b: i64) -> bool {
+    match (
+        k.checked_mul(r),
+        s.checked_mul(b).and_then(|sb| a.checked_sub(sb)),
+    ) {
+        (Some(kr), Some(room)) => kr <= room,
+        _ => false,
+    }
+}
+
 fn reject(reason: RiskReason, observed: i64, limit: i64) -> Decision {
     Decision::Reject(Rejection::new(reason, observed, limit))
 }
 
 /// Last trade, else the mid, else the position's mark: the price limits are measured at.
+#[inline]
 fn reference_price(market: &MarketView, id: InstrumentId, pos: &Position) -> Price {
     let q = market.quote(id);
     let p = q.mid_or_last();
@@ -692,6 +749,11 @@ impl RiskCheck for RiskGate {
                 .iter()
                 .any(|r| r.code() == self.state.state_reason);
                 if self.state.trading_state == TradingState::Halted && resumable {
+                    if self.state.state_reason == RiskReason::BurstHalt.code() {
+                        // The override starts a fresh count: without it the orders that
+                        // caused the halt would halt the very next entry again.
+                        self.burst_since_resume = 0;
+                    }
                     self.state.trading_state = TradingState::Active;
                     self.state.state_reason = 0;
                     self.event(RiskReason::ManualPause, 0, 0, InstrumentId(u16::MAX), now);

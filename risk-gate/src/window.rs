@@ -1,41 +1,7 @@
-//! Counting over time without allocation: a GCRA token bucket and a fixed ring of event
-//! timestamps ("at most N events in any window of W").
+//! Counting over time without allocation: a fixed ring of event timestamps ("at most N
+//! events in any window of W"), used for the per-second, per-minute, burst and error limits.
 
 use kestrel_engine::UnixNanos;
-
-/// A token bucket as a generic cell-rate algorithm: `rate` per second, bursts up to `rate`.
-#[derive(Clone, Debug)]
-pub struct TokenBucket {
-    /// Nanoseconds one token takes to refill.
-    interval: u64,
-    /// How far ahead of now the theoretical arrival time may run (burst − 1 intervals).
-    tolerance: u64,
-    /// Theoretical arrival time of the next conforming event.
-    tat: UnixNanos,
-}
-
-impl TokenBucket {
-    /// `per_second` ≥ 1.
-    pub fn new(per_second: u32) -> TokenBucket {
-        let per_second = per_second.max(1) as u64;
-        let interval = 1_000_000_000 / per_second;
-        TokenBucket {
-            interval,
-            tolerance: interval * (per_second - 1),
-            tat: 0,
-        }
-    }
-
-    /// Would an event at `now` conform?
-    pub fn allows(&self, now: UnixNanos) -> bool {
-        now + self.tolerance >= self.tat
-    }
-
-    /// Take a token at `now` (call after `allows`).
-    pub fn take(&mut self, now: UnixNanos) {
-        self.tat = self.tat.max(now) + self.interval;
-    }
-}
 
 /// The timestamps of the last `capacity` events, to answer "were there already `capacity`
 /// events within `window` of now?" in O(1).
@@ -87,19 +53,6 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
-
-    #[test]
-    fn bucket_allows_a_burst_of_rate_then_one_per_interval() {
-        let mut b = TokenBucket::new(10);
-        let t0 = 1_000_000_000_000;
-        for i in 0..10 {
-            assert!(b.allows(t0), "token {i} of the burst");
-            b.take(t0);
-        }
-        assert!(!b.allows(t0), "the 11th order within the same instant");
-        assert!(!b.allows(t0 + 99 * MS));
-        assert!(b.allows(t0 + 100 * MS), "one token back after 100 ms");
-    }
 
     #[test]
     fn window_counts_events_inside_the_window_only() {

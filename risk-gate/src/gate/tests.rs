@@ -523,7 +523,7 @@ fn net_exposure_clips_in_the_direction_of_the_order() {
 }
 
 #[test]
-fn ten_orders_a_second_then_one_per_hundred_milliseconds() {
+fn at_most_ten_orders_in_any_one_second_window() {
     let mut cfg = roomy();
     cfg.max_open_orders_per_instrument = 100;
     cfg.max_open_orders = 100;
@@ -540,7 +540,17 @@ fn ten_orders_a_second_then_one_per_hundred_milliseconds() {
         Some(RiskReason::RatePerSecond)
     );
     assert_eq!(
-        check_at(&mut g, &mut market_buy(12), &book(), T0 + 100 * MS),
+        reason(check_at(
+            &mut g,
+            &mut market_buy(12),
+            &book(),
+            T0 + 999 * MS
+        )),
+        Some(RiskReason::RatePerSecond),
+        "a sliding window: still ten within the last second"
+    );
+    assert_eq!(
+        check_at(&mut g, &mut market_buy(13), &book(), T0 + 1_000 * MS),
         Decision::Accept
     );
 }
