@@ -4,6 +4,7 @@
 mod config;
 mod journal_cmd;
 mod paper;
+mod record_cmd;
 mod replay;
 mod sim_cmd;
 
@@ -68,6 +69,19 @@ enum Command {
         /// Record every tick the simulator generates into this (new) journal file.
         #[arg(long)]
         journal_out: Option<PathBuf>,
+    },
+    /// Capture a Kite ticker feed into a new journal without trading. Credentials come from
+    /// KITE_API_KEY and KITE_ACCESS_TOKEN.
+    Record {
+        /// The ticker WebSocket (ws://; `kestrel sim` prints its own in the ready line).
+        #[arg(long)]
+        url: String,
+        /// The journal to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this long (default: until Ctrl-C).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
     },
     /// Backtest: drive the unchanged engine, strategy and risk gate from a journal.
     Replay {
@@ -195,6 +209,30 @@ fn run(cli: Cli) -> Result<()> {
             speed,
             journal_out,
         }),
+        Command::Record { url, out, duration } => {
+            let (api_key, access_token) = record_cmd::credentials(|name| std::env::var(name).ok())?;
+            let stop = Arc::new(AtomicBool::new(false));
+            paper::install_ctrl_c(stop.clone())?;
+            let args = record_cmd::RecordArgs {
+                url,
+                api_key,
+                access_token,
+                out,
+                duration,
+                status: true,
+            };
+            let report = record_cmd::run(&args, &instruments, stop)?;
+            println!(
+                "{}: {} ticks, {} records; {} connections, {} decode errors, {} ticks lost to a full ring",
+                report.path.display(),
+                report.ticks,
+                report.records,
+                report.counters.connections,
+                report.counters.decode_errors,
+                report.counters.ring_full
+            );
+            Ok(())
+        }
         Command::Replay {
             journal,
             config,
