@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kestrel_engine::InstrumentTable;
 
@@ -99,6 +99,13 @@ enum Command {
         /// Order-to-venue latency in microseconds (simulated fills).
         #[arg(long, default_value_t = 200)]
         latency_us: u64,
+        /// Draw the latency from a measured distribution instead (a `.hgrm` file written by
+        /// the latency harness).
+        #[arg(long)]
+        latency_hgrm: Option<PathBuf>,
+        /// Make every simulated fill this many ticks worse.
+        #[arg(long, default_value_t = 0)]
+        slippage_ticks: i64,
         /// Pace: times real time (e.g. 10); default as fast as possible.
         #[arg(long)]
         speed: Option<f64>,
@@ -239,6 +246,8 @@ fn run(cli: Cli) -> Result<()> {
             report,
             fills,
             latency_us,
+            latency_hgrm,
+            slippage_ticks,
             speed,
         } => {
             if let Some(x) = speed
@@ -251,7 +260,18 @@ fn run(cli: Cli) -> Result<()> {
                 journal,
                 config,
                 fills,
-                latency: Duration::from_micros(latency_us),
+                latency: match latency_hgrm {
+                    None => replay::Latency::Constant(Duration::from_micros(latency_us)),
+                    Some(path) => {
+                        let text = std::fs::read_to_string(&path)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        replay::Latency::Sampled(
+                            replay::LatencySampler::from_hgrm(&text, 1)
+                                .with_context(|| format!("reading {}", path.display()))?,
+                        )
+                    }
+                },
+                slippage_ticks,
                 speed,
                 progress: true,
             })?;

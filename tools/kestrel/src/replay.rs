@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kestrel_engine::engine::EngineOutput;
 use kestrel_engine::records::RiskRecord;
@@ -37,11 +37,80 @@ pub enum FillMode {
     Recorded,
 }
 
+/// How long an order takes to reach the venue after the tick that caused it.
+#[derive(Debug)]
+pub enum Latency {
+    Constant(Duration),
+    /// Drawn from a measured distribution (the latency harness's `.hgrm` output).
+    Sampled(LatencySampler),
+}
+
+impl Latency {
+    fn next(&mut self) -> u64 {
+        match self {
+            Latency::Constant(d) => d.as_nanos() as u64,
+            Latency::Sampled(s) => s.sample(),
+        }
+    }
+}
+
+/// Inverse-CDF sampling from a percentile distribution.
+#[derive(Debug)]
+pub struct LatencySampler {
+    /// (cumulative fraction, nanoseconds), ascending.
+    points: Vec<(f64, u64)>,
+    rng: kestrel_engine::rng::Rng,
+}
+
+impl LatencySampler {
+    /// Reads HdrHistogram's percentile text (`Value Percentile TotalCount 1/(1-Percentile)`,
+    /// values in microseconds), as `latency --out-dir` writes it.
+    pub fn from_hgrm(text: &str, seed: u64) -> Result<LatencySampler> {
+        let mut points = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 2 || line.trim_start().starts_with('#') || cols[0] == "Value" {
+                continue;
+            }
+            let (Ok(us), Ok(p)) = (cols[0].parse::<f64>(), cols[1].parse::<f64>()) else {
+                bail!(
+                    "line {}: expected 'value_us percentile ...', got '{}'",
+                    n + 1,
+                    line.trim()
+                );
+            };
+            if !(0.0..=1.0).contains(&p) || us < 0.0 {
+                bail!("line {}: percentile {p} or value {us} out of range", n + 1);
+            }
+            points.push((p, (us * 1_000.0) as u64));
+        }
+        if points.is_empty() {
+            bail!("no percentile lines found (expected the .hgrm text the latency harness writes)");
+        }
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(LatencySampler {
+            points,
+            rng: kestrel_engine::rng::Rng::new(seed),
+        })
+    }
+
+    fn sample(&mut self) -> u64 {
+        let u = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let i = self
+            .points
+            .partition_point(|(p, _)| *p < u)
+            .min(self.points.len() - 1);
+        self.points[i].1
+    }
+}
+
 pub struct ReplayArgs {
     pub journal: PathBuf,
     pub config: Config,
     pub fills: FillMode,
-    pub latency: Duration,
+    pub latency: Latency,
+    /// Each simulated fill is this many ticks worse (buys higher, sells lower).
+    pub slippage_ticks: i64,
     /// `None`: as fast as possible; `Some(x)`: x times real time.
     pub speed: Option<f64>,
     pub progress: bool,
@@ -156,7 +225,13 @@ pub fn run(args: &ReplayArgs) -> Result<ReplayOutcome> {
     };
     let (mut in_market_ns, mut last_ts, mut first_ts) = (0u64, 0u64, None::<u64>);
     let mut next_sample = 0u64;
-    let latency = args.latency.as_nanos() as u64;
+    let mut latency = match &args.latency {
+        Latency::Constant(d) => Latency::Constant(*d),
+        Latency::Sampled(s) => Latency::Sampled(LatencySampler {
+            points: s.points.clone(),
+            rng: s.rng.clone(),
+        }),
+    };
 
     let bar = if args.progress {
         let b = ProgressBar::new(records.len() as u64);
@@ -197,7 +272,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplayOutcome> {
                 }
                 venue.on_tick(tick);
                 let mut reports = Vec::new();
-                venue.drain(|r| reports.push(r));
+                venue.drain(|r| reports.push(slipped(r, args.slippage_ticks, &table)));
                 for r in &reports {
                     track.apply(&mut engine, &mut out, r);
                 }
@@ -207,15 +282,19 @@ pub fn run(args: &ReplayArgs) -> Result<ReplayOutcome> {
             if args.fills == FillMode::Simulated {
                 let new: Vec<OrderRequest> = out.orders[before..].to_vec();
                 for req in &new {
-                    if latency == 0 {
+                    let delay = latency.next();
+                    if delay == 0 {
                         venue.submit(req, tick.recv_ts);
                         let mut reports = Vec::new();
-                        venue.drain(|r| reports.push(r));
+                        venue.drain(|r| reports.push(slipped(r, args.slippage_ticks, &table)));
                         for r in &reports {
                             track.apply(&mut engine, &mut out, r);
                         }
                     } else {
-                        pending.push_back((tick.recv_ts + latency, *req));
+                        // Sampled delays can overtake each other: keep the queue in time order.
+                        let at = tick.recv_ts + delay;
+                        let i = pending.partition_point(|(t, _)| *t <= at);
+                        pending.insert(i, (at, *req));
                     }
                 }
             }
@@ -280,6 +359,16 @@ pub fn run(args: &ReplayArgs) -> Result<ReplayOutcome> {
         equity,
         instruments: table,
     })
+}
+
+/// A fill made `ticks` instrument ticks worse for us (slippage); other reports unchanged.
+fn slipped(mut r: ExecReport, ticks: i64, table: &InstrumentTable) -> ExecReport {
+    if ticks != 0 && r.kind() == Some(ExecKind::Fill) {
+        let tick = table.get(r.instrument).tick_size.0;
+        let sign = r.side().map_or(0, |s| s.sign());
+        r.price = kestrel_engine::Price(r.price.0 + sign * ticks * tick);
+    }
+    r
 }
 
 /// Fills, the equity curve and round trips, kept as the replay runs.
@@ -543,6 +632,28 @@ fn equity_svg(equity: &[(UnixNanos, Money)]) -> String {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn samples_latency_from_a_percentile_distribution() {
+        let hgrm = "       Value     Percentile TotalCount 1/(1-Percentile)\n\n       1.000 0.000000000000          1           1.00\n       2.000 0.500000000000         50           2.00\n      10.000 0.990000000000         99         100.00\n     100.000 1.000000000000        100            inf\n#[Mean    =        2.000]\n";
+        let mut s = LatencySampler::from_hgrm(hgrm, 1).unwrap();
+        let draws: Vec<u64> = (0..10_000).map(|_| s.sample()).collect();
+        let at_most_2us = draws.iter().filter(|&&d| d <= 2_000).count();
+        assert!(
+            (4_500..5_500).contains(&at_most_2us),
+            "about half the draws are ≤ 2 µs: {at_most_2us}"
+        );
+        assert!(
+            draws
+                .iter()
+                .all(|d| [1_000, 2_000, 10_000, 100_000].contains(d))
+        );
+        assert!(LatencySampler::from_hgrm("nothing here", 1).is_err());
+        let err = LatencySampler::from_hgrm("  1.0 2.5 1 1\n", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
     use std::sync::atomic::AtomicBool;
 
     fn config(dir: &Path) -> Config {
@@ -586,7 +697,8 @@ mod tests {
             journal: paper.journal_path.clone(),
             config: config(dir.path()),
             fills: FillMode::Recorded,
-            latency: Duration::ZERO,
+            latency: Latency::Constant(Duration::ZERO),
+            slippage_ticks: 0,
             speed: None,
             progress: false,
         })
@@ -627,7 +739,8 @@ mod tests {
             journal: paper.journal_path.clone(),
             config: config(dir.path()),
             fills: FillMode::Simulated,
-            latency: Duration::from_micros(200),
+            latency: Latency::Constant(Duration::from_micros(200)),
+            slippage_ticks: 1,
             speed: None,
             progress: false,
         })
