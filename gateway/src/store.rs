@@ -107,6 +107,24 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// The audit query: for one order (`?1` = its tag, `ks` + 16 hex digits), which decision,
+/// which limits were checked (the risk verdict rows copied from the journal), whether it was
+/// submitted once, and what filled. One row per order.
+pub const AUDIT_QUERY: &str = "
+SELECT o.client_order_id, o.decision_id, o.symbol, o.side, o.quantity, o.state,
+       o.venue_order_id,
+       o.submit_count,
+       (SELECT count(*) FROM order_events e
+         WHERE e.client_order_id = o.client_order_id AND e.event = 'SUBMIT') AS submits_logged,
+       (SELECT group_concat(v.verdict || ':' || v.reason || ':' || v.observed || '/' || v.limit_value, ' ')
+          FROM risk_verdicts v WHERE v.client_order_id = o.client_order_id) AS risk_checks,
+       (SELECT coalesce(sum(f.quantity), 0) FROM fills f
+         WHERE f.client_order_id = o.client_order_id) AS filled_qty,
+       (SELECT group_concat(f.trade_id || ':' || f.quantity || '@' || f.price, ' ')
+          FROM fills f WHERE f.client_order_id = o.client_order_id) AS fills
+  FROM orders o
+ WHERE o.client_order_id = ?1";
+
 /// The store's errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

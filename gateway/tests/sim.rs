@@ -240,3 +240,42 @@ fn order_update_frame_applies_a_venue_cancel() {
         OrderState::Cancelled
     );
 }
+
+#[test]
+fn audit_query_answers_decision_limits_submissions_and_fills() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(12, 5, None);
+    let req = *a.request();
+    gw.on_approved(a).unwrap();
+    gw.poll().unwrap();
+    drop(gw);
+    // The ops thread copies the engine's risk verdict (journal record) into the store.
+    let mut store = kestrel_gateway::Store::open(&dir.path().join("gw.sqlite")).unwrap();
+    let verdict =
+        kestrel_engine::risk::risk_record(&req, &kestrel_engine::Decision::Accept, req.ts);
+    store.record_risk_verdict(&verdict).unwrap();
+    let row = store
+        .connection()
+        .query_row(
+            kestrel_gateway::store::AUDIT_QUERY,
+            [tag_for(req.client_order_id)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, i64>(10)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(row.0 as u64, req.decision_id);
+    assert_eq!(row.1, "FILLED");
+    assert_eq!((row.2, row.3), (1, 1), "submitted once");
+    assert_eq!(row.4, "1:0:0/0", "one accept verdict");
+    assert_eq!(row.5, 5);
+}
