@@ -88,7 +88,7 @@ impl<V: Venue> Gateway<V> {
         let checked = ids.len();
         for coid in ids {
             let t = &self.orders[&coid];
-            let (state, venue_id, req) = (t.fsm.state(), t.venue_order_id, t.req);
+            let (state, venue_id) = (t.fsm.state(), t.venue_order_id);
             let at_venue: Option<VenueOrder> = match venue_id {
                 Some(id) => orders.iter().find(|o| o.order_id == id).cloned(),
                 None => by_tag
@@ -150,7 +150,6 @@ impl<V: Venue> Gateway<V> {
                     }
                 }
             }
-            let _ = req;
         }
         let n_incidents = incidents.len();
         for i in &incidents {
