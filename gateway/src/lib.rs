@@ -1,4 +1,25 @@
-//! Order gateway: exactly-once submission, audit store, reconciliation.
+//! Order gateway: exactly-once submission, the order state machine, the SQLite audit store
+//! and reconciliation with the venue.
 //!
-//! Not built yet: this crate is a placeholder in the workspace until its issue lands.
+//! * [`fsm`]: the order state machine (one transition table).
+//! * [`store`]: SQLite in WAL mode; an order is reserved (committed) before anything leaves.
+//! * [`idempotency`]: client order id ↔ Kite `tag`.
+//! * [`venue`] and [`kite`]: the venue trait and the Kite REST client.
+//! * [`gateway`]: the gateway thread.
+//! * [`reconcile`]: start-up reconciliation of the store with the venue.
 #![forbid(unsafe_code)]
+
+pub mod fsm;
+pub mod gateway;
+pub mod idempotency;
+pub mod kite;
+pub mod reconcile;
+pub mod store;
+pub mod venue;
+
+pub use fsm::{Event, Fill, FsmError, OrderFsm, OrderState};
+pub use gateway::{Gateway, GatewayConfig, GatewayCounters, GatewayError, HookPoint, RateLimiter};
+pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
+pub use reconcile::{ReconcileOutcome, ReconcileReport};
+pub use store::{Store, StoreError};
+pub use venue::{PlaceOrder, Venue, VenueError, VenueOrder, VenueStatus, VenueTrade};

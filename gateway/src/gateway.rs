@@ -1,0 +1,962 @@
+//! The gateway thread: risk-approved requests in, venue orders out exactly once, execution
+//! reports back to the engine.
+//!
+//! For each new order: reserve it in the store (committed) → mark it in flight (committed)
+//! → send → record the acknowledgement. A timeout, 5xx or lost connection leaves the order
+//! Unknown; before any retry the gateway lists the venue's orders and looks the tag up:
+//! found → adopt that venue order id, not found → send again. A 429 (refused before placing)
+//! is retried after a backoff without a look-up. Rejections are never retried.
+//!
+//! Calls block the gateway thread (one keep-alive connection, one request at a time); fills
+//! come from polling (`GET /orders` + `GET /trades`) or [`Gateway::on_order_update`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kestrel_engine::ring::{Consumer, Producer, PushError};
+use kestrel_engine::rng::Rng;
+use kestrel_engine::{
+    Approved, ExecKind, ExecReport, InstrumentTable, OrderRequest, OrderType, RequestKind, Side,
+    TimeInForce, UnixNanos,
+};
+
+use crate::fsm::{Applied, Event, Fill, FsmError, OrderFsm, OrderState};
+use crate::idempotency::tag_for;
+use crate::store::{Reservation, Store, StoreError};
+use crate::venue::{
+    ModifyOrder, PlaceOrder, Venue, VenueError, VenueOrder, VenueStatus, VenueTrade,
+};
+
+/// The gateway's errors. Venue failures are handled inside (retries, Unknown, incidents);
+/// what comes out is what the caller must act on.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("gateway store: {0}")]
+    Store(#[from] StoreError),
+    #[error("venue: {0}")]
+    Venue(#[from] VenueError),
+}
+
+/// Reject codes the gateway puts in [`ExecReport::reject_code`].
+pub mod reject_code {
+    /// The venue refused the order (InputException, OrderException, RMS).
+    pub const VENUE: u8 = 1;
+    /// The session token was refused.
+    pub const TOKEN: u8 = 2;
+    /// Gave up after the configured number of transient failures.
+    pub const RETRIES_EXHAUSTED: u8 = 3;
+    /// Unknown instrument or malformed request.
+    pub const INVALID: u8 = 4;
+    /// Reserved or in flight when the process died and not at the venue: not resent.
+    pub const ABANDONED_AT_RESTART: u8 = 5;
+    /// Kite's 5,000 orders a day.
+    pub const DAILY_LIMIT: u8 = 6;
+}
+
+/// Knobs of the gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Placement attempts (first send plus resends) before giving up.
+    pub max_place_attempts: u32,
+    /// Look-ups of an Unknown order before leaving it to the poller.
+    pub max_lookup_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Wait before the first look-up of an Unknown order, so the venue can list it.
+    pub unknown_settle: Duration,
+    pub orders_per_second: usize,
+    pub orders_per_minute: usize,
+    pub orders_per_day: usize,
+    pub poll_interval: Duration,
+    /// Sleep of the run loop when there is nothing to do.
+    pub idle_sleep: Duration,
+    /// Seed of the backoff jitter.
+    pub seed: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            max_place_attempts: 6,
+            max_lookup_attempts: 6,
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            unknown_settle: Duration::from_millis(200),
+            orders_per_second: 10,
+            orders_per_minute: 400,
+            orders_per_day: 5_000,
+            poll_interval: Duration::from_millis(500),
+            idle_sleep: Duration::from_micros(200),
+            seed: 0x6b65_7374,
+        }
+    }
+}
+
+/// Points between durable steps where a test can stop the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookPoint {
+    /// The reservation is committed; nothing was sent.
+    AfterReserve,
+    /// The venue answered with an order id; the acknowledgement is not stored yet.
+    AfterSubmitBeforeAck,
+    /// A fill was committed to the store.
+    AfterFillRecorded,
+}
+
+/// Called at each [`HookPoint`] with the client order id.
+pub type Hook = Box<dyn FnMut(HookPoint, u64) + Send>;
+
+/// Counters for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayCounters {
+    /// Placement requests written to the venue.
+    pub submits: u64,
+    pub rejects: u64,
+    /// HTTP 429 answers.
+    pub rate_limited: u64,
+    /// Placements whose outcome was unknown (timeout, 5xx, lost response).
+    pub unknown: u64,
+    /// Unknown placements found at the venue by tag and adopted.
+    pub adopted: u64,
+    /// Unknown placements not found at the venue and sent again.
+    pub resent_after_lookup: u64,
+    pub fills: u64,
+    pub incidents: u64,
+    /// Transient failures of look-ups, cancels and polls that were retried.
+    pub transient_retries: u64,
+}
+
+/// Kite's order-rate limits, on a rolling window of send times.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: usize,
+    per_minute: usize,
+    per_day: usize,
+    sent: VecDeque<Instant>,
+    today: usize,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: usize, per_minute: usize, per_day: usize) -> RateLimiter {
+        RateLimiter {
+            per_second,
+            per_minute,
+            per_day,
+            sent: VecDeque::with_capacity(per_minute + 1),
+            today: 0,
+        }
+    }
+
+    /// How long to wait at `now` before the next send is within both windows.
+    pub fn delay_at(&mut self, now: Instant) -> Duration {
+        let minute = Duration::from_secs(60);
+        let second = Duration::from_secs(1);
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= minute)
+        {
+            self.sent.pop_front();
+        }
+        let mut wait = Duration::ZERO;
+        if self.sent.len() >= self.per_minute {
+            wait = wait.max((self.sent[self.sent.len() - self.per_minute] + minute) - now);
+        }
+        let in_second = self
+            .sent
+            .iter()
+            .rev()
+            .take_while(|t| now.duration_since(**t) < second)
+            .count();
+        if in_second >= self.per_second {
+            let oldest = self.sent[self.sent.len() - self.per_second];
+            wait = wait.max((oldest + second).saturating_duration_since(now));
+        }
+        wait
+    }
+
+    pub fn record(&mut self, now: Instant) {
+        self.sent.push_back(now);
+        self.today += 1;
+    }
+
+    /// False once the day's allowance is spent.
+    pub fn day_allows(&self) -> bool {
+        self.today < self.per_day
+    }
+
+    /// Sleeps until a send is allowed, then counts it.
+    pub fn acquire(&mut self) {
+        loop {
+            let now = Instant::now();
+            let d = self.delay_at(now);
+            if d.is_zero() {
+                self.record(now);
+                return;
+            }
+            std::thread::sleep(d);
+        }
+    }
+}
+
+/// One order the gateway follows.
+#[derive(Clone, Debug)]
+pub(crate) struct Tracked {
+    pub(crate) req: OrderRequest,
+    pub(crate) fsm: OrderFsm,
+    pub(crate) venue_order_id: Option<u64>,
+    pub(crate) exchange: String,
+    pub(crate) symbol: String,
+}
+
+/// How an Unknown placement was resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lookup {
+    Adopted,
+    NotFound,
+    StillUnknown,
+}
+
+/// The gateway over one venue and one store.
+pub struct Gateway<V> {
+    pub(crate) venue: V,
+    pub(crate) store: Store,
+    instruments: InstrumentTable,
+    cfg: GatewayConfig,
+    rng: Rng,
+    limiter: RateLimiter,
+    pub(crate) orders: HashMap<u64, Tracked>,
+    reports: VecDeque<ExecReport>,
+    hook: Option<Hook>,
+    pub(crate) counters: GatewayCounters,
+}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for Gateway<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("venue", &self.venue)
+            .field("orders", &self.orders.len())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+/// Wall-clock UTC nanoseconds (the gateway does I/O; the engine's clock rule does not apply).
+pub fn now_ns() -> UnixNanos {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl<V: Venue> Gateway<V> {
+    /// A gateway over `store`; the store's unfinished orders are loaded (run
+    /// [`Gateway::reconcile`] before letting strategies trade).
+    pub fn new(
+        venue: V,
+        store: Store,
+        instruments: InstrumentTable,
+        cfg: GatewayConfig,
+    ) -> Result<Gateway<V>, GatewayError> {
+        let mut orders = HashMap::new();
+        for o in store.unfinished()? {
+            orders.insert(
+                o.request.client_order_id,
+                Tracked {
+                    req: o.request,
+                    fsm: o.fsm,
+                    venue_order_id: o.venue_order_id,
+                    exchange: o.exchange,
+                    symbol: o.symbol,
+                },
+            );
+        }
+        Ok(Gateway {
+            venue,
+            store,
+            instruments,
+            rng: Rng::new(cfg.seed),
+            limiter: RateLimiter::new(
+                cfg.orders_per_second,
+                cfg.orders_per_minute,
+                cfg.orders_per_day,
+            ),
+            cfg,
+            orders,
+            reports: VecDeque::new(),
+            hook: None,
+            counters: GatewayCounters::default(),
+        })
+    }
+
+    /// Installs a failure-injection hook (tests).
+    pub fn set_hook(&mut self, hook: Hook) {
+        self.hook = Some(hook);
+    }
+
+    pub fn counters(&self) -> GatewayCounters {
+        self.counters
+    }
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    pub fn venue_mut(&mut self) -> &mut V {
+        &mut self.venue
+    }
+
+    /// The state of one order, if the gateway follows it.
+    pub fn order_state(&self, client_order_id: u64) -> Option<OrderState> {
+        self.orders.get(&client_order_id).map(|t| t.fsm.state())
+    }
+
+    /// The order's state machine (fills, average price), if followed.
+    pub fn order(&self, client_order_id: u64) -> Option<&OrderFsm> {
+        self.orders.get(&client_order_id).map(|t| &t.fsm)
+    }
+
+    /// Execution reports not yet handed to the engine, oldest first.
+    pub fn take_reports(&mut self) -> Vec<ExecReport> {
+        self.reports.drain(..).collect()
+    }
+
+    fn hook(&mut self, at: HookPoint, coid: u64) {
+        if let Some(h) = self.hook.as_mut() {
+            h(at, coid);
+        }
+    }
+
+    /// Handles one risk-approved request.
+    pub fn on_approved(&mut self, approved: Approved) -> Result<(), GatewayError> {
+        let req = approved.into_request();
+        match req.kind() {
+            Some(RequestKind::New) => self.place_new(req),
+            Some(RequestKind::Cancel) => self.cancel(req.client_order_id),
+            Some(RequestKind::Modify) => self.modify_price(req.client_order_id, &req),
+            Some(RequestKind::CancelAll) => self.cancel_all(req.instrument),
+            None => {
+                self.incident(Some(&req), "malformed_request", "unknown request kind")?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The run loop: pops approved requests, polls the venue, pushes execution reports,
+    /// until `stop` is set.
+    pub fn run(
+        &mut self,
+        orders: &mut Consumer<Approved>,
+        execs: &mut Producer<ExecReport>,
+        stop: &AtomicBool,
+    ) -> Result<(), GatewayError> {
+        let mut last_poll = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let mut busy = false;
+            while let Some(a) = orders.pop() {
+                self.on_approved(a)?;
+                self.flush(execs);
+                busy = true;
+            }
+            if last_poll.elapsed() >= self.cfg.poll_interval {
+                if let Err(e) = self.poll() {
+                    tracing::warn!(error = %e, "venue poll failed; retrying at the next interval");
+                }
+                last_poll = Instant::now();
+            }
+            self.flush(execs);
+            if !busy {
+                std::thread::sleep(self.cfg.idle_sleep);
+            }
+        }
+        self.flush(execs);
+        Ok(())
+    }
+
+    /// Pushes queued reports; what does not fit waits for the next call (never dropped).
+    pub fn flush(&mut self, execs: &mut Producer<ExecReport>) {
+        while let Some(r) = self.reports.pop_front() {
+            if let Err(PushError::Full(r)) = execs.push(r) {
+                self.reports.push_front(r);
+                break;
+            }
+        }
+    }
+
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let base = self.cfg.backoff_base.as_micros() as u64;
+        let cap = self.cfg.backoff_max.as_micros() as u64;
+        let d = base.saturating_mul(1u64 << attempt.min(20)).min(cap).max(1);
+        // Equal jitter: half fixed, half random.
+        Duration::from_micros(d / 2 + self.rng.below(d / 2 + 1))
+    }
+
+    fn report(&mut self, t: &Tracked, kind: ExecKind, code: u8) {
+        let mut r = ExecReport::about(&t.req, kind, now_ns());
+        r.venue_order_id = t.venue_order_id.unwrap_or(0);
+        r.price = t.req.price;
+        r.reject_code = code;
+        r.leaves_qty = match kind {
+            ExecKind::Cancelled | ExecKind::Expired | ExecKind::Rejected => t.fsm.leaves(),
+            _ => 0,
+        };
+        self.reports.push_back(r);
+    }
+
+    pub(crate) fn incident(
+        &mut self,
+        req: Option<&OrderRequest>,
+        kind: &str,
+        detail: &str,
+    ) -> Result<(), GatewayError> {
+        tracing::error!(
+            kind,
+            detail,
+            decision_id = req.map_or(0, |r| r.decision_id),
+            "gateway incident"
+        );
+        self.counters.incidents += 1;
+        self.store.add_incident(
+            req.map(|r| r.client_order_id),
+            req.map_or(0, |r| r.decision_id),
+            kind,
+            detail,
+            now_ns(),
+        )?;
+        Ok(())
+    }
+
+    /// Applies one event: the table first (on a copy), then the store (committed), then
+    /// memory and the execution report. An illegal transition becomes an incident.
+    pub(crate) fn apply(
+        &mut self,
+        coid: u64,
+        event: Event,
+        venue_order_id: Option<u64>,
+        detail: &str,
+        code: u8,
+    ) -> Result<Option<Applied>, GatewayError> {
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(None);
+        };
+        let mut next = t.clone();
+        let fill = match &event {
+            Event::Fill(f) => Some(f.clone()),
+            _ => None,
+        };
+        let kind = event.kind();
+        let applied = match next.fsm.apply(event) {
+            Ok(a) => a,
+            Err(e @ (FsmError::InvalidTransition { .. } | FsmError::Overfill { .. })) => {
+                let req = next.req;
+                self.incident(Some(&req), "invalid_transition", &e.to_string())?;
+                return Ok(None);
+            }
+        };
+        let Applied::Changed { from, to } = applied else {
+            return Ok(Some(applied));
+        };
+        if venue_order_id.is_some() {
+            next.venue_order_id = venue_order_id;
+        }
+        self.store.record_transition(
+            &next.req,
+            kind,
+            from,
+            to,
+            fill.as_ref(),
+            next.venue_order_id,
+            detail,
+            now_ns(),
+        )?;
+        tracing::info!(
+            decision_id = next.req.decision_id,
+            tag = %tag_for(coid),
+            from = from.as_str(),
+            to = to.as_str(),
+            event = kind.as_str(),
+            "order transition"
+        );
+        if let Some(f) = &fill {
+            self.counters.fills += 1;
+            let leaves = if to.may_be_working() {
+                next.fsm.leaves()
+            } else {
+                0
+            };
+            let mut r = ExecReport::fill(&next.req, now_ns(), f.price, f.qty, leaves);
+            r.venue_order_id = next.venue_order_id.unwrap_or(0);
+            self.reports.push_back(r);
+        }
+        let report = match (from, to) {
+            (_, OrderState::Open)
+                if from != OrderState::Open && from != OrderState::CancelInFlight =>
+            {
+                Some(ExecKind::Accepted)
+            }
+            (OrderState::Unknown, OrderState::PartiallyFilled) if fill.is_none() => {
+                Some(ExecKind::Accepted)
+            }
+            (f, OrderState::Cancelled) if f != OrderState::Cancelled => Some(ExecKind::Cancelled),
+            (f, OrderState::Rejected) if f != OrderState::Rejected => Some(ExecKind::Rejected),
+            (f, OrderState::Expired) if f != OrderState::Expired => Some(ExecKind::Expired),
+            (f, OrderState::Unknown) if f != OrderState::Unknown => Some(ExecKind::Unknown),
+            _ => None,
+        };
+        if let Some(k) = report {
+            if k == ExecKind::Rejected {
+                self.counters.rejects += 1;
+            }
+            self.report(&next, k, code);
+        }
+        self.orders.insert(coid, next);
+        if fill.is_some() {
+            self.hook(HookPoint::AfterFillRecorded, coid);
+        }
+        Ok(Some(applied))
+    }
+
+    fn place_new(&mut self, req: OrderRequest) -> Result<(), GatewayError> {
+        let coid = req.client_order_id;
+        if req.instrument.index() >= self.instruments.len() || req.side().is_none() {
+            let mut r = ExecReport::about(&req, ExecKind::Rejected, now_ns());
+            r.leaves_qty = req.qty;
+            r.reject_code = reject_code::INVALID;
+            self.reports.push_back(r);
+            return self.incident(Some(&req), "invalid_request", "unknown instrument or side");
+        }
+        let ins = self.instruments.get(req.instrument);
+        let (exchange, symbol, token) = (
+            ins.exchange.as_str().to_string(),
+            ins.symbol.clone(),
+            ins.token,
+        );
+        match self
+            .store
+            .reserve(&req, &exchange, &symbol, token, now_ns())?
+        {
+            Reservation::AlreadyKnown(state) => {
+                tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), state = state.as_str(),
+                    "client order id already in the store; not sending it again");
+                return Ok(());
+            }
+            Reservation::Reserved => {}
+        }
+        self.orders.insert(
+            coid,
+            Tracked {
+                req,
+                fsm: OrderFsm::new(req.qty),
+                venue_order_id: None,
+                exchange,
+                symbol,
+            },
+        );
+        self.hook(HookPoint::AfterReserve, coid);
+        self.drive_placement(coid)
+    }
+
+    fn place_order(t: &Tracked, product: &'static str) -> PlaceOrder {
+        PlaceOrder {
+            exchange: t.exchange.clone(),
+            tradingsymbol: t.symbol.clone(),
+            side: t.req.side().unwrap_or(Side::Buy),
+            order_type: t.req.order_type().unwrap_or(OrderType::Limit),
+            quantity: t.req.qty,
+            price: t.req.price,
+            trigger_price: t.req.trigger_price,
+            product,
+            validity: t.req.tif().unwrap_or(TimeInForce::Day),
+            tag: tag_for(t.req.client_order_id),
+        }
+    }
+
+    /// Sends a Reserved order until it is acknowledged, rejected, or Unknown and unresolved.
+    fn drive_placement(&mut self, coid: u64) -> Result<(), GatewayError> {
+        let mut attempt = 0u32;
+        loop {
+            let Some(t) = self.orders.get(&coid) else {
+                return Ok(());
+            };
+            if t.fsm.state() != OrderState::Reserved {
+                return Ok(());
+            }
+            if attempt >= self.cfg.max_place_attempts {
+                return self
+                    .apply(
+                        coid,
+                        Event::Reject,
+                        None,
+                        "gave up after repeated transient failures",
+                        reject_code::RETRIES_EXHAUSTED,
+                    )
+                    .map(drop);
+            }
+            if !self.limiter.day_allows() {
+                return self
+                    .apply(
+                        coid,
+                        Event::Reject,
+                        None,
+                        "daily order limit reached",
+                        reject_code::DAILY_LIMIT,
+                    )
+                    .map(drop);
+            }
+            attempt += 1;
+            let place = Self::place_order(t, "MIS");
+            self.limiter.acquire();
+            self.apply(coid, Event::Submit, None, "", 0)?;
+            self.counters.submits += 1;
+            match self.venue.submit(&place) {
+                Ok(venue_id) => {
+                    self.hook(HookPoint::AfterSubmitBeforeAck, coid);
+                    self.apply(coid, Event::Ack, Some(venue_id), "", 0)?;
+                    return Ok(());
+                }
+                Err(e @ VenueError::Rejected { .. }) => {
+                    return self
+                        .apply(
+                            coid,
+                            Event::Reject,
+                            None,
+                            &e.to_string(),
+                            reject_code::VENUE,
+                        )
+                        .map(drop);
+                }
+                Err(e @ VenueError::Token { .. }) => {
+                    return self
+                        .apply(
+                            coid,
+                            Event::Reject,
+                            None,
+                            &e.to_string(),
+                            reject_code::TOKEN,
+                        )
+                        .map(drop);
+                }
+                Err(VenueError::RateLimited { retry_after }) => {
+                    self.counters.rate_limited += 1;
+                    self.apply(coid, Event::NotPlaced, None, "HTTP 429", 0)?;
+                    let wait = self.backoff(attempt).max(retry_after.unwrap_or_default());
+                    tracing::warn!(tag = %tag_for(coid), ?wait, "rate limited by the venue; backing off");
+                    std::thread::sleep(wait);
+                }
+                Err(e) => {
+                    debug_assert!(e.outcome_unknown());
+                    self.counters.unknown += 1;
+                    self.apply(coid, Event::Lost, None, &e.to_string(), 0)?;
+                    match self.resolve_unknown(coid)? {
+                        Lookup::Adopted | Lookup::StillUnknown => return Ok(()),
+                        Lookup::NotFound => {
+                            self.counters.resent_after_lookup += 1;
+                            let wait = self.backoff(attempt);
+                            std::thread::sleep(wait);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Looks an Unknown order up by tag at the venue; adopts it when found.
+    fn resolve_unknown(&mut self, coid: u64) -> Result<Lookup, GatewayError> {
+        std::thread::sleep(self.cfg.unknown_settle);
+        let tag = tag_for(coid);
+        for attempt in 0..self.cfg.max_lookup_attempts {
+            let listed = self
+                .venue
+                .orders()
+                .and_then(|o| Ok((o, self.venue.trades()?)));
+            match listed {
+                Ok((orders, trades)) => {
+                    let found: Vec<&VenueOrder> = orders
+                        .iter()
+                        .filter(|o| o.tag.as_deref() == Some(tag.as_str()))
+                        .collect();
+                    return match found.as_slice() {
+                        [] => {
+                            self.apply(coid, Event::NotFound, None, "tag not at the venue", 0)?;
+                            Ok(Lookup::NotFound)
+                        }
+                        [one] => {
+                            let one = (*one).clone();
+                            self.counters.adopted += 1;
+                            self.apply_venue_view(coid, &one, &trades, "adopted by tag look-up")?;
+                            Ok(Lookup::Adopted)
+                        }
+                        many => {
+                            let detail = format!("{} venue orders carry tag {tag}", many.len());
+                            let first = many[0].clone();
+                            let req = self.orders[&coid].req;
+                            self.incident(Some(&req), "duplicate_venue_orders", &detail)?;
+                            self.store
+                                .set_risk_state("paused", "1", req.decision_id, now_ns())?;
+                            self.apply_venue_view(coid, &first, &trades, "adopted (duplicates!)")?;
+                            Ok(Lookup::Adopted)
+                        }
+                    };
+                }
+                Err(e) if e.is_transient() => {
+                    self.counters.transient_retries += 1;
+                    let wait = self.backoff(attempt);
+                    tracing::warn!(%tag, error = %e, ?wait, "order look-up failed; retrying");
+                    std::thread::sleep(wait);
+                }
+                Err(e) => {
+                    let req = self.orders[&coid].req;
+                    self.incident(Some(&req), "lookup_failed", &e.to_string())?;
+                    return Ok(Lookup::StillUnknown);
+                }
+            }
+        }
+        Ok(Lookup::StillUnknown)
+    }
+
+    /// Brings one order in line with the venue's view of it: adopt the venue id, append
+    /// missing fills, then apply the status.
+    pub(crate) fn apply_venue_view(
+        &mut self,
+        coid: u64,
+        vo: &VenueOrder,
+        trades: &[VenueTrade],
+        detail: &str,
+    ) -> Result<(), GatewayError> {
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(());
+        };
+        let state = t.fsm.state();
+        if matches!(state, OrderState::InFlight | OrderState::Unknown) {
+            self.apply(coid, Event::Ack, Some(vo.order_id), detail, 0)?;
+        } else if t.venue_order_id.is_none() {
+            // Reserved (or finished) without a venue id yet the venue has it: not ours to guess.
+            let req = t.req;
+            return self.incident(
+                Some(&req),
+                "unexpected_venue_order",
+                &format!(
+                    "venue order {} carries the tag of an order in state {}",
+                    vo.order_id,
+                    state.as_str()
+                ),
+            );
+        }
+        for tr in trades.iter().filter(|tr| tr.order_id == vo.order_id) {
+            let fill = Fill {
+                trade_id: tr.trade_id.clone(),
+                qty: tr.quantity,
+                price: tr.price,
+                ts: 0,
+            };
+            self.apply(coid, Event::Fill(fill), Some(vo.order_id), "", 0)?;
+        }
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(());
+        };
+        let (state, filled) = (t.fsm.state(), t.fsm.filled());
+        let msg = vo.status_message.clone().unwrap_or_default();
+        match &vo.status {
+            // Cancel only once every fill the venue reports is in: the fill must not be lost.
+            VenueStatus::Cancelled
+                if !matches!(state, OrderState::Cancelled | OrderState::Filled)
+                    && filled >= vo.filled_quantity =>
+            {
+                self.apply(coid, Event::Cancelled, None, &msg, 0)?;
+            }
+            VenueStatus::Rejected if state != OrderState::Rejected => {
+                self.apply(coid, Event::Reject, None, &msg, reject_code::VENUE)?;
+            }
+            VenueStatus::Working if state == OrderState::CancelInFlight => {}
+            VenueStatus::Unsupported(s) => {
+                tracing::warn!(tag = %tag_for(coid), status = %s, "unsupported venue order status");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Polls the venue once if any order may still change; returns how many orders were
+    /// compared.
+    pub fn poll(&mut self) -> Result<usize, GatewayError> {
+        let watched: Vec<u64> = self
+            .orders
+            .iter()
+            .filter(|(_, t)| t.fsm.state().may_be_working())
+            .map(|(c, _)| *c)
+            .collect();
+        if watched.is_empty() {
+            return Ok(0);
+        }
+        let orders = self.venue.orders()?;
+        let trades = self.venue.trades()?;
+        for coid in &watched {
+            let Some(t) = self.orders.get(coid) else {
+                continue;
+            };
+            let tag = tag_for(*coid);
+            let vo = match t.venue_order_id {
+                Some(id) => orders.iter().find(|o| o.order_id == id),
+                None => orders
+                    .iter()
+                    .find(|o| o.tag.as_deref() == Some(tag.as_str())),
+            };
+            match (vo, t.fsm.state()) {
+                (Some(vo), _) => {
+                    let vo = vo.clone();
+                    self.apply_venue_view(*coid, &vo, &trades, "poll")?;
+                }
+                (None, OrderState::Unknown) if t.fsm.filled() == 0 => {
+                    self.apply(
+                        *coid,
+                        Event::NotFound,
+                        None,
+                        "tag not at the venue (poll)",
+                        0,
+                    )?;
+                    self.counters.resent_after_lookup += 1;
+                    self.drive_placement(*coid)?;
+                }
+                (None, _) => {}
+            }
+        }
+        self.orders.retain(|_, t| !t.fsm.state().is_final());
+        Ok(watched.len())
+    }
+
+    /// An order update pushed by the venue (Kite WebSocket text frame, `{"type":"order",
+    /// "data":{...}}` or the bare order object). Status and acknowledgement are applied at
+    /// once; fills are taken from the next poll of `/trades` (the update has no trade id).
+    pub fn on_order_update(&mut self, json: &str) -> Result<bool, GatewayError> {
+        let v: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| VenueError::Protocol(format!("order update is not JSON: {e}")))?;
+        let data = if v.get("data").is_some() {
+            &v["data"]
+        } else {
+            &v
+        };
+        let vo = crate::kite::parse_order(data)?;
+        let Some(coid) = vo
+            .tag
+            .as_deref()
+            .and_then(crate::idempotency::client_order_id_from_tag)
+        else {
+            return Ok(false);
+        };
+        if !self.orders.contains_key(&coid) {
+            return Ok(false);
+        }
+        let needs_trades = self.orders[&coid].fsm.filled() < vo.filled_quantity;
+        // Without trades the status alone must not cancel away an unseen fill.
+        self.apply_venue_view(coid, &vo, &[], "order update")?;
+        if needs_trades {
+            self.poll()?;
+        }
+        Ok(true)
+    }
+
+    /// Cancels one order; the venue's answer is confirmed by a poll.
+    pub fn cancel(&mut self, coid: u64) -> Result<(), GatewayError> {
+        let Some(t) = self.orders.get(&coid) else {
+            tracing::warn!(tag = %tag_for(coid), "cancel for an order the gateway does not follow");
+            return Ok(());
+        };
+        let (Some(venue_id), OrderState::Open | OrderState::PartiallyFilled) =
+            (t.venue_order_id, t.fsm.state())
+        else {
+            tracing::warn!(tag = %tag_for(coid), state = t.fsm.state().as_str(), "nothing to cancel");
+            return Ok(());
+        };
+        self.limiter.acquire();
+        self.apply(coid, Event::CancelRequest, None, "", 0)?;
+        for attempt in 0..self.cfg.max_place_attempts {
+            match self.venue.cancel(venue_id) {
+                Ok(()) => break,
+                Err(e @ (VenueError::Rejected { .. } | VenueError::Token { .. })) => {
+                    self.apply(coid, Event::CancelReject, None, &e.to_string(), 0)?;
+                    break;
+                }
+                Err(e) => {
+                    self.counters.transient_retries += 1;
+                    let wait = self.backoff(attempt);
+                    tracing::warn!(tag = %tag_for(coid), error = %e, ?wait, "cancel failed; retrying");
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        if let Err(e) = self.poll() {
+            tracing::warn!(error = %e, "poll after cancel failed; the next poll confirms it");
+        }
+        Ok(())
+    }
+
+    /// Changes the price of a working order (quantity changes are not supported yet).
+    fn modify_price(&mut self, coid: u64, req: &OrderRequest) -> Result<(), GatewayError> {
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(());
+        };
+        let Some(venue_id) = t.venue_order_id else {
+            return Ok(());
+        };
+        let m = ModifyOrder {
+            price: Some(req.price),
+            trigger_price: (req.trigger_price.0 != 0).then_some(req.trigger_price),
+            ..ModifyOrder::default()
+        };
+        self.limiter.acquire();
+        let tracked = t.clone();
+        match self.venue.modify(venue_id, &m) {
+            Ok(()) => self.report(&tracked, ExecKind::Modified, 0),
+            Err(e) => tracing::warn!(tag = %tag_for(coid), error = %e, "modify failed"),
+        }
+        Ok(())
+    }
+
+    fn cancel_all(&mut self, instrument: kestrel_engine::InstrumentId) -> Result<(), GatewayError> {
+        let ids: Vec<u64> = self
+            .orders
+            .iter()
+            .filter(|(_, t)| {
+                (instrument == kestrel_engine::ControlCommand::ALL_INSTRUMENTS
+                    || t.req.instrument == instrument)
+                    && matches!(
+                        t.fsm.state(),
+                        OrderState::Open | OrderState::PartiallyFilled
+                    )
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for c in ids {
+            self.cancel(c)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_holds_ten_per_second_and_four_hundred_per_minute() {
+        let t0 = Instant::now();
+        let mut l = RateLimiter::new(10, 400, 5_000);
+        for _ in 0..10 {
+            assert_eq!(l.delay_at(t0), Duration::ZERO);
+            l.record(t0);
+        }
+        assert_eq!(l.delay_at(t0), Duration::from_secs(1));
+        assert_eq!(
+            l.delay_at(t0 + Duration::from_millis(400)),
+            Duration::from_millis(600)
+        );
+        assert_eq!(l.delay_at(t0 + Duration::from_secs(1)), Duration::ZERO);
+        // 400 spread over 40 seconds: the 401st waits for the first to leave the minute.
+        let mut l = RateLimiter::new(10, 400, 5_000);
+        for k in 0..400u64 {
+            let at = t0 + Duration::from_millis(k * 100);
+            assert_eq!(l.delay_at(at), Duration::ZERO, "send {k}");
+            l.record(at);
+        }
+        let at = t0 + Duration::from_secs(41);
+        assert_eq!(l.delay_at(at), Duration::from_secs(19));
+    }
+}

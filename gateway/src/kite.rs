@@ -1,0 +1,713 @@
+//! A Kite Connect v3 REST client: HTTP/1.1 keep-alive over one `std::net::TcpStream`, a
+//! timeout on every read and write, reconnect on error. Plain `http://` only (the simulator,
+//! or a local TLS-terminating proxy in front of `api.kite.trade`).
+//!
+//! Credentials come from `KITE_API_KEY` / `KITE_ACCESS_TOKEN` or a `0600` file and are held
+//! in [`Secret`]s, which never print.
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use kestrel_engine::{OrderType, Price, Side, TimeInForce};
+use serde_json::Value;
+
+use crate::venue::{
+    ModifyOrder, PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus, VenueTrade,
+};
+
+/// A value that must never reach a log, a `Debug` dump or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Kite API credentials.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub api_key: Secret,
+    pub access_token: Secret,
+}
+
+/// Credentials that could not be loaded. Messages name the variable or file, never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("environment variable {0} is not set")]
+    MissingEnv(&'static str),
+    #[error(
+        "{path} is readable by group or others (mode {mode:o}): run `chmod 600 {path}` and retry"
+    )]
+    TooOpen { path: String, mode: u32 },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: missing `{key}=` line (expected api_key=... and access_token=...)")]
+    MissingKey { path: String, key: &'static str },
+}
+
+impl Credentials {
+    /// From `KITE_API_KEY` and `KITE_ACCESS_TOKEN`.
+    pub fn from_env() -> Result<Credentials, CredentialsError> {
+        let get = |k: &'static str| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(Secret)
+                .ok_or(CredentialsError::MissingEnv(k))
+        };
+        Ok(Credentials {
+            api_key: get("KITE_API_KEY")?,
+            access_token: get("KITE_ACCESS_TOKEN")?,
+        })
+    }
+
+    /// From a file of `api_key=...` and `access_token=...` lines, which must not be readable
+    /// by group or others (mode 0600 or stricter).
+    pub fn from_file(path: &Path) -> Result<Credentials, CredentialsError> {
+        use std::os::unix::fs::PermissionsExt;
+        let shown = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|source| CredentialsError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CredentialsError::TooOpen { path: shown, mode });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let find = |key: &'static str| {
+            text.lines()
+                .filter_map(|l| l.trim().split_once('='))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, v)| Secret(v.trim().to_string()))
+                .ok_or(CredentialsError::MissingKey {
+                    path: shown.clone(),
+                    key,
+                })
+        };
+        Ok(Credentials {
+            api_key: find("api_key")?,
+            access_token: find("access_token")?,
+        })
+    }
+}
+
+/// Timeouts of the client.
+#[derive(Clone, Debug)]
+pub struct KiteConfig {
+    /// `http://host:port` (no path); the simulator's address in tests.
+    pub base_url: String,
+    pub connect_timeout: Duration,
+    pub io_timeout: Duration,
+    /// Kite `product` for placements.
+    pub product: &'static str,
+}
+
+impl KiteConfig {
+    pub fn new(base_url: impl Into<String>) -> KiteConfig {
+        KiteConfig {
+            base_url: base_url.into(),
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(2),
+            product: "MIS",
+        }
+    }
+}
+
+/// The Kite REST client.
+pub struct KiteClient {
+    cfg: KiteConfig,
+    host: String,
+    addr: SocketAddr,
+    /// `token api_key:access_token`, built once.
+    auth: Secret,
+    conn: Option<BufReader<TcpStream>>,
+    /// Reusable request buffer.
+    buf: Vec<u8>,
+}
+
+impl fmt::Debug for KiteClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KiteClient")
+            .field("base_url", &self.cfg.base_url)
+            .field("auth", &self.auth)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+/// `MARKET`, `LIMIT`, `SL`, `SL-M`.
+pub const fn order_type_str(t: OrderType) -> &'static str {
+    match t {
+        OrderType::Market => "MARKET",
+        OrderType::Limit => "LIMIT",
+        OrderType::StopLimit => "SL",
+        OrderType::StopMarket => "SL-M",
+    }
+}
+
+const fn side_str(s: Side) -> &'static str {
+    match s {
+        Side::Buy => "BUY",
+        Side::Sell => "SELL",
+    }
+}
+
+impl KiteClient {
+    pub fn new(cfg: KiteConfig, creds: &Credentials) -> Result<KiteClient, VenueError> {
+        let host = cfg
+            .base_url
+            .strip_prefix("http://")
+            .ok_or_else(|| {
+                VenueError::Protocol(format!(
+                    "base URL {} must start with http:// (TLS is not built in)",
+                    cfg.base_url
+                ))
+            })?
+            .trim_end_matches('/')
+            .to_string();
+        let addr = host
+            .to_socket_addrs()
+            .map_err(|source| VenueError::Io {
+                context: "resolving the base URL",
+                source,
+            })?
+            .next()
+            .ok_or_else(|| VenueError::Protocol(format!("{host} resolves to no address")))?;
+        Ok(KiteClient {
+            auth: Secret(format!(
+                "token {}:{}",
+                creds.api_key.expose(),
+                creds.access_token.expose()
+            )),
+            cfg,
+            host,
+            addr,
+            conn: None,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    fn connect(&mut self) -> Result<&mut BufReader<TcpStream>, VenueError> {
+        if self.conn.is_none() {
+            let io = |context| move |source| VenueError::Io { context, source };
+            let s = TcpStream::connect_timeout(&self.addr, self.cfg.connect_timeout)
+                .map_err(io("connecting"))?;
+            s.set_read_timeout(Some(self.cfg.io_timeout))
+                .map_err(io("setting the read timeout"))?;
+            s.set_write_timeout(Some(self.cfg.io_timeout))
+                .map_err(io("setting the write timeout"))?;
+            s.set_nodelay(true).map_err(io("setting TCP_NODELAY"))?;
+            tracing::info!(host = %self.host, "connected to the venue");
+            self.conn = Some(BufReader::new(s));
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// One request; the connection is dropped (and re-opened next time) on any I/O error.
+    /// Returns the envelope's `data` or a typed error.
+    fn call(&mut self, method: &str, path: &str, form: &str) -> Result<Value, VenueError> {
+        let r = self.exchange(method, path, form);
+        if matches!(r, Err(VenueError::Io { .. }) | Err(VenueError::Protocol(_))) {
+            self.conn = None;
+        }
+        let (status, retry_after, body, close) = r?;
+        if close {
+            self.conn = None;
+        }
+        parse_envelope(status, retry_after, &body)
+    }
+
+    /// Writes the request and reads the response.
+    fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: &str,
+    ) -> Result<RawResponse, VenueError> {
+        self.buf.clear();
+        let _ = write!(
+            self.buf,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nX-Kite-Version: 3\r\nAuthorization: {}\r\nUser-Agent: kestrel-gateway\r\n",
+            self.host,
+            self.auth.expose()
+        );
+        if !form.is_empty() || method == "POST" || method == "PUT" {
+            let _ = write!(
+                self.buf,
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+                form.len()
+            );
+        }
+        self.buf.extend_from_slice(b"\r\n");
+        self.buf.extend_from_slice(form.as_bytes());
+        let req = std::mem::take(&mut self.buf);
+        let result = (|| {
+            let conn = self.connect()?;
+            conn.get_mut()
+                .write_all(&req)
+                .map_err(|source| VenueError::Io {
+                    context: "writing the request",
+                    source,
+                })?;
+            read_response(conn)
+        })();
+        self.buf = req;
+        result
+    }
+
+    fn place_form(&self, o: &PlaceOrder) -> String {
+        let mut f = Form::default();
+        f.add("tradingsymbol", &o.tradingsymbol);
+        f.add("exchange", &o.exchange);
+        f.add("transaction_type", side_str(o.side));
+        f.add("order_type", order_type_str(o.order_type));
+        f.add("quantity", &o.quantity.to_string());
+        if matches!(o.order_type, OrderType::Limit | OrderType::StopLimit) {
+            f.add("price", &o.price.to_string());
+        }
+        if matches!(o.order_type, OrderType::StopLimit | OrderType::StopMarket) {
+            f.add("trigger_price", &o.trigger_price.to_string());
+        }
+        f.add("product", o.product);
+        f.add(
+            "validity",
+            match o.validity {
+                TimeInForce::Day => "DAY",
+                TimeInForce::Ioc => "IOC",
+            },
+        );
+        f.add("tag", &o.tag);
+        f.0
+    }
+}
+
+#[derive(Default)]
+struct Form(String);
+
+impl Form {
+    fn add(&mut self, k: &str, v: &str) {
+        if !self.0.is_empty() {
+            self.0.push('&');
+        }
+        self.0.push_str(k);
+        self.0.push('=');
+        for b in v.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    self.0.push(b as char)
+                }
+                b' ' => self.0.push('+'),
+                _ => self.0.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+}
+
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// (status, Retry-After, body, the server will close the connection).
+type RawResponse = (u16, Option<Duration>, Vec<u8>, bool);
+
+fn read_response(r: &mut BufReader<TcpStream>) -> Result<RawResponse, VenueError> {
+    let io = |context| move |source| VenueError::Io { context, source };
+    let lost = || VenueError::Io {
+        context: "reading the response",
+        source: std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the venue closed the connection without answering",
+        ),
+    };
+    let mut line = String::new();
+    if r.read_line(&mut line)
+        .map_err(io("reading the status line"))?
+        == 0
+    {
+        return Err(lost());
+    }
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| VenueError::Protocol(format!("bad status line {:?}", line.trim_end())))?;
+    let (mut len, mut chunked, mut retry_after, mut close, mut head) =
+        (None, false, None, false, 0usize);
+    loop {
+        let mut h = String::new();
+        let n = r.read_line(&mut h).map_err(io("reading headers"))?;
+        if n == 0 {
+            return Err(lost());
+        }
+        head += n;
+        if head > MAX_HEAD {
+            return Err(VenueError::Protocol("response head too large".into()));
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            match k.as_str() {
+                "content-length" => len = v.parse::<usize>().ok(),
+                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+                "retry-after" => retry_after = parse_retry_after(v),
+                "connection" => close = v.eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+    }
+    let body = if chunked {
+        read_chunked(r)?
+    } else {
+        let len = len.unwrap_or(0);
+        if len > MAX_BODY {
+            return Err(VenueError::Protocol(format!("body of {len} bytes")));
+        }
+        let mut b = vec![0; len];
+        r.read_exact(&mut b).map_err(io("reading the body"))?;
+        b
+    };
+    Ok((status, retry_after, body, close))
+}
+
+fn read_chunked(r: &mut BufReader<TcpStream>) -> Result<Vec<u8>, VenueError> {
+    let io = |context| move |source| VenueError::Io { context, source };
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).map_err(io("reading a chunk size"))?;
+        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+            .map_err(|_| VenueError::Protocol(format!("bad chunk size {:?}", line.trim())))?;
+        if body.len() + size > MAX_BODY {
+            return Err(VenueError::Protocol("chunked body too large".into()));
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])
+            .map_err(io("reading a chunk"))?;
+        let mut crlf = String::new();
+        r.read_line(&mut crlf).map_err(io("reading a chunk end"))?;
+        if size == 0 {
+            return Ok(body);
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by Kite).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Kite's envelope: `{"status":"success","data":...}` or
+/// `{"status":"error","message":...,"error_type":...}`.
+pub fn parse_envelope(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<Value, VenueError> {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) if status >= 500 => {
+            return Err(VenueError::Unavailable {
+                status,
+                message: format!("non-JSON answer ({e})"),
+            });
+        }
+        Err(e) => {
+            return Err(VenueError::Protocol(format!(
+                "HTTP {status}, body is not JSON: {e}"
+            )));
+        }
+    };
+    if status == 200 && v["status"] == "success" {
+        return Ok(v["data"].clone());
+    }
+    let kind = v["error_type"].as_str().unwrap_or("").to_string();
+    let message = v["message"].as_str().unwrap_or("").to_string();
+    if status == 429 {
+        return Err(VenueError::RateLimited { retry_after });
+    }
+    Err(match kind.as_str() {
+        "TokenException" => VenueError::Token { message },
+        "InputException"
+        | "OrderException"
+        | "PermissionException"
+        | "MarginException"
+        | "HoldingException" => VenueError::Rejected { kind, message },
+        "NetworkException" | "DataException" => VenueError::Unavailable { status, message },
+        _ if status >= 500 => VenueError::Unavailable { status, message },
+        _ => VenueError::Rejected {
+            kind: if kind.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                kind
+            },
+            message,
+        },
+    })
+}
+
+fn price_of(v: &Value) -> Price {
+    match v {
+        Value::Number(n) => Price::parse(&n.to_string()).unwrap_or(Price::ZERO),
+        Value::String(s) => Price::parse(s).unwrap_or(Price::ZERO),
+        _ => Price::ZERO,
+    }
+}
+
+fn u64_of(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+/// One Kite order object (REST `/orders` item, or an order-update frame's `data`).
+pub fn parse_order(v: &Value) -> Result<VenueOrder, VenueError> {
+    let order_id = u64_of(&v["order_id"])
+        .ok_or_else(|| VenueError::Protocol(format!("order without an order_id: {v}")))?;
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    Ok(VenueOrder {
+        order_id,
+        tag: v["tag"].as_str().map(str::to_string),
+        status: VenueStatus::parse(v["status"].as_str().unwrap_or("")),
+        status_message: v["status_message"].as_str().map(str::to_string),
+        exchange: s("exchange"),
+        tradingsymbol: s("tradingsymbol"),
+        side: match v["transaction_type"].as_str() {
+            Some("BUY") => Some(Side::Buy),
+            Some("SELL") => Some(Side::Sell),
+            _ => None,
+        },
+        quantity: v["quantity"].as_u64().unwrap_or(0) as u32,
+        filled_quantity: v["filled_quantity"].as_u64().unwrap_or(0) as u32,
+        average_price: price_of(&v["average_price"]),
+    })
+}
+
+fn parse_list<T>(
+    data: Value,
+    f: impl Fn(&Value) -> Result<T, VenueError>,
+) -> Result<Vec<T>, VenueError> {
+    match data {
+        Value::Array(items) => items.iter().map(f).collect(),
+        other => Err(VenueError::Protocol(format!(
+            "expected a list, got {other}"
+        ))),
+    }
+}
+
+fn parse_trade(v: &Value) -> Result<VenueTrade, VenueError> {
+    Ok(VenueTrade {
+        trade_id: match &v["trade_id"] {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(VenueError::Protocol(format!(
+                    "trade without a trade_id: {v}"
+                )));
+            }
+        },
+        order_id: u64_of(&v["order_id"])
+            .ok_or_else(|| VenueError::Protocol(format!("trade without an order_id: {v}")))?,
+        quantity: v["quantity"].as_u64().unwrap_or(0) as u32,
+        price: price_of(&v["average_price"]),
+    })
+}
+
+impl Venue for KiteClient {
+    fn submit(&mut self, order: &PlaceOrder) -> Result<u64, VenueError> {
+        let form = self.place_form(order);
+        let data = self.call("POST", "/orders/regular", &form)?;
+        u64_of(&data["order_id"]).ok_or_else(|| {
+            VenueError::Protocol(format!("placement answer without order_id: {data}"))
+        })
+    }
+
+    fn modify(&mut self, venue_order_id: u64, m: &ModifyOrder) -> Result<(), VenueError> {
+        let mut f = Form::default();
+        if let Some(q) = m.quantity {
+            f.add("quantity", &q.to_string());
+        }
+        if let Some(p) = m.price {
+            f.add("price", &p.to_string());
+        }
+        if let Some(p) = m.trigger_price {
+            f.add("trigger_price", &p.to_string());
+        }
+        if let Some(t) = m.order_type {
+            f.add("order_type", order_type_str(t));
+        }
+        self.call("PUT", &format!("/orders/regular/{venue_order_id}"), &f.0)
+            .map(drop)
+    }
+
+    fn cancel(&mut self, venue_order_id: u64) -> Result<(), VenueError> {
+        self.call("DELETE", &format!("/orders/regular/{venue_order_id}"), "")
+            .map(drop)
+    }
+
+    fn orders(&mut self) -> Result<Vec<VenueOrder>, VenueError> {
+        parse_list(self.call("GET", "/orders", "")?, parse_order)
+    }
+
+    fn order_history(&mut self, venue_order_id: u64) -> Result<Vec<VenueOrder>, VenueError> {
+        parse_list(
+            self.call("GET", &format!("/orders/{venue_order_id}"), "")?,
+            parse_order,
+        )
+    }
+
+    fn trades(&mut self) -> Result<Vec<VenueTrade>, VenueError> {
+        parse_list(self.call("GET", "/trades", "")?, parse_trade)
+    }
+
+    fn positions(&mut self) -> Result<Vec<VenuePosition>, VenueError> {
+        let data = self.call("GET", "/portfolio/positions", "")?;
+        parse_list(data["net"].clone(), |v| {
+            Ok(VenuePosition {
+                exchange: v["exchange"].as_str().unwrap_or("").to_string(),
+                tradingsymbol: v["tradingsymbol"].as_str().unwrap_or("").to_string(),
+                product: v["product"].as_str().unwrap_or("").to_string(),
+                quantity: v["quantity"].as_i64().unwrap_or(0),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Credentials {
+            api_key: Secret::new("key_abc123"),
+            access_token: Secret::new("tok_s3cr3t"),
+        };
+        let client = KiteClient::new(KiteConfig::new("http://127.0.0.1:9"), &c).unwrap();
+        for shown in [
+            format!("{c:?}"),
+            format!("{client:?}"),
+            format!("{}", c.access_token),
+            format!("{:#?}", c),
+        ] {
+            assert!(!shown.contains("tok_s3cr3t"), "{shown}");
+            assert!(!shown.contains("key_abc123"), "{shown}");
+        }
+        assert_eq!(c.access_token.expose(), "tok_s3cr3t");
+    }
+
+    #[test]
+    fn refuses_a_credentials_file_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kite.secret");
+        std::fs::write(&p, "api_key=k1\naccess_token=t1_secret\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Credentials::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 600 {}", p.display())), "{e}");
+        assert!(!e.contains("t1_secret"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Credentials::from_file(&p).unwrap();
+        assert_eq!(c.access_token.expose(), "t1_secret");
+        assert_eq!(c.api_key.expose(), "k1");
+    }
+
+    #[test]
+    fn envelopes_map_to_typed_errors() {
+        let err = |status, body: &str, ra| parse_envelope(status, ra, body.as_bytes()).unwrap_err();
+        assert!(matches!(
+            err(
+                400,
+                r#"{"status":"error","message":"m","error_type":"OrderException"}"#,
+                None
+            ),
+            VenueError::Rejected { .. }
+        ));
+        assert!(matches!(
+            err(
+                400,
+                r#"{"status":"error","message":"m","error_type":"InputException"}"#,
+                None
+            ),
+            VenueError::Rejected { .. }
+        ));
+        assert!(matches!(
+            err(
+                403,
+                r#"{"status":"error","message":"m","error_type":"TokenException"}"#,
+                None
+            ),
+            VenueError::Token { .. }
+        ));
+        assert!(matches!(
+            err(
+                503,
+                r#"{"status":"error","message":"m","error_type":"NetworkException"}"#,
+                None
+            ),
+            VenueError::Unavailable { status: 503, .. }
+        ));
+        assert!(matches!(
+            err(502, "<html>bad gateway</html>", None),
+            VenueError::Unavailable { .. }
+        ));
+        match err(
+            429,
+            r#"{"status":"error","message":"m","error_type":"NetworkException"}"#,
+            parse_retry_after("2"),
+        ) {
+            VenueError::RateLimited { retry_after } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(2)))
+            }
+            e => panic!("{e:?}"),
+        }
+        let ok = parse_envelope(
+            200,
+            None,
+            br#"{"status":"success","data":{"order_id":"12"}}"#,
+        )
+        .unwrap();
+        assert_eq!(u64_of(&ok["order_id"]), Some(12));
+    }
+
+    #[test]
+    fn form_encodes_reserved_characters() {
+        let mut f = Form::default();
+        f.add("tradingsymbol", "M&M");
+        f.add("price", "2900.05");
+        assert_eq!(f.0, "tradingsymbol=M%26M&price=2900.05");
+    }
+}

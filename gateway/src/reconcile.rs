@@ -1,0 +1,176 @@
+//! Start-up reconciliation: the store against the venue, before any strategy may trade.
+//!
+//! Unambiguous differences are applied and recorded: an order we sent (in flight or
+//! Unknown) that the venue has → adopt its venue order id; a fill the venue has and we do not
+//! → record it and report it to the engine; a status change (cancelled, rejected) → apply
+//! it; an order reserved or in flight that the venue does not have → it never arrived:
+//! mark it rejected (`ABANDONED_AT_RESTART`) rather than resend a stale decision.
+//! Anything else (two venue orders for one tag, a kestrel tag we have no row for, an
+//! acknowledged order the venue does not know, a filled quantity the trades do not explain)
+//! is an incident, and the outcome is [`ReconcileOutcome::Paused`]: the caller keeps
+//! trading paused (the store's `risk_state.paused` is set) until an operator resolves it.
+
+use std::collections::HashMap;
+
+use crate::fsm::{Event, OrderState};
+use crate::gateway::{Gateway, GatewayError, now_ns, reject_code};
+use crate::idempotency::{client_order_id_from_tag, tag_for};
+use crate::venue::{Venue, VenueOrder};
+
+/// Whether trading may start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReconcileOutcome {
+    Clean,
+    /// Incidents were recorded; keep trading paused.
+    Paused,
+}
+
+/// What reconciliation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub outcome: ReconcileOutcome,
+    /// Orders the store had as unfinished.
+    pub checked: usize,
+    /// Orders found at the venue by tag and adopted.
+    pub adopted: usize,
+    /// Fills recorded that the store had missed.
+    pub fills_applied: u64,
+    /// Orders that never reached the venue, closed as rejected.
+    pub abandoned: usize,
+    /// Incident descriptions (also rows in `incidents`).
+    pub incidents: Vec<String>,
+}
+
+impl<V: Venue> Gateway<V> {
+    /// Reconciles the store's unfinished orders with the venue's orders and trades. The
+    /// execution reports it produces are queued ([`Gateway::take_reports`]).
+    pub fn reconcile(&mut self) -> Result<ReconcileReport, GatewayError> {
+        let orders = self.venue.orders()?;
+        let trades = self.venue.trades()?;
+        let fills_before = self.counters.fills;
+        let mut incidents = Vec::new();
+        let (mut adopted, mut abandoned) = (0, 0);
+
+        // Every kestrel tag at the venue, with its orders.
+        let mut by_tag: HashMap<u64, Vec<&VenueOrder>> = HashMap::new();
+        for o in &orders {
+            if let Some(c) = o.tag.as_deref().and_then(client_order_id_from_tag) {
+                by_tag.entry(c).or_default().push(o);
+            }
+        }
+        let known: std::collections::HashSet<u64> = self
+            .store
+            .all_orders()?
+            .iter()
+            .map(|o| o.request.client_order_id)
+            .collect();
+        let mut tags: Vec<_> = by_tag.iter().collect();
+        tags.sort_by_key(|(c, _)| **c);
+        for (coid, list) in tags {
+            if list.len() > 1 {
+                incidents.push(format!(
+                    "{} venue orders carry tag {}",
+                    list.len(),
+                    tag_for(*coid)
+                ));
+            }
+            if !known.contains(coid) {
+                incidents.push(format!(
+                    "venue order {} carries kestrel tag {} but the store has no such order",
+                    list[0].order_id,
+                    tag_for(*coid)
+                ));
+            }
+        }
+
+        let mut ids: Vec<u64> = self.orders.keys().copied().collect();
+        ids.sort_unstable();
+        let checked = ids.len();
+        for coid in ids {
+            let t = &self.orders[&coid];
+            let (state, venue_id) = (t.fsm.state(), t.venue_order_id);
+            let at_venue: Option<VenueOrder> = match venue_id {
+                Some(id) => orders.iter().find(|o| o.order_id == id).cloned(),
+                None => by_tag
+                    .get(&coid)
+                    .and_then(|l| l.first().map(|o| (*o).clone())),
+            };
+            match (state, at_venue) {
+                (OrderState::Reserved, None) => {
+                    self.apply(
+                        coid,
+                        Event::Reject,
+                        None,
+                        "reserved but never sent before the restart; not resent",
+                        reject_code::ABANDONED_AT_RESTART,
+                    )?;
+                    abandoned += 1;
+                }
+                (OrderState::InFlight | OrderState::Unknown, None) if t.fsm.filled() == 0 => {
+                    self.apply(
+                        coid,
+                        Event::NotFound,
+                        None,
+                        "not at the venue after the restart",
+                        0,
+                    )?;
+                    self.apply(
+                        coid,
+                        Event::Reject,
+                        None,
+                        "never reached the venue before the restart; not resent",
+                        reject_code::ABANDONED_AT_RESTART,
+                    )?;
+                    abandoned += 1;
+                }
+                (OrderState::Reserved, Some(vo)) => incidents.push(format!(
+                    "order {} was never sent but venue order {} carries its tag",
+                    tag_for(coid),
+                    vo.order_id
+                )),
+                (_, None) => incidents.push(format!(
+                    "order {} ({}) is not at the venue",
+                    tag_for(coid),
+                    state.as_str()
+                )),
+                (_, Some(vo)) => {
+                    if matches!(state, OrderState::InFlight | OrderState::Unknown) {
+                        adopted += 1;
+                        self.counters.adopted += 1;
+                    }
+                    self.apply_venue_view(coid, &vo, &trades, "reconciled at start-up")?;
+                    let ours = self.orders.get(&coid).map_or(0, |t| t.fsm.filled());
+                    if ours != vo.filled_quantity {
+                        incidents.push(format!(
+                            "order {}: venue reports {} filled, its trades explain {}",
+                            tag_for(coid),
+                            vo.filled_quantity,
+                            ours
+                        ));
+                    }
+                }
+            }
+        }
+        let n_incidents = incidents.len();
+        for i in &incidents {
+            self.incident(None, "reconciliation", i)?;
+        }
+        let outcome = if n_incidents == 0 {
+            ReconcileOutcome::Clean
+        } else {
+            self.store.set_risk_state("paused", "1", 0, now_ns())?;
+            ReconcileOutcome::Paused
+        };
+        self.orders.retain(|_, t| !t.fsm.state().is_final());
+        let report = ReconcileReport {
+            outcome,
+            checked,
+            adopted,
+            fills_applied: self.counters.fills - fills_before,
+            abandoned,
+            incidents,
+        };
+        tracing::info!(?report, "reconciliation finished");
+        Ok(report)
+    }
+}

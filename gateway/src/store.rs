@@ -1,0 +1,673 @@
+//! The gateway's audit store: SQLite in WAL mode with `synchronous=FULL`, so a committed
+//! order row survives a crash or power loss.
+//!
+//! Tables (see [`MIGRATIONS`]): `orders` (one row per client order id, its current state),
+//! `order_events` (append-only: every transition), `fills` (append-only, unique trade id),
+//! `risk_verdicts` (the risk gate's verdict rows, copied from the journal by whoever holds
+//! them), `risk_state` (pause, kill switch, day baseline), `incidents`, `meta` (schema
+//! version). Every order-related row carries the decision id; every time is UTC ns.
+//!
+//! Ids: `client_order_id` is stored as its Kite tag (`ks` + 16 hex digits, see
+//! [`crate::idempotency`]) so that it reads the same in SQL, logs and Kite's console;
+//! `decision_id` and venue ids are stored as SQLite integers (`u64` bit-cast to `i64`).
+//! Prices are decimal text (exact, as [`Price`] prints them).
+
+use std::path::Path;
+
+use kestrel_engine::{OrderRequest, Price, RecordTag, UnixNanos};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::fsm::{EventKind, Fill, OrderFsm, OrderState};
+use crate::idempotency::tag_for;
+
+/// Schema migrations; `meta.schema_version` = how many have been applied.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE orders (
+        client_order_id TEXT PRIMARY KEY,   -- the Kite tag: 'ks' + 16 hex digits
+        decision_id     INTEGER NOT NULL,
+        strategy        INTEGER NOT NULL,
+        instrument_token INTEGER NOT NULL,
+        exchange        TEXT NOT NULL,
+        symbol          TEXT NOT NULL,
+        side            TEXT NOT NULL,      -- BUY | SELL
+        quantity        INTEGER NOT NULL,
+        price           TEXT NOT NULL,      -- limit / protection price, decimal
+        trigger_price   TEXT NOT NULL,
+        order_type      TEXT NOT NULL,      -- MARKET | LIMIT | SL | SL-M
+        validity        TEXT NOT NULL,      -- DAY | IOC
+        state           TEXT NOT NULL,      -- fsm::OrderState::as_str
+        venue_order_id  INTEGER,            -- NULL until acknowledged or adopted
+        submit_count    INTEGER NOT NULL DEFAULT 0,  -- placement requests written
+        request         BLOB NOT NULL,      -- the 64-byte OrderRequest as approved
+        created_ns      INTEGER NOT NULL,
+        updated_ns      INTEGER NOT NULL
+    );
+    CREATE INDEX orders_by_state ON orders(state);
+    CREATE INDEX orders_by_decision ON orders(decision_id);
+    CREATE TABLE order_events (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_order_id TEXT NOT NULL REFERENCES orders(client_order_id),
+        decision_id     INTEGER NOT NULL,
+        ts_ns           INTEGER NOT NULL,
+        event           TEXT NOT NULL,      -- fsm::EventKind::as_str
+        from_state      TEXT NOT NULL,
+        to_state        TEXT NOT NULL,
+        detail          TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX order_events_by_order ON order_events(client_order_id);
+    CREATE TRIGGER order_events_append_only_u BEFORE UPDATE ON order_events
+        BEGIN SELECT RAISE(ABORT, 'order_events is append-only'); END;
+    CREATE TRIGGER order_events_append_only_d BEFORE DELETE ON order_events
+        BEGIN SELECT RAISE(ABORT, 'order_events is append-only'); END;
+    CREATE TABLE fills (
+        trade_id        TEXT PRIMARY KEY,   -- the venue's, unique
+        client_order_id TEXT NOT NULL REFERENCES orders(client_order_id),
+        decision_id     INTEGER NOT NULL,
+        venue_order_id  INTEGER,
+        quantity        INTEGER NOT NULL,
+        price           TEXT NOT NULL,
+        venue_ts_ns     INTEGER NOT NULL,
+        recorded_ns     INTEGER NOT NULL
+    );
+    CREATE INDEX fills_by_order ON fills(client_order_id);
+    CREATE TRIGGER fills_append_only_u BEFORE UPDATE ON fills
+        BEGIN SELECT RAISE(ABORT, 'fills is append-only'); END;
+    CREATE TRIGGER fills_append_only_d BEFORE DELETE ON fills
+        BEGIN SELECT RAISE(ABORT, 'fills is append-only'); END;
+    CREATE TABLE risk_verdicts (
+        client_order_id TEXT NOT NULL,
+        decision_id     INTEGER NOT NULL,
+        ts_ns           INTEGER NOT NULL,
+        verdict         INTEGER NOT NULL,   -- kestrel_engine::risk::Verdict code
+        reason          INTEGER NOT NULL,   -- kestrel_engine::RiskReason code, 0 = accept
+        observed        INTEGER NOT NULL,
+        limit_value     INTEGER NOT NULL,
+        requested_qty   INTEGER NOT NULL,
+        allowed_qty     INTEGER NOT NULL,
+        PRIMARY KEY (client_order_id, ts_ns, reason)
+    );
+    CREATE TABLE risk_state (
+        key             TEXT PRIMARY KEY,   -- paused | kill_switch | day_baseline
+        value           TEXT NOT NULL,
+        decision_id     INTEGER NOT NULL DEFAULT 0,
+        updated_ns      INTEGER NOT NULL
+    );
+    CREATE TABLE incidents (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts_ns           INTEGER NOT NULL,
+        client_order_id TEXT,
+        decision_id     INTEGER NOT NULL DEFAULT 0,
+        kind            TEXT NOT NULL,
+        detail          TEXT NOT NULL,
+        resolved_ns     INTEGER
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    "#,
+];
+
+/// The audit query: for one order (`?1` = its tag, `ks` + 16 hex digits), which decision,
+/// which limits were checked (the risk verdict rows copied from the journal), whether it was
+/// submitted once, and what filled. One row per order.
+pub const AUDIT_QUERY: &str = "
+SELECT o.client_order_id, o.decision_id, o.symbol, o.side, o.quantity, o.state,
+       o.venue_order_id,
+       o.submit_count,
+       (SELECT count(*) FROM order_events e
+         WHERE e.client_order_id = o.client_order_id AND e.event = 'SUBMIT') AS submits_logged,
+       (SELECT group_concat(v.verdict || ':' || v.reason || ':' || v.observed || '/' || v.limit_value, ' ')
+          FROM risk_verdicts v WHERE v.client_order_id = o.client_order_id) AS risk_checks,
+       (SELECT coalesce(sum(f.quantity), 0) FROM fills f
+         WHERE f.client_order_id = o.client_order_id) AS filled_qty,
+       (SELECT group_concat(f.trade_id || ':' || f.quantity || '@' || f.price, ' ')
+          FROM fills f WHERE f.client_order_id = o.client_order_id) AS fills
+  FROM orders o
+ WHERE o.client_order_id = ?1";
+
+/// The store's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(
+        "the store {path} has schema version {found}, newer than this build's {known}: upgrade kestrel"
+    )]
+    TooNew {
+        path: String,
+        found: usize,
+        known: usize,
+    },
+    #[error("order {tag}: corrupt row ({what})")]
+    Corrupt { tag: String, what: String },
+}
+
+/// How an order row looks when loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredOrder {
+    pub request: OrderRequest,
+    pub tag: String,
+    pub exchange: String,
+    pub symbol: String,
+    pub venue_order_id: Option<u64>,
+    pub submit_count: u32,
+    pub fsm: OrderFsm,
+}
+
+/// What [`Store::reserve`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// A new row, committed.
+    Reserved,
+    /// The client order id was already in the store (a replayed approval): send nothing.
+    AlreadyKnown(OrderState),
+}
+
+/// One SQLite connection (the gateway thread's own).
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+fn i(v: u64) -> i64 {
+    v as i64
+}
+
+impl Store {
+    /// Opens (or creates) the store and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { conn };
+        store.migrate(path)?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self, path: &Path) -> Result<(), StoreError> {
+        let has_meta: bool = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        let version: usize = if has_meta {
+            self.conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key='schema_version'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path: path.display().to_string(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (n, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES('schema_version', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                params![(n + 1).to_string()],
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The applied schema version.
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        let v: String = self.conn.query_row(
+            "SELECT value FROM meta WHERE key='schema_version'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(v.parse().unwrap_or(0))
+    }
+
+    /// The raw connection, for audit queries and tests.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Reserves a new order: one committed row in state RESERVED plus its first event,
+    /// before any request leaves. An id already present is reported, not overwritten.
+    pub fn reserve(
+        &mut self,
+        req: &OrderRequest,
+        exchange: &str,
+        symbol: &str,
+        instrument_token: u32,
+        now: UnixNanos,
+    ) -> Result<Reservation, StoreError> {
+        let tag = tag_for(req.client_order_id);
+        let tx = self.conn.transaction()?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT state FROM orders WHERE client_order_id=?1",
+                params![tag],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(state) = existing {
+            let st = OrderState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+                tag: tag.clone(),
+                what: format!("state '{state}'"),
+            })?;
+            return Ok(Reservation::AlreadyKnown(st));
+        }
+        let side = match req.side() {
+            Some(kestrel_engine::Side::Buy) => "BUY",
+            Some(kestrel_engine::Side::Sell) => "SELL",
+            None => "?",
+        };
+        let order_type = req.order_type().map_or("?", crate::kite::order_type_str);
+        let validity = match req.tif() {
+            Some(kestrel_engine::TimeInForce::Ioc) => "IOC",
+            _ => "DAY",
+        };
+        tx.execute(
+            "INSERT INTO orders(client_order_id, decision_id, strategy, instrument_token, exchange,
+                symbol, side, quantity, price, trigger_price, order_type, validity, state,
+                venue_order_id, submit_count, request, created_ns, updated_ns)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,NULL,0,?14,?15,?15)",
+            params![
+                tag,
+                i(req.decision_id),
+                req.strategy,
+                instrument_token,
+                exchange,
+                symbol,
+                side,
+                req.qty,
+                req.price.to_string(),
+                req.trigger_price.to_string(),
+                order_type,
+                validity,
+                OrderState::Reserved.as_str(),
+                bytemuck_bytes(req),
+                i(now),
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO order_events(client_order_id, decision_id, ts_ns, event, from_state, to_state, detail)
+             VALUES(?1,?2,?3,'RESERVE','','RESERVED','')",
+            params![tag, i(req.decision_id), i(now)],
+        )?;
+        tx.commit()?;
+        Ok(Reservation::Reserved)
+    }
+
+    /// Records one transition (and, for a fill, the fill row) in one transaction.
+    /// `submitted` counts a placement request written to the venue.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_transition(
+        &mut self,
+        req: &OrderRequest,
+        event: EventKind,
+        from: OrderState,
+        to: OrderState,
+        fill: Option<&Fill>,
+        venue_order_id: Option<u64>,
+        detail: &str,
+        now: UnixNanos,
+    ) -> Result<(), StoreError> {
+        let tag = tag_for(req.client_order_id);
+        let tx = self.conn.transaction()?;
+        if let Some(f) = fill {
+            tx.execute(
+                "INSERT INTO fills(trade_id, client_order_id, decision_id, venue_order_id, quantity,
+                    price, venue_ts_ns, recorded_ns) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+                params![
+                    f.trade_id,
+                    tag,
+                    i(req.decision_id),
+                    venue_order_id.map(i),
+                    f.qty,
+                    f.price.to_string(),
+                    i(f.ts),
+                    i(now)
+                ],
+            )?;
+        }
+        let submitted = i64::from(event == EventKind::Submit);
+        tx.execute(
+            "UPDATE orders SET state=?2, updated_ns=?3, submit_count=submit_count+?4,
+                venue_order_id=COALESCE(?5, venue_order_id) WHERE client_order_id=?1",
+            params![tag, to.as_str(), i(now), submitted, venue_order_id.map(i)],
+        )?;
+        tx.execute(
+            "INSERT INTO order_events(client_order_id, decision_id, ts_ns, event, from_state, to_state, detail)
+             VALUES(?1,?2,?3,?4,?5,?6,?7)",
+            params![
+                tag,
+                i(req.decision_id),
+                i(now),
+                event.as_str(),
+                from.as_str(),
+                to.as_str(),
+                detail
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One order by client order id.
+    pub fn load(&self, client_order_id: u64) -> Result<Option<StoredOrder>, StoreError> {
+        let tag = tag_for(client_order_id);
+        let mut rows = self.load_where("client_order_id=?1", &tag)?;
+        Ok(rows.pop())
+    }
+
+    /// Orders the venue may still change: every state except Filled and Rejected.
+    pub fn unfinished(&self) -> Result<Vec<StoredOrder>, StoreError> {
+        self.load_where("state NOT IN ('FILLED','REJECTED') AND ?1=?1", "")
+    }
+
+    /// Every order, oldest first.
+    pub fn all_orders(&self) -> Result<Vec<StoredOrder>, StoreError> {
+        self.load_where("?1=?1", "")
+    }
+
+    fn load_where(&self, cond: &str, arg: &str) -> Result<Vec<StoredOrder>, StoreError> {
+        let sql = format!(
+            "SELECT client_order_id, exchange, symbol, state, venue_order_id, submit_count, request, quantity
+             FROM orders WHERE {cond} ORDER BY created_ns, client_order_id"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Option<i64>,
+            u32,
+            Vec<u8>,
+            u32,
+        );
+        let rows: Vec<Row> = stmt
+            .query_map(params![arg], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (tag, exchange, symbol, state, venue, submits, blob, qty) in rows {
+            let corrupt = |what: String| StoreError::Corrupt {
+                tag: tag.clone(),
+                what,
+            };
+            let state =
+                OrderState::parse(&state).ok_or_else(|| corrupt(format!("state '{state}'")))?;
+            let request = request_from_bytes(&blob)
+                .ok_or_else(|| corrupt(format!("request blob of {} bytes", blob.len())))?;
+            let fills = self.fills(&tag)?;
+            out.push(StoredOrder {
+                request,
+                tag,
+                exchange,
+                symbol,
+                venue_order_id: venue.map(|v| v as u64),
+                submit_count: submits,
+                fsm: OrderFsm::restore(qty, state, fills),
+            });
+        }
+        Ok(out)
+    }
+
+    fn fills(&self, tag: &str) -> Result<Vec<Fill>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT trade_id, quantity, price, venue_ts_ns FROM fills WHERE client_order_id=?1 ORDER BY rowid",
+        )?;
+        let rows: Vec<(String, u32, String, i64)> = stmt
+            .query_map(params![tag], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(trade_id, qty, px, ts)| {
+                let price = Price::parse(&px).map_err(|_| StoreError::Corrupt {
+                    tag: tag.to_string(),
+                    what: format!("fill {trade_id} price '{px}'"),
+                })?;
+                Ok(Fill {
+                    trade_id,
+                    qty,
+                    price,
+                    ts: ts as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Records an incident for the operator; returns its id.
+    pub fn add_incident(
+        &mut self,
+        client_order_id: Option<u64>,
+        decision_id: u64,
+        kind: &str,
+        detail: &str,
+        now: UnixNanos,
+    ) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO incidents(ts_ns, client_order_id, decision_id, kind, detail) VALUES(?1,?2,?3,?4,?5)",
+            params![i(now), client_order_id.map(tag_for), i(decision_id), kind, detail],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Open incidents: `(id, kind, detail)`.
+    pub fn open_incidents(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, detail FROM incidents WHERE resolved_ns IS NULL ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Sets a risk-state value (`paused`, `kill_switch`, `day_baseline`).
+    pub fn set_risk_state(
+        &mut self,
+        key: &str,
+        value: &str,
+        decision_id: u64,
+        now: UnixNanos,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO risk_state(key, value, decision_id, updated_ns) VALUES(?1,?2,?3,?4)
+             ON CONFLICT(key) DO UPDATE SET value=excluded.value, decision_id=excluded.decision_id,
+                updated_ns=excluded.updated_ns",
+            params![key, value, i(decision_id), i(now)],
+        )?;
+        Ok(())
+    }
+
+    pub fn risk_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM risk_state WHERE key=?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// True when trading was paused (by reconciliation or the operator) and not resumed.
+    pub fn is_paused(&self) -> Result<bool, StoreError> {
+        Ok(self.risk_state("paused")?.as_deref() == Some("1"))
+    }
+
+    /// Stores a risk verdict (from the engine's journal record) next to the orders, so the
+    /// audit query can answer "which limits were checked" from SQLite alone.
+    pub fn record_risk_verdict(
+        &mut self,
+        r: &kestrel_engine::records::RiskRecord,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO risk_verdicts(client_order_id, decision_id, ts_ns, verdict, reason,
+                observed, limit_value, requested_qty, allowed_qty) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            params![
+                tag_for(r.client_order_id),
+                i(r.decision_id),
+                i(r.ts),
+                r.verdict,
+                r.reason,
+                r.observed,
+                r.limit,
+                r.requested_qty,
+                r.allowed_qty
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+fn bytemuck_bytes(req: &OrderRequest) -> Vec<u8> {
+    bytemuck::bytes_of(req).to_vec()
+}
+
+fn request_from_bytes(b: &[u8]) -> Option<OrderRequest> {
+    if b.len() != std::mem::size_of::<OrderRequest>() {
+        return None;
+    }
+    let req: OrderRequest = bytemuck::pod_read_unaligned(b);
+    (req.tag == RecordTag::Order.code()).then_some(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kestrel_engine::{InstrumentId, RequestKind, Side};
+
+    pub(crate) fn request(coid: u64, qty: u32) -> OrderRequest {
+        OrderRequest {
+            ts: 1,
+            decision_id: (1 << 56) | 7,
+            client_order_id: coid,
+            price: Price::parse("2900.05").unwrap(),
+            qty,
+            instrument: InstrumentId(0),
+            kind: RequestKind::New.code(),
+            side: Side::Buy.code(),
+            order_type: kestrel_engine::OrderType::Limit.code(),
+            tif: kestrel_engine::TimeInForce::Day.code(),
+            strategy: 1,
+            tag: RecordTag::Order.code(),
+            ..OrderRequest::default()
+        }
+    }
+
+    #[test]
+    fn migrates_once_and_reopens_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.sqlite");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+        let mode: String = s
+            .connection()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = s
+            .connection()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "FULL");
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+    }
+
+    #[test]
+    fn reserve_is_idempotent_and_round_trips_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("gw.sqlite")).unwrap();
+        let req = request(0xabc, 10);
+        assert_eq!(
+            s.reserve(&req, "NSE", "RELIANCE", 738_561, 5).unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            s.reserve(&req, "NSE", "RELIANCE", 738_561, 6).unwrap(),
+            Reservation::AlreadyKnown(OrderState::Reserved)
+        );
+        let o = s.load(0xabc).unwrap().unwrap();
+        assert_eq!(o.request, req);
+        assert_eq!(o.tag, "ks0000000000000abc");
+        assert_eq!(o.fsm.state(), OrderState::Reserved);
+    }
+
+    #[test]
+    fn fills_are_unique_and_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("gw.sqlite")).unwrap();
+        let req = request(1, 10);
+        s.reserve(&req, "NSE", "RELIANCE", 738_561, 5).unwrap();
+        let f = Fill {
+            trade_id: "T1".into(),
+            qty: 4,
+            price: Price::from_units(10),
+            ts: 9,
+        };
+        s.record_transition(
+            &req,
+            EventKind::Fill,
+            OrderState::Open,
+            OrderState::PartiallyFilled,
+            Some(&f),
+            Some(77),
+            "",
+            6,
+        )
+        .unwrap();
+        assert!(
+            s.record_transition(
+                &req,
+                EventKind::Fill,
+                OrderState::PartiallyFilled,
+                OrderState::PartiallyFilled,
+                Some(&f),
+                Some(77),
+                "",
+                7,
+            )
+            .is_err(),
+            "a second row with the same trade id"
+        );
+        let o = s.load(1).unwrap().unwrap();
+        assert_eq!(o.fsm.filled(), 4);
+        assert_eq!(o.venue_order_id, Some(77));
+        assert!(
+            s.connection()
+                .execute("UPDATE fills SET quantity=5", [])
+                .is_err()
+        );
+        assert!(
+            s.connection()
+                .execute("DELETE FROM order_events", [])
+                .is_err()
+        );
+    }
+}

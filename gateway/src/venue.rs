@@ -1,0 +1,185 @@
+//! What the gateway needs from a venue, whatever carries it (Kite REST, the in-process paper
+//! venue): the [`Venue`] trait, its typed errors and the venue's view of orders and trades.
+
+use std::time::Duration;
+
+use kestrel_engine::{OrderType, Price, Side, TimeInForce};
+
+/// A placement, with the instrument resolved to the venue's names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlaceOrder {
+    pub exchange: String,
+    pub tradingsymbol: String,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub quantity: u32,
+    /// Limit price (LIMIT, SL); ignored for MARKET and SL-M.
+    pub price: Price,
+    pub trigger_price: Price,
+    /// Kite `product` (`CNC`, `MIS`, `NRML`).
+    pub product: &'static str,
+    pub validity: TimeInForce,
+    /// The client order id as a Kite tag ([`crate::idempotency::tag_for`]).
+    pub tag: String,
+}
+
+/// A modification; `None` keeps the current value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModifyOrder {
+    pub quantity: Option<u32>,
+    pub price: Option<Price>,
+    pub trigger_price: Option<Price>,
+    pub order_type: Option<OrderType>,
+}
+
+/// Kite order statuses as the gateway needs them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VenueStatus {
+    /// `OPEN`, `TRIGGER PENDING`, `MODIFY PENDING`, `CANCEL PENDING`, `OPEN PENDING`, ...
+    Working,
+    Complete,
+    Cancelled,
+    Rejected,
+    /// A status this build does not know (kept verbatim).
+    Unsupported(String),
+}
+
+impl VenueStatus {
+    pub fn parse(s: &str) -> VenueStatus {
+        match s {
+            "COMPLETE" => VenueStatus::Complete,
+            "CANCELLED" => VenueStatus::Cancelled,
+            "REJECTED" => VenueStatus::Rejected,
+            "OPEN"
+            | "TRIGGER PENDING"
+            | "MODIFY PENDING"
+            | "CANCEL PENDING"
+            | "OPEN PENDING"
+            | "PUT ORDER REQ RECEIVED"
+            | "VALIDATION PENDING"
+            | "MODIFY VALIDATION PENDING"
+            | "AMO REQ RECEIVED" => VenueStatus::Working,
+            other => VenueStatus::Unsupported(other.to_string()),
+        }
+    }
+}
+
+/// One order as the venue reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VenueOrder {
+    pub order_id: u64,
+    pub tag: Option<String>,
+    pub status: VenueStatus,
+    pub status_message: Option<String>,
+    pub exchange: String,
+    pub tradingsymbol: String,
+    pub side: Option<Side>,
+    pub quantity: u32,
+    pub filled_quantity: u32,
+    pub average_price: Price,
+}
+
+/// One fill as the venue reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VenueTrade {
+    pub trade_id: String,
+    pub order_id: u64,
+    pub quantity: u32,
+    pub price: Price,
+}
+
+/// One net position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VenuePosition {
+    pub exchange: String,
+    pub tradingsymbol: String,
+    pub product: String,
+    pub quantity: i64,
+}
+
+/// Why a venue call failed, by what the gateway may do next.
+#[derive(Debug, thiserror::Error)]
+pub enum VenueError {
+    /// Refused by the venue (Kite InputException, OrderException, PermissionException):
+    /// never retried.
+    #[error("rejected by the venue ({kind}): {message}")]
+    Rejected { kind: String, message: String },
+    /// The session token is invalid or expired (TokenException): log in again.
+    #[error("the venue refused the session ({message}): renew the access token")]
+    Token { message: String },
+    /// HTTP 429: refused before acting; wait (at least `retry_after`, when given) and retry.
+    #[error("rate limited by the venue{}", retry_after.map(|d| format!(" (retry after {d:?})")).unwrap_or_default())]
+    RateLimited { retry_after: Option<Duration> },
+    /// 5xx or NetworkException: transient; for a placement the outcome is unknown.
+    #[error("venue unavailable (HTTP {status}): {message}")]
+    Unavailable { status: u16, message: String },
+    /// Timeout or connection lost: transient; for a placement the outcome is unknown.
+    #[error("connection to the venue failed ({context}): {source}")]
+    Io {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An answer we could not read (not JSON, a missing field).
+    #[error("unreadable answer from the venue: {0}")]
+    Protocol(String),
+}
+
+impl VenueError {
+    /// Worth retrying (after a backoff).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            VenueError::RateLimited { .. } | VenueError::Unavailable { .. } | VenueError::Io { .. }
+        )
+    }
+
+    /// For a placement: the venue may or may not have acted. A 429 is not ambiguous (the
+    /// venue refused before placing); an unreadable answer is.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            VenueError::Unavailable { .. } | VenueError::Io { .. } | VenueError::Protocol(_)
+        )
+    }
+}
+
+/// A venue the gateway can trade on. Calls block (the gateway thread owns the connection).
+pub trait Venue {
+    /// Places an order; returns the venue's order id.
+    fn submit(&mut self, order: &PlaceOrder) -> Result<u64, VenueError>;
+    fn modify(&mut self, venue_order_id: u64, m: &ModifyOrder) -> Result<(), VenueError>;
+    fn cancel(&mut self, venue_order_id: u64) -> Result<(), VenueError>;
+    /// Every order of the day, in any state (the tag look-up needs finished ones too).
+    fn orders(&mut self) -> Result<Vec<VenueOrder>, VenueError>;
+    /// Every state one order went through, oldest first.
+    fn order_history(&mut self, venue_order_id: u64) -> Result<Vec<VenueOrder>, VenueError>;
+    /// Every fill of the day.
+    fn trades(&mut self) -> Result<Vec<VenueTrade>, VenueError>;
+    fn positions(&mut self) -> Result<Vec<VenuePosition>, VenueError>;
+
+    /// Orders still working.
+    fn open_orders(&mut self) -> Result<Vec<VenueOrder>, VenueError> {
+        let mut all = self.orders()?;
+        all.retain(|o| o.status == VenueStatus::Working);
+        Ok(all)
+    }
+
+    /// Cancels every working order of one instrument; returns how many cancels were sent.
+    fn cancel_all_for_instrument(
+        &mut self,
+        exchange: &str,
+        tradingsymbol: &str,
+    ) -> Result<usize, VenueError> {
+        let open = self.open_orders()?;
+        let mut n = 0;
+        for o in open
+            .iter()
+            .filter(|o| o.exchange == exchange && o.tradingsymbol == tradingsymbol)
+        {
+            self.cancel(o.order_id)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}

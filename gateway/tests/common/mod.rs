@@ -1,0 +1,214 @@
+//! Shared fixtures: the simulator's Kite REST server in-process on 127.0.0.1:0, risk-approved
+//! requests made by a real engine, and a gateway with short test timings.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kestrel_engine::engine::EngineOutput;
+use kestrel_engine::risk::UncheckedForTestsOnly;
+use kestrel_engine::{
+    Approved, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId, InstrumentTable, Intent,
+    JournalRecord, MarketView, OrderIntent, OrderType, Portfolio, Price, Qty, ReasonCode,
+    ReplayClock, Side, Strategy, Tick, TimeInForce,
+};
+use kestrel_exchange_sim::http::{self, HttpConfig, ServerHandle};
+use kestrel_exchange_sim::rest::{Faults, KiteRest, RestConfig, SharedVenue};
+use kestrel_exchange_sim::{MatchingConfig, PaperVenue};
+use kestrel_gateway::{Credentials, Gateway, GatewayConfig, KiteClient, KiteConfig, Secret, Store};
+
+pub const RELIANCE: InstrumentId = InstrumentId(0);
+
+/// The simulator: a paper venue behind the Kite REST server.
+pub struct Sim {
+    server: Option<ServerHandle>,
+    pub venue: SharedVenue,
+    pub rest: Arc<KiteRest>,
+}
+
+impl Sim {
+    pub fn start() -> Sim {
+        Sim::start_with(RestConfig::default())
+    }
+
+    pub fn start_with(cfg: RestConfig) -> Sim {
+        let venue: SharedVenue = Arc::new(Mutex::new(PaperVenue::new(
+            InstrumentTable::nse_default(),
+            MatchingConfig::default(),
+        )));
+        let rest = Arc::new(KiteRest::new(cfg, venue.clone()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = http::serve(listener, rest.clone(), HttpConfig::default()).unwrap();
+        let sim = Sim {
+            server: Some(server),
+            venue,
+            rest,
+        };
+        sim.quote("2900", "2900", "2900.05", 100, 40);
+        sim
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.as_ref().unwrap().local_addr())
+    }
+
+    /// A RELIANCE tick: last, bid, ask and their quantities (last quantity 10).
+    pub fn quote(&self, last: &str, bid: &str, ask: &str, bid_qty: u32, ask_qty: u32) {
+        let mut t = Tick::trade(
+            RELIANCE,
+            1_700_000_000_000_000_000,
+            Price::parse(last).unwrap(),
+            10,
+        );
+        t.bid_px = Price::parse(bid).unwrap();
+        t.ask_px = Price::parse(ask).unwrap();
+        t.bid_qty = bid_qty;
+        t.ask_qty = ask_qty;
+        self.venue.lock().unwrap().on_tick(&t);
+    }
+
+    /// A trade print at `last` for `qty`, quote unchanged around it.
+    pub fn print(&self, last: &str, qty: u32) {
+        let mut t = Tick::trade(
+            RELIANCE,
+            1_700_000_000_000_000_000,
+            Price::parse(last).unwrap(),
+            qty,
+        );
+        t.bid_px = Price::parse("2885").unwrap();
+        t.ask_px = Price::parse("2885.05").unwrap();
+        t.bid_qty = 100;
+        t.ask_qty = 0;
+        self.venue.lock().unwrap().on_tick(&t);
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        self.rest.set_faults(f);
+    }
+
+    /// How many venue orders carry `tag`.
+    pub fn orders_with_tag(&self, tag: &str) -> usize {
+        self.venue
+            .lock()
+            .unwrap()
+            .orders()
+            .iter()
+            .filter(|o| o.tag.as_deref() == Some(tag))
+            .count()
+    }
+
+    /// Every tag at the venue with how many orders carry it.
+    pub fn tag_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for o in self.venue.lock().unwrap().orders() {
+            *m.entry(o.tag.clone().unwrap_or_default()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}
+
+struct Once(Option<OrderIntent>);
+
+impl Strategy for Once {
+    fn on_tick(&mut self, _: &Tick, _: &MarketView, _: &Portfolio) -> Intent {
+        self.0.take().map_or(Intent::Hold, Intent::Order)
+    }
+}
+
+#[derive(Default)]
+struct Capture(Vec<Approved>);
+
+impl EngineOutput for Capture {
+    fn send_order(&mut self, order: Approved) -> Result<(), Approved> {
+        self.0.push(order);
+        Ok(())
+    }
+    fn journal(&mut self, _: JournalRecord) -> bool {
+        true
+    }
+}
+
+/// A RELIANCE buy approved by a real engine (with the test-only accept-all risk check):
+/// `limit` None is a market order. `seq` is the decision sequence (it makes the id).
+pub fn approve(seq: u64, qty: i64, limit: Option<&str>) -> Approved {
+    let intent = OrderIntent {
+        instrument: RELIANCE,
+        side: Side::Buy,
+        qty: Qty(qty),
+        order_type: if limit.is_some() {
+            OrderType::Limit
+        } else {
+            OrderType::Market
+        },
+        limit_price: limit.map_or(Price::ZERO, |l| Price::parse(l).unwrap()),
+        trigger_price: Price::ZERO,
+        tif: TimeInForce::Day,
+        reason: ReasonCode::BreakoutEntry,
+        reduce_only: false,
+    };
+    let mut engine = Engine::new(
+        Once(Some(intent)),
+        UncheckedForTestsOnly,
+        ReplayClock::starting_at(1_700_000_000_000_000_000),
+        InstrumentTable::nse_default(),
+        EngineConfig {
+            first_decision_seq: seq,
+            journal_ticks: false,
+            ..EngineConfig::default()
+        },
+    );
+    let mut t = Tick::trade(
+        RELIANCE,
+        1_700_000_000_000_000_000,
+        Price::from_units(2900),
+        1,
+    );
+    t.bid_px = Price::from_units(2900);
+    t.ask_px = Price::parse("2900.05").unwrap();
+    t.bid_qty = 100;
+    t.ask_qty = 100;
+    let mut out = Capture::default();
+    engine.step(&t, &mut out);
+    assert_eq!(out.0.len(), 1, "the engine approved one request");
+    out.0.pop().unwrap()
+}
+
+pub fn creds() -> Credentials {
+    Credentials {
+        api_key: Secret::new("kestrel_sim"),
+        access_token: Secret::new("sim_token"),
+    }
+}
+
+/// Test timings: short backoffs, every socket operation bounded.
+pub fn config() -> GatewayConfig {
+    GatewayConfig {
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(200),
+        unknown_settle: Duration::from_millis(20),
+        ..GatewayConfig::default()
+    }
+}
+
+pub fn gateway(url: &str, db: &Path, cfg: GatewayConfig) -> Gateway<KiteClient> {
+    let mut kc = KiteConfig::new(url);
+    kc.connect_timeout = Duration::from_secs(2);
+    kc.io_timeout = Duration::from_secs(2);
+    let client = KiteClient::new(kc, &creds()).unwrap();
+    let store = Store::open(db).unwrap();
+    Gateway::new(client, store, InstrumentTable::nse_default(), cfg).unwrap()
+}
+
+pub fn kinds(reports: &[ExecReport]) -> Vec<ExecKind> {
+    reports.iter().filter_map(|r| r.kind()).collect()
+}

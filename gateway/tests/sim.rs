@@ -1,0 +1,281 @@
+//! The gateway against the simulator's Kite REST server over loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Sim, approve, config, gateway, kinds};
+use kestrel_engine::{ExecKind, Price};
+use kestrel_exchange_sim::rest::{Faults, RestConfig};
+use kestrel_gateway::OrderState;
+use kestrel_gateway::idempotency::tag_for;
+
+fn coid(a: &kestrel_engine::Approved) -> u64 {
+    a.request().client_order_id
+}
+
+#[test]
+fn market_order_is_accepted_then_filled() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(1, 5, None);
+    let id = coid(&a);
+    gw.on_approved(a).unwrap();
+    gw.poll().unwrap();
+    assert_eq!(
+        gw.store().load(id).unwrap().unwrap().fsm.state(),
+        OrderState::Filled
+    );
+    let reports = gw.take_reports();
+    assert_eq!(kinds(&reports), [ExecKind::Accepted, ExecKind::Fill]);
+    assert_eq!((reports[1].qty, reports[1].leaves_qty), (5, 0));
+    assert_eq!(reports[1].price, Price::parse("2900.05").unwrap());
+    assert_ne!(reports[0].venue_order_id, 0);
+    assert_eq!(sim.orders_with_tag(&tag_for(id)), 1);
+    assert_eq!(gw.counters().submits, 1);
+}
+
+#[test]
+fn limit_order_rests_then_fills_when_a_print_trades_through() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(2, 10, Some("2890"));
+    let id = coid(&a);
+    gw.on_approved(a).unwrap();
+    gw.poll().unwrap();
+    assert_eq!(gw.order_state(id), Some(OrderState::Open));
+    sim.print("2889.95", 10);
+    gw.poll().unwrap();
+    let o = gw.store().load(id).unwrap().unwrap();
+    assert_eq!(o.fsm.state(), OrderState::Filled);
+    assert_eq!(o.fsm.average_price(), Price::from_units(2890));
+    assert_eq!(
+        kinds(&gw.take_reports()),
+        [ExecKind::Accepted, ExecKind::Fill]
+    );
+}
+
+#[test]
+fn partial_fills_accumulate_with_leaves_until_filled() {
+    let sim = Sim::start();
+    sim.quote("2900", "2900", "2900.05", 100, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(3, 10, None);
+    let id = coid(&a);
+    gw.on_approved(a).unwrap();
+    gw.poll().unwrap();
+    assert_eq!(gw.order_state(id), Some(OrderState::PartiallyFilled));
+    sim.quote("2900.1", "2900.1", "2900.15", 100, 40);
+    gw.poll().unwrap();
+    let o = gw.store().load(id).unwrap().unwrap();
+    assert_eq!(o.fsm.state(), OrderState::Filled);
+    assert_eq!(
+        o.fsm.fills().iter().map(|f| f.qty).collect::<Vec<_>>(),
+        [4, 6]
+    );
+    let r = gw.take_reports();
+    assert_eq!(
+        kinds(&r),
+        [ExecKind::Accepted, ExecKind::Fill, ExecKind::Fill]
+    );
+    assert_eq!((r[1].qty, r[1].leaves_qty), (4, 6));
+    assert_eq!((r[2].qty, r[2].leaves_qty), (6, 0));
+    // Polling again finds nothing new: fills are applied once.
+    gw.poll().unwrap();
+    assert!(gw.take_reports().is_empty());
+}
+
+#[test]
+fn cancel_of_a_resting_order_reports_the_unfilled_quantity() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(4, 10, Some("2890"));
+    let id = coid(&a);
+    gw.on_approved(a).unwrap();
+    gw.cancel(id).unwrap();
+    let o = gw.store().load(id).unwrap().unwrap();
+    assert_eq!(o.fsm.state(), OrderState::Cancelled);
+    let r = gw.take_reports();
+    assert_eq!(kinds(&r), [ExecKind::Accepted, ExecKind::Cancelled]);
+    assert_eq!(r[1].leaves_qty, 10);
+}
+
+#[test]
+fn rejection_is_reported_and_never_retried() {
+    let sim = Sim::start();
+    sim.set_faults(Faults {
+        reject_next: 1,
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(5, 5, None);
+    let id = coid(&a);
+    gw.on_approved(a).unwrap();
+    assert_eq!(
+        gw.store().load(id).unwrap().unwrap().fsm.state(),
+        OrderState::Rejected
+    );
+    let r = gw.take_reports();
+    assert_eq!(kinds(&r), [ExecKind::Rejected]);
+    assert_eq!(r[0].leaves_qty, 5);
+    assert_eq!(gw.counters().submits, 1);
+    assert_eq!(sim.orders_with_tag(&tag_for(id)), 0);
+}
+
+#[test]
+fn unavailable_burst_is_retried_and_places_exactly_one_order() {
+    let sim = Sim::start();
+    sim.set_faults(Faults {
+        unavailable_next: 3,
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(6, 5, Some("2890"));
+    let id = coid(&a);
+    gw.on_approved(a).unwrap();
+    assert_eq!(gw.order_state(id), Some(OrderState::Open));
+    assert_eq!(sim.orders_with_tag(&tag_for(id)), 1);
+    let c = gw.counters();
+    assert!(c.unknown >= 1, "{c:?}");
+    assert_eq!(kinds(&gw.take_reports()).last(), Some(&ExecKind::Accepted));
+}
+
+#[test]
+fn rate_limited_placement_backs_off_and_then_succeeds() {
+    let sim = Sim::start_with(RestConfig {
+        orders_per_second: 1,
+        ..RestConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.backoff_base = Duration::from_millis(100);
+    cfg.backoff_max = Duration::from_secs(1);
+    cfg.max_place_attempts = 10;
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), cfg);
+    let (a, b) = (approve(7, 1, Some("2890")), approve(8, 1, Some("2890")));
+    let (ia, ib) = (coid(&a), coid(&b));
+    gw.on_approved(a).unwrap();
+    gw.on_approved(b).unwrap();
+    assert!(gw.counters().rate_limited >= 1, "{:?}", gw.counters());
+    for id in [ia, ib] {
+        assert_eq!(gw.order_state(id), Some(OrderState::Open));
+        assert_eq!(sim.orders_with_tag(&tag_for(id)), 1);
+    }
+}
+
+#[test]
+fn lost_response_is_resolved_by_tag_lookup_with_one_venue_order() {
+    let sim = Sim::start();
+    sim.set_faults(Faults {
+        drop_response_next: 1,
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(9, 5, Some("2890"));
+    let id = coid(&a);
+    gw.on_approved(a).unwrap();
+    assert_eq!(gw.order_state(id), Some(OrderState::Open));
+    let c = gw.counters();
+    assert_eq!(
+        (c.submits, c.unknown, c.adopted, c.resent_after_lookup),
+        (1, 1, 1, 0),
+        "{c:?}"
+    );
+    assert_eq!(
+        kinds(&gw.take_reports()),
+        [ExecKind::Unknown, ExecKind::Accepted]
+    );
+    // Exactly one venue order for the client order id, and it is the one we recorded.
+    assert_eq!(sim.orders_with_tag(&tag_for(id)), 1);
+    let stored = gw.store().load(id).unwrap().unwrap();
+    let venue_id = sim.venue.lock().unwrap().orders()[0].order_id;
+    assert_eq!(stored.venue_order_id, Some(venue_id));
+    assert_eq!(stored.submit_count, 1);
+}
+
+#[test]
+fn replayed_approval_is_not_sent_twice() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(10, 5, Some("2890"));
+    gw.on_approved(a).unwrap();
+    gw.on_approved(a).unwrap();
+    assert_eq!(sim.orders_with_tag(&tag_for(coid(&a))), 1);
+    assert_eq!(gw.counters().submits, 1);
+}
+
+#[test]
+fn order_update_frame_applies_a_venue_cancel() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(11, 5, Some("2890"));
+    let id = coid(&a);
+    gw.on_approved(a).unwrap();
+    let venue_id = gw
+        .store()
+        .load(id)
+        .unwrap()
+        .unwrap()
+        .venue_order_id
+        .unwrap();
+    // The venue cancels on its own (an operator in Kite's console); the update frame says so.
+    let json = {
+        let mut v = sim.venue.lock().unwrap();
+        v.cancel(venue_id).unwrap();
+        sim.rest.order_json(v.order(venue_id).unwrap())
+    };
+    let frame = serde_json::json!({"type": "order", "data": json}).to_string();
+    assert!(gw.on_order_update(&frame).unwrap());
+    assert_eq!(
+        gw.store().load(id).unwrap().unwrap().fsm.state(),
+        OrderState::Cancelled
+    );
+}
+
+#[test]
+fn audit_query_answers_decision_limits_submissions_and_fills() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(12, 5, None);
+    let req = *a.request();
+    gw.on_approved(a).unwrap();
+    gw.poll().unwrap();
+    drop(gw);
+    // The ops thread copies the engine's risk verdict (journal record) into the store.
+    let mut store = kestrel_gateway::Store::open(&dir.path().join("gw.sqlite")).unwrap();
+    let verdict =
+        kestrel_engine::risk::risk_record(&req, &kestrel_engine::Decision::Accept, req.ts);
+    store.record_risk_verdict(&verdict).unwrap();
+    let row = store
+        .connection()
+        .query_row(
+            kestrel_gateway::store::AUDIT_QUERY,
+            [tag_for(req.client_order_id)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, i64>(10)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(row.0 as u64, req.decision_id);
+    assert_eq!(row.1, "FILLED");
+    assert_eq!((row.2, row.3), (1, 1), "submitted once");
+    assert_eq!(row.4, "1:0:0/0", "one accept verdict");
+    assert_eq!(row.5, 5);
+}
