@@ -82,6 +82,15 @@ pub struct Faults {
     pub drop_response_next: u32,
     /// The next N authenticated API requests answer 503 NetworkException and do nothing.
     pub unavailable_next: u32,
+    /// Ticker: drop every WebSocket connection every N seconds (0: never). Applied by the
+    /// process that runs the ticker server (`kestrel sim`).
+    pub ws_disconnect_every_s: u64,
+    /// Ticker: go silent (sockets open, nothing sent) for this many ms, once.
+    pub ws_silent_ms: u64,
+    /// Ticker: send every order update twice.
+    pub ws_duplicate_updates: bool,
+    /// Ticker: send order updates in swapped pairs (out of order).
+    pub ws_reorder_updates: bool,
 }
 
 impl Faults {
@@ -91,6 +100,10 @@ impl Faults {
             "delay_ack_ms": self.delay_ack_ms,
             "drop_response_next": self.drop_response_next,
             "unavailable_next": self.unavailable_next,
+            "ws_disconnect_every_s": self.ws_disconnect_every_s,
+            "ws_silent_ms": self.ws_silent_ms,
+            "ws_duplicate_updates": self.ws_duplicate_updates,
+            "ws_reorder_updates": self.ws_reorder_updates,
         })
     }
 }
@@ -227,9 +240,29 @@ impl KiteRest {
                 "delay_ack_ms" => f.delay_ack_ms = v.parse().map_err(|_| bad())?,
                 "drop_response_next" => f.drop_response_next = v.parse().map_err(|_| bad())?,
                 "unavailable_next" => f.unavailable_next = v.parse().map_err(|_| bad())?,
+                "ws_disconnect_every_s" => {
+                    f.ws_disconnect_every_s = v.parse().map_err(|_| bad())?
+                }
+                "ws_silent_ms" => f.ws_silent_ms = v.parse().map_err(|_| bad())?,
+                "ws_duplicate_updates" | "ws_reorder_updates" => {
+                    let on = match v.as_str() {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => {
+                            return Err(ApiError::input(format!(
+                                "Invalid `{k}`: '{v}' is not true or false."
+                            )));
+                        }
+                    };
+                    if k == "ws_duplicate_updates" {
+                        f.ws_duplicate_updates = on;
+                    } else {
+                        f.ws_reorder_updates = on;
+                    }
+                }
                 _ => {
                     return Err(ApiError::input(format!(
-                        "Unknown fault `{k}`: use reject_next, delay_ack_ms, drop_response_next or unavailable_next."
+                        "Unknown fault `{k}`: use reject_next, delay_ack_ms, drop_response_next, unavailable_next, ws_disconnect_every_s, ws_silent_ms, ws_duplicate_updates or ws_reorder_updates."
                     )));
                 }
             }

@@ -63,12 +63,19 @@ enum Command {
         /// Comma-separated symbols of the default universe (default: all five).
         #[arg(long, value_delimiter = ',')]
         symbols: Option<Vec<String>>,
-        /// Market speed: 1 is 100 synthetic ticks per second.
+        /// Market speed: 1 is 100 synthetic ticks per second; with --journal/--csv, times real time.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
         /// Record every tick the simulator generates into this (new) journal file.
         #[arg(long)]
         journal_out: Option<PathBuf>,
+        /// Replay this journal's ticks instead of the synthetic market (`--speed` × real
+        /// time; `--speed inf` as fast as possible).
+        #[arg(long, conflicts_with = "csv")]
+        journal: Option<PathBuf>,
+        /// Replay ticks from a CSV file (the `kestrel journal export-csv` schema).
+        #[arg(long)]
+        csv: Option<PathBuf>,
     },
     /// Capture a Kite ticker feed into a new journal without trading. Credentials come from
     /// KITE_API_KEY and KITE_ACCESS_TOKEN.
@@ -206,7 +213,14 @@ fn run(cli: Cli) -> Result<()> {
             symbols,
             speed,
             journal_out,
+            journal,
+            csv,
         } => sim_cmd::run(sim_cmd::SimArgs {
+            replay: match (journal, csv) {
+                (Some(j), _) => Some(sim_cmd::ReplaySource::Journal(j)),
+                (None, Some(c)) => Some(sim_cmd::ReplaySource::Csv(c)),
+                (None, None) => None,
+            },
             rest_addr,
             ws_addr,
             api_key,

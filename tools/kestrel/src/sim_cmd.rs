@@ -36,13 +36,111 @@ pub struct SimArgs {
     pub speed: f64,
     /// Record every generated tick here (a new journal file).
     pub journal_out: Option<std::path::PathBuf>,
+    /// Replay this journal's ticks (or this tick CSV) instead of the synthetic market, at
+    /// `speed` × real time (`inf`: as fast as possible).
+    pub replay: Option<ReplaySource>,
+}
+
+/// Recorded market data for the simulator to replay.
+#[derive(Debug, Clone)]
+pub enum ReplaySource {
+    Journal(std::path::PathBuf),
+    Csv(std::path::PathBuf),
+}
+
+/// Where the market thread's ticks come from.
+enum Market {
+    Synthetic(SyntheticMarket),
+    /// Recorded ticks, re-stamped with the wall clock as they are released.
+    Recorded {
+        ticks: Vec<kestrel_engine::Tick>,
+        next: usize,
+    },
+}
+
+impl Market {
+    fn next_tick(&mut self) -> Option<kestrel_engine::Tick> {
+        match self {
+            Market::Synthetic(m) => Some(m.next_tick(wall_now())),
+            Market::Recorded { ticks, next } => {
+                let t = ticks.get(*next).copied()?;
+                *next += 1;
+                Some(t)
+            }
+        }
+    }
+
+    /// How long after the previous tick this one is due, at `speed` × real time.
+    fn gap(&self, speed: f64) -> Option<Duration> {
+        match self {
+            Market::Synthetic(_) => None,
+            Market::Recorded { ticks, next } => {
+                let (prev, cur) = (ticks.get(next.wrapping_sub(1))?, ticks.get(*next)?);
+                let ns = cur.recv_ts.saturating_sub(prev.recv_ts) as f64 / speed;
+                Some(Duration::from_nanos(if ns.is_finite() {
+                    ns as u64
+                } else {
+                    0
+                }))
+            }
+        }
+    }
+}
+
+/// Ticks and their instrument table from a journal or a CSV file.
+fn load_replay(
+    source: &ReplaySource,
+    default: &InstrumentTable,
+) -> Result<(InstrumentTable, Vec<kestrel_engine::Tick>)> {
+    match source {
+        ReplaySource::Journal(path) => {
+            let reader = kestrel_journal::JournalReader::open(path)
+                .with_context(|| format!("opening journal {}", path.display()))?;
+            let ticks: Vec<_> = reader
+                .records()
+                .iter()
+                .filter_map(|r| r.as_tick().copied())
+                .collect();
+            Ok((reader.instruments().clone(), ticks))
+        }
+        ReplaySource::Csv(path) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let ticks = kestrel_journal::import_csv(std::io::BufReader::new(file), default)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Ok((default.clone(), ticks))
+        }
+    }
 }
 
 pub fn run(args: SimArgs) -> Result<()> {
-    if !(args.speed > 0.0 && args.speed.is_finite()) {
-        bail!("--speed must be a positive number (got {})", args.speed);
+    // `inf` (as fast as possible) only makes sense for a replay.
+    if args.speed.is_nan()
+        || args.speed <= 0.0
+        || (args.replay.is_none() && args.speed.is_infinite())
+    {
+        bail!(
+            "--speed must be a positive number (got {}){}",
+            args.speed,
+            if args.replay.is_some() {
+                "; use inf for as fast as possible"
+            } else {
+                ""
+            }
+        );
     }
-    let instruments = universe(args.symbols.as_deref())?;
+    let mut instruments = universe(args.symbols.as_deref())?;
+    let mut market = match &args.replay {
+        None => Market::Synthetic(SyntheticMarket::new(&instruments, args.seed)),
+        Some(source) => {
+            let (table, ticks) = load_replay(source, &instruments)?;
+            if ticks.is_empty() {
+                bail!("{source:?} holds no ticks to replay");
+            }
+            instruments = table;
+            Market::Recorded { ticks, next: 0 }
+        }
+    };
     let access_token = args.access_token.clone().unwrap_or_else(random_token);
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -51,7 +149,6 @@ pub fn run(args: SimArgs) -> Result<()> {
             .context("installing the SIGTERM/Ctrl-C handler")?;
     }
 
-    let mut market = SyntheticMarket::new(&instruments, args.seed);
     let venue: SharedVenue = Arc::new(Mutex::new(PaperVenue::new(
         instruments.clone(),
         MatchingConfig::default(),
@@ -61,7 +158,10 @@ pub fn run(args: SimArgs) -> Result<()> {
         let mut v = venue.lock().unwrap_or_else(|p| p.into_inner());
         let mut seen = vec![false; instruments.len()];
         while seen.iter().any(|s| !s) {
-            let t = market.next_tick(wall_now());
+            let Some(mut t) = market.next_tick() else {
+                break;
+            };
+            t.recv_ts = wall_now();
             seen[t.instrument.index()] = true;
             v.on_tick(&t);
         }
@@ -104,8 +204,31 @@ pub fn run(args: SimArgs) -> Result<()> {
             .spawn(move || {
                 let start = Instant::now();
                 let mut n: u32 = 0;
+                let mut last_drop = Instant::now();
+                let mut held: Option<String> = None;
                 while !stop.load(Ordering::SeqCst) {
-                    let tick = market.next_tick(wall_now());
+                    // WebSocket faults set through POST /__sim/faults.
+                    let mut faults = rest.faults();
+                    if faults.ws_silent_ms > 0 {
+                        broadcast.go_silent(Duration::from_millis(faults.ws_silent_ms));
+                        faults.ws_silent_ms = 0;
+                        rest.set_faults(faults.clone());
+                    }
+                    if faults.ws_disconnect_every_s > 0
+                        && last_drop.elapsed() >= Duration::from_secs(faults.ws_disconnect_every_s)
+                    {
+                        broadcast.drop_all_connections();
+                        last_drop = Instant::now();
+                    }
+                    let gap = market.gap(args.speed);
+                    let Some(mut tick) = market.next_tick() else {
+                        tracing::info!("replay finished: no more ticks (REST stays up)");
+                        while !stop.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        break;
+                    };
+                    tick.recv_ts = wall_now();
                     let mut v = venue.lock().unwrap_or_else(|p| p.into_inner());
                     v.on_tick(&tick);
                     let updates = v.drain_updates();
@@ -120,7 +243,31 @@ pub fn run(args: SimArgs) -> Result<()> {
                     for o in updates {
                         tracing::info!(order_id = o.order_id, symbol = %o.tradingsymbol,
                             status = o.status.as_str(), filled = o.filled_quantity.0, "order update");
-                        broadcast.push_order_update(&rest.order_json(&o).to_string());
+                        let json = rest.order_json(&o).to_string();
+                        if faults.ws_reorder_updates {
+                            // Send each pair swapped: hold one, send it after the next.
+                            match held.take() {
+                                None => held = Some(json),
+                                Some(first) => {
+                                    broadcast.push_order_update(&json);
+                                    broadcast.push_order_update(&first);
+                                }
+                            }
+                            continue;
+                        }
+                        if let Some(first) = held.take() {
+                            broadcast.push_order_update(&first);
+                        }
+                        broadcast.push_order_update(&json);
+                        if faults.ws_duplicate_updates {
+                            broadcast.push_order_update(&json);
+                        }
+                    }
+                    if let Some(gap) = gap {
+                        if !gap.is_zero() {
+                            std::thread::sleep(gap.min(Duration::from_secs(1)));
+                        }
+                        continue;
                     }
                     n = n.wrapping_add(1);
                     if let Some(due) = period.checked_mul(n).map(|d| start + d) {
