@@ -19,7 +19,7 @@ use crate::pin::pin_current_thread;
 use crate::portfolio::Portfolio;
 use crate::records::{
     ControlCommand, ControlKind, ExecKind, ExecReport, JournalRecord, OrderRequest, OrderType,
-    RecordTag, RequestKind, Side, Tick, TickKind, TimeInForce, UnixNanos, order_flags,
+    RecordTag, RequestKind, Side, Tick, TimeInForce, UnixNanos, order_flags,
 };
 use crate::ring::{Consumer, Producer, PushError};
 use crate::risk::{
@@ -228,9 +228,12 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         }
         self.counters.ticks += 1;
         let id = tick.instrument;
-        let mark = match tick.kind() {
-            Some(TickKind::BookTop) => self.market.quote(id).mid_or_last(),
-            _ => tick.last_px,
+        // The last trade, else the mid: the same reference price the risk gate uses.
+        let quote = self.market.quote(id);
+        let mark = if quote.last_px.0 > 0 {
+            quote.last_px
+        } else {
+            quote.mid_or_last()
         };
         self.book.mark(id, mark);
         if self.config.journal_ticks {

@@ -29,6 +29,8 @@ pub struct Position {
     /// Contribution to the portfolio totals at the last update (for O(1) totals).
     unrealised: Money,
     exposure: Money,
+    /// Signed market value of position plus working orders at the last update.
+    projected_exposure: Money,
 }
 
 impl Position {
@@ -74,6 +76,12 @@ impl Position {
         };
         self.exposure = mark.notional(self.qty);
         self.unrealised = self.exposure - self.cost;
+        self.projected_exposure = mark.notional(self.projected());
+    }
+
+    /// Signed market value of position plus working orders, at the last mark.
+    pub fn projected_exposure(&self) -> Money {
+        self.projected_exposure
     }
 }
 
@@ -86,6 +94,8 @@ pub struct Portfolio {
     fees: Money,
     gross: Money,
     net: Money,
+    projected_gross: Money,
+    projected_net: Money,
 }
 
 impl Portfolio {
@@ -99,6 +109,8 @@ impl Portfolio {
             fees: Money::ZERO,
             gross: Money::ZERO,
             net: Money::ZERO,
+            projected_gross: Money::ZERO,
+            projected_net: Money::ZERO,
         }
     }
 
@@ -143,6 +155,16 @@ impl Portfolio {
         self.net
     }
 
+    /// Σ |market value of position + working orders|: what gross exposure becomes if every
+    /// working order fills, valued at the marks. Kept incrementally: O(1).
+    pub fn projected_gross_exposure(&self) -> Money {
+        self.projected_gross
+    }
+    /// Σ signed market value of position + working orders, at the marks.
+    pub fn projected_net_exposure(&self) -> Money {
+        self.projected_net
+    }
+
     /// Apply a fill of `qty` (> 0) at `price`, paying `fee`. Returns the realised P&L it booked.
     pub fn apply_fill(
         &mut self,
@@ -173,8 +195,12 @@ impl Portfolio {
             }
             p.realised += booked;
             p.fees += fee;
-            // A fill is a real trade: it marks the position until the next tick.
-            p.mark = price;
+            // Marks come from market data (the engine marks every tick), so that the book is
+            // valued at the same prices the risk gate measures with; a fill marks only an
+            // instrument that has never been marked.
+            if p.mark.0 == 0 {
+                p.mark = price;
+            }
             booked
         });
         self.realised += booked;
@@ -191,18 +217,20 @@ impl Portfolio {
 
     /// Adjust the working (sent, unfilled) quantity by `delta` (signed).
     pub fn add_working(&mut self, id: InstrumentId, delta: Qty) {
-        self.positions[id.index()].working += delta;
+        self.update(id, |p| p.working += delta);
     }
 
     /// Runs `f` on one position and keeps the totals in step with its new value.
     fn update<T>(&mut self, id: InstrumentId, f: impl FnOnce(&mut Position) -> T) -> T {
         let p = &mut self.positions[id.index()];
-        let (old_u, old_e) = (p.unrealised, p.exposure);
+        let (old_u, old_e, old_p) = (p.unrealised, p.exposure, p.projected_exposure);
         let out = f(p);
         p.revalue();
         self.unrealised += p.unrealised - old_u;
         self.net += p.exposure - old_e;
         self.gross += p.exposure.abs() - old_e.abs();
+        self.projected_net += p.projected_exposure - old_p;
+        self.projected_gross += p.projected_exposure.abs() - old_p.abs();
         out
     }
 }
@@ -230,7 +258,10 @@ mod tests {
         assert_eq!(pos.qty, Qty(15));
         assert_eq!(pos.cost, m("1515"));
         assert_eq!(pos.avg_price(), px("101"));
-        // Marked at the last fill (103): 15 × 103 − 1515 = 30.
+        // A fill marks only an unmarked instrument: still marked at 100, 15 × 100 − 1515 = −15.
+        assert_eq!(p.unrealised(), m("-15"));
+        // The next tick marks it at 103: 15 × 103 − 1515 = 30.
+        p.mark(A, px("103"));
         assert_eq!(p.unrealised(), m("30"));
     }
 
@@ -306,6 +337,25 @@ mod tests {
         // A: +20, B: −20.
         assert_eq!(p.unrealised(), Money::ZERO);
         assert_eq!(p.position(B).unrealised(), m("-20"));
+    }
+
+    #[test]
+    fn projected_exposure_counts_working_orders_at_the_mark() {
+        let mut p = Portfolio::new(2, Money::ZERO);
+        p.mark(A, px("100"));
+        p.mark(B, px("50"));
+        p.apply_fill(A, Side::Buy, Qty(10), px("100"), Money::ZERO);
+        p.add_working(A, Qty(5)); // buying 5 more: +500
+        p.add_working(B, Qty(-4)); // selling 4: −200
+        assert_eq!(p.projected_gross_exposure(), m("1700"));
+        assert_eq!(p.projected_net_exposure(), m("1300"));
+        p.mark(A, px("110"));
+        assert_eq!(p.projected_gross_exposure(), m("1850"));
+        // The working buy fills: the projection stays, the position grows.
+        p.apply_fill(A, Side::Buy, Qty(5), px("110"), Money::ZERO);
+        p.add_working(A, Qty(-5));
+        assert_eq!(p.projected_gross_exposure(), m("1850"));
+        assert_eq!(p.gross_exposure(), m("1650"));
     }
 
     #[test]

@@ -312,22 +312,6 @@ impl RiskGate {
         }
     }
 
-    /// Projected (position + working) gross and net exposure at current marks.
-    fn projected_exposure(book: &Portfolio, market: &MarketView) -> (Money, Money) {
-        let mut gross = Money::ZERO;
-        let mut net = Money::ZERO;
-        for (id, p) in book.positions() {
-            let qty = p.projected();
-            if qty.0 == 0 {
-                continue;
-            }
-            let v = reference_price(market, id, p).notional(qty);
-            gross += v.abs();
-            net += v;
-        }
-        (gross, net)
-    }
-
     fn check_new(
         &mut self,
         req: &mut OrderRequest,
@@ -545,7 +529,12 @@ impl RiskGate {
                 lim.max_position,
             );
         }
-        let (gross, net) = RiskGate::projected_exposure(book, market);
+        // Position plus working orders at the marks, which the engine sets from the same
+        // reference price as `reference_price` on every tick: kept by the portfolio in O(1).
+        let (gross, net) = (
+            book.projected_gross_exposure(),
+            book.projected_net_exposure(),
+        );
         // Each room is a division, needed only when the limit may bind: `fits` proves
         // cheaply that it does not (room ≥ allowed), else the room is computed exactly.
         let extra = if projected * s < 0 {

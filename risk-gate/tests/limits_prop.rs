@@ -453,7 +453,10 @@ impl Run {
             self.model.pos[i] += signed;
             self.model.working[i] -= signed;
             self.model.cash -= signed as i128 * px as i128;
-            self.model.mark[i] = px;
+            // The portfolio marks from market data; a fill marks only an unmarked instrument.
+            if self.model.mark[i] == 0 {
+                self.model.mark[i] = px;
+            }
             self.venue[k].leaves = leaves;
         } else {
             self.model.working[i] -= sign * leaves as i64;
