@@ -10,6 +10,7 @@
 //! * [`kite`]: the Kite Connect binary ticker. [`KiteDecoder`] turns a binary WebSocket
 //!   message into ticks without allocating; [`KitePacket`], [`encode_packet`] and
 //!   [`MessageWriter`] write the same layout for tests and the exchange simulator.
+//! * [`tls`]: `wss://`, a rustls session driven by the same non-blocking socket.
 //! * [`ws`]: RFC 6455 in place on byte buffers: frame parsing and encoding, masking,
 //!   reassembly of fragmented messages, close codes, and the opening handshake.
 //!
@@ -21,6 +22,7 @@ pub mod backoff;
 pub mod client;
 pub mod decoder;
 pub mod kite;
+pub mod tls;
 pub mod ws;
 
 pub use backoff::{Backoff, BackoffConfig};
