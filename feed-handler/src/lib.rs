@@ -5,6 +5,8 @@
 //!
 //! * [`client`]: [`FeedClient`], the Kite ticker WebSocket client (connect, handshake,
 //!   subscribe, decode into a tick ring, watchdog, reconnect with [`backoff`]).
+//! * [`binance`]: [`BinanceDecoder`], Binance JSON `bookTicker` and `trade` events, in
+//!   place and without allocating.
 //! * [`decoder`]: the [`Decoder`] trait every venue implements, its outcome
 //!   ([`Decoded`]), counters and hot-path error ([`DecodeError`]).
 //! * [`kite`]: the Kite Connect binary ticker. [`KiteDecoder`] turns a binary WebSocket
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod binance;
 pub mod client;
 pub mod decoder;
 pub mod kite;
@@ -26,6 +29,7 @@ pub mod tls;
 pub mod ws;
 
 pub use backoff::{Backoff, BackoffConfig};
+pub use binance::BinanceDecoder;
 pub use client::{
     ClientError, ConnState, FeedClient, FeedConfig, FeedCounters, FeedSinks, SubscriptionMode,
     TEXT_CAPACITY, TextKind, TextRecord,
