@@ -18,6 +18,10 @@
 //!
 //! Hot-path rules for the decoders and the frame parser: no allocation, no locks, no
 //! syscalls, no logging, no floats; failures are small `Copy` enums that say where.
+//!
+//! Fuzzing: property tests run in CI; cargo-fuzz targets (`kite_decode`, `ws_frame`,
+//! `binance_decode`) live in `fuzz/` at the repository root and need nightly. How to run
+//! them: `feed-handler/FUZZING.md`.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
