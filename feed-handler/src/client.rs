@@ -18,7 +18,7 @@
 //!   means the link is dead: reconnect. Failed attempts back off exponentially with jitter
 //!   ([`Backoff`]); the backoff resets once a connection delivers data.
 //!
-//! `ws://` and `wss://`: the socket is wrapped in [`Transport`], plain TCP or a rustls
+//! `ws://` and `wss://`: the socket is wrapped in `Transport`, plain TCP or a rustls
 //! session on the same non-blocking socket ([`crate::tls`]); the WebSocket layer reads and
 //! writes through it alike. Certificates are checked against the `webpki-roots` set, or
 //! against [`FeedConfig::ca_file`] alone when given.
