@@ -18,11 +18,15 @@
 //!   means the link is dead: reconnect. Failed attempts back off exponentially with jitter
 //!   ([`Backoff`]); the backoff resets once a connection delivers data.
 //!
-//! Only `ws://` for now. The socket is wrapped in [`Transport`] so that a rustls stream can
-//! sit behind the same read/write calls later.
+//! `ws://` and `wss://`: the socket is wrapped in `Transport`, plain TCP or a rustls
+//! session on the same non-blocking socket ([`crate::tls`]); the WebSocket layer reads and
+//! writes through it alike. Certificates are checked against the `webpki-roots` set, or
+//! against [`FeedConfig::ca_file`] alone when given.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,6 +40,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::kite::KiteDecoder;
+use crate::tls::{self, TlsStream};
 use crate::ws::{
     CloseCode, DEFAULT_MAX_PAYLOAD, FrameConfig, HandshakeError, MAX_HEADER_LEN, Message, Opcode,
     Reassembler, WsError, client_key, client_request, encode_close_payload, encode_frame,
@@ -65,7 +70,8 @@ impl SubscriptionMode {
 /// How the client connects and what it asks for.
 #[derive(Clone, Debug)]
 pub struct FeedConfig {
-    /// `ws://host:port[/path]`; the credentials are appended as the query.
+    /// `ws://host[:port][/path]` or `wss://host[:port][/path]` (ports 80 and 443 by
+    /// default); the credentials are appended as the query.
     pub url: String,
     pub api_key: String,
     pub access_token: String,
@@ -83,6 +89,9 @@ pub struct FeedConfig {
     pub seed: u64,
     /// Pin the thread that calls [`FeedClient::run`] to this core.
     pub pin_core: Option<usize>,
+    /// `wss://` only: trust the certificates in this PEM file instead of the
+    /// `webpki-roots` (Mozilla) set, e.g. a test server's self-signed CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl FeedConfig {
@@ -99,6 +108,7 @@ impl FeedConfig {
             max_message: DEFAULT_MAX_PAYLOAD,
             seed: 0x6b65_7374_7265_6c00,
             pin_core: None,
+            ca_file: None,
         }
     }
 }
@@ -114,6 +124,10 @@ pub enum ClientError {
     Connect { addr: SocketAddr, message: String },
     #[error("socket error: {message}")]
     Io { message: String },
+    #[error("TLS configuration: {0}")]
+    TlsConfig(#[from] tls::TlsConfigError),
+    #[error("TLS with {addr}: {message}")]
+    Tls { addr: SocketAddr, message: String },
     #[error("the server closed the TCP connection")]
     Eof,
     #[error("WebSocket handshake with {addr} failed: {source}")]
@@ -237,30 +251,49 @@ fn classify(text: &str) -> TextKind {
     }
 }
 
-/// The byte stream under the WebSocket: plain TCP today, TLS later (same calls).
+/// The byte stream under the WebSocket: plain TCP, or TLS on the same socket.
 #[derive(Debug)]
 enum Transport {
     Plain(TcpStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
     fn source(&mut self) -> &mut TcpStream {
         match self {
             Transport::Plain(s) => s,
+            Transport::Tls(t) => t.socket(),
         }
     }
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(buf),
+            Transport::Tls(t) => t.read(buf),
         }
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write(buf),
+            Transport::Tls(t) => t.write(buf),
         }
     }
+
+    /// Sends bytes the transport itself still holds (TLS records the socket did not take).
+    fn flush_pending(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+            Transport::Tls(t) => t.flush_tls(),
+        }
+    }
+}
+
+/// What `wss://` needs to start a session: the configuration and the name to verify.
+#[derive(Debug)]
+struct TlsSetup {
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
 }
 
 /// The outputs the decoded data goes to.
@@ -328,6 +361,8 @@ pub struct FeedClient {
     /// When the current state must end (backoff over, connect or handshake timeout).
     deadline: Instant,
     transport: Option<Transport>,
+    /// `Some` for `wss://`.
+    tls: Option<TlsSetup>,
     addr: Option<SocketAddr>,
     key: String,
     rbuf: Vec<u8>,
@@ -356,12 +391,12 @@ impl FeedClient {
             url: cfg.url.clone(),
             reason,
         };
-        let rest = if let Some(rest) = cfg.url.strip_prefix("ws://") {
-            rest
-        } else if cfg.url.starts_with("wss://") {
-            return Err(bad("wss:// (TLS) is not supported yet; use ws://"));
+        let (rest, secure) = if let Some(rest) = cfg.url.strip_prefix("ws://") {
+            (rest, false)
+        } else if let Some(rest) = cfg.url.strip_prefix("wss://") {
+            (rest, true)
         } else {
-            return Err(bad("expected ws://host:port[/path]"));
+            return Err(bad("expected ws://host[:port][/path] or wss://…"));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -369,11 +404,19 @@ impl FeedClient {
         };
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("invalid port"))?),
-            None => (authority, 80),
+            None => (authority, if secure { 443 } else { 80 }),
         };
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        let tls = if secure {
+            Some(TlsSetup {
+                config: tls::client_config(cfg.ca_file.as_deref())?,
+                name: tls::server_name(host)?,
+            })
+        } else {
+            None
+        };
         let sep = if path.contains('?') { '&' } else { '?' };
         let target = format!(
             "{path}{sep}api_key={}&access_token={}",
@@ -407,6 +450,7 @@ impl FeedClient {
             state: ConnState::Backoff,
             deadline: now,
             transport: None,
+            tls,
             addr: None,
             key: String::new(),
             rbuf: vec![0u8; cfg.max_message + MAX_HEADER_LEN],
@@ -607,7 +651,17 @@ impl FeedClient {
         nonce[..8].copy_from_slice(&self.out.rng.next_u64().to_le_bytes());
         nonce[8..].copy_from_slice(&self.out.rng.next_u64().to_le_bytes());
         self.key = client_key(nonce);
-        self.transport = Some(Transport::Plain(stream));
+        self.transport = Some(match &self.tls {
+            None => Transport::Plain(stream),
+            Some(setup) => Transport::Tls(Box::new(
+                TlsStream::new(stream, setup.config.clone(), setup.name.clone()).map_err(|e| {
+                    ClientError::Tls {
+                        addr,
+                        message: tls::describe(&e),
+                    }
+                })?,
+            )),
+        });
         self.state = ConnState::Connecting;
         self.deadline = Instant::now() + self.cfg.connect_timeout;
         self.readable = false;
@@ -644,11 +698,7 @@ impl FeedClient {
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(ClientError::Io {
-                        message: e.to_string(),
-                    });
-                }
+                Err(e) => return Err(self.io_error(e)),
             }
             if self.state == ConnState::Handshaking {
                 self.handshake_progress()?;
@@ -658,6 +708,19 @@ impl FeedClient {
             }
         }
         Ok(())
+    }
+
+    /// A socket error, or a TLS failure reported as such.
+    fn io_error(&self, e: io::Error) -> ClientError {
+        match (tls::tls_error(&e), self.addr) {
+            (Some(t), Some(addr)) => ClientError::Tls {
+                addr,
+                message: tls::describe(t),
+            },
+            _ => ClientError::Io {
+                message: e.to_string(),
+            },
+        }
     }
 
     fn handshake_progress(&mut self) -> Result<(), ClientError> {
@@ -721,6 +784,7 @@ impl FeedClient {
         if self.state == ConnState::Connecting {
             return Ok(());
         }
+        let mut failed = None;
         while self.out.sent < self.out.buf.len() {
             match t.write(&self.out.buf[self.out.sent..]) {
                 Ok(0) => return Err(ClientError::Eof),
@@ -731,11 +795,18 @@ impl FeedClient {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(ClientError::Io {
-                        message: e.to_string(),
-                    });
+                    failed = Some(e);
+                    break;
                 }
             }
+        }
+        if failed.is_none()
+            && let Err(e) = t.flush_pending()
+        {
+            failed = Some(e);
+        }
+        if let Some(e) = failed {
+            return Err(self.io_error(e));
         }
         self.out.clear();
         if self.sinks.got_data {
@@ -747,6 +818,9 @@ impl FeedClient {
 
     fn teardown(&mut self) {
         if let Some(mut t) = self.transport.take() {
+            if let Transport::Tls(s) = &mut t {
+                s.send_close_notify();
+            }
             let _ = self.poll.registry().deregister(t.source());
             let _ = t.source().shutdown(std::net::Shutdown::Both);
         }

@@ -91,6 +91,19 @@ pub enum DecodeError {
     /// negative price sent as two's complement or corruption, and we will not guess.
     #[error("price field at offset {offset} holds {raw}, out of range (at most 2^31 - 1)")]
     PriceOutOfRange { offset: usize, raw: u32 },
+    /// JSON venues: the message is not well-formed JSON at `offset`.
+    #[error("malformed JSON at offset {offset}")]
+    MalformedJson { offset: usize },
+    /// JSON venues: an event lacks a field its type requires (`offset`: its closing brace).
+    #[error("required field {field:?} missing from the object ending at offset {offset}")]
+    MissingField { field: &'static str, offset: usize },
+    /// JSON venues: a number that is not a non-negative decimal, has more precision than
+    /// we hold, or does not fit.
+    #[error("field {field:?} at offset {offset} is not a number we can hold exactly")]
+    BadNumber { field: &'static str, offset: usize },
+    /// JSON venues: an event type this decoder does not handle (the `"e"` value's offset).
+    #[error("unsupported message type at offset {offset}")]
+    UnsupportedMessage { offset: usize },
 }
 
 impl DecodeError {
@@ -102,7 +115,11 @@ impl DecodeError {
             | DecodeError::PacketPastEnd { offset, .. }
             | DecodeError::UnsupportedPacketLength { offset, .. }
             | DecodeError::TrailingBytes { offset, .. }
-            | DecodeError::PriceOutOfRange { offset, .. } => offset,
+            | DecodeError::PriceOutOfRange { offset, .. }
+            | DecodeError::MalformedJson { offset }
+            | DecodeError::MissingField { offset, .. }
+            | DecodeError::BadNumber { offset, .. }
+            | DecodeError::UnsupportedMessage { offset } => offset,
         }
     }
 }

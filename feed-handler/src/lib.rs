@@ -5,25 +5,35 @@
 //!
 //! * [`client`]: [`FeedClient`], the Kite ticker WebSocket client (connect, handshake,
 //!   subscribe, decode into a tick ring, watchdog, reconnect with [`backoff`]).
+//! * [`binance`]: [`BinanceDecoder`], Binance JSON `bookTicker` and `trade` events, in
+//!   place and without allocating.
 //! * [`decoder`]: the [`Decoder`] trait every venue implements, its outcome
 //!   ([`Decoded`]), counters and hot-path error ([`DecodeError`]).
 //! * [`kite`]: the Kite Connect binary ticker. [`KiteDecoder`] turns a binary WebSocket
 //!   message into ticks without allocating; [`KitePacket`], [`encode_packet`] and
 //!   [`MessageWriter`] write the same layout for tests and the exchange simulator.
+//! * [`tls`]: `wss://`, a rustls session driven by the same non-blocking socket.
 //! * [`ws`]: RFC 6455 in place on byte buffers: frame parsing and encoding, masking,
 //!   reassembly of fragmented messages, close codes, and the opening handshake.
 //!
 //! Hot-path rules for the decoders and the frame parser: no allocation, no locks, no
 //! syscalls, no logging, no floats; failures are small `Copy` enums that say where.
+//!
+//! Fuzzing: property tests run in CI; cargo-fuzz targets (`kite_decode`, `ws_frame`,
+//! `binance_decode`) live in `fuzz/` at the repository root and need nightly. How to run
+//! them: `feed-handler/FUZZING.md`.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod binance;
 pub mod client;
 pub mod decoder;
 pub mod kite;
+pub mod tls;
 pub mod ws;
 
 pub use backoff::{Backoff, BackoffConfig};
+pub use binance::BinanceDecoder;
 pub use client::{
     ClientError, ConnState, FeedClient, FeedConfig, FeedCounters, FeedSinks, SubscriptionMode,
     TEXT_CAPACITY, TextKind, TextRecord,

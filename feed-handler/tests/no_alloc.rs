@@ -107,6 +107,33 @@ fn decoding_full_mode_messages_allocates_nothing() {
 }
 
 #[test]
+fn decoding_binance_events_allocates_nothing() {
+    use kestrel_engine::{Exchange, Instrument, Qty};
+    let ins = |token, symbol: &str| Instrument {
+        token,
+        symbol: symbol.to_string(),
+        exchange: Exchange::Other,
+        tick_size: Price(1),
+        lot_size: Qty(1),
+        freeze_qty: Qty(0),
+        price_divisor: 100,
+    };
+    let table = InstrumentTable::new(vec![ins(1, "BTCUSDT"), ins(2, "BNBUSDT")]).unwrap();
+    let mut decoder = kestrel_feed::BinanceDecoder::new(&table, 3);
+    let book = br#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#;
+    let trade = br#"{"e":"trade","E":1672515782136,"s":"BTCUSDT","t":12345,"p":"16500.01000000","q":"0.00100000","T":1672515782134,"m":true,"M":true}"#;
+    let mut ticks = 0u64;
+    let ((), counts) = count(|| {
+        for i in 0..10_000u64 {
+            let msg: &[u8] = if i % 2 == 0 { book } else { trade };
+            decoder.decode(msg, i, |_| ticks += 1).unwrap();
+        }
+    });
+    assert_eq!(counts.allocs, 0, "allocations on the hot path");
+    assert_eq!(ticks, 10_000);
+}
+
+#[test]
 fn the_counter_sees_an_allocation() {
     let (v, counts) = count(|| Vec::<u8>::with_capacity(std::hint::black_box(16)));
     drop(v);

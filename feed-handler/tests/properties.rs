@@ -328,3 +328,60 @@ proptest! {
         prop_assert_eq!(f.payload, &payload[..]);
     }
 }
+
+fn binance_table() -> InstrumentTable {
+    InstrumentTable::new(
+        ["BTCUSDT", "BNBUSDT"]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Instrument {
+                token: i as u32 + 1,
+                symbol: s.to_string(),
+                exchange: Exchange::Other,
+                tick_size: Price(1),
+                lot_size: Qty(1),
+                freeze_qty: Qty(0),
+                price_divisor: 100,
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+const BINANCE_SAMPLES: [&str; 3] = [
+    r#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#,
+    r#"{"e":"trade","E":1672515782136,"s":"BTCUSDT","t":12345,"p":"16500.01000000","q":"0.00100000","T":1672515782134,"m":true,"M":true}"#,
+    r#"{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":1,"E":1,"T":2,"s":"BTCUSDT","b":"1.5","B":"2","a":"1.6","A":"3"}}"#,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn binance_decode_never_panics_on_arbitrary_bytes(msg in prop::collection::vec(any::<u8>(), 0..300)) {
+        let mut d = kestrel_feed::BinanceDecoder::new(&binance_table(), 3);
+        let _ = d.decode(&msg, 0, |_| {});
+    }
+
+    #[test]
+    fn binance_decode_never_panics_on_damaged_events(
+        which in 0usize..3,
+        cut in any::<prop::sample::Index>(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+    ) {
+        let mut msg = BINANCE_SAMPLES[which].as_bytes().to_vec();
+        for (at, b) in flips {
+            let i = at.index(msg.len());
+            msg[i] = b;
+        }
+        msg.truncate(cut.index(msg.len() + 1));
+        let mut d = kestrel_feed::BinanceDecoder::new(&binance_table(), 3);
+        let mut n = 0;
+        let r = d.decode(&msg, 0, |_| n += 1);
+        // At most one tick, and only on success.
+        prop_assert!(n <= 1);
+        if r.is_err() {
+            prop_assert_eq!(n, 0);
+        }
+    }
+}
