@@ -82,6 +82,8 @@ pub struct Faults {
     pub drop_response_next: u32,
     /// The next N authenticated API requests answer 503 NetworkException and do nothing.
     pub unavailable_next: u32,
+    /// The next N authenticated API requests answer 429 (rate limited) and do nothing.
+    pub rate_limit_next: u32,
     /// Ticker: drop every WebSocket connection every N seconds (0: never). Applied by the
     /// process that runs the ticker server (`kestrel sim`).
     pub ws_disconnect_every_s: u64,
@@ -100,6 +102,7 @@ impl Faults {
             "delay_ack_ms": self.delay_ack_ms,
             "drop_response_next": self.drop_response_next,
             "unavailable_next": self.unavailable_next,
+            "rate_limit_next": self.rate_limit_next,
             "ws_disconnect_every_s": self.ws_disconnect_every_s,
             "ws_silent_ms": self.ws_silent_ms,
             "ws_duplicate_updates": self.ws_duplicate_updates,
@@ -181,6 +184,14 @@ impl KiteRest {
                     "The simulated OMS is unavailable (injected fault); try again.".into(),
                 ));
             }
+            if f.rate_limit_next > 0 {
+                f.rate_limit_next -= 1;
+                return Err(ApiError(
+                    429,
+                    "NetworkException",
+                    "Too many requests (injected fault); slow down and retry.".into(),
+                ));
+            }
         }
         let data = match (m, segs.as_slice()) {
             ("POST", ["orders", variety]) => return self.place(req, variety),
@@ -240,6 +251,7 @@ impl KiteRest {
                 "delay_ack_ms" => f.delay_ack_ms = v.parse().map_err(|_| bad())?,
                 "drop_response_next" => f.drop_response_next = v.parse().map_err(|_| bad())?,
                 "unavailable_next" => f.unavailable_next = v.parse().map_err(|_| bad())?,
+                "rate_limit_next" => f.rate_limit_next = v.parse().map_err(|_| bad())?,
                 "ws_disconnect_every_s" => {
                     f.ws_disconnect_every_s = v.parse().map_err(|_| bad())?
                 }
@@ -262,7 +274,7 @@ impl KiteRest {
                 }
                 _ => {
                     return Err(ApiError::input(format!(
-                        "Unknown fault `{k}`: use reject_next, delay_ack_ms, drop_response_next, unavailable_next, ws_disconnect_every_s, ws_silent_ms, ws_duplicate_updates or ws_reorder_updates."
+                        "Unknown fault `{k}`: use reject_next, delay_ack_ms, drop_response_next, unavailable_next, rate_limit_next, ws_disconnect_every_s, ws_silent_ms, ws_duplicate_updates or ws_reorder_updates."
                     )));
                 }
             }

@@ -363,6 +363,26 @@ fn faults_reject_orders_and_make_the_api_unavailable() {
 }
 
 #[test]
+fn injected_rate_limits_answer_429_and_place_nothing() {
+    let sim = Sim::start();
+    let (st, v) = call(
+        sim.addr(),
+        "POST",
+        "/__sim/faults",
+        &[],
+        "rate_limit_next=2",
+    )
+    .unwrap();
+    assert_eq!((st, v["data"]["rate_limit_next"].as_i64()), (200, Some(2)));
+    for _ in 0..2 {
+        let (st, v) = sim.place(BUY_MARKET);
+        assert_eq!((st, error_type(&v)), (429, "NetworkException"));
+    }
+    assert!(sim.venue.lock().unwrap().orders().is_empty());
+    assert_eq!(sim.place(BUY_MARKET).0, 200, "the fault is used up");
+}
+
+#[test]
 fn delayed_acks_arrive_no_sooner_than_the_delay() {
     let sim = Sim::start();
     call(sim.addr(), "POST", "/__sim/faults", &[], "delay_ack_ms=300").unwrap();
