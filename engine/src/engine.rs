@@ -320,9 +320,23 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         out: &mut O,
         stop: &AtomicBool,
     ) {
+        self.run_with_poll(inputs, out, stop, || {});
+    }
+
+    /// [`Engine::run`] in inline mode: `poll` runs on this thread at the top of every loop
+    /// turn, typically the feed client's zero-timeout socket poll writing into `inputs.ticks`,
+    /// so that ticks are decoded and stepped on one core with no cross-thread hop.
+    pub fn run_with_poll<O: EngineOutput>(
+        &mut self,
+        inputs: &mut EngineInputs,
+        out: &mut O,
+        stop: &AtomicBool,
+        mut poll: impl FnMut(),
+    ) {
         pin_current_thread(self.config.core, "engine");
         while !self.stop_requested && !stop.load(Ordering::Relaxed) {
             self.counters.loop_turns += 1;
+            poll();
             let mut work = 0;
             while let Some(cmd) = inputs.control.pop() {
                 self.on_control(&cmd, out);
