@@ -160,6 +160,8 @@ pub struct Engine<S, R, C> {
     book: Portfolio,
     config: EngineConfig,
     next_seq: u64,
+    /// The latest event timestamp seen (ticks, reports, commands): the time risk rules use.
+    event_ts: UnixNanos,
     control: ControlState,
     stop_requested: bool,
     counters: EngineCounters,
@@ -182,6 +184,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             book: Portfolio::new(n, config.capital),
             instruments,
             next_seq: config.first_decision_seq,
+            event_ts: 0,
             config,
             control: ControlState::default(),
             stop_requested: false,
@@ -222,6 +225,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
     /// one for a strategy intent, or two per instrument when a forced flatten fires).
     pub fn step<O: EngineOutput>(&mut self, tick: &Tick, out: &mut O) -> usize {
         self.clock.observe(tick.recv_ts);
+        self.event_ts = self.event_ts.max(tick.recv_ts);
         if !self.market.apply(tick) {
             self.counters.ticks_unknown_instrument += 1;
             return 0;
@@ -239,8 +243,11 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         if self.config.journal_ticks {
             self.journal(out, JournalRecord::from_tick(tick));
         }
-        let now = self.clock.now();
+        // Risk rules run on event time (the tick's receive time), so that a replay of the
+        // journal meets every time window exactly as the live run did.
+        let now = self.event_ts;
         let mut sent = self.apply_forced(out, now);
+        sent += self.apply_mark_rule(out, id, now);
         if let Intent::Order(intent) = self.strategy.on_tick(tick, &self.market, &self.book) {
             self.counters.intents += 1;
             sent += self.submit(out, &intent, tick.recv_ts, now) as usize;
@@ -251,6 +258,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
     /// Handle one execution report from the gateway.
     pub fn on_exec<O: EngineOutput>(&mut self, report: &ExecReport, out: &mut O) {
         self.clock.observe(report.ts);
+        self.event_ts = self.event_ts.max(report.ts);
         self.counters.exec_reports += 1;
         let (Some(kind), Some(side)) = (report.kind(), report.side()) else {
             self.counters.exec_malformed += 1;
@@ -277,9 +285,12 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             // the gateway learns the truth from the venue.
             ExecKind::Accepted | ExecKind::Modified | ExecKind::Unknown => {}
         }
-        let now = self.clock.now();
+        let now = self.event_ts;
         self.risk.on_exec(report, &self.book, now);
         self.drain_risk_events(out);
+        if kind == ExecKind::Fill {
+            self.apply_mark_rule(out, id, now);
+        }
         self.strategy.on_exec(report, &self.book);
         self.journal(out, JournalRecord::from_exec(report));
         if self.control.flattening {
@@ -290,8 +301,9 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
     /// Handle one control command.
     pub fn on_control<O: EngineOutput>(&mut self, cmd: &ControlCommand, out: &mut O) {
         self.clock.observe(cmd.ts);
+        self.event_ts = self.event_ts.max(cmd.ts);
         self.counters.controls += 1;
-        let now = self.clock.now();
+        let now = self.event_ts;
         self.journal(out, JournalRecord::from_control(cmd));
         match cmd.kind() {
             Some(ControlKind::Pause) => self.control.paused = true,
@@ -377,6 +389,24 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         }
     }
 
+    /// Ask the risk check about one instrument whose mark or position just changed.
+    fn apply_mark_rule<O: EngineOutput>(
+        &mut self,
+        out: &mut O,
+        id: InstrumentId,
+        now: UnixNanos,
+    ) -> usize {
+        let forced = self.risk.on_mark(id, &self.book, now);
+        self.drain_risk_events(out);
+        match forced {
+            Some(ForcedAction::Exit(id)) => {
+                self.exit(out, id, ReasonCode::RiskExit, 0, now) as usize
+            }
+            Some(ForcedAction::FlattenAll) if !self.control.flattening => self.flatten(out, now),
+            _ => 0,
+        }
+    }
+
     /// Cancel working orders and close every position; exits are resent as fills and
     /// cancels arrive until everything is flat.
     fn flatten<O: EngineOutput>(&mut self, out: &mut O, now: UnixNanos) -> usize {
@@ -426,7 +456,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         }
         let side = if p.qty.0 > 0 { Side::Sell } else { Side::Buy };
         let intent = OrderIntent::market(id, side, p.qty.abs(), reason).reducing();
-        let mut req = self.request(&intent, 0, now);
+        let mut req = self.request(&intent, 0);
         req.flags |= flags;
         self.route(out, req, now)
     }
@@ -439,7 +469,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
     ) -> bool {
         let seq = self.take_seq();
         let req = OrderRequest {
-            ts: now,
+            ts: self.clock.now(),
             decision_id: self.decision_id(seq),
             instrument: id,
             kind: RequestKind::CancelAll.code(),
@@ -464,7 +494,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             || intent.qty.0 <= 0
             || intent.qty.0 > u32::MAX as i64
         {
-            let req = self.request(intent, tick_ts, now);
+            let req = self.request(intent, tick_ts);
             self.reject(
                 out,
                 &req,
@@ -473,7 +503,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             );
             return false;
         }
-        let req = self.request(intent, tick_ts, now);
+        let req = self.request(intent, tick_ts);
         self.route(out, req, now)
     }
 
@@ -488,12 +518,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         (self.config.strategy_id as u64) << 56 | (seq & ((1 << 56) - 1))
     }
 
-    fn request(
-        &mut self,
-        intent: &OrderIntent,
-        tick_ts: UnixNanos,
-        now: UnixNanos,
-    ) -> OrderRequest {
+    fn request(&mut self, intent: &OrderIntent, tick_ts: UnixNanos) -> OrderRequest {
         let seq = self.take_seq();
         let token = if intent.instrument.index() < self.instruments.len() {
             self.instruments.get(intent.instrument).token
@@ -506,7 +531,9 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         };
         OrderRequest {
             tick_ts,
-            ts: now,
+            // Decision time on the engine's clock (wall time live): with `tick_ts`, the
+            // decision latency. Risk windows use event time (`now`), not this.
+            ts: self.clock.now(),
             decision_id: self.decision_id(seq),
             client_order_id: client_order_id(self.config.strategy_id, token, seq, intent.side),
             price,

@@ -103,10 +103,21 @@ pub trait RiskCheck {
     /// Every control command, after the engine has applied it.
     fn on_control(&mut self, _cmd: &ControlCommand, _now: UnixNanos) {}
 
-    /// Called once per engine loop turn (and per tick in replay) so time-based rules can act
-    /// (daily-loss flatten, disconnection halts). Returns a request the engine must send
-    /// now (a forced exit), if any.
+    /// Called once per engine loop turn and per event so time- and book-wide rules can act
+    /// (daily-loss flatten, disconnection halts). Returns what the engine must do now, if
+    /// anything. Must not depend on how often it is called.
     fn on_timer(&mut self, _book: &Portfolio, _now: UnixNanos) -> Option<ForcedAction> {
+        None
+    }
+
+    /// An instrument's mark or position just changed (a tick, a fill). Returns a forced
+    /// action for it, if any (an exit when its unrealised loss is beyond its limit).
+    fn on_mark(
+        &mut self,
+        _id: crate::instrument::InstrumentId,
+        _book: &Portfolio,
+        _now: UnixNanos,
+    ) -> Option<ForcedAction> {
         None
     }
 

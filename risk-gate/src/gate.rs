@@ -119,7 +119,6 @@ pub struct RiskGate {
     day_known: bool,
     disconnected_since: Option<UnixNanos>,
     last_latency_alert: UnixNanos,
-    scan_cursor: usize,
 
     events: [RiskRecord; EVENT_CAPACITY],
     events_head: usize,
@@ -186,7 +185,6 @@ impl RiskGate {
             day_known: false,
             disconnected_since: None,
             last_latency_alert: 0,
-            scan_cursor: 0,
             events: [RiskRecord::default(); EVENT_CAPACITY],
             events_head: 0,
             events_len: 0,
@@ -493,7 +491,8 @@ impl RiskGate {
 
         // 9. Latency of the decision (entries).
         if req.tick_ts != 0 {
-            let latency = now.saturating_sub(req.tick_ts);
+            // The engine's own stamps: decision time minus the tick's receive time.
+            let latency = req.ts.saturating_sub(req.tick_ts);
             if latency > self.latency_alert {
                 if now.saturating_sub(self.last_latency_alert) >= SEC {
                     self.last_latency_alert = now;
@@ -798,13 +797,18 @@ impl RiskCheck for RiskGate {
                 );
             }
         }
-        // One position per call, round robin: its unrealised loss against its cost.
-        let n = self.exit_requested.len();
-        if n == 0 {
-            return None;
-        }
-        self.scan_cursor = (self.scan_cursor + 1) % n;
-        let id = InstrumentId(self.scan_cursor as u16);
+        None
+    }
+
+    fn on_mark(
+        &mut self,
+        id: InstrumentId,
+        book: &Portfolio,
+        now: UnixNanos,
+    ) -> Option<ForcedAction> {
+        // The position whose mark or fills just changed: its unrealised loss against its cost.
+        // Checked per event (not per timer call) so that a replay meets it at the same moment.
+        let requested = self.exit_requested.get(id.index()).copied()?;
         let p = book.position(id);
         if p.qty.0 == 0 {
             self.exit_requested[id.index()] = false;
@@ -816,20 +820,20 @@ impl RiskCheck for RiskGate {
         } else {
             (-p.unrealised()).mul_div(10_000, cost.0).0
         };
-        if loss_bps >= self.position_loss_bps {
-            if !self.exit_requested[id.index()] {
-                self.exit_requested[id.index()] = true;
-                self.event(
-                    RiskReason::PositionLoss,
-                    loss_bps,
-                    self.position_loss_bps,
-                    id,
-                    now,
-                );
-            }
-            return Some(ForcedAction::Exit(id));
+        if loss_bps < self.position_loss_bps {
+            return None;
         }
-        None
+        if !requested {
+            self.exit_requested[id.index()] = true;
+            self.event(
+                RiskReason::PositionLoss,
+                loss_bps,
+                self.position_loss_bps,
+                id,
+                now,
+            );
+        }
+        Some(ForcedAction::Exit(id))
     }
 
     fn take_event(&mut self) -> Option<RiskRecord> {

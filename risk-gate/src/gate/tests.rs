@@ -730,13 +730,23 @@ fn a_position_losing_five_percent_is_forced_out() {
     let mut b = book();
     long(&mut b, INFY, 10, "1500");
     b.mark(INFY, px("1425.05")); // −4.997%
-    let forced: Vec<_> = (0..10).filter_map(|_| g.on_timer(&b, T0)).collect();
-    assert!(forced.is_empty(), "{forced:?}");
+    assert_eq!(g.on_mark(INFY, &b, T0), None);
+    assert_eq!(
+        g.on_timer(&b, T0),
+        None,
+        "the timer does not scan positions"
+    );
     b.mark(INFY, px("1425")); // −5%
-    let forced: Vec<_> = (0..10).filter_map(|_| g.on_timer(&b, T0)).collect();
-    assert!(
-        !forced.is_empty() && forced.iter().all(|f| *f == ForcedAction::Exit(INFY)),
-        "{forced:?}"
+    assert_eq!(
+        g.on_mark(TCS, &b, T0),
+        None,
+        "only the instrument that moved is checked"
+    );
+    assert_eq!(g.on_mark(INFY, &b, T0), Some(ForcedAction::Exit(INFY)));
+    assert_eq!(
+        g.on_mark(INFY, &b, T0),
+        Some(ForcedAction::Exit(INFY)),
+        "asked again until flat"
     );
     let e = g.take_event().unwrap();
     assert_eq!(

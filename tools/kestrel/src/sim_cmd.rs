@@ -113,7 +113,88 @@ fn load_replay(
     }
 }
 
+/// A running simulator: REST and ticker servers on loopback and the market thread.
+pub struct Sim {
+    pub rest_url: String,
+    pub ws_root: String,
+    pub api_key: String,
+    pub access_token: String,
+    pub instruments: InstrumentTable,
+    pub venue: SharedVenue,
+    /// Stops the market thread (the servers stay up until [`Sim::shutdown`]).
+    pub market_stop: Arc<AtomicBool>,
+    server: kestrel_exchange_sim::http::ServerHandle,
+    market: std::thread::JoinHandle<()>,
+    ticker_server: TickerServer,
+}
+
+impl Sim {
+    /// The one JSON line `kestrel sim` prints when ready.
+    pub fn ready_line(&self) -> serde_json::Value {
+        let list: Vec<serde_json::Value> = self
+            .instruments
+            .iter()
+            .map(|(_, i)| serde_json::json!({"symbol": i.symbol, "token": i.token}))
+            .collect();
+        serde_json::json!({
+            "ws": self.ws_root,
+            "rest": self.rest_url,
+            "api_key": self.api_key,
+            "access_token": self.access_token,
+            "instruments": list,
+        })
+    }
+
+    pub fn shutdown(self) {
+        self.market_stop.store(true, Ordering::SeqCst);
+        self.server.shutdown();
+        let _ = self.market.join();
+        self.ticker_server.shutdown();
+    }
+}
+
+/// `kestrel sim`: start, print the ready line, run until stdin closes, SIGTERM or Ctrl-C.
 pub fn run(args: SimArgs) -> Result<()> {
+    let sim = start(&args)?;
+    let stop = sim.market_stop.clone();
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("installing the SIGTERM/Ctrl-C handler")?;
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", sim.ready_line())?;
+        out.flush()?;
+    }
+    tracing::info!(rest = %sim.rest_url, api_key = %mask(&sim.api_key), access_token = %mask(&sim.access_token),
+        seed = args.seed, instruments = sim.instruments.len(), "simulator ready");
+    // Stdin closing is a stop request too (the parent script went away).
+    {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("sim-stdin".into())
+            .spawn(move || {
+                let mut line = String::new();
+                let stdin = std::io::stdin();
+                let mut lock = stdin.lock();
+                while matches!(lock.read_line(&mut line), Ok(n) if n > 0) {
+                    line.clear();
+                }
+                stop.store(true, Ordering::SeqCst);
+            })
+            .context("starting the stdin watcher")?;
+    }
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("simulator stopping");
+    sim.shutdown();
+    Ok(())
+}
+
+/// Start the simulator's servers and market thread (nothing printed, no signal handlers).
+pub fn start(args: &SimArgs) -> Result<Sim> {
     // `inf` (as fast as possible) only makes sense for a replay.
     if args.speed.is_nan()
         || args.speed <= 0.0
@@ -143,11 +224,6 @@ pub fn run(args: SimArgs) -> Result<()> {
     };
     let access_token = args.access_token.clone().unwrap_or_else(random_token);
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .context("installing the SIGTERM/Ctrl-C handler")?;
-    }
 
     let venue: SharedVenue = Arc::new(Mutex::new(PaperVenue::new(
         instruments.clone(),
@@ -198,7 +274,8 @@ pub fn run(args: SimArgs) -> Result<()> {
     };
     let ticker = {
         let (venue, stop) = (venue.clone(), stop.clone());
-        let period = Duration::from_secs_f64(1.0 / (BASE_TICKS_PER_SEC * args.speed));
+        let speed = args.speed;
+        let period = Duration::from_secs_f64(1.0 / (BASE_TICKS_PER_SEC * speed));
         std::thread::Builder::new()
             .name("sim-market".into())
             .spawn(move || {
@@ -220,7 +297,7 @@ pub fn run(args: SimArgs) -> Result<()> {
                         broadcast.drop_all_connections();
                         last_drop = Instant::now();
                     }
-                    let gap = market.gap(args.speed);
+                    let gap = market.gap(speed);
                     let Some(mut tick) = market.next_tick() else {
                         tracing::info!("replay finished: no more ticks (REST stays up)");
                         while !stop.load(Ordering::SeqCst) {
@@ -281,49 +358,18 @@ pub fn run(args: SimArgs) -> Result<()> {
             .context("starting the market thread")?
     };
 
-    let list: Vec<serde_json::Value> = instruments
-        .iter()
-        .map(|(_, i)| serde_json::json!({"symbol": i.symbol, "token": i.token}))
-        .collect();
-    let ready = serde_json::json!({
-        "ws": ws_root,
-        "rest": format!("http://{rest_addr}"),
-        "api_key": args.api_key,
-        "access_token": access_token,
-        "instruments": list,
-    });
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{ready}")?;
-        out.flush()?;
-    }
-    tracing::info!(rest = %rest_addr, api_key = %mask(&args.api_key), access_token = %mask(&access_token),
-        seed = args.seed, instruments = instruments.len(), "simulator ready");
-
-    // Stdin closing is a stop request too (the parent script went away).
-    {
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("sim-stdin".into())
-            .spawn(move || {
-                let mut line = String::new();
-                let stdin = std::io::stdin();
-                let mut lock = stdin.lock();
-                while matches!(lock.read_line(&mut line), Ok(n) if n > 0) {
-                    line.clear();
-                }
-                stop.store(true, Ordering::SeqCst);
-            })
-            .context("starting the stdin watcher")?;
-    }
-    while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    tracing::info!("simulator stopping");
-    server.shutdown();
-    let _ = ticker.join();
-    ticker_server.shutdown();
-    Ok(())
+    Ok(Sim {
+        rest_url: format!("http://{rest_addr}"),
+        ws_root,
+        api_key: args.api_key.clone(),
+        access_token,
+        instruments,
+        venue,
+        market_stop: stop,
+        server,
+        market: ticker,
+        ticker_server,
+    })
 }
 
 /// The default universe, or the listed symbols of it in the order given.
