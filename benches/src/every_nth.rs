@@ -1,7 +1,12 @@
 //! A strategy for measurements: a market order on every N-th tick, alternating buy and
 //! sell one lot, so that the fraction of ticks that lead to an order is known exactly and
 //! positions never grow.
+//!
+//! [`EveryNth::limit_at_last`] sends day limit orders priced at the tick's last price
+//! instead: the order then carries a field of the tick that caused it, which the
+//! wire-to-wire harness uses to match each order to its tick.
 
+use kestrel_engine::records::OrderType;
 use kestrel_engine::strategy::{Intent, OrderIntent, ReasonCode, Strategy};
 use kestrel_engine::{MarketView, Portfolio, Qty, Side, Tick};
 
@@ -10,6 +15,7 @@ pub struct EveryNth {
     every: u64,
     seen: u64,
     next_side: Side,
+    limit_at_last: bool,
 }
 
 impl EveryNth {
@@ -19,6 +25,15 @@ impl EveryNth {
             every: every.max(1),
             seen: 0,
             next_side: Side::Buy,
+            limit_at_last: false,
+        }
+    }
+
+    /// As [`EveryNth::new`], but limit orders at the tick's last price.
+    pub fn limit_at_last(every: u64) -> EveryNth {
+        EveryNth {
+            limit_at_last: true,
+            ..EveryNth::new(every)
         }
     }
 }
@@ -36,6 +51,11 @@ impl Strategy for EveryNth {
         } else {
             ReasonCode::SmaCrossDown
         };
-        Intent::Order(OrderIntent::market(tick.instrument, side, Qty(1), reason))
+        let mut intent = OrderIntent::market(tick.instrument, side, Qty(1), reason);
+        if self.limit_at_last {
+            intent.order_type = OrderType::Limit;
+            intent.limit_price = tick.last_px;
+        }
+        Intent::Order(intent)
     }
 }

@@ -4,3 +4,4 @@
 pub mod env;
 pub mod every_nth;
 pub mod report;
+pub mod wire;

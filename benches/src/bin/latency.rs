@@ -4,6 +4,8 @@
 //! cargo run --release -p kestrel-benches --bin latency -- internal [--mode split|inline|both]
 //!     [--rate 100000] [--seconds 10] [--every 100] [--risk gate|unchecked] [--json FILE] [--out-dir DIR]
 //! cargo run --release -p kestrel-benches --bin latency -- decode-to-order ...
+//! cargo run --release -p kestrel-benches --bin latency -- wire-to-wire [--mode split|inline|both]
+//!     [--rate 20000] [--seconds 5] [--every 20] [--json FILE] [--out-dir DIR]
 //! ```
 //!
 //! Ticks are released on a fixed schedule (`--rate` per second) whatever the engine does, and
@@ -14,6 +16,10 @@
 //! * `internal`: pre-built ticks go straight into the tick ring (split) or `Engine::step` (inline).
 //! * `decode-to-order`: pre-encoded WebSocket frames carrying Kite full-mode messages are parsed
 //!   and decoded first, as the feed thread does.
+//! * `wire-to-wire`: a sender process sends Kite frames over a loopback WebSocket to kestrel's
+//!   feed client and times the orders kestrel's gateway stand-in writes back over TCP, against
+//!   a raw TCP echo floor measured in the same run (`kestrel_benches::wire` has the design).
+//!   Defaults: 20,000 ticks/s, 5 s per phase, an order every 20 ticks.
 //! * `--mode split`: a feed thread (core 0) and the engine thread (core 1, busy-polling), with
 //!   the order ring read by the feed thread between releases. `inline`: one thread does it all.
 //!
@@ -31,6 +37,7 @@ use hdrhistogram::Histogram;
 use kestrel_benches::env::Environment;
 use kestrel_benches::every_nth::EveryNth;
 use kestrel_benches::report::{Percentiles, hgrm, new_histogram, svg};
+use kestrel_benches::wire::{Phase, PhaseResult, Schedule, Sender};
 use kestrel_engine::engine::{EngineInputs, RingOutput};
 use kestrel_engine::pin::{PinOutcome, pin_current_thread};
 use kestrel_engine::ring::channel;
@@ -50,6 +57,7 @@ use serde::Serialize;
 enum Scenario {
     Internal,
     DecodeToOrder,
+    WireToWire,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -73,15 +81,15 @@ struct Args {
     scenario: Scenario,
     #[arg(long, value_enum, default_value = "both")]
     mode: Mode,
-    /// Ticks released per second.
-    #[arg(long, default_value_t = 100_000)]
-    rate: u64,
-    /// Seconds of measurement per mode (after a one-second warm-up).
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    /// An order on every N-th tick.
-    #[arg(long, default_value_t = 100)]
-    every: u64,
+    /// Ticks released per second [default: 100000; wire-to-wire 20000].
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Seconds of measurement per mode, after a one-second warm-up [default: 10; wire-to-wire 5].
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// An order on every N-th tick [default: 100; wire-to-wire 20].
+    #[arg(long)]
+    every: Option<u64>,
     #[arg(long, value_enum, default_value = "gate")]
     risk: RiskKind,
     /// Write the results as JSON here.
@@ -251,7 +259,7 @@ fn run_split<R: RiskCheck + Send + 'static>(
         ..EngineConfig::default()
     };
     let engine = Engine::new(
-        EveryNth::new(args.every),
+        EveryNth::new(args.every.unwrap_or(100)),
         risk,
         clock.clone(),
         table.clone(),
@@ -326,7 +334,7 @@ fn run_inline<R: RiskCheck>(
         ..EngineConfig::default()
     };
     let engine = Engine::new(
-        EveryNth::new(args.every),
+        EveryNth::new(args.every.unwrap_or(100)),
         risk,
         clock.clone(),
         table.clone(),
@@ -373,13 +381,13 @@ fn drive(
     mut release: impl FnMut(Tick, &mut u64),
     mut collect: impl FnMut(&mut Histogram<u64>, &dyn TickSource, &dyn Fn() -> UnixNanos) -> u64,
 ) -> RunResult {
-    let period = 1_000_000_000 / args.rate.max(1);
+    let period = 1_000_000_000 / args.rate.unwrap_or(100_000).max(1);
     let mut hist = new_histogram();
     let (mut released, mut dropped, mut orders) = (0u64, 0u64, 0u64);
     let now = || clock.now();
     let warm_up = now() + 1_000_000_000;
     let start = now() + 1_000_000;
-    let end = warm_up + args.seconds * 1_000_000_000;
+    let end = warm_up + args.seconds.unwrap_or(10) * 1_000_000_000;
     let mut next = start;
     let mut measuring = false;
     loop {
@@ -423,8 +431,19 @@ fn drive(
 }
 
 fn main() -> Result<()> {
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("__sender") {
+        let core = match raw.get(2..4) {
+            Some([flag, c]) if flag == "--core" => Some(c.parse()?),
+            _ => None,
+        };
+        return kestrel_benches::wire::sender_main(core);
+    }
     let args = Args::parse();
     let mut env = Environment::probe();
+    if args.scenario == Scenario::WireToWire {
+        return run_wire(&args, env);
+    }
     let table = InstrumentTable::nse_default();
     let mut market = SyntheticMarket::new(&table, 7);
     let ticks: Vec<Tick> = (0..1 << 16).map(|i| market.next_tick(i)).collect();
@@ -434,7 +453,7 @@ fn main() -> Result<()> {
             at: 0,
             last: [Price::ZERO; 8],
         }),
-        Scenario::DecodeToOrder => Box::new(Wire {
+        Scenario::DecodeToOrder | Scenario::WireToWire => Box::new(Wire {
             frames: wire_frames(&ticks, &table),
             at: 0,
             decoder: KiteDecoder::new(),
@@ -488,9 +507,9 @@ fn main() -> Result<()> {
     let report = Report {
         scenario: args.scenario,
         risk: args.risk,
-        rate_per_s: args.rate,
-        seconds: args.seconds,
-        order_every: args.every,
+        rate_per_s: args.rate.unwrap_or(100_000),
+        seconds: args.seconds.unwrap_or(10),
+        order_every: args.every.unwrap_or(100),
         environment: env,
         runs,
     };
@@ -527,6 +546,145 @@ fn main() -> Result<()> {
     std::fs::write(
         &plot,
         svg(&format!("kestrel tick→order latency: {name}"), &refs),
+    )
+    .with_context(|| format!("writing {}", plot.display()))?;
+    println!("wrote     {} and the .hgrm files beside it", plot.display());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote     {}", path.display());
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct WireRun {
+    mode: Mode,
+    /// The floor phase run just before this mode.
+    floor: WirePhase,
+    kestrel: WirePhase,
+    /// kestrel's p50 over its floor's p50 (target ≤ 1.3).
+    p50_ratio: f64,
+    p99_ratio: f64,
+}
+
+#[derive(Serialize)]
+struct WirePhase {
+    #[serde(flatten)]
+    result: PhaseResult,
+    latency: Percentiles,
+}
+
+#[derive(Serialize)]
+struct WireReport {
+    scenario: Scenario,
+    rate_per_s: u64,
+    seconds: u64,
+    warm_up_s: u64,
+    order_every: u64,
+    environment: Environment,
+    runs: Vec<WireRun>,
+}
+
+/// Scenario 3: for each mode, a floor phase then the kestrel phase, against one sender process.
+fn run_wire(args: &Args, mut env: Environment) -> Result<()> {
+    let schedule = Schedule {
+        rate: args.rate.unwrap_or(20_000),
+        warm_up: Duration::from_secs(1),
+        measure: Duration::from_secs(args.seconds.unwrap_or(5)),
+        every: args.every.unwrap_or(20),
+    };
+    let modes: &[Mode] = match args.mode {
+        Mode::Both => &[Mode::Split, Mode::Inline],
+        Mode::Split => &[Mode::Split],
+        Mode::Inline => &[Mode::Inline],
+    };
+    let exe = std::env::current_exe().context("locating the latency binary")?;
+    let mut sender = Sender::spawn(&exe, Some(0))?;
+    env.pinning.push(sender.pinning.clone());
+    let mut runs = Vec::new();
+    for &mode in modes {
+        let phase = if mode == Mode::Split {
+            Phase::Split
+        } else {
+            Phase::Inline
+        };
+        let mut pinning = Vec::new();
+        // Fresh threads per phase: a pinned thread's affinity would otherwise carry over.
+        let floor = sender.run(Phase::Floor, schedule, &mut pinning)?;
+        let kestrel = sender.run(phase, schedule, &mut pinning)?;
+        for p in pinning {
+            if !env.pinning.contains(&p) {
+                env.pinning.push(p);
+            }
+        }
+        let wrap = |result: PhaseResult| WirePhase {
+            latency: Percentiles::of(&result.histogram),
+            result,
+        };
+        let (floor, kestrel) = (wrap(floor), wrap(kestrel));
+        let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
+        runs.push(WireRun {
+            mode,
+            p50_ratio: ratio(kestrel.latency.p50_ns, floor.latency.p50_ns),
+            p99_ratio: ratio(kestrel.latency.p99_ns, floor.latency.p99_ns),
+            floor,
+            kestrel,
+        });
+    }
+    drop(sender);
+    let report = WireReport {
+        scenario: Scenario::WireToWire,
+        rate_per_s: schedule.rate,
+        seconds: schedule.measure.as_secs(),
+        warm_up_s: schedule.warm_up.as_secs(),
+        order_every: schedule.every,
+        environment: env,
+        runs,
+    };
+    report.environment.print();
+    println!(
+        "scenario  wire-to-wire on loopback, {} ticks/s open loop, an order every {} ticks, {} s per phase after {} s warm-up",
+        report.rate_per_s, report.order_every, report.seconds, report.warm_up_s
+    );
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let mut series: Vec<(String, &Histogram<u64>)> = Vec::new();
+    for r in &report.runs {
+        let m = format!("{:?}", r.mode).to_lowercase();
+        for (label, p) in [
+            (format!("floor (before {m})"), &r.floor),
+            (m.clone(), &r.kestrel),
+        ] {
+            println!("{label:<20} {}", p.latency.line());
+            let x = &p.result;
+            println!(
+                "{:<20} sent {}, replies {}, unmatched {}, non-positive {}, late sends {}, dropped {}",
+                "", x.sent, x.received, x.unmatched, x.nonpositive, x.late_sends, x.dropped
+            );
+            let file = if label.starts_with("floor") {
+                format!("wire-to-wire-floor-{m}.hgrm")
+            } else {
+                format!("wire-to-wire-{m}.hgrm")
+            };
+            let path = args.out_dir.join(file);
+            std::fs::write(&path, hgrm(&x.histogram))
+                .with_context(|| format!("writing {}", path.display()))?;
+            series.push((label, &x.histogram));
+        }
+        println!(
+            "{:<20} kestrel/floor p50 {:.2}× (target ≤ 1.3×), p99 {:.2}×",
+            m, r.p50_ratio, r.p99_ratio
+        );
+    }
+    let refs: Vec<(&str, &Histogram<u64>)> = series.iter().map(|(n, h)| (n.as_str(), *h)).collect();
+    let plot = args.out_dir.join("wire-to-wire.svg");
+    std::fs::write(
+        &plot,
+        svg(
+            "kestrel wire-to-wire latency vs raw TCP floor (loopback)",
+            &refs,
+        ),
     )
     .with_context(|| format!("writing {}", plot.display()))?;
     println!("wrote     {} and the .hgrm files beside it", plot.display());
