@@ -18,7 +18,9 @@ pub mod store;
 pub mod venue;
 
 pub use fsm::{Event, Fill, FsmError, OrderFsm, OrderState};
-pub use gateway::{Gateway, GatewayConfig, GatewayCounters, GatewayError, HookPoint, RateLimiter};
+pub use gateway::{
+    Gateway, GatewayConfig, GatewayCounters, GatewayError, HookPoint, RateLimiter, ShutdownReport,
+};
 pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};
 pub use store::{Store, StoreError};
