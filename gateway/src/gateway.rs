@@ -160,7 +160,7 @@ impl RateLimiter {
             per_second,
             per_minute,
             per_day,
-            sent: VecDeque::with_capacity(per_minute + 1),
+            sent: VecDeque::with_capacity(per_minute.saturating_add(1).min(4_096)),
             today: 0,
         }
     }
@@ -180,12 +180,11 @@ impl RateLimiter {
         if self.sent.len() >= self.per_minute {
             wait = wait.max((self.sent[self.sent.len() - self.per_minute] + minute) - now);
         }
-        let in_second = self
-            .sent
-            .iter()
-            .rev()
-            .take_while(|t| now.duration_since(**t) < second)
-            .count();
+        // Send times are in order: a binary search, not a scan of the window.
+        let in_second = self.sent.len()
+            - self
+                .sent
+                .partition_point(|t| now.duration_since(*t) >= second);
         if in_second >= self.per_second {
             let oldest = self.sent[self.sent.len() - self.per_second];
             wait = wait.max((oldest + second).saturating_duration_since(now));

@@ -6,7 +6,7 @@
 //! * [`idempotency`]: client order id ↔ Kite `tag`.
 //! * [`venue`] and [`kite`]: the venue trait and the Kite REST client.
 //! * [`gateway`]: the gateway thread.
-//! * [`reconcile`]: start-up reconciliation of the store with the venue.
+//! * [`reconcile`]: reconciliation of the store with the venue, at start-up and periodically.
 #![forbid(unsafe_code)]
 
 pub mod fsm;
