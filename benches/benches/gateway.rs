@@ -12,7 +12,9 @@
 //! * `pop_to_write/sync_full`: the default store (WAL, `synchronous=FULL`: fsync per commit).
 //! * `pop_to_write/sync_normal`: the same with `synchronous=NORMAL` (WAL: no fsync per
 //!   commit; a power loss may lose the last commits, a process crash loses nothing).
-//! * `on_approved_total/sync_full`: the whole call: the above plus the loopback round trip
+//! * `pop_to_write/sqlite_memory`: the same over an in-memory SQLite database: the
+//!   gateway's cost without the store's file I/O (attribution only; not a configuration).
+//! * `on_approved_total/...`: the whole call: the above plus the loopback round trip
 //!   and the acknowledgement's commit.
 //! * `store_reserve/sync_full` and `/sync_normal`: `Store::reserve` alone.
 //! * `bare_round_trip`: one placement through the Kite client alone (form, write, read,

@@ -222,11 +222,11 @@ impl Store {
         for (n, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO meta(key, value) VALUES('schema_version', ?1)
                  ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                params![(n + 1).to_string()],
-            )?;
+            )?
+            .execute(params![(n + 1).to_string()])?;
             tx.commit()?;
         }
         Ok(())
@@ -260,11 +260,8 @@ impl Store {
         let tag = tag_for(req.client_order_id);
         let tx = self.conn.transaction()?;
         let existing: Option<String> = tx
-            .query_row(
-                "SELECT state FROM orders WHERE client_order_id=?1",
-                params![tag],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT state FROM orders WHERE client_order_id=?1")?
+            .query_row(params![tag], |r| r.get(0))
             .optional()?;
         if let Some(state) = existing {
             let st = OrderState::parse(&state).ok_or_else(|| StoreError::Corrupt {
@@ -294,11 +291,8 @@ impl Store {
         if let Some(first) = children.first() {
             let tag = tag_for(first.client_order_id);
             let existing: Option<String> = tx
-                .query_row(
-                    "SELECT state FROM orders WHERE client_order_id=?1",
-                    params![tag],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT state FROM orders WHERE client_order_id=?1")?
+                .query_row(params![tag], |r| r.get(0))
                 .optional()?;
             if let Some(state) = existing {
                 let st = OrderState::parse(&state).ok_or_else(|| StoreError::Corrupt {
@@ -371,9 +365,11 @@ impl Store {
         let tag = tag_for(req.client_order_id);
         let tx = self.conn.transaction()?;
         if let Some(f) = fill {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO fills(trade_id, client_order_id, decision_id, venue_order_id, quantity,
                     price, venue_ts_ns, recorded_ns) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+            )?
+            .execute(
                 params![
                     f.trade_id,
                     tag,
@@ -387,14 +383,22 @@ impl Store {
             )?;
         }
         let submitted = i64::from(event == EventKind::Submit);
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE orders SET state=?2, updated_ns=?3, submit_count=submit_count+?4,
                 venue_order_id=COALESCE(?5, venue_order_id) WHERE client_order_id=?1",
-            params![tag, to.as_str(), i(now), submitted, venue_order_id.map(i)],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![
+            tag,
+            to.as_str(),
+            i(now),
+            submitted,
+            venue_order_id.map(i)
+        ])?;
+        tx.prepare_cached(
             "INSERT INTO order_events(client_order_id, decision_id, ts_ns, event, from_state, to_state, detail)
              VALUES(?1,?2,?3,?4,?5,?6,?7)",
+        )?
+        .execute(
             params![
                 tag,
                 i(req.decision_id),
@@ -611,39 +615,41 @@ fn insert_reserved(
         Some(kestrel_engine::TimeInForce::Ioc) => "IOC",
         _ => "DAY",
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO orders(client_order_id, decision_id, strategy, instrument_token, exchange,
                 symbol, side, quantity, price, trigger_price, order_type, validity, state,
                 venue_order_id, submit_count, request, created_ns, updated_ns)
              VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,NULL,0,?14,?15,?15)",
-        params![
-            tag,
-            i(req.decision_id),
-            req.strategy,
-            instrument_token,
-            exchange,
-            symbol,
-            side,
-            req.qty,
-            req.price.to_string(),
-            req.trigger_price.to_string(),
-            order_type,
-            validity,
-            OrderState::Reserved.as_str(),
-            bytemuck_bytes(req),
-            i(now),
-        ],
-    )?;
-    tx.execute(
+    )?
+    .execute(params![
+        tag,
+        i(req.decision_id),
+        req.strategy,
+        instrument_token,
+        exchange,
+        symbol,
+        side,
+        req.qty,
+        req.price.to_string(),
+        req.trigger_price.to_string(),
+        order_type,
+        validity,
+        OrderState::Reserved.as_str(),
+        bytemuck_bytes(req),
+        i(now),
+    ])?;
+    tx.prepare_cached(
             "INSERT INTO order_events(client_order_id, decision_id, ts_ns, event, from_state, to_state, detail)
              VALUES(?1,?2,?3,'RESERVE','','RESERVED','')",
+        )?
+        .execute(
             params![tag, i(req.decision_id), i(now)],
         )?;
     if let Some((p, k)) = parent {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE orders SET parent_client_order_id=?2, slice_index=?3 WHERE client_order_id=?1",
-            params![tag, tag_for(p), k],
-        )?;
+        )?
+        .execute(params![tag, tag_for(p), k])?;
     }
     Ok(())
 }
