@@ -17,12 +17,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kestrel_engine::ring::{Consumer, Producer, PushError};
 use kestrel_engine::rng::Rng;
 use kestrel_engine::{
-    Approved, ExecKind, ExecReport, InstrumentTable, OrderRequest, OrderType, RequestKind, Side,
-    TimeInForce, UnixNanos,
+    Approved, ExecKind, ExecReport, InstrumentId, InstrumentTable, OrderRequest, OrderType,
+    RequestKind, Side, TimeInForce, UnixNanos, records::order_flags,
 };
 
 use crate::fsm::{Applied, Event, Fill, FsmError, OrderFsm, OrderState};
-use crate::idempotency::tag_for;
+use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
 use crate::store::{Reservation, Store, StoreError};
 use crate::venue::{
     ModifyOrder, PlaceOrder, Venue, VenueError, VenueOrder, VenueStatus, VenueTrade,
@@ -52,6 +52,16 @@ pub mod reject_code {
     pub const ABANDONED_AT_RESTART: u8 = 5;
     /// Kite's 5,000 orders a day.
     pub const DAILY_LIMIT: u8 = 6;
+    /// Slicing at the freeze quantity would need more than
+    /// [`crate::idempotency::MAX_SLICE_CHILDREN`] child orders: the parent is refused whole.
+    pub const TOO_MANY_SLICES: u8 = 7;
+    /// The request carries `order_flags::SLICE` but the gateway knows no freeze quantity
+    /// for the instrument.
+    pub const NO_FREEZE_QTY: u8 = 8;
+    /// A sibling slice was rejected: this child was not sent (or was cancelled).
+    pub const SIBLING_REJECTED: u8 = 9;
+    /// The gateway is shutting down and takes no new orders.
+    pub const SHUTTING_DOWN: u8 = 10;
 }
 
 /// Knobs of the gateway.
@@ -73,6 +83,11 @@ pub struct GatewayConfig {
     pub idle_sleep: Duration,
     /// Seed of the backoff jitter.
     pub seed: u64,
+    /// Freeze quantities that override the instrument table's `freeze_qty` (which is used
+    /// when an instrument is not listed here; 0 there means no freeze limit).
+    pub freeze_qty: Vec<(InstrumentId, u32)>,
+    /// Interval of [`Gateway::reconcile_if_due`] (and of the run loop's reconciliation).
+    pub reconcile_interval: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -89,6 +104,8 @@ impl Default for GatewayConfig {
             poll_interval: Duration::from_millis(500),
             idle_sleep: Duration::from_micros(200),
             seed: 0x6b65_7374,
+            freeze_qty: Vec::new(),
+            reconcile_interval: Duration::from_secs(30),
         }
     }
 }
@@ -143,7 +160,7 @@ impl RateLimiter {
             per_second,
             per_minute,
             per_day,
-            sent: VecDeque::with_capacity(per_minute + 1),
+            sent: VecDeque::with_capacity(per_minute.saturating_add(1).min(4_096)),
             today: 0,
         }
     }
@@ -163,12 +180,11 @@ impl RateLimiter {
         if self.sent.len() >= self.per_minute {
             wait = wait.max((self.sent[self.sent.len() - self.per_minute] + minute) - now);
         }
-        let in_second = self
-            .sent
-            .iter()
-            .rev()
-            .take_while(|t| now.duration_since(**t) < second)
-            .count();
+        // Send times are in order: a binary search, not a scan of the window.
+        let in_second = self.sent.len()
+            - self
+                .sent
+                .partition_point(|t| now.duration_since(*t) >= second);
         if in_second >= self.per_second {
             let oldest = self.sent[self.sent.len() - self.per_second];
             wait = wait.max((oldest + second).saturating_duration_since(now));
@@ -210,6 +226,51 @@ pub(crate) struct Tracked {
     pub(crate) symbol: String,
 }
 
+/// A sliced parent: the engine's one order, placed as child orders at or below the freeze
+/// quantity. Reports about children are rewritten into reports about the parent
+/// ([`Gateway::emit`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Slice {
+    /// The parent request as approved (its id is the engine's client order id).
+    pub(crate) req: OrderRequest,
+    /// Child client order ids, by slice index.
+    pub(crate) children: Vec<u64>,
+    /// Sum of the children's fills reported so far.
+    pub(crate) filled: u32,
+    /// The parent's Accepted was reported.
+    pub(crate) accepted: bool,
+    /// The first non-fill end of a child (Rejected wins over Cancelled, Expired) and its code.
+    pub(crate) ended: Option<(ExecKind, u8)>,
+    /// A child was rejected: the other children are being rejected or cancelled.
+    pub(crate) failed: bool,
+    /// The parent's terminal report went out (or its last fill had leaves 0).
+    pub(crate) done: bool,
+}
+
+/// A slice child still counts toward its parent's working quantity: about to be sent or
+/// possibly working at the venue (Cancelled and Expired are over for the engine, even if a
+/// late fill of the cancel/fill race may still arrive).
+fn working(st: OrderState) -> bool {
+    st == OrderState::Reserved || st.may_be_working()
+}
+
+/// What [`Gateway::shutdown`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Cancel requests the venue accepted.
+    pub cancels_sent: usize,
+    /// Orders that reached a final state while shutting down.
+    pub closed: usize,
+    /// Client order ids (children of sliced orders included) still working at the venue,
+    /// or whose state is not known, when the shutdown returned.
+    pub still_open: Vec<u64>,
+    /// The deadline passed before every order was final.
+    pub deadline_hit: bool,
+    /// Errors met on the way (venue, store); the shutdown carries on past them.
+    pub errors: Vec<String>,
+    pub elapsed: Duration,
+}
+
 /// How an Unknown placement was resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lookup {
@@ -223,13 +284,21 @@ pub struct Gateway<V> {
     pub(crate) venue: V,
     pub(crate) store: Store,
     instruments: InstrumentTable,
-    cfg: GatewayConfig,
+    pub(crate) cfg: GatewayConfig,
     rng: Rng,
     limiter: RateLimiter,
     pub(crate) orders: HashMap<u64, Tracked>,
     reports: VecDeque<ExecReport>,
     hook: Option<Hook>,
     pub(crate) counters: GatewayCounters,
+    /// Sliced parents by parent id, and each child's parent.
+    pub(crate) slices: HashMap<u64, Slice>,
+    pub(crate) child_parent: HashMap<u64, u64>,
+    /// Parents whose siblings must be rejected or cancelled after a child rejection.
+    pending_cascades: Vec<u64>,
+    /// False once [`Gateway::shutdown`] started: new orders are refused.
+    accepting: bool,
+    pub(crate) last_reconcile: Instant,
 }
 
 impl<V: std::fmt::Debug> std::fmt::Debug for Gateway<V> {
@@ -271,6 +340,34 @@ impl<V: Venue> Gateway<V> {
                 },
             );
         }
+        let mut slices: HashMap<u64, Slice> = HashMap::new();
+        let mut child_parent = HashMap::new();
+        for (parent, child, _) in store.slice_children()? {
+            let Some(o) = store.load(child)? else {
+                continue;
+            };
+            let s = slices.entry(parent).or_insert_with(|| Slice {
+                req: OrderRequest {
+                    client_order_id: parent,
+                    qty: 0,
+                    ..o.request
+                },
+                children: Vec::new(),
+                filled: 0,
+                accepted: false,
+                ended: None,
+                failed: false,
+                done: false,
+            });
+            s.req.qty += o.request.qty;
+            s.filled += o.fsm.filled();
+            s.accepted |= o.venue_order_id.is_some();
+            s.children.push(child);
+            child_parent.insert(child, parent);
+        }
+        // Only parents with a child still followed matter after a restart.
+        slices.retain(|_, s| s.children.iter().any(|c| orders.contains_key(c)));
+        child_parent.retain(|_, p| slices.contains_key(p));
         Ok(Gateway {
             venue,
             store,
@@ -286,6 +383,11 @@ impl<V: Venue> Gateway<V> {
             reports: VecDeque::new(),
             hook: None,
             counters: GatewayCounters::default(),
+            slices,
+            child_parent,
+            pending_cascades: Vec::new(),
+            accepting: true,
+            last_reconcile: Instant::now(),
         })
     }
 
@@ -362,6 +464,13 @@ impl<V: Venue> Gateway<V> {
                 }
                 last_poll = Instant::now();
             }
+            match self.reconcile_if_due(Instant::now()) {
+                Ok(_) => {}
+                Err(GatewayError::Venue(e)) => {
+                    tracing::warn!(error = %e, "periodic reconciliation failed; retrying at the next interval");
+                }
+                Err(e) => return Err(e),
+            }
             self.flush(execs);
             if !busy {
                 std::thread::sleep(self.cfg.idle_sleep);
@@ -390,6 +499,11 @@ impl<V: Venue> Gateway<V> {
     }
 
     fn report(&mut self, t: &Tracked, kind: ExecKind, code: u8) {
+        let r = Self::build_report(t, kind, code);
+        self.emit(r);
+    }
+
+    fn build_report(t: &Tracked, kind: ExecKind, code: u8) -> ExecReport {
         let mut r = ExecReport::about(&t.req, kind, now_ns());
         r.venue_order_id = t.venue_order_id.unwrap_or(0);
         r.price = t.req.price;
@@ -398,7 +512,7 @@ impl<V: Venue> Gateway<V> {
             ExecKind::Cancelled | ExecKind::Expired | ExecKind::Rejected => t.fsm.leaves(),
             _ => 0,
         };
-        self.reports.push_back(r);
+        r
     }
 
     pub(crate) fn incident(
@@ -475,7 +589,7 @@ impl<V: Venue> Gateway<V> {
             event = kind.as_str(),
             "order transition"
         );
-        if let Some(f) = &fill {
+        let fill_report = fill.as_ref().map(|f| {
             self.counters.fills += 1;
             let leaves = if to.may_be_working() {
                 next.fsm.leaves()
@@ -484,8 +598,8 @@ impl<V: Venue> Gateway<V> {
             };
             let mut r = ExecReport::fill(&next.req, now_ns(), f.price, f.qty, leaves);
             r.venue_order_id = next.venue_order_id.unwrap_or(0);
-            self.reports.push_back(r);
-        }
+            r
+        });
         let report = match (from, to) {
             (_, OrderState::Open)
                 if from != OrderState::Open && from != OrderState::CancelInFlight =>
@@ -501,13 +615,17 @@ impl<V: Venue> Gateway<V> {
             (f, OrderState::Unknown) if f != OrderState::Unknown => Some(ExecKind::Unknown),
             _ => None,
         };
-        if let Some(k) = report {
+        let kind_report = report.map(|k| {
             if k == ExecKind::Rejected {
                 self.counters.rejects += 1;
             }
-            self.report(&next, k, code);
-        }
+            Self::build_report(&next, k, code)
+        });
+        // Memory first, so that a slice parent's leaves are summed over the new state.
         self.orders.insert(coid, next);
+        for r in [fill_report, kind_report].into_iter().flatten() {
+            self.emit(r);
+        }
         if fill.is_some() {
             self.hook(HookPoint::AfterFillRecorded, coid);
         }
@@ -523,12 +641,30 @@ impl<V: Venue> Gateway<V> {
             self.reports.push_back(r);
             return self.incident(Some(&req), "invalid_request", "unknown instrument or side");
         }
+        if !self.accepting {
+            let mut r = ExecReport::about(&req, ExecKind::Rejected, now_ns());
+            r.leaves_qty = req.qty;
+            r.reject_code = reject_code::SHUTTING_DOWN;
+            self.counters.rejects += 1;
+            self.reports.push_back(r);
+            tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), "new order refused: shutting down");
+            return Ok(());
+        }
         let ins = self.instruments.get(req.instrument);
         let (exchange, symbol, token) = (
             ins.exchange.as_str().to_string(),
             ins.symbol.clone(),
             ins.token,
         );
+        let freeze = self.freeze_qty(req.instrument);
+        if (freeze > 0 && req.qty > freeze) || req.has_flag(order_flags::SLICE) {
+            if freeze == 0 {
+                return self.refuse(&req, reject_code::NO_FREEZE_QTY, "no freeze quantity known");
+            }
+            if req.qty > freeze {
+                return self.place_sliced(req, freeze, exchange, symbol, token);
+            }
+        }
         match self
             .store
             .reserve(&req, &exchange, &symbol, token, now_ns())?
@@ -552,6 +688,247 @@ impl<V: Venue> Gateway<V> {
         );
         self.hook(HookPoint::AfterReserve, coid);
         self.drive_placement(coid)
+    }
+
+    /// The freeze quantity the gateway slices at (0: none): the configured override, else
+    /// the instrument table's, rounded down to a whole number of lots.
+    pub fn freeze_qty(&self, instrument: InstrumentId) -> u32 {
+        let Some(ins) =
+            (instrument.index() < self.instruments.len()).then(|| self.instruments.get(instrument))
+        else {
+            return 0;
+        };
+        let freeze = self
+            .cfg
+            .freeze_qty
+            .iter()
+            .find(|(i, _)| *i == instrument)
+            .map_or(
+                ins.freeze_qty.0.clamp(0, u32::MAX as i64) as u32,
+                |(_, q)| *q,
+            );
+        let lot = ins.lot_size.0.clamp(1, u32::MAX as i64) as u32;
+        freeze - freeze % lot
+    }
+
+    /// Child quantities of `qty` at `freeze`: full slices, then the remainder.
+    pub fn slice_quantities(qty: u32, freeze: u32) -> Vec<u32> {
+        let mut out = vec![freeze; (qty / freeze) as usize];
+        if !qty.is_multiple_of(freeze) {
+            out.push(qty % freeze);
+        }
+        out
+    }
+
+    /// Refuses a new order before anything is stored: a Rejected report and an incident.
+    fn refuse(&mut self, req: &OrderRequest, code: u8, detail: &str) -> Result<(), GatewayError> {
+        let mut r = ExecReport::about(req, ExecKind::Rejected, now_ns());
+        r.leaves_qty = req.qty;
+        r.reject_code = code;
+        self.counters.rejects += 1;
+        self.reports.push_back(r);
+        self.incident(Some(req), "order_refused", detail)
+    }
+
+    /// Places an order above the freeze quantity as child orders (see [`Slice`] and
+    /// [`crate::idempotency`] for the ids). All children are reserved in one transaction,
+    /// then sent in index order. A child rejection stops the placement: children not yet
+    /// sent are rejected (`SIBLING_REJECTED`) and working ones are cancelled; the engine
+    /// then gets one Rejected report for the parent with every unfilled unit as leaves.
+    fn place_sliced(
+        &mut self,
+        req: OrderRequest,
+        freeze: u32,
+        exchange: String,
+        symbol: String,
+        token: u32,
+    ) -> Result<(), GatewayError> {
+        let parent = req.client_order_id;
+        let qtys = Self::slice_quantities(req.qty, freeze);
+        if qtys.len() > MAX_SLICE_CHILDREN {
+            let detail = format!(
+                "quantity {} at freeze quantity {freeze} needs {} child orders (at most {MAX_SLICE_CHILDREN})",
+                req.qty,
+                qtys.len()
+            );
+            return self.refuse(&req, reject_code::TOO_MANY_SLICES, &detail);
+        }
+        let children: Vec<OrderRequest> = qtys
+            .iter()
+            .enumerate()
+            .map(|(k, &q)| OrderRequest {
+                client_order_id: child_client_order_id(parent, k as u32),
+                qty: q,
+                flags: req.flags & !order_flags::SLICE,
+                ..req
+            })
+            .collect();
+        match self
+            .store
+            .reserve_slices(parent, &children, &exchange, &symbol, token, now_ns())?
+        {
+            Reservation::AlreadyKnown(state) => {
+                tracing::warn!(decision_id = req.decision_id, tag = %tag_for(parent), state = state.as_str(),
+                    "sliced order already in the store; not sending it again");
+                return Ok(());
+            }
+            Reservation::Reserved => {}
+        }
+        tracing::info!(decision_id = req.decision_id, tag = %tag_for(parent), qty = req.qty, freeze,
+            children = children.len(), "order sliced at the freeze quantity");
+        self.slices.insert(
+            parent,
+            Slice {
+                req,
+                children: children.iter().map(|c| c.client_order_id).collect(),
+                filled: 0,
+                accepted: false,
+                ended: None,
+                failed: false,
+                done: false,
+            },
+        );
+        for c in &children {
+            self.child_parent.insert(c.client_order_id, parent);
+            self.orders.insert(
+                c.client_order_id,
+                Tracked {
+                    req: *c,
+                    fsm: OrderFsm::new(c.qty),
+                    venue_order_id: None,
+                    exchange: exchange.clone(),
+                    symbol: symbol.clone(),
+                },
+            );
+        }
+        for c in &children {
+            if self.slices.get(&parent).is_some_and(|s| s.failed) {
+                break;
+            }
+            self.hook(HookPoint::AfterReserve, c.client_order_id);
+            self.drive_placement(c.client_order_id)?;
+        }
+        self.run_cascades()
+    }
+
+    /// Hands a report to the engine's queue; a slice child's report becomes one about its
+    /// parent: the parent's ids, one Accepted, every fill with the parent's leaves (the sum
+    /// of the children's), and one terminal report once every child is final and something
+    /// is left unfilled (leaves = parent quantity − filled).
+    pub(crate) fn emit(&mut self, mut r: ExecReport) {
+        let Some(&parent) = self.child_parent.get(&r.client_order_id) else {
+            self.reports.push_back(r);
+            return;
+        };
+        let child = r.client_order_id;
+        let leaves = self.parent_leaves(parent);
+        let orders = &self.orders;
+        let Some(s) = self.slices.get_mut(&parent) else {
+            self.reports.push_back(r);
+            return;
+        };
+        r.client_order_id = parent;
+        r.decision_id = s.req.decision_id;
+        let kind = r.kind();
+        match kind {
+            Some(ExecKind::Fill) => {
+                s.filled += r.qty;
+                r.leaves_qty = leaves;
+                if leaves == 0 && s.filled >= s.req.qty {
+                    s.done = true;
+                }
+                self.reports.push_back(r);
+            }
+            Some(ExecKind::Accepted) => {
+                if s.failed && !self.pending_cascades.contains(&parent) {
+                    // A child found late (Unknown → adopted) after a sibling's rejection.
+                    self.pending_cascades.push(parent);
+                }
+                if !s.accepted {
+                    s.accepted = true;
+                    r.price = s.req.price;
+                    self.reports.push_back(r);
+                }
+            }
+            // Per-child modifies are summed up by the parent's own Modified report.
+            Some(ExecKind::Modified) => {}
+            Some(ExecKind::Unknown) => self.reports.push_back(r),
+            Some(k @ (ExecKind::Cancelled | ExecKind::Rejected | ExecKind::Expired)) => {
+                if k == ExecKind::Rejected {
+                    if !s.failed {
+                        s.failed = true;
+                        self.pending_cascades.push(parent);
+                        tracing::warn!(tag = %tag_for(parent), child = %tag_for(child),
+                            "slice child rejected; rejecting or cancelling its siblings");
+                    }
+                    if !matches!(s.ended, Some((ExecKind::Rejected, _))) {
+                        s.ended = Some((k, r.reject_code));
+                    }
+                } else if s.ended.is_none() {
+                    s.ended = Some((k, r.reject_code));
+                }
+            }
+            None => {}
+        }
+        let all_final = s
+            .children
+            .iter()
+            .all(|c| orders.get(c).is_none_or(|t| !working(t.fsm.state())));
+        if all_final && !s.done {
+            s.done = true;
+            if s.filled < s.req.qty {
+                let (k, code) = s.ended.unwrap_or((ExecKind::Cancelled, 0));
+                let mut t = ExecReport::about(&s.req, k, r.ts);
+                t.price = s.req.price;
+                t.reject_code = code;
+                t.leaves_qty = s.req.qty - s.filled;
+                self.reports.push_back(t);
+            }
+        }
+    }
+
+    /// The parent's quantity still working: the sum of its unfinished children's leaves.
+    fn parent_leaves(&self, parent: u64) -> u32 {
+        self.slices.get(&parent).map_or(0, |s| {
+            s.children
+                .iter()
+                .filter_map(|c| self.orders.get(c))
+                .filter(|t| working(t.fsm.state()))
+                .map(|t| t.fsm.leaves())
+                .sum()
+        })
+    }
+
+    /// Rejects the unsent children and cancels the working ones of every parent whose
+    /// child was rejected.
+    fn run_cascades(&mut self) -> Result<(), GatewayError> {
+        while let Some(parent) = self.pending_cascades.pop() {
+            let Some(children) = self.slices.get(&parent).map(|s| s.children.clone()) else {
+                continue;
+            };
+            let mut cancelled = false;
+            for c in children {
+                match self.orders.get(&c).map(|t| t.fsm.state()) {
+                    Some(OrderState::Reserved) => {
+                        self.apply(
+                            c,
+                            Event::Reject,
+                            None,
+                            "a sibling slice was rejected; not sent",
+                            reject_code::SIBLING_REJECTED,
+                        )?;
+                    }
+                    Some(OrderState::Open | OrderState::PartiallyFilled) => {
+                        cancelled |= self.send_cancel(c)?;
+                    }
+                    _ => {}
+                }
+            }
+            if cancelled && let Err(e) = self.poll() {
+                tracing::warn!(error = %e, "poll after cancelling slices failed; the next poll confirms it");
+            }
+        }
+        Ok(())
     }
 
     fn place_order(t: &Tracked, product: &'static str) -> PlaceOrder {
@@ -819,7 +1196,108 @@ impl<V: Venue> Gateway<V> {
             }
         }
         self.orders.retain(|_, t| !t.fsm.state().is_final());
+        self.run_cascades()?;
+        self.forget_finished_slices();
         Ok(watched.len())
+    }
+
+    /// Drops sliced parents whose children are all finished and reported.
+    pub(crate) fn forget_finished_slices(&mut self) {
+        let orders = &self.orders;
+        let child_parent = &mut self.child_parent;
+        self.slices.retain(|_, s| {
+            let keep = !s.done || s.children.iter().any(|c| orders.contains_key(c));
+            if !keep {
+                for c in &s.children {
+                    child_parent.remove(c);
+                }
+            }
+            keep
+        });
+    }
+
+    /// Stops taking new orders, optionally cancels every working order at the venue, polls
+    /// until every order is final or `deadline` has passed, then checkpoints the store.
+    /// Requests arriving afterwards: new orders are refused (`SHUTTING_DOWN`); cancels still
+    /// go out. Errors do not stop the shutdown; they are listed in the report.
+    pub fn shutdown(&mut self, cancel_open: bool, deadline: Duration) -> ShutdownReport {
+        let t0 = Instant::now();
+        self.accepting = false;
+        let mut rep = ShutdownReport::default();
+        let before = self.orders.len();
+        tracing::info!(
+            cancel_open,
+            ?deadline,
+            open = before,
+            "gateway shutting down"
+        );
+        if cancel_open {
+            let mut ids: Vec<u64> = self
+                .orders
+                .iter()
+                .filter(|(_, t)| {
+                    matches!(
+                        t.fsm.state(),
+                        OrderState::Open | OrderState::PartiallyFilled
+                    )
+                })
+                .map(|(c, _)| *c)
+                .collect();
+            ids.sort_unstable();
+            for c in ids {
+                if t0.elapsed() >= deadline {
+                    rep.deadline_hit = true;
+                    break;
+                }
+                match self.send_cancel(c) {
+                    Ok(true) => rep.cancels_sent += 1,
+                    Ok(false) => {}
+                    Err(e) => rep.errors.push(format!("cancel {}: {e}", tag_for(c))),
+                }
+            }
+        }
+        let nap = self.cfg.poll_interval.min(Duration::from_millis(50));
+        loop {
+            match self.poll() {
+                Ok(_) => {}
+                Err(e) => rep.errors.push(format!("poll: {e}")),
+            }
+            let waiting = self.orders.values().any(|t| {
+                let st = t.fsm.state();
+                if cancel_open {
+                    st.may_be_working()
+                } else {
+                    matches!(
+                        st,
+                        OrderState::CancelInFlight | OrderState::InFlight | OrderState::Unknown
+                    )
+                }
+            });
+            if !waiting {
+                break;
+            }
+            let left = deadline.saturating_sub(t0.elapsed());
+            if left.is_zero() {
+                rep.deadline_hit = true;
+                break;
+            }
+            std::thread::sleep(nap.min(left));
+        }
+        let mut open: Vec<u64> = self
+            .orders
+            .iter()
+            .filter(|(_, t)| t.fsm.state().may_be_working())
+            .map(|(c, _)| *c)
+            .collect();
+        open.sort_unstable();
+        rep.closed = before.saturating_sub(self.orders.len());
+        rep.still_open = open;
+        if let Err(e) = self.store.checkpoint() {
+            rep.errors.push(format!("store checkpoint: {e}"));
+        }
+        rep.elapsed = t0.elapsed();
+        tracing::info!(?rep, "gateway shut down");
+        rep
     }
 
     /// An order update pushed by the venue (Kite WebSocket text frame, `{"type":"order",
@@ -853,17 +1331,44 @@ impl<V: Venue> Gateway<V> {
         Ok(true)
     }
 
-    /// Cancels one order; the venue's answer is confirmed by a poll.
+    /// Cancels one order (for a sliced parent, every working child); the venue's answer is
+    /// confirmed by a poll.
     pub fn cancel(&mut self, coid: u64) -> Result<(), GatewayError> {
+        let sent = match self.slices.get(&coid) {
+            Some(s) => {
+                let mut any = false;
+                for c in s.children.clone() {
+                    if self.orders.get(&c).is_some_and(|t| {
+                        matches!(
+                            t.fsm.state(),
+                            OrderState::Open | OrderState::PartiallyFilled
+                        )
+                    }) {
+                        any |= self.send_cancel(c)?;
+                    }
+                }
+                any
+            }
+            None => self.send_cancel(coid)?,
+        };
+        if sent && let Err(e) = self.poll() {
+            tracing::warn!(error = %e, "poll after cancel failed; the next poll confirms it");
+        }
+        Ok(())
+    }
+
+    /// Sends one cancel (with retries on transient errors); true if the order went to
+    /// CancelInFlight.
+    fn send_cancel(&mut self, coid: u64) -> Result<bool, GatewayError> {
         let Some(t) = self.orders.get(&coid) else {
             tracing::warn!(tag = %tag_for(coid), "cancel for an order the gateway does not follow");
-            return Ok(());
+            return Ok(false);
         };
         let (Some(venue_id), OrderState::Open | OrderState::PartiallyFilled) =
             (t.venue_order_id, t.fsm.state())
         else {
             tracing::warn!(tag = %tag_for(coid), state = t.fsm.state().as_str(), "nothing to cancel");
-            return Ok(());
+            return Ok(false);
         };
         self.limiter.acquire();
         self.apply(coid, Event::CancelRequest, None, "", 0)?;
@@ -882,14 +1387,25 @@ impl<V: Venue> Gateway<V> {
                 }
             }
         }
-        if let Err(e) = self.poll() {
-            tracing::warn!(error = %e, "poll after cancel failed; the next poll confirms it");
-        }
-        Ok(())
+        Ok(true)
     }
 
     /// Changes the price of a working order (quantity changes are not supported yet).
     fn modify_price(&mut self, coid: u64, req: &OrderRequest) -> Result<(), GatewayError> {
+        if let Some(s) = self.slices.get(&coid) {
+            let (children, mut parent_req) = (s.children.clone(), s.req);
+            for c in children {
+                self.modify_price(c, req)?;
+            }
+            if let Some(s) = self.slices.get_mut(&coid) {
+                s.req.price = req.price;
+                parent_req.price = req.price;
+            }
+            let mut r = ExecReport::about(&parent_req, ExecKind::Modified, now_ns());
+            r.price = req.price;
+            self.reports.push_back(r);
+            return Ok(());
+        }
         let Some(t) = self.orders.get(&coid) else {
             return Ok(());
         };

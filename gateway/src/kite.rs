@@ -152,6 +152,10 @@ pub struct KiteClient {
     conn: Option<BufReader<TcpStream>>,
     /// Reusable request buffer.
     buf: Vec<u8>,
+    /// When on, the time each request's `write_all` completed (benchmarks); off by default,
+    /// and then one untaken branch per request.
+    probe_writes: bool,
+    last_write_done: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for KiteClient {
@@ -213,7 +217,23 @@ impl KiteClient {
             addr,
             conn: None,
             buf: Vec::with_capacity(1024),
+            probe_writes: false,
+            last_write_done: None,
         })
+    }
+
+    /// Turns on (or off) recording when each request's bytes were fully written to the
+    /// socket ([`KiteClient::last_write_done`]): the end point of the gateway's overhead
+    /// benchmark. Off by default.
+    pub fn set_write_timestamps(&mut self, on: bool) {
+        self.probe_writes = on;
+        self.last_write_done = None;
+    }
+
+    /// When the last request's `write_all` returned, if [`KiteClient::set_write_timestamps`]
+    /// is on.
+    pub fn last_write_done(&self) -> Option<std::time::Instant> {
+        self.last_write_done
     }
 
     fn connect(&mut self) -> Result<&mut BufReader<TcpStream>, VenueError> {
@@ -278,7 +298,10 @@ impl KiteClient {
                     context: "writing the request",
                     source,
                 })?;
-            read_response(conn)
+            if self.probe_writes {
+                self.last_write_done = Some(std::time::Instant::now());
+            }
+            read_response(self.conn.as_mut().expect("connected above"))
         })();
         self.buf = req;
         result

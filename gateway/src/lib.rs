@@ -6,7 +6,7 @@
 //! * [`idempotency`]: client order id ↔ Kite `tag`.
 //! * [`venue`] and [`kite`]: the venue trait and the Kite REST client.
 //! * [`gateway`]: the gateway thread.
-//! * [`reconcile`]: start-up reconciliation of the store with the venue.
+//! * [`reconcile`]: reconciliation of the store with the venue, at start-up and periodically.
 #![forbid(unsafe_code)]
 
 pub mod fsm;
@@ -18,7 +18,9 @@ pub mod store;
 pub mod venue;
 
 pub use fsm::{Event, Fill, FsmError, OrderFsm, OrderState};
-pub use gateway::{Gateway, GatewayConfig, GatewayCounters, GatewayError, HookPoint, RateLimiter};
+pub use gateway::{
+    Gateway, GatewayConfig, GatewayCounters, GatewayError, HookPoint, RateLimiter, ShutdownReport,
+};
 pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};
 pub use store::{Store, StoreError};

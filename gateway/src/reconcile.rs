@@ -45,6 +45,7 @@ impl<V: Venue> Gateway<V> {
     /// Reconciles the store's unfinished orders with the venue's orders and trades. The
     /// execution reports it produces are queued ([`Gateway::take_reports`]).
     pub fn reconcile(&mut self) -> Result<ReconcileReport, GatewayError> {
+        self.last_reconcile = std::time::Instant::now();
         let orders = self.venue.orders()?;
         let trades = self.venue.trades()?;
         let fills_before = self.counters.fills;
@@ -162,6 +163,7 @@ impl<V: Venue> Gateway<V> {
             ReconcileOutcome::Paused
         };
         self.orders.retain(|_, t| !t.fsm.state().is_final());
+        self.forget_finished_slices();
         let report = ReconcileReport {
             outcome,
             checked,
@@ -172,5 +174,26 @@ impl<V: Venue> Gateway<V> {
         };
         tracing::info!(?report, "reconciliation finished");
         Ok(report)
+    }
+
+    /// Reconciles if [`crate::GatewayConfig::reconcile_interval`] has passed since the last
+    /// reconciliation (start-up or periodic) at `now`; `None` when not due. A venue-side
+    /// change the polls missed (a fill, a cancel from Kite's console or another client) is
+    /// applied and reported to the engine ([`Gateway::take_reports`]); anything ambiguous
+    /// pauses trading as at start-up. The venue failing is an error; the next call retries
+    /// after another interval.
+    ///
+    /// Caveat: an order Unknown and not at the venue is closed as rejected
+    /// (`ABANDONED_AT_RESTART`) here as at start-up, never resent.
+    pub fn reconcile_if_due(
+        &mut self,
+        now: std::time::Instant,
+    ) -> Result<Option<ReconcileReport>, GatewayError> {
+        if now.saturating_duration_since(self.last_reconcile) < self.cfg.reconcile_interval {
+            return Ok(None);
+        }
+        let r = self.reconcile();
+        self.last_reconcile = now;
+        r.map(Some)
     }
 }

@@ -105,6 +105,13 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     "#,
+    // 2: freeze-quantity slicing. A child order row names its parent (the parent's tag; the
+    // parent has no row of its own: the engine's one order is the sum of its children).
+    r#"
+    ALTER TABLE orders ADD COLUMN parent_client_order_id TEXT;  -- NULL unless a slice child
+    ALTER TABLE orders ADD COLUMN slice_index INTEGER;           -- 0-based, children only
+    CREATE INDEX orders_by_parent ON orders(parent_client_order_id);
+    "#,
 ];
 
 /// The audit query: for one order (`?1` = its tag, `ks` + 16 hex digits), which decision,
@@ -215,11 +222,11 @@ impl Store {
         for (n, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO meta(key, value) VALUES('schema_version', ?1)
                  ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                params![(n + 1).to_string()],
-            )?;
+            )?
+            .execute(params![(n + 1).to_string()])?;
             tx.commit()?;
         }
         Ok(())
@@ -253,11 +260,8 @@ impl Store {
         let tag = tag_for(req.client_order_id);
         let tx = self.conn.transaction()?;
         let existing: Option<String> = tx
-            .query_row(
-                "SELECT state FROM orders WHERE client_order_id=?1",
-                params![tag],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT state FROM orders WHERE client_order_id=?1")?
+            .query_row(params![tag], |r| r.get(0))
             .optional()?;
         if let Some(state) = existing {
             let st = OrderState::parse(&state).ok_or_else(|| StoreError::Corrupt {
@@ -266,46 +270,82 @@ impl Store {
             })?;
             return Ok(Reservation::AlreadyKnown(st));
         }
-        let side = match req.side() {
-            Some(kestrel_engine::Side::Buy) => "BUY",
-            Some(kestrel_engine::Side::Sell) => "SELL",
-            None => "?",
-        };
-        let order_type = req.order_type().map_or("?", crate::kite::order_type_str);
-        let validity = match req.tif() {
-            Some(kestrel_engine::TimeInForce::Ioc) => "IOC",
-            _ => "DAY",
-        };
-        tx.execute(
-            "INSERT INTO orders(client_order_id, decision_id, strategy, instrument_token, exchange,
-                symbol, side, quantity, price, trigger_price, order_type, validity, state,
-                venue_order_id, submit_count, request, created_ns, updated_ns)
-             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,NULL,0,?14,?15,?15)",
-            params![
-                tag,
-                i(req.decision_id),
-                req.strategy,
-                instrument_token,
-                exchange,
-                symbol,
-                side,
-                req.qty,
-                req.price.to_string(),
-                req.trigger_price.to_string(),
-                order_type,
-                validity,
-                OrderState::Reserved.as_str(),
-                bytemuck_bytes(req),
-                i(now),
-            ],
-        )?;
-        tx.execute(
-            "INSERT INTO order_events(client_order_id, decision_id, ts_ns, event, from_state, to_state, detail)
-             VALUES(?1,?2,?3,'RESERVE','','RESERVED','')",
-            params![tag, i(req.decision_id), i(now)],
-        )?;
+        insert_reserved(&tx, req, exchange, symbol, instrument_token, None, now)?;
         tx.commit()?;
         Ok(Reservation::Reserved)
+    }
+
+    /// Reserves every child of a sliced parent in one transaction (all or none), each row
+    /// naming the parent. If the first child is already in the store the parent was seen
+    /// before (a replayed approval, a restart): nothing is written.
+    pub fn reserve_slices(
+        &mut self,
+        parent_client_order_id: u64,
+        children: &[OrderRequest],
+        exchange: &str,
+        symbol: &str,
+        instrument_token: u32,
+        now: UnixNanos,
+    ) -> Result<Reservation, StoreError> {
+        let tx = self.conn.transaction()?;
+        if let Some(first) = children.first() {
+            let tag = tag_for(first.client_order_id);
+            let existing: Option<String> = tx
+                .prepare_cached("SELECT state FROM orders WHERE client_order_id=?1")?
+                .query_row(params![tag], |r| r.get(0))
+                .optional()?;
+            if let Some(state) = existing {
+                let st = OrderState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+                    tag: tag.clone(),
+                    what: format!("state '{state}'"),
+                })?;
+                return Ok(Reservation::AlreadyKnown(st));
+            }
+        }
+        for (k, c) in children.iter().enumerate() {
+            insert_reserved(
+                &tx,
+                c,
+                exchange,
+                symbol,
+                instrument_token,
+                Some((parent_client_order_id, k as u32)),
+                now,
+            )?;
+        }
+        tx.commit()?;
+        Ok(Reservation::Reserved)
+    }
+
+    /// Every slice child in the store: `(parent, child, slice index)`, by parent then index.
+    pub fn slice_children(&self) -> Result<Vec<(u64, u64, u32)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT parent_client_order_id, client_order_id, slice_index FROM orders
+             WHERE parent_client_order_id IS NOT NULL ORDER BY parent_client_order_id, slice_index",
+        )?;
+        let rows: Vec<(String, String, u32)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(p, c, k)| {
+                let id = |t: &str| {
+                    crate::idempotency::client_order_id_from_tag(t).ok_or_else(|| {
+                        StoreError::Corrupt {
+                            tag: c.clone(),
+                            what: format!("slice tag '{t}'"),
+                        }
+                    })
+                };
+                Ok((id(&p)?, id(&c)?, k))
+            })
+            .collect()
+    }
+
+    /// Copies the write-ahead log into the database file and truncates it (shutdown).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Records one transition (and, for a fill, the fill row) in one transaction.
@@ -325,9 +365,11 @@ impl Store {
         let tag = tag_for(req.client_order_id);
         let tx = self.conn.transaction()?;
         if let Some(f) = fill {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO fills(trade_id, client_order_id, decision_id, venue_order_id, quantity,
                     price, venue_ts_ns, recorded_ns) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+            )?
+            .execute(
                 params![
                     f.trade_id,
                     tag,
@@ -341,14 +383,22 @@ impl Store {
             )?;
         }
         let submitted = i64::from(event == EventKind::Submit);
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE orders SET state=?2, updated_ns=?3, submit_count=submit_count+?4,
                 venue_order_id=COALESCE(?5, venue_order_id) WHERE client_order_id=?1",
-            params![tag, to.as_str(), i(now), submitted, venue_order_id.map(i)],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![
+            tag,
+            to.as_str(),
+            i(now),
+            submitted,
+            venue_order_id.map(i)
+        ])?;
+        tx.prepare_cached(
             "INSERT INTO order_events(client_order_id, decision_id, ts_ns, event, from_state, to_state, detail)
              VALUES(?1,?2,?3,?4,?5,?6,?7)",
+        )?
+        .execute(
             params![
                 tag,
                 i(req.decision_id),
@@ -542,6 +592,66 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// Inserts one RESERVED row and its first event inside `tx`.
+fn insert_reserved(
+    tx: &rusqlite::Transaction<'_>,
+    req: &OrderRequest,
+    exchange: &str,
+    symbol: &str,
+    instrument_token: u32,
+    parent: Option<(u64, u32)>,
+    now: UnixNanos,
+) -> Result<(), StoreError> {
+    let tag = tag_for(req.client_order_id);
+    let side = match req.side() {
+        Some(kestrel_engine::Side::Buy) => "BUY",
+        Some(kestrel_engine::Side::Sell) => "SELL",
+        None => "?",
+    };
+    let order_type = req.order_type().map_or("?", crate::kite::order_type_str);
+    let validity = match req.tif() {
+        Some(kestrel_engine::TimeInForce::Ioc) => "IOC",
+        _ => "DAY",
+    };
+    tx.prepare_cached(
+        "INSERT INTO orders(client_order_id, decision_id, strategy, instrument_token, exchange,
+                symbol, side, quantity, price, trigger_price, order_type, validity, state,
+                venue_order_id, submit_count, request, created_ns, updated_ns)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,NULL,0,?14,?15,?15)",
+    )?
+    .execute(params![
+        tag,
+        i(req.decision_id),
+        req.strategy,
+        instrument_token,
+        exchange,
+        symbol,
+        side,
+        req.qty,
+        req.price.to_string(),
+        req.trigger_price.to_string(),
+        order_type,
+        validity,
+        OrderState::Reserved.as_str(),
+        bytemuck_bytes(req),
+        i(now),
+    ])?;
+    tx.prepare_cached(
+            "INSERT INTO order_events(client_order_id, decision_id, ts_ns, event, from_state, to_state, detail)
+             VALUES(?1,?2,?3,'RESERVE','','RESERVED','')",
+        )?
+        .execute(
+            params![tag, i(req.decision_id), i(now)],
+        )?;
+    if let Some((p, k)) = parent {
+        tx.prepare_cached(
+            "UPDATE orders SET parent_client_order_id=?2, slice_index=?3 WHERE client_order_id=?1",
+        )?
+        .execute(params![tag, tag_for(p), k])?;
+    }
+    Ok(())
 }
 
 fn bytemuck_bytes(req: &OrderRequest) -> Vec<u8> {

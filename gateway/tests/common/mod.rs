@@ -34,8 +34,14 @@ impl Sim {
     }
 
     pub fn start_with(cfg: RestConfig) -> Sim {
+        Sim::start_with_instruments(cfg, InstrumentTable::nse_default())
+    }
+
+    /// The simulator over `instruments` (e.g. [`with_freeze`]): its rules (freeze
+    /// quantity included) are enforced at the venue.
+    pub fn start_with_instruments(cfg: RestConfig, instruments: InstrumentTable) -> Sim {
         let venue: SharedVenue = Arc::new(Mutex::new(PaperVenue::new(
-            InstrumentTable::nse_default(),
+            instruments,
             MatchingConfig::default(),
         )));
         let rest = Arc::new(KiteRest::new(cfg, venue.clone()));
@@ -207,6 +213,39 @@ pub fn gateway(url: &str, db: &Path, cfg: GatewayConfig) -> Gateway<KiteClient> 
     let client = KiteClient::new(kc, &creds()).unwrap();
     let store = Store::open(db).unwrap();
     Gateway::new(client, store, InstrumentTable::nse_default(), cfg).unwrap()
+}
+
+/// The default table with RELIANCE's freeze quantity set.
+pub fn with_freeze(freeze: i64) -> InstrumentTable {
+    let mut list: Vec<kestrel_engine::Instrument> = InstrumentTable::nse_default()
+        .iter()
+        .map(|(_, i)| i.clone())
+        .collect();
+    list[RELIANCE.index()].freeze_qty = Qty(freeze);
+    InstrumentTable::new(list).unwrap()
+}
+
+/// A gateway over its own instrument table.
+pub fn gateway_with(
+    url: &str,
+    db: &Path,
+    cfg: GatewayConfig,
+    instruments: InstrumentTable,
+) -> Gateway<KiteClient> {
+    let client = KiteClient::new(KiteConfig::new(url), &creds()).unwrap();
+    let store = Store::open(db).unwrap();
+    Gateway::new(client, store, instruments, cfg).unwrap()
+}
+
+/// Venue orders (status, quantity) carrying one of `tags`, by venue order id.
+pub fn venue_orders(sim: &Sim) -> Vec<(Option<String>, String, i64)> {
+    sim.venue
+        .lock()
+        .unwrap()
+        .orders()
+        .iter()
+        .map(|o| (o.tag.clone(), format!("{:?}", o.status), o.quantity.0))
+        .collect()
 }
 
 pub fn kinds(reports: &[ExecReport]) -> Vec<ExecKind> {
