@@ -711,6 +711,40 @@ mod tests {
     }
 
     #[test]
+    fn upgrades_a_version_1_store_keeping_its_orders_unsliced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES('schema_version', '1')",
+                [],
+            )
+            .unwrap();
+            let tx = c.unchecked_transaction().unwrap();
+            insert_reserved(&tx, &request(5, 10), "NSE", "RELIANCE", 738_561, None, 1).unwrap();
+            tx.commit().unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.load(5).unwrap().unwrap().request, request(5, 10));
+        assert!(s.slice_children().unwrap().is_empty());
+        let kids = [request(7, 3), request(8, 2)];
+        assert_eq!(
+            s.reserve_slices(6, &kids, "NSE", "RELIANCE", 738_561, 2)
+                .unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            s.reserve_slices(6, &kids, "NSE", "RELIANCE", 738_561, 3)
+                .unwrap(),
+            Reservation::AlreadyKnown(OrderState::Reserved)
+        );
+        assert_eq!(s.slice_children().unwrap(), [(6, 7, 0), (6, 8, 1)]);
+    }
+
+    #[test]
     fn reserve_is_idempotent_and_round_trips_the_request() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("gw.sqlite")).unwrap();
