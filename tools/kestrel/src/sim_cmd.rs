@@ -283,6 +283,7 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                 let mut n: u32 = 0;
                 let mut last_drop = Instant::now();
                 let mut held: Option<String> = None;
+                let mut last_ts = wall_now();
                 while !stop.load(Ordering::SeqCst) {
                     // WebSocket faults set through POST /__sim/faults.
                     let mut faults = rest.faults();
@@ -308,6 +309,11 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                     tick.recv_ts = wall_now();
                     let mut v = venue.lock().unwrap_or_else(|p| p.into_inner());
                     v.on_tick(&tick);
+                    if crossed_session_end(last_ts, tick.recv_ts) {
+                        let expired = v.expire_day();
+                        tracing::info!(expired, "NSE session end (15:30 IST): DAY orders expired");
+                    }
+                    last_ts = tick.recv_ts;
                     let updates = v.drain_updates();
                     drop(v);
                     broadcast.publish(&tick);
@@ -393,6 +399,16 @@ fn universe(symbols: Option<&[String]>) -> Result<InstrumentTable> {
     InstrumentTable::new(list).context("--symbols")
 }
 
+/// True when 15:30 IST (the end of NSE's continuous session) lies in `(prev, now]`.
+fn crossed_session_end(prev: u64, now: u64) -> bool {
+    const CLOSE: u64 = (15 * 3600 + 30 * 60) * 1_000_000_000;
+    let day_ns = 86_400 * 1_000_000_000u64;
+    let close_of = |ts: u64| kestrel_engine::clock::ist_day(ts) * day_ns + CLOSE;
+    // The IST close on `now`'s day, as a UTC timestamp.
+    let close = close_of(now).wrapping_sub(kestrel_engine::clock::IST_OFFSET_NS);
+    prev < close && close <= now
+}
+
 fn wall_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -421,6 +437,20 @@ mod tests {
         assert_eq!(t.get(kestrel_engine::InstrumentId(0)).token, 2_953_217);
         let e = universe(Some(&["NOPE".into()])).unwrap_err();
         assert!(format!("{e:#}").contains("unknown symbol 'NOPE'"));
+    }
+
+    #[test]
+    fn day_orders_expire_when_the_clock_crosses_the_ist_close() {
+        // 2026-11-23 15:30 IST = 10:00 UTC.
+        let close = (1_795_392_000 + 10 * 3600) * 1_000_000_000u64;
+        assert!(crossed_session_end(close - 1, close));
+        assert!(crossed_session_end(close - 1_000, close + 1_000));
+        assert!(!crossed_session_end(close, close + 1_000), "only once");
+        assert!(!crossed_session_end(close - 2_000, close - 1_000));
+        assert!(!crossed_session_end(
+            close + 3_600_000_000_000,
+            close + 7_200_000_000_000
+        ));
     }
 
     #[test]
