@@ -81,28 +81,49 @@ fn has_token(list: &str, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Why an HTTP head could not be split off a buffer.
+enum HeadError {
+    TooLarge,
+    /// Not UTF-8; valid up to this byte.
+    NotText(usize),
+}
+
+/// The HTTP head at the start of `buf` (without its blank line) and the bytes it takes,
+/// `None` while the blank line has not arrived, or an error when it is over `max` bytes or
+/// not text. Shared by the client's response check and the server's request parser.
+fn split_head(buf: &[u8], max: usize) -> Result<Option<(&str, usize)>, HeadError> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() > max {
+            Err(HeadError::TooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    let head_len = end + 4;
+    if head_len > max {
+        return Err(HeadError::TooLarge);
+    }
+    let head = std::str::from_utf8(&buf[..end]).map_err(|e| HeadError::NotText(e.valid_up_to()))?;
+    Ok(Some((head, head_len)))
+}
+
 /// Checks the server's response to a request sent with `key`.
 ///
 /// `Ok(None)`: the head is not complete yet, read more. `Ok(Some(n))`: accepted; the head
 /// is `buf[..n]` and any bytes after it are already WebSocket frames.
 pub fn validate_response(buf: &[u8], key: &str) -> Result<Option<usize>, HandshakeError> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        if buf.len() > MAX_RESPONSE_HEAD {
+    let (head, head_len) = match split_head(buf, MAX_RESPONSE_HEAD) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(None),
+        Err(HeadError::TooLarge) => {
             return Err(HandshakeError::HeadTooLarge {
                 max: MAX_RESPONSE_HEAD,
             });
         }
-        return Ok(None);
+        Err(HeadError::NotText(valid_up_to)) => {
+            return Err(HandshakeError::NotText { valid_up_to });
+        }
     };
-    let head_len = end + 4;
-    if head_len > MAX_RESPONSE_HEAD {
-        return Err(HandshakeError::HeadTooLarge {
-            max: MAX_RESPONSE_HEAD,
-        });
-    }
-    let head = std::str::from_utf8(&buf[..end]).map_err(|e| HandshakeError::NotText {
-        valid_up_to: e.valid_up_to(),
-    })?;
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap_or_default();
     check_status(status)?;
@@ -301,23 +322,16 @@ fn percent_decode(s: &str) -> String {
 /// `Ok(None)`: the head is not complete yet, read more. `Ok(Some((request, n)))`: the head
 /// is `buf[..n]` and any bytes after it are already WebSocket frames.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, RequestError> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        if buf.len() > MAX_REQUEST_HEAD {
+    let (head, head_len) = match split_head(buf, MAX_REQUEST_HEAD) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(None),
+        Err(HeadError::TooLarge) => {
             return Err(RequestError::HeadTooLarge {
                 max: MAX_REQUEST_HEAD,
             });
         }
-        return Ok(None);
+        Err(HeadError::NotText(valid_up_to)) => return Err(RequestError::NotText { valid_up_to }),
     };
-    let head_len = end + 4;
-    if head_len > MAX_REQUEST_HEAD {
-        return Err(RequestError::HeadTooLarge {
-            max: MAX_REQUEST_HEAD,
-        });
-    }
-    let head = std::str::from_utf8(&buf[..end]).map_err(|e| RequestError::NotText {
-        valid_up_to: e.valid_up_to(),
-    })?;
     let mut lines = head.split("\r\n");
     let line = lines.next().unwrap_or_default();
     let malformed = || RequestError::MalformedRequestLine {
