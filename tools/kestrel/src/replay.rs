@@ -38,7 +38,7 @@ pub enum FillMode {
 }
 
 /// How long an order takes to reach the venue after the tick that caused it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Latency {
     Constant(Duration),
     /// Drawn from a measured distribution (the latency harness's `.hgrm` output).
@@ -55,7 +55,7 @@ impl Latency {
 }
 
 /// Inverse-CDF sampling from a percentile distribution.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct LatencySampler {
     /// (cumulative fraction, nanoseconds), ascending.
     points: Vec<(f64, u64)>,
@@ -225,13 +225,8 @@ pub fn run(args: &ReplayArgs) -> Result<ReplayOutcome> {
     };
     let (mut in_market_ns, mut last_ts, mut first_ts) = (0u64, 0u64, None::<u64>);
     let mut next_sample = 0u64;
-    let mut latency = match &args.latency {
-        Latency::Constant(d) => Latency::Constant(*d),
-        Latency::Sampled(s) => Latency::Sampled(LatencySampler {
-            points: s.points.clone(),
-            rng: s.rng.clone(),
-        }),
-    };
+    // A copy: each run draws the same latencies from the same seed.
+    let mut latency = args.latency.clone();
 
     let bar = if args.progress {
         let b = ProgressBar::new(records.len() as u64);
