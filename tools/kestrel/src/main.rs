@@ -7,6 +7,7 @@ mod paper;
 mod record_cmd;
 mod replay;
 mod sim_cmd;
+mod snapshot;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,0 +1,142 @@
+//! What the ops thread knows about a running session, published about once a second.
+#![allow(dead_code)] // read by the metrics, control and status code landing next
+//!
+//! One picture serves every reader: the Prometheus endpoint renders it as metrics, `kestrel
+//! ctl status` prints it, and the status line and the alerts read from it. The ops thread
+//! owns the only writer; readers take the lock for the time of a clone. Nothing on the hot
+//! path touches it.
+
+use std::sync::{Arc, Mutex};
+
+use kestrel_engine::{Money, Price, UnixNanos};
+
+/// Shared handle: the ops thread replaces the value, readers clone it.
+pub type SharedSnapshot = Arc<Mutex<OpsSnapshot>>;
+
+pub fn shared(mode: Mode) -> SharedSnapshot {
+    Arc::new(Mutex::new(OpsSnapshot {
+        mode,
+        ..OpsSnapshot::default()
+    }))
+}
+
+/// A copy of the latest snapshot (a poisoned lock still holds the last good value).
+pub fn read(shared: &SharedSnapshot) -> OpsSnapshot {
+    shared.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+pub fn publish(shared: &SharedSnapshot, snapshot: OpsSnapshot) {
+    *shared.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Paper,
+    Live,
+    /// Live market data, strategies running, no orders sent.
+    DryRun,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Paper => "paper",
+            Mode::Live => "live",
+            Mode::DryRun => "dry-run",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct OpsSnapshot {
+    pub mode: Mode,
+    /// When this snapshot was taken (UTC ns); 0 before the first one.
+    pub at: UnixNanos,
+    /// Seconds since the session started.
+    pub uptime_s: u64,
+    /// The risk gate's state: "active", "reduce-only" or "halted".
+    pub trading_state: &'static str,
+    /// Operator pause (persists across restarts).
+    pub paused: bool,
+    /// Kill switch (persists across restarts).
+    pub killed: bool,
+    /// NSE session phase now: "closed", "pre-open", "continuous", "closing", "holiday".
+    pub session_phase: &'static str,
+
+    // market data
+    pub ticks: u64,
+    pub ticks_per_sec: u64,
+    pub decode_errors: u64,
+    pub feed_reconnects: u64,
+    /// Since the last frame from the feed (data or heartbeat); `None` before the first.
+    pub heartbeat_age_ns: Option<u64>,
+    pub feed_connected: bool,
+
+    // orders
+    pub orders_sent: u64,
+    pub fills: u64,
+    /// Orders in the gateway's store by state name ("FILLED", "OPEN", ...).
+    pub orders_by_state: Vec<(String, u64)>,
+    /// Risk rejections by reason name.
+    pub rejects_by_reason: Vec<(&'static str, u64)>,
+    pub venue_rejects: u64,
+    pub incidents: u64,
+
+    // book
+    pub positions: Vec<PositionRow>,
+    pub realised: Money,
+    pub unrealised: Money,
+    pub fees: Money,
+    /// P&L had every fill happened at the price the strategy decided on; `realised +
+    /// unrealised - expected` is the drift (slippage, fees, missed fills).
+    pub expected_pnl: Money,
+
+    /// Tick received → order decided, from the journal's order records.
+    pub tick_to_order: LatencySummary,
+    pub rings: Vec<RingRow>,
+
+    pub journal_path: String,
+    pub store_path: String,
+}
+
+impl OpsSnapshot {
+    pub fn net_pnl(&self) -> Money {
+        Money(self.realised.0 + self.unrealised.0 - self.fees.0)
+    }
+
+    /// Realised P&L against what the signals expected (positive: better than expected).
+    pub fn drift(&self) -> Money {
+        Money(self.net_pnl().0 - self.expected_pnl.0)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PositionRow {
+    pub symbol: String,
+    /// Signed: negative is short.
+    pub qty: i64,
+    pub avg_price: Price,
+    pub last_price: Price,
+    pub unrealised: Money,
+}
+
+/// Nanoseconds; zeros when nothing was measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RingRow {
+    /// "ticks", "orders", "execs", "journal", ...
+    pub name: &'static str,
+    pub occupancy: u64,
+    pub capacity: u64,
+    pub drops: u64,
+}
