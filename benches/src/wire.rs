@@ -800,6 +800,7 @@ fn kestrel_side(
     );
     let mut inputs = EngineInputs {
         control: ctl_rx,
+        operator: None,
         execs: exec_rx,
         ticks: tick_rx,
     };

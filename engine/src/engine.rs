@@ -115,7 +115,11 @@ impl EngineOutput for RingOutput {
 /// The engine's inbound rings, polled by [`Engine::run`] in this order.
 #[derive(Debug)]
 pub struct EngineInputs {
+    /// Connectivity and commands from the feed thread.
     pub control: Consumer<ControlCommand>,
+    /// Operator commands (`kestrel ctl`, restored pause/kill), from the ops side. A second
+    /// ring because each ring has one producer and the feed thread owns the first.
+    pub operator: Option<Consumer<ControlCommand>>,
     pub execs: Consumer<ExecReport>,
     pub ticks: Consumer<Tick>,
 }
@@ -353,6 +357,12 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             while let Some(cmd) = inputs.control.pop() {
                 self.on_control(&cmd, out);
                 work += 1;
+            }
+            if let Some(operator) = inputs.operator.as_mut() {
+                while let Some(cmd) = operator.pop() {
+                    self.on_control(&cmd, out);
+                    work += 1;
+                }
             }
             work += inputs.execs.pop_batch(BATCH, |r| self.on_exec(&r, out));
             work += inputs.ticks.pop_batch(BATCH, |t| {

@@ -75,6 +75,7 @@ fn drive(config: &str) -> (AllocCounts, u64, u64) {
     let (_tick_tx, tick_rx) = channel::<Tick>(16);
     let mut inputs = EngineInputs {
         control: ctl_rx,
+        operator: None,
         execs: exec_rx,
         ticks: tick_rx,
     };

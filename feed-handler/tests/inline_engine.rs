@@ -106,6 +106,7 @@ fn the_engine_thread_polls_the_socket_and_steps_every_tick() {
         let worker = s.spawn(|| {
             let mut inputs = EngineInputs {
                 control: ctl_rx,
+                operator: None,
                 execs: exec_rx,
                 ticks: tick_rx,
             };

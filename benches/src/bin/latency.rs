@@ -271,6 +271,7 @@ fn run_split<R: RiskCheck + Send + 'static>(
             let mut engine = engine;
             let mut inputs = EngineInputs {
                 control: ctl_rx,
+                operator: None,
                 execs: exec_rx,
                 ticks: tick_rx,
             };

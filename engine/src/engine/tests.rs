@@ -359,6 +359,7 @@ fn run_drains_rings_in_order_and_stops_on_shutdown() {
     let (ord_tx, mut ord_rx) = channel::<Approved>(8);
     let mut inputs = EngineInputs {
         control: ctl_rx,
+        operator: None,
         execs: exec_rx,
         ticks: tick_rx,
     };
@@ -402,4 +403,48 @@ fn run_drains_rings_in_order_and_stops_on_shutdown() {
         assert_eq!(e.book().position(A).qty, Qty(2));
         assert_eq!(e.counters().controls, 1);
     });
+}
+
+#[test]
+fn run_takes_operator_commands_from_their_own_ring_before_the_next_tick() {
+    use crate::ring::channel;
+    let (_ctl_tx, ctl_rx) = channel::<ControlCommand>(8);
+    let (mut op_tx, op_rx) = channel::<ControlCommand>(8);
+    let (_exec_tx, exec_rx) = channel::<ExecReport>(8);
+    let (mut tick_tx, tick_rx) = channel::<Tick>(8);
+    let (ord_tx, mut ord_rx) = channel::<Approved>(8);
+    let mut inputs = EngineInputs {
+        control: ctl_rx,
+        operator: Some(op_rx),
+        execs: exec_rx,
+        ticks: tick_rx,
+    };
+    let mut out = RingOutput {
+        orders: ord_tx,
+        journal: None,
+    };
+    let mut e = engine_with(vec![buy(A, 1), buy(A, 1)], UncheckedForTestsOnly);
+    // Queued before the engine starts: within one loop turn commands come before ticks.
+    op_tx.push(control(ControlKind::Pause)).unwrap();
+    tick_tx.push(tick(A, 1, 100)).unwrap();
+    op_tx.push(control(ControlKind::Shutdown)).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            e.run(&mut inputs, &mut out, &stop);
+            e
+        });
+        let watchdog = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !h.is_finished() {
+            if std::time::Instant::now() > watchdog {
+                stop.store(true, Ordering::Relaxed);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let e = h.join().unwrap();
+        assert!(e.stop_requested(), "stopped by the operator's Shutdown");
+        assert!(e.control_state().paused);
+        assert_eq!(e.counters().controls, 2);
+    });
+    assert!(ord_rx.pop().is_none(), "paused: the tick placed no entry");
 }

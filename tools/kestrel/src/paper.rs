@@ -188,6 +188,7 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
                 let mut engine = engine;
                 let mut inputs = EngineInputs {
                     control: control_rx,
+                    operator: None,
                     execs: exec_rx,
                     ticks: tick_rx,
                 };
