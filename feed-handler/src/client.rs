@@ -377,6 +377,8 @@ pub struct FeedClient {
     last_frame: Instant,
     up: bool,
     last_error: Option<ClientError>,
+    /// Where [`FeedClient::run`] publishes its counters for other threads, if anyone asked.
+    stats: Option<std::sync::Arc<crate::stats::FeedStats>>,
 }
 
 impl FeedClient {
@@ -476,6 +478,7 @@ impl FeedClient {
             last_frame: now,
             up: false,
             last_error: None,
+            stats: None,
             cfg,
         })
     }
@@ -489,6 +492,25 @@ impl FeedClient {
         let mut c = self.sinks.counters;
         c.unknown_tokens = self.sinks.decoder.counters().unknown_tokens;
         c
+    }
+
+    /// Counters other threads can read while [`FeedClient::run`] runs (published every
+    /// [`crate::stats::PUBLISH_EVERY`]).
+    pub fn shared_stats(&mut self) -> std::sync::Arc<crate::stats::FeedStats> {
+        self.stats.get_or_insert_with(Default::default).clone()
+    }
+
+    fn publish_stats(&self) {
+        if let Some(stats) = &self.stats {
+            let c = self.counters();
+            let last_frame_ns = if c.frames == 0 {
+                0
+            } else {
+                let age = self.last_frame.elapsed().as_nanos() as u64;
+                self.sinks.clock.now().saturating_sub(age)
+            };
+            stats.store(&c, last_frame_ns, self.state == ConnState::Open);
+        }
     }
 
     /// Why the last connection ended or the last attempt failed.
@@ -537,10 +559,16 @@ impl FeedClient {
         } else {
             Duration::from_millis(50)
         };
+        let mut published = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             self.poll_once(Some(timeout));
+            if self.stats.is_some() && published.elapsed() >= crate::stats::PUBLISH_EVERY {
+                published = Instant::now();
+                self.publish_stats();
+            }
         }
         self.close();
+        self.publish_stats();
     }
 
     /// Sends a close (1000) if connected, flushes what it can, and drops the socket. The

@@ -29,6 +29,7 @@ pub mod binance;
 pub mod client;
 pub mod decoder;
 pub mod kite;
+pub mod stats;
 pub mod tls;
 pub mod ws;
 
@@ -38,6 +39,7 @@ pub use client::{
     ClientError, ConnState, FeedClient, FeedConfig, FeedCounters, FeedSinks, SubscriptionMode,
     TEXT_CAPACITY, TextKind, TextRecord,
 };
+pub use stats::{FeedStats, FeedStatsView};
 pub use decoder::{DecodeError, Decoded, Decoder, DecoderCounters};
 pub use kite::{
     DepthLevel, EncodeError, KiteDecoder, KiteMode, KitePacket, MessageWriter, PacketView, Packets,

@@ -236,3 +236,40 @@ fn bad_credentials_report_the_403_and_back_off() {
     assert_eq!(h.stats().connections, 0);
     assert_eq!(rig.control.pop(), None, "never reported up");
 }
+
+#[test]
+fn run_publishes_its_counters_for_other_threads() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = TickerServer::start(TickerConfig::new("k", "t")).unwrap();
+    let h = server.handle();
+    let mut rig = rig(&server, "t", |_| {});
+    let stats = rig.client.shared_stats();
+    assert_eq!(stats.load(), kestrel_feed::FeedStatsView::default());
+    let stop = AtomicBool::new(false);
+    let Rig {
+        mut client,
+        mut ticks,
+        ..
+    } = rig;
+    std::thread::scope(|s| {
+        let feed = s.spawn(|| client.run(&stop, false));
+        let end = Instant::now() + Duration::from_secs(20);
+        let mut sent = false;
+        let mut seen = kestrel_feed::FeedStatsView::default();
+        while Instant::now() < end && seen.ticks < 100 {
+            if !sent && h.stats().mode_messages == 1 {
+                h.publish_batch(&(0..100).map(published).collect::<Vec<_>>());
+                sent = true;
+            }
+            while ticks.pop().is_some() {}
+            seen = stats.load();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+        feed.join().unwrap();
+        assert_eq!(seen.ticks, 100, "{seen:?}");
+        assert!(seen.connected && seen.last_frame_ns > 0, "{seen:?}");
+    });
+    // After `run` returns the connection is closed, and the last copy says so.
+    assert!(!stats.load().connected);
+}
