@@ -408,7 +408,9 @@ pub struct RiskRecord {
     pub reason: u8,
     /// A [`crate::risk::Verdict`] code.
     pub verdict: u8,
-    pub _reserved2: u8,
+    /// For a `StateChange`: the trading state after it, in the risk check's own code
+    /// (kestrel-risk: 0 active, 1 reduce-only, 2 halted). 0 otherwise.
+    pub state_after: u8,
     /// Always [`RecordTag::Risk`].
     pub tag: u8,
 }

@@ -37,6 +37,35 @@ pub enum TradingState {
     Halted,
 }
 
+impl TradingState {
+    /// The code carried in a `StateChange` risk record's `state_after`.
+    pub const fn code(self) -> u8 {
+        match self {
+            TradingState::Active => 0,
+            TradingState::ReduceOnly => 1,
+            TradingState::Halted => 2,
+        }
+    }
+
+    pub const fn from_code(code: u8) -> Option<TradingState> {
+        match code {
+            0 => Some(TradingState::Active),
+            1 => Some(TradingState::ReduceOnly),
+            2 => Some(TradingState::Halted),
+            _ => None,
+        }
+    }
+
+    /// "active", "reduce-only", "halted".
+    pub const fn name(self) -> &'static str {
+        match self {
+            TradingState::Active => "active",
+            TradingState::ReduceOnly => "reduce-only",
+            TradingState::Halted => "halted",
+        }
+    }
+}
+
 /// What the gate keeps across restarts (the gateway's store persists it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PersistedRiskState {
@@ -270,6 +299,7 @@ impl RiskGate {
             instrument,
             reason: reason.code(),
             verdict: Verdict::StateChange.code(),
+            state_after: self.state.trading_state.code(),
             tag: RecordTag::Risk.code(),
             ..RiskRecord::default()
         };

@@ -604,8 +604,12 @@ fn more_than_fifty_orders_in_five_minutes_halts_until_a_manual_resume() {
     assert_eq!(g.trading_state(), TradingState::Halted);
     let e = g.take_event().unwrap();
     assert_eq!(
-        (e.verdict, e.reason),
-        (Verdict::StateChange.code(), RiskReason::BurstHalt.code())
+        (e.verdict, e.reason, TradingState::from_code(e.state_after)),
+        (
+            Verdict::StateChange.code(),
+            RiskReason::BurstHalt.code(),
+            Some(TradingState::Halted)
+        )
     );
     // Time alone does not lift it.
     assert_eq!(
