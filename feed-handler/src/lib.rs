@@ -39,13 +39,13 @@ pub use client::{
     ClientError, ConnState, FeedClient, FeedConfig, FeedCounters, FeedSinks, SubscriptionMode,
     TEXT_CAPACITY, TextKind, TextRecord,
 };
-pub use stats::{FeedStats, FeedStatsView};
 pub use decoder::{DecodeError, Decoded, Decoder, DecoderCounters};
 pub use kite::{
     DepthLevel, EncodeError, KiteDecoder, KiteMode, KitePacket, MessageWriter, PacketView, Packets,
     encode_full, encode_heartbeat, encode_index_full, encode_index_quote, encode_ltp,
     encode_packet, encode_quote, price_to_wire,
 };
+pub use stats::{FeedStats, FeedStatsView};
 pub use ws::{HandshakeError, RequestError, WsError};
 
 /// Any failure of this crate, for callers that handle them together (the feed thread's

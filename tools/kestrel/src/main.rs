@@ -6,6 +6,7 @@ mod journal_cmd;
 mod paper;
 mod record_cmd;
 mod replay;
+mod session;
 mod sim_cmd;
 mod snapshot;
 
@@ -186,7 +187,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let config = Config::load(config.as_deref(), &instruments)?;
             let stop = Arc::new(AtomicBool::new(false));
-            paper::install_ctrl_c(stop.clone())?;
+            session::install_stop_signals(stop.clone())?;
             println!(
                 "kestrel paper: {} on {} instruments for {}; Ctrl-C stops cleanly",
                 config.strategy.name(),
@@ -234,7 +235,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Record { url, out, duration } => {
             let (api_key, access_token) = record_cmd::credentials(|name| std::env::var(name).ok())?;
             let stop = Arc::new(AtomicBool::new(false));
-            paper::install_ctrl_c(stop.clone())?;
+            session::install_stop_signals(stop.clone())?;
             let args = record_cmd::RecordArgs {
                 url,
                 api_key,

@@ -679,17 +679,17 @@ mod tests {
         )
         .unwrap();
         assert!(
-            paper.counters.orders_sent > 0,
+            paper.session.counters.orders_sent > 0,
             "the session must trade: {paper:?}"
         );
-        let recorded: Vec<OrderRequest> = JournalReader::open(&paper.journal_path)
+        let recorded: Vec<OrderRequest> = JournalReader::open(&paper.session.journal_path)
             .unwrap()
             .records()
             .iter()
             .filter_map(|r| r.as_order().copied())
             .collect();
         let replayed = run(&ReplayArgs {
-            journal: paper.journal_path.clone(),
+            journal: paper.session.journal_path.clone(),
             config: config(dir.path()),
             fills: FillMode::Recorded,
             latency: Latency::Constant(Duration::ZERO),
@@ -710,7 +710,7 @@ mod tests {
         };
         let a: Vec<_> = recorded.iter().map(key).collect();
         let b: Vec<_> = replayed.orders.iter().map(key).collect();
-        assert_eq!(a.len(), paper.counters.orders_sent as usize);
+        assert_eq!(a.len(), paper.session.counters.orders_sent as usize);
         assert_eq!(
             a, b,
             "replay must make the same decisions as the recorded session"
@@ -731,7 +731,7 @@ mod tests {
         )
         .unwrap();
         let out = run(&ReplayArgs {
-            journal: paper.journal_path.clone(),
+            journal: paper.session.journal_path.clone(),
             config: config(dir.path()),
             fills: FillMode::Simulated,
             latency: Latency::Constant(Duration::from_micros(200)),
@@ -740,7 +740,7 @@ mod tests {
             progress: false,
         })
         .unwrap();
-        assert_eq!(out.summary.ticks, paper.counters.ticks);
+        assert_eq!(out.summary.ticks, paper.session.counters.ticks);
         assert!(
             out.summary.orders > 0 && out.summary.fills > 0,
             "{:?}",

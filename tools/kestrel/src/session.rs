@@ -1,0 +1,886 @@
+//! One trading session: the feed, the pinned engine, the gateway and the ops loop, wired to
+//! a Kite-speaking venue. `kestrel paper` points it at the in-process simulator, `kestrel
+//! run` at Kite itself; everything else is the same code.
+//!
+//! ```text
+//!  venue ── ws(s):// Kite binary ticks ──► [feed thread] ──Tick──► [engine, pinned]
+//!    ▲                                         └─Connectivity──►      │  ▲
+//!    │                                                  operator ring ┘  │ ExecReport
+//!    └──── http(s):// Kite REST ◄── [gateway thread] ◄──Approved─────────┘
+//!                                                   engine ──JournalRecord──► [ops: this thread]
+//! ```
+//!
+//! Start-up order: open the store, read what it persisted (pause, kill switch, the day's
+//! fills, the next decision sequence), reconcile with the venue, and only then start the
+//! threads. Restored pause/kill reach the engine on its operator ring before the first tick.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use kestrel_engine::clock::ist_day;
+use kestrel_engine::engine::{EngineCounters, EngineInputs, RingOutput};
+use kestrel_engine::records::ExecKind;
+use kestrel_engine::ring::{Consumer, channel};
+use kestrel_engine::risk::Verdict;
+use kestrel_engine::strategy::BuiltIn;
+use kestrel_engine::{
+    Approved, Clock, ControlCommand, ControlKind, Engine, ExecReport, InstrumentTable,
+    JournalRecord, LiveClock, Money, Portfolio, Price, Qty, RiskReason, Tick, UnixNanos,
+};
+use kestrel_feed::{FeedClient, FeedConfig, FeedSinks};
+use kestrel_gateway::{
+    Credentials, Gateway, GatewayConfig, KiteClient, KiteConfig, ReconcileOutcome, Store, Venue,
+};
+use kestrel_journal::{RollOptions, RollingJournal};
+use kestrel_risk::{RiskGate, TradingState};
+
+use crate::config::Config;
+use crate::snapshot::{self, LatencySummary, Mode, OpsSnapshot, PositionRow, SharedSnapshot};
+
+/// Where the venue is and who we are there.
+pub struct VenueLink {
+    /// `http://host:port` or `https://host`.
+    pub rest_url: String,
+    /// `ws://host:port` or `wss://host`.
+    pub ws_url: String,
+    pub credentials: Credentials,
+    /// Kite `product` for placements ("MIS", "CNC", "NRML").
+    pub product: &'static str,
+}
+
+pub struct SessionArgs {
+    pub mode: Mode,
+    pub config: Config,
+    pub venue: VenueLink,
+    /// The gateway's SQLite store (kept across restarts for live trading).
+    pub store_path: PathBuf,
+    /// `None`: until stopped.
+    pub duration: Option<Duration>,
+    /// Print the live status line.
+    pub status: bool,
+    /// Cancel open orders at the venue on the way out.
+    pub cancel_open_on_exit: bool,
+    pub snapshot: SharedSnapshot,
+    /// Runs once when the session decides to stop, before the threads stop (paper: stops
+    /// the simulated market so that the last orders settle).
+    pub on_stopping: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// What a session did, for the summary and for tests.
+pub struct SessionReport {
+    pub counters: EngineCounters,
+    /// Ticks the feed decoded (pushed or dropped).
+    pub ticks_received: u64,
+    pub ticks_dropped: u64,
+    pub realised: Money,
+    pub unrealised: Money,
+    pub fees: Money,
+    /// P&L had every fill been at the price the strategy decided on.
+    pub expected_pnl: Money,
+    pub open_positions: usize,
+    pub rejects_by_reason: Vec<(RiskReason, u64)>,
+    pub trading_state: TradingState,
+    /// Tick received → order decided, nanoseconds (engine clock, journal records).
+    pub decision_latency: Histogram<u64>,
+    /// The engine's net position per instrument (table order).
+    pub engine_positions: Vec<i64>,
+    /// The venue's net positions at the end (table order); `None` in a dry run or when the
+    /// venue could not be asked.
+    pub venue_positions: Option<Vec<i64>>,
+    pub gateway_incidents: u64,
+    pub store_path: PathBuf,
+    pub journal_records: u64,
+    pub journal_dropped: u64,
+    pub journal_errors: u64,
+    pub journal_path: PathBuf,
+    pub restored: Restored,
+    pub elapsed: Duration,
+}
+
+impl SessionReport {
+    pub fn positions_match(&self) -> bool {
+        self.venue_positions.as_deref() == Some(&self.engine_positions)
+    }
+}
+
+impl std::fmt::Debug for SessionReport {
+    /// Counts only: the histograms are summarised, not dumped.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionReport")
+            .field("counters", &self.counters)
+            .field("ticks_received", &self.ticks_received)
+            .field("ticks_dropped", &self.ticks_dropped)
+            .field("engine_positions", &self.engine_positions)
+            .field("venue_positions", &self.venue_positions)
+            .field("gateway_incidents", &self.gateway_incidents)
+            .field("rejects_by_reason", &self.rejects_by_reason)
+            .field("trading_state", &self.trading_state)
+            .field("restored", &self.restored)
+            .field("decisions_timed", &self.decision_latency.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the store carried over from an earlier run of the same store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub paused: bool,
+    pub killed: bool,
+    /// Today's fills replayed into the engine's book.
+    pub fills: usize,
+    pub first_decision_seq: u64,
+}
+
+/// The gateway store's keys for the operator's switches.
+pub const PAUSED_KEY: &str = "paused";
+pub const KILL_KEY: &str = "kill_switch";
+
+pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
+    let table = InstrumentTable::nse_default();
+    let config = &args.config;
+    let clock = LiveClock::new();
+    let dry_run = args.mode == Mode::DryRun;
+
+    // The store first: what the last run left decides how this one starts.
+    if let Some(dir) = args.store_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let store = Store::open(&args.store_path)
+        .with_context(|| format!("opening the order store {}", args.store_path.display()))?;
+    let (restored, restore_fills) = restore(&store, &table, config, clock.now())?;
+
+    let (tick_tx, tick_rx) = channel::<Tick>(1 << 16);
+    let (order_tx, order_rx) = channel::<Approved>(1 << 12);
+    let (mut exec_tx, exec_rx) = channel::<ExecReport>(1 << 12);
+    let (control_tx, control_rx) = channel::<ControlCommand>(64);
+    let (mut operator_tx, operator_rx) = channel::<ControlCommand>(64);
+    let (journal_tx, journal_rx) = channel::<JournalRecord>(1 << 18);
+
+    // The book as the store knows it, before any report from this run.
+    for r in &restore_fills {
+        exec_tx
+            .push(*r)
+            .map_err(|_| anyhow::anyhow!("more than 4096 fills to restore: not supported"))?;
+    }
+    let now = clock.now();
+    if restored.paused {
+        let _ = operator_tx.push(ControlCommand::new(ControlKind::Pause, now));
+    }
+    if restored.killed {
+        let _ = operator_tx.push(ControlCommand::new(ControlKind::Kill, now));
+    }
+
+    let gateway = if dry_run {
+        drop(store);
+        None
+    } else {
+        Some(start_gateway(&args, store, &table)?)
+    };
+
+    let mut engine_config = config.engine_config();
+    engine_config.first_decision_seq = restored.first_decision_seq;
+    if engine_config.core.is_none() {
+        let cores = core_count();
+        engine_config.core = (cores > 1).then(|| cores - 1);
+    }
+    let capital = engine_config.capital;
+    let engine = Engine::new(
+        BuiltIn::new(&config.strategy, &table),
+        RiskGate::new(&config.risk, &table, capital),
+        clock.clone(),
+        table.clone(),
+        engine_config,
+    );
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + d);
+
+    let engine_stop = Arc::new(AtomicBool::new(false));
+    let gateway_stop = Arc::new(AtomicBool::new(false));
+    let feed_stop = Arc::new(AtomicBool::new(false));
+    let engine_thread = {
+        let engine_stop = engine_stop.clone();
+        thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                let mut engine = engine;
+                let mut inputs = EngineInputs {
+                    control: control_rx,
+                    operator: Some(operator_rx),
+                    execs: exec_rx,
+                    ticks: tick_rx,
+                };
+                let mut out = RingOutput {
+                    orders: order_tx,
+                    journal: Some(journal_tx),
+                };
+                engine.run(&mut inputs, &mut out, &engine_stop);
+                engine
+            })?
+    };
+    let (gateway_thread, mut dry_orders) = match gateway {
+        Some(mut gateway) => {
+            let gateway_stop = gateway_stop.clone();
+            let mut order_rx = order_rx;
+            let t = thread::Builder::new()
+                .name("gateway".into())
+                .spawn(move || {
+                    gateway.flush(&mut exec_tx);
+                    let result = gateway.run(&mut order_rx, &mut exec_tx, &gateway_stop);
+                    (gateway, exec_tx, result)
+                })?;
+            (Some(t), None)
+        }
+        None => (None, Some(order_rx)),
+    };
+    let tokens: Vec<u32> = table.iter().map(|(_, i)| i.token).collect();
+    let creds = &args.venue.credentials;
+    let mut feed = FeedClient::new(
+        FeedConfig::new(
+            &args.venue.ws_url,
+            creds.api_key.expose(),
+            creds.access_token.expose(),
+            &tokens,
+        ),
+        table.clone(),
+        FeedSinks {
+            ticks: tick_tx,
+            texts: None,
+            control: Some(control_tx),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("starting the feed client: {e}"))?;
+    let feed_stats = feed.shared_stats();
+    let feed_thread = {
+        let feed_stop = feed_stop.clone();
+        thread::Builder::new().name("feed".into()).spawn(move || {
+            feed.run(&feed_stop, false);
+            feed
+        })?
+    };
+
+    // The ops loop: drain the journal, keep a mirror of the book, publish the snapshot.
+    let journal_dir = config.storage.journal_dir();
+    let journal = RollingJournal::open(&journal_dir, &table, clock.now(), &RollOptions::default())
+        .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;
+    let mut ops = Ops::new(&table, capital, journal, &restore_fills, restored);
+    let store_reader = StoreReader::open(&args.store_path);
+    let mut next_status = Instant::now() + Duration::from_secs(1);
+    let mut journal_rx = journal_rx;
+    let mut dry_orders_seen = 0u64;
+    let publish = |ops: &mut Ops, dry_orders_seen: u64| {
+        let mut s = ops.snapshot(args.mode, &clock, started.elapsed(), &feed_stats.load());
+        s.orders_by_state = store_reader.orders_by_state();
+        if dry_run {
+            s.orders_by_state = vec![("NOT SENT (dry run)".into(), dry_orders_seen)];
+        }
+        s.store_path = args.store_path.display().to_string();
+        snapshot::publish(&args.snapshot, s);
+    };
+    publish(&mut ops, 0);
+    while deadline.is_none_or(|d| Instant::now() < d)
+        && !stop.load(Ordering::Relaxed)
+        && !engine_thread.is_finished()
+    {
+        let mut work = ops.drain(&mut journal_rx);
+        if let Some(rx) = dry_orders.as_mut() {
+            // A dry run sends nothing: the orders are journaled by the engine and dropped here.
+            let n = rx.pop_batch(usize::MAX, |_| {});
+            dry_orders_seen += n as u64;
+            work += n;
+        }
+        if work == 0 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        if Instant::now() >= next_status {
+            next_status += Duration::from_secs(1);
+            publish(&mut ops, dry_orders_seen);
+            if args.status {
+                print_status(&snapshot::read(&args.snapshot));
+            }
+        }
+    }
+    if let Some(hook) = args.on_stopping.take() {
+        hook();
+    }
+    // Give the gateway a few polls to learn the last fills, then stop the engine (it applies
+    // queued reports on the way out), the gateway and the feed.
+    let settle = Instant::now() + Duration::from_millis(600);
+    while Instant::now() < settle {
+        ops.drain(&mut journal_rx);
+        thread::sleep(Duration::from_millis(5));
+    }
+    engine_stop.store(true, Ordering::Relaxed);
+    let engine = engine_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+    gateway_stop.store(true, Ordering::Relaxed);
+    let mut gateway_incidents = 0;
+    let mut venue_positions = None;
+    if let Some(t) = gateway_thread {
+        let (mut gateway, _exec_tx, result) = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("the gateway thread panicked"))?;
+        result.map_err(|e| anyhow::anyhow!("the gateway stopped with an error: {e}"))?;
+        if args.cancel_open_on_exit {
+            let r = gateway.shutdown(true, Duration::from_secs(10));
+            if !r.still_open.is_empty() {
+                tracing::error!(
+                    still_open = r.still_open.len(),
+                    "orders still working at the venue after the shutdown deadline: check them with the broker"
+                );
+            }
+        }
+        gateway_incidents = gateway.counters().incidents;
+        venue_positions = match gateway.venue_mut().positions() {
+            Ok(p) => Some(net_positions(&table, &p)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the venue's positions at the end");
+                None
+            }
+        };
+    }
+    feed_stop.store(true, Ordering::Relaxed);
+    let feed = feed_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the feed thread panicked"))?;
+    ops.drain(&mut journal_rx);
+    ops.journal.sync().context("syncing the journal to disk")?;
+    publish(&mut ops, dry_orders_seen);
+    if args.status {
+        println!();
+    }
+
+    let book = engine.book();
+    let fc = feed.counters();
+    Ok(SessionReport {
+        counters: *engine.counters(),
+        ticks_received: fc.ticks + fc.ring_full,
+        ticks_dropped: fc.ring_full,
+        engine_positions: book.positions().map(|(_, p)| p.qty.0).collect(),
+        venue_positions,
+        gateway_incidents,
+        store_path: args.store_path.clone(),
+        realised: book.realised(),
+        unrealised: book.unrealised(),
+        fees: book.fees(),
+        expected_pnl: ops.expected_pnl(),
+        open_positions: book.positions().filter(|(_, p)| !p.qty.is_zero()).count(),
+        rejects_by_reason: ops.rejects_by_reason(),
+        trading_state: engine.risk().trading_state(),
+        decision_latency: ops.decision_latency,
+        journal_records: ops.records,
+        journal_errors: ops.journal_errors,
+        journal_path: ops.journal.current_path().to_path_buf(),
+        journal_dropped: engine.counters().journal_dropped,
+        restored,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn start_gateway(
+    args: &SessionArgs,
+    store: Store,
+    table: &InstrumentTable,
+) -> Result<Gateway<KiteClient>> {
+    let mut kite_config = KiteConfig::new(args.venue.rest_url.clone());
+    kite_config.product = args.venue.product;
+    let kite = KiteClient::new(kite_config, &args.venue.credentials)
+        .map_err(|e| anyhow::anyhow!("the venue's REST API at {}: {e}", args.venue.rest_url))?;
+    let mut gateway = Gateway::new(
+        kite,
+        store,
+        table.clone(),
+        GatewayConfig {
+            poll_interval: Duration::from_millis(100),
+            ..GatewayConfig::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("starting the gateway: {e}"))?;
+    let reconciled = gateway.reconcile().map_err(|e| {
+        anyhow::anyhow!("reconciling with the venue at {}: {e}", args.venue.rest_url)
+    })?;
+    if reconciled.outcome != ReconcileOutcome::Clean {
+        // The reconciliation paused trading in the store; the engine starts paused and the
+        // operator decides (`kestrel ctl status`, then `kestrel ctl resume`).
+        tracing::error!(
+            incidents = reconciled.incidents.len(),
+            store = %args.store_path.display(),
+            "reconciliation found differences it cannot resolve: trading starts paused; \
+             inspect the incidents table, then run `kestrel ctl resume`"
+        );
+    }
+    Ok(gateway)
+}
+
+/// Reads the store's persisted switches and today's fills (IST day of `now`).
+fn restore(
+    store: &Store,
+    table: &InstrumentTable,
+    config: &Config,
+    now: UnixNanos,
+) -> Result<(Restored, Vec<ExecReport>)> {
+    let flag = |key: &str| -> Result<bool> {
+        Ok(store
+            .risk_state(key)
+            .with_context(|| format!("reading {key} from the order store"))?
+            .as_deref()
+            == Some("1"))
+    };
+    let orders = store.all_orders().context("reading the order store")?;
+    let strategy = config.engine.strategy_id as u64;
+    let mut last_seq = 0u64;
+    let mut fills = Vec::new();
+    let today = ist_day(now);
+    for o in &orders {
+        let req = &o.request;
+        if req.decision_id >> 56 == strategy {
+            last_seq = last_seq.max(req.decision_id & ((1 << 56) - 1));
+        }
+        if req.instrument.index() >= table.len() {
+            continue;
+        }
+        let mut leaves = o.fsm.quantity();
+        for f in o.fsm.fills() {
+            if ist_day(f.ts) != today {
+                continue;
+            }
+            leaves = leaves.saturating_sub(f.qty);
+            fills.push(ExecReport::fill(req, f.ts, f.price, f.qty, leaves));
+        }
+    }
+    // Ids must never repeat: a new decision after a restart continues the sequence.
+    let first_decision_seq = last_seq + 1;
+    Ok((
+        Restored {
+            paused: flag(PAUSED_KEY)?,
+            killed: flag(KILL_KEY)?,
+            fills: fills.len(),
+            first_decision_seq,
+        },
+        fills,
+    ))
+}
+
+/// Net quantity per instrument of the table, from the venue's position rows.
+fn net_positions(
+    table: &InstrumentTable,
+    rows: &[kestrel_gateway::venue::VenuePosition],
+) -> Vec<i64> {
+    let mut net = vec![0i64; table.len()];
+    for p in rows {
+        if let Some(id) = table.by_symbol(&p.tradingsymbol) {
+            net[id.index()] += p.quantity;
+        }
+    }
+    net
+}
+
+fn core_count() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 ns .. 60 s at 3 significant figures: bounded and allocated once.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// A second, read-only look at the gateway's store for the snapshot (WAL lets it read while
+/// the gateway writes). `None` when the file cannot be opened: the snapshot then shows no
+/// order states rather than stopping the session.
+struct StoreReader(Option<rusqlite::Connection>);
+
+impl StoreReader {
+    fn open(path: &std::path::Path) -> StoreReader {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        StoreReader(rusqlite::Connection::open_with_flags(path, flags).ok())
+    }
+
+    fn orders_by_state(&self) -> Vec<(String, u64)> {
+        let Some(conn) = &self.0 else {
+            return Vec::new();
+        };
+        let rows = conn
+            .prepare_cached("SELECT state, count(*) FROM orders GROUP BY state ORDER BY state")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            });
+        rows.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "reading order states for the snapshot");
+            Vec::new()
+        })
+    }
+}
+
+/// The ops side of the journal ring: the journal file, a mirror of the book, the counts and
+/// the decision-latency histogram, all from journal records.
+struct Ops {
+    table: InstrumentTable,
+    journal: RollingJournal,
+    ticks: u64,
+    ticks_at_last_snapshot: (u64, Instant),
+    /// Records that could not be written (the first error is logged).
+    journal_errors: u64,
+    book: Portfolio,
+    /// The book had every fill been at the price the strategy decided on (drift).
+    expected: Portfolio,
+    /// Decision price per open order, by client order id (bounded: finished orders leave).
+    decided_at: Vec<(u64, Price)>,
+    records: u64,
+    orders: u64,
+    fills: u64,
+    rejects: u64,
+    rejects_by_reason: [u64; 256],
+    trading_state: TradingState,
+    paused: bool,
+    killed: bool,
+    decision_latency: Histogram<u64>,
+}
+
+impl Ops {
+    fn new(
+        table: &InstrumentTable,
+        capital: Money,
+        journal: RollingJournal,
+        restored_fills: &[ExecReport],
+        restored: Restored,
+    ) -> Ops {
+        let mut ops = Ops {
+            table: table.clone(),
+            journal,
+            ticks: 0,
+            ticks_at_last_snapshot: (0, Instant::now()),
+            journal_errors: 0,
+            book: Portfolio::new(table.len(), capital),
+            expected: Portfolio::new(table.len(), capital),
+            decided_at: Vec::new(),
+            records: 0,
+            orders: 0,
+            fills: 0,
+            rejects: 0,
+            rejects_by_reason: [0; 256],
+            trading_state: TradingState::Active,
+            paused: restored.paused,
+            killed: restored.killed,
+            decision_latency: new_histogram(),
+        };
+        // The engine replays these as exec reports before the first tick; they are not in
+        // this run's journal, so the mirror applies them here.
+        for f in restored_fills {
+            if let Some(side) = f.side() {
+                let qty = Qty(f.qty as i64);
+                ops.book.apply_fill(f.instrument, side, qty, f.price, f.fee);
+                ops.expected
+                    .apply_fill(f.instrument, side, qty, f.price, Money::ZERO);
+            }
+        }
+        ops
+    }
+
+    fn drain(&mut self, journal: &mut Consumer<JournalRecord>) -> usize {
+        journal.pop_batch(usize::MAX, |rec| {
+            self.records += 1;
+            if let Err(e) = self.journal.append(&rec) {
+                if self.journal_errors == 0 {
+                    tracing::error!(error = %e, "journal write failed: records from now on are not stored");
+                }
+                self.journal_errors += 1;
+            }
+            self.apply(&rec);
+        })
+    }
+
+    fn apply(&mut self, rec: &JournalRecord) {
+        if let Some(t) = rec.as_tick() {
+            self.ticks += 1;
+            self.book.mark(t.instrument, t.last_px);
+            self.expected.mark(t.instrument, t.last_px);
+        } else if let Some(o) = rec.as_order() {
+            self.orders += 1;
+            if o.tick_ts != 0 {
+                let _ = self
+                    .decision_latency
+                    .record(o.ts.saturating_sub(o.tick_ts).max(1));
+            }
+            // What the strategy expected to pay: its limit price, or for a market order the
+            // protection price it was sent with.
+            if o.price.0 != 0 && self.decided_at.len() < 100_000 {
+                self.decided_at.push((o.client_order_id, o.price));
+            }
+        } else if let Some(e) = rec.as_exec() {
+            if let (Some(ExecKind::Fill), Some(side)) = (e.kind(), e.side()) {
+                self.fills += 1;
+                let qty = Qty(e.qty as i64);
+                self.book
+                    .apply_fill(e.instrument, side, qty, e.price, e.fee);
+                let decided = self
+                    .decided_at
+                    .iter()
+                    .find(|(id, _)| *id == e.client_order_id)
+                    .map_or(e.price, |(_, p)| *p);
+                self.expected
+                    .apply_fill(e.instrument, side, qty, decided, Money::ZERO);
+            }
+            if e.leaves_qty == 0 {
+                self.decided_at.retain(|(id, _)| *id != e.client_order_id);
+            }
+        } else if let Some(c) = rec.as_control() {
+            match c.kind() {
+                Some(ControlKind::Pause) => self.paused = true,
+                Some(ControlKind::Resume) => self.paused = false,
+                Some(ControlKind::Kill) => self.killed = true,
+                Some(ControlKind::ClearKill) => self.killed = false,
+                _ => {}
+            }
+        } else if let Some(r) = rec.as_risk() {
+            match Verdict::from_code(r.verdict) {
+                Some(Verdict::Reject) => {
+                    self.rejects += 1;
+                    self.rejects_by_reason[r.reason as usize] += 1;
+                }
+                Some(Verdict::StateChange) => {
+                    if let Some(s) = TradingState::from_code(r.state_after) {
+                        self.trading_state = s;
+                    }
+                    let why = RiskReason::from_code(r.reason).map_or("unknown", RiskReason::name);
+                    tracing::warn!(
+                        reason = why,
+                        state = self.trading_state.name(),
+                        observed = r.observed,
+                        limit = r.limit,
+                        "risk state change"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn expected_pnl(&self) -> Money {
+        Money(self.expected.realised().0 + self.expected.unrealised().0)
+    }
+
+    fn rejects_by_reason(&self) -> Vec<(RiskReason, u64)> {
+        RiskReason::ALL
+            .iter()
+            .map(|r| (*r, self.rejects_by_reason[r.code() as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    fn snapshot(
+        &mut self,
+        mode: Mode,
+        clock: &LiveClock,
+        uptime: Duration,
+        feed: &kestrel_feed::FeedStatsView,
+    ) -> OpsSnapshot {
+        let now = clock.now();
+        let (last_ticks, last_at) = self.ticks_at_last_snapshot;
+        let secs = last_at.elapsed().as_secs_f64();
+        let ticks_per_sec = if secs > 0.0 {
+            ((self.ticks - last_ticks) as f64 / secs) as u64
+        } else {
+            0
+        };
+        self.ticks_at_last_snapshot = (self.ticks, Instant::now());
+        let h = &self.decision_latency;
+        let q = |p: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
+        let positions = self
+            .book
+            .positions()
+            .filter(|(_, p)| !p.qty.is_zero())
+            .map(|(id, p)| PositionRow {
+                symbol: self.table.get(id).symbol.clone(),
+                qty: p.qty.0,
+                avg_price: p.avg_price(),
+                last_price: p.mark,
+                unrealised: p.unrealised(),
+            })
+            .collect();
+        OpsSnapshot {
+            mode,
+            at: now,
+            uptime_s: uptime.as_secs(),
+            trading_state: self.trading_state.name(),
+            paused: self.paused,
+            killed: self.killed,
+            session_phase: phase_name(kestrel_risk::session::phase(now)),
+            ticks: self.ticks,
+            ticks_per_sec,
+            decode_errors: feed.decode_errors,
+            feed_reconnects: feed.reconnects,
+            heartbeat_age_ns: (feed.last_frame_ns != 0)
+                .then(|| now.saturating_sub(feed.last_frame_ns)),
+            feed_connected: feed.connected,
+            orders_sent: self.orders,
+            fills: self.fills,
+            orders_by_state: Vec::new(),
+            rejects_by_reason: self
+                .rejects_by_reason()
+                .into_iter()
+                .map(|(r, n)| (r.name(), n))
+                .collect(),
+            venue_rejects: 0,
+            incidents: 0,
+            positions,
+            realised: self.book.realised(),
+            unrealised: self.book.unrealised(),
+            fees: self.book.fees(),
+            expected_pnl: self.expected_pnl(),
+            tick_to_order: LatencySummary {
+                count: h.len(),
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: h.max(),
+            },
+            rings: vec![snapshot::RingRow {
+                name: "ticks",
+                occupancy: 0,
+                capacity: 1 << 16,
+                drops: feed.ring_full,
+            }],
+            journal_path: self.journal.current_path().display().to_string(),
+            store_path: String::new(),
+        }
+    }
+}
+
+fn phase_name(p: kestrel_risk::session::SessionPhase) -> &'static str {
+    use kestrel_risk::session::SessionPhase;
+    match p {
+        SessionPhase::Closed => "closed",
+        SessionPhase::PreOpen => "pre-open",
+        SessionPhase::Continuous => "continuous",
+    }
+}
+
+fn print_status(s: &OpsSnapshot) {
+    let t = &s.tick_to_order;
+    let state = if s.killed {
+        "KILLED"
+    } else if s.paused {
+        "PAUSED"
+    } else {
+        s.trading_state
+    };
+    print!(
+        "\r[{:>4}s] ticks {:>9} ({:>6}/s)  orders {:>6}  fills {:>6}  P&L ₹{:>12}  open {}  decide p50 {:>6} p99 {:>6}  {state}   ",
+        s.uptime_s,
+        s.ticks,
+        s.ticks_per_sec,
+        s.orders_sent,
+        s.fills,
+        s.net_pnl(),
+        s.positions.len(),
+        fmt_ns(t.p50),
+        fmt_ns(t.p99),
+    );
+    let _ = std::io::stdout().flush();
+}
+
+pub fn fmt_ns(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{:.1}µs", ns as f64 / 1e3),
+        _ => format!("{:.1}ms", ns as f64 / 1e6),
+    }
+}
+
+impl SessionReport {
+    /// The end-of-session summary; `venue` adds lines the caller knows (the simulator's).
+    pub fn print(&self, title: &str) {
+        let c = &self.counters;
+        let q = |h: &Histogram<u64>, p: f64| fmt_ns(h.value_at_quantile(p));
+        println!("{title}: summary ({:.1} s)", self.elapsed.as_secs_f64());
+        if self.restored != Restored::default() {
+            let r = &self.restored;
+            println!(
+                "  restored   {} fills from today, next decision #{}, paused {}, kill switch {}",
+                r.fills, r.first_decision_seq, r.paused, r.killed
+            );
+        }
+        println!(
+            "  ticks      received {}  dropped (ring full) {}  handled by engine {}",
+            self.ticks_received, self.ticks_dropped, c.ticks
+        );
+        println!(
+            "  orders     sent {}  risk rejects {}  blocked {}  fills {}",
+            c.orders_sent, c.risk_rejects, c.blocked_by_control, c.fills
+        );
+        if !self.rejects_by_reason.is_empty() {
+            let list: Vec<String> = self
+                .rejects_by_reason
+                .iter()
+                .map(|(r, n)| format!("{} {n}", r.name()))
+                .collect();
+            println!("  rejected   {}", list.join(", "));
+        }
+        println!(
+            "  risk       trading state at the end: {}",
+            self.trading_state.name()
+        );
+        println!(
+            "  P&L        realised ₹{}  unrealised ₹{}  fees ₹{}  open positions {}",
+            self.realised, self.unrealised, self.fees, self.open_positions
+        );
+        let net = Money(self.realised.0 + self.unrealised.0 - self.fees.0);
+        println!(
+            "  drift      expected from signals ₹{}  actual ₹{}  difference ₹{}",
+            self.expected_pnl,
+            net,
+            Money(net.0 - self.expected_pnl.0)
+        );
+        println!(
+            "  latency    tick→decision p50 {} p99 {} p99.9 {} max {}  (n={})",
+            q(&self.decision_latency, 0.5),
+            q(&self.decision_latency, 0.99),
+            q(&self.decision_latency, 0.999),
+            fmt_ns(self.decision_latency.max()),
+            self.decision_latency.len()
+        );
+        let positions = match &self.venue_positions {
+            None => "not checked",
+            Some(_) if self.positions_match() => "match",
+            Some(_) => "DO NOT MATCH",
+        };
+        println!(
+            "  venue      positions {positions} the engine's book; gateway incidents {}; order store {}",
+            self.gateway_incidents,
+            self.store_path.display()
+        );
+        println!(
+            "  journal    {}: {} records written, {} dropped (ring full), {} not stored (write errors)",
+            self.journal_path.display(),
+            self.journal_records - self.journal_errors,
+            self.journal_dropped,
+            self.journal_errors
+        );
+        println!(
+            "             look inside: kestrel journal inspect {}",
+            self.journal_path.display()
+        );
+    }
+}
+
+/// Ctrl-C and SIGTERM set `stop`; every thread watches it.
+pub fn install_stop_signals(stop: Arc<AtomicBool>) -> Result<()> {
+    ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C/SIGTERM handler")
+}
