@@ -23,6 +23,46 @@ pub struct Config {
     pub risk: RiskConfig,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub venue: VenueSection,
+}
+
+/// The live venue (`kestrel run`): Kite Connect's endpoints and how to authenticate.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VenueSection {
+    pub rest_url: String,
+    pub ws_url: String,
+    /// A file of `api_key=...` and `access_token=...` lines, mode 0600. Without it the
+    /// credentials come from KITE_API_KEY and KITE_ACCESS_TOKEN.
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// Kite product for placements: MIS (intraday), CNC (delivery) or NRML.
+    pub product: String,
+    /// Cancel orders still open at the venue when kestrel stops.
+    pub cancel_open_on_exit: bool,
+}
+
+impl Default for VenueSection {
+    fn default() -> Self {
+        VenueSection {
+            rest_url: "https://api.kite.trade".into(),
+            ws_url: "wss://ws.kite.trade".into(),
+            credentials_file: None,
+            product: "MIS".into(),
+            cancel_open_on_exit: true,
+        }
+    }
+}
+
+impl VenueSection {
+    /// The product as the gateway sends it.
+    pub fn product(&self) -> &'static str {
+        match self.product.as_str() {
+            "CNC" => "CNC",
+            "NRML" => "NRML",
+            _ => "MIS",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -125,6 +165,28 @@ impl Config {
                 "paper.tick_rate must be 1..=10000000 ticks per second, got {}",
                 self.paper.tick_rate
             );
+        }
+        if !["MIS", "CNC", "NRML"].contains(&self.venue.product.as_str()) {
+            bail!(
+                "venue.product must be \"MIS\", \"CNC\" or \"NRML\", got {:?}",
+                self.venue.product
+            );
+        }
+        for (key, url, schemes) in [
+            (
+                "venue.rest_url",
+                &self.venue.rest_url,
+                ["http://", "https://"],
+            ),
+            ("venue.ws_url", &self.venue.ws_url, ["ws://", "wss://"]),
+        ] {
+            if !schemes.iter().any(|s| url.starts_with(s)) {
+                bail!(
+                    "{key} must start with {} or {}, got {url:?}",
+                    schemes[0],
+                    schemes[1]
+                );
+            }
         }
         self.strategy.validate(instruments)?;
         self.risk.validate(instruments)?;

@@ -6,6 +6,7 @@ mod journal_cmd;
 mod paper;
 mod record_cmd;
 mod replay;
+mod run_cmd;
 mod session;
 mod sim_cmd;
 mod snapshot;
@@ -46,6 +47,19 @@ enum Command {
         /// Configuration file (default: the built-in config/kestrel.toml).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Trade live against the venue in [venue] (Kite Connect). Credentials from
+    /// KITE_API_KEY and KITE_ACCESS_TOKEN or venue.credentials_file (0600).
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Connect the feed and run the strategies, but send no orders.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after this long (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
     },
     /// Run the Kite-compatible exchange simulator (REST API over a synthetic market); prints
     /// one JSON line with its addresses and credentials when ready.
@@ -204,6 +218,39 @@ fn run(cli: Cli) -> Result<()> {
                 stop,
             )?;
             report.print();
+            Ok(())
+        }
+        Command::Run {
+            config,
+            dry_run,
+            duration,
+        } => {
+            let config = Config::load(Some(&config), &instruments)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            session::install_stop_signals(stop.clone())?;
+            let mode = if dry_run {
+                snapshot::Mode::DryRun
+            } else {
+                snapshot::Mode::Live
+            };
+            println!(
+                "kestrel run ({}): {} on {} instruments via {}; Ctrl-C or SIGTERM stops cleanly",
+                mode.name(),
+                config.strategy.name(),
+                instruments.len(),
+                config.venue.rest_url
+            );
+            let report = run_cmd::run(
+                run_cmd::RunArgs {
+                    config,
+                    dry_run,
+                    duration,
+                    status: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                },
+                stop,
+                snapshot::shared(mode),
+            )?;
+            report.print(&format!("kestrel run ({})", mode.name()));
             Ok(())
         }
         Command::Sim {

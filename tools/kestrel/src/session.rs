@@ -437,6 +437,24 @@ fn restore(
     let mut last_seq = 0u64;
     let mut fills = Vec::new();
     let today = ist_day(now);
+    // The day a fill belongs to: when the store recorded it (venue timestamps may be absent).
+    let recorded_today: std::collections::HashSet<String> = {
+        let mut stmt = store
+            .connection()
+            .prepare("SELECT trade_id, recorded_ns FROM fills")
+            .context("reading fills from the order store")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .context("reading fills from the order store")?;
+        let mut today_ids = std::collections::HashSet::new();
+        for row in rows {
+            let (trade_id, recorded) = row.context("reading a fill row")?;
+            if ist_day(recorded as u64) == today {
+                today_ids.insert(trade_id);
+            }
+        }
+        today_ids
+    };
     for o in &orders {
         let req = &o.request;
         if req.decision_id >> 56 == strategy {
@@ -447,11 +465,10 @@ fn restore(
         }
         let mut leaves = o.fsm.quantity();
         for f in o.fsm.fills() {
-            if ist_day(f.ts) != today {
-                continue;
-            }
             leaves = leaves.saturating_sub(f.qty);
-            fills.push(ExecReport::fill(req, f.ts, f.price, f.qty, leaves));
+            if recorded_today.contains(&f.trade_id) {
+                fills.push(ExecReport::fill(req, now, f.price, f.qty, leaves));
+            }
         }
     }
     // Ids must never repeat: a new decision after a restart continues the sequence.
@@ -809,7 +826,7 @@ impl SessionReport {
         let c = &self.counters;
         let q = |h: &Histogram<u64>, p: f64| fmt_ns(h.value_at_quantile(p));
         println!("{title}: summary ({:.1} s)", self.elapsed.as_secs_f64());
-        if self.restored != Restored::default() {
+        if self.restored.fills > 0 || self.restored.paused || self.restored.killed {
             let r = &self.restored;
             println!(
                 "  restored   {} fills from today, next decision #{}, paused {}, kill switch {}",
@@ -865,6 +882,16 @@ impl SessionReport {
             self.gateway_incidents,
             self.store_path.display()
         );
+        if let Some(venue) = self
+            .venue_positions
+            .as_ref()
+            .filter(|_| !self.positions_match())
+        {
+            println!(
+                "             venue {venue:?} vs engine {:?} (table order)",
+                self.engine_positions
+            );
+        }
         println!(
             "  journal    {}: {} records written, {} dropped (ring full), {} not stored (write errors)",
             self.journal_path.display(),
