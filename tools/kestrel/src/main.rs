@@ -47,6 +47,9 @@ enum Command {
         /// Configuration file (default: the built-in config/kestrel.toml).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Also write the summary as JSON to this file.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
     },
     /// Trade live against the venue in [venue] (Kite Connect). Credentials from
     /// KITE_API_KEY and KITE_ACCESS_TOKEN or venue.credentials_file (0600).
@@ -198,6 +201,7 @@ fn run(cli: Cli) -> Result<()> {
             duration,
             seed,
             config,
+            summary_json,
         } => {
             let config = Config::load(config.as_deref(), &instruments)?;
             let stop = Arc::new(AtomicBool::new(false));
@@ -213,11 +217,16 @@ fn run(cli: Cli) -> Result<()> {
                     duration,
                     seed,
                     config,
-                    status: true,
+                    status: std::io::IsTerminal::is_terminal(&std::io::stdout()),
                 },
                 stop,
             )?;
             report.print();
+            if let Some(path) = summary_json {
+                let json = serde_json::to_string_pretty(&report.to_json(&instruments))?;
+                std::fs::write(&path, json + "\n")
+                    .with_context(|| format!("writing the summary to {}", path.display()))?;
+            }
             Ok(())
         }
         Command::Run {

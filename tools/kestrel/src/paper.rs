@@ -118,6 +118,41 @@ pub fn run_with(
 }
 
 impl PaperReport {
+    /// The summary as JSON (`kestrel paper --summary-json FILE`), for scripts and tests.
+    pub fn to_json(&self, table: &kestrel_engine::InstrumentTable) -> serde_json::Value {
+        let s = &self.session;
+        let by_symbol = |v: &[i64]| -> serde_json::Map<String, serde_json::Value> {
+            table
+                .iter()
+                .map(|(id, i)| (i.symbol.clone(), v[id.index()].into()))
+                .collect()
+        };
+        serde_json::json!({
+            "elapsed_s": s.elapsed.as_secs_f64(),
+            "ticks_received": s.ticks_received,
+            "ticks_handled": s.counters.ticks,
+            "orders_sent": s.counters.orders_sent,
+            "fills": s.counters.fills,
+            "risk_rejects": s.counters.risk_rejects,
+            "venue": {
+                "orders_received": self.orders_received,
+                "trades": self.fills,
+                "rejects": self.venue_rejects,
+                "positions": s.venue_positions.as_deref().map(by_symbol),
+            },
+            "engine_positions": by_symbol(&s.engine_positions),
+            "positions_match": s.positions_match(),
+            "realised": s.realised.to_string(),
+            "unrealised": s.unrealised.to_string(),
+            "fees": s.fees.to_string(),
+            "trading_state": s.trading_state.name(),
+            "gateway_incidents": s.gateway_incidents,
+            "store": s.store_path,
+            "journal": s.journal_path,
+            "journal_records": s.journal_records,
+        })
+    }
+
     pub fn print(&self) {
         self.session.print("kestrel paper");
         println!(

@@ -1,0 +1,113 @@
+//! The README's first command as a subprocess: `kestrel paper --duration 10s`, checked from
+//! what it leaves behind (the summary JSON, the journal, the SQLite store) and its exit code.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use kestrel_engine::ExecKind;
+use kestrel_journal::JournalReader;
+
+const KESTREL: &str = env!("CARGO_BIN_EXE_kestrel");
+
+#[test]
+fn paper_for_ten_seconds_trades_at_the_simulator_and_the_store_agrees_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("paper.toml");
+    let text = include_str!("../../../config/kestrel.toml").replace(
+        "dir = \"kestrel-data\"",
+        &format!("dir = \"{}\"", dir.path().join("data").display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let summary = dir.path().join("summary.json");
+    let child = Command::new(KESTREL)
+        .args(["paper", "--duration", "10s", "--config"])
+        .arg(&config)
+        .arg("--summary-json")
+        .arg(&summary)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning kestrel paper");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("kestrel paper --duration 10s did not exit within 120 s");
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("kestrel paper: summary"), "{stdout}");
+    assert!(
+        !stdout.contains('\r'),
+        "no status line when stdout is not a terminal"
+    );
+
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+    // Ticks flowed, orders were placed and filled at the simulator.
+    assert!(n("ticks_handled") > 5_000, "{s}");
+    assert!(n("orders_sent") > 0, "{s}");
+    assert_eq!(
+        s["venue"]["orders_received"].as_u64(),
+        Some(n("orders_sent")),
+        "{s}"
+    );
+    assert_eq!(s["venue"]["trades"].as_u64(), Some(n("fills")), "{s}");
+    assert!(n("fills") > 0, "{s}");
+
+    // The journal on disk holds those ticks, orders and fills.
+    let journal = JournalReader::open(s["journal"].as_str().unwrap()).unwrap();
+    let records = journal.records();
+    let ticks = records.iter().filter(|r| r.as_tick().is_some()).count() as u64;
+    let orders = records.iter().filter(|r| r.as_order().is_some()).count() as u64;
+    let fills = records
+        .iter()
+        .filter_map(|r| r.as_exec())
+        .filter(|e| e.kind() == Some(ExecKind::Fill))
+        .count() as u64;
+    assert_eq!(
+        (ticks, orders, fills),
+        (n("ticks_handled"), n("orders_sent"), n("fills"))
+    );
+
+    // The store's positions, from its own fills, equal the simulator's.
+    let store = rusqlite::Connection::open(s["store"].as_str().unwrap()).unwrap();
+    let mut stmt = store
+        .prepare(
+            "SELECT o.symbol, sum(CASE o.side WHEN 'BUY' THEN f.quantity ELSE -f.quantity END)
+               FROM fills f JOIN orders o ON o.client_order_id = f.client_order_id
+              GROUP BY o.symbol",
+        )
+        .unwrap();
+    let from_store: BTreeMap<String, i64> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|(_, q): &(String, i64)| *q != 0)
+        .collect();
+    let at_venue: BTreeMap<String, i64> = s["venue"]["positions"]
+        .as_object()
+        .expect("the simulator's positions")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
+        .filter(|(_, q)| *q != 0)
+        .collect();
+    assert!(!at_venue.is_empty(), "{s}");
+    assert_eq!(from_store, at_venue);
+    assert_eq!(s["positions_match"], true, "{s}");
+}
