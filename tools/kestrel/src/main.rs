@@ -3,6 +3,8 @@
 
 mod config;
 mod journal_cmd;
+mod logging;
+mod metrics;
 mod paper;
 mod record_cmd;
 mod replay;
@@ -178,13 +180,14 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,kestrel=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Stderr only for now; the JSON log file goes under [storage] dir once that is wired.
+    let _log = match logging::init(None, false) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
