@@ -13,6 +13,7 @@
 //!   message into ticks without allocating; [`KitePacket`], [`encode_packet`] and
 //!   [`MessageWriter`] write the same layout for tests and the exchange simulator.
 //! * [`tls`]: `wss://`, a rustls session driven by the same non-blocking socket.
+//! * [`url`]: `host[:port][/path]` split for the feed and the gateway's REST client.
 //! * [`ws`]: RFC 6455 in place on byte buffers: frame parsing and encoding, masking,
 //!   reassembly of fragmented messages, close codes, and the opening handshake.
 //!
@@ -31,6 +32,7 @@ pub mod decoder;
 pub mod kite;
 pub mod stats;
 pub mod tls;
+pub mod url;
 pub mod ws;
 
 pub use backoff::{Backoff, BackoffConfig};
@@ -39,13 +41,13 @@ pub use client::{
     ClientError, ConnState, FeedClient, FeedConfig, FeedCounters, FeedSinks, SubscriptionMode,
     TEXT_CAPACITY, TextKind, TextRecord,
 };
-pub use stats::{FeedStats, FeedStatsView};
 pub use decoder::{DecodeError, Decoded, Decoder, DecoderCounters};
 pub use kite::{
     DepthLevel, EncodeError, KiteDecoder, KiteMode, KitePacket, MessageWriter, PacketView, Packets,
     encode_full, encode_heartbeat, encode_index_full, encode_index_quote, encode_ltp,
     encode_packet, encode_quote, price_to_wire,
 };
+pub use stats::{FeedStats, FeedStatsView};
 pub use ws::{HandshakeError, RequestError, WsError};
 
 /// Any failure of this crate, for callers that handle them together (the feed thread's
