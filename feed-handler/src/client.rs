@@ -41,6 +41,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::kite::KiteDecoder;
 use crate::tls::{self, TlsStream};
+use crate::url::{self, Authority};
 use crate::ws::{
     CloseCode, DEFAULT_MAX_PAYLOAD, FrameConfig, HandshakeError, MAX_HEADER_LEN, Message, Opcode,
     Reassembler, WsError, client_key, client_request, encode_close_payload, encode_frame,
@@ -400,17 +401,8 @@ impl FeedClient {
         } else {
             return Err(bad("expected ws://host[:port][/path] or wss://…"));
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("invalid port"))?),
-            None => (authority, if secure { 443 } else { 80 }),
-        };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
+        let Authority { host, port, path } =
+            url::split_authority(rest, if secure { 443 } else { 80 }).map_err(bad)?;
         let tls = if secure {
             Some(TlsSetup {
                 config: tls::client_config(cfg.ca_file.as_deref())?,

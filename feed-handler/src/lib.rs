@@ -13,6 +13,7 @@
 //!   message into ticks without allocating; [`KitePacket`], [`encode_packet`] and
 //!   [`MessageWriter`] write the same layout for tests and the exchange simulator.
 //! * [`tls`]: `wss://`, a rustls session driven by the same non-blocking socket.
+//! * [`url`]: `host[:port][/path]` split for the feed and the gateway's REST client.
 //! * [`ws`]: RFC 6455 in place on byte buffers: frame parsing and encoding, masking,
 //!   reassembly of fragmented messages, close codes, and the opening handshake.
 //!
@@ -31,6 +32,7 @@ pub mod decoder;
 pub mod kite;
 pub mod stats;
 pub mod tls;
+pub mod url;
 pub mod ws;
 
 pub use backoff::{Backoff, BackoffConfig};

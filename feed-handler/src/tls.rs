@@ -199,7 +199,8 @@ pub fn describe(e: &rustls::Error) -> String {
     match e {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
             "certificate error: {e} (the server's certificate is not signed by a trusted \
-             root; for a self-signed server set FeedConfig::ca_file to its CA's PEM file)"
+             root; for a self-signed server set ca_file (FeedConfig, KiteConfig) to its \
+             CA's PEM file)"
         ),
         Error::InvalidCertificate(CertificateError::NotValidForName)
         | Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {

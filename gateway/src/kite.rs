@@ -1,19 +1,19 @@
-//! A Kite Connect v3 REST client: HTTP/1.1 keep-alive over one `std::net::TcpStream`, a
-//! timeout on every read and write, reconnect on error. Plain `http://` only (the simulator,
-//! or a local TLS-terminating proxy in front of `api.kite.trade`).
+//! A Kite Connect v3 REST client: HTTP/1.1 keep-alive over one connection, a timeout on
+//! every read and write, reconnect on error. `https://` (`api.kite.trade`, rustls) or plain
+//! `http://` (the simulator); the connection itself (plain or TLS) is `transport.rs`'s.
 //!
 //! Credentials come from `KITE_API_KEY` / `KITE_ACCESS_TOKEN` or a `0600` file and are held
 //! in [`Secret`]s, which never print.
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kestrel_engine::{OrderType, Price, Side, TimeInForce};
 use serde_json::Value;
 
+use crate::transport::{Connector, Transport, parse_base_url};
 use crate::venue::{
     ModifyOrder, PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus, VenueTrade,
 };
@@ -120,13 +120,18 @@ impl Credentials {
     }
 }
 
-/// Timeouts of the client.
+/// Where the client connects, whom it trusts, its timeouts.
 #[derive(Clone, Debug)]
 pub struct KiteConfig {
-    /// `http://host:port` (no path); the simulator's address in tests.
+    /// `https://host[:port]` (port 443 by default; `https://api.kite.trade` live) or
+    /// `http://host[:port]` (the simulator). No path.
     pub base_url: String,
+    /// TCP connect plus, for `https://`, the TLS handshake.
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
+    /// `https://` only: trust the certificates in this PEM file instead of the
+    /// `webpki-roots` (Mozilla) set, e.g. a test server's self-signed CA.
+    pub ca_file: Option<PathBuf>,
     /// Kite `product` for placements.
     pub product: &'static str,
 }
@@ -137,6 +142,7 @@ impl KiteConfig {
             base_url: base_url.into(),
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(2),
+            ca_file: None,
             product: "MIS",
         }
     }
@@ -145,14 +151,15 @@ impl KiteConfig {
 /// The Kite REST client.
 pub struct KiteClient {
     cfg: KiteConfig,
+    /// The `Host` header: `host`, or `host:port` for a port other than the scheme's.
     host: String,
-    addr: SocketAddr,
+    connector: Connector,
     /// `token api_key:access_token`, built once.
     auth: Secret,
-    conn: Option<BufReader<TcpStream>>,
+    conn: Option<BufReader<Transport>>,
     /// Reusable request buffer.
     buf: Vec<u8>,
-    /// When on, the time each request's `write_all` completed (benchmarks); off by default,
+    /// When on, the time each request's bytes were written (benchmarks); off by default,
     /// and then one untaken branch per request.
     probe_writes: bool,
     last_write_done: Option<std::time::Instant>,
@@ -162,6 +169,7 @@ impl fmt::Debug for KiteClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KiteClient")
             .field("base_url", &self.cfg.base_url)
+            .field("connector", &self.connector)
             .field("auth", &self.auth)
             .field("connected", &self.conn.is_some())
             .finish()
@@ -186,26 +194,12 @@ const fn side_str(s: Side) -> &'static str {
 }
 
 impl KiteClient {
+    /// Checks the base URL, resolves its host and, for `https://`, loads the trusted roots
+    /// (`ca_file` or `webpki-roots`). The first connection opens at the first call.
     pub fn new(cfg: KiteConfig, creds: &Credentials) -> Result<KiteClient, VenueError> {
-        let host = cfg
-            .base_url
-            .strip_prefix("http://")
-            .ok_or_else(|| {
-                VenueError::Protocol(format!(
-                    "base URL {} must start with http:// (TLS is not built in)",
-                    cfg.base_url
-                ))
-            })?
-            .trim_end_matches('/')
-            .to_string();
-        let addr = host
-            .to_socket_addrs()
-            .map_err(|source| VenueError::Io {
-                context: "resolving the base URL",
-                source,
-            })?
-            .next()
-            .ok_or_else(|| VenueError::Protocol(format!("{host} resolves to no address")))?;
+        let url = parse_base_url(&cfg.base_url)?;
+        let host = url.host_header();
+        let connector = Connector::new(&url, &cfg)?;
         Ok(KiteClient {
             auth: Secret(format!(
                 "token {}:{}",
@@ -214,7 +208,7 @@ impl KiteClient {
             )),
             cfg,
             host,
-            addr,
+            connector,
             conn: None,
             buf: Vec::with_capacity(1024),
             probe_writes: false,
@@ -223,31 +217,24 @@ impl KiteClient {
     }
 
     /// Turns on (or off) recording when each request's bytes were fully written to the
-    /// socket ([`KiteClient::last_write_done`]): the end point of the gateway's overhead
-    /// benchmark. Off by default.
+    /// socket ([`KiteClient::last_write_done`]; for `https://`, when the encrypted records
+    /// were): the end point of the gateway's overhead benchmark. Off by default.
     pub fn set_write_timestamps(&mut self, on: bool) {
         self.probe_writes = on;
         self.last_write_done = None;
     }
 
-    /// When the last request's `write_all` returned, if [`KiteClient::set_write_timestamps`]
-    /// is on.
+    /// When the last request's bytes were written (`write_all` and, for TLS, the flush of
+    /// its records returned), if [`KiteClient::set_write_timestamps`] is on.
     pub fn last_write_done(&self) -> Option<std::time::Instant> {
         self.last_write_done
     }
 
-    fn connect(&mut self) -> Result<&mut BufReader<TcpStream>, VenueError> {
+    fn connect(&mut self) -> Result<&mut BufReader<Transport>, VenueError> {
         if self.conn.is_none() {
-            let io = |context| move |source| VenueError::Io { context, source };
-            let s = TcpStream::connect_timeout(&self.addr, self.cfg.connect_timeout)
-                .map_err(io("connecting"))?;
-            s.set_read_timeout(Some(self.cfg.io_timeout))
-                .map_err(io("setting the read timeout"))?;
-            s.set_write_timeout(Some(self.cfg.io_timeout))
-                .map_err(io("setting the write timeout"))?;
-            s.set_nodelay(true).map_err(io("setting TCP_NODELAY"))?;
-            tracing::info!(host = %self.host, "connected to the venue");
-            self.conn = Some(BufReader::new(s));
+            let t = self.connector.connect()?;
+            tracing::info!(host = %self.host, tls = self.connector.is_tls(), "connected to the venue");
+            self.conn = Some(BufReader::new(t));
         }
         Ok(self.conn.as_mut().expect("connected above"))
     }
@@ -291,9 +278,9 @@ impl KiteClient {
         self.buf.extend_from_slice(form.as_bytes());
         let req = std::mem::take(&mut self.buf);
         let result = (|| {
-            let conn = self.connect()?;
-            conn.get_mut()
-                .write_all(&req)
+            let conn = self.connect()?.get_mut();
+            conn.write_all(&req)
+                .and_then(|()| conn.flush())
                 .map_err(|source| VenueError::Io {
                     context: "writing the request",
                     source,
@@ -361,7 +348,7 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 /// (status, Retry-After, body, the server will close the connection).
 type RawResponse = (u16, Option<Duration>, Vec<u8>, bool);
 
-fn read_response(r: &mut BufReader<TcpStream>) -> Result<RawResponse, VenueError> {
+fn read_response(r: &mut impl BufRead) -> Result<RawResponse, VenueError> {
     let io = |context| move |source| VenueError::Io { context, source };
     let lost = || VenueError::Io {
         context: "reading the response",
@@ -423,7 +410,7 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Result<RawResponse, VenueError
     Ok((status, retry_after, body, close))
 }
 
-fn read_chunked(r: &mut BufReader<TcpStream>) -> Result<Vec<u8>, VenueError> {
+fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, VenueError> {
     let io = |context| move |source| VenueError::Io { context, source };
     let mut body = Vec::new();
     loop {

@@ -4,7 +4,8 @@
 //! * [`fsm`]: the order state machine (one transition table).
 //! * [`store`]: SQLite in WAL mode; an order is reserved (committed) before anything leaves.
 //! * [`idempotency`]: client order id ↔ Kite `tag`.
-//! * [`venue`] and [`kite`]: the venue trait and the Kite REST client.
+//! * [`venue`] and [`kite`]: the venue trait and the Kite REST client (`http://` or
+//!   `https://`, over `transport.rs`'s plain or TLS connection).
 //! * [`gateway`]: the gateway thread.
 //! * [`reconcile`]: reconciliation of the store with the venue, at start-up and periodically.
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod idempotency;
 pub mod kite;
 pub mod reconcile;
 pub mod store;
+mod transport;
 pub mod venue;
 
 pub use fsm::{Event, Fill, FsmError, OrderFsm, OrderState};

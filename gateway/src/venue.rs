@@ -120,9 +120,18 @@ pub enum VenueError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake failed: an untrusted or mismatched certificate, or the server
+    /// closed or stalled mid-handshake. `endpoint` is `host:port`. No request was written,
+    /// but it is classed with a failed TCP connect ([`VenueError::Io`]): transient, and for
+    /// a placement the gateway looks the tag up as for any connection failure.
+    #[error("TLS handshake with {endpoint} failed: {reason}")]
+    Tls { endpoint: String, reason: String },
     /// An answer we could not read (not JSON, a missing field).
     #[error("unreadable answer from the venue: {0}")]
     Protocol(String),
+    /// The client's own settings (base URL, CA file) are unusable: fix them and restart.
+    #[error("venue client configuration: {0}")]
+    Config(String),
 }
 
 impl VenueError {
@@ -130,7 +139,10 @@ impl VenueError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            VenueError::RateLimited { .. } | VenueError::Unavailable { .. } | VenueError::Io { .. }
+            VenueError::RateLimited { .. }
+                | VenueError::Unavailable { .. }
+                | VenueError::Io { .. }
+                | VenueError::Tls { .. }
         )
     }
 
@@ -139,7 +151,10 @@ impl VenueError {
     pub fn outcome_unknown(&self) -> bool {
         matches!(
             self,
-            VenueError::Unavailable { .. } | VenueError::Io { .. } | VenueError::Protocol(_)
+            VenueError::Unavailable { .. }
+                | VenueError::Io { .. }
+                | VenueError::Tls { .. }
+                | VenueError::Protocol(_)
         )
     }
 }
