@@ -1,6 +1,7 @@
 //! `kestrel`: the command-line binary that wires the engine to the world.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod config;
 mod journal_cmd;
 mod logging;

@@ -1,0 +1,611 @@
+//! The `[alerts]` table and the secrets it points to.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use kestrel_gateway::Secret;
+use serde::{Deserialize, Deserializer};
+
+use super::http::Url;
+
+/// `[alerts]`: every sink off by default.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// Deliveries per sink in any rolling minute; Critical alerts are never held back.
+    pub max_per_minute: u32,
+    /// The same alert key within this many seconds is sent once; 0 turns de-duplication off.
+    pub dedup_window_s: u64,
+    /// Connect, read and write timeout of every transport, in seconds.
+    pub timeout_s: u64,
+    pub telegram: TelegramSection,
+    pub webhook: WebhookSection,
+    pub email: EmailSection,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        AlertsSection {
+            max_per_minute: 20,
+            dedup_window_s: 300,
+            timeout_s: 5,
+            telegram: TelegramSection::default(),
+            webhook: WebhookSection::default(),
+            email: EmailSection::default(),
+        }
+    }
+}
+
+/// `[alerts.telegram]`: the Bot API's `sendMessage`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramSection {
+    pub enabled: bool,
+    pub base_url: String,
+    /// A user, group or channel id (`-100...`) or `@channelname`; a TOML number works too.
+    #[serde(deserialize_with = "string_or_integer")]
+    pub chat_id: String,
+    /// The environment variable holding the bot token.
+    pub token_env: String,
+    /// A file holding the bot token (mode 0600); used instead of `token_env` when set.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for TelegramSection {
+    fn default() -> Self {
+        TelegramSection {
+            enabled: false,
+            base_url: "https://api.telegram.org".into(),
+            chat_id: String::new(),
+            token_env: "KESTREL_TELEGRAM_TOKEN".into(),
+            token_file: None,
+        }
+    }
+}
+
+/// The JSON shape a webhook expects.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// `{"text": ...}` (Slack incoming webhooks, Mattermost, Rocket.Chat).
+    #[default]
+    Slack,
+    /// `{"content": ...}` (Discord webhooks; 2000 characters at most).
+    Discord,
+}
+
+/// `[alerts.webhook]`: a JSON POST.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSection {
+    pub enabled: bool,
+    /// Its path is a credential: `Debug` and errors show only the scheme and host.
+    pub url: String,
+    pub format: WebhookFormat,
+}
+
+impl fmt::Debug for WebhookSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSection")
+            .field("enabled", &self.enabled)
+            .field("url", &Url::redact(&self.url))
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+/// `[alerts.email]`: SMTP submission.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSection {
+    pub enabled: bool,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// Upgrade the connection with STARTTLS (and refuse a server that does not offer it).
+    pub starttls: bool,
+    pub from: String,
+    pub to: Vec<String>,
+    /// AUTH user name; no AUTH when unset.
+    pub username: Option<String>,
+    /// The environment variable holding the password.
+    pub password_env: String,
+    /// A file holding the password (mode 0600); used instead of `password_env` when set.
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for EmailSection {
+    fn default() -> Self {
+        EmailSection {
+            enabled: false,
+            smtp_host: String::new(),
+            smtp_port: 587,
+            starttls: true,
+            from: String::new(),
+            to: Vec::new(),
+            username: None,
+            password_env: "KESTREL_SMTP_PASSWORD".into(),
+            password_file: None,
+        }
+    }
+}
+
+/// Everything wrong with an `[alerts]` table, one problem per line, each naming its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertsConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for AlertsConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for AlertsConfigError {}
+
+impl AlertsSection {
+    /// True when at least one sink is enabled.
+    pub fn any_enabled(&self) -> bool {
+        self.telegram.enabled || self.webhook.enabled || self.email.enabled
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s)
+    }
+
+    /// Checks every key (a disabled sink's keys are not checked); reads no file or variable.
+    pub fn validate(&self) -> Result<(), AlertsConfigError> {
+        let mut p = Vec::new();
+        if !(1..=10_000).contains(&self.max_per_minute) {
+            p.push(format!(
+                "alerts.max_per_minute: must be 1..=10000, got {}",
+                self.max_per_minute
+            ));
+        }
+        if self.dedup_window_s > 86_400 {
+            p.push(format!(
+                "alerts.dedup_window_s: must be at most 86400 (a day), got {}",
+                self.dedup_window_s
+            ));
+        }
+        if !(1..=120).contains(&self.timeout_s) {
+            p.push(format!(
+                "alerts.timeout_s: must be 1..=120 seconds, got {}",
+                self.timeout_s
+            ));
+        }
+
+        let t = &self.telegram;
+        if t.enabled {
+            let when = "when alerts.telegram.enabled = true";
+            if t.chat_id.trim().is_empty() {
+                p.push(format!("alerts.telegram.chat_id: required {when}"));
+            }
+            if let Err(e) = Url::parse(&t.base_url) {
+                p.push(format!("alerts.telegram.base_url: {e}"));
+            }
+            check_secret_source(
+                &mut p,
+                ("alerts.telegram.token_env", &t.token_env),
+                ("alerts.telegram.token_file", t.token_file.as_deref()),
+            );
+        }
+
+        let w = &self.webhook;
+        if w.enabled {
+            if w.url.trim().is_empty() {
+                p.push("alerts.webhook.url: required when alerts.webhook.enabled = true".into());
+            } else if let Err(e) = Url::parse(&w.url) {
+                p.push(format!("alerts.webhook.url: {e}"));
+            }
+        }
+
+        let e = &self.email;
+        if e.enabled {
+            let when = "when alerts.email.enabled = true";
+            if e.smtp_host.trim().is_empty() {
+                p.push(format!("alerts.email.smtp_host: required {when}"));
+            } else if e
+                .smtp_host
+                .contains(|c: char| c.is_whitespace() || c == '/')
+            {
+                p.push(format!(
+                    "alerts.email.smtp_host: {:?} is not a host name",
+                    e.smtp_host
+                ));
+            }
+            if e.smtp_port == 0 {
+                p.push("alerts.email.smtp_port: must be 1..=65535 (587 for submission)".into());
+            }
+            if e.from.trim().is_empty() {
+                p.push(format!("alerts.email.from: required {when}"));
+            } else if let Err(why) = check_address(&e.from) {
+                p.push(format!("alerts.email.from: {why}"));
+            }
+            if e.to.is_empty() {
+                p.push(format!(
+                    "alerts.email.to: at least one address required {when}"
+                ));
+            }
+            for (i, addr) in e.to.iter().enumerate() {
+                if let Err(why) = check_address(addr) {
+                    p.push(format!("alerts.email.to[{i}]: {why}"));
+                }
+            }
+            if let Some(user) = &e.username {
+                if user.is_empty() || user.contains(['\r', '\n', '\0']) {
+                    p.push(
+                        "alerts.email.username: must be non-empty, on one line (omit it for no \
+                         AUTH)"
+                            .into(),
+                    );
+                }
+                check_secret_source(
+                    &mut p,
+                    ("alerts.email.password_env", &e.password_env),
+                    ("alerts.email.password_file", e.password_file.as_deref()),
+                );
+                if !e.starttls && !is_loopback_host(&e.smtp_host) {
+                    p.push(format!(
+                        "alerts.email.starttls: must be true to send the password to {} \
+                         (plain SMTP with AUTH is allowed to this machine only)",
+                        e.smtp_host
+                    ));
+                }
+            }
+        }
+
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(AlertsConfigError { problems: p })
+        }
+    }
+}
+
+fn check_secret_source(
+    p: &mut Vec<String>,
+    (env_key, env_name): (&str, &str),
+    (file_key, file): (&str, Option<&Path>),
+) {
+    match file {
+        Some(f) if f.as_os_str().is_empty() => {
+            p.push(format!("{file_key}: empty path (omit it to use {env_key})"))
+        }
+        Some(_) => {}
+        None if env_name.trim().is_empty() => p.push(format!(
+            "{env_key}: must name an environment variable (or set {file_key})"
+        )),
+        None => {}
+    }
+}
+
+/// A bare `local@domain` address: no display name, brackets, spaces or line breaks.
+fn check_address(addr: &str) -> Result<(), String> {
+    let ok = addr
+        .split_once('@')
+        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        && !addr.contains(|c: char| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{addr:?} is not a bare e-mail address (expected name@example.com)"
+        ))
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn string_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(i64),
+    }
+    Ok(match Id::deserialize(d)? {
+        Id::Text(s) => s,
+        Id::Number(n) => n.to_string(),
+    })
+}
+
+/// Where a secret comes from: a file (mode 0600 or stricter) when configured, otherwise an
+/// environment variable. `env` looks variables up (the process environment outside tests).
+/// Errors name the key, the variable or the file, never the value.
+pub(crate) fn load_secret(
+    (env_key, env_name): (&str, &str),
+    (file_key, file): (&str, Option<&Path>),
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret> {
+    match file {
+        Some(path) => read_secret_file(file_key, path),
+        None => match env(env_name).map(|v| v.trim().to_string()) {
+            Some(v) if !v.is_empty() => Ok(Secret::new(v)),
+            _ => bail!(
+                "{env_key}: environment variable {env_name} is not set; export it, or set \
+                 {file_key} to a file of mode 0600"
+            ),
+        },
+    }
+}
+
+fn read_secret_file(key: &str, path: &Path) -> Result<Secret> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta =
+        std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{key}: reading {shown}: {e}"))?;
+    if !meta.is_file() {
+        bail!("{key}: {shown} is not a file");
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{key}: {shown} is readable by group or others (mode {mode:o}); secrets must be \
+             private: run `chmod 600 {shown}` and retry"
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{key}: reading {shown}: {e}"))?;
+    let value = text.trim();
+    if value.is_empty() {
+        bail!("{key}: {shown} is empty");
+    }
+    if value.contains(['\r', '\n']) {
+        bail!("{key}: {shown} must hold the secret alone, on one line");
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn parse(text: &str) -> AlertsSection {
+        #[derive(Deserialize)]
+        struct Doc {
+            alerts: AlertsSection,
+        }
+        toml::from_str::<Doc>(text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .alerts
+    }
+
+    fn problems(text: &str) -> String {
+        parse(text)
+            .validate()
+            .expect_err("expected a validation error")
+            .to_string()
+    }
+
+    #[test]
+    fn everything_is_off_by_default_and_valid() {
+        let a = parse("[alerts]\n");
+        assert_eq!(a, AlertsSection::default());
+        assert!(!a.any_enabled());
+        assert_eq!(a.max_per_minute, 20);
+        assert_eq!(a.dedup_window_s, 300);
+        assert_eq!(a.telegram.base_url, "https://api.telegram.org");
+        assert_eq!(a.telegram.token_env, "KESTREL_TELEGRAM_TOKEN");
+        assert_eq!(a.email.smtp_port, 587);
+        assert!(a.email.starttls);
+        assert_eq!(a.email.password_env, "KESTREL_SMTP_PASSWORD");
+        a.validate().unwrap();
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_validates() {
+        let source = include_str!("mod.rs");
+        let start = source.find("//! ```toml\n").expect("a toml example") + 12;
+        let end = start + source[start..].find("//! ```").unwrap();
+        let toml: String = source[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("//!").unwrap_or(l).trim_start_matches(' '))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let a = parse(&toml);
+        a.validate().unwrap();
+        assert!(a.telegram.enabled && a.webhook.enabled && a.email.enabled);
+        assert_eq!(a.telegram.chat_id, "-1001234567890");
+        assert_eq!(a.email.to.len(), 2);
+    }
+
+    #[test]
+    fn a_numeric_chat_id_is_accepted() {
+        let a = parse("[alerts.telegram]\nenabled = true\nchat_id = -100123\n");
+        assert_eq!(a.telegram.chat_id, "-100123");
+        a.validate().unwrap();
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Doc {
+            alerts: AlertsSection,
+        }
+        let e = toml::from_str::<Doc>("[alerts.telegram]\nchatid = 5\n").unwrap_err();
+        assert!(e.to_string().contains("chatid"), "{e}");
+        let e = toml::from_str::<Doc>("[alerts.webhook]\nformat = \"teams\"\n").unwrap_err();
+        assert!(e.to_string().contains("teams"), "{e}");
+    }
+
+    #[test]
+    fn each_broken_key_is_named() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[alerts.telegram]\nenabled = true\n",
+                "alerts.telegram.chat_id: required when alerts.telegram.enabled = true",
+            ),
+            (
+                "[alerts.telegram]\nenabled = true\nchat_id = \"1\"\nbase_url = \"api.telegram.org\"\n",
+                "alerts.telegram.base_url: ",
+            ),
+            (
+                "[alerts.telegram]\nenabled = true\nchat_id = \"1\"\ntoken_env = \"\"\n",
+                "alerts.telegram.token_env: ",
+            ),
+            (
+                "[alerts.webhook]\nenabled = true\n",
+                "alerts.webhook.url: required when alerts.webhook.enabled = true",
+            ),
+            (
+                "[alerts.webhook]\nenabled = true\nurl = \"ftp://x/y\"\n",
+                "alerts.webhook.url: ",
+            ),
+            (
+                "[alerts.email]\nenabled = true\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\n",
+                "alerts.email.smtp_host: required when alerts.email.enabled = true",
+            ),
+            (
+                "[alerts.email]\nenabled = true\nsmtp_host = \"h\"\nto = [\"d@e.f\"]\n",
+                "alerts.email.from: required when alerts.email.enabled = true",
+            ),
+            (
+                "[alerts.email]\nenabled = true\nsmtp_host = \"h\"\nfrom = \"a@b.c\"\n",
+                "alerts.email.to: at least one address required",
+            ),
+            (
+                "[alerts.email]\nenabled = true\nsmtp_host = \"h\"\nfrom = \"a@b.c\"\nto = [\"ok@x.y\", \"Me <me@x.y>\"]\n",
+                "alerts.email.to[1]: ",
+            ),
+            (
+                "[alerts.email]\nenabled = true\nsmtp_host = \"h\"\nsmtp_port = 0\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\n",
+                "alerts.email.smtp_port: ",
+            ),
+            (
+                "[alerts.email]\nenabled = true\nsmtp_host = \"smtp.example.com\"\nstarttls = false\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\nusername = \"u\"\n",
+                "alerts.email.starttls: must be true to send the password",
+            ),
+            ("[alerts]\nmax_per_minute = 0\n", "alerts.max_per_minute: "),
+            (
+                "[alerts]\ndedup_window_s = 100000\n",
+                "alerts.dedup_window_s: ",
+            ),
+            ("[alerts]\ntimeout_s = 0\n", "alerts.timeout_s: "),
+        ];
+        for (text, expected) in cases {
+            let got = problems(text);
+            assert!(
+                got.contains(expected),
+                "{text}\n→ {got}\nexpected {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let got = problems(
+            "[alerts.telegram]\nenabled = true\n[alerts.webhook]\nenabled = true\n[alerts.email]\nenabled = true\n",
+        );
+        for key in [
+            "alerts.telegram.chat_id",
+            "alerts.webhook.url",
+            "alerts.email.smtp_host",
+            "alerts.email.from",
+            "alerts.email.to",
+        ] {
+            assert!(got.contains(key), "{key} missing in:\n{got}");
+        }
+    }
+
+    #[test]
+    fn plain_smtp_with_auth_is_allowed_to_this_machine_only() {
+        let local = "[alerts.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nstarttls = false\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\nusername = \"u\"\n";
+        parse(local).validate().unwrap();
+        let no_auth = "[alerts.email]\nenabled = true\nsmtp_host = \"relay.lan\"\nstarttls = false\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\n";
+        parse(no_auth).validate().unwrap();
+    }
+
+    #[test]
+    fn a_disabled_sink_is_not_checked() {
+        parse("[alerts.email]\nenabled = false\nsmtp_port = 0\n")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_webhook_url_never_shows_in_debug() {
+        let a = parse(
+            "[alerts.webhook]\nenabled = true\nurl = \"https://hooks.slack.com/services/T0/B0/s3cr3tpath\"\n",
+        );
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("s3cr3tpath"), "{shown}");
+        assert!(shown.contains("hooks.slack.com"), "{shown}");
+    }
+
+    fn secret_file(mode: u32, content: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, path)
+    }
+
+    const TOKEN_KEYS: (&str, &str) = ("alerts.telegram.token_env", "KESTREL_TELEGRAM_TOKEN");
+
+    #[test]
+    fn a_secret_file_readable_by_others_is_refused_with_the_fix() {
+        let (_dir, path) = secret_file(0o644, "123:s3cr3t-token\n");
+        let err = load_secret(
+            TOKEN_KEYS,
+            ("alerts.telegram.token_file", Some(&path)),
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        let shown = path.display().to_string();
+        assert!(err.contains("alerts.telegram.token_file"), "{err}");
+        assert!(err.contains(&format!("chmod 600 {shown}")), "{err}");
+        assert!(err.contains("mode 644"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let secret = load_secret(
+            TOKEN_KEYS,
+            ("alerts.telegram.token_file", Some(&path)),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(secret.expose(), "123:s3cr3t-token");
+        assert!(!format!("{secret:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_secret_comes_from_the_environment_when_no_file_is_set() {
+        let env = |k: &str| (k == "KESTREL_TELEGRAM_TOKEN").then(|| "123:abc\n".to_string());
+        let s = load_secret(TOKEN_KEYS, ("alerts.telegram.token_file", None), &env).unwrap();
+        assert_eq!(s.expose(), "123:abc");
+        let err = load_secret(TOKEN_KEYS, ("alerts.telegram.token_file", None), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("KESTREL_TELEGRAM_TOKEN is not set")
+                && err.contains("alerts.telegram.token_file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_file_is_refused() {
+        let (_dir, path) = secret_file(0o600, "\n");
+        let err = load_secret(
+            TOKEN_KEYS,
+            ("alerts.telegram.token_file", Some(&path)),
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is empty"), "{err}");
+    }
+}
