@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod control;
 mod journal_cmd;
 mod paper;
 mod record_cmd;
@@ -128,6 +129,9 @@ enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// Operate a running kestrel through its control socket (<[storage] dir>/kestrel.sock):
+    /// status, pause, resume, kill, flatten.
+    Ctl(control::CtlArgs),
 }
 
 #[derive(Subcommand)]
@@ -309,6 +313,7 @@ fn run(cli: Cli) -> Result<()> {
             } => journal_cmd::export(&journal, out.as_deref(), events),
             JournalCommand::ImportCsv { csv, out } => journal_cmd::import(&csv, &out, &instruments),
         },
+        Command::Ctl(args) => control::run(&args, &instruments),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
