@@ -26,6 +26,8 @@ pub enum FreezeAction {
     Slice,
 }
 
+/// `[risk.session]`: the NSE calendar ([`crate::session::Calendar`]) and whether the gate
+/// enforces it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
@@ -34,6 +36,11 @@ pub struct SessionConfig {
     pub enabled: bool,
     /// Allow orders in the pre-open order-entry window (never stop or IOC orders).
     pub allow_pre_open: bool,
+    /// Exchange holidays, `YYYY-MM-DD` in IST. Replaces the default list (the 2026 NSE
+    /// equity holidays, [`crate::session::NSE_2026_HOLIDAYS`]) when given.
+    pub holidays: Vec<String>,
+    /// Sessions outside the timetable (Muhurat trading); none by default.
+    pub special_sessions: Vec<SpecialSessionConfig>,
 }
 
 impl Default for SessionConfig {
@@ -41,8 +48,26 @@ impl Default for SessionConfig {
         SessionConfig {
             enabled: true,
             allow_pre_open: false,
+            holidays: crate::session::NSE_2026_HOLIDAYS
+                .iter()
+                .map(|(date, _)| date.to_string())
+                .collect(),
+            special_sessions: Vec::new(),
         }
     }
+}
+
+/// One `[[risk.session.special_sessions]]` entry: continuous trading on `date` from `start`
+/// to `end` (IST).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SpecialSessionConfig {
+    /// `YYYY-MM-DD`, IST.
+    pub date: String,
+    /// `HH:MM`, IST.
+    pub start: String,
+    /// `HH:MM`, IST (`24:00` for midnight); after `start`.
+    pub end: String,
 }
 
 /// Overrides for one instrument (by symbol).
@@ -141,11 +166,18 @@ pub struct RiskConfigError {
     pub problem: String,
 }
 
-fn err(key: impl Into<String>, problem: impl Into<String>) -> RiskConfigError {
-    RiskConfigError {
-        key: key.into(),
-        problem: problem.into(),
+impl RiskConfigError {
+    /// `key` without the `risk.` prefix (the message adds it).
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> RiskConfigError {
+        RiskConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
     }
+}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> RiskConfigError {
+    RiskConfigError::new(key, problem)
 }
 
 fn positive(key: &str, v: i64) -> Result<(), RiskConfigError> {
@@ -219,6 +251,7 @@ impl RiskConfig {
                 format!("must be at most 10000, got {}", self.daily_loss_flatten_bps),
             ));
         }
+        crate::session::Calendar::from_config(&self.session)?;
         for (symbol, limits) in &self.instruments {
             if instruments.by_symbol(symbol).is_none() {
                 return Err(err(
@@ -314,6 +347,48 @@ mod tests {
             e,
             "risk.instruments.NOSUCH: unknown symbol (not in the instrument table)"
         );
+    }
+
+    #[test]
+    fn session_holidays_parse_from_toml_and_replace_the_defaults() {
+        let c = check(
+            "[session]\nholidays = [\"2027-01-26\", \"2027-03-22\"]\n\
+             special_sessions = [{ date = \"2027-10-29\", start = \"18:00\", end = \"19:00\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(c.session.holidays, ["2027-01-26", "2027-03-22"]);
+        assert_eq!(c.session.special_sessions.len(), 1);
+        assert!(c.session.enabled, "the other keys keep their defaults");
+        let c = check("[session]\nenabled = false\n").unwrap();
+        assert_eq!(c.session.holidays.len(), 15, "the 2026 list by default");
+    }
+
+    #[test]
+    fn the_shipped_config_documents_the_session_defaults() {
+        let file: toml::Table = toml::from_str(include_str!("../../config/kestrel.toml")).unwrap();
+        let risk: RiskConfig = file["risk"].clone().try_into().unwrap();
+        risk.validate(&InstrumentTable::nse_default()).unwrap();
+        assert_eq!(
+            risk.session,
+            SessionConfig {
+                enabled: false, // paper mode: the synthetic market trades around the clock
+                ..SessionConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_holiday_fails_validation_with_its_index() {
+        assert_eq!(
+            check("[session]\nholidays = [\"2026-01-26\", \"2026-03-03\", \"2026-03-26\", \"2026-3-31\"]\n")
+                .unwrap_err(),
+            "risk.session.holidays[3]: \"2026-3-31\" is not a date: write YYYY-MM-DD (IST), \
+             e.g. \"2026-01-26\""
+        );
+        let e =
+            check("[session]\nspecial_sessions = [{ date = \"2026-11-08\", start = \"18:00\" }]\n")
+                .unwrap_err();
+        assert!(e.contains("missing field `end`"), "{e}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use kestrel_engine::{
 use crate::config::{FreezeAction, LimitAction, RiskConfig};
 use kestrel_engine::clock::ist_day;
 
-use crate::session::{SessionPhase, phase};
+use crate::session::{Calendar, SessionPhase};
 use crate::window::EventWindow;
 
 const MS: u64 = 1_000_000;
@@ -113,6 +113,7 @@ pub struct RiskGate {
     freeze_action: FreezeAction,
     session_enabled: bool,
     allow_pre_open: bool,
+    calendar: Calendar,
     max_tick_age: u64,
     band_bps: i64,
     max_gross: Money,
@@ -185,6 +186,8 @@ impl RiskGate {
             freeze_action: config.freeze_action,
             session_enabled: config.session.enabled,
             allow_pre_open: config.session.allow_pre_open,
+            calendar: Calendar::from_config(&config.session)
+                .expect("RiskGate::new: the config must pass RiskConfig::validate first"),
             max_tick_age: config.max_tick_age_ms * MS,
             band_bps: config.band_bps,
             max_gross: Money::from_units(config.max_gross_exposure),
@@ -244,6 +247,11 @@ impl RiskGate {
     /// What to persist (after every state change, or periodically).
     pub fn persisted(&self) -> PersistedRiskState {
         self.state
+    }
+
+    /// The NSE calendar the session check uses (built from `[risk.session]`).
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
     }
 
     pub fn trading_state(&self) -> TradingState {
@@ -385,9 +393,10 @@ impl RiskGate {
             }
         }
 
-        // 2. Session phase.
+        // 2. Session phase, for exits too (the exchange would refuse them): only the
+        // continuous session, and the pre-open window if allowed. Observed = the phase code.
         if self.session_enabled {
-            match phase(now) {
+            match self.calendar.phase(now) {
                 SessionPhase::Continuous => {}
                 SessionPhase::PreOpen if self.allow_pre_open => {
                     let stop = matches!(otype, OrderType::StopLimit | OrderType::StopMarket);
@@ -395,8 +404,11 @@ impl RiskGate {
                         return reject(RiskReason::SessionClosed, otype.code() as i64, 0);
                     }
                 }
-                SessionPhase::PreOpen | SessionPhase::Closed => {
-                    return reject(RiskReason::SessionClosed, 0, 0);
+                p @ (SessionPhase::PreOpen
+                | SessionPhase::Closed
+                | SessionPhase::Closing
+                | SessionPhase::Holiday) => {
+                    return reject(RiskReason::SessionClosed, p.code() as i64, 0);
                 }
             }
         }

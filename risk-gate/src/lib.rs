@@ -21,5 +21,6 @@ pub mod gate;
 pub mod session;
 pub mod window;
 
-pub use config::{FreezeAction, LimitAction, RiskConfig, RiskConfigError};
+pub use config::{FreezeAction, LimitAction, RiskConfig, RiskConfigError, SessionConfig};
 pub use gate::{PersistedRiskState, RiskGate, TradingState};
+pub use session::{Calendar, IstDate, SessionPhase};

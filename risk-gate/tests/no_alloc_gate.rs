@@ -1,7 +1,7 @@
 //! The hot path allocates nothing with the real risk gate in it: a counting global allocator
 //! watches 1,000,000 ticks go through `Engine::step` with each built-in strategy and a
-//! `RiskGate` whose every check runs (only the session check is off, so that a synthetic
-//! market can trade at any hour). Orders flow out through the order ring, fills come back
+//! `RiskGate` whose every check runs, the NSE calendar included (the market trades on a
+//! Monday morning, in the continuous session). Orders flow out through the order ring, fills come back
 //! through the exec ring and `Engine::on_exec`, and the journal ring is drained as the ops
 //! thread would. The limits let the strategies trade but are tight enough that the gate
 //! both accepts and refuses orders throughout.
@@ -15,7 +15,7 @@ use kestrel_engine::{
     Approved, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId, InstrumentTable,
     JournalRecord, Money, Price, RecordTag, ReplayClock, RequestKind, Tick,
 };
-use kestrel_risk::{RiskConfig, RiskGate, TradingState};
+use kestrel_risk::{Calendar, RiskConfig, RiskGate, TradingState};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -34,7 +34,8 @@ impl Market {
             rng: Rng::new(7),
             px: [1_000 * 100; 5],
             drift: [0; 5],
-            ts: 1_700_000_000_000_000_000,
+            // Monday 2026-11-23 09:30 IST: 1,010,000 ticks 100 µs apart end at 09:31:41.
+            ts: 1_795_406_400_000_000_000,
         }
     }
 
@@ -62,7 +63,7 @@ impl Market {
 /// limit (about two ₹5,000 positions) clips or refuses a third.
 fn gate_config() -> RiskConfig {
     let mut c = RiskConfig::default();
-    c.session.enabled = false;
+    c.session.enabled = true;
     c.orders_per_second = 20;
     c.orders_per_minute = 600;
     c.burst_orders = 100_000;
@@ -197,6 +198,29 @@ fn sma_cross_with_the_risk_gate_steps_a_million_ticks_without_allocating() {
         "kind = \"sma_cross\"\nfast = 5\nslow = 20\nallow_short = true\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
     );
     assert_trades_without_allocating(&o);
+}
+
+#[test]
+fn the_calendar_answers_phase_and_next_change_without_allocating() {
+    let calendar = Calendar::default();
+    // Every 7 minutes through 2026, from 2026-01-01 00:00 IST.
+    let start: u64 = 1_767_205_800_000_000_000;
+    let step = 7 * 60 * 1_000_000_000;
+    let (continuous, counts) = count(|| {
+        let mut continuous = 0u32;
+        let mut t = start;
+        while t < start + 365 * 86_400 * 1_000_000_000 {
+            if std::hint::black_box(calendar.phase(t)) == kestrel_risk::SessionPhase::Continuous {
+                continuous += 1;
+            }
+            std::hint::black_box(calendar.next_change(t));
+            t += step;
+        }
+        continuous
+    });
+    // 2026 has 246 trading days of 375 continuous minutes: about 246 × 375 / 7 samples.
+    assert!((13_000..13_500).contains(&continuous), "{continuous}");
+    assert_eq!(counts, AllocCounts::default());
 }
 
 /// The counter itself must see allocations, or the tests above prove nothing.

@@ -220,6 +220,89 @@ fn session_phases_gate_orders_when_enabled() {
     );
 }
 
+/// The rejection's observed value for a session refusal is the phase code.
+fn session_refusal(d: Decision) -> Option<(RiskReason, i64)> {
+    match d {
+        Decision::Reject(r) => Some((r.reason, r.observed)),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_closing_session_and_holidays_refuse_entries_and_exits_like_closed_hours() {
+    let mut g = gate_with(&config());
+    let mut b = book();
+    long(&mut b, INFY, 10, "1500");
+    let closing = T0 + (5 * 3600 + 45 * 60) * SEC; // Monday 15:45 IST
+    let holiday = T0 + 86_400 * SEC; // Tuesday 2026-11-24, Guru Nanak Jayanti, 10:00 IST
+    let after_close = T0 + (5 * 3600 + 35 * 60) * SEC; // 15:35 IST
+    for (now, phase) in [
+        (closing, SessionPhase::Closing),
+        (holiday, SessionPhase::Holiday),
+        (after_close, SessionPhase::Closed),
+    ] {
+        assert_eq!(g.calendar().phase(now), phase);
+        let code = phase.code() as i64;
+        assert_eq!(
+            session_refusal(check_at(&mut g, &mut market_buy(1), &b, now)),
+            Some((RiskReason::SessionClosed, code)),
+            "entry in {}",
+            phase.name()
+        );
+        // Exits meet the session check too, as before the calendar: the exchange would
+        // refuse them. (A pause or the kill switch never blocks them; the session does.)
+        let mut exit = order(INFY, Side::Sell, 10, OrderType::Market, "");
+        assert_eq!(
+            session_refusal(check_at(&mut g, &mut exit, &b, now)),
+            Some((RiskReason::SessionClosed, code)),
+            "exit in {}",
+            phase.name()
+        );
+        let mut cancel = OrderRequest {
+            kind: RequestKind::CancelAll.code(),
+            ..market_buy(0)
+        };
+        assert_eq!(check_at(&mut g, &mut cancel, &b, now), Decision::Accept);
+    }
+    // The day after the holiday trades.
+    let wednesday = T0 + 2 * 86_400 * SEC;
+    assert_eq!(
+        check_at(&mut g, &mut market_buy(1), &b, wednesday),
+        Decision::Accept
+    );
+}
+
+#[test]
+fn configured_holidays_replace_the_default_list() {
+    let mut cfg = config();
+    cfg.session.holidays = vec!["2026-11-23".into()];
+    let mut g = gate_with(&cfg);
+    assert_eq!(
+        session_refusal(check(&mut g, &mut market_buy(1), &book())),
+        Some((
+            RiskReason::SessionClosed,
+            SessionPhase::Holiday.code() as i64
+        ))
+    );
+    let tuesday = T0 + 86_400 * SEC; // a default holiday, not in this list
+    assert_eq!(
+        check_at(&mut g, &mut market_buy(1), &book(), tuesday),
+        Decision::Accept
+    );
+}
+
+#[test]
+fn the_session_check_is_off_when_disabled_even_on_a_holiday() {
+    let mut cfg = config();
+    cfg.session.enabled = false;
+    let mut g = gate_with(&cfg);
+    let holiday = T0 + 86_400 * SEC;
+    assert_eq!(
+        check_at(&mut g, &mut market_buy(1), &book(), holiday),
+        Decision::Accept
+    );
+}
+
 #[test]
 fn stale_market_data_refuses_entries_at_the_boundary() {
     let mut g = gate_with(&config());

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod config;
+mod control;
 mod journal_cmd;
 mod logging;
 mod metrics;
@@ -149,6 +150,9 @@ enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// Operate a running kestrel through its control socket (<[storage] dir>/kestrel.sock):
+    /// status, pause, resume, kill, flatten.
+    Ctl(control::CtlArgs),
 }
 
 #[derive(Subcommand)]
@@ -370,6 +374,7 @@ fn run(cli: Cli) -> Result<()> {
             } => journal_cmd::export(&journal, out.as_deref(), events),
             JournalCommand::ImportCsv { csv, out } => journal_cmd::import(&csv, &out, &instruments),
         },
+        Command::Ctl(args) => control::run(&args, &instruments),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

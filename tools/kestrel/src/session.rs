@@ -268,7 +268,9 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     let journal_dir = config.storage.journal_dir();
     let journal = RollingJournal::open(&journal_dir, &table, clock.now(), &RollOptions::default())
         .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;
-    let mut ops = Ops::new(&table, capital, journal, &restore_fills, restored);
+    let calendar = kestrel_risk::session::Calendar::from_config(&config.risk.session)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut ops = Ops::new(&table, calendar, capital, journal, &restore_fills, restored);
     let store_reader = StoreReader::open(&args.store_path);
     let mut next_status = Instant::now() + Duration::from_secs(1);
     let mut journal_rx = journal_rx;
@@ -541,6 +543,7 @@ impl StoreReader {
 /// the decision-latency histogram, all from journal records.
 struct Ops {
     table: InstrumentTable,
+    calendar: kestrel_risk::session::Calendar,
     journal: RollingJournal,
     ticks: u64,
     ticks_at_last_snapshot: (u64, Instant),
@@ -565,6 +568,7 @@ struct Ops {
 impl Ops {
     fn new(
         table: &InstrumentTable,
+        calendar: kestrel_risk::session::Calendar,
         capital: Money,
         journal: RollingJournal,
         restored_fills: &[ExecReport],
@@ -572,6 +576,7 @@ impl Ops {
     ) -> Ops {
         let mut ops = Ops {
             table: table.clone(),
+            calendar,
             journal,
             ticks: 0,
             ticks_at_last_snapshot: (0, Instant::now()),
@@ -736,7 +741,7 @@ impl Ops {
             trading_state: self.trading_state.name(),
             paused: self.paused,
             killed: self.killed,
-            session_phase: phase_name(kestrel_risk::session::phase(now)),
+            session_phase: self.calendar.phase(now).name(),
             ticks: self.ticks,
             ticks_per_sec,
             decode_errors: feed.decode_errors,
@@ -776,15 +781,6 @@ impl Ops {
             journal_path: self.journal.current_path().display().to_string(),
             store_path: String::new(),
         }
-    }
-}
-
-fn phase_name(p: kestrel_risk::session::SessionPhase) -> &'static str {
-    use kestrel_risk::session::SessionPhase;
-    match p {
-        SessionPhase::Closed => "closed",
-        SessionPhase::PreOpen => "pre-open",
-        SessionPhase::Continuous => "continuous",
     }
 }
 
