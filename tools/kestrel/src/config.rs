@@ -25,6 +25,10 @@ pub struct Config {
     pub storage: StorageSection,
     #[serde(default)]
     pub venue: VenueSection,
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsSection,
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsSection,
 }
 
 /// The live venue (`kestrel run`): Kite Connect's endpoints and how to authenticate.
@@ -83,6 +87,15 @@ impl Default for StorageSection {
 impl StorageSection {
     pub fn journal_dir(&self) -> std::path::PathBuf {
         self.dir.join("journal")
+    }
+
+    pub fn log_dir(&self) -> std::path::PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// The control socket (`kestrel ctl`).
+    pub fn socket_path(&self) -> std::path::PathBuf {
+        crate::control::default_socket_path(&self.dir)
     }
 }
 
@@ -190,6 +203,8 @@ impl Config {
         }
         self.strategy.validate(instruments)?;
         self.risk.validate(instruments)?;
+        self.metrics.validate()?;
+        self.alerts.validate()?;
         Ok(())
     }
 

@@ -27,7 +27,6 @@
 //! The server serves one connection at a time on its own thread and calls the handler there,
 //! never on the engine's thread; the handler (the session's ops code) decides what each
 //! command does. This file owns the socket, the protocol and the client.
-#![allow(dead_code)] // the server is started by the session's ops code, wired next
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -238,10 +237,6 @@ impl ControlServer {
             identity,
             lock: Some(lock),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Stop accepting, finish or abandon the connection in hand (within about

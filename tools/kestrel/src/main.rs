@@ -7,6 +7,7 @@ mod control;
 mod journal_cmd;
 mod logging;
 mod metrics;
+mod operator;
 mod paper;
 mod record_cmd;
 mod replay;
@@ -185,21 +186,36 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    // Stderr only for now; the JSON log file goes under [storage] dir once that is wired.
-    let _log = match logging::init(None, false) {
+    let cli = Cli::parse();
+    // Sessions also log JSON lines to a daily file under [storage] dir/logs.
+    let log_dir = session_log_dir(&cli);
+    let _log = match logging::init(log_dir.as_deref(), false) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The log directory of a `paper` or `run` session; `None` for other commands or when the
+/// configuration does not load (the command then reports that error itself).
+fn session_log_dir(cli: &Cli) -> Option<PathBuf> {
+    let path = match &cli.command {
+        Command::Paper { config, .. } => config.clone(),
+        Command::Run { config, .. } => Some(config.clone()),
+        _ => return None,
+    };
+    Config::load(path.as_deref(), &InstrumentTable::nse_default())
+        .ok()
+        .map(|c| c.storage.log_dir())
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -178,6 +178,7 @@ mod tests {
         config.paper.tick_rate = 5_000;
         let dir = tempfile::tempdir().unwrap();
         config.storage.dir = dir.path().to_path_buf();
+        config.metrics.addr = "127.0.0.1:0".parse().unwrap();
         let args = PaperArgs {
             duration: Duration::from_millis(2500),
             seed: Some(7),

@@ -660,6 +660,7 @@ mod tests {
         .unwrap();
         c.paper.tick_rate = 20_000;
         c.storage.dir = dir.to_path_buf();
+        c.metrics.addr = "127.0.0.1:0".parse().unwrap();
         c
     }
 

@@ -40,7 +40,10 @@ use kestrel_gateway::{
 use kestrel_journal::{RollOptions, RollingJournal};
 use kestrel_risk::{RiskGate, TradingState};
 
+use crate::alerts::{Alert, AlertSender, Alerter};
 use crate::config::Config;
+use crate::control::ControlServer;
+use crate::operator::Operator;
 use crate::snapshot::{self, LatencySummary, Mode, OpsSnapshot, PositionRow, SharedSnapshot};
 
 /// Where the venue is and who we are there.
@@ -176,6 +179,30 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         let _ = operator_tx.push(ControlCommand::new(ControlKind::Kill, now));
     }
 
+    // Ops services: alerts, the metrics endpoint, the control socket (which also keeps a
+    // second kestrel off this storage directory).
+    let alerter = Alerter::start(&config.alerts).context("starting alerts ([alerts])")?;
+    let metrics = config
+        .metrics
+        .start(args.snapshot.clone())
+        .context("starting the metrics endpoint ([metrics])")?;
+    if let Some(m) = &metrics {
+        println!("  metrics    http://{}/metrics", m.local_addr());
+    }
+    let socket = config.storage.socket_path();
+    let mut operator = Operator::new(
+        &args.store_path,
+        operator_tx,
+        args.snapshot.clone(),
+        alerter.sender(),
+    )?;
+    let control = ControlServer::start(&socket, move |req| operator.handle(req))
+        .context("starting the control socket")?;
+    println!(
+        "  control    kestrel ctl --socket {} status",
+        socket.display()
+    );
+
     let gateway = if dry_run {
         drop(store);
         None
@@ -271,6 +298,8 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     let calendar = kestrel_risk::session::Calendar::from_config(&config.risk.session)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut ops = Ops::new(&table, calendar, capital, journal, &restore_fills, restored);
+    ops.alerts = Some(alerter.sender());
+    ops.drift_limit = Money::from_units(config.alerts.drift_alert_rupees);
     let store_reader = StoreReader::open(&args.store_path);
     let mut next_status = Instant::now() + Duration::from_secs(1);
     let mut journal_rx = journal_rx;
@@ -278,6 +307,9 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     let publish = |ops: &mut Ops, dry_orders_seen: u64| {
         let mut s = ops.snapshot(args.mode, &clock, started.elapsed(), &feed_stats.load());
         s.orders_by_state = store_reader.orders_by_state();
+        let incidents = store_reader.open_incidents();
+        s.incidents = incidents.len() as u64;
+        ops.alert_on(&s, &incidents);
         if dry_run {
             s.orders_by_state = vec![("NOT SENT (dry run)".into(), dry_orders_seen)];
         }
@@ -354,6 +386,25 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     ops.drain(&mut journal_rx);
     ops.journal.sync().context("syncing the journal to disk")?;
     publish(&mut ops, dry_orders_seen);
+    drop(control);
+    drop(metrics);
+    let engine_positions: Vec<i64> = engine.book().positions().map(|(_, p)| p.qty.0).collect();
+    if let Some(venue) = &venue_positions {
+        for (id, i) in table.iter() {
+            let (v, e) = (venue[id.index()], engine_positions[id.index()]);
+            if v != e {
+                ops.alert(Alert::drift(&i.symbol, v, e));
+            }
+        }
+    }
+    ops.alerts = None;
+    for sink in alerter.sink_stats() {
+        tracing::debug!(sink = sink.sink, stats = ?sink.stats, "alerts");
+    }
+    let alert_stats = alerter.shutdown(Duration::from_secs(10));
+    if alert_stats.failed + alert_stats.dropped > 0 {
+        tracing::warn!(?alert_stats, "some alerts were not delivered");
+    }
     if args.status {
         println!();
     }
@@ -364,7 +415,7 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         counters: *engine.counters(),
         ticks_received: fc.ticks + fc.ring_full,
         ticks_dropped: fc.ring_full,
-        engine_positions: book.positions().map(|(_, p)| p.qty.0).collect(),
+        engine_positions,
         venue_positions,
         gateway_incidents,
         store_path: args.store_path.clone(),
@@ -520,6 +571,21 @@ impl StoreReader {
         StoreReader(rusqlite::Connection::open_with_flags(path, flags).ok())
     }
 
+    /// Unresolved incidents: (id, kind, detail).
+    fn open_incidents(&self) -> Vec<(i64, String, String)> {
+        let Some(conn) = &self.0 else {
+            return Vec::new();
+        };
+        conn.prepare_cached(
+            "SELECT id, kind, detail FROM incidents WHERE resolved_ns IS NULL ORDER BY id",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_default()
+    }
+
     fn orders_by_state(&self) -> Vec<(String, u64)> {
         let Some(conn) = &self.0 else {
             return Vec::new();
@@ -563,6 +629,19 @@ struct Ops {
     paused: bool,
     killed: bool,
     decision_latency: Histogram<u64>,
+    /// Where alerts go; `None` once the session is ending.
+    alerts: Option<AlertSender>,
+    /// P&L drift beyond which an alert goes out (0: never).
+    drift_limit: Money,
+    drift_alerted: bool,
+    /// Since when the feed has been down, and whether the long-outage alert went out.
+    disconnected_at: Option<UnixNanos>,
+    outage_escalated: bool,
+    /// The phase at the last snapshot, and the IST day of the last midday report.
+    last_phase: Option<kestrel_risk::session::SessionPhase>,
+    midday_reported: u64,
+    /// The highest incident id already alerted.
+    incidents_alerted: i64,
 }
 
 impl Ops {
@@ -593,6 +672,14 @@ impl Ops {
             paused: restored.paused,
             killed: restored.killed,
             decision_latency: new_histogram(),
+            alerts: None,
+            drift_limit: Money::ZERO,
+            drift_alerted: false,
+            disconnected_at: None,
+            outage_escalated: false,
+            last_phase: None,
+            midday_reported: 0,
+            incidents_alerted: 0,
         };
         // The engine replays these as exec reports before the first tick; they are not in
         // this run's journal, so the mirror applies them here.
@@ -650,6 +737,16 @@ impl Ops {
                     .map_or(e.price, |(_, p)| *p);
                 self.expected
                     .apply_fill(e.instrument, side, qty, decided, Money::ZERO);
+                let position = self.book.position(e.instrument).qty;
+                let symbol = &self.table.get(e.instrument).symbol;
+                self.alert(Alert::fill(
+                    symbol,
+                    side,
+                    qty,
+                    e.price,
+                    position,
+                    e.decision_id,
+                ));
             }
             if e.leaves_qty == 0 {
                 self.decided_at.retain(|(id, _)| *id != e.client_order_id);
@@ -660,6 +757,16 @@ impl Ops {
                 Some(ControlKind::Resume) => self.paused = false,
                 Some(ControlKind::Kill) => self.killed = true,
                 Some(ControlKind::ClearKill) => self.killed = false,
+                Some(ControlKind::Connectivity) if c.arg == 0 && self.disconnected_at.is_none() => {
+                    self.disconnected_at = Some(c.ts);
+                    self.outage_escalated = false;
+                    self.alert(Alert::disconnected(0));
+                }
+                Some(ControlKind::Connectivity)
+                    if c.arg != 0 && self.disconnected_at.take().is_some() =>
+                {
+                    self.alert(Alert::reconnected());
+                }
                 _ => {}
             }
         } else if let Some(r) = rec.as_risk() {
@@ -669,8 +776,12 @@ impl Ops {
                     self.rejects_by_reason[r.reason as usize] += 1;
                 }
                 Some(Verdict::StateChange) => {
+                    let from = self.trading_state;
                     if let Some(s) = TradingState::from_code(r.state_after) {
                         self.trading_state = s;
+                    }
+                    if let Some(reason) = RiskReason::from_code(r.reason) {
+                        self.alert(Alert::risk_state(from, self.trading_state, reason));
                     }
                     let why = RiskReason::from_code(r.reason).map_or("unknown", RiskReason::name);
                     tracing::warn!(
@@ -682,6 +793,58 @@ impl Ops {
                     );
                 }
                 _ => {}
+            }
+        }
+    }
+
+    fn alert(&self, alert: Alert) {
+        if let Some(a) = &self.alerts {
+            a.send(alert);
+        }
+    }
+
+    /// Once a second, with the fresh snapshot: open/midday/close reports, a long outage,
+    /// P&L drift, new incidents in the store.
+    fn alert_on(&mut self, s: &OpsSnapshot, incidents: &[(i64, String, String)]) {
+        use kestrel_risk::session::SessionPhase;
+        let phase = self.calendar.phase(s.at);
+        let was = self.last_phase.replace(phase);
+        let trading = |p: Option<SessionPhase>| p == Some(SessionPhase::Continuous);
+        if was.is_some() && !trading(was) && phase == SessionPhase::Continuous {
+            self.alert(Alert::snapshot("open", s));
+        }
+        if trading(was) && phase != SessionPhase::Continuous {
+            self.alert(Alert::snapshot("close", s));
+        }
+        let today = ist_day(s.at);
+        if phase == SessionPhase::Continuous
+            && kestrel_engine::clock::ist_second_of_day(s.at) >= 12 * 3600
+            && self.midday_reported != today
+        {
+            self.midday_reported = today;
+            self.alert(Alert::snapshot("midday", s));
+        }
+        if let Some(since) = self.disconnected_at
+            && !self.outage_escalated
+            && s.at.saturating_sub(since) >= 60_000_000_000
+        {
+            self.outage_escalated = true;
+            self.alert(Alert::disconnected(
+                s.at.saturating_sub(since) / 1_000_000_000,
+            ));
+        }
+        let actual = s.net_pnl();
+        let gap = (actual.0 - s.expected_pnl.0).abs();
+        if self.drift_limit.0 > 0 && gap > self.drift_limit.0 && !self.drift_alerted {
+            self.drift_alerted = true;
+            self.alert(Alert::pnl_drift(s.expected_pnl, actual, self.drift_limit));
+        } else if gap <= self.drift_limit.0 / 2 {
+            self.drift_alerted = false;
+        }
+        for (id, kind, detail) in incidents {
+            if *id > self.incidents_alerted {
+                self.incidents_alerted = *id;
+                self.alert(Alert::incident(kind, detail));
             }
         }
     }

@@ -1,5 +1,4 @@
 //! What the ops thread knows about a running session, published about once a second.
-#![allow(dead_code)] // read by the metrics, control and status code landing next
 //!
 //! One picture serves every reader: the Prometheus endpoint renders it as metrics, `kestrel
 //! ctl status` prints it, and the status line and the alerts read from it. The ops thread

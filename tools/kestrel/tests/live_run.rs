@@ -72,7 +72,8 @@ fn write_config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
         .replace(
             "dir = \"kestrel-data\"",
             &format!("dir = \"{}\"", dir.join("data").display()),
-        );
+        )
+        .replace("addr = \"127.0.0.1:9464\"", "addr = \"127.0.0.1:0\"");
     assert!(text.contains(&sim.rest) && text.contains(&sim.ws));
     let path = dir.join("live.toml");
     std::fs::write(&path, text).unwrap();

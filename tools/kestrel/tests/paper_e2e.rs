@@ -15,10 +15,12 @@ const KESTREL: &str = env!("CARGO_BIN_EXE_kestrel");
 fn paper_for_ten_seconds_trades_at_the_simulator_and_the_store_agrees_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("paper.toml");
-    let text = include_str!("../../../config/kestrel.toml").replace(
-        "dir = \"kestrel-data\"",
-        &format!("dir = \"{}\"", dir.path().join("data").display()),
-    );
+    let text = include_str!("../../../config/kestrel.toml")
+        .replace(
+            "dir = \"kestrel-data\"",
+            &format!("dir = \"{}\"", dir.path().join("data").display()),
+        )
+        .replace("addr = \"127.0.0.1:9464\"", "addr = \"127.0.0.1:0\"");
     std::fs::write(&config, text).unwrap();
     let summary = dir.path().join("summary.json");
     let child = Command::new(KESTREL)

@@ -71,12 +71,6 @@ pub(crate) enum Retry {
 }
 
 impl DeliveryError {
-    pub fn permanent(message: impl Into<String>) -> DeliveryError {
-        DeliveryError {
-            message: message.into(),
-            retry: Retry::Never,
-        }
-    }
     pub fn transient(message: impl Into<String>) -> DeliveryError {
         DeliveryError {
             message: message.into(),
@@ -345,6 +339,7 @@ impl Alerter {
     }
 
     /// Queues `alert`; never blocks (see [`AlertSender::send`]).
+    #[cfg(test)]
     pub fn send(&self, alert: Alert) {
         self.sender.send(alert);
     }

@@ -59,7 +59,6 @@
 //! password_env = "KESTREL_SMTP_PASSWORD"
 //! # password_file = "/etc/kestrel/smtp.password" # instead of the variable (chmod 600)
 //! ```
-#![allow(dead_code)] // hooked into `kestrel paper`/`run` and the ops thread by the next change
 
 mod alerter;
 mod config;
@@ -74,7 +73,7 @@ mod webhook;
 use std::fmt::Write as _;
 
 use kestrel_engine::clock::ist_day;
-use kestrel_engine::{ControlKind, Price, Qty, RiskReason, Side};
+use kestrel_engine::{ControlKind, Money, Price, Qty, RiskReason, Side};
 use kestrel_risk::TradingState;
 
 #[allow(unused_imports)] // the API the callers use; some of it is not called yet
@@ -420,6 +419,22 @@ impl Alert {
     }
 
     /// An operator (or ops-thread) command the engine applied.
+    /// Actual P&L has moved away from what the strategy's signals expected.
+    pub fn pnl_drift(expected: Money, actual: Money, limit: Money) -> Alert {
+        let gap = Money(actual.0 - expected.0);
+        Alert::new(
+            Severity::Warning,
+            AlertKind::Drift,
+            "pnl-drift",
+            format!("P&L drift ₹{gap}: fills are not where the signals were"),
+            format!(
+                "Expected from signals ₹{expected}, actual from fills ₹{actual} (limit ₹{limit}). \
+                 Slippage, fees or missed fills are costing more than planned. Check fills and \
+                 venue rejects with `kestrel ctl status`; pause with `kestrel ctl pause` if it grows."
+            ),
+        )
+    }
+
     pub fn control(command: ControlKind) -> Alert {
         let (severity, title, what, todo) = match command {
             ControlKind::Pause => (

@@ -71,10 +71,6 @@ impl Conn {
         }
         Ok(Conn::Tls(Box::new(stream)))
     }
-
-    pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, Conn::Tls(_))
-    }
 }
 
 /// "TLS with HOST: ..." around a handshake failure (certificate, protocol).

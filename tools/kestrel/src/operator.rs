@@ -1,0 +1,102 @@
+//! What `kestrel ctl` does to a running session: the control socket's handler.
+//!
+//! Pause and the kill switch are written to the order store *before* the command goes to
+//! the engine, so that a crash right after the operator's command still restarts paused or
+//! killed. Kill also flattens: the engine cancels what is open and closes every position
+//! with market orders, and entries stay blocked until `kestrel ctl resume --clear-kill`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use kestrel_engine::ring::Producer;
+use kestrel_engine::{Clock, ControlCommand, ControlKind, LiveClock};
+use kestrel_gateway::Store;
+
+use crate::alerts::{Alert, AlertSender};
+use crate::control::{Request, Response};
+use crate::session::{KILL_KEY, PAUSED_KEY};
+use crate::snapshot::{self, SharedSnapshot};
+
+pub struct Operator {
+    store: Store,
+    engine: Producer<ControlCommand>,
+    snapshot: SharedSnapshot,
+    alerts: AlertSender,
+    clock: LiveClock,
+}
+
+impl Operator {
+    /// Opens its own connection to the session's store (WAL: the gateway keeps writing).
+    pub fn new(
+        store_path: &Path,
+        engine: Producer<ControlCommand>,
+        snapshot: SharedSnapshot,
+        alerts: AlertSender,
+    ) -> Result<Operator> {
+        let store = Store::open(store_path).with_context(|| {
+            format!(
+                "opening the order store {} for the control socket",
+                store_path.display()
+            )
+        })?;
+        Ok(Operator {
+            store,
+            engine,
+            snapshot,
+            alerts,
+            clock: LiveClock::new(),
+        })
+    }
+
+    pub fn handle(&mut self, request: Request) -> Response {
+        let result = match request {
+            Request::Status => return Response::Status(Box::new(snapshot::read(&self.snapshot))),
+            Request::Pause => self
+                .persist(PAUSED_KEY, true)
+                .and_then(|()| self.send(&[ControlKind::Pause]))
+                .map(|()| "trading paused: no new entries; exits and cancels still pass. `kestrel ctl resume` lifts it"),
+            Request::Resume => self
+                .persist(PAUSED_KEY, false)
+                .and_then(|()| self.send(&[ControlKind::Resume]))
+                .map(|()| "resumed: entries allowed again unless the kill switch or a risk halt blocks them (`kestrel ctl status`)"),
+            Request::Kill => self
+                .persist(KILL_KEY, true)
+                .and_then(|()| self.send(&[ControlKind::Kill, ControlKind::Flatten]))
+                .map(|()| "kill switch on: cancelling open orders and closing every position; entries blocked until `kestrel ctl resume --clear-kill`"),
+            Request::ClearKill => self
+                .persist(KILL_KEY, false)
+                .and_then(|()| self.persist(PAUSED_KEY, false))
+                .and_then(|()| self.send(&[ControlKind::ClearKill, ControlKind::Resume]))
+                .map(|()| "kill switch cleared and trading resumed"),
+            Request::Flatten => self
+                .send(&[ControlKind::Flatten])
+                .map(|()| "flattening: cancelling open orders and closing every position with market orders"),
+        };
+        match result {
+            Ok(message) => Response::done(message),
+            Err(e) => Response::refused(format!("{e:#}")),
+        }
+    }
+
+    fn persist(&mut self, key: &str, on: bool) -> Result<()> {
+        self.store
+            .set_risk_state(key, if on { "1" } else { "0" }, 0, self.clock.now())
+            .with_context(|| format!("recording {key} in the order store; nothing was changed"))
+    }
+
+    fn send(&mut self, kinds: &[ControlKind]) -> Result<()> {
+        for &kind in kinds {
+            if self
+                .engine
+                .push(ControlCommand::new(kind, self.clock.now()))
+                .is_err()
+            {
+                anyhow::bail!(
+                    "the engine's operator ring is full (is the engine stopped?); try again"
+                );
+            }
+            self.alerts.send(Alert::control(kind));
+        }
+        Ok(())
+    }
+}
