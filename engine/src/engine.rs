@@ -302,6 +302,30 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         }
     }
 
+    /// Start-up only, before [`Engine::run`]: put a fill the order store already holds (an
+    /// earlier run's) into the book and tell the strategy, without the working-quantity and
+    /// risk bookkeeping of a live report (this run never sent that order).
+    pub fn restore_fill(&mut self, report: &ExecReport) {
+        let (Some(ExecKind::Fill), Some(side)) = (report.kind(), report.side()) else {
+            return;
+        };
+        if report.instrument.index() >= self.instruments.len() {
+            return;
+        }
+        let qty = Qty(report.qty as i64);
+        self.book
+            .apply_fill(report.instrument, side, qty, report.price, report.fee);
+        self.strategy.on_exec(report, &self.book);
+    }
+
+    /// Start-up only: an order from an earlier run is still working at the venue for `qty`
+    /// (its reports will arrive as usual and take it off again).
+    pub fn restore_working(&mut self, id: InstrumentId, side: Side, qty: Qty) {
+        if id.index() < self.instruments.len() {
+            self.book.add_working(id, Qty(side.sign() * qty.0));
+        }
+    }
+
     /// Handle one control command.
     pub fn on_control<O: EngineOutput>(&mut self, cmd: &ControlCommand, out: &mut O) {
         self.clock.observe(cmd.ts);

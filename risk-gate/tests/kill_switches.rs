@@ -742,3 +742,49 @@ fn rejections_spread_over_more_than_a_minute_do_not_halt() {
     }
     assert_eq!(h.state(), TradingState::Active, "three per minute at most");
 }
+
+/// After a restart the book comes from the store, not from this run's orders: the kill
+/// switch must still let the flattening exit through, and an order still working at the
+/// venue from before the restart counts against the position.
+#[test]
+fn kill_flattens_a_position_restored_from_an_earlier_run() {
+    let mut h = Harness::new(loose_config());
+    h.tick(A, SEC, rupees(100));
+    let earlier = OrderRequest {
+        qty: 30,
+        ..OrderRequest::default()
+    };
+    let mut restored = report(&earlier, ExecKind::Fill, T0, 30, rupees(100), 0);
+    restored.instrument = A;
+    restored.side = Side::Buy.code();
+    h.engine.restore_fill(&restored);
+    assert_eq!(h.engine.book().position(A).qty, Qty(30));
+    assert_eq!(h.engine.book().position(A).working, Qty(0));
+
+    h.control(ControlKind::Kill, 0, h.now + SEC);
+    let sent = h.control(ControlKind::Flatten, 0, h.now + SEC);
+    assert_eq!(sent.len(), 1, "{:?}", h.last_verdict());
+    assert_eq!((sent[0].side(), sent[0].qty), (Some(Side::Sell), 30));
+    assert_eq!(
+        ReasonCode::from_code(sent[0].reason),
+        Some(ReasonCode::Flatten)
+    );
+    h.fill_all(&sent[0], rupees(100));
+    assert_eq!(h.engine.book().position(A).qty, Qty(0));
+    // Entries stay blocked.
+    assert!(
+        h.tick_with(market(A, Side::Buy, 5), SEC, rupees(100))
+            .is_empty()
+    );
+    assert_eq!(reason(&h.last_verdict()), Some(RiskReason::KillSwitch));
+
+    // A working order from before the restart: restore_working keeps the projection right.
+    let mut h = Harness::new(loose_config());
+    h.tick(B, SEC, rupees(100));
+    let mut partly = report(&earlier, ExecKind::Fill, T0, 10, rupees(100), 20);
+    partly.instrument = B;
+    partly.side = Side::Buy.code();
+    h.engine.restore_fill(&partly);
+    h.engine.restore_working(B, Side::Buy, Qty(20));
+    assert_eq!(h.engine.book().position(B).projected(), Qty(30));
+}

@@ -30,8 +30,9 @@ use kestrel_engine::ring::{Consumer, channel};
 use kestrel_engine::risk::Verdict;
 use kestrel_engine::strategy::BuiltIn;
 use kestrel_engine::{
-    Approved, Clock, ControlCommand, ControlKind, Engine, ExecReport, InstrumentTable,
-    JournalRecord, LiveClock, Money, Portfolio, Price, Qty, RiskReason, Tick, UnixNanos,
+    Approved, Clock, ControlCommand, ControlKind, Engine, ExecReport, InstrumentId,
+    InstrumentTable, JournalRecord, LiveClock, Money, Portfolio, Price, Qty, RiskReason, Side,
+    Tick, UnixNanos,
 };
 use kestrel_feed::{FeedClient, FeedConfig, FeedSinks};
 use kestrel_gateway::{
@@ -156,7 +157,7 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     }
     let store = Store::open(&args.store_path)
         .with_context(|| format!("opening the order store {}", args.store_path.display()))?;
-    let (restored, restore_fills) = restore(&store, &table, config, clock.now())?;
+    let (restored, restore_fills, restore_working) = restore(&store, &table, config, clock.now())?;
 
     let (tick_tx, tick_rx) = channel::<Tick>(1 << 16);
     let (order_tx, order_rx) = channel::<Approved>(1 << 12);
@@ -165,12 +166,6 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     let (mut operator_tx, operator_rx) = channel::<ControlCommand>(64);
     let (journal_tx, journal_rx) = channel::<JournalRecord>(1 << 18);
 
-    // The book as the store knows it, before any report from this run.
-    for r in &restore_fills {
-        exec_tx
-            .push(*r)
-            .map_err(|_| anyhow::anyhow!("more than 4096 fills to restore: not supported"))?;
-    }
     let now = clock.now();
     if restored.paused {
         let _ = operator_tx.push(ControlCommand::new(ControlKind::Pause, now));
@@ -224,6 +219,15 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         table.clone(),
         engine_config,
     );
+    // The book as the store knows it, before any report from this run: today's fills, and
+    // what is still working at the venue from an earlier run.
+    let mut engine = engine;
+    for r in &restore_fills {
+        engine.restore_fill(r);
+    }
+    for &(id, side, qty) in &restore_working {
+        engine.restore_working(id, side, qty);
+    }
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);
 
@@ -477,7 +481,7 @@ fn restore(
     table: &InstrumentTable,
     config: &Config,
     now: UnixNanos,
-) -> Result<(Restored, Vec<ExecReport>)> {
+) -> Result<(Restored, Vec<ExecReport>, Vec<(InstrumentId, Side, Qty)>)> {
     let flag = |key: &str| -> Result<bool> {
         Ok(store
             .risk_state(key)
@@ -489,6 +493,7 @@ fn restore(
     let strategy = config.engine.strategy_id as u64;
     let mut last_seq = 0u64;
     let mut fills = Vec::new();
+    let mut working = Vec::new();
     let today = ist_day(now);
     // The day a fill belongs to: when the store recorded it (venue timestamps may be absent).
     let recorded_today: std::collections::HashSet<String> = {
@@ -516,6 +521,12 @@ fn restore(
         if req.instrument.index() >= table.len() {
             continue;
         }
+        if o.fsm.state().may_be_working()
+            && o.fsm.leaves() > 0
+            && let Some(side) = req.side()
+        {
+            working.push((req.instrument, side, Qty(o.fsm.leaves() as i64)));
+        }
         let mut leaves = o.fsm.quantity();
         for f in o.fsm.fills() {
             leaves = leaves.saturating_sub(f.qty);
@@ -534,6 +545,7 @@ fn restore(
             first_decision_seq,
         },
         fills,
+        working,
     ))
 }
 

@@ -202,3 +202,219 @@ fn trades_against_the_venue_then_restarts_on_the_same_store_without_reusing_an_i
         .unwrap();
     assert_eq!(stored as usize, n);
 }
+
+/// `kestrel ctl --socket S ARGS` to completion (bounded).
+fn ctl(socket: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["ctl", "--socket", socket.to_str().unwrap()];
+    all.extend_from_slice(args);
+    kestrel(&all, &[], Duration::from_secs(30))
+}
+
+/// Polls `kestrel ctl status --json` until `done` holds for the status object (bounded).
+fn wait_status(socket: &Path, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let end = std::time::Instant::now() + Duration::from_secs(40);
+    let mut last = String::new();
+    while std::time::Instant::now() < end {
+        if socket.exists() {
+            let out = ctl(socket, &["--json", "status"]);
+            last = text(&out.stdout);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&last)
+                && done(&v["status"])
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("waited 40 s for {what}; last status: {last}");
+}
+
+/// Starts `kestrel run` for up to `duration`, returning the child (killed on drop).
+fn spawn_run(config: &Path, sim: &Sim, duration: &str) -> Reaped {
+    Reaped(
+        Command::new(KESTREL)
+            .args([
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+                "--duration",
+                duration,
+            ])
+            .env("KITE_API_KEY", &sim.api_key)
+            .env("KITE_ACCESS_TOKEN", &sim.access_token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning kestrel run"),
+    )
+}
+
+/// SIGTERM (the systemd stop), then the output; bounded.
+fn terminate(mut run: Reaped) -> Output {
+    let pid = run.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = std::mem::replace(
+        &mut run.0,
+        Command::new("true").spawn().expect("a placeholder child"),
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            panic!("kestrel run did not stop within 60 s of SIGTERM");
+        }
+    }
+}
+
+/// The journal a run wrote, from its summary.
+fn journal_of(stdout: &str) -> Vec<kestrel_engine::JournalRecord> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("journal "))
+        .unwrap_or_else(|| panic!("no journal line in: {stdout}"));
+    let path = line.trim_start()["journal".len()..]
+        .trim_start()
+        .split(": ")
+        .next()
+        .unwrap();
+    kestrel_journal::JournalReader::open(path)
+        .unwrap()
+        .records()
+        .to_vec()
+}
+
+fn is_entry(o: &kestrel_engine::OrderRequest) -> bool {
+    use kestrel_engine::strategy::ReasonCode;
+    matches!(
+        ReasonCode::from_code(o.reason),
+        Some(ReasonCode::BreakoutEntry | ReasonCode::SmaCrossUp | ReasonCode::SmaCrossDown)
+    )
+}
+
+/// Ticks, and entry orders, journaled after the first control record of `kind`.
+fn after_command(
+    records: &[kestrel_engine::JournalRecord],
+    kind: kestrel_engine::ControlKind,
+) -> (usize, Vec<kestrel_engine::OrderRequest>) {
+    let at = records
+        .iter()
+        .position(|r| r.as_control().is_some_and(|c| c.kind() == Some(kind)))
+        .unwrap_or_else(|| panic!("no {kind:?} in the journal"));
+    let rest = &records[at + 1..];
+    let ticks = rest.iter().filter(|r| r.as_tick().is_some()).count();
+    let orders = rest.iter().filter_map(|r| r.as_order()).copied().collect();
+    (ticks, orders)
+}
+
+#[test]
+fn ctl_pause_stops_entries_at_once_and_survives_a_restart_and_kill_flattens_and_halts() {
+    use kestrel_engine::ControlKind;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim();
+    let config = write_config(dir.path(), &sim);
+    let socket = dir.path().join("data/kestrel.sock");
+
+    // 1. Pause a running session once it has traded: not one entry after the command.
+    let run = spawn_run(&config, &sim, "60s");
+    wait_status(&socket, "a first order", |s| {
+        s["orders"]["sent"].as_u64() > Some(0)
+    });
+    let out = ctl(&socket, &["pause"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("paused"),
+        "{}",
+        text(&out.stdout)
+    );
+    wait_status(&socket, "the pause to show", |s| s["paused"] == true);
+    std::thread::sleep(Duration::from_secs(2));
+    let first = terminate(run);
+    let stdout = text(&first.stdout);
+    assert!(first.status.success(), "{stdout}\n{}", text(&first.stderr));
+    let records = journal_of(&stdout);
+    let (ticks, orders) = after_command(&records, ControlKind::Pause);
+    assert!(
+        ticks > 100,
+        "the market kept moving after the pause ({ticks} ticks)"
+    );
+    assert!(
+        orders.iter().all(|o| !is_entry(o)),
+        "an entry after the pause: {orders:?}"
+    );
+
+    // 2. Restart: still paused, from the store, and it enters nothing.
+    let second = kestrel(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--duration",
+            "4s",
+        ],
+        &[
+            ("KITE_API_KEY", sim.api_key.as_str()),
+            ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = text(&second.stdout);
+    assert!(
+        second.status.success(),
+        "{stdout}\n{}",
+        text(&second.stderr)
+    );
+    assert!(stdout.contains("paused true"), "{stdout}");
+    let records = journal_of(&stdout);
+    let (ticks, orders) = after_command(&records, ControlKind::Pause);
+    assert!(ticks > 100, "{ticks} ticks");
+    assert!(orders.iter().all(|o| !is_entry(o)), "{orders:?}");
+
+    // 3. Resume, wait for a position, kill: everything is closed and nothing new opens.
+    let run = spawn_run(&config, &sim, "60s");
+    wait_status(&socket, "the restored pause", |s| s["paused"] == true);
+    assert!(ctl(&socket, &["resume"]).status.success());
+    wait_status(&socket, "an open position", |s| {
+        s["positions"].as_array().is_some_and(|p| !p.is_empty())
+    });
+    let out = ctl(&socket, &["kill"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_status(&socket, "the book to be flat", |s| {
+        s["killed"] == true && s["positions"].as_array().is_some_and(|p| p.is_empty())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let third = terminate(run);
+    let stdout = text(&third.stdout);
+    assert!(third.status.success(), "{stdout}\n{}", text(&third.stderr));
+    assert!(stdout.contains("open positions 0"), "{stdout}");
+    assert!(stdout.contains("positions match"), "{stdout}");
+    let records = journal_of(&stdout);
+    let (_, orders) = after_command(&records, ControlKind::Kill);
+    assert!(!orders.is_empty(), "kill sent the closing orders");
+    assert!(orders.iter().all(|o| !is_entry(o)), "{orders:?}");
+    // A restart stays killed.
+    let out = ctl(&socket, &["status"]);
+    assert!(
+        !out.status.success(),
+        "the socket went away with the process"
+    );
+    let store = rusqlite::Connection::open(dir.path().join("data/orders/kestrel.sqlite")).unwrap();
+    let killed: String = store
+        .query_row(
+            "SELECT value FROM risk_state WHERE key='kill_switch'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(killed, "1");
+}
