@@ -2,6 +2,8 @@
 //! what it leaves behind (the summary JSON, the journal, the SQLite store) and its exit code.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -34,10 +36,53 @@ fn paper_for_ten_seconds_trades_at_the_simulator_and_the_store_agrees_with_it() 
         .spawn()
         .expect("spawning kestrel paper");
     let pid = child.id();
+    let mut child = child;
+    // Stdout line by line: the metrics address comes first, the summary at the end.
+    let (line_tx, line_rx) = mpsc::channel::<String>();
+    let stdout_pipe = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout_pipe).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
+    let mut lines = Vec::new();
+    let metrics_addr = loop {
+        let line = line_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("kestrel paper printed its metrics address within 60 s");
+        let found = line
+            .trim_start()
+            .strip_prefix("metrics    http://")
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .map(str::to_string);
+        lines.push(line);
+        if let Some(addr) = found {
+            break addr;
+        }
+    };
+    // Scrape while it runs until ticks and orders show (bounded by the 10 s session).
+    let mut scraped = String::new();
+    for _ in 0..80 {
+        std::thread::sleep(Duration::from_millis(100));
+        scraped = scrape(&metrics_addr);
+        if metric(&scraped, "kestrel_ticks_total") > 0.0
+            && metric(&scraped, "kestrel_orders_sent_total") > 0.0
+        {
+            break;
+        }
+    }
+    assert!(metric(&scraped, "kestrel_ticks_total") > 0.0, "{scraped}");
+    assert!(
+        metric(&scraped, "kestrel_orders_sent_total") > 0.0,
+        "{scraped}"
+    );
+    assert_eq!(metric(&scraped, "kestrel_up"), 1.0, "{scraped}");
+    assert!(scraped.contains("kestrel_info{mode=\"paper\""), "{scraped}");
+
     let out = match rx.recv_timeout(Duration::from_secs(120)) {
         Ok(out) => out.unwrap(),
         Err(_) => {
@@ -45,7 +90,10 @@ fn paper_for_ten_seconds_trades_at_the_simulator_and_the_store_agrees_with_it() 
             panic!("kestrel paper --duration 10s did not exit within 120 s");
         }
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    while let Ok(line) = line_rx.recv_timeout(Duration::from_secs(5)) {
+        lines.push(line);
+    }
+    let stdout = lines.join("\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -112,4 +160,25 @@ fn paper_for_ten_seconds_trades_at_the_simulator_and_the_store_agrees_with_it() 
     assert!(!at_venue.is_empty(), "{s}");
     assert_eq!(from_store, at_venue);
     assert_eq!(s["positions_match"], true, "{s}");
+}
+
+/// `GET /metrics` over loopback (bounded by socket timeouts).
+fn scrape(addr: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: kestrel\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+/// The value of an unlabelled sample, or -1 when it is absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(-1.0)
 }
