@@ -475,13 +475,17 @@ fn start_gateway(
     Ok(gateway)
 }
 
-/// Reads the store's persisted switches and today's fills (IST day of `now`).
+/// An order from an earlier run still working at the venue: (instrument, side, leaves).
+type Working = (InstrumentId, Side, Qty);
+
+/// Reads the store's persisted switches, today's fills (IST day of `now`) and the orders
+/// still working.
 fn restore(
     store: &Store,
     table: &InstrumentTable,
     config: &Config,
     now: UnixNanos,
-) -> Result<(Restored, Vec<ExecReport>, Vec<(InstrumentId, Side, Qty)>)> {
+) -> Result<(Restored, Vec<ExecReport>, Vec<Working>)> {
     let flag = |key: &str| -> Result<bool> {
         Ok(store
             .risk_state(key)
