@@ -230,3 +230,50 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod alert_tests {
+    use super::*;
+    use crate::alerts::loopback::{HttpServer, Reply};
+    use kestrel_engine::InstrumentTable;
+
+    /// A session's fills reach a webhook (a local HTTP server) as alerts.
+    #[test]
+    fn a_paper_session_posts_its_fills_to_the_webhook() {
+        let server = HttpServer::start(vec![Reply::text(200, "ok")]);
+        let mut config = Config::parse(
+            crate::config::DEFAULT_TOML,
+            "defaults",
+            &InstrumentTable::nse_default(),
+        )
+        .unwrap();
+        config.paper.tick_rate = 5_000;
+        let dir = tempfile::tempdir().unwrap();
+        config.storage.dir = dir.path().to_path_buf();
+        config.metrics.enabled = false;
+        config.alerts.webhook.enabled = true;
+        config.alerts.timeout_s = 1;
+        config.alerts.webhook.url = format!("{}/hook/secret-path", server.url);
+        let args = PaperArgs {
+            duration: Duration::from_millis(2500),
+            seed: Some(7),
+            config,
+            status: false,
+        };
+        let report = run(args, Arc::new(AtomicBool::new(false))).unwrap();
+        assert!(report.session.counters.fills > 0, "{report:?}");
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1, "the scripted server answers once");
+        let r = &requests[0];
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/hook/secret-path")
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.contains(" filled") && text.contains("Filled BUY"),
+            "{text}"
+        );
+    }
+}

@@ -64,7 +64,7 @@ mod alerter;
 mod config;
 mod http;
 #[cfg(test)]
-mod loopback;
+pub(crate) mod loopback;
 mod smtp;
 mod telegram;
 mod transport;
