@@ -501,7 +501,9 @@ impl FeedClient {
                 let age = self.last_frame.elapsed().as_nanos() as u64;
                 self.sinks.clock.now().saturating_sub(age)
             };
-            stats.store(&c, last_frame_ns, self.state == ConnState::Open);
+            let ticks = &self.sinks.out.ticks;
+            let ring = (ticks.capacity() - ticks.free_slots(), ticks.capacity());
+            stats.store(&c, last_frame_ns, self.state == ConnState::Open, ring);
         }
     }
 

@@ -25,6 +25,9 @@ pub struct FeedStats {
     /// UTC ns of the last frame received (data or heartbeat); 0 before the first.
     last_frame_ns: AtomicU64,
     connected: AtomicBool,
+    /// Ticks waiting in the tick ring (the engine has not taken them yet), and its size.
+    ring_occupancy: AtomicU64,
+    ring_capacity: AtomicU64,
 }
 
 /// A copy of [`FeedStats`] at one moment.
@@ -38,10 +41,20 @@ pub struct FeedStatsView {
     pub heartbeats: u64,
     pub last_frame_ns: UnixNanos,
     pub connected: bool,
+    pub ring_occupancy: u64,
+    pub ring_capacity: u64,
 }
 
 impl FeedStats {
-    pub fn store(&self, c: &FeedCounters, last_frame_ns: UnixNanos, connected: bool) {
+    pub fn store(
+        &self,
+        c: &FeedCounters,
+        last_frame_ns: UnixNanos,
+        connected: bool,
+        ring: (usize, usize),
+    ) {
+        self.ring_occupancy.store(ring.0 as u64, Relaxed);
+        self.ring_capacity.store(ring.1 as u64, Relaxed);
         self.ticks.store(c.ticks, Relaxed);
         self.ring_full.store(c.ring_full, Relaxed);
         self.decode_errors.store(c.decode_errors, Relaxed);
@@ -62,6 +75,8 @@ impl FeedStats {
             heartbeats: self.heartbeats.load(Relaxed),
             last_frame_ns: self.last_frame_ns.load(Relaxed),
             connected: self.connected.load(Relaxed),
+            ring_occupancy: self.ring_occupancy.load(Relaxed),
+            ring_capacity: self.ring_capacity.load(Relaxed),
         }
     }
 }

@@ -269,6 +269,8 @@ fn run_publishes_its_counters_for_other_threads() {
         feed.join().unwrap();
         assert_eq!(seen.ticks, 100, "{seen:?}");
         assert!(seen.connected && seen.last_frame_ns > 0, "{seen:?}");
+        assert_eq!(seen.ring_capacity, 1 << 16, "{seen:?}");
+        assert!(seen.ring_occupancy <= 100, "{seen:?}");
     });
     // After `run` returns the connection is closed, and the last copy says so.
     assert!(!stats.load().connected);

@@ -953,8 +953,8 @@ impl Ops {
             },
             rings: vec![snapshot::RingRow {
                 name: "ticks",
-                occupancy: 0,
-                capacity: 1 << 16,
+                occupancy: feed.ring_occupancy,
+                capacity: feed.ring_capacity,
                 drops: feed.ring_full,
             }],
             journal_path: self.journal.current_path().display().to_string(),
