@@ -279,4 +279,39 @@ mod tests {
             "{err:#}"
         );
     }
+
+    /// Every section the operations work added names its key when a value is wrong.
+    #[test]
+    fn broken_operations_sections_name_their_keys() {
+        let base = "[strategy]\nkind = \"breakout\"\n";
+        for (snippet, key) in [
+            ("[venue]\nproduct = \"FUT\"\n", "venue.product"),
+            ("[venue]\nrest_url = \"ftp://kite\"\n", "venue.rest_url"),
+            (
+                "[venue]\nws_url = \"https://ws.kite.trade\"\n",
+                "venue.ws_url",
+            ),
+            ("[metrics]\naddr = \"0.0.0.0:9464\"\n", "[metrics] addr"),
+            ("[metrics]\naddr = \"not an address\"\n", "addr"),
+            (
+                "[alerts.telegram]\nenabled = true\n",
+                "alerts.telegram.chat_id",
+            ),
+            (
+                "[alerts.email]\nenabled = true\nsmtp_host = \"mail\"\n",
+                "alerts.email",
+            ),
+            (
+                "[risk.session]\nholidays = [\"2026-02-30\"]\n",
+                "risk.session.holidays[0]",
+            ),
+            ("[venue]\ncolour = 1\n", "colour"),
+        ] {
+            let err = parse(&format!("{base}{snippet}")).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{snippet}: {err:#}");
+        }
+        // The line of a TOML error is part of the message.
+        let err = parse(&format!("{base}\n[venue]\nproduct = 7\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("line 5"), "{err:#}");
+    }
 }

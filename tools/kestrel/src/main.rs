@@ -196,7 +196,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(cli) {
+    match run(cli, &_log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -218,7 +218,12 @@ fn session_log_dir(cli: &Cli) -> Option<PathBuf> {
         .map(|c| c.storage.log_dir())
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, log: &logging::LogGuard) -> Result<()> {
+    let print_log_path = || {
+        if let Some(path) = log.current_file() {
+            println!("  logs       {}", path.display());
+        }
+    };
     let instruments = InstrumentTable::nse_default();
     match cli.command {
         Command::Paper {
@@ -246,6 +251,7 @@ fn run(cli: Cli) -> Result<()> {
                 stop,
             )?;
             report.print();
+            print_log_path();
             if let Some(path) = summary_json {
                 let json = serde_json::to_string_pretty(&report.to_json(&instruments))?;
                 std::fs::write(&path, json + "\n")
@@ -284,6 +290,7 @@ fn run(cli: Cli) -> Result<()> {
                 snapshot::shared(mode),
             )?;
             report.print(&format!("kestrel run ({})", mode.name()));
+            print_log_path();
             Ok(())
         }
         Command::Sim {

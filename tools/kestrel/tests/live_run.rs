@@ -418,3 +418,45 @@ fn ctl_pause_stops_entries_at_once_and_survives_a_restart_and_kill_flattens_and_
         .unwrap();
     assert_eq!(killed, "1");
 }
+
+#[test]
+fn dry_run_runs_the_strategies_on_live_data_but_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim();
+    let config = write_config(dir.path(), &sim);
+    let out = kestrel(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--duration",
+            "4s",
+            "--dry-run",
+        ],
+        &[
+            ("KITE_API_KEY", sim.api_key.as_str()),
+            ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("kestrel run (dry-run): summary"),
+        "{stdout}"
+    );
+    // The strategy decided (orders are journaled) ...
+    let records = journal_of(&stdout);
+    assert!(records.iter().any(|r| r.as_tick().is_some()));
+    assert!(
+        records.iter().any(|r| r.as_order().is_some()),
+        "the strategy made decisions on live ticks"
+    );
+    // ... and the venue received none of them.
+    let creds = Credentials {
+        api_key: Secret::new(sim.api_key.clone()),
+        access_token: Secret::new(sim.access_token.clone()),
+    };
+    let mut venue = KiteClient::new(KiteConfig::new(sim.rest.clone()), &creds).unwrap();
+    assert!(venue.orders().unwrap().is_empty());
+}
