@@ -7,8 +7,13 @@
 //! found → adopt that venue order id, not found → send again. A 429 (refused before placing)
 //! is retried after a backoff without a look-up. Rejections are never retried.
 //!
-//! Calls block the gateway thread (one keep-alive connection, one request at a time); fills
-//! come from polling (`GET /orders` + `GET /trades`) or [`Gateway::on_order_update`].
+//! Calls block the gateway thread (one keep-alive connection, one request at a time). Fills
+//! and status changes come from the venue's order updates on the ticker WebSocket
+//! ([`crate::updates`], when [`Gateway::run`] is given the feed's text ring) and from
+//! polling (`GET /orders` + `GET /trades`), which stays as the fallback and slows down to
+//! [`GatewayConfig::poll_interval_with_updates`] while updates flow. Both go through one
+//! rule ([`crate::fills`]): the filled quantity only moves forward, to the venue's, so a fill
+//! both sources report is counted once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +25,10 @@ use kestrel_engine::{
     Approved, ExecKind, ExecReport, InstrumentId, InstrumentTable, OrderRequest, OrderType,
     RequestKind, Side, TimeInForce, UnixNanos, records::order_flags,
 };
+use kestrel_feed::TextRecord;
 
-use crate::fsm::{Applied, Event, Fill, FsmError, OrderFsm, OrderState};
+use crate::fills::{self, FromUpdate};
+use crate::fsm::{Applied, Event, FsmError, OrderFsm, OrderState};
 use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
 use crate::store::{Reservation, Store, StoreError};
 use crate::venue::{
@@ -78,7 +85,14 @@ pub struct GatewayConfig {
     pub orders_per_second: usize,
     pub orders_per_minute: usize,
     pub orders_per_day: usize,
+    /// Interval of the run loop's venue poll (`GET /orders` + `GET /trades`) while order
+    /// updates are not flowing (no text ring, or none for [`GatewayConfig::updates_fresh_for`]).
     pub poll_interval: Duration,
+    /// Interval of the poll while order updates flow on the ticker WebSocket: polling is
+    /// then only the fallback for a lost or late update.
+    pub poll_interval_with_updates: Duration,
+    /// Updates count as flowing for this long after the last one about a followed order.
+    pub updates_fresh_for: Duration,
     /// Sleep of the run loop when there is nothing to do.
     pub idle_sleep: Duration,
     /// Seed of the backoff jitter.
@@ -102,6 +116,8 @@ impl Default for GatewayConfig {
             orders_per_minute: 400,
             orders_per_day: 5_000,
             poll_interval: Duration::from_millis(500),
+            poll_interval_with_updates: Duration::from_secs(1),
+            updates_fresh_for: Duration::from_secs(10),
             idle_sleep: Duration::from_micros(200),
             seed: 0x6b65_7374,
             freeze_qty: Vec::new(),
@@ -142,6 +158,18 @@ pub struct GatewayCounters {
     pub incidents: u64,
     /// Transient failures of look-ups, cancels and polls that were retried.
     pub transient_retries: u64,
+    /// Polls that asked the venue (`GET /orders` + `GET /trades`).
+    pub polls: u64,
+    /// Order updates (WebSocket) applied to an order the gateway follows (duplicates and
+    /// stale ones included: they change nothing).
+    pub order_updates: u64,
+    /// Order updates about orders the gateway does not follow (another application's, a
+    /// finished one's).
+    pub order_updates_ignored: u64,
+    /// Venue texts that could not be read (not JSON, an order without an id, ...).
+    pub order_updates_malformed: u64,
+    /// Other venue texts (errors, broadcast messages): logged.
+    pub venue_messages: u64,
 }
 
 /// Kite's order-rate limits, on a rolling window of send times.
@@ -271,6 +299,15 @@ pub struct ShutdownReport {
     pub elapsed: Duration,
 }
 
+/// Where the fills of a venue view of one order come from ([`crate::fills`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FillSource<'a> {
+    /// The trade book (polls, look-ups, reconciliation).
+    Trades(&'a [VenueTrade]),
+    /// The view's own cumulative filled quantity and average price (an order update).
+    Cumulative,
+}
+
 /// How an Unknown placement was resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lookup {
@@ -299,6 +336,10 @@ pub struct Gateway<V> {
     /// False once [`Gateway::shutdown`] started: new orders are refused.
     accepting: bool,
     pub(crate) last_reconcile: Instant,
+    /// An order update could not be applied without the trade book: poll at once.
+    pub(crate) poll_now: bool,
+    /// When the last order update about a followed order arrived.
+    pub(crate) last_update: Option<Instant>,
 }
 
 impl<V: std::fmt::Debug> std::fmt::Debug for Gateway<V> {
@@ -388,6 +429,8 @@ impl<V: Venue> Gateway<V> {
             pending_cascades: Vec::new(),
             accepting: true,
             last_reconcile: Instant::now(),
+            poll_now: false,
+            last_update: None,
         })
     }
 
@@ -442,12 +485,16 @@ impl<V: Venue> Gateway<V> {
         }
     }
 
-    /// The run loop: pops approved requests, polls the venue, pushes execution reports,
-    /// until `stop` is set.
+    /// The run loop until `stop` is set: pops approved requests, applies the venue's order
+    /// updates from `updates` (the feed's text ring, when the ticker WebSocket is up; `None`
+    /// polls only), polls the venue (every [`GatewayConfig::poll_interval`], or
+    /// [`GatewayConfig::poll_interval_with_updates`] while updates flow), reconciles when
+    /// due, and pushes execution reports.
     pub fn run(
         &mut self,
         orders: &mut Consumer<Approved>,
         execs: &mut Producer<ExecReport>,
+        mut updates: Option<&mut Consumer<TextRecord>>,
         stop: &AtomicBool,
     ) -> Result<(), GatewayError> {
         let mut last_poll = Instant::now();
@@ -458,7 +505,13 @@ impl<V: Venue> Gateway<V> {
                 self.flush(execs);
                 busy = true;
             }
-            if last_poll.elapsed() >= self.cfg.poll_interval {
+            if let Some(texts) = updates.as_deref_mut() {
+                busy |= self.drain_updates(texts)? > 0;
+                self.flush(execs);
+            }
+            let now = Instant::now();
+            if self.poll_now || now.duration_since(last_poll) >= self.poll_interval(now) {
+                self.poll_now = false;
                 if let Err(e) = self.poll() {
                     tracing::warn!(error = %e, "venue poll failed; retrying at the next interval");
                 }
@@ -478,6 +531,18 @@ impl<V: Venue> Gateway<V> {
         }
         self.flush(execs);
         Ok(())
+    }
+
+    /// The poll interval at `now`: [`GatewayConfig::poll_interval_with_updates`] while order
+    /// updates flow (one arrived within [`GatewayConfig::updates_fresh_for`]), else
+    /// [`GatewayConfig::poll_interval`].
+    pub fn poll_interval(&self, now: Instant) -> Duration {
+        match self.last_update {
+            Some(t) if now.saturating_duration_since(t) < self.cfg.updates_fresh_for => {
+                self.cfg.poll_interval_with_updates
+            }
+            _ => self.cfg.poll_interval,
+        }
     }
 
     /// Pushes queued reports; what does not fit waits for the next call (never dropped).
@@ -1058,7 +1123,12 @@ impl<V: Venue> Gateway<V> {
                         [one] => {
                             let one = (*one).clone();
                             self.counters.adopted += 1;
-                            self.apply_venue_view(coid, &one, &trades, "adopted by tag look-up")?;
+                            self.apply_venue_view(
+                                coid,
+                                &one,
+                                FillSource::Trades(&trades),
+                                "adopted by tag look-up",
+                            )?;
                             Ok(Lookup::Adopted)
                         }
                         many => {
@@ -1068,7 +1138,12 @@ impl<V: Venue> Gateway<V> {
                             self.incident(Some(&req), "duplicate_venue_orders", &detail)?;
                             self.store
                                 .set_risk_state("paused", "1", req.decision_id, now_ns())?;
-                            self.apply_venue_view(coid, &first, &trades, "adopted (duplicates!)")?;
+                            self.apply_venue_view(
+                                coid,
+                                &first,
+                                FillSource::Trades(&trades),
+                                "adopted (duplicates!)",
+                            )?;
                             Ok(Lookup::Adopted)
                         }
                     };
@@ -1090,12 +1165,14 @@ impl<V: Venue> Gateway<V> {
     }
 
     /// Brings one order in line with the venue's view of it: adopt the venue id, append
-    /// missing fills, then apply the status.
+    /// the fills the view adds ([`crate::fills`]: only the quantity beyond what the order
+    /// has), then apply the status. A status never moves the order backwards: a working
+    /// status changes nothing, and a cancel waits until every fill the venue reports is in.
     pub(crate) fn apply_venue_view(
         &mut self,
         coid: u64,
         vo: &VenueOrder,
-        trades: &[VenueTrade],
+        source: FillSource<'_>,
         detail: &str,
     ) -> Result<(), GatewayError> {
         let Some(t) = self.orders.get(&coid) else {
@@ -1117,14 +1194,34 @@ impl<V: Venue> Gateway<V> {
                 ),
             );
         }
-        for tr in trades.iter().filter(|tr| tr.order_id == vo.order_id) {
-            let fill = Fill {
-                trade_id: tr.trade_id.clone(),
-                qty: tr.quantity,
-                price: tr.price,
-                ts: 0,
-            };
-            self.apply(coid, Event::Fill(fill), Some(vo.order_id), "", 0)?;
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(());
+        };
+        let filled = t.fsm.filled();
+        let new = match source {
+            FillSource::Trades(trades) => fills::from_trades(filled, vo.order_id, trades),
+            FillSource::Cumulative => {
+                let value = fills::value(t.fsm.fills());
+                match fills::from_update(
+                    filled,
+                    value,
+                    vo.order_id,
+                    vo.filled_quantity,
+                    vo.average_price,
+                ) {
+                    FromUpdate::Nothing => Vec::new(),
+                    FromUpdate::Fill(f) => vec![f],
+                    FromUpdate::NeedsTrades => {
+                        tracing::warn!(tag = %tag_for(coid), venue_filled = vo.filled_quantity,
+                            filled, "order update without a usable average price; polling the trade book");
+                        self.poll_now = true;
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        for fill in new {
+            self.apply(coid, Event::Fill(fill), Some(vo.order_id), detail, 0)?;
         }
         let Some(t) = self.orders.get(&coid) else {
             return Ok(());
@@ -1163,6 +1260,7 @@ impl<V: Venue> Gateway<V> {
         if watched.is_empty() {
             return Ok(0);
         }
+        self.counters.polls += 1;
         let orders = self.venue.orders()?;
         let trades = self.venue.trades()?;
         for coid in &watched {
@@ -1179,7 +1277,7 @@ impl<V: Venue> Gateway<V> {
             match (vo, t.fsm.state()) {
                 (Some(vo), _) => {
                     let vo = vo.clone();
-                    self.apply_venue_view(*coid, &vo, &trades, "poll")?;
+                    self.apply_venue_view(*coid, &vo, FillSource::Trades(&trades), "poll")?;
                 }
                 (None, OrderState::Unknown) if t.fsm.filled() == 0 => {
                     self.apply(
@@ -1195,10 +1293,17 @@ impl<V: Venue> Gateway<V> {
                 (None, _) => {}
             }
         }
+        self.settle()?;
+        Ok(watched.len())
+    }
+
+    /// After the venue's news: forget final orders, cancel the siblings of rejected slice
+    /// children, forget finished slices.
+    pub(crate) fn settle(&mut self) -> Result<(), GatewayError> {
         self.orders.retain(|_, t| !t.fsm.state().is_final());
         self.run_cascades()?;
         self.forget_finished_slices();
-        Ok(watched.len())
+        Ok(())
     }
 
     /// Drops sliced parents whose children are all finished and reported.
@@ -1298,37 +1403,6 @@ impl<V: Venue> Gateway<V> {
         rep.elapsed = t0.elapsed();
         tracing::info!(?rep, "gateway shut down");
         rep
-    }
-
-    /// An order update pushed by the venue (Kite WebSocket text frame, `{"type":"order",
-    /// "data":{...}}` or the bare order object). Status and acknowledgement are applied at
-    /// once; fills are taken from the next poll of `/trades` (the update has no trade id).
-    pub fn on_order_update(&mut self, json: &str) -> Result<bool, GatewayError> {
-        let v: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| VenueError::Protocol(format!("order update is not JSON: {e}")))?;
-        let data = if v.get("data").is_some() {
-            &v["data"]
-        } else {
-            &v
-        };
-        let vo = crate::kite::parse_order(data)?;
-        let Some(coid) = vo
-            .tag
-            .as_deref()
-            .and_then(crate::idempotency::client_order_id_from_tag)
-        else {
-            return Ok(false);
-        };
-        if !self.orders.contains_key(&coid) {
-            return Ok(false);
-        }
-        let needs_trades = self.orders[&coid].fsm.filled() < vo.filled_quantity;
-        // Without trades the status alone must not cancel away an unseen fill.
-        self.apply_venue_view(coid, &vo, &[], "order update")?;
-        if needs_trades {
-            self.poll()?;
-        }
-        Ok(true)
     }
 
     /// Cancels one order (for a sliced parent, every working child); the venue's answer is

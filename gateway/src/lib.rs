@@ -6,15 +6,19 @@
 //! * [`idempotency`]: client order id ↔ Kite `tag`.
 //! * [`venue`] and [`kite`]: the venue trait and the Kite REST client.
 //! * [`gateway`]: the gateway thread.
+//! * [`updates`]: the venue's order updates (ticker WebSocket text frames) applied to orders.
+//! * [`fills`]: the one rule by which every source (updates, polls) appends fills.
 //! * [`reconcile`]: reconciliation of the store with the venue, at start-up and periodically.
 #![forbid(unsafe_code)]
 
+pub mod fills;
 pub mod fsm;
 pub mod gateway;
 pub mod idempotency;
 pub mod kite;
 pub mod reconcile;
 pub mod store;
+pub mod updates;
 pub mod venue;
 
 pub use fsm::{Event, Fill, FsmError, OrderFsm, OrderState};
@@ -24,4 +28,5 @@ pub use gateway::{
 pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};
 pub use store::{Store, StoreError};
+pub use updates::UpdateOutcome;
 pub use venue::{PlaceOrder, Venue, VenueError, VenueOrder, VenueStatus, VenueTrade};

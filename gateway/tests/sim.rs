@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::{Sim, approve, config, gateway, kinds};
 use kestrel_engine::{ExecKind, Price};
 use kestrel_exchange_sim::rest::{Faults, RestConfig};
-use kestrel_gateway::OrderState;
 use kestrel_gateway::idempotency::tag_for;
+use kestrel_gateway::{OrderState, UpdateOutcome};
 
 fn coid(a: &kestrel_engine::Approved) -> u64 {
     a.request().client_order_id
@@ -234,7 +234,7 @@ fn order_update_frame_applies_a_venue_cancel() {
         sim.rest.order_json(v.order(venue_id).unwrap())
     };
     let frame = serde_json::json!({"type": "order", "data": json}).to_string();
-    assert!(gw.on_order_update(&frame).unwrap());
+    assert_eq!(gw.on_order_update(&frame).unwrap(), UpdateOutcome::Applied);
     assert_eq!(
         gw.store().load(id).unwrap().unwrap().fsm.state(),
         OrderState::Cancelled

@@ -8,12 +8,15 @@
 //! * [`http`] and [`rest`]: a Kite-compatible REST server with faults on demand.
 //! * [`ticker`]: the Kite ticker WebSocket server ([`TickerServer`], fed and faulted through
 //!   a [`TickerHandle`]), speaking the exact Kite binary layout over RFC 6455.
+//! * [`order_updates`]: the venue's order changes to the ticker's clients as Kite's
+//!   `{"type":"order"}` text frames ([`UpdateRelay`], [`UpdatePump`]).
 #![forbid(unsafe_code)]
 
 pub mod bridge;
 pub mod fees;
 pub mod http;
 pub mod matching;
+pub mod order_updates;
 pub mod rest;
 pub mod synthetic;
 pub mod ticker;
@@ -22,6 +25,7 @@ pub mod venue;
 pub use bridge::EngineVenue;
 pub use fees::{FeeModel, NoFees, NseFees};
 pub use matching::{Matcher, MatchingConfig, OrderStatus, TouchRule};
+pub use order_updates::{UpdatePump, UpdateRelay};
 pub use synthetic::SyntheticMarket;
 pub use ticker::{TickSource, TickerConfig, TickerHandle, TickerServer, TickerStats};
 pub use venue::{PaperVenue, PlaceRequest, VenueError};

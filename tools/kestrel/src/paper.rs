@@ -6,12 +6,14 @@
 //!        │ ws:// (Kite binary ticks)                          ▲ http:// (Kite REST orders)
 //!        ▼                                                    │
 //!  [feed thread: FeedClient] ──Tick──► [engine thread, pinned] ──Approved──► [gateway thread]
-//!                └─Connectivity──► engine ◄──ExecReport─────────────────────────┘
+//!                ├─Connectivity──► engine ◄──ExecReport─────────────────────────┘  ▲
+//!                └─TextRecord (order updates) ─────────────────────────────────────┘
 //!                                       └──JournalRecord──► [ops: this thread] (journal, status)
 //! ```
 //!
 //! Every order passes the real risk gate, is reserved in the gateway's SQLite store before it is
-//! sent, and is placed over HTTP with the Kite client; fills come back from the venue by polling.
+//! sent, and is placed over HTTP with the Kite client; fills come back from the venue as order
+//! updates on the ticker WebSocket, with polling as the fallback.
 //! The journal and the order store land under `[storage] dir`.
 
 use std::io::Write;
@@ -30,7 +32,7 @@ use kestrel_engine::{
     Approved, Clock, ControlCommand, Engine, ExecKind, ExecReport, InstrumentTable, JournalRecord,
     LiveClock, Money, Portfolio, RiskReason, Tick,
 };
-use kestrel_feed::{FeedClient, FeedConfig, FeedSinks};
+use kestrel_feed::{FeedClient, FeedConfig, FeedSinks, TextRecord};
 use kestrel_gateway::{
     Credentials, Gateway, GatewayConfig, KiteClient, KiteConfig, ReconcileOutcome, Secret, Store,
 };
@@ -68,6 +70,8 @@ pub struct PaperReport {
     /// The simulator's net positions equal the engine's book, instrument by instrument.
     pub positions_match: bool,
     pub gateway_incidents: u64,
+    /// Order updates from the ticker WebSocket the gateway applied to its orders.
+    pub gateway_order_updates: u64,
     /// The gateway's SQLite audit store for this session.
     pub store_path: std::path::PathBuf,
     pub journal_records: u64,
@@ -90,6 +94,7 @@ impl std::fmt::Debug for PaperReport {
             .field("venue_rejects", &self.venue_rejects)
             .field("positions_match", &self.positions_match)
             .field("gateway_incidents", &self.gateway_incidents)
+            .field("gateway_order_updates", &self.gateway_order_updates)
             .field("rejects_by_reason", &self.rejects_by_reason)
             .field("trading_state", &self.trading_state)
             .field("decisions_timed", &self.decision_latency.len())
@@ -123,6 +128,7 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
     let (mut exec_tx, exec_rx) = channel::<ExecReport>(1 << 12);
     let (control_tx, control_rx) = channel::<ControlCommand>(64);
     let (journal_tx, journal_rx) = channel::<JournalRecord>(1 << 18);
+    let (texts_tx, mut texts_rx) = channel::<TextRecord>(256);
 
     // The gateway: its own store for this session, reconciled before anything may trade.
     let store_dir = config.storage.dir.join("orders");
@@ -147,6 +153,9 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
         table.clone(),
         GatewayConfig {
             poll_interval: Duration::from_millis(100),
+            // Short enough that the settle below sees a poll after the market stops (the
+            // simulator relays order updates on its market thread).
+            poll_interval_with_updates: Duration::from_millis(250),
             ..GatewayConfig::default()
         },
     )
@@ -205,7 +214,12 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
             .name("gateway".into())
             .spawn(move || {
                 gateway.flush(&mut exec_tx);
-                let result = gateway.run(&mut order_rx, &mut exec_tx, &gateway_stop);
+                let result = gateway.run(
+                    &mut order_rx,
+                    &mut exec_tx,
+                    Some(&mut texts_rx),
+                    &gateway_stop,
+                );
                 (gateway, result)
             })?
     };
@@ -215,7 +229,7 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
         table.clone(),
         FeedSinks {
             ticks: tick_tx,
-            texts: None,
+            texts: Some(texts_tx),
             control: Some(control_tx),
         },
     )
@@ -303,6 +317,7 @@ pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
         venue_rejects,
         positions_match: venue_positions == engine_positions,
         gateway_incidents: gateway.counters().incidents,
+        gateway_order_updates: gateway.counters().order_updates,
         store_path,
         realised: book.realised(),
         unrealised: book.unrealised(),
@@ -557,6 +572,10 @@ mod tests {
         assert_eq!(r.fills, r.counters.fills, "{r:?}");
         assert!(r.positions_match, "{r:?}");
         assert_eq!(r.gateway_incidents, 0, "{r:?}");
+        assert!(
+            r.gateway_order_updates > 0,
+            "fills came by WebSocket: {r:?}"
+        );
         assert!(r.store_path.starts_with(dir.path()) && r.store_path.exists());
         assert!(
             r.counters.ticks + r.ticks_dropped <= r.ticks_generated,
