@@ -1,8 +1,11 @@
 //! The gateway thread: risk-approved requests in, venue orders out exactly once, execution
 //! reports back to the engine.
 //!
-//! For each new order: reserve it in the store (committed) → mark it in flight (committed)
-//! → send → record the acknowledgement. A timeout, 5xx or lost connection leaves the order
+//! For each new order: reserve it in the store already in flight (one committed transaction,
+//! the only durable step before the write) → send → record the acknowledgement. After a
+//! crash anywhere past that commit, the row says the request may have left and the tag
+//! look-up at the venue decides: found, adopt it; not found, it never left (closed as
+//! rejected at restart, never resent). A timeout, 5xx or lost connection leaves the order
 //! Unknown; before any retry the gateway lists the venue's orders and looks the tag up:
 //! found → adopt that venue order id, not found → send again. A 429 (refused before placing)
 //! is retried after a backoff without a look-up. Rejections are never retried.
@@ -16,6 +19,7 @@
 //! both sources report is counted once.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -129,7 +133,8 @@ impl Default for GatewayConfig {
 /// Points between durable steps where a test can stop the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookPoint {
-    /// The reservation is committed; nothing was sent.
+    /// The reservation (in flight: reserve and submit in one transaction) is committed;
+    /// nothing was written to the venue.
     AfterReserve,
     /// The venue answered with an order id; the acknowledgement is not stored yet.
     AfterSubmitBeforeAck,
@@ -730,10 +735,18 @@ impl<V: Venue> Gateway<V> {
                 return self.place_sliced(req, freeze, exchange, symbol, token);
             }
         }
-        match self
-            .store
-            .reserve(&req, &exchange, &symbol, token, now_ns())?
-        {
+        // One durable commit before the request leaves: the row is born in flight (reserve
+        // and submit in one transaction). With the day's allowance spent it is only
+        // reserved, and the placement loop rejects it.
+        let in_flight = self.limiter.day_allows();
+        let reserved = if in_flight {
+            self.store
+                .reserve_in_flight(&req, &exchange, &symbol, token, now_ns())?
+        } else {
+            self.store
+                .reserve(&req, &exchange, &symbol, token, now_ns())?
+        };
+        match reserved {
             Reservation::AlreadyKnown(state) => {
                 tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), state = state.as_str(),
                     "client order id already in the store; not sending it again");
@@ -741,18 +754,24 @@ impl<V: Venue> Gateway<V> {
             }
             Reservation::Reserved => {}
         }
+        let fsm = if in_flight {
+            // As stored: Reserved and Submit applied in the one transaction.
+            OrderFsm::restore(req.qty, OrderState::InFlight, Vec::new())
+        } else {
+            OrderFsm::new(req.qty)
+        };
         self.orders.insert(
             coid,
             Tracked {
                 req,
-                fsm: OrderFsm::new(req.qty),
+                fsm,
                 venue_order_id: None,
                 exchange,
                 symbol,
             },
         );
         self.hook(HookPoint::AfterReserve, coid);
-        self.drive_placement(coid)
+        self.drive_placement(coid, in_flight)
     }
 
     /// The freeze quantity the gateway slices at (0: none): the configured override, else
@@ -871,7 +890,7 @@ impl<V: Venue> Gateway<V> {
                 break;
             }
             self.hook(HookPoint::AfterReserve, c.client_order_id);
-            self.drive_placement(c.client_order_id)?;
+            self.drive_placement(c.client_order_id, false)?;
         }
         self.run_cascades()
     }
@@ -1012,14 +1031,25 @@ impl<V: Venue> Gateway<V> {
     }
 
     /// Sends a Reserved order until it is acknowledged, rejected, or Unknown and unresolved.
-    fn drive_placement(&mut self, coid: u64) -> Result<(), GatewayError> {
+    /// `in_flight`: the order was reserved in flight ([`Store::reserve_in_flight`]), so its
+    /// first send needs no Submit transition (the one commit is already made).
+    fn drive_placement(&mut self, coid: u64, in_flight: bool) -> Result<(), GatewayError> {
         let mut attempt = 0u32;
         loop {
             let Some(t) = self.orders.get(&coid) else {
                 return Ok(());
             };
-            if t.fsm.state() != OrderState::Reserved {
-                return Ok(());
+            match t.fsm.state() {
+                OrderState::InFlight if in_flight && attempt == 0 => {
+                    attempt += 1;
+                    self.limiter.acquire();
+                    if let ControlFlow::Break(()) = self.send_placement(coid, attempt)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                OrderState::Reserved => {}
+                _ => return Ok(()),
             }
             if attempt >= self.cfg.max_place_attempts {
                 return self
@@ -1044,56 +1074,58 @@ impl<V: Venue> Gateway<V> {
                     .map(drop);
             }
             attempt += 1;
-            let place = Self::place_order(t, "MIS");
             self.limiter.acquire();
             self.apply(coid, Event::Submit, None, "", 0)?;
-            self.counters.submits += 1;
-            match self.venue.submit(&place) {
-                Ok(venue_id) => {
-                    self.hook(HookPoint::AfterSubmitBeforeAck, coid);
-                    self.apply(coid, Event::Ack, Some(venue_id), "", 0)?;
-                    return Ok(());
-                }
-                Err(e @ VenueError::Rejected { .. }) => {
-                    return self
-                        .apply(
-                            coid,
-                            Event::Reject,
-                            None,
-                            &e.to_string(),
-                            reject_code::VENUE,
-                        )
-                        .map(drop);
-                }
-                Err(e @ VenueError::Token { .. }) => {
-                    return self
-                        .apply(
-                            coid,
-                            Event::Reject,
-                            None,
-                            &e.to_string(),
-                            reject_code::TOKEN,
-                        )
-                        .map(drop);
-                }
-                Err(VenueError::RateLimited { retry_after }) => {
-                    self.counters.rate_limited += 1;
-                    self.apply(coid, Event::NotPlaced, None, "HTTP 429", 0)?;
-                    let wait = self.backoff(attempt).max(retry_after.unwrap_or_default());
-                    tracing::warn!(tag = %tag_for(coid), ?wait, "rate limited by the venue; backing off");
-                    std::thread::sleep(wait);
-                }
-                Err(e) => {
-                    debug_assert!(e.outcome_unknown());
-                    self.counters.unknown += 1;
-                    self.apply(coid, Event::Lost, None, &e.to_string(), 0)?;
-                    match self.resolve_unknown(coid)? {
-                        Lookup::Adopted | Lookup::StillUnknown => return Ok(()),
-                        Lookup::NotFound => {
-                            self.counters.resent_after_lookup += 1;
-                            let wait = self.backoff(attempt);
-                            std::thread::sleep(wait);
-                        }
+            if let ControlFlow::Break(()) = self.send_placement(coid, attempt)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes the placement of an InFlight order and applies the venue's answer. `Continue`:
+    /// the order is Reserved again (429, or a look-up found nothing) and may be sent again
+    /// after the backoff taken here; `Break`: done (acknowledged, rejected, Unknown).
+    fn send_placement(&mut self, coid: u64, attempt: u32) -> Result<ControlFlow<()>, GatewayError> {
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(ControlFlow::Break(()));
+        };
+        let place = Self::place_order(t, "MIS");
+        self.counters.submits += 1;
+        match self.venue.submit(&place) {
+            Ok(venue_id) => {
+                self.hook(HookPoint::AfterSubmitBeforeAck, coid);
+                self.apply(coid, Event::Ack, Some(venue_id), "", 0)?;
+                Ok(ControlFlow::Break(()))
+            }
+            Err(e @ VenueError::Rejected { .. }) => {
+                let detail = e.to_string();
+                self.apply(coid, Event::Reject, None, &detail, reject_code::VENUE)?;
+                Ok(ControlFlow::Break(()))
+            }
+            Err(e @ VenueError::Token { .. }) => {
+                let detail = e.to_string();
+                self.apply(coid, Event::Reject, None, &detail, reject_code::TOKEN)?;
+                Ok(ControlFlow::Break(()))
+            }
+            Err(VenueError::RateLimited { retry_after }) => {
+                self.counters.rate_limited += 1;
+                self.apply(coid, Event::NotPlaced, None, "HTTP 429", 0)?;
+                let wait = self.backoff(attempt).max(retry_after.unwrap_or_default());
+                tracing::warn!(tag = %tag_for(coid), ?wait, "rate limited by the venue; backing off");
+                std::thread::sleep(wait);
+                Ok(ControlFlow::Continue(()))
+            }
+            Err(e) => {
+                debug_assert!(e.outcome_unknown());
+                self.counters.unknown += 1;
+                self.apply(coid, Event::Lost, None, &e.to_string(), 0)?;
+                match self.resolve_unknown(coid)? {
+                    Lookup::Adopted | Lookup::StillUnknown => Ok(ControlFlow::Break(())),
+                    Lookup::NotFound => {
+                        self.counters.resent_after_lookup += 1;
+                        let wait = self.backoff(attempt);
+                        std::thread::sleep(wait);
+                        Ok(ControlFlow::Continue(()))
                     }
                 }
             }
@@ -1288,7 +1320,7 @@ impl<V: Venue> Gateway<V> {
                         0,
                     )?;
                     self.counters.resent_after_lookup += 1;
-                    self.drive_placement(*coid)?;
+                    self.drive_placement(*coid, false)?;
                 }
                 (None, _) => {}
             }
