@@ -23,11 +23,12 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kestrel_engine::fees::{FeeModel, NseFees, Product};
 use kestrel_engine::ring::{Consumer, Producer, PushError};
 use kestrel_engine::rng::Rng;
 use kestrel_engine::{
-    Approved, ExecKind, ExecReport, InstrumentId, InstrumentTable, OrderRequest, OrderType,
-    RequestKind, Side, TimeInForce, UnixNanos, records::order_flags,
+    Approved, ExecKind, ExecReport, InstrumentId, InstrumentTable, Money, OrderRequest, OrderType,
+    Qty, RequestKind, Side, TimeInForce, UnixNanos, records::order_flags,
 };
 use kestrel_feed::TextRecord;
 
@@ -106,6 +107,12 @@ pub struct GatewayConfig {
     pub freeze_qty: Vec<(InstrumentId, u32)>,
     /// Interval of [`Gateway::reconcile_if_due`] (and of the run loop's reconciliation).
     pub reconcile_interval: Duration,
+    /// Kite `product` of every placement (intraday `MIS`, delivery `CNC`); it also decides
+    /// the charges.
+    pub product: Product,
+    /// The NSE charges estimated for every fill reported to the engine
+    /// ([`ExecReport::fee`]): Kite's trade reports carry none.
+    pub fees: NseFees,
 }
 
 impl Default for GatewayConfig {
@@ -126,6 +133,8 @@ impl Default for GatewayConfig {
             seed: 0x6b65_7374,
             freeze_qty: Vec::new(),
             reconcile_interval: Duration::from_secs(30),
+            product: Product::Intraday,
+            fees: NseFees::default(),
         }
     }
 }
@@ -668,6 +677,7 @@ impl<V: Venue> Gateway<V> {
             };
             let mut r = ExecReport::fill(&next.req, now_ns(), f.price, f.qty, leaves);
             r.venue_order_id = next.venue_order_id.unwrap_or(0);
+            r.fee = self.estimate_fee(&next, f);
             r
         });
         let report = match (from, to) {
@@ -700,6 +710,24 @@ impl<V: Venue> Gateway<V> {
             self.hook(HookPoint::AfterFillRecorded, coid);
         }
         Ok(Some(applied))
+    }
+
+    /// The estimated charges of `fill`, the order's last: the configured NSE rates on its
+    /// turnover, with the brokerage cap shared by the order's fills (each slice child is an
+    /// order of its own at the venue, so each has its own cap).
+    fn estimate_fee(&self, order: &Tracked, fill: &crate::fsm::Fill) -> Money {
+        let earlier = order.fsm.fills().split_last().map_or(&[][..], |(_, e)| e);
+        let prior = earlier.iter().fold(Money::ZERO, |m, f| {
+            m + f.price.notional(Qty(i64::from(f.qty)))
+        });
+        let side = order.req.side().unwrap_or(Side::Buy);
+        self.cfg.fees.fill_fee(
+            side,
+            fill.price,
+            Qty(i64::from(fill.qty)),
+            self.cfg.product,
+            prior,
+        )
     }
 
     fn place_new(&mut self, req: OrderRequest) -> Result<(), GatewayError> {
@@ -1089,7 +1117,7 @@ impl<V: Venue> Gateway<V> {
         let Some(t) = self.orders.get(&coid) else {
             return Ok(ControlFlow::Break(()));
         };
-        let place = Self::place_order(t, "MIS");
+        let place = Self::place_order(t, self.cfg.product.kite());
         self.counters.submits += 1;
         match self.venue.submit(&place) {
             Ok(venue_id) => {

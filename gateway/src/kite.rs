@@ -127,8 +127,6 @@ pub struct KiteConfig {
     pub base_url: String,
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
-    /// Kite `product` for placements.
-    pub product: &'static str,
 }
 
 impl KiteConfig {
@@ -137,7 +135,6 @@ impl KiteConfig {
             base_url: base_url.into(),
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(2),
-            product: "MIS",
         }
     }
 }

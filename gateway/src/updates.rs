@@ -12,7 +12,7 @@
 //!   order's appends one fill of the difference; polls later find nothing more to add. That
 //!   rule, not the order of arrival, is what makes duplicates and stale updates harmless: an
 //!   update reporting no more than the order has adds no fill, and its status cannot move the
-//!   order back ([`Gateway::apply_venue_view`]: a working status changes nothing).
+//!   order back (a working status changes nothing; a cancel waits for every reported fill).
 //! * **Bad input** never panics and never stops the gateway: a text that is not JSON, or an
 //!   order update without an order id, is counted
 //!   ([`crate::GatewayCounters::order_updates_malformed`]) and recorded as an incident the

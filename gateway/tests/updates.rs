@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Sim, WAIT, approve, config, drain_until, gateway, kinds};
-use kestrel_engine::{Approved, ExecKind, ExecReport, ring};
+use kestrel_engine::fees::{FeeModel, NseFees, Product};
+use kestrel_engine::{Approved, ExecKind, ExecReport, Money, Price, Qty, Side, ring};
 use kestrel_exchange_sim::rest::Faults;
 use kestrel_gateway::idempotency::tag_for;
 use kestrel_gateway::{Gateway, GatewayConfig, KiteClient, OrderState, UpdateOutcome};
@@ -97,10 +98,7 @@ fn fills_arrive_by_order_update_with_polling_disabled() {
     // The venue's average is the order's: 4 at 2900.05, 6 at 2900.15.
     let venue_avg = sim.venue.lock().unwrap().orders()[0].average_price;
     assert_eq!(o.fsm.average_price(), venue_avg);
-    assert_eq!(
-        o.fsm.average_price(),
-        kestrel_engine::Price::parse("2900.11").unwrap()
-    );
+    assert_eq!(o.fsm.average_price(), Price::parse("2900.11").unwrap());
     let r = gw.take_reports();
     assert_eq!(
         kinds(&r),
@@ -108,6 +106,27 @@ fn fills_arrive_by_order_update_with_polling_disabled() {
     );
     assert_eq!((r[1].qty, r[1].leaves_qty), (4, 6));
     assert_eq!((r[2].qty, r[2].leaves_qty), (6, 0));
+    // Fills learned from updates carry the estimated charges like any other (one order:
+    // the second fill's brokerage counts the first's turnover).
+    let fees = NseFees::default();
+    let (px1, px2) = (
+        Price::parse("2900.05").unwrap(),
+        Price::parse("2900.15").unwrap(),
+    );
+    assert_eq!(
+        r[1].fee,
+        fees.fill_fee(Side::Buy, px1, Qty(4), Product::Intraday, Money::ZERO)
+    );
+    assert_eq!(
+        r[2].fee,
+        fees.fill_fee(
+            Side::Buy,
+            px2,
+            Qty(6),
+            Product::Intraday,
+            px1.notional(Qty(4))
+        )
+    );
     let c = gw.counters();
     assert_eq!(c.polls, 0, "no poll asked the venue: {c:?}");
     assert!(c.order_updates >= 2, "{c:?}");
