@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use kestrel_engine::engine::EngineOutput;
 use kestrel_engine::ring::{self, Consumer};
-use kestrel_engine::risk::UncheckedForTestsOnly;
+use kestrel_engine::risk::{RiskCheck, UncheckedForTestsOnly};
 use kestrel_engine::{
-    Approved, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId, InstrumentTable, Intent,
-    JournalRecord, MarketView, OrderIntent, OrderType, Portfolio, Price, Qty, ReasonCode,
+    Approved, Decision, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId, InstrumentTable,
+    Intent, JournalRecord, MarketView, OrderIntent, OrderType, Portfolio, Price, Qty, ReasonCode,
     ReplayClock, Side, Strategy, Tick, TimeInForce,
 };
 use kestrel_exchange_sim::http::{self, HttpConfig, ServerHandle};
@@ -303,6 +303,28 @@ impl EngineOutput for Capture {
 /// A RELIANCE buy approved by a real engine (with the test-only accept-all risk check):
 /// `limit` None is a market order. `seq` is the decision sequence (it makes the id).
 pub fn approve(seq: u64, qty: i64, limit: Option<&str>) -> Approved {
+    approve_with(seq, qty, limit, UncheckedForTestsOnly)
+}
+
+/// Accepts everything and sets `order_flags` bits, as the risk gate does (`SLICE` for an
+/// order above the freeze quantity).
+pub struct FlagAll(pub u8);
+
+impl RiskCheck for FlagAll {
+    fn check(
+        &mut self,
+        req: &mut kestrel_engine::OrderRequest,
+        _: &MarketView,
+        _: &Portfolio,
+        _: kestrel_engine::UnixNanos,
+    ) -> Decision {
+        req.flags |= self.0;
+        Decision::Accept
+    }
+}
+
+/// [`approve`] through the risk check `risk`.
+pub fn approve_with<R: RiskCheck>(seq: u64, qty: i64, limit: Option<&str>, risk: R) -> Approved {
     let intent = OrderIntent {
         instrument: RELIANCE,
         side: Side::Buy,
@@ -320,7 +342,7 @@ pub fn approve(seq: u64, qty: i64, limit: Option<&str>) -> Approved {
     };
     let mut engine = Engine::new(
         Once(Some(intent)),
-        UncheckedForTestsOnly,
+        risk,
         ReplayClock::starting_at(1_700_000_000_000_000_000),
         InstrumentTable::nse_default(),
         EngineConfig {
