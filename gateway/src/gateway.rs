@@ -764,9 +764,9 @@ impl<V: Venue> Gateway<V> {
             }
         }
         // One durable commit before the request leaves: the row is born in flight (reserve
-        // and submit in one transaction). With the day's allowance spent it is only
-        // reserved, and the placement loop rejects it.
-        let in_flight = self.limiter.day_allows();
+        // and submit in one transaction). With the day's allowance spent (or no attempt
+        // allowed) it is only reserved, and the placement loop rejects it.
+        let in_flight = self.limiter.day_allows() && self.cfg.max_place_attempts > 0;
         let reserved = if in_flight {
             self.store
                 .reserve_in_flight(&req, &exchange, &symbol, token, now_ns())?
