@@ -3,8 +3,8 @@
 //!
 //! The venue is a loopback TCP server that answers every request at once with a canned Kite
 //! success envelope (`{"status":"success","data":{"order_id":...}}`), so the gateway runs
-//! its real path: reserve in SQLite (committed), mark in flight (committed), build the form
-//! and the HTTP/1.1 request, write it. The end point is taken by the Kite client's write
+//! its real path: reserve the order in SQLite already in flight (one committed transaction),
+//! build the form and the HTTP/1.1 request, write it. The end point is taken by the Kite client's write
 //! probe ([`KiteClient::set_write_timestamps`], off in production).
 //!
 //! Measured, each as a criterion benchmark plus an HdrHistogram of every timed order
@@ -16,7 +16,8 @@
 //!   gateway's cost without the store's file I/O (attribution only; not a configuration).
 //! * `on_approved_total/...`: the whole call: the above plus the loopback round trip
 //!   and the acknowledgement's commit.
-//! * `store_reserve/sync_full` and `/sync_normal`: `Store::reserve` alone.
+//! * `store_reserve/sync_full` and `/sync_normal`: `Store::reserve_in_flight` alone (the
+//!   one commit on the path).
 //! * `bare_round_trip`: one placement through the Kite client alone (form, write, read,
 //!   parse), the HTTP baseline without the gateway and store.
 //!
@@ -287,7 +288,7 @@ fn store_reserve(c: &mut Criterion) {
                     let req = *approvals.next().request();
                     let t0 = Instant::now();
                     store
-                        .reserve(&req, "NSE", "RELIANCE", 738_561, req.ts)
+                        .reserve_in_flight(&req, "NSE", "RELIANCE", 738_561, req.ts)
                         .unwrap();
                     let d = t0.elapsed();
                     h.saturating_record(d.as_nanos() as u64);

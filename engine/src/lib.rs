@@ -9,6 +9,7 @@
 pub mod alloc_counter;
 pub mod clock;
 pub mod engine;
+pub mod fees;
 pub mod fixed;
 pub mod instrument;
 pub mod market;

@@ -1,27 +1,39 @@
 //! The gateway thread: risk-approved requests in, venue orders out exactly once, execution
 //! reports back to the engine.
 //!
-//! For each new order: reserve it in the store (committed) → mark it in flight (committed)
-//! → send → record the acknowledgement. A timeout, 5xx or lost connection leaves the order
+//! For each new order: reserve it in the store already in flight (one committed transaction,
+//! the only durable step before the write) → send → record the acknowledgement. After a
+//! crash anywhere past that commit, the row says the request may have left and the tag
+//! look-up at the venue decides: found, adopt it; not found, it never left (closed as
+//! rejected at restart, never resent). A timeout, 5xx or lost connection leaves the order
 //! Unknown; before any retry the gateway lists the venue's orders and looks the tag up:
 //! found → adopt that venue order id, not found → send again. A 429 (refused before placing)
 //! is retried after a backoff without a look-up. Rejections are never retried.
 //!
-//! Calls block the gateway thread (one keep-alive connection, one request at a time); fills
-//! come from polling (`GET /orders` + `GET /trades`) or [`Gateway::on_order_update`].
+//! Calls block the gateway thread (one keep-alive connection, one request at a time). Fills
+//! and status changes come from the venue's order updates on the ticker WebSocket
+//! ([`crate::updates`], when [`Gateway::run`] is given the feed's text ring) and from
+//! polling (`GET /orders` + `GET /trades`), which stays as the fallback and slows down to
+//! [`GatewayConfig::poll_interval_with_updates`] while updates flow. Both go through one
+//! rule ([`crate::fills`]): the filled quantity only moves forward, to the venue's, so a fill
+//! both sources report is counted once.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kestrel_engine::fees::{FeeModel, NseFees, Product};
 use kestrel_engine::ring::{Consumer, Producer, PushError};
 use kestrel_engine::rng::Rng;
 use kestrel_engine::{
-    Approved, ExecKind, ExecReport, InstrumentId, InstrumentTable, OrderRequest, OrderType,
-    RequestKind, Side, TimeInForce, UnixNanos, records::order_flags,
+    Approved, ExecKind, ExecReport, InstrumentId, InstrumentTable, Money, OrderRequest, OrderType,
+    Qty, RequestKind, Side, TimeInForce, UnixNanos, records::order_flags,
 };
+use kestrel_feed::TextRecord;
 
-use crate::fsm::{Applied, Event, Fill, FsmError, OrderFsm, OrderState};
+use crate::fills::{self, FromUpdate};
+use crate::fsm::{Applied, Event, FsmError, OrderFsm, OrderState};
 use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
 use crate::store::{Reservation, Store, StoreError};
 use crate::venue::{
@@ -78,7 +90,14 @@ pub struct GatewayConfig {
     pub orders_per_second: usize,
     pub orders_per_minute: usize,
     pub orders_per_day: usize,
+    /// Interval of the run loop's venue poll (`GET /orders` + `GET /trades`) while order
+    /// updates are not flowing (no text ring, or none for [`GatewayConfig::updates_fresh_for`]).
     pub poll_interval: Duration,
+    /// Interval of the poll while order updates flow on the ticker WebSocket: polling is
+    /// then only the fallback for a lost or late update.
+    pub poll_interval_with_updates: Duration,
+    /// Updates count as flowing for this long after the last one about a followed order.
+    pub updates_fresh_for: Duration,
     /// Sleep of the run loop when there is nothing to do.
     pub idle_sleep: Duration,
     /// Seed of the backoff jitter.
@@ -88,6 +107,12 @@ pub struct GatewayConfig {
     pub freeze_qty: Vec<(InstrumentId, u32)>,
     /// Interval of [`Gateway::reconcile_if_due`] (and of the run loop's reconciliation).
     pub reconcile_interval: Duration,
+    /// Kite `product` of every placement (intraday `MIS`, delivery `CNC`); it also decides
+    /// the charges.
+    pub product: Product,
+    /// The NSE charges estimated for every fill reported to the engine
+    /// ([`ExecReport::fee`]): Kite's trade reports carry none.
+    pub fees: NseFees,
 }
 
 impl Default for GatewayConfig {
@@ -102,10 +127,14 @@ impl Default for GatewayConfig {
             orders_per_minute: 400,
             orders_per_day: 5_000,
             poll_interval: Duration::from_millis(500),
+            poll_interval_with_updates: Duration::from_secs(1),
+            updates_fresh_for: Duration::from_secs(10),
             idle_sleep: Duration::from_micros(200),
             seed: 0x6b65_7374,
             freeze_qty: Vec::new(),
             reconcile_interval: Duration::from_secs(30),
+            product: Product::Intraday,
+            fees: NseFees::default(),
         }
     }
 }
@@ -113,7 +142,8 @@ impl Default for GatewayConfig {
 /// Points between durable steps where a test can stop the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookPoint {
-    /// The reservation is committed; nothing was sent.
+    /// The reservation (in flight: reserve and submit in one transaction) is committed;
+    /// nothing was written to the venue.
     AfterReserve,
     /// The venue answered with an order id; the acknowledgement is not stored yet.
     AfterSubmitBeforeAck,
@@ -142,6 +172,18 @@ pub struct GatewayCounters {
     pub incidents: u64,
     /// Transient failures of look-ups, cancels and polls that were retried.
     pub transient_retries: u64,
+    /// Polls that asked the venue (`GET /orders` + `GET /trades`).
+    pub polls: u64,
+    /// Order updates (WebSocket) applied to an order the gateway follows (duplicates and
+    /// stale ones included: they change nothing).
+    pub order_updates: u64,
+    /// Order updates about orders the gateway does not follow (another application's, a
+    /// finished one's).
+    pub order_updates_ignored: u64,
+    /// Venue texts that could not be read (not JSON, an order without an id, ...).
+    pub order_updates_malformed: u64,
+    /// Other venue texts (errors, broadcast messages): logged.
+    pub venue_messages: u64,
 }
 
 /// Kite's order-rate limits, on a rolling window of send times.
@@ -271,6 +313,15 @@ pub struct ShutdownReport {
     pub elapsed: Duration,
 }
 
+/// Where the fills of a venue view of one order come from ([`crate::fills`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FillSource<'a> {
+    /// The trade book (polls, look-ups, reconciliation).
+    Trades(&'a [VenueTrade]),
+    /// The view's own cumulative filled quantity and average price (an order update).
+    Cumulative,
+}
+
 /// How an Unknown placement was resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lookup {
@@ -299,6 +350,10 @@ pub struct Gateway<V> {
     /// False once [`Gateway::shutdown`] started: new orders are refused.
     accepting: bool,
     pub(crate) last_reconcile: Instant,
+    /// An order update could not be applied without the trade book: poll at once.
+    pub(crate) poll_now: bool,
+    /// When the last order update about a followed order arrived.
+    pub(crate) last_update: Option<Instant>,
 }
 
 impl<V: std::fmt::Debug> std::fmt::Debug for Gateway<V> {
@@ -388,6 +443,8 @@ impl<V: Venue> Gateway<V> {
             pending_cascades: Vec::new(),
             accepting: true,
             last_reconcile: Instant::now(),
+            poll_now: false,
+            last_update: None,
         })
     }
 
@@ -442,12 +499,16 @@ impl<V: Venue> Gateway<V> {
         }
     }
 
-    /// The run loop: pops approved requests, polls the venue, pushes execution reports,
-    /// until `stop` is set.
+    /// The run loop until `stop` is set: pops approved requests, applies the venue's order
+    /// updates from `updates` (the feed's text ring, when the ticker WebSocket is up; `None`
+    /// polls only), polls the venue (every [`GatewayConfig::poll_interval`], or
+    /// [`GatewayConfig::poll_interval_with_updates`] while updates flow), reconciles when
+    /// due, and pushes execution reports.
     pub fn run(
         &mut self,
         orders: &mut Consumer<Approved>,
         execs: &mut Producer<ExecReport>,
+        mut updates: Option<&mut Consumer<TextRecord>>,
         stop: &AtomicBool,
     ) -> Result<(), GatewayError> {
         let mut last_poll = Instant::now();
@@ -458,7 +519,13 @@ impl<V: Venue> Gateway<V> {
                 self.flush(execs);
                 busy = true;
             }
-            if last_poll.elapsed() >= self.cfg.poll_interval {
+            if let Some(texts) = updates.as_deref_mut() {
+                busy |= self.drain_updates(texts)? > 0;
+                self.flush(execs);
+            }
+            let now = Instant::now();
+            if self.poll_now || now.duration_since(last_poll) >= self.poll_interval(now) {
+                self.poll_now = false;
                 if let Err(e) = self.poll() {
                     tracing::warn!(error = %e, "venue poll failed; retrying at the next interval");
                 }
@@ -478,6 +545,18 @@ impl<V: Venue> Gateway<V> {
         }
         self.flush(execs);
         Ok(())
+    }
+
+    /// The poll interval at `now`: [`GatewayConfig::poll_interval_with_updates`] while order
+    /// updates flow (one arrived within [`GatewayConfig::updates_fresh_for`]), else
+    /// [`GatewayConfig::poll_interval`].
+    pub fn poll_interval(&self, now: Instant) -> Duration {
+        match self.last_update {
+            Some(t) if now.saturating_duration_since(t) < self.cfg.updates_fresh_for => {
+                self.cfg.poll_interval_with_updates
+            }
+            _ => self.cfg.poll_interval,
+        }
     }
 
     /// Pushes queued reports; what does not fit waits for the next call (never dropped).
@@ -598,6 +677,7 @@ impl<V: Venue> Gateway<V> {
             };
             let mut r = ExecReport::fill(&next.req, now_ns(), f.price, f.qty, leaves);
             r.venue_order_id = next.venue_order_id.unwrap_or(0);
+            r.fee = self.estimate_fee(&next, f);
             r
         });
         let report = match (from, to) {
@@ -630,6 +710,24 @@ impl<V: Venue> Gateway<V> {
             self.hook(HookPoint::AfterFillRecorded, coid);
         }
         Ok(Some(applied))
+    }
+
+    /// The estimated charges of `fill`, the order's last: the configured NSE rates on its
+    /// turnover, with the brokerage cap shared by the order's fills (each slice child is an
+    /// order of its own at the venue, so each has its own cap).
+    fn estimate_fee(&self, order: &Tracked, fill: &crate::fsm::Fill) -> Money {
+        let earlier = order.fsm.fills().split_last().map_or(&[][..], |(_, e)| e);
+        let prior = earlier.iter().fold(Money::ZERO, |m, f| {
+            m + f.price.notional(Qty(i64::from(f.qty)))
+        });
+        let side = order.req.side().unwrap_or(Side::Buy);
+        self.cfg.fees.fill_fee(
+            side,
+            fill.price,
+            Qty(i64::from(fill.qty)),
+            self.cfg.product,
+            prior,
+        )
     }
 
     fn place_new(&mut self, req: OrderRequest) -> Result<(), GatewayError> {
@@ -665,10 +763,18 @@ impl<V: Venue> Gateway<V> {
                 return self.place_sliced(req, freeze, exchange, symbol, token);
             }
         }
-        match self
-            .store
-            .reserve(&req, &exchange, &symbol, token, now_ns())?
-        {
+        // One durable commit before the request leaves: the row is born in flight (reserve
+        // and submit in one transaction). With the day's allowance spent (or no attempt
+        // allowed) it is only reserved, and the placement loop rejects it.
+        let in_flight = self.limiter.day_allows() && self.cfg.max_place_attempts > 0;
+        let reserved = if in_flight {
+            self.store
+                .reserve_in_flight(&req, &exchange, &symbol, token, now_ns())?
+        } else {
+            self.store
+                .reserve(&req, &exchange, &symbol, token, now_ns())?
+        };
+        match reserved {
             Reservation::AlreadyKnown(state) => {
                 tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), state = state.as_str(),
                     "client order id already in the store; not sending it again");
@@ -676,18 +782,24 @@ impl<V: Venue> Gateway<V> {
             }
             Reservation::Reserved => {}
         }
+        let fsm = if in_flight {
+            // As stored: Reserved and Submit applied in the one transaction.
+            OrderFsm::restore(req.qty, OrderState::InFlight, Vec::new())
+        } else {
+            OrderFsm::new(req.qty)
+        };
         self.orders.insert(
             coid,
             Tracked {
                 req,
-                fsm: OrderFsm::new(req.qty),
+                fsm,
                 venue_order_id: None,
                 exchange,
                 symbol,
             },
         );
         self.hook(HookPoint::AfterReserve, coid);
-        self.drive_placement(coid)
+        self.drive_placement(coid, in_flight)
     }
 
     /// The freeze quantity the gateway slices at (0: none): the configured override, else
@@ -806,7 +918,7 @@ impl<V: Venue> Gateway<V> {
                 break;
             }
             self.hook(HookPoint::AfterReserve, c.client_order_id);
-            self.drive_placement(c.client_order_id)?;
+            self.drive_placement(c.client_order_id, false)?;
         }
         self.run_cascades()
     }
@@ -947,14 +1059,25 @@ impl<V: Venue> Gateway<V> {
     }
 
     /// Sends a Reserved order until it is acknowledged, rejected, or Unknown and unresolved.
-    fn drive_placement(&mut self, coid: u64) -> Result<(), GatewayError> {
+    /// `in_flight`: the order was reserved in flight ([`Store::reserve_in_flight`]), so its
+    /// first send needs no Submit transition (the one commit is already made).
+    fn drive_placement(&mut self, coid: u64, in_flight: bool) -> Result<(), GatewayError> {
         let mut attempt = 0u32;
         loop {
             let Some(t) = self.orders.get(&coid) else {
                 return Ok(());
             };
-            if t.fsm.state() != OrderState::Reserved {
-                return Ok(());
+            match t.fsm.state() {
+                OrderState::InFlight if in_flight && attempt == 0 => {
+                    attempt += 1;
+                    self.limiter.acquire();
+                    if let ControlFlow::Break(()) = self.send_placement(coid, attempt)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                OrderState::Reserved => {}
+                _ => return Ok(()),
             }
             if attempt >= self.cfg.max_place_attempts {
                 return self
@@ -979,56 +1102,58 @@ impl<V: Venue> Gateway<V> {
                     .map(drop);
             }
             attempt += 1;
-            let place = Self::place_order(t, "MIS");
             self.limiter.acquire();
             self.apply(coid, Event::Submit, None, "", 0)?;
-            self.counters.submits += 1;
-            match self.venue.submit(&place) {
-                Ok(venue_id) => {
-                    self.hook(HookPoint::AfterSubmitBeforeAck, coid);
-                    self.apply(coid, Event::Ack, Some(venue_id), "", 0)?;
-                    return Ok(());
-                }
-                Err(e @ VenueError::Rejected { .. }) => {
-                    return self
-                        .apply(
-                            coid,
-                            Event::Reject,
-                            None,
-                            &e.to_string(),
-                            reject_code::VENUE,
-                        )
-                        .map(drop);
-                }
-                Err(e @ VenueError::Token { .. }) => {
-                    return self
-                        .apply(
-                            coid,
-                            Event::Reject,
-                            None,
-                            &e.to_string(),
-                            reject_code::TOKEN,
-                        )
-                        .map(drop);
-                }
-                Err(VenueError::RateLimited { retry_after }) => {
-                    self.counters.rate_limited += 1;
-                    self.apply(coid, Event::NotPlaced, None, "HTTP 429", 0)?;
-                    let wait = self.backoff(attempt).max(retry_after.unwrap_or_default());
-                    tracing::warn!(tag = %tag_for(coid), ?wait, "rate limited by the venue; backing off");
-                    std::thread::sleep(wait);
-                }
-                Err(e) => {
-                    debug_assert!(e.outcome_unknown());
-                    self.counters.unknown += 1;
-                    self.apply(coid, Event::Lost, None, &e.to_string(), 0)?;
-                    match self.resolve_unknown(coid)? {
-                        Lookup::Adopted | Lookup::StillUnknown => return Ok(()),
-                        Lookup::NotFound => {
-                            self.counters.resent_after_lookup += 1;
-                            let wait = self.backoff(attempt);
-                            std::thread::sleep(wait);
-                        }
+            if let ControlFlow::Break(()) = self.send_placement(coid, attempt)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes the placement of an InFlight order and applies the venue's answer. `Continue`:
+    /// the order is Reserved again (429, or a look-up found nothing) and may be sent again
+    /// after the backoff taken here; `Break`: done (acknowledged, rejected, Unknown).
+    fn send_placement(&mut self, coid: u64, attempt: u32) -> Result<ControlFlow<()>, GatewayError> {
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(ControlFlow::Break(()));
+        };
+        let place = Self::place_order(t, self.cfg.product.kite());
+        self.counters.submits += 1;
+        match self.venue.submit(&place) {
+            Ok(venue_id) => {
+                self.hook(HookPoint::AfterSubmitBeforeAck, coid);
+                self.apply(coid, Event::Ack, Some(venue_id), "", 0)?;
+                Ok(ControlFlow::Break(()))
+            }
+            Err(e @ VenueError::Rejected { .. }) => {
+                let detail = e.to_string();
+                self.apply(coid, Event::Reject, None, &detail, reject_code::VENUE)?;
+                Ok(ControlFlow::Break(()))
+            }
+            Err(e @ VenueError::Token { .. }) => {
+                let detail = e.to_string();
+                self.apply(coid, Event::Reject, None, &detail, reject_code::TOKEN)?;
+                Ok(ControlFlow::Break(()))
+            }
+            Err(VenueError::RateLimited { retry_after }) => {
+                self.counters.rate_limited += 1;
+                self.apply(coid, Event::NotPlaced, None, "HTTP 429", 0)?;
+                let wait = self.backoff(attempt).max(retry_after.unwrap_or_default());
+                tracing::warn!(tag = %tag_for(coid), ?wait, "rate limited by the venue; backing off");
+                std::thread::sleep(wait);
+                Ok(ControlFlow::Continue(()))
+            }
+            Err(e) => {
+                debug_assert!(e.outcome_unknown());
+                self.counters.unknown += 1;
+                self.apply(coid, Event::Lost, None, &e.to_string(), 0)?;
+                match self.resolve_unknown(coid)? {
+                    Lookup::Adopted | Lookup::StillUnknown => Ok(ControlFlow::Break(())),
+                    Lookup::NotFound => {
+                        self.counters.resent_after_lookup += 1;
+                        let wait = self.backoff(attempt);
+                        std::thread::sleep(wait);
+                        Ok(ControlFlow::Continue(()))
                     }
                 }
             }
@@ -1058,7 +1183,12 @@ impl<V: Venue> Gateway<V> {
                         [one] => {
                             let one = (*one).clone();
                             self.counters.adopted += 1;
-                            self.apply_venue_view(coid, &one, &trades, "adopted by tag look-up")?;
+                            self.apply_venue_view(
+                                coid,
+                                &one,
+                                FillSource::Trades(&trades),
+                                "adopted by tag look-up",
+                            )?;
                             Ok(Lookup::Adopted)
                         }
                         many => {
@@ -1068,7 +1198,12 @@ impl<V: Venue> Gateway<V> {
                             self.incident(Some(&req), "duplicate_venue_orders", &detail)?;
                             self.store
                                 .set_risk_state("paused", "1", req.decision_id, now_ns())?;
-                            self.apply_venue_view(coid, &first, &trades, "adopted (duplicates!)")?;
+                            self.apply_venue_view(
+                                coid,
+                                &first,
+                                FillSource::Trades(&trades),
+                                "adopted (duplicates!)",
+                            )?;
                             Ok(Lookup::Adopted)
                         }
                     };
@@ -1090,12 +1225,14 @@ impl<V: Venue> Gateway<V> {
     }
 
     /// Brings one order in line with the venue's view of it: adopt the venue id, append
-    /// missing fills, then apply the status.
+    /// the fills the view adds ([`crate::fills`]: only the quantity beyond what the order
+    /// has), then apply the status. A status never moves the order backwards: a working
+    /// status changes nothing, and a cancel waits until every fill the venue reports is in.
     pub(crate) fn apply_venue_view(
         &mut self,
         coid: u64,
         vo: &VenueOrder,
-        trades: &[VenueTrade],
+        source: FillSource<'_>,
         detail: &str,
     ) -> Result<(), GatewayError> {
         let Some(t) = self.orders.get(&coid) else {
@@ -1117,14 +1254,34 @@ impl<V: Venue> Gateway<V> {
                 ),
             );
         }
-        for tr in trades.iter().filter(|tr| tr.order_id == vo.order_id) {
-            let fill = Fill {
-                trade_id: tr.trade_id.clone(),
-                qty: tr.quantity,
-                price: tr.price,
-                ts: 0,
-            };
-            self.apply(coid, Event::Fill(fill), Some(vo.order_id), "", 0)?;
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(());
+        };
+        let filled = t.fsm.filled();
+        let new = match source {
+            FillSource::Trades(trades) => fills::from_trades(filled, vo.order_id, trades),
+            FillSource::Cumulative => {
+                let value = fills::value(t.fsm.fills());
+                match fills::from_update(
+                    filled,
+                    value,
+                    vo.order_id,
+                    vo.filled_quantity,
+                    vo.average_price,
+                ) {
+                    FromUpdate::Nothing => Vec::new(),
+                    FromUpdate::Fill(f) => vec![f],
+                    FromUpdate::NeedsTrades => {
+                        tracing::warn!(tag = %tag_for(coid), venue_filled = vo.filled_quantity,
+                            filled, "order update without a usable average price; polling the trade book");
+                        self.poll_now = true;
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        for fill in new {
+            self.apply(coid, Event::Fill(fill), Some(vo.order_id), detail, 0)?;
         }
         let Some(t) = self.orders.get(&coid) else {
             return Ok(());
@@ -1163,6 +1320,7 @@ impl<V: Venue> Gateway<V> {
         if watched.is_empty() {
             return Ok(0);
         }
+        self.counters.polls += 1;
         let orders = self.venue.orders()?;
         let trades = self.venue.trades()?;
         for coid in &watched {
@@ -1179,7 +1337,7 @@ impl<V: Venue> Gateway<V> {
             match (vo, t.fsm.state()) {
                 (Some(vo), _) => {
                     let vo = vo.clone();
-                    self.apply_venue_view(*coid, &vo, &trades, "poll")?;
+                    self.apply_venue_view(*coid, &vo, FillSource::Trades(&trades), "poll")?;
                 }
                 (None, OrderState::Unknown) if t.fsm.filled() == 0 => {
                     self.apply(
@@ -1190,15 +1348,22 @@ impl<V: Venue> Gateway<V> {
                         0,
                     )?;
                     self.counters.resent_after_lookup += 1;
-                    self.drive_placement(*coid)?;
+                    self.drive_placement(*coid, false)?;
                 }
                 (None, _) => {}
             }
         }
+        self.settle()?;
+        Ok(watched.len())
+    }
+
+    /// After the venue's news: forget final orders, cancel the siblings of rejected slice
+    /// children, forget finished slices.
+    pub(crate) fn settle(&mut self) -> Result<(), GatewayError> {
         self.orders.retain(|_, t| !t.fsm.state().is_final());
         self.run_cascades()?;
         self.forget_finished_slices();
-        Ok(watched.len())
+        Ok(())
     }
 
     /// Drops sliced parents whose children are all finished and reported.
@@ -1298,37 +1463,6 @@ impl<V: Venue> Gateway<V> {
         rep.elapsed = t0.elapsed();
         tracing::info!(?rep, "gateway shut down");
         rep
-    }
-
-    /// An order update pushed by the venue (Kite WebSocket text frame, `{"type":"order",
-    /// "data":{...}}` or the bare order object). Status and acknowledgement are applied at
-    /// once; fills are taken from the next poll of `/trades` (the update has no trade id).
-    pub fn on_order_update(&mut self, json: &str) -> Result<bool, GatewayError> {
-        let v: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| VenueError::Protocol(format!("order update is not JSON: {e}")))?;
-        let data = if v.get("data").is_some() {
-            &v["data"]
-        } else {
-            &v
-        };
-        let vo = crate::kite::parse_order(data)?;
-        let Some(coid) = vo
-            .tag
-            .as_deref()
-            .and_then(crate::idempotency::client_order_id_from_tag)
-        else {
-            return Ok(false);
-        };
-        if !self.orders.contains_key(&coid) {
-            return Ok(false);
-        }
-        let needs_trades = self.orders[&coid].fsm.filled() < vo.filled_quantity;
-        // Without trades the status alone must not cancel away an unseen fill.
-        self.apply_venue_view(coid, &vo, &[], "order update")?;
-        if needs_trades {
-            self.poll()?;
-        }
-        Ok(true)
     }
 
     /// Cancels one order (for a sliced parent, every working child); the venue's answer is

@@ -132,8 +132,6 @@ pub struct KiteConfig {
     /// `https://` only: trust the certificates in this PEM file instead of the
     /// `webpki-roots` (Mozilla) set, e.g. a test server's self-signed CA.
     pub ca_file: Option<PathBuf>,
-    /// Kite `product` for placements.
-    pub product: &'static str,
 }
 
 impl KiteConfig {
@@ -143,7 +141,6 @@ impl KiteConfig {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(2),
             ca_file: None,
-            product: "MIS",
         }
     }
 }
@@ -487,11 +484,33 @@ pub fn parse_envelope(
     })
 }
 
+/// A price from a JSON number or string; digits beyond the 8th decimal (a float average
+/// such as `2900.0833333333335`) are cut off. Zero when absent or unreadable (an exponent).
 fn price_of(v: &Value) -> Price {
-    match v {
-        Value::Number(n) => Price::parse(&n.to_string()).unwrap_or(Price::ZERO),
-        Value::String(s) => Price::parse(s).unwrap_or(Price::ZERO),
-        _ => Price::ZERO,
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return Price::ZERO,
+    };
+    let cut = match text.split_once('.') {
+        Some((whole, frac)) if frac.len() > 8 => format!("{whole}.{}", &frac[..8]),
+        _ => text,
+    };
+    Price::parse(&cut).unwrap_or(Price::ZERO)
+}
+
+/// A quantity field: absent or null is 0; otherwise a whole number from 0 to `u32::MAX`
+/// (as a JSON number or a string of digits), else an error naming the field.
+fn qty_of(v: &Value, key: &str) -> Result<u32, VenueError> {
+    let bad = || VenueError::Protocol(format!("`{key}` is not a quantity: {}", v[key]));
+    match &v[key] {
+        Value::Null => Ok(0),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|q| u32::try_from(q).ok())
+            .ok_or_else(bad),
+        Value::String(s) => s.parse().map_err(|_| bad()),
+        _ => Err(bad()),
     }
 }
 
@@ -520,8 +539,8 @@ pub fn parse_order(v: &Value) -> Result<VenueOrder, VenueError> {
             Some("SELL") => Some(Side::Sell),
             _ => None,
         },
-        quantity: v["quantity"].as_u64().unwrap_or(0) as u32,
-        filled_quantity: v["filled_quantity"].as_u64().unwrap_or(0) as u32,
+        quantity: qty_of(v, "quantity")?,
+        filled_quantity: qty_of(v, "filled_quantity")?,
         average_price: price_of(&v["average_price"]),
     })
 }
@@ -551,7 +570,7 @@ fn parse_trade(v: &Value) -> Result<VenueTrade, VenueError> {
         },
         order_id: u64_of(&v["order_id"])
             .ok_or_else(|| VenueError::Protocol(format!("trade without an order_id: {v}")))?,
-        quantity: v["quantity"].as_u64().unwrap_or(0) as u32,
+        quantity: qty_of(v, "quantity")?,
         price: price_of(&v["average_price"]),
     })
 }

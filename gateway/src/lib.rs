@@ -7,9 +7,12 @@
 //! * [`venue`] and [`kite`]: the venue trait and the Kite REST client (`http://` or
 //!   `https://`, over `transport.rs`'s plain or TLS connection).
 //! * [`gateway`]: the gateway thread.
+//! * [`updates`]: the venue's order updates (ticker WebSocket text frames) applied to orders.
+//! * [`fills`]: the one rule by which every source (updates, polls) appends fills.
 //! * [`reconcile`]: reconciliation of the store with the venue, at start-up and periodically.
 #![forbid(unsafe_code)]
 
+pub mod fills;
 pub mod fsm;
 pub mod gateway;
 pub mod idempotency;
@@ -17,6 +20,7 @@ pub mod kite;
 pub mod reconcile;
 pub mod store;
 mod transport;
+pub mod updates;
 pub mod venue;
 
 pub use fsm::{Event, Fill, FsmError, OrderFsm, OrderState};
@@ -26,4 +30,5 @@ pub use gateway::{
 pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};
 pub use store::{Store, StoreError};
+pub use updates::UpdateOutcome;
 pub use venue::{PlaceOrder, Venue, VenueError, VenueOrder, VenueStatus, VenueTrade};

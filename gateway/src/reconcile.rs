@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use crate::fsm::{Event, OrderState};
-use crate::gateway::{Gateway, GatewayError, now_ns, reject_code};
+use crate::gateway::{FillSource, Gateway, GatewayError, now_ns, reject_code};
 use crate::idempotency::{client_order_id_from_tag, tag_for};
 use crate::venue::{Venue, VenueOrder};
 
@@ -139,7 +139,7 @@ impl<V: Venue> Gateway<V> {
                         adopted += 1;
                         self.counters.adopted += 1;
                     }
-                    self.apply_venue_view(coid, &vo, &trades, "reconciled at start-up")?;
+                    self.apply_venue_view(coid, &vo, FillSource::Trades(&trades), "reconciled")?;
                     let ours = self.orders.get(&coid).map_or(0, |t| t.fsm.filled());
                     if ours != vo.filled_quantity {
                         incidents.push(format!(

@@ -1,5 +1,6 @@
 //! The gateway's audit store: SQLite in WAL mode with `synchronous=FULL`, so a committed
-//! order row survives a crash or power loss.
+//! order row survives a crash or power loss. A new order costs one commit before its
+//! placement request leaves ([`Store::reserve_in_flight`]).
 //!
 //! Tables (see [`MIGRATIONS`]): `orders` (one row per client order id, its current state),
 //! `order_events` (append-only: every transition), `fills` (append-only, unique trade id),
@@ -257,6 +258,35 @@ impl Store {
         instrument_token: u32,
         now: UnixNanos,
     ) -> Result<Reservation, StoreError> {
+        self.reserve_as(req, exchange, symbol, instrument_token, now, false)
+    }
+
+    /// Reserves a new order that is about to be written to the venue: one committed row
+    /// born IN_FLIGHT with `submit_count` 1 and both its events (RESERVE, then SUBMIT), in
+    /// one transaction: the one durable commit before the placement request leaves. After
+    /// a crash the row says the request may have left; the tag look-up at the venue decides
+    /// (found: adopt it; not found: it never left). An id already present is reported, not
+    /// overwritten.
+    pub fn reserve_in_flight(
+        &mut self,
+        req: &OrderRequest,
+        exchange: &str,
+        symbol: &str,
+        instrument_token: u32,
+        now: UnixNanos,
+    ) -> Result<Reservation, StoreError> {
+        self.reserve_as(req, exchange, symbol, instrument_token, now, true)
+    }
+
+    fn reserve_as(
+        &mut self,
+        req: &OrderRequest,
+        exchange: &str,
+        symbol: &str,
+        instrument_token: u32,
+        now: UnixNanos,
+        in_flight: bool,
+    ) -> Result<Reservation, StoreError> {
         let tag = tag_for(req.client_order_id);
         let tx = self.conn.transaction()?;
         let existing: Option<String> = tx
@@ -270,7 +300,16 @@ impl Store {
             })?;
             return Ok(Reservation::AlreadyKnown(st));
         }
-        insert_reserved(&tx, req, exchange, symbol, instrument_token, None, now)?;
+        insert_reserved(
+            &tx,
+            req,
+            exchange,
+            symbol,
+            instrument_token,
+            None,
+            now,
+            in_flight,
+        )?;
         tx.commit()?;
         Ok(Reservation::Reserved)
     }
@@ -311,6 +350,7 @@ impl Store {
                 instrument_token,
                 Some((parent_client_order_id, k as u32)),
                 now,
+                false,
             )?;
         }
         tx.commit()?;
@@ -594,7 +634,9 @@ impl Store {
     }
 }
 
-/// Inserts one RESERVED row and its first event inside `tx`.
+/// Inserts one RESERVED row and its first event inside `tx`; `in_flight`: the row is born
+/// IN_FLIGHT with `submit_count` 1, its SUBMIT event after the RESERVE one.
+#[allow(clippy::too_many_arguments)]
 fn insert_reserved(
     tx: &rusqlite::Transaction<'_>,
     req: &OrderRequest,
@@ -603,6 +645,7 @@ fn insert_reserved(
     instrument_token: u32,
     parent: Option<(u64, u32)>,
     now: UnixNanos,
+    in_flight: bool,
 ) -> Result<(), StoreError> {
     let tag = tag_for(req.client_order_id);
     let side = match req.side() {
@@ -619,7 +662,7 @@ fn insert_reserved(
         "INSERT INTO orders(client_order_id, decision_id, strategy, instrument_token, exchange,
                 symbol, side, quantity, price, trigger_price, order_type, validity, state,
                 venue_order_id, submit_count, request, created_ns, updated_ns)
-             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,NULL,0,?14,?15,?15)",
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,NULL,?16,?14,?15,?15)",
     )?
     .execute(params![
         tag,
@@ -634,9 +677,15 @@ fn insert_reserved(
         req.trigger_price.to_string(),
         order_type,
         validity,
-        OrderState::Reserved.as_str(),
+        if in_flight {
+            OrderState::InFlight
+        } else {
+            OrderState::Reserved
+        }
+        .as_str(),
         bytemuck_bytes(req),
         i(now),
+        u32::from(in_flight),
     ])?;
     tx.prepare_cached(
             "INSERT INTO order_events(client_order_id, decision_id, ts_ns, event, from_state, to_state, detail)
@@ -645,6 +694,13 @@ fn insert_reserved(
         .execute(
             params![tag, i(req.decision_id), i(now)],
         )?;
+    if in_flight {
+        tx.prepare_cached(
+            "INSERT INTO order_events(client_order_id, decision_id, ts_ns, event, from_state, to_state, detail)
+             VALUES(?1,?2,?3,'SUBMIT','RESERVED','IN_FLIGHT','')",
+        )?
+        .execute(params![tag, i(req.decision_id), i(now)])?;
+    }
     if let Some((p, k)) = parent {
         tx.prepare_cached(
             "UPDATE orders SET parent_client_order_id=?2, slice_index=?3 WHERE client_order_id=?1",
@@ -723,7 +779,17 @@ mod tests {
             )
             .unwrap();
             let tx = c.unchecked_transaction().unwrap();
-            insert_reserved(&tx, &request(5, 10), "NSE", "RELIANCE", 738_561, None, 1).unwrap();
+            insert_reserved(
+                &tx,
+                &request(5, 10),
+                "NSE",
+                "RELIANCE",
+                738_561,
+                None,
+                1,
+                false,
+            )
+            .unwrap();
             tx.commit().unwrap();
         }
         let mut s = Store::open(&path).unwrap();
@@ -761,6 +827,46 @@ mod tests {
         assert_eq!(o.request, req);
         assert_eq!(o.tag, "ks0000000000000abc");
         assert_eq!(o.fsm.state(), OrderState::Reserved);
+    }
+
+    #[test]
+    fn reserve_in_flight_is_one_commit_with_both_events_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("gw.sqlite")).unwrap();
+        let req = request(0xdef, 10);
+        assert_eq!(
+            s.reserve_in_flight(&req, "NSE", "RELIANCE", 738_561, 5)
+                .unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            s.reserve_in_flight(&req, "NSE", "RELIANCE", 738_561, 6)
+                .unwrap(),
+            Reservation::AlreadyKnown(OrderState::InFlight)
+        );
+        assert_eq!(
+            s.reserve(&req, "NSE", "RELIANCE", 738_561, 6).unwrap(),
+            Reservation::AlreadyKnown(OrderState::InFlight)
+        );
+        let o = s.load(0xdef).unwrap().unwrap();
+        assert_eq!((o.fsm.state(), o.submit_count), (OrderState::InFlight, 1));
+        assert_eq!(o.request, req);
+        let events: Vec<(String, String, String)> = s
+            .connection()
+            .prepare("SELECT event, from_state, to_state FROM order_events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let e = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+        assert_eq!(
+            events,
+            [
+                e("RESERVE", "", "RESERVED"),
+                e("SUBMIT", "RESERVED", "IN_FLIGHT")
+            ]
+        );
     }
 
     #[test]

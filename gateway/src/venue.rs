@@ -58,7 +58,9 @@ impl VenueStatus {
             | "PUT ORDER REQ RECEIVED"
             | "VALIDATION PENDING"
             | "MODIFY VALIDATION PENDING"
-            | "AMO REQ RECEIVED" => VenueStatus::Working,
+            | "AMO REQ RECEIVED"
+            // Sent by Kite's order updates for a partial fill or a modification.
+            | "UPDATE" => VenueStatus::Working,
             other => VenueStatus::Unsupported(other.to_string()),
         }
     }

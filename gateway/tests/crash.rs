@@ -103,6 +103,21 @@ fn run_child_until(sim: &Sim, db: &Path, hook: &str, seq: u64, qty: i64) {
     assert_eq!(status.signal(), Some(9), "killed by SIGKILL");
 }
 
+/// The order's events in the store, oldest first.
+fn events(gw: &kestrel_gateway::Gateway<kestrel_gateway::KiteClient>, id: u64) -> Vec<String> {
+    gw.store()
+        .connection()
+        .prepare("SELECT event FROM order_events WHERE client_order_id=?1 ORDER BY id")
+        .unwrap()
+        .query_map([tag_for(id)], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The one commit before the write (reserve and submit together) is made; the request never
+/// left. The row says it may have: the tag look-up finds nothing, so the order is closed,
+/// never resent.
 #[test]
 fn killed_after_reserve_closes_the_order_without_sending_it() {
     let sim = Sim::start();
@@ -113,17 +128,29 @@ fn killed_after_reserve_closes_the_order_without_sending_it() {
     assert_eq!(sim.orders_with_tag(&tag_for(id)), 0);
 
     let mut gw = gateway(&sim.url(), &db, config());
-    assert_eq!(gw.order_state(id), Some(OrderState::Reserved));
+    assert_eq!(gw.order_state(id), Some(OrderState::InFlight));
+    assert_eq!(events(&gw, id), ["RESERVE", "SUBMIT"], "one transaction");
     let report = gw.reconcile().unwrap();
     assert_eq!(report.outcome, ReconcileOutcome::Clean, "{report:?}");
     assert_eq!(report.abandoned, 1);
     let o = gw.store().load(id).unwrap().unwrap();
     assert_eq!(o.fsm.state(), OrderState::Rejected);
-    assert_eq!(o.submit_count, 0);
+    // The placement was committed as about to leave; the look-up shows it did not.
+    assert_eq!(o.submit_count, 1);
+    assert_eq!(
+        events(&gw, id),
+        ["RESERVE", "SUBMIT", "NOT_FOUND", "REJECT"]
+    );
     let r = gw.take_reports();
     assert_eq!(kinds(&r), [ExecKind::Rejected]);
     assert_eq!(r[0].reject_code, reject_code::ABANDONED_AT_RESTART);
     assert_eq!(sim.orders_with_tag(&tag_for(id)), 0, "nothing was sent");
+    // A second restart changes nothing and sends nothing.
+    drop(gw);
+    let mut gw = gateway(&sim.url(), &db, config());
+    assert_eq!(gw.order_state(id), None);
+    assert_eq!(gw.reconcile().unwrap().outcome, ReconcileOutcome::Clean);
+    assert_eq!(sim.orders_with_tag(&tag_for(id)), 0);
 }
 
 #[test]
@@ -141,6 +168,11 @@ fn killed_after_submit_before_ack_adopts_the_venue_order_and_its_fill() {
 
     let mut gw = gateway(&sim.url(), &db, config());
     assert_eq!(gw.order_state(id), Some(OrderState::InFlight));
+    assert_eq!(
+        events(&gw, id),
+        ["RESERVE", "SUBMIT"],
+        "the ack was not stored"
+    );
     let report = gw.reconcile().unwrap();
     assert_eq!(report.outcome, ReconcileOutcome::Clean, "{report:?}");
     assert_eq!((report.adopted, report.fills_applied), (1, 1));

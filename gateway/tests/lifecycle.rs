@@ -170,7 +170,7 @@ fn run_loop_moves_orders_and_reports_through_real_rings_without_losing_one_when_
         let stop = &stop;
         let gw_thread = s.spawn(move || {
             let mut gw = gateway(&url, &db, cfg);
-            let r = gw.run(&mut order_rx, &mut exec_tx, stop);
+            let r = gw.run(&mut order_rx, &mut exec_tx, None, stop);
             // Whatever did not fit at the stop stays with the gateway, not lost.
             (r, gw.take_reports())
         });

@@ -5,10 +5,11 @@ mod common;
 use std::time::Duration;
 
 use common::{Sim, approve, config, gateway, kinds};
-use kestrel_engine::{ExecKind, Price};
+use kestrel_engine::fees::Product;
+use kestrel_engine::{ExecKind, Money, Price};
 use kestrel_exchange_sim::rest::{Faults, RestConfig};
-use kestrel_gateway::OrderState;
 use kestrel_gateway::idempotency::tag_for;
+use kestrel_gateway::{GatewayConfig, OrderState, UpdateOutcome};
 
 fn coid(a: &kestrel_engine::Approved) -> u64 {
     a.request().client_order_id
@@ -234,7 +235,7 @@ fn order_update_frame_applies_a_venue_cancel() {
         sim.rest.order_json(v.order(venue_id).unwrap())
     };
     let frame = serde_json::json!({"type": "order", "data": json}).to_string();
-    assert!(gw.on_order_update(&frame).unwrap());
+    assert_eq!(gw.on_order_update(&frame).unwrap(), UpdateOutcome::Applied);
     assert_eq!(
         gw.store().load(id).unwrap().unwrap().fsm.state(),
         OrderState::Cancelled
@@ -278,4 +279,58 @@ fn audit_query_answers_decision_limits_submissions_and_fills() {
     assert_eq!((row.2, row.3), (1, 1), "submitted once");
     assert_eq!(row.4, "1:0:0/0", "one accept verdict");
     assert_eq!(row.5, 5);
+}
+
+/// The NSE charges of each fill, by hand (`kestrel_engine::fees` tests give the parts): an
+/// intraday buy of 40 at ₹2,890 filled 20 + 20 (₹57,800 each) pays the ₹20 brokerage cap once:
+/// 24.2890628 (brokerage 17.34) then 6.9666628 (brokerage 20 − 17.34 = 2.66).
+#[test]
+fn fill_reports_carry_the_estimated_charges_with_one_brokerage_cap_per_order() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let a = approve(13, 40, Some("2890"));
+    gw.on_approved(a).unwrap();
+    sim.print("2889.95", 20);
+    gw.poll().unwrap();
+    sim.print("2889.95", 20);
+    gw.poll().unwrap();
+    let fills: Vec<_> = gw
+        .take_reports()
+        .into_iter()
+        .filter(|r| r.kind() == Some(ExecKind::Fill))
+        .collect();
+    assert_eq!(fills.len(), 2, "{fills:?}");
+    assert_eq!(
+        (fills[0].qty, fills[0].price),
+        (20, Price::from_units(2890))
+    );
+    assert_eq!(fills[0].fee, Money::parse("24.2890628").unwrap());
+    assert_eq!(fills[1].fee, Money::parse("6.9666628").unwrap());
+}
+
+/// Delivery (CNC): placed with Kite product CNC and charged delivery rates. 100 at ₹2,890
+/// (₹2,89,000), by hand: STT 0.1% = 289; exchange 0.00297% = 8.5833; SEBI 0.0001% = 0.289;
+/// stamp 0.015% = 43.35; no brokerage; GST 18% × (8.5833 + 0.289) = 1.597014 → 342.819314.
+#[test]
+fn delivery_orders_are_placed_as_cnc_and_charged_delivery_rates() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GatewayConfig {
+        product: Product::Delivery,
+        ..config()
+    };
+    let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), cfg);
+    gw.on_approved(approve(14, 100, Some("2890"))).unwrap();
+    sim.print("2889.95", 100);
+    gw.poll().unwrap();
+    let product = sim.venue.lock().unwrap().orders()[0].product;
+    assert_eq!(product.as_str(), "CNC");
+    let fills: Vec<_> = gw
+        .take_reports()
+        .into_iter()
+        .filter(|r| r.kind() == Some(ExecKind::Fill))
+        .collect();
+    assert_eq!(fills.len(), 1, "{fills:?}");
+    assert_eq!(fills[0].fee, Money::parse("342.819314").unwrap());
 }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Sim, approve, config, gateway_with, kinds, venue_orders, with_freeze};
+use common::{
+    FlagAll, Sim, approve, approve_with, config, gateway_with, kinds, venue_orders, with_freeze,
+};
 use kestrel_engine::{ExecKind, ExecReport};
 use kestrel_exchange_sim::rest::{Faults, RestConfig};
 use kestrel_gateway::gateway::reject_code;
@@ -259,6 +261,57 @@ fn cancel_of_a_sliced_parent_cancels_every_child_and_reports_once() {
         r.iter()
             .filter(|r| r.kind() == Some(ExecKind::Cancelled))
             .count(),
+        1
+    );
+}
+
+#[test]
+fn slice_flag_for_an_instrument_without_a_freeze_quantity_is_refused_whole() {
+    // No freeze quantity for RELIANCE, neither in the table nor in the configuration.
+    let sim = Sim::start_with_instruments(RestConfig::default(), with_freeze(0));
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway_with(
+        &sim.url(),
+        &dir.path().join("gw.sqlite"),
+        config(),
+        with_freeze(0),
+    );
+    assert_eq!(gw.freeze_qty(common::RELIANCE), 0);
+    let a = approve_with(
+        61,
+        500,
+        Some("2890"),
+        FlagAll(kestrel_engine::records::order_flags::SLICE),
+    );
+    assert!(
+        a.request()
+            .has_flag(kestrel_engine::records::order_flags::SLICE)
+    );
+    let (id, decision) = (a.request().client_order_id, a.request().decision_id);
+    gw.on_approved(a).unwrap();
+    let r = gw.take_reports();
+    assert_eq!(kinds(&r), [ExecKind::Rejected]);
+    assert_eq!(
+        (r[0].reject_code, r[0].leaves_qty),
+        (reject_code::NO_FREEZE_QTY, 500)
+    );
+    assert_all_about(&r, id, decision);
+    // Nothing stored, nothing sent, and the operator is told.
+    assert!(gw.store().all_orders().unwrap().is_empty());
+    assert!(venue_orders(&sim).is_empty());
+    assert_eq!(gw.counters().submits, 0);
+    let incidents = gw.store().open_incidents().unwrap();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert!(
+        incidents[0].2.contains("no freeze quantity"),
+        "{incidents:?}"
+    );
+    // The same order without the flag is placed whole.
+    let b = approve(62, 500, Some("2890"));
+    gw.on_approved(b).unwrap();
+    assert_eq!(kinds(&gw.take_reports()), [ExecKind::Accepted]);
+    assert_eq!(
+        sim.orders_with_tag(&tag_for(b.request().client_order_id)),
         1
     );
 }

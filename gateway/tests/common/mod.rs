@@ -1,31 +1,45 @@
-//! Shared fixtures: the simulator's Kite REST server in-process on 127.0.0.1:0, risk-approved
-//! requests made by a real engine, and a gateway with short test timings.
+//! Shared fixtures: the simulator's Kite REST server in-process on 127.0.0.1:0 (with its
+//! ticker WebSocket relaying order updates, on demand), a feed client forwarding the
+//! ticker's text frames on a ring, risk-approved requests made by a real engine, and a
+//! gateway with short test timings.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use kestrel_engine::engine::EngineOutput;
-use kestrel_engine::risk::UncheckedForTestsOnly;
+use kestrel_engine::ring::{self, Consumer};
+use kestrel_engine::risk::{RiskCheck, UncheckedForTestsOnly};
 use kestrel_engine::{
-    Approved, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId, InstrumentTable, Intent,
-    JournalRecord, MarketView, OrderIntent, OrderType, Portfolio, Price, Qty, ReasonCode,
+    Approved, Decision, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId, InstrumentTable,
+    Intent, JournalRecord, MarketView, OrderIntent, OrderType, Portfolio, Price, Qty, ReasonCode,
     ReplayClock, Side, Strategy, Tick, TimeInForce,
 };
 use kestrel_exchange_sim::http::{self, HttpConfig, ServerHandle};
 use kestrel_exchange_sim::rest::{Faults, KiteRest, RestConfig, SharedVenue};
-use kestrel_exchange_sim::{MatchingConfig, PaperVenue};
+use kestrel_exchange_sim::{
+    MatchingConfig, PaperVenue, TickerConfig, TickerHandle, TickerServer, UpdatePump,
+};
+use kestrel_feed::{FeedClient, FeedConfig, FeedSinks, TextRecord};
 use kestrel_gateway::{Credentials, Gateway, GatewayConfig, KiteClient, KiteConfig, Secret, Store};
 
 pub const RELIANCE: InstrumentId = InstrumentId(0);
 
-/// The simulator: a paper venue behind the Kite REST server.
+/// Every bounded wait of the fixtures and tests (a limit, never a measurement).
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The simulator: a paper venue behind the Kite REST server, and optionally the Kite ticker
+/// WebSocket with every order change relayed to it as an order update.
 pub struct Sim {
     server: Option<ServerHandle>,
     pub venue: SharedVenue,
     pub rest: Arc<KiteRest>,
+    ticker: Option<TickerServer>,
+    pump: Option<UpdatePump>,
 }
 
 impl Sim {
@@ -51,9 +65,109 @@ impl Sim {
             server: Some(server),
             venue,
             rest,
+            ticker: None,
+            pump: None,
         };
         sim.quote("2900", "2900", "2900.05", 100, 40);
         sim
+    }
+
+    /// The simulator with its ticker WebSocket: every order change (placement, fill,
+    /// cancel) goes out as Kite's `{"type":"order","data":{...}}` text frame, drained from
+    /// the venue every millisecond, with the WebSocket faults of [`Faults`] applied.
+    pub fn start_with_updates() -> Sim {
+        let mut sim = Sim::start();
+        let cfg = RestConfig::default();
+        let ticker = TickerServer::start(TickerConfig::new(&cfg.api_key, &cfg.access_token))
+            .expect("starting the ticker server");
+        sim.venue.lock().unwrap().drain_updates();
+        sim.pump = Some(
+            UpdatePump::start(
+                sim.venue.clone(),
+                sim.rest.clone(),
+                ticker.handle(),
+                Duration::from_millis(1),
+            )
+            .expect("starting the update pump"),
+        );
+        sim.ticker = Some(ticker);
+        sim
+    }
+
+    /// Returns once every order update the venue holds now has been relayed and a marker
+    /// sent after them has been applied by `gw` (the ticker sends texts in order): the
+    /// gateway has seen every update so far.
+    pub fn sync_updates(&self, gw: &mut Gateway<KiteClient>, feed: &mut UpdateFeed) {
+        assert!(
+            self.pump
+                .as_ref()
+                .expect("started with updates")
+                .wait_round(WAIT),
+            "the update pump stalled"
+        );
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let marker = format!(
+            r#"{{"type":"message","data":"test sync marker {}"}}"#,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        self.ticker().push_text(&marker);
+        let end = Instant::now() + WAIT;
+        loop {
+            match feed.texts.pop() {
+                Some(rec) => {
+                    gw.on_venue_text(rec.as_str()).unwrap();
+                    if rec.as_str() == marker {
+                        return;
+                    }
+                }
+                None if Instant::now() >= end => panic!("the sync marker never arrived"),
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    pub fn ticker(&self) -> TickerHandle {
+        self.ticker.as_ref().expect("started with updates").handle()
+    }
+
+    /// A feed client on its own thread, subscribed to the ticker, its text frames on a ring
+    /// (as `kestrel paper` wires it); returns once the client is connected and subscribed.
+    pub fn update_feed(&self) -> UpdateFeed {
+        let server = self.ticker.as_ref().expect("started with updates");
+        let h = server.handle();
+        let before = h.stats().mode_messages;
+        let cfg = RestConfig::default();
+        let (ticks, _) = ring::channel(1 << 10);
+        let (texts_tx, texts) = ring::channel(256);
+        let mut feed = FeedClient::new(
+            FeedConfig::new(
+                &server.ws_root(),
+                &cfg.api_key,
+                &cfg.access_token,
+                &[738_561],
+            ),
+            InstrumentTable::nse_default(),
+            FeedSinks {
+                ticks,
+                texts: Some(texts_tx),
+                control: None,
+            },
+        )
+        .expect("a feed client");
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || feed.run(&stop, false))
+        };
+        assert!(
+            h.wait_for(WAIT, |s| s.mode_messages > before),
+            "the feed client did not subscribe"
+        );
+        UpdateFeed {
+            texts,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -117,9 +231,51 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
+        if let Some(p) = self.pump.take() {
+            p.stop();
+        }
+        if let Some(t) = self.ticker.take() {
+            t.shutdown();
+        }
         if let Some(s) = self.server.take() {
             s.shutdown();
         }
+    }
+}
+
+/// A feed client forwarding the ticker's text frames; stopped when dropped.
+pub struct UpdateFeed {
+    pub texts: Consumer<TextRecord>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for UpdateFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Applies the feed's order updates to `gw` (never polling) until `done` holds or [`WAIT`]
+/// passes; returns whether `done` held.
+pub fn drain_until(
+    gw: &mut Gateway<KiteClient>,
+    feed: &mut UpdateFeed,
+    mut done: impl FnMut(&Gateway<KiteClient>) -> bool,
+) -> bool {
+    let end = Instant::now() + WAIT;
+    loop {
+        gw.drain_updates(&mut feed.texts).unwrap();
+        if done(gw) {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -147,6 +303,28 @@ impl EngineOutput for Capture {
 /// A RELIANCE buy approved by a real engine (with the test-only accept-all risk check):
 /// `limit` None is a market order. `seq` is the decision sequence (it makes the id).
 pub fn approve(seq: u64, qty: i64, limit: Option<&str>) -> Approved {
+    approve_with(seq, qty, limit, UncheckedForTestsOnly)
+}
+
+/// Accepts everything and sets `order_flags` bits, as the risk gate does (`SLICE` for an
+/// order above the freeze quantity).
+pub struct FlagAll(pub u8);
+
+impl RiskCheck for FlagAll {
+    fn check(
+        &mut self,
+        req: &mut kestrel_engine::OrderRequest,
+        _: &MarketView,
+        _: &Portfolio,
+        _: kestrel_engine::UnixNanos,
+    ) -> Decision {
+        req.flags |= self.0;
+        Decision::Accept
+    }
+}
+
+/// [`approve`] through the risk check `risk`.
+pub fn approve_with<R: RiskCheck>(seq: u64, qty: i64, limit: Option<&str>, risk: R) -> Approved {
     let intent = OrderIntent {
         instrument: RELIANCE,
         side: Side::Buy,
@@ -164,7 +342,7 @@ pub fn approve(seq: u64, qty: i64, limit: Option<&str>) -> Approved {
     };
     let mut engine = Engine::new(
         Once(Some(intent)),
-        UncheckedForTestsOnly,
+        risk,
         ReplayClock::starting_at(1_700_000_000_000_000_000),
         InstrumentTable::nse_default(),
         EngineConfig {

@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 
+use kestrel_engine::fees::{self, FeeModel};
 use kestrel_engine::{
-    ExecKind, ExecReport, OrderRequest, OrderType, RequestKind, TimeInForce, UnixNanos,
+    ExecKind, ExecReport, Money, OrderRequest, OrderType, RequestKind, TimeInForce, UnixNanos,
 };
 
-use crate::fees::FeeModel;
 use crate::matching::{MatchingConfig, OrderParams, OrderStatus, Product, Validity};
 use crate::venue::PaperVenue;
 use kestrel_engine::{InstrumentTable, Tick};
@@ -21,8 +21,9 @@ pub struct EngineVenue<F> {
     fees: F,
     /// Venue order id → the request that placed it.
     requests: HashMap<u64, OrderRequest>,
-    /// Venue order id → quantity filled so far (for `leaves_qty` of each fill).
-    filled: HashMap<u64, i64>,
+    /// Venue order id → quantity filled so far (for `leaves_qty` of each fill) and its
+    /// turnover (the brokerage cap is per order).
+    filled: HashMap<u64, (i64, Money)>,
     trades_seen: usize,
     /// Reports produced and not yet taken.
     out: Vec<ExecReport>,
@@ -148,12 +149,18 @@ impl<F: FeeModel> EngineVenue<F> {
             let Some(req) = self.requests.get(&t.order_id) else {
                 continue;
             };
-            let filled = self.filled.entry(t.order_id).or_insert(0);
-            *filled += t.quantity.0;
-            let leaves = (req.qty as i64 - *filled).max(0) as u32;
+            let (filled, turnover) = self.filled.entry(t.order_id).or_insert((0, Money::ZERO));
+            let product = if t.product == Product::Cnc {
+                fees::Product::Delivery
+            } else {
+                fees::Product::Intraday
+            };
             let fee = self
                 .fees
-                .fee(t.side, t.price, t.quantity, t.product == Product::Cnc);
+                .fill_fee(t.side, t.price, t.quantity, product, *turnover);
+            *filled += t.quantity.0;
+            *turnover += t.price.notional(t.quantity);
+            let leaves = (req.qty as i64 - *filled).max(0) as u32;
             self.out.push(ExecReport {
                 venue_order_id: t.order_id,
                 fee,
@@ -196,7 +203,7 @@ fn is_live(s: OrderStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fees::{NoFees, NseFees};
+    use kestrel_engine::fees::{NoFees, NseFees};
     use kestrel_engine::records::{RecordTag, TickKind};
     use kestrel_engine::{InstrumentId, Price, Side};
 
@@ -263,9 +270,27 @@ mod tests {
         assert_eq!(r[0].price, Price::parse("2500.05").unwrap());
         assert_eq!((r[0].decision_id, r[0].client_order_id), (7, 99));
         assert!(r[0].fee.0 > 0);
+        let first_fee = r[0].fee;
         v.on_tick(&quote(3, "2500", "2500.05", 60));
         let r = reports(&mut v);
         assert_eq!((r[0].qty, r[0].leaves_qty), (40, 0));
+        // One executed order: the two fills pay the ₹20 brokerage cap once between them (the
+        // first fill's ₹1,50,003 already reaches it), so the second pays no brokerage.
+        let (f, px, intraday) = (
+            NseFees::default(),
+            Price::parse("2500.05").unwrap(),
+            kestrel_engine::fees::Product::Intraday,
+        );
+        let q = kestrel_engine::Qty;
+        assert_eq!(first_fee, f.fee(Side::Buy, px, q(60), intraday));
+        assert_eq!(
+            r[0].fee,
+            f.fill_fee(Side::Buy, px, q(40), intraday, px.notional(q(60)))
+        );
+        assert!(r[0].fee < f.fee(Side::Buy, px, q(40), intraday));
+        // The whole order as one fill, but for each part's rounding (1e-8 per part).
+        let whole = f.fee(Side::Buy, px, q(100), intraday);
+        assert!(((first_fee + r[0].fee).0 - whole.0).abs() <= 6, "{whole}");
     }
 
     #[test]

@@ -4,24 +4,26 @@
 //! * [`matching`] and [`venue`]: a matching simulator with Kite Connect's order model, and the
 //!   in-process paper venue over it (no sockets).
 //! * [`bridge`]: [`EngineVenue`], the engine's requests into the paper venue and its fills
-//!   back out as execution reports, with [`fees`] (the NSE charges).
+//!   back out as execution reports, with the NSE charges of [`kestrel_engine::fees`].
 //! * [`http`] and [`rest`]: a Kite-compatible REST server with faults on demand.
 //! * [`ticker`]: the Kite ticker WebSocket server ([`TickerServer`], fed and faulted through
 //!   a [`TickerHandle`]), speaking the exact Kite binary layout over RFC 6455.
+//! * [`order_updates`]: the venue's order changes to the ticker's clients as Kite's
+//!   `{"type":"order"}` text frames ([`UpdateRelay`], [`UpdatePump`]).
 #![forbid(unsafe_code)]
 
 pub mod bridge;
-pub mod fees;
 pub mod http;
 pub mod matching;
+pub mod order_updates;
 pub mod rest;
 pub mod synthetic;
 pub mod ticker;
 pub mod venue;
 
 pub use bridge::EngineVenue;
-pub use fees::{FeeModel, NoFees, NseFees};
 pub use matching::{Matcher, MatchingConfig, OrderStatus, TouchRule};
+pub use order_updates::{UpdatePump, UpdateRelay};
 pub use synthetic::SyntheticMarket;
 pub use ticker::{TickSource, TickerConfig, TickerHandle, TickerServer, TickerStats};
 pub use venue::{PaperVenue, PlaceRequest, VenueError};

@@ -40,7 +40,7 @@ pub struct VenueSection {
     /// A file of `api_key=...` and `access_token=...` lines, mode 0600. Without it the
     /// credentials come from KITE_API_KEY and KITE_ACCESS_TOKEN.
     pub credentials_file: Option<std::path::PathBuf>,
-    /// Kite product for placements: MIS (intraday), CNC (delivery) or NRML.
+    /// Kite product for placements: MIS (intraday) or CNC (delivery).
     pub product: String,
     /// Cancel orders still open at the venue when kestrel stops.
     pub cancel_open_on_exit: bool,
@@ -59,12 +59,11 @@ impl Default for VenueSection {
 }
 
 impl VenueSection {
-    /// The product as the gateway sends it.
-    pub fn product(&self) -> &'static str {
+    /// The product the gateway places (and estimates charges) with.
+    pub fn product(&self) -> kestrel_engine::fees::Product {
         match self.product.as_str() {
-            "CNC" => "CNC",
-            "NRML" => "NRML",
-            _ => "MIS",
+            "CNC" => kestrel_engine::fees::Product::Delivery,
+            _ => kestrel_engine::fees::Product::Intraday,
         }
     }
 }
@@ -179,9 +178,9 @@ impl Config {
                 self.paper.tick_rate
             );
         }
-        if !["MIS", "CNC", "NRML"].contains(&self.venue.product.as_str()) {
+        if !["MIS", "CNC"].contains(&self.venue.product.as_str()) {
             bail!(
-                "venue.product must be \"MIS\", \"CNC\" or \"NRML\", got {:?}",
+                "venue.product must be \"MIS\" (intraday) or \"CNC\" (delivery), got {:?}",
                 self.venue.product
             );
         }

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Every order passes the real risk gate, is reserved in the gateway's SQLite store before it is
-//! sent, and is placed over HTTP with the Kite client; fills come back from the venue by polling.
+//! sent, and is placed over HTTP with the Kite client; fills come back from the venue as order updates on
+//! the ticker WebSocket, with polling as the fallback.
 //! The journal and the order store land under `[storage] dir`.
 
 use std::sync::Arc;
@@ -87,7 +88,7 @@ pub fn run_with(
                     api_key: Secret::new(sim.api_key.clone()),
                     access_token: Secret::new(sim.access_token.clone()),
                 },
-                product: "MIS",
+                product: kestrel_engine::fees::Product::Intraday,
             },
             store_path,
             duration: Some(args.duration),
@@ -195,6 +196,10 @@ mod tests {
         assert_eq!(p.fills, r.counters.fills, "{p:?}");
         assert!(r.positions_match(), "{r:?}");
         assert_eq!(r.gateway_incidents, 0, "{r:?}");
+        assert!(
+            r.gateway_order_updates > 0,
+            "fills came by WebSocket: {r:?}"
+        );
         assert!(r.store_path.starts_with(dir.path()) && r.store_path.exists());
         assert!(
             r.counters.ticks + r.ticks_dropped <= r.ticks_received,

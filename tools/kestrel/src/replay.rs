@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kestrel_engine::engine::EngineOutput;
+use kestrel_engine::fees::NseFees;
 use kestrel_engine::records::RiskRecord;
 use kestrel_engine::risk::Verdict;
 use kestrel_engine::strategy::BuiltIn;
@@ -23,7 +24,7 @@ use kestrel_engine::{
     Approved, Engine, ExecKind, ExecReport, InstrumentTable, JournalRecord, Money, OrderRequest,
     ReplayClock, RiskReason, UnixNanos,
 };
-use kestrel_exchange_sim::{EngineVenue, MatchingConfig, NseFees};
+use kestrel_exchange_sim::{EngineVenue, MatchingConfig};
 use kestrel_journal::JournalReader;
 use kestrel_risk::RiskGate;
 use serde::Serialize;

@@ -34,7 +34,7 @@ use kestrel_engine::{
     InstrumentTable, JournalRecord, LiveClock, Money, Portfolio, Price, Qty, RiskReason, Side,
     Tick, UnixNanos,
 };
-use kestrel_feed::{FeedClient, FeedConfig, FeedSinks};
+use kestrel_feed::{FeedClient, FeedConfig, FeedSinks, TextRecord};
 use kestrel_gateway::{
     Credentials, Gateway, GatewayConfig, KiteClient, KiteConfig, ReconcileOutcome, Store, Venue,
 };
@@ -54,8 +54,8 @@ pub struct VenueLink {
     /// `ws://host:port` or `wss://host`.
     pub ws_url: String,
     pub credentials: Credentials,
-    /// Kite `product` for placements ("MIS", "CNC", "NRML").
-    pub product: &'static str,
+    /// Kite `product` for placements (and the fee model's rates).
+    pub product: kestrel_engine::fees::Product,
 }
 
 pub struct SessionArgs {
@@ -98,6 +98,8 @@ pub struct SessionReport {
     /// venue could not be asked.
     pub venue_positions: Option<Vec<i64>>,
     pub gateway_incidents: u64,
+    /// Order updates from the ticker WebSocket the gateway applied to its orders.
+    pub gateway_order_updates: u64,
     pub store_path: PathBuf,
     pub journal_records: u64,
     pub journal_dropped: u64,
@@ -123,6 +125,7 @@ impl std::fmt::Debug for SessionReport {
             .field("engine_positions", &self.engine_positions)
             .field("venue_positions", &self.venue_positions)
             .field("gateway_incidents", &self.gateway_incidents)
+            .field("gateway_order_updates", &self.gateway_order_updates)
             .field("rejects_by_reason", &self.rejects_by_reason)
             .field("trading_state", &self.trading_state)
             .field("restored", &self.restored)
@@ -165,6 +168,8 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     let (control_tx, control_rx) = channel::<ControlCommand>(64);
     let (mut operator_tx, operator_rx) = channel::<ControlCommand>(64);
     let (journal_tx, journal_rx) = channel::<JournalRecord>(1 << 18);
+    // Kite's text frames (order updates) from the feed to the gateway.
+    let (texts_tx, texts_rx) = channel::<TextRecord>(256);
 
     let now = clock.now();
     if restored.paused {
@@ -258,11 +263,17 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         Some(mut gateway) => {
             let gateway_stop = gateway_stop.clone();
             let mut order_rx = order_rx;
+            let mut texts_rx = texts_rx;
             let t = thread::Builder::new()
                 .name("gateway".into())
                 .spawn(move || {
                     gateway.flush(&mut exec_tx);
-                    let result = gateway.run(&mut order_rx, &mut exec_tx, &gateway_stop);
+                    let result = gateway.run(
+                        &mut order_rx,
+                        &mut exec_tx,
+                        Some(&mut texts_rx),
+                        &gateway_stop,
+                    );
                     (gateway, exec_tx, result)
                 })?;
             (Some(t), None)
@@ -281,7 +292,7 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         table.clone(),
         FeedSinks {
             ticks: tick_tx,
-            texts: None,
+            texts: (!dry_run).then_some(texts_tx),
             control: Some(control_tx),
         },
     )
@@ -359,6 +370,7 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
     gateway_stop.store(true, Ordering::Relaxed);
     let mut gateway_incidents = 0;
+    let mut gateway_order_updates = 0;
     let mut venue_positions = None;
     if let Some(t) = gateway_thread {
         let (mut gateway, _exec_tx, result) = t
@@ -375,6 +387,7 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
             }
         }
         gateway_incidents = gateway.counters().incidents;
+        gateway_order_updates = gateway.counters().order_updates;
         venue_positions = match gateway.venue_mut().positions() {
             Ok(p) => Some(net_positions(&table, &p)),
             Err(e) => {
@@ -422,6 +435,7 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         engine_positions,
         venue_positions,
         gateway_incidents,
+        gateway_order_updates,
         store_path: args.store_path.clone(),
         realised: book.realised(),
         unrealised: book.unrealised(),
@@ -445,16 +459,21 @@ fn start_gateway(
     store: Store,
     table: &InstrumentTable,
 ) -> Result<Gateway<KiteClient>> {
-    let mut kite_config = KiteConfig::new(args.venue.rest_url.clone());
-    kite_config.product = args.venue.product;
-    let kite = KiteClient::new(kite_config, &args.venue.credentials)
-        .map_err(|e| anyhow::anyhow!("the venue's REST API at {}: {e}", args.venue.rest_url))?;
+    let kite = KiteClient::new(
+        KiteConfig::new(args.venue.rest_url.clone()),
+        &args.venue.credentials,
+    )
+    .map_err(|e| anyhow::anyhow!("the venue's REST API at {}: {e}", args.venue.rest_url))?;
     let mut gateway = Gateway::new(
         kite,
         store,
         table.clone(),
         GatewayConfig {
             poll_interval: Duration::from_millis(100),
+            // Order updates bring the fills; polling is the fallback. Short enough that the
+            // settle at the end sees a poll after the market stops.
+            poll_interval_with_updates: Duration::from_millis(250),
+            product: args.venue.product,
             ..GatewayConfig::default()
         },
     )

@@ -17,6 +17,7 @@ use kestrel_exchange_sim::http::{self, HttpConfig};
 use kestrel_exchange_sim::rest::{KiteRest, RestConfig, SharedVenue};
 use kestrel_exchange_sim::{
     MatchingConfig, PaperVenue, SyntheticMarket, TickSource, TickerConfig, TickerServer,
+    UpdateRelay,
 };
 
 /// Synthetic ticks per second at `--speed 1`.
@@ -282,7 +283,7 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                 let start = Instant::now();
                 let mut n: u32 = 0;
                 let mut last_drop = Instant::now();
-                let mut held: Option<String> = None;
+                let mut relay = UpdateRelay::new();
                 let mut last_ts = wall_now();
                 while !stop.load(Ordering::SeqCst) {
                     // WebSocket faults set through POST /__sim/faults.
@@ -323,29 +324,7 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                         tracing::error!(error = %e, "tick journal write failed; recording stops");
                         recorder = None;
                     }
-                    for o in updates {
-                        tracing::info!(order_id = o.order_id, symbol = %o.tradingsymbol,
-                            status = o.status.as_str(), filled = o.filled_quantity.0, "order update");
-                        let json = rest.order_json(&o).to_string();
-                        if faults.ws_reorder_updates {
-                            // Send each pair swapped: hold one, send it after the next.
-                            match held.take() {
-                                None => held = Some(json),
-                                Some(first) => {
-                                    broadcast.push_order_update(&json);
-                                    broadcast.push_order_update(&first);
-                                }
-                            }
-                            continue;
-                        }
-                        if let Some(first) = held.take() {
-                            broadcast.push_order_update(&first);
-                        }
-                        broadcast.push_order_update(&json);
-                        if faults.ws_duplicate_updates {
-                            broadcast.push_order_update(&json);
-                        }
-                    }
+                    relay.relay(&updates, &rest, &faults, &broadcast);
                     if let Some(gap) = gap {
                         if !gap.is_zero() {
                             std::thread::sleep(gap.min(Duration::from_secs(1)));
