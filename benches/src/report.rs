@@ -1,10 +1,16 @@
 //! Latency results: percentiles from an HdrHistogram, as a table, JSON, an `.hgrm`
-//! percentile distribution (HdrHistogram's text format) and an SVG plot of it.
+//! percentile distribution (HdrHistogram's text format), and plots of it as SVG and PNG.
+
+mod chart;
+mod font;
+mod raster;
 
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+use chart::{Anchor, Chart, Mark, TextSize};
 
 /// A bounded histogram for nanosecond latencies: 1 ns to 60 s at 3 significant figures,
 /// allocated once, never resized.
@@ -96,90 +102,74 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
     out
 }
 
-/// A percentile plot (latency against 1/(1−p) on a log axis), one line per series.
+/// A percentile plot (latency against 1/(1−p) on a log axis), one line per series, as SVG.
 pub fn svg(title: &str, series: &[(&str, &Histogram<u64>)]) -> String {
-    const W: f64 = 900.0;
-    const H: f64 = 500.0;
-    const L: f64 = 80.0;
-    const B: f64 = 60.0;
-    const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
-    let max_ns = series
-        .iter()
-        .map(|(_, h)| h.value_at_quantile(0.99999))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let decades = 5.0; // 1/(1-p) from 1 to 1e5 (p99.999)
-    let x = |q: f64| L + (1.0 / (1.0 - q.min(0.99999))).log10() / decades * (W - L - 20.0);
-    let y = |v: f64| H - B - (v / max_ns).min(1.0) * (H - B - 40.0);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
+    let chart = Chart::new(title, series);
+    let (w, h) = (chart::WIDTH, chart::HEIGHT);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="{}"/>"#,
+        chart::BACKGROUND
     );
-    let _ = write!(
-        s,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="15">{title}</text>"#,
-        L
-    );
-    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
-        .iter()
-        .enumerate()
-    {
-        let xi = L + i as f64 / decades * (W - L - 20.0);
-        let _ = write!(
-            s,
-            r##"<line x1="{xi}" y1="40" x2="{xi}" y2="{}" stroke="#ddd"/><text x="{xi}" y="{}" text-anchor="middle">{label}</text>"##,
-            H - B,
-            H - B + 18.0
-        );
-    }
-    for i in 0..=4 {
-        let v = max_ns * i as f64 / 4.0;
-        let yi = y(v);
-        let _ = write!(
-            s,
-            r##"<line x1="{L}" y1="{yi}" x2="{}" y2="{yi}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
-            W - 20.0,
-            L - 6.0,
-            yi + 4.0,
-            ns(v as u64)
-        );
-    }
-    let _ = write!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">percentile</text>"#,
-        (W + L) / 2.0,
-        H - 14.0
-    );
-    for (k, (name, h)) in series.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
-        let mut points = String::new();
-        for v in h.iter_quantiles(5) {
-            let q = v.quantile_iterated_to();
-            if q > 0.99999 {
-                break;
-            }
-            let _ = write!(
+    for mark in &chart.marks {
+        let _ = match mark {
+            Mark::Line {
                 points,
-                "{:.1},{:.1} ",
-                x(q),
-                y(v.value_iterated_to() as f64)
-            );
-        }
-        let _ = write!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>"#
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
-            L + 10.0,
-            56.0 + 16.0 * k as f64
-        );
+                width,
+                color,
+            } => {
+                let points: Vec<String> = points
+                    .iter()
+                    .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                    .collect();
+                write!(
+                    s,
+                    r#"<polyline fill="none" stroke="{color}" stroke-width="{width}" stroke-linejoin="round" points="{}"/>"#,
+                    points.join(" ")
+                )
+            }
+            Mark::Rect { x, y, w, h, color } => write!(
+                s,
+                r#"<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="{color}"/>"#
+            ),
+            Mark::Text {
+                x,
+                y,
+                text,
+                anchor,
+                size,
+            } => {
+                let anchor = match anchor {
+                    Anchor::Start => "start",
+                    Anchor::Middle => "middle",
+                    Anchor::End => "end",
+                };
+                let size = match size {
+                    TextSize::Body => 12,
+                    TextSize::Title => 15,
+                };
+                write!(
+                    s,
+                    r#"<text x="{x}" y="{y}" text-anchor="{anchor}" font-size="{size}" fill="{}">{}</text>"#,
+                    chart::INK,
+                    xml_escape(text)
+                )
+            }
+        };
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// The same plot as [`svg`], as a PNG twice its size (1800 × 1000 pixels), drawn with a
+/// built-in bitmap font: no system fonts needed.
+pub fn png(title: &str, series: &[(&str, &Histogram<u64>)]) -> Vec<u8> {
+    raster::png(&Chart::new(title, series))
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -199,5 +189,127 @@ mod tests {
         assert!(hgrm(&h).contains("Total count    =         1000"));
         let plot = svg("t", &[("a", &h)]);
         assert!(plot.starts_with("<svg") && plot.contains("<polyline"));
+    }
+
+    /// 100,000 samples spread evenly over `from..from + 100`: enough for the line to reach
+    /// p99.999, the right edge.
+    fn spread(from: u64) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for v in (from..from + 100).cycle().take(100_000) {
+            h.record(v).unwrap();
+        }
+        h
+    }
+
+    /// Width, height and RGB rows of a PNG, read back with the `png` crate's decoder.
+    fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .expect("a PNG header");
+        let mut rgb = vec![0; reader.output_buffer_size().expect("a sane size")];
+        let frame = reader.next_frame(&mut rgb).expect("a whole image");
+        assert_eq!(
+            (frame.color_type, frame.bit_depth),
+            (png::ColorType::Rgb, png::BitDepth::Eight)
+        );
+        rgb.truncate(frame.buffer_size());
+        (frame.width, frame.height, rgb)
+    }
+
+    /// `(x, y)` of every pixel of exactly `color`.
+    fn pixels_of(width: u32, rgb: &[u8], color: chart::Rgb) -> Vec<(u32, u32)> {
+        let chart::Rgb(r, g, b) = color;
+        rgb.chunks_exact(3)
+            .enumerate()
+            .filter(|(_, p)| *p == [r, g, b])
+            .map(|(i, _)| (i as u32 % width, i as u32 / width))
+            .collect()
+    }
+
+    #[test]
+    fn png_decodes_to_twice_the_svg_size_with_background_and_series_colours() {
+        let (low, high) = (spread(1_000), spread(5_000));
+        let bytes = png(
+            "kestrel tick→order latency: t",
+            &[("low", &low), ("high", &high)],
+        );
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+        let (w, h, rgb) = decode(&bytes);
+        assert_eq!((w, h), (1800, 1000));
+        let background = pixels_of(w, &rgb, chart::BACKGROUND).len();
+        assert!(
+            background > (w * h / 2) as usize,
+            "mostly white: {background}"
+        );
+        for color in [chart::SERIES[0], chart::SERIES[1], chart::INK] {
+            let n = pixels_of(w, &rgb, color).len();
+            assert!(n > 500, "{color} drawn on {n} pixels only");
+        }
+        assert!(
+            pixels_of(w, &rgb, chart::SERIES[2]).is_empty(),
+            "only two series"
+        );
+    }
+
+    #[test]
+    fn png_draws_the_higher_latency_series_higher_and_where_the_scale_puts_it() {
+        let (low, high) = (spread(1_000), spread(5_000));
+        let series = [("low", &low), ("high", &high)];
+        let (w, _, rgb) = decode(&png("t", &series));
+        // The right half of the image: the lines' flat tails, clear of the legend's boxes.
+        let mean_row = |color| {
+            let rows: Vec<f64> = pixels_of(w, &rgb, color)
+                .into_iter()
+                .filter(|&(x, _)| x > w / 2)
+                .map(|(_, y)| f64::from(y) + 0.5)
+                .collect();
+            assert!(rows.len() > 100, "{color}: {} pixels", rows.len());
+            rows.iter().sum::<f64>() / rows.len() as f64
+        };
+        let (low_row, high_row) = (mean_row(chart::SERIES[0]), mean_row(chart::SERIES[1]));
+        assert!(
+            high_row < low_row,
+            "high at row {high_row}, low at row {low_row}"
+        );
+        let chart = Chart::new("t", &series);
+        for (row, h) in [(low_row, &low), (high_row, &high)] {
+            let expected = chart.y(h.max() as f64) * raster::SCALE;
+            assert!(
+                (row - expected).abs() < 2.0,
+                "row {row}, expected {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_character_of_every_label_has_a_glyph() {
+        // Tick labels in ns, µs and ms, and the latency binary's titles and series names.
+        let histograms = [spread(100), spread(20_000), spread(3_000_000)];
+        let titles = [
+            "kestrel tick→order latency: decodetoorder",
+            "kestrel wire-to-wire latency vs raw TCP floor (loopback)",
+        ];
+        let names = [
+            "split",
+            "inline",
+            "floor (before split)",
+            "floor (before inline)",
+        ];
+        let mut checked = 0;
+        for title in titles {
+            for h in &histograms {
+                let series: Vec<_> = names.iter().map(|n| (*n, h)).collect();
+                for mark in Chart::new(title, &series).marks {
+                    if let Mark::Text { text, .. } = mark {
+                        let missing: String =
+                            text.chars().filter(|&c| font::glyph(c).is_none()).collect();
+                        assert_eq!(missing, "", "in label {text:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        // Per plot: the title, 6 x ticks, 2 or more y ticks, the axis name, 4 legend names.
+        assert!(checked >= 6 * 14, "{checked} labels");
     }
 }

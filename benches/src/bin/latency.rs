@@ -27,7 +27,7 @@
 //! through the real risk gate (`--risk gate`, limits opened up so the gate accepts and every
 //! check still runs) or the pass-through check (`--risk unchecked`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use kestrel_benches::env::Environment;
 use kestrel_benches::every_nth::EveryNth;
-use kestrel_benches::report::{Percentiles, hgrm, new_histogram, svg};
+use kestrel_benches::report::{Percentiles, hgrm, new_histogram, png, svg};
 use kestrel_benches::wire::{Phase, PhaseResult, Schedule, Sender};
 use kestrel_engine::engine::{EngineInputs, RingOutput};
 use kestrel_engine::pin::{PinOutcome, pin_current_thread};
@@ -95,7 +95,7 @@ struct Args {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Where the `.hgrm` distributions and the SVG plot go.
+    /// Where the `.hgrm` distributions and the plot (`.svg` and `.png`) go.
     #[arg(long, default_value = "target/latency")]
     out_dir: PathBuf,
 }
@@ -214,6 +214,28 @@ fn wire_frames(ticks: &[Tick], table: &InstrumentTable) -> Vec<Vec<u8>> {
             frame
         })
         .collect()
+}
+
+/// Writes the percentile plot of `series` into `dir` as `{name}.svg` and `{name}.png`.
+fn write_plots(
+    dir: &Path,
+    name: &str,
+    title: &str,
+    series: &[(String, &Histogram<u64>)],
+) -> Result<()> {
+    let refs: Vec<(&str, &Histogram<u64>)> = series.iter().map(|(n, h)| (n.as_str(), *h)).collect();
+    let svg_path = dir.join(format!("{name}.svg"));
+    std::fs::write(&svg_path, svg(title, &refs))
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+    println!(
+        "wrote     {} and the .hgrm files beside it",
+        svg_path.display()
+    );
+    let png_path = dir.join(format!("{name}.png"));
+    std::fs::write(&png_path, png(title, &refs))
+        .with_context(|| format!("writing {}", png_path.display()))?;
+    println!("wrote     {}", png_path.display());
+    Ok(())
 }
 
 fn risk_config() -> RiskConfig {
@@ -542,14 +564,8 @@ fn main() -> Result<()> {
         .iter()
         .map(|r| (format!("{:?}", r.mode).to_lowercase(), &r.histogram))
         .collect();
-    let refs: Vec<(&str, &Histogram<u64>)> = series.iter().map(|(n, h)| (n.as_str(), *h)).collect();
-    let plot = args.out_dir.join(format!("{name}.svg"));
-    std::fs::write(
-        &plot,
-        svg(&format!("kestrel tick→order latency: {name}"), &refs),
-    )
-    .with_context(|| format!("writing {}", plot.display()))?;
-    println!("wrote     {} and the .hgrm files beside it", plot.display());
+    let title = format!("kestrel tick→order latency: {name}");
+    write_plots(&args.out_dir, &name, &title, &series)?;
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
@@ -678,17 +694,12 @@ fn run_wire(args: &Args, mut env: Environment) -> Result<()> {
             m, r.p50_ratio, r.p99_ratio
         );
     }
-    let refs: Vec<(&str, &Histogram<u64>)> = series.iter().map(|(n, h)| (n.as_str(), *h)).collect();
-    let plot = args.out_dir.join("wire-to-wire.svg");
-    std::fs::write(
-        &plot,
-        svg(
-            "kestrel wire-to-wire latency vs raw TCP floor (loopback)",
-            &refs,
-        ),
-    )
-    .with_context(|| format!("writing {}", plot.display()))?;
-    println!("wrote     {} and the .hgrm files beside it", plot.display());
+    write_plots(
+        &args.out_dir,
+        "wire-to-wire",
+        "kestrel wire-to-wire latency vs raw TCP floor (loopback)",
+        &series,
+    )?;
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
