@@ -38,13 +38,13 @@ use kestrel_benches::env::Environment;
 use kestrel_benches::every_nth::EveryNth;
 use kestrel_benches::report::{Percentiles, hgrm, new_histogram, png, svg};
 use kestrel_benches::wire::{Phase, PhaseResult, Schedule, Sender};
-use kestrel_engine::engine::{EngineInputs, RingOutput};
+use kestrel_engine::engine::{EngineInputs, EngineOutput, RingOutput};
 use kestrel_engine::pin::{PinOutcome, pin_current_thread};
 use kestrel_engine::ring::channel;
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::{
-    Approved, Clock, ControlCommand, Engine, EngineConfig, ExecReport, InstrumentTable, LiveClock,
-    Money, Price, RiskCheck, Tick, UnixNanos,
+    Approved, Clock, ControlCommand, Engine, EngineConfig, ExecReport, InstrumentTable,
+    JournalRecord, LiveClock, Money, Price, RiskCheck, Tick, UnixNanos,
 };
 use kestrel_exchange_sim::SyntheticMarket;
 use kestrel_feed::ws::{Opcode, encode_frame, parse_frame};
@@ -98,6 +98,17 @@ struct Args {
     /// Where the `.hgrm` distributions and the plot (`.svg` and `.png`) go.
     #[arg(long, default_value = "target/latency")]
     out_dir: PathBuf,
+    /// Leave every thread unpinned (internal and decode-to-order): the "before" of the
+    /// pinning row in the tuning guide.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+/// Set once from `--no-pin` before any thread starts.
+static NO_PIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn pinning_wanted() -> bool {
+    !NO_PIN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[derive(Serialize)]
@@ -106,10 +117,50 @@ struct RunResult {
     ticks_released: u64,
     ticks_dropped: u64,
     orders: u64,
+    /// Intended release time → the order pushed into the order ring (the end point the
+    /// harness is specified with). Split mode stamps it on the engine thread right after the
+    /// push; inline mode when the same thread takes it off the ring.
     latency: Percentiles,
     #[serde(skip)]
     histogram: Histogram<u64>,
+    /// Split mode only: → the order popped by the other thread (one more cross-core hop,
+    /// what a gateway thread on another core sees).
+    gateway_seen: Option<Percentiles>,
+    #[serde(skip)]
+    gateway_histogram: Option<Histogram<u64>>,
 }
+
+/// Split mode's engine output: the order ring, and the time of each successful push taken
+/// on the engine thread right after it (recording into a preallocated histogram does not
+/// allocate). Orders for ticks released before `from` (the warm-up) are not recorded.
+struct StampedOutput {
+    ring: RingOutput,
+    clock: LiveClock,
+    from: UnixNanos,
+    pushed: Histogram<u64>,
+}
+
+impl EngineOutput for StampedOutput {
+    #[inline]
+    fn send_order(&mut self, order: Approved) -> Result<(), Approved> {
+        let tick_ts = order.request().tick_ts;
+        self.ring.send_order(order)?;
+        if tick_ts >= self.from {
+            let _ = self
+                .pushed
+                .record(self.clock.now().saturating_sub(tick_ts).max(1));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn journal(&mut self, record: JournalRecord) -> bool {
+        self.ring.journal(record)
+    }
+}
+
+/// The first second of every run is warm-up: nothing measured.
+const WARM_UP_NS: u64 = 1_000_000_000;
 
 #[derive(Serialize)]
 struct Report {
@@ -255,6 +306,9 @@ fn risk_config() -> RiskConfig {
 const CAPITAL: Money = Money::from_units(10_000_000_000);
 
 fn pin(core: usize, name: &str) -> String {
+    if !pinning_wanted() {
+        return format!("{name}: not pinned (--no-pin)");
+    }
     match pin_current_thread(Some(core), name) {
         PinOutcome::Pinned(c) => format!("{name}→core {c}"),
         other => format!("{name}: {other:?}"),
@@ -276,7 +330,7 @@ fn run_split<R: RiskCheck + Send + 'static>(
     let (_ctl_tx, ctl_rx) = channel::<ControlCommand>(16);
     let config = EngineConfig {
         journal_ticks: false,
-        core: Some(1),
+        core: pinning_wanted().then_some(1),
         capital: CAPITAL,
         ..EngineConfig::default()
     };
@@ -288,8 +342,11 @@ fn run_split<R: RiskCheck + Send + 'static>(
         config,
     );
     let stop = AtomicBool::new(false);
+    let warm_up = clock.now() + WARM_UP_NS;
     std::thread::scope(|s| {
-        let engine_thread = s.spawn(|| {
+        let engine_clock = clock.clone();
+        let stop = &stop;
+        let engine_thread = s.spawn(move || {
             let mut engine = engine;
             let mut inputs = EngineInputs {
                 control: ctl_rx,
@@ -297,16 +354,27 @@ fn run_split<R: RiskCheck + Send + 'static>(
                 execs: exec_rx,
                 ticks: tick_rx,
             };
-            let mut out = RingOutput {
-                orders: order_tx,
-                journal: None,
+            let mut out = StampedOutput {
+                ring: RingOutput {
+                    orders: order_tx,
+                    journal: None,
+                },
+                clock: engine_clock,
+                from: warm_up,
+                pushed: new_histogram(),
             };
-            engine.run(&mut inputs, &mut out, &stop);
+            engine.run(&mut inputs, &mut out, stop);
+            out.pushed
         });
         pinning.push(pin(0, "feed"));
-        pinning.push("engine→core 1 (requested)".into());
-        let result = drive(
+        pinning.push(if pinning_wanted() {
+            "engine→core 1 (requested)".into()
+        } else {
+            "engine: not pinned (--no-pin)".into()
+        });
+        let mut result = drive(
             &clock,
+            warm_up,
             source,
             args,
             Mode::Split,
@@ -336,7 +404,13 @@ fn run_split<R: RiskCheck + Send + 'static>(
             },
         );
         stop.store(true, Ordering::Relaxed);
-        engine_thread.join().expect("engine thread");
+        let pushed = engine_thread.join().expect("engine thread");
+        // The histogram drive() kept is the other thread's view; the pushed stamps are the
+        // measurement.
+        let seen = std::mem::replace(&mut result.histogram, pushed);
+        result.latency = Percentiles::of(&result.histogram);
+        result.gateway_seen = Some(Percentiles::of(&seen));
+        result.gateway_histogram = Some(seen);
         result
     })
 }
@@ -370,8 +444,10 @@ fn run_inline<R: RiskCheck>(
     pinning.push(pin(1, "inline"));
     // Both closures drive the same engine, never at the same time.
     let state = std::cell::RefCell::new((engine, out));
+    let warm_up = clock.now() + WARM_UP_NS;
     drive(
         &clock,
+        warm_up,
         source,
         args,
         Mode::Inline,
@@ -398,6 +474,7 @@ fn run_inline<R: RiskCheck>(
 /// The open-loop schedule: release ticks on time, collect orders in between.
 fn drive(
     clock: &LiveClock,
+    warm_up: UnixNanos,
     source: &mut dyn TickSource,
     args: &Args,
     mode: Mode,
@@ -408,7 +485,6 @@ fn drive(
     let mut hist = new_histogram();
     let (mut released, mut dropped, mut orders) = (0u64, 0u64, 0u64);
     let now = || clock.now();
-    let warm_up = now() + 1_000_000_000;
     let start = now() + 1_000_000;
     let end = warm_up + args.seconds.unwrap_or(10) * 1_000_000_000;
     let mut next = start;
@@ -450,6 +526,8 @@ fn drive(
         orders,
         latency: Percentiles::of(&hist),
         histogram: hist,
+        gateway_seen: None,
+        gateway_histogram: None,
     }
 }
 
@@ -463,6 +541,7 @@ fn main() -> Result<()> {
         return kestrel_benches::wire::sender_main(core);
     }
     let args = Args::parse();
+    NO_PIN.store(args.no_pin, std::sync::atomic::Ordering::Relaxed);
     let mut env = Environment::probe();
     if args.scenario == Scenario::WireToWire {
         return run_wire(&args, env);
@@ -553,17 +632,26 @@ fn main() -> Result<()> {
             r.ticks_dropped,
             r.orders
         );
+        if let Some(seen) = &r.gateway_seen {
+            println!(
+                "        seen by the other thread (one more hop) {}",
+                seen.line()
+            );
+        }
         let path = args
             .out_dir
             .join(format!("{name}-{:?}.hgrm", r.mode).to_lowercase());
         std::fs::write(&path, hgrm(&r.histogram))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let series: Vec<(String, &Histogram<u64>)> = report
-        .runs
-        .iter()
-        .map(|r| (format!("{:?}", r.mode).to_lowercase(), &r.histogram))
-        .collect();
+    let mut series: Vec<(String, &Histogram<u64>)> = Vec::new();
+    for r in &report.runs {
+        let mode = format!("{:?}", r.mode).to_lowercase();
+        series.push((format!("{mode}: pushed"), &r.histogram));
+        if let Some(h) = &r.gateway_histogram {
+            series.push((format!("{mode}: seen by the other thread"), h));
+        }
+    }
     let title = format!("kestrel tick→order latency: {name}");
     write_plots(&args.out_dir, &name, &title, &series)?;
     if let Some(path) = &args.json {
