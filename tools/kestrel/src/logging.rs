@@ -14,6 +14,7 @@ use tracing::Subscriber;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -22,6 +23,11 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub const FILE_PREFIX: &str = "kestrel.log";
 /// The filter when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "warn,kestrel=info";
+/// The terminal's default: the log file keeps every order transition and simulator event
+/// (the audit trail); the terminal shows kestrel's own lines and every warning, so that
+/// the status line stays readable.
+pub const TERMINAL_FILTER: &str =
+    "warn,kestrel=info,kestrel_gateway=warn,kestrel_exchange_sim=warn,kestrel_feed=warn";
 /// The filter when `RUST_LOG` is unset and `verbose` is asked for.
 pub const VERBOSE_FILTER: &str = "info,kestrel=debug";
 
@@ -58,25 +64,33 @@ impl LogGuard {
 }
 
 /// Installs the process-wide logger: stderr always, JSON lines under `log_dir` when given
-/// (created if missing). `RUST_LOG` sets the filter for both; without it the default is
-/// [`DEFAULT_FILTER`], or [`VERBOSE_FILTER`] when `verbose`.
+/// (created if missing). `RUST_LOG` sets the filter for both; without it the file gets
+/// [`DEFAULT_FILTER`] and the terminal [`TERMINAL_FILTER`] ([`VERBOSE_FILTER`] for both when
+/// `verbose`).
 pub fn init(log_dir: Option<&Path>, verbose: bool) -> Result<LogGuard> {
-    let filter = match std::env::var("RUST_LOG") {
-        // The parse error repeats itself as its own source: print it once.
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "RUST_LOG={directives:?} is not a valid log filter: {e} \
-                     (example: RUST_LOG=warn,kestrel=debug)"
-                )
-            })?,
-        _ => EnvFilter::new(if verbose {
-            VERBOSE_FILTER
-        } else {
-            DEFAULT_FILTER
-        }),
+    let filter = |default: &str| -> Result<EnvFilter> {
+        match std::env::var("RUST_LOG") {
+            // The parse error repeats itself as its own source: print it once.
+            Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "RUST_LOG={directives:?} is not a valid log filter: {e} \
+                         (example: RUST_LOG=warn,kestrel=debug)"
+                    )
+                }),
+            _ => Ok(EnvFilter::new(if verbose {
+                VERBOSE_FILTER
+            } else {
+                default
+            })),
+        }
     };
-    let (subscriber, guard) = build(log_dir, filter, std::io::stderr)?;
+    let (subscriber, guard) = build(
+        log_dir,
+        filter(TERMINAL_FILTER)?,
+        filter(DEFAULT_FILTER)?,
+        std::io::stderr,
+    )?;
     subscriber
         .try_init()
         .context("installing the logger: one is already installed")?;
@@ -85,7 +99,8 @@ pub fn init(log_dir: Option<&Path>, verbose: bool) -> Result<LogGuard> {
 
 fn build<W>(
     log_dir: Option<&Path>,
-    filter: EnvFilter,
+    terminal_filter: EnvFilter,
+    file_filter: EnvFilter,
     stderr: W,
 ) -> Result<(impl Subscriber + Send + Sync + 'static, LogGuard)>
 where
@@ -108,13 +123,17 @@ where
                 .json()
                 .flatten_event(true)
                 .with_ansi(false)
-                .with_writer(writer);
+                .with_writer(writer)
+                .with_filter(file_filter);
             (Some(layer), Some(guard))
         }
     };
     let subscriber = tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(stderr)
+                .with_filter(terminal_filter),
+        )
         .with(file_layer);
     Ok((
         subscriber,
@@ -135,8 +154,13 @@ mod tests {
     fn writes_one_json_object_per_event_with_its_fields_to_the_daily_file() {
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("logs");
-        let (subscriber, guard) =
-            build(Some(&logs), EnvFilter::new("info"), TestWriter::new()).unwrap();
+        let (subscriber, guard) = build(
+            Some(&logs),
+            EnvFilter::new("info"),
+            EnvFilter::new("info"),
+            TestWriter::new(),
+        )
+        .unwrap();
         let path = guard.current_file().unwrap();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
         assert!(
@@ -181,9 +205,60 @@ mod tests {
         assert_eq!(events[1]["level"], "WARN");
     }
 
+    /// The terminal stays readable (no per-order lines from the gateway or the simulator)
+    /// while the file keeps them as the audit trail.
+    #[test]
+    fn the_terminal_leaves_out_library_info_lines_that_the_file_keeps() {
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let terminal = Captured::default();
+        let dir = tempfile::tempdir().unwrap();
+        let sink = terminal.clone();
+        let (subscriber, guard) = build(
+            Some(dir.path()),
+            EnvFilter::new(TERMINAL_FILTER),
+            EnvFilter::new(DEFAULT_FILTER),
+            move || sink.clone(),
+        )
+        .unwrap();
+        let path = guard.current_file().unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "kestrel_gateway::gateway", tag = "ks01", "order transition");
+            tracing::warn!(target: "kestrel_gateway::gateway", "venue rejected an order");
+            tracing::info!(target: "kestrel::session", "session started");
+        });
+        drop(guard);
+        let file = std::fs::read_to_string(&path).unwrap();
+        let shown = String::from_utf8(terminal.0.lock().unwrap().clone()).unwrap();
+        for line in [
+            "order transition",
+            "venue rejected an order",
+            "session started",
+        ] {
+            assert!(file.contains(line), "file lacks {line:?}: {file}");
+        }
+        assert!(!shown.contains("order transition"), "{shown}");
+        assert!(shown.contains("venue rejected an order") && shown.contains("session started"));
+    }
+
     #[test]
     fn without_a_directory_there_is_no_file() {
-        let (_subscriber, guard) = build(None, EnvFilter::new("info"), TestWriter::new()).unwrap();
+        let (_subscriber, guard) = build(
+            None,
+            EnvFilter::new("info"),
+            EnvFilter::new("info"),
+            TestWriter::new(),
+        )
+        .unwrap();
         assert_eq!(guard.current_file(), None);
     }
 
@@ -192,9 +267,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-dir");
         std::fs::write(&file, "x").unwrap();
-        let err = build(Some(&file), EnvFilter::new("info"), TestWriter::new())
-            .err()
-            .unwrap();
+        let err = build(
+            Some(&file),
+            EnvFilter::new("info"),
+            EnvFilter::new("info"),
+            TestWriter::new(),
+        )
+        .err()
+        .unwrap();
         let text = format!("{err:#}");
         assert!(
             text.contains("creating the log directory") && text.contains("not-a-dir"),

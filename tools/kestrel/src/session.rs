@@ -419,7 +419,7 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         tracing::debug!(sink = sink.sink, stats = ?sink.stats, "alerts");
     }
     let alert_stats = alerter.shutdown(Duration::from_secs(10));
-    if alert_stats.failed + alert_stats.dropped > 0 {
+    if config.alerts.any_enabled() && alert_stats.failed + alert_stats.dropped > 0 {
         tracing::warn!(?alert_stats, "some alerts were not delivered");
     }
     if args.status {
