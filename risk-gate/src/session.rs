@@ -23,7 +23,9 @@
 //! two binary searches over small sorted arrays built at construction.
 
 use kestrel_engine::UnixNanos;
-use kestrel_engine::clock::{IST_OFFSET_NS, ist_day, ist_second_of_day};
+use kestrel_engine::clock::{
+    IST_OFFSET_NS, civil_from_days, days_from_civil, ist_day, ist_second_of_day,
+};
 
 use crate::config::{RiskConfigError, SessionConfig, SpecialSessionConfig};
 
@@ -172,7 +174,7 @@ impl IstDate {
     /// Days since 1970-01-01 in IST: the value `clock::ist_day` gives for any instant of
     /// this date.
     pub fn day_number(self) -> u32 {
-        days_from_civil(self.year as i64, self.month as i64, self.day as i64) as u32
+        days_from_civil(self.year as i64, self.month as u32, self.day as u32) as u32
     }
 
     pub fn from_day_number(day: u32) -> IstDate {
@@ -202,30 +204,6 @@ fn days_in_month(year: u16, month: u8) -> u8 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12; // March = 0
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// `HH:MM` as seconds of the day; 24:00 is allowed (the end of the day).
