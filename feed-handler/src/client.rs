@@ -525,17 +525,26 @@ impl FeedClient {
             }
             _ => self.deadline.saturating_duration_since(now),
         };
-        let wait = Some(timeout.map_or(to_deadline, |t| t.min(to_deadline)));
-        if let Err(e) = self.poll.poll(&mut self.events, wait)
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            self.last_error = Some(ClientError::Io {
-                message: format!("polling: {e}"),
-            });
-        }
-        for ev in self.events.iter() {
-            if ev.token() == SOCKET && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
-                self.readable = true;
+        if timeout == Some(Duration::ZERO) && self.state == ConnState::Open {
+            // Busy-polling an open connection: read straight away. `epoll_wait` would only
+            // say what the non-blocking read finds out itself, one system call later (a
+            // read that finds nothing returns `WouldBlock`; EOF and errors come from it too).
+            self.readable = true;
+        } else {
+            let wait = Some(timeout.map_or(to_deadline, |t| t.min(to_deadline)));
+            if let Err(e) = self.poll.poll(&mut self.events, wait)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                self.last_error = Some(ClientError::Io {
+                    message: format!("polling: {e}"),
+                });
+            }
+            for ev in self.events.iter() {
+                if ev.token() == SOCKET
+                    && (ev.is_readable() || ev.is_read_closed() || ev.is_error())
+                {
+                    self.readable = true;
+                }
             }
         }
         if let Err(e) = self.advance() {
