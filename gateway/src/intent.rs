@@ -207,3 +207,90 @@ fn recover(path: &Path, store: &mut Store) -> Result<IntentRecovery, IntentLogEr
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsm::OrderState;
+    use crate::store::tests::request;
+    use kestrel_engine::{JournalRecord, Tick};
+
+    fn log_with(path: &Path, reqs: &[OrderRequest]) {
+        let mut w = JournalWriter::create(path, &InstrumentTable::nse_default(), 1).unwrap();
+        for r in reqs {
+            w.append(&JournalRecord::from_order(r)).unwrap();
+        }
+    }
+
+    #[test]
+    fn recovery_stores_only_the_intents_the_store_lacks_then_empties_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("gw.sqlite")).unwrap();
+        let (known, lost) = (request(0xa1, 5), request(0xa2, 7));
+        store
+            .reserve_in_flight(&known, "NSE", "RELIANCE", 738_561, 1)
+            .unwrap();
+        let path = dir.path().join("gw.intents");
+        log_with(&path, &[known, lost]);
+
+        let table = InstrumentTable::nse_default();
+        let (log, rec) = IntentLog::open(&path, &table, &mut store).unwrap();
+        assert_eq!(
+            rec,
+            IntentRecovery {
+                intents: 2,
+                recovered: 1
+            }
+        );
+        assert!(log.is_empty());
+        let o = store.load(0xa2).unwrap().unwrap();
+        assert_eq!((o.fsm.state(), o.request), (OrderState::InFlight, lost));
+        // Named from the log's header: instrument 0 of the default table.
+        assert_eq!(o.symbol, table.get(lost.instrument).symbol);
+        assert_eq!(JournalReader::open(&path).unwrap().records().len(), 0);
+        drop(log);
+
+        // Appends survive the writer (no sync): the next open finds them, all stored already.
+        let (mut log, _) = IntentLog::open(&path, &table, &mut store).unwrap();
+        log.append(&lost).unwrap();
+        drop(log);
+        let (_, rec) = IntentLog::open(&path, &table, &mut store).unwrap();
+        assert_eq!(
+            rec,
+            IntentRecovery {
+                intents: 1,
+                recovered: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_log_holding_something_else_is_an_error_naming_the_file_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("gw.sqlite")).unwrap();
+        let table = InstrumentTable::nse_default();
+
+        let path = dir.path().join("ticks.intents");
+        let mut w = JournalWriter::create(&path, &table, 1).unwrap();
+        w.append(&JournalRecord::from_tick(&Tick::default()))
+            .unwrap();
+        drop(w);
+        let e = IntentLog::open(&path, &table, &mut store).unwrap_err();
+        assert!(
+            matches!(e, IntentLogError::NotAnIntent { index: 0, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("ticks.intents"), "{e}");
+        assert_eq!(
+            JournalReader::open(&path).unwrap().records().len(),
+            1,
+            "kept"
+        );
+
+        let junk = dir.path().join("junk.intents");
+        std::fs::write(&junk, b"not a journal").unwrap();
+        let e = IntentLog::open(&junk, &table, &mut store).unwrap_err();
+        assert!(e.to_string().contains("junk.intents"), "{e}");
+        assert_eq!(std::fs::read(&junk).unwrap(), b"not a journal", "kept");
+    }
+}

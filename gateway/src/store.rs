@@ -742,7 +742,7 @@ fn request_from_bytes(b: &[u8]) -> Option<OrderRequest> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kestrel_engine::{InstrumentId, RequestKind, Side};
 
