@@ -103,7 +103,13 @@ impl IntentLog {
         store: &mut Store,
     ) -> Result<(IntentLog, IntentRecovery), IntentLogError> {
         let mut recovery = IntentRecovery::default();
+        // The old log's writer lock, held until the log is replaced: a second gateway
+        // configured with the same file fails here (`Locked`) instead of replacing the log
+        // of one that is running.
+        let mut old = None;
         if path.exists() {
+            let (writer, _) = JournalWriter::open_existing_with(path, &options())?;
+            old = Some(writer);
             recovery = recover(path, store)?;
         }
         let tmp = temporary_path(path);
@@ -118,21 +124,14 @@ impl IntentLog {
                 });
             }
         }
-        let writer = JournalWriter::create_with(
-            &tmp,
-            instruments,
-            now_ns(),
-            &WriterOptions {
-                chunk_bytes: CHUNK_BYTES,
-                max_file_bytes: None,
-            },
-        )?;
+        let writer = JournalWriter::create_with(&tmp, instruments, now_ns(), &options())?;
         // Every intent of the old log is durably in the store (FULL commits): it may go.
         std::fs::rename(&tmp, path).map_err(|source| IntentLogError::Io {
             path: path.to_path_buf(),
             action: "replacing the recovered intent log with an empty one",
             source,
         })?;
+        drop(old);
         if recovery.intents > 0 {
             tracing::warn!(path = %path.display(), intents = recovery.intents,
                 recovered = recovery.recovered, "intent log recovered into the store");
@@ -153,6 +152,13 @@ impl IntentLog {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn options() -> WriterOptions {
+    WriterOptions {
+        chunk_bytes: CHUNK_BYTES,
+        max_file_bytes: None,
     }
 }
 
@@ -254,7 +260,7 @@ mod tests {
         let (mut log, _) = IntentLog::open(&path, &table, &mut store).unwrap();
         log.append(&lost).unwrap();
         drop(log);
-        let (_, rec) = IntentLog::open(&path, &table, &mut store).unwrap();
+        let (live, rec) = IntentLog::open(&path, &table, &mut store).unwrap();
         assert_eq!(
             rec,
             IntentRecovery {
@@ -262,6 +268,13 @@ mod tests {
                 recovered: 0
             }
         );
+        // A second gateway on the same file while this one lives: refused, log untouched.
+        let e = IntentLog::open(&path, &table, &mut store).unwrap_err();
+        assert!(
+            matches!(e, IntentLogError::Journal(JournalError::Locked { .. })),
+            "{e}"
+        );
+        drop(live);
     }
 
     #[test]
