@@ -9,7 +9,11 @@
 //!
 //! Measured, each as a criterion benchmark plus an HdrHistogram of every timed order
 //! (printed as p50/p99/p99.9/max):
-//! * `pop_to_write/sync_full`: the default store (WAL, `synchronous=FULL`: fsync per commit).
+//! * `pop_to_write/sync_full`: the default, `Durability::Full` (WAL, `synchronous=FULL`:
+//!   fsync per commit; the commit is before the write).
+//! * `pop_to_write/process`: `Durability::Process`: the request appended to the intent log
+//!   (mmap, no fsync) before the write; the SQLite row (`synchronous=FULL`) after it, so the
+//!   fsync is in `on_approved_total`, not in pop → write.
 //! * `pop_to_write/sync_normal`: the same with `synchronous=NORMAL` (WAL: no fsync per
 //!   commit; a power loss may lose the last commits, a process crash loses nothing).
 //! * `pop_to_write/sqlite_memory`: the same over an in-memory SQLite database: the
@@ -40,7 +44,7 @@ use kestrel_engine::{
 };
 use kestrel_gateway::venue::PlaceOrder;
 use kestrel_gateway::{
-    Credentials, Gateway, GatewayConfig, KiteClient, KiteConfig, Secret, Store, Venue,
+    Credentials, Durability, Gateway, GatewayConfig, KiteClient, KiteConfig, Secret, Store, Venue,
 };
 
 const BODY: &str = r#"{"status":"success","data":{"order_id":"151220000000000"}}"#;
@@ -174,7 +178,12 @@ fn creds() -> Credentials {
     }
 }
 
-fn gateway(addr: SocketAddr, db: &Path, sync_full: bool) -> Gateway<KiteClient> {
+fn gateway(
+    addr: SocketAddr,
+    db: &Path,
+    sync_full: bool,
+    durability: Durability,
+) -> Gateway<KiteClient> {
     let mut client = KiteClient::new(KiteConfig::new(format!("http://{addr}")), &creds()).unwrap();
     client.set_write_timestamps(true);
     let store = Store::open(db).unwrap();
@@ -190,6 +199,7 @@ fn gateway(addr: SocketAddr, db: &Path, sync_full: bool) -> Gateway<KiteClient> 
         orders_per_minute: 10_000_000,
         orders_per_day: 10_000_000,
         poll_interval: Duration::from_secs(3600),
+        durability,
         ..GatewayConfig::default()
     };
     Gateway::new(client, store, InstrumentTable::nse_default(), cfg).unwrap()
@@ -227,6 +237,7 @@ fn pop_to_write(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     for (name, full, seq) in [
         ("sync_full", true, 1_000_000),
+        ("process", true, 3_000_000),
         ("sync_normal", false, 5_000_000),
         ("sqlite_memory", false, 7_000_000),
     ] {
@@ -236,7 +247,14 @@ fn pop_to_write(c: &mut Criterion) {
         } else {
             dir.path().join("gw.sqlite")
         };
-        let mut gw = gateway(addr, &db, full);
+        let durability = if name == "process" {
+            Durability::Process {
+                intent_log: dir.path().join("gw.intents"),
+            }
+        } else {
+            Durability::Full
+        };
+        let mut gw = gateway(addr, &db, full, durability);
         let mut approvals = Approvals::new(seq);
         let mut h = hist();
         let mut total = hist();

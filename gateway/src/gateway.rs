@@ -1,10 +1,13 @@
 //! The gateway thread: risk-approved requests in, venue orders out exactly once, execution
 //! reports back to the engine.
 //!
-//! For each new order: reserve it in the store already in flight (one committed transaction,
-//! the only durable step before the write) → send → record the acknowledgement. After a
-//! crash anywhere past that commit, the row says the request may have left and the tag
-//! look-up at the venue decides: found, adopt it; not found, it never left (closed as
+//! For each new order, with [`Durability::Full`] (the default): reserve it in the store
+//! already in flight (one committed transaction, the only durable step before the write) →
+//! send → record the acknowledgement. With [`Durability::Process`]: append the request to
+//! the intent log ([`crate::intent`], an mmap append, no fsync) → send → reserve in flight
+//! and record the acknowledgement. After a crash anywhere past the durable step, the row (or
+//! the intent, turned into an in-flight row at start-up) says the request may have left and
+//! the tag look-up at the venue decides: found, adopt it; not found, it never left (closed as
 //! rejected at restart, never resent). A timeout, 5xx or lost connection leaves the order
 //! Unknown; before any retry the gateway lists the venue's orders and looks the tag up:
 //! found → adopt that venue order id, not found → send again. A 429 (refused before placing)
@@ -18,8 +21,9 @@
 //! rule ([`crate::fills`]): the filled quantity only moves forward, to the venue's, so a fill
 //! both sources report is counted once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +39,7 @@ use kestrel_feed::TextRecord;
 use crate::fills::{self, FromUpdate};
 use crate::fsm::{Applied, Event, FsmError, OrderFsm, OrderState};
 use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
+use crate::intent::{IntentLog, IntentLogError, IntentRecovery};
 use crate::store::{Reservation, Store, StoreError};
 use crate::venue::{
     ModifyOrder, PlaceOrder, Venue, VenueError, VenueOrder, VenueStatus, VenueTrade,
@@ -48,6 +53,8 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error("venue: {0}")]
     Venue(#[from] VenueError),
+    #[error("{0}")]
+    IntentLog(#[from] IntentLogError),
 }
 
 /// Reject codes the gateway puts in [`ExecReport::reject_code`].
@@ -74,6 +81,35 @@ pub mod reject_code {
     pub const SIBLING_REJECTED: u8 = 9;
     /// The gateway is shutting down and takes no new orders.
     pub const SHUTTING_DOWN: u8 = 10;
+    /// The venue already holds an order with this client order id's tag that the store has
+    /// no row for (found by reconciliation: a store that lost its last commits to a power
+    /// loss, or another store's order). It is never sent a second time.
+    pub const ALREADY_AT_VENUE: u8 = 11;
+    /// [`super::Durability::Process`]: the intent could not be appended to the intent log
+    /// (the file could not grow): nothing was stored or sent.
+    pub const INTENT_LOG: u8 = 12;
+}
+
+/// What must be durable before a new order's placement request is written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// The order's SQLite row, committed with `synchronous=FULL` (an fsync): survives a
+    /// process crash and a power loss. The default.
+    #[default]
+    Full,
+    /// The request appended to the intent log at `intent_log` (a pre-faulted mmap file,
+    /// published by a Release store; no fsync, no allocation), then the write, then the
+    /// SQLite row (still `synchronous=FULL`, off the request's path). Survives a process
+    /// crash: at start-up every logged intent the store lacks becomes an in-flight row and
+    /// the venue decides. Does **not** survive a power loss or kernel crash: the venue may
+    /// then hold an order the store lost; reconciliation finds its kestrel tag, pauses
+    /// trading with an incident, and the gateway refuses that client order id for good
+    /// ([`reject_code::ALREADY_AT_VENUE`]), so it is never sent twice. Sliced orders still
+    /// commit all their children before the first is sent (as with `Full`).
+    Process {
+        /// The intent log's file (replaced by an empty one at every start, after recovery).
+        intent_log: PathBuf,
+    },
 }
 
 /// Knobs of the gateway.
@@ -113,6 +149,8 @@ pub struct GatewayConfig {
     /// The NSE charges estimated for every fill reported to the engine
     /// ([`ExecReport::fee`]): Kite's trade reports carry none.
     pub fees: NseFees,
+    /// What is durable before a new order's request is written ([`Durability`]).
+    pub durability: Durability,
 }
 
 impl Default for GatewayConfig {
@@ -135,6 +173,7 @@ impl Default for GatewayConfig {
             reconcile_interval: Duration::from_secs(30),
             product: Product::Intraday,
             fees: NseFees::default(),
+            durability: Durability::Full,
         }
     }
 }
@@ -142,10 +181,14 @@ impl Default for GatewayConfig {
 /// Points between durable steps where a test can stop the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookPoint {
+    /// [`Durability::Process`]: the intent is logged; nothing was written to the venue and
+    /// the store has no row.
+    AfterIntentLogged,
     /// The reservation (in flight: reserve and submit in one transaction) is committed;
     /// nothing was written to the venue.
     AfterReserve,
-    /// The venue answered with an order id; the acknowledgement is not stored yet.
+    /// The venue answered with an order id; the acknowledgement is not stored yet (with
+    /// [`Durability::Process`], the order's row is not stored yet either).
     AfterSubmitBeforeAck,
     /// A fill was committed to the store.
     AfterFillRecorded,
@@ -322,6 +365,18 @@ pub(crate) enum FillSource<'a> {
     Cumulative,
 }
 
+/// What is durable before an order's first send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FirstSend {
+    /// Reserved only: the send commits the Submit transition first.
+    Submit,
+    /// Reserved in flight ([`Store::reserve_in_flight`]): the one commit is made.
+    Stored,
+    /// Followed in flight in memory, no row ([`Durability::Process`]): the intent is logged
+    /// just before the write and the row stored right after it.
+    Logged,
+}
+
 /// How an Unknown placement was resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lookup {
@@ -354,6 +409,13 @@ pub struct Gateway<V> {
     pub(crate) poll_now: bool,
     /// When the last order update about a followed order arrived.
     pub(crate) last_update: Option<Instant>,
+    /// [`Durability::Process`]: the intent log.
+    intents: Option<IntentLog>,
+    /// What the intent log's recovery did at start-up.
+    intent_recovery: IntentRecovery,
+    /// Client order ids whose tag the venue holds without a row in the store (found by
+    /// reconciliation; never cleared): new orders with these ids are refused.
+    pub(crate) foreign_tags: HashSet<u64>,
 }
 
 impl<V: std::fmt::Debug> std::fmt::Debug for Gateway<V> {
@@ -375,13 +437,25 @@ pub fn now_ns() -> UnixNanos {
 
 impl<V: Venue> Gateway<V> {
     /// A gateway over `store`; the store's unfinished orders are loaded (run
-    /// [`Gateway::reconcile`] before letting strategies trade).
+    /// [`Gateway::reconcile`] before letting strategies trade: it also finds the venue's
+    /// kestrel orders the store has no row for, whose client order ids are then refused).
+    ///
+    /// With [`Durability::Process`] the intent log is recovered first: every logged intent
+    /// the store lacks is stored in flight (the venue decides at reconciliation), then the
+    /// log is replaced by an empty one ([`crate::intent`]).
     pub fn new(
         venue: V,
-        store: Store,
+        mut store: Store,
         instruments: InstrumentTable,
         cfg: GatewayConfig,
     ) -> Result<Gateway<V>, GatewayError> {
+        let (intents, intent_recovery) = match &cfg.durability {
+            Durability::Full => (None, IntentRecovery::default()),
+            Durability::Process { intent_log } => {
+                let (log, recovery) = IntentLog::open(intent_log, &instruments, &mut store)?;
+                (Some(log), recovery)
+            }
+        };
         let mut orders = HashMap::new();
         for o in store.unfinished()? {
             orders.insert(
@@ -445,7 +519,15 @@ impl<V: Venue> Gateway<V> {
             last_reconcile: Instant::now(),
             poll_now: false,
             last_update: None,
+            intents,
+            intent_recovery,
+            foreign_tags: HashSet::new(),
         })
+    }
+
+    /// What the intent log's recovery did in [`Gateway::new`] ([`Durability::Process`]).
+    pub fn intent_recovery(&self) -> IntentRecovery {
+        self.intent_recovery
     }
 
     /// Installs a failure-injection hook (tests).
@@ -748,6 +830,9 @@ impl<V: Venue> Gateway<V> {
             tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), "new order refused: shutting down");
             return Ok(());
         }
+        if self.foreign_tags.contains(&coid) {
+            return self.refuse_foreign(&req, coid);
+        }
         let ins = self.instruments.get(req.instrument);
         let (exchange, symbol, token) = (
             ins.exchange.as_str().to_string(),
@@ -767,6 +852,9 @@ impl<V: Venue> Gateway<V> {
         // and submit in one transaction). With the day's allowance spent (or no attempt
         // allowed) it is only reserved, and the placement loop rejects it.
         let in_flight = self.limiter.day_allows() && self.cfg.max_place_attempts > 0;
+        if in_flight && self.intents.is_some() {
+            return self.place_logged(req, exchange, symbol);
+        }
         let reserved = if in_flight {
             self.store
                 .reserve_in_flight(&req, &exchange, &symbol, token, now_ns())?
@@ -799,7 +887,58 @@ impl<V: Venue> Gateway<V> {
             },
         );
         self.hook(HookPoint::AfterReserve, coid);
-        self.drive_placement(coid, in_flight)
+        let first = if in_flight {
+            FirstSend::Stored
+        } else {
+            FirstSend::Submit
+        };
+        self.drive_placement(coid, first)
+    }
+
+    /// [`Durability::Process`]: a new order whose durable step is the intent log. The store
+    /// is only read (a replayed approval sends nothing); the row is written after the
+    /// request ([`Gateway::send_placement`]).
+    fn place_logged(
+        &mut self,
+        req: OrderRequest,
+        exchange: String,
+        symbol: String,
+    ) -> Result<(), GatewayError> {
+        let coid = req.client_order_id;
+        if let Some(state) = self.store.state(coid)? {
+            tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), state = state.as_str(),
+                "client order id already in the store; not sending it again");
+            return Ok(());
+        }
+        if self.orders.contains_key(&coid) {
+            tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid),
+                "client order id already followed; not sending it again");
+            return Ok(());
+        }
+        self.orders.insert(
+            coid,
+            Tracked {
+                req,
+                fsm: OrderFsm::restore(req.qty, OrderState::InFlight, Vec::new()),
+                venue_order_id: None,
+                exchange,
+                symbol,
+            },
+        );
+        self.drive_placement(coid, FirstSend::Logged)
+    }
+
+    /// Refuses a client order id whose tag the venue already holds without a row here.
+    fn refuse_foreign(&mut self, req: &OrderRequest, coid: u64) -> Result<(), GatewayError> {
+        let detail = format!(
+            "the venue already holds an order tagged {} that the store has no row for \
+             (see the reconciliation incident); not sending a second order with this client \
+             order id",
+            tag_for(coid)
+        );
+        self.store
+            .set_risk_state("paused", "1", req.decision_id, now_ns())?;
+        self.refuse(req, reject_code::ALREADY_AT_VENUE, &detail)
     }
 
     /// The freeze quantity the gateway slices at (0: none): the configured override, else
@@ -875,6 +1014,12 @@ impl<V: Venue> Gateway<V> {
                 ..req
             })
             .collect();
+        if let Some(c) = children
+            .iter()
+            .find(|c| self.foreign_tags.contains(&c.client_order_id))
+        {
+            return self.refuse_foreign(&req, c.client_order_id);
+        }
         match self
             .store
             .reserve_slices(parent, &children, &exchange, &symbol, token, now_ns())?
@@ -918,7 +1063,7 @@ impl<V: Venue> Gateway<V> {
                 break;
             }
             self.hook(HookPoint::AfterReserve, c.client_order_id);
-            self.drive_placement(c.client_order_id, false)?;
+            self.drive_placement(c.client_order_id, FirstSend::Submit)?;
         }
         self.run_cascades()
     }
@@ -1059,19 +1204,29 @@ impl<V: Venue> Gateway<V> {
     }
 
     /// Sends a Reserved order until it is acknowledged, rejected, or Unknown and unresolved.
-    /// `in_flight`: the order was reserved in flight ([`Store::reserve_in_flight`]), so its
-    /// first send needs no Submit transition (the one commit is already made).
-    fn drive_placement(&mut self, coid: u64, in_flight: bool) -> Result<(), GatewayError> {
+    /// `first` says what is durable before the first send (see [`FirstSend`]).
+    fn drive_placement(&mut self, coid: u64, first: FirstSend) -> Result<(), GatewayError> {
         let mut attempt = 0u32;
         loop {
             let Some(t) = self.orders.get(&coid) else {
                 return Ok(());
             };
             match t.fsm.state() {
-                OrderState::InFlight if in_flight && attempt == 0 => {
+                OrderState::InFlight if first != FirstSend::Submit && attempt == 0 => {
+                    let logged = first == FirstSend::Logged;
+                    if logged && let Some(log) = self.intents.as_mut() {
+                        let req = t.req;
+                        if let Err(e) = log.append(&req) {
+                            // Nothing is stored or sent: refuse the order whole.
+                            self.orders.remove(&coid);
+                            let detail = e.to_string();
+                            return self.refuse(&req, reject_code::INTENT_LOG, &detail);
+                        }
+                        self.hook(HookPoint::AfterIntentLogged, coid);
+                    }
                     attempt += 1;
                     self.limiter.acquire();
-                    if let ControlFlow::Break(()) = self.send_placement(coid, attempt)? {
+                    if let ControlFlow::Break(()) = self.send_placement(coid, attempt, logged)? {
                         return Ok(());
                     }
                     continue;
@@ -1104,24 +1259,65 @@ impl<V: Venue> Gateway<V> {
             attempt += 1;
             self.limiter.acquire();
             self.apply(coid, Event::Submit, None, "", 0)?;
-            if let ControlFlow::Break(()) = self.send_placement(coid, attempt)? {
+            if let ControlFlow::Break(()) = self.send_placement(coid, attempt, false)? {
                 return Ok(());
             }
         }
     }
 
+    /// [`Durability::Process`]: stores the row of an order whose intent was logged and whose
+    /// request was just written (or may have been), in flight (reserve and submit committed
+    /// together, as [`Durability::Full`] does before the write).
+    fn store_logged(&mut self, coid: u64) -> Result<(), GatewayError> {
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(());
+        };
+        let token = self.instruments.get(t.req.instrument).token;
+        let reserved =
+            self.store
+                .reserve_in_flight(&t.req, &t.exchange, &t.symbol, token, now_ns())?;
+        if let Reservation::AlreadyKnown(state) = reserved {
+            // Cannot happen (the store was read before the intent was logged, on this one
+            // thread); said loudly if it ever does.
+            let req = t.req;
+            self.incident(
+                Some(&req),
+                "logged_order_already_stored",
+                &format!(
+                    "order {} had a row in state {} when its logged placement was stored",
+                    tag_for(coid),
+                    state.as_str()
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Writes the placement of an InFlight order and applies the venue's answer. `Continue`:
     /// the order is Reserved again (429, or a look-up found nothing) and may be sent again
     /// after the backoff taken here; `Break`: done (acknowledged, rejected, Unknown).
-    fn send_placement(&mut self, coid: u64, attempt: u32) -> Result<ControlFlow<()>, GatewayError> {
+    /// `unstored`: the order has no row yet (its intent is logged, [`Durability::Process`]):
+    /// the row is stored in flight right after the write, before the answer is applied.
+    fn send_placement(
+        &mut self,
+        coid: u64,
+        attempt: u32,
+        unstored: bool,
+    ) -> Result<ControlFlow<()>, GatewayError> {
         let Some(t) = self.orders.get(&coid) else {
             return Ok(ControlFlow::Break(()));
         };
         let place = Self::place_order(t, self.cfg.product.kite());
         self.counters.submits += 1;
-        match self.venue.submit(&place) {
+        let answer = self.venue.submit(&place);
+        if answer.is_ok() {
+            self.hook(HookPoint::AfterSubmitBeforeAck, coid);
+        }
+        if unstored {
+            self.store_logged(coid)?;
+        }
+        match answer {
             Ok(venue_id) => {
-                self.hook(HookPoint::AfterSubmitBeforeAck, coid);
                 self.apply(coid, Event::Ack, Some(venue_id), "", 0)?;
                 Ok(ControlFlow::Break(()))
             }
@@ -1348,7 +1544,7 @@ impl<V: Venue> Gateway<V> {
                         0,
                     )?;
                     self.counters.resent_after_lookup += 1;
-                    self.drive_placement(*coid, false)?;
+                    self.drive_placement(*coid, FirstSend::Submit)?;
                 }
                 (None, _) => {}
             }

@@ -2,7 +2,9 @@
 //! and reconciliation with the venue.
 //!
 //! * [`fsm`]: the order state machine (one transition table).
-//! * [`store`]: SQLite in WAL mode; an order is reserved (committed) before anything leaves.
+//! * [`store`]: SQLite in WAL mode; an order is reserved (committed) before anything leaves
+//!   ([`Durability::Full`]), or right after its request left ([`Durability::Process`]).
+//! * [`intent`]: the intent log of [`Durability::Process`], written before the request.
 //! * [`idempotency`]: client order id ↔ Kite `tag`.
 //! * [`venue`] and [`kite`]: the venue trait and the Kite REST client (`http://` or
 //!   `https://`, over `transport.rs`'s plain or TLS connection).
@@ -16,6 +18,7 @@ pub mod fills;
 pub mod fsm;
 pub mod gateway;
 pub mod idempotency;
+pub mod intent;
 pub mod kite;
 pub mod reconcile;
 pub mod store;
@@ -25,8 +28,10 @@ pub mod venue;
 
 pub use fsm::{Event, Fill, FsmError, OrderFsm, OrderState};
 pub use gateway::{
-    Gateway, GatewayConfig, GatewayCounters, GatewayError, HookPoint, RateLimiter, ShutdownReport,
+    Durability, Gateway, GatewayConfig, GatewayCounters, GatewayError, HookPoint, RateLimiter,
+    ShutdownReport,
 };
+pub use intent::{IntentLog, IntentLogError, IntentRecovery};
 pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};
 pub use store::{Store, StoreError};

@@ -76,6 +76,8 @@ impl<V: Venue> Gateway<V> {
                 ));
             }
             if !known.contains(coid) {
+                // Never placeable again: a new approval with this id is refused.
+                self.foreign_tags.insert(*coid);
                 incidents.push(format!(
                     "venue order {} carries kestrel tag {} but the store has no such order",
                     list[0].order_id,

@@ -314,6 +314,25 @@ impl Store {
         Ok(Reservation::Reserved)
     }
 
+    /// The stored state of one order, `None` when the store has no row for it (one indexed
+    /// read, no write).
+    pub fn state(&self, client_order_id: u64) -> Result<Option<OrderState>, StoreError> {
+        let tag = tag_for(client_order_id);
+        let state: Option<String> = self
+            .conn
+            .prepare_cached("SELECT state FROM orders WHERE client_order_id=?1")?
+            .query_row(params![tag], |r| r.get(0))
+            .optional()?;
+        state
+            .map(|s| {
+                OrderState::parse(&s).ok_or_else(|| StoreError::Corrupt {
+                    tag: tag.clone(),
+                    what: format!("state '{s}'"),
+                })
+            })
+            .transpose()
+    }
+
     /// Reserves every child of a sliced parent in one transaction (all or none), each row
     /// naming the parent. If the first child is already in the store the parent was seen
     /// before (a replayed approval, a restart): nothing is written.
@@ -723,7 +742,7 @@ fn request_from_bytes(b: &[u8]) -> Option<OrderRequest> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kestrel_engine::{InstrumentId, RequestKind, Side};
 

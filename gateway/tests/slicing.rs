@@ -315,3 +315,36 @@ fn slice_flag_for_an_instrument_without_a_freeze_quantity_is_refused_whole() {
         1
     );
 }
+
+/// A sliced order the store lost (a power loss in `Durability::Process` mode, a lost
+/// database) is at the venue as children; the engine approving the same parent again is
+/// refused whole: no child is sent a second time.
+#[test]
+fn a_reapproved_parent_whose_children_the_venue_holds_without_rows_is_refused() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lost = gateway_with(
+        &sim.url(),
+        &dir.path().join("lost.sqlite"),
+        config(),
+        with_freeze(FREEZE),
+    );
+    lost.on_approved(approve(24, 2_500, Some("2890"))).unwrap();
+    drop(lost);
+    assert_eq!(venue_orders(&sim).len(), 3);
+
+    let mut gw = gateway_with(
+        &sim.url(),
+        &dir.path().join("gw.sqlite"),
+        config(),
+        with_freeze(FREEZE),
+    );
+    let report = gw.reconcile().unwrap();
+    assert_eq!(report.incidents.len(), 3, "{report:?}");
+    gw.on_approved(approve(24, 2_500, Some("2890"))).unwrap();
+    assert_eq!(venue_orders(&sim).len(), 3, "nothing sent again");
+    assert_eq!(gw.counters().submits, 0);
+    let r = gw.take_reports();
+    assert_eq!(kinds(&r), [ExecKind::Rejected]);
+    assert_eq!(r[0].reject_code, reject_code::ALREADY_AT_VENUE);
+}
