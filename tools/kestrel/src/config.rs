@@ -71,14 +71,28 @@ impl VenueSection {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
-    /// Where journals (and later the order store and logs) go; relative to the working directory.
+    /// Where journals, the order store, logs and the control socket go; relative to the
+    /// working directory.
     pub dir: std::path::PathBuf,
+    /// What is durable before an order's request leaves: "full" (its SQLite row, fsync'd:
+    /// survives a power loss) or "process" (an mmap intent log, the row after the write:
+    /// survives a process crash, ~9 µs instead of ~55 µs; see gateway/README.md).
+    pub order_durability: OrderDurability,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderDurability {
+    #[default]
+    Full,
+    Process,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             dir: "kestrel-data".into(),
+            order_durability: OrderDurability::Full,
         }
     }
 }

@@ -36,13 +36,14 @@ use kestrel_engine::{
 };
 use kestrel_feed::{FeedClient, FeedConfig, FeedSinks, TextRecord};
 use kestrel_gateway::{
-    Credentials, Gateway, GatewayConfig, KiteClient, KiteConfig, ReconcileOutcome, Store, Venue,
+    Credentials, Durability, Gateway, GatewayConfig, KiteClient, KiteConfig, ReconcileOutcome,
+    Store, Venue,
 };
 use kestrel_journal::{RollOptions, RollingJournal};
 use kestrel_risk::{RiskGate, TradingState};
 
 use crate::alerts::{Alert, AlertSender, Alerter};
-use crate::config::Config;
+use crate::config::{Config, OrderDurability};
 use crate::control::ControlServer;
 use crate::operator::Operator;
 use crate::snapshot::{self, LatencySummary, Mode, OpsSnapshot, PositionRow, SharedSnapshot};
@@ -474,6 +475,12 @@ fn start_gateway(
             // settle at the end sees a poll after the market stops.
             poll_interval_with_updates: Duration::from_millis(250),
             product: args.venue.product,
+            durability: match args.config.storage.order_durability {
+                OrderDurability::Full => Durability::Full,
+                OrderDurability::Process => Durability::Process {
+                    intent_log: args.store_path.with_extension("intents"),
+                },
+            },
             ..GatewayConfig::default()
         },
     )

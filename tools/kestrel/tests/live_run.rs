@@ -460,3 +460,57 @@ fn dry_run_runs_the_strategies_on_live_data_but_sends_nothing() {
     let mut venue = KiteClient::new(KiteConfig::new(sim.rest.clone()), &creds).unwrap();
     assert!(venue.orders().unwrap().is_empty());
 }
+
+#[test]
+fn process_durability_logs_intents_and_restarts_without_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim();
+    let config = write_config(dir.path(), &sim);
+    let toml = std::fs::read_to_string(&config).unwrap().replace(
+        "order_durability = \"full\"",
+        "order_durability = \"process\"",
+    );
+    assert!(toml.contains("order_durability = \"process\""));
+    std::fs::write(&config, toml).unwrap();
+    let env = [
+        ("KITE_API_KEY", sim.api_key.as_str()),
+        ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
+    ];
+    let args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--duration",
+        "4s",
+    ];
+    for round in 0..2 {
+        let out = kestrel(&args, &env, Duration::from_secs(60));
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "round {round}: {stdout}\n{}",
+            text(&out.stderr)
+        );
+        assert!(
+            stdout.contains("positions match the engine's book"),
+            "{stdout}"
+        );
+    }
+    assert!(dir.path().join("data/orders/kestrel.intents").exists());
+    let creds = Credentials {
+        api_key: Secret::new(sim.api_key.clone()),
+        access_token: Secret::new(sim.access_token.clone()),
+    };
+    let mut venue = KiteClient::new(KiteConfig::new(sim.rest.clone()), &creds).unwrap();
+    let mut tags: Vec<String> = venue
+        .orders()
+        .unwrap()
+        .into_iter()
+        .filter_map(|o| o.tag)
+        .collect();
+    assert!(!tags.is_empty());
+    let n = tags.len();
+    tags.sort();
+    tags.dedup();
+    assert_eq!(tags.len(), n, "a client order id was sent twice");
+}
