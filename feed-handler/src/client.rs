@@ -380,6 +380,8 @@ pub struct FeedClient {
     last_error: Option<ClientError>,
     /// Where [`FeedClient::run`] publishes its counters for other threads, if anyone asked.
     stats: Option<std::sync::Arc<crate::stats::FeedStats>>,
+    /// This turn busy-polls an open connection: one successful read, then back to the caller.
+    read_once: bool,
 }
 
 impl FeedClient {
@@ -471,6 +473,7 @@ impl FeedClient {
             up: false,
             last_error: None,
             stats: None,
+            read_once: false,
             cfg,
         })
     }
@@ -530,7 +533,9 @@ impl FeedClient {
             // say what the non-blocking read finds out itself, one system call later (a
             // read that finds nothing returns `WouldBlock`; EOF and errors come from it too).
             self.readable = true;
+            self.read_once = true;
         } else {
+            self.read_once = false;
             let wait = Some(timeout.map_or(to_deadline, |t| t.min(to_deadline)));
             if let Err(e) = self.poll.poll(&mut self.events, wait)
                 && e.kind() != io::ErrorKind::Interrupted
@@ -736,6 +741,12 @@ impl FeedClient {
             }
             if self.state == ConnState::Open {
                 self.process_frames()?;
+                if self.read_once {
+                    // Busy-polling: hand the ticks to the engine now; the next turn reads
+                    // again (`readable` stays set). Reading on until `WouldBlock` would put
+                    // one more system call between these ticks and the engine.
+                    return Ok(());
+                }
             }
         }
         Ok(())
