@@ -848,23 +848,10 @@ impl Ops {
     /// Once a second, with the fresh snapshot: open/midday/close reports, a long outage,
     /// P&L drift, new incidents in the store.
     fn alert_on(&mut self, s: &OpsSnapshot, incidents: &[(i64, String, String)]) {
-        use kestrel_risk::session::SessionPhase;
         let phase = self.calendar.phase(s.at);
         let was = self.last_phase.replace(phase);
-        let trading = |p: Option<SessionPhase>| p == Some(SessionPhase::Continuous);
-        if was.is_some() && !trading(was) && phase == SessionPhase::Continuous {
-            self.alert(Alert::snapshot("open", s));
-        }
-        if trading(was) && phase != SessionPhase::Continuous {
-            self.alert(Alert::snapshot("close", s));
-        }
-        let today = ist_day(s.at);
-        if phase == SessionPhase::Continuous
-            && kestrel_engine::clock::ist_second_of_day(s.at) >= 12 * 3600
-            && self.midday_reported != today
-        {
-            self.midday_reported = today;
-            self.alert(Alert::snapshot("midday", s));
+        if let Some(label) = scheduled_report(was, phase, s.at, &mut self.midday_reported) {
+            self.alert(Alert::snapshot(label, s));
         }
         if let Some(since) = self.disconnected_at
             && !self.outage_escalated
@@ -989,6 +976,34 @@ impl Ops {
     }
 }
 
+/// Which scheduled snapshot is due now, if any: "open" when the continuous session begins,
+/// "close" when it ends, "midday" once per IST day from 12:00 while it runs. `was` is the
+/// phase at the previous look (`None` at start-up: joining mid-session reports no open).
+fn scheduled_report(
+    was: Option<kestrel_risk::session::SessionPhase>,
+    now_phase: kestrel_risk::session::SessionPhase,
+    now: UnixNanos,
+    midday_reported: &mut u64,
+) -> Option<&'static str> {
+    use kestrel_risk::session::SessionPhase::Continuous;
+    let trading_before = was == Some(Continuous);
+    if was.is_some() && !trading_before && now_phase == Continuous {
+        return Some("open");
+    }
+    if trading_before && now_phase != Continuous {
+        return Some("close");
+    }
+    let today = ist_day(now);
+    if now_phase == Continuous
+        && kestrel_engine::clock::ist_second_of_day(now) >= 12 * 3600
+        && *midday_reported != today
+    {
+        *midday_reported = today;
+        return Some("midday");
+    }
+    None
+}
+
 fn print_status(s: &OpsSnapshot) {
     let t = &s.tick_to_order;
     let state = if s.killed {
@@ -1111,4 +1126,57 @@ impl SessionReport {
 pub fn install_stop_signals(stop: Arc<AtomicBool>) -> Result<()> {
     ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
         .context("installing the Ctrl-C/SIGTERM handler")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kestrel_risk::session::{Calendar, SessionPhase};
+
+    /// 2026-11-23 (a Monday) at hh:mm IST, as UTC ns.
+    fn monday_ist(h: u64, m: u64) -> UnixNanos {
+        let utc_midnight = 1_795_392_000u64;
+        (utc_midnight + h * 3600 + m * 60) * 1_000_000_000 - kestrel_engine::clock::IST_OFFSET_NS
+    }
+
+    #[test]
+    fn the_open_midday_and_close_reports_come_once_each_at_their_ist_times() {
+        let cal = Calendar::default();
+        let mut midday = 0;
+        let mut was = None;
+        let mut reports = Vec::new();
+        // A look every minute from 08:00 to 17:00 IST, as the ops loop's once-a-second is.
+        for minute in 8 * 60..17 * 60 {
+            let now = monday_ist(minute / 60, minute % 60);
+            let phase = cal.phase(now);
+            if let Some(r) = scheduled_report(was, phase, now, &mut midday) {
+                reports.push((r, minute / 60, minute % 60));
+            }
+            was = Some(phase);
+        }
+        assert_eq!(
+            reports,
+            vec![("open", 9, 15), ("midday", 12, 0), ("close", 15, 30)]
+        );
+    }
+
+    #[test]
+    fn joining_mid_session_reports_no_open_and_a_holiday_reports_nothing() {
+        let cal = Calendar::default();
+        let mut midday = 0;
+        let now = monday_ist(10, 0);
+        assert_eq!(
+            scheduled_report(None, cal.phase(now), now, &mut midday),
+            None
+        );
+        // 2026-11-24 is Guru Nanak Jayanti: no session, no reports.
+        let mut was = None;
+        for minute in 8 * 60..17 * 60 {
+            let now = monday_ist(24 + minute / 60, minute % 60);
+            let phase = cal.phase(now);
+            assert_eq!(phase, SessionPhase::Holiday);
+            assert_eq!(scheduled_report(was, phase, now, &mut midday), None);
+            was = Some(phase);
+        }
+    }
 }
