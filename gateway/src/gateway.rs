@@ -1578,7 +1578,9 @@ impl<V: Venue> Gateway<V> {
     }
 
     /// Stops taking new orders, optionally cancels every working order at the venue, polls
-    /// until every order is final or `deadline` has passed, then checkpoints the store.
+    /// until every order is final or `deadline` has passed, records the venue's positions
+    /// (`position_snapshots`, reason `shutdown`; a failure is logged and listed, never
+    /// fatal), then checkpoints the store.
     /// Requests arriving afterwards: new orders are refused (`SHUTTING_DOWN`); cancels still
     /// go out. Errors do not stop the shutdown; they are listed in the report.
     pub fn shutdown(&mut self, cancel_open: bool, deadline: Duration) -> ShutdownReport {
@@ -1653,6 +1655,19 @@ impl<V: Venue> Gateway<V> {
         open.sort_unstable();
         rep.closed = before.saturating_sub(self.orders.len());
         rep.still_open = open;
+        // The venue's book as the session ends, for the audit trail: best effort.
+        match self
+            .venue
+            .positions()
+            .map_err(GatewayError::from)
+            .and_then(|p| self.snapshot_venue_positions(&p, "shutdown"))
+        {
+            Ok(rows) => tracing::info!(rows, "final venue position snapshot recorded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "final venue position snapshot not recorded");
+                rep.errors.push(format!("position snapshot: {e}"));
+            }
+        }
         if let Err(e) = self.store.checkpoint() {
             rep.errors.push(format!("store checkpoint: {e}"));
         }

@@ -630,6 +630,8 @@ impl Venue for KiteClient {
                 tradingsymbol: v["tradingsymbol"].as_str().unwrap_or("").to_string(),
                 product: v["product"].as_str().unwrap_or("").to_string(),
                 quantity: v["quantity"].as_i64().unwrap_or(0),
+                overnight_quantity: v["overnight_quantity"].as_i64().unwrap_or(0),
+                average_price: price_of(&v["average_price"]),
             })
         })
     }

@@ -9,13 +9,19 @@
 //! acknowledged order the venue does not know, a filled quantity the trades do not explain)
 //! is an incident, and the outcome is [`ReconcileOutcome::Paused`]: the caller keeps
 //! trading paused (the store's `risk_state.paused` is set) until an operator resolves it.
+//!
+//! Positions too: every run records the venue's positions (`position_snapshots`, source
+//! `venue`, reason `reconcile`) and compares, per symbol, what today's trades moved at the
+//! venue with the store's fills plus other clients' trades; a difference that is still there
+//! when the venue is read a second time is an incident (the same pause).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::fsm::{Event, OrderState};
 use crate::gateway::{FillSource, Gateway, GatewayError, now_ns, reject_code};
 use crate::idempotency::{client_order_id_from_tag, tag_for};
-use crate::venue::{Venue, VenueOrder};
+use crate::store::{PositionRow, PositionSource};
+use crate::venue::{Venue, VenueOrder, VenuePosition, VenueTrade};
 
 /// Whether trading may start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +54,8 @@ impl<V: Venue> Gateway<V> {
         self.last_reconcile = std::time::Instant::now();
         let orders = self.venue.orders()?;
         let trades = self.venue.trades()?;
+        let positions = self.venue.positions()?;
+        self.snapshot_venue_positions(&positions, "reconcile")?;
         let fills_before = self.counters.fills;
         let mut incidents = Vec::new();
         let (mut adopted, mut abandoned) = (0, 0);
@@ -89,6 +97,7 @@ impl<V: Venue> Gateway<V> {
         let mut ids: Vec<u64> = self.orders.keys().copied().collect();
         ids.sort_unstable();
         let checked = ids.len();
+        let followed: HashSet<u64> = ids.iter().copied().collect();
         for coid in ids {
             let t = &self.orders[&coid];
             let (state, venue_id) = (t.fsm.state(), t.venue_order_id);
@@ -154,6 +163,17 @@ impl<V: Venue> Gateway<V> {
                 }
             }
         }
+        let mut differences = self.position_differences(&followed, &orders, &trades, &positions)?;
+        if !differences.is_empty() {
+            // The three books were read one after another: a fill in between shows in one and
+            // not yet in the other. Read them again once; only a difference that stays counts.
+            let orders = self.venue.orders()?;
+            let trades = self.venue.trades()?;
+            let positions = self.venue.positions()?;
+            self.snapshot_venue_positions(&positions, "reconcile")?;
+            differences = self.position_differences(&followed, &orders, &trades, &positions)?;
+        }
+        incidents.extend(differences);
         let n_incidents = incidents.len();
         for i in &incidents {
             self.incident(None, "reconciliation", i)?;
@@ -176,6 +196,130 @@ impl<V: Venue> Gateway<V> {
         };
         tracing::info!(?report, "reconciliation finished");
         Ok(report)
+    }
+
+    /// Records the venue's positions as a snapshot (source `venue`).
+    pub(crate) fn snapshot_venue_positions(
+        &mut self,
+        positions: &[VenuePosition],
+        reason: &str,
+    ) -> Result<usize, GatewayError> {
+        let rows: Vec<PositionRow<'_>> = positions
+            .iter()
+            .map(|p| {
+                (
+                    p.exchange.as_str(),
+                    p.tradingsymbol.as_str(),
+                    p.quantity,
+                    p.average_price,
+                )
+            })
+            .collect();
+        Ok(self.store.record_position_snapshot(
+            PositionSource::Venue,
+            reason,
+            &rows,
+            0,
+            now_ns(),
+        )?)
+    }
+
+    /// Compares, per (exchange, symbol), what today's trades moved at the venue (net minus
+    /// overnight quantity, every product) with what explains it: the store's fills of its
+    /// orders the venue lists today, and the trades of venue orders the store has no row
+    /// for (another client's, Kite's auto square-off; a kestrel tag without a row is an
+    /// incident of its own). For the orders followed when reconciliation began (`followed`)
+    /// the venue's trade book stands in for the store's fills: what it adds is applied (or
+    /// is an incident) by the per-order pass. One description per difference.
+    fn position_differences(
+        &self,
+        followed: &HashSet<u64>,
+        orders: &[VenueOrder],
+        trades: &[VenueTrade],
+        positions: &[VenuePosition],
+    ) -> Result<Vec<String>, GatewayError> {
+        type Key = (String, String);
+        let mut traded: HashMap<u64, i64> = HashMap::new();
+        for t in trades {
+            *traded.entry(t.order_id).or_insert(0) += i64::from(t.quantity);
+        }
+        let ours: HashMap<u64, (u64, bool)> = self
+            .store
+            .all_orders()?
+            .iter()
+            .filter_map(|o| {
+                let coid = o.request.client_order_id;
+                o.venue_order_id
+                    .map(|v| (v, (coid, followed.contains(&coid))))
+            })
+            .collect();
+        let at_venue: HashSet<u64> = orders.iter().map(|o| o.order_id).collect();
+        let mut store_net: BTreeMap<Key, i64> = self.store.net_filled_by_symbol(&at_venue)?;
+        let mut others: BTreeMap<Key, i64> = BTreeMap::new();
+        let mut unsided: BTreeSet<Key> = BTreeSet::new();
+        for o in orders {
+            let key = (o.exchange.clone(), o.tradingsymbol.clone());
+            let qty = traded.get(&o.order_id).copied().unwrap_or(0);
+            let signed = match o.side {
+                Some(kestrel_engine::Side::Buy) => qty,
+                Some(kestrel_engine::Side::Sell) => -qty,
+                None => {
+                    if qty != 0 {
+                        unsided.insert(key);
+                    }
+                    continue;
+                }
+            };
+            match ours.get(&o.order_id) {
+                None => *others.entry(key).or_insert(0) += signed,
+                Some((coid, true)) => {
+                    // Followed: the venue's trades replace the store's fills of this order.
+                    let Some(t) = self.store.load(*coid)? else {
+                        continue;
+                    };
+                    let filled = i64::from(t.fsm.filled());
+                    let stored = match t.request.side() {
+                        Some(kestrel_engine::Side::Sell) => -filled,
+                        _ => filled,
+                    };
+                    *store_net.entry(key).or_insert(0) += signed - stored;
+                }
+                Some((_, false)) => {}
+            }
+        }
+        let mut venue_day: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
+        for p in positions {
+            let e = venue_day
+                .entry((p.exchange.clone(), p.tradingsymbol.clone()))
+                .or_insert((0, 0));
+            e.0 += p.day_quantity();
+            e.1 += p.quantity;
+        }
+        let keys: BTreeSet<&Key> = venue_day
+            .keys()
+            .chain(store_net.keys())
+            .chain(others.keys())
+            .collect();
+        let mut out = Vec::new();
+        for k in keys {
+            let (day, net) = venue_day.get(k).copied().unwrap_or((0, 0));
+            let store = store_net.get(k).copied().unwrap_or(0);
+            let other = others.get(k).copied().unwrap_or(0);
+            if day != store + other || unsided.contains(k) {
+                out.push(format!(
+                    "position {}:{}: the venue's trades today moved it by {day} (net {net}), \
+                     the store's fills explain {store} and orders of other clients {other}{}",
+                    k.0,
+                    k.1,
+                    if unsided.contains(k) {
+                        " (a venue order with fills has no side)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Reconciles if [`crate::GatewayConfig::reconcile_interval`] has passed since the last

@@ -5,7 +5,9 @@
 //! Tables (see [`MIGRATIONS`]): `orders` (one row per client order id, its current state),
 //! `order_events` (append-only: every transition), `fills` (append-only, unique trade id),
 //! `risk_verdicts` (the risk gate's verdict rows, copied from the journal by whoever holds
-//! them), `risk_state` (pause, kill switch, day baseline), `incidents`, `meta` (schema
+//! them), `risk_state` (pause, kill switch, day baseline), `incidents`, `position_snapshots`
+//! (append-only: the venue's positions at each reconciliation and at shutdown),
+//! `config_changes` (append-only: each distinct config text, hashed), `meta` (schema
 //! version). Every order-related row carries the decision id; every time is UTC ns.
 //!
 //! Ids: `client_order_id` is stored as its Kite tag (`ks` + 16 hex digits, see
@@ -113,7 +115,68 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE orders ADD COLUMN slice_index INTEGER;           -- 0-based, children only
     CREATE INDEX orders_by_parent ON orders(parent_client_order_id);
     "#,
+    // 3: position snapshots and config changes (both append-only, like `fills`).
+    r#"
+    CREATE TABLE position_snapshots (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts_ns           INTEGER NOT NULL,
+        decision_id     INTEGER NOT NULL DEFAULT 0,  -- 0: not taken for a decision
+        source          TEXT NOT NULL CHECK (source IN ('venue', 'store', 'engine')),
+        exchange        TEXT NOT NULL,
+        symbol          TEXT NOT NULL,
+        quantity        INTEGER NOT NULL,   -- signed: negative is short
+        average_price   TEXT NOT NULL,      -- decimal, exact
+        reason          TEXT NOT NULL       -- 'reconcile' | 'shutdown' | ...
+    );
+    CREATE INDEX position_snapshots_by_ts ON position_snapshots(ts_ns);
+    CREATE TRIGGER position_snapshots_append_only_u BEFORE UPDATE ON position_snapshots
+        BEGIN SELECT RAISE(ABORT, 'position_snapshots is append-only'); END;
+    CREATE TRIGGER position_snapshots_append_only_d BEFORE DELETE ON position_snapshots
+        BEGIN SELECT RAISE(ABORT, 'position_snapshots is append-only'); END;
+    CREATE TABLE config_changes (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts_ns           INTEGER NOT NULL,
+        decision_id     INTEGER NOT NULL DEFAULT 0,
+        hash            TEXT NOT NULL,      -- SHA-1 of `config`, 40 lower-case hex digits
+        config          TEXT NOT NULL,      -- the whole TOML as loaded; secrets never live in it
+        previous_hash   TEXT                -- the row before's hash; NULL for the first
+    );
+    CREATE TRIGGER config_changes_append_only_u BEFORE UPDATE ON config_changes
+        BEGIN SELECT RAISE(ABORT, 'config_changes is append-only'); END;
+    CREATE TRIGGER config_changes_append_only_d BEFORE DELETE ON config_changes
+        BEGIN SELECT RAISE(ABORT, 'config_changes is append-only'); END;
+    "#,
 ];
+
+/// Who says a position snapshot holds (`position_snapshots.source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PositionSource {
+    /// The venue's position book (`GET /portfolio/positions`).
+    Venue,
+    /// The store's own fills.
+    Store,
+    /// The engine's portfolio.
+    Engine,
+}
+
+impl PositionSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PositionSource::Venue => "venue",
+            PositionSource::Store => "store",
+            PositionSource::Engine => "engine",
+        }
+    }
+}
+
+/// One row of a position snapshot: exchange, symbol, signed quantity, average price.
+pub type PositionRow<'a> = (&'a str, &'a str, i64, Price);
+
+/// The stable hash of a config text kept in `config_changes.hash`: SHA-1, 40 lower-case hex
+/// digits (the same for the same bytes on every build and platform, unlike `std`'s hasher).
+pub fn config_hash(text: &str) -> String {
+    sha1_smol::Sha1::from(text).digest().to_string()
+}
 
 /// The audit query: for one order (`?1` = its tag, `ks` + 16 hex digits), which decision,
 /// which limits were checked (the risk verdict rows copied from the journal), whether it was
@@ -628,6 +691,92 @@ impl Store {
         Ok(self.risk_state("paused")?.as_deref() == Some("1"))
     }
 
+    /// Appends one position snapshot (every row in one transaction, stamped `now` and
+    /// `decision_id`, 0 when no decision asked for it); returns how many rows it wrote. An
+    /// empty `rows` writes nothing: a flat book leaves no row.
+    pub fn record_position_snapshot(
+        &mut self,
+        source: PositionSource,
+        reason: &str,
+        rows: &[PositionRow<'_>],
+        decision_id: u64,
+        now: UnixNanos,
+    ) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO position_snapshots(ts_ns, decision_id, source, exchange, symbol,
+                    quantity, average_price, reason) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+            )?;
+            for (exchange, symbol, qty, avg) in rows {
+                stmt.execute(params![
+                    i(now),
+                    i(decision_id),
+                    source.as_str(),
+                    exchange,
+                    symbol,
+                    qty,
+                    avg.to_string(),
+                    reason
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(rows.len())
+    }
+
+    /// Records the config `text` (the whole TOML as loaded) when its hash ([`config_hash`])
+    /// differs from the latest row's; returns whether a row was written. The read and the
+    /// insert are one transaction.
+    pub fn record_config(&mut self, text: &str, now: UnixNanos) -> Result<bool, StoreError> {
+        let hash = config_hash(text);
+        let tx = self.conn.transaction()?;
+        let previous = latest_config_hash(&tx)?;
+        if previous.as_deref() == Some(hash.as_str()) {
+            return Ok(false);
+        }
+        tx.prepare_cached(
+            "INSERT INTO config_changes(ts_ns, decision_id, hash, config, previous_hash)
+             VALUES(?1, 0, ?2, ?3, ?4)",
+        )?
+        .execute(params![i(now), hash, text, previous])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The hash of the latest recorded config, `None` before the first.
+    pub fn latest_config_hash(&self) -> Result<Option<String>, StoreError> {
+        latest_config_hash(&self.conn)
+    }
+
+    /// Each (exchange, symbol)'s net quantity over the store's fills (buys positive) of the
+    /// orders whose venue order id is in `venue_order_ids`.
+    pub fn net_filled_by_symbol(
+        &self,
+        venue_order_ids: &std::collections::HashSet<u64>,
+    ) -> Result<std::collections::BTreeMap<(String, String), i64>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT o.venue_order_id, o.exchange, o.symbol, o.side, coalesce(sum(f.quantity), 0)
+               FROM orders o JOIN fills f ON f.client_order_id = o.client_order_id
+              WHERE o.venue_order_id IS NOT NULL
+              GROUP BY o.client_order_id",
+        )?;
+        let rows: Vec<(i64, String, String, String, i64)> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut out = std::collections::BTreeMap::new();
+        for (venue, exchange, symbol, side, qty) in rows {
+            if !venue_order_ids.contains(&(venue as u64)) {
+                continue;
+            }
+            let signed = if side == "SELL" { -qty } else { qty };
+            *out.entry((exchange, symbol)).or_insert(0) += signed;
+        }
+        Ok(out)
+    }
+
     /// Stores a risk verdict (from the engine's journal record) next to the orders, so the
     /// audit query can answer "which limits were checked" from SQLite alone.
     pub fn record_risk_verdict(
@@ -651,6 +800,13 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+fn latest_config_hash(conn: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT hash FROM config_changes ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?)
 }
 
 /// Inserts one RESERVED row and its first event inside `tx`; `in_flight`: the row is born
@@ -812,7 +968,7 @@ pub(crate) mod tests {
             tx.commit().unwrap();
         }
         let mut s = Store::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         assert_eq!(s.load(5).unwrap().unwrap().request, request(5, 10));
         assert!(s.slice_children().unwrap().is_empty());
         let kids = [request(7, 3), request(8, 2)];
@@ -937,6 +1093,228 @@ pub(crate) mod tests {
             s.connection()
                 .execute("DELETE FROM order_events", [])
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn upgrades_a_version_2_store_to_3_keeping_its_orders_and_fills() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.sqlite");
+        let req = request(9, 10);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(MIGRATIONS[1]).unwrap();
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES('schema_version', '2')",
+                [],
+            )
+            .unwrap();
+            let tx = c.unchecked_transaction().unwrap();
+            insert_reserved(&tx, &req, "NSE", "RELIANCE", 738_561, None, 1, true).unwrap();
+            tx.commit().unwrap();
+        }
+        {
+            let mut s = Store {
+                conn: Connection::open(&path).unwrap(),
+            };
+            let f = Fill {
+                trade_id: "T9".into(),
+                qty: 4,
+                price: Price::parse("2900.05").unwrap(),
+                ts: 3,
+            };
+            s.record_transition(
+                &req,
+                EventKind::Fill,
+                OrderState::InFlight,
+                OrderState::PartiallyFilled,
+                Some(&f),
+                Some(91),
+                "",
+                4,
+            )
+            .unwrap();
+            let has = |t: &str| -> i64 {
+                s.connection()
+                    .query_row(
+                        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?1",
+                        [t],
+                        |r| r.get(0),
+                    )
+                    .unwrap()
+            };
+            assert_eq!((has("position_snapshots"), has("config_changes")), (0, 0));
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 3);
+        let o = s.load(9).unwrap().unwrap();
+        assert_eq!(o.request, req);
+        assert_eq!((o.venue_order_id, o.fsm.filled()), (Some(91), 4));
+        assert_eq!(
+            s.record_position_snapshot(
+                PositionSource::Store,
+                "test",
+                &[("NSE", "RELIANCE", 4, Price::parse("2900.05").unwrap())],
+                req.decision_id,
+                5,
+            )
+            .unwrap(),
+            1
+        );
+        assert!(s.record_config("[risk]\n", 6).unwrap());
+        drop(s);
+        assert_eq!(Store::open(&path).unwrap().schema_version().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_position_snapshot_is_one_transaction_and_keeps_sign_and_exact_price() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("gw.sqlite")).unwrap();
+        let px = |p: &str| Price::parse(p).unwrap();
+        let rows = [
+            ("NSE", "RELIANCE", 25, px("2900.08333333")),
+            ("NSE", "INFY", -40, px("1500.5")),
+        ];
+        assert_eq!(
+            s.record_position_snapshot(PositionSource::Venue, "reconcile", &rows, 77, 100)
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            s.record_position_snapshot(PositionSource::Engine, "shutdown", &[], 0, 101)
+                .unwrap(),
+            0
+        );
+        type Row = (i64, i64, String, String, String, i64, String, String);
+        let got: Vec<Row> = s
+            .connection()
+            .prepare(
+                "SELECT ts_ns, decision_id, source, exchange, symbol, quantity, average_price,
+                        reason FROM position_snapshots ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let row = |sym: &str, q: i64, p: &str| {
+            (
+                100,
+                77,
+                "venue".to_string(),
+                "NSE".to_string(),
+                sym.to_string(),
+                q,
+                p.to_string(),
+                "reconcile".to_string(),
+            )
+        };
+        assert_eq!(
+            got,
+            [
+                row("RELIANCE", 25, "2900.08333333"),
+                row("INFY", -40, "1500.50")
+            ]
+        );
+        assert!(
+            s.connection()
+                .execute(
+                    "INSERT INTO position_snapshots(ts_ns, source, exchange, symbol, quantity,
+                        average_price, reason) VALUES(1, 'guess', 'NSE', 'X', 0, '0', 'test')",
+                    [],
+                )
+                .is_err(),
+            "source is venue, store or engine"
+        );
+    }
+
+    #[test]
+    fn position_snapshots_and_config_changes_refuse_update_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("gw.sqlite")).unwrap();
+        s.record_position_snapshot(
+            PositionSource::Venue,
+            "reconcile",
+            &[("NSE", "RELIANCE", 1, Price::from_units(2900))],
+            0,
+            1,
+        )
+        .unwrap();
+        s.record_config("a = 1\n", 2).unwrap();
+        for sql in [
+            "UPDATE position_snapshots SET quantity = 2",
+            "DELETE FROM position_snapshots",
+            "UPDATE config_changes SET config = 'a = 2'",
+            "DELETE FROM config_changes",
+        ] {
+            let err = s.connection().execute(sql, []).unwrap_err().to_string();
+            assert!(err.contains("is append-only"), "{sql}: {err}");
+        }
+        let n = |t: &str| -> i64 {
+            s.connection()
+                .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((n("position_snapshots"), n("config_changes")), (1, 1));
+    }
+
+    #[test]
+    fn record_config_inserts_a_row_only_when_the_text_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.latest_config_hash().unwrap(), None);
+        let (a, b) = ("[risk]\nmax_qty = 10\n", "[risk]\nmax_qty = 20\n");
+        assert!(s.record_config(a, 1).unwrap());
+        assert!(!s.record_config(a, 2).unwrap(), "same text: no row");
+        assert_eq!(s.latest_config_hash().unwrap(), Some(config_hash(a)));
+        assert!(s.record_config(b, 3).unwrap());
+        drop(s);
+        let mut s = Store::open(&path).unwrap();
+        assert!(!s.record_config(b, 4).unwrap(), "same text after a reopen");
+        assert!(
+            s.record_config(a, 5).unwrap(),
+            "back to the first: a change"
+        );
+        let rows: Vec<(i64, String, String, Option<String>)> = s
+            .connection()
+            .prepare("SELECT ts_ns, hash, config, previous_hash FROM config_changes ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let (ha, hb) = (config_hash(a), config_hash(b));
+        assert_eq!(
+            rows,
+            [
+                (1, ha.clone(), a.to_string(), None),
+                (3, hb.clone(), b.to_string(), Some(ha.clone())),
+                (5, ha.clone(), a.to_string(), Some(hb)),
+            ]
+        );
+        assert_eq!(s.latest_config_hash().unwrap(), Some(ha));
+    }
+
+    #[test]
+    fn config_hash_is_sha1_in_lower_case_hex() {
+        // FIPS 180 test vectors: the value must never change with the toolchain.
+        assert_eq!(config_hash(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            config_hash("abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
     }
 }

@@ -90,13 +90,24 @@ pub struct VenueTrade {
     pub price: Price,
 }
 
-/// One net position.
+/// One net position (one row per instrument and product).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VenuePosition {
     pub exchange: String,
     pub tradingsymbol: String,
     pub product: String,
+    /// Net quantity, signed (negative is short): the overnight quantity plus the day's.
     pub quantity: i64,
+    /// The part of `quantity` carried from earlier days (Kite `overnight_quantity`).
+    pub overnight_quantity: i64,
+    pub average_price: Price,
+}
+
+impl VenuePosition {
+    /// What today's trades moved: `quantity - overnight_quantity`.
+    pub fn day_quantity(&self) -> i64 {
+        self.quantity - self.overnight_quantity
+    }
 }
 
 /// Why a venue call failed, by what the gateway may do next.
