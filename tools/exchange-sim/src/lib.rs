@@ -5,6 +5,8 @@
 //!   in-process paper venue over it (no sockets).
 //! * [`bridge`]: [`EngineVenue`], the engine's requests into the paper venue and its fills
 //!   back out as execution reports, with the NSE charges of [`kestrel_engine::fees`].
+//! * [`gateway_venue`]: [`InProcessVenue`], the gateway's `Venue` trait on a shared paper
+//!   venue with no HTTP (the second implementation beside the Kite REST client).
 //! * [`http`] and [`rest`]: a Kite-compatible REST server with faults on demand.
 //! * [`ticker`]: the Kite ticker WebSocket server ([`TickerServer`], fed and faulted through
 //!   a [`TickerHandle`]), speaking the exact Kite binary layout over RFC 6455.
@@ -13,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bridge;
+pub mod gateway_venue;
 pub mod http;
 pub mod matching;
 pub mod order_updates;
@@ -22,6 +25,7 @@ pub mod ticker;
 pub mod venue;
 
 pub use bridge::EngineVenue;
+pub use gateway_venue::InProcessVenue;
 pub use matching::{Matcher, MatchingConfig, OrderStatus, TouchRule};
 pub use order_updates::{UpdatePump, UpdateRelay};
 pub use synthetic::SyntheticMarket;

@@ -254,6 +254,15 @@ pub enum VenueError {
 }
 
 impl VenueError {
+    /// Kite's `error_type` for this refusal: InputException (malformed input, an unknown
+    /// order) or OrderException (an order that cannot be changed).
+    pub const fn kite_error_type(&self) -> &'static str {
+        match self {
+            VenueError::Input { .. } | VenueError::UnknownOrder(_) => "InputException",
+            VenueError::Order { .. } => "OrderException",
+        }
+    }
+
     fn input(field: &'static str, message: impl Into<String>) -> VenueError {
         VenueError::Input {
             field,

@@ -126,21 +126,22 @@ pub struct KiteRest {
 }
 
 /// A Kite error: HTTP status, `error_type`, message.
-struct ApiError(u16, &'static str, String);
+pub(crate) struct ApiError(pub(crate) u16, pub(crate) &'static str, pub(crate) String);
 
 impl ApiError {
     fn input(msg: impl Into<String>) -> ApiError {
         ApiError(400, "InputException", msg.into())
     }
+
+    /// Kite's error envelope, the body of the answer.
+    pub(crate) fn envelope(&self) -> Value {
+        json!({"status": "error", "message": self.2, "data": null, "error_type": self.1})
+    }
 }
 
 impl From<VenueError> for ApiError {
     fn from(e: VenueError) -> ApiError {
-        match e {
-            VenueError::Input { .. } => ApiError::input(e.to_string()),
-            VenueError::UnknownOrder(_) => ApiError(400, "InputException", e.to_string()),
-            VenueError::Order { .. } => ApiError(400, "OrderException", e.to_string()),
-        }
+        ApiError(400, e.kite_error_type(), e.to_string())
     }
 }
 
@@ -312,8 +313,7 @@ impl KiteRest {
         let side = parse_side(need("transaction_type")?)
             .ok_or_else(|| ApiError::input("Invalid `transaction_type`: use BUY or SELL."))?;
         let quantity = parse_qty("quantity", need("quantity")?)?;
-        let product = Product::parse(need("product")?)
-            .ok_or_else(|| ApiError::input("Invalid `product`: use CNC, MIS or NRML."))?;
+        let product = parse_product(need("product")?)?;
         let order_type = parse_order_type(need("order_type")?).ok_or_else(|| {
             ApiError::input("Invalid `order_type`: use MARKET, LIMIT, SL or SL-M.")
         })?;
@@ -362,11 +362,7 @@ impl KiteRest {
         }
         let order_id = {
             let mut v = lock(&self.venue);
-            let instrument = v.resolve(exchange, symbol).ok_or_else(|| {
-                ApiError::input(format!(
-                    "Invalid `tradingsymbol`: {exchange}:{symbol} is not traded here."
-                ))
-            })?;
+            let instrument = v.instrument_of(exchange, symbol)?;
             v.set_time(wall_now());
             v.place(OrderParams {
                 instrument,
@@ -650,19 +646,16 @@ impl Handler for KiteRest {
     fn handle(&self, req: &Request) -> Reply {
         match self.route(req) {
             Ok(r) => r,
-            Err(ApiError(status, kind, message)) => {
+            Err(e) => {
+                let ApiError(status, kind, message) = &e;
                 tracing::debug!(status, kind, %message, path = %req.path, "request refused");
-                Reply::Send(Response::json(
-                    status,
-                    json!({"status": "error", "message": message, "data": null, "error_type": kind})
-                        .to_string(),
-                ))
+                Reply::Send(Response::json(*status, e.envelope().to_string()))
             }
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another connection thread must not take the simulator down with it.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -697,7 +690,12 @@ fn parse_order_id(id: &str) -> Result<u64, ApiError> {
         .map_err(|_| VenueError::UnknownOrder(id.to_string()).into())
 }
 
-fn parse_qty(field: &str, v: &str) -> Result<Qty, ApiError> {
+/// Kite `product`, or the InputException naming the choices.
+pub(crate) fn parse_product(v: &str) -> Result<Product, ApiError> {
+    Product::parse(v).ok_or_else(|| ApiError::input("Invalid `product`: use CNC, MIS or NRML."))
+}
+
+pub(crate) fn parse_qty(field: &str, v: &str) -> Result<Qty, ApiError> {
     match v.parse::<i64>() {
         Ok(q) if q > 0 => Ok(Qty(q)),
         _ => Err(ApiError::input(format!(
@@ -798,7 +796,7 @@ fn position_json(v: &PaperVenue, p: &Position) -> Value {
     })
 }
 
-fn wall_now() -> UnixNanos {
+pub(crate) fn wall_now() -> UnixNanos {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)

@@ -33,6 +33,22 @@ impl PaperVenue {
         (self.instruments().get(id).exchange.as_str() == exchange).then_some(id)
     }
 
+    /// [`PaperVenue::resolve`], or the InputException Kite gives for an instrument it does
+    /// not trade.
+    pub fn instrument_of(
+        &self,
+        exchange: &str,
+        tradingsymbol: &str,
+    ) -> Result<InstrumentId, VenueError> {
+        self.resolve(exchange, tradingsymbol)
+            .ok_or_else(|| VenueError::Input {
+                field: "tradingsymbol",
+                message: format!(
+                    "Invalid `tradingsymbol`: {exchange}:{tradingsymbol} is not traded here."
+                ),
+            })
+    }
+
     /// Stamps the next placements, modifications and cancellations (ticks also move it).
     pub fn set_time(&mut self, now: UnixNanos) {
         self.matcher.set_time(now);
