@@ -206,6 +206,9 @@ impl Venue for InProcessVenue {
                     tradingsymbol: ins.symbol.clone(),
                     product: p.product.as_str().to_string(),
                     quantity: p.quantity.0,
+                    // The simulator carries nothing across days (as its REST answer says).
+                    overnight_quantity: 0,
+                    average_price: p.average_price,
                 }
             })
             .collect())

@@ -90,6 +90,8 @@ fn gateway_order_fills_through_the_in_process_venue_and_reconciles_clean() {
                 tradingsymbol: "RELIANCE".into(),
                 product: "MIS".into(),
                 quantity: 10,
+                overnight_quantity: 0,
+                average_price: Price::from_units(2_890),
             }]
         );
 

@@ -29,6 +29,10 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsSection,
     #[serde(default)]
     pub alerts: crate::alerts::AlertsSection,
+    /// The TOML text this was read from, recorded in the order store's `config_changes` when
+    /// it changes (secrets never live in it: they come from the environment or 0600 files).
+    #[serde(skip)]
+    pub source_text: String,
 }
 
 /// The live venue (`kestrel run`): Kite Connect's endpoints and how to authenticate.
@@ -153,8 +157,9 @@ impl Default for PaperSection {
 impl Config {
     /// Parse and validate; `origin` names the source in errors (a path or "built-in defaults").
     pub fn parse(text: &str, origin: &str, instruments: &InstrumentTable) -> Result<Config> {
-        let config: Config =
+        let mut config: Config =
             toml::from_str(text).with_context(|| format!("reading config {origin}"))?;
+        config.source_text = text.to_string();
         config
             .validate(instruments)
             .with_context(|| format!("checking config {origin}"))?;

@@ -161,6 +161,13 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     }
     let store = Store::open(&args.store_path)
         .with_context(|| format!("opening the order store {}", args.store_path.display()))?;
+    let mut store = store;
+    if store
+        .record_config(&config.source_text, clock.now())
+        .context("recording the configuration in the order store")?
+    {
+        tracing::info!(store = %args.store_path.display(), "configuration changed since the last run: recorded");
+    }
     let (restored, restore_fills, restore_working) = restore(&store, &table, config, clock.now())?;
 
     let (tick_tx, tick_rx) = channel::<Tick>(1 << 16);
@@ -822,7 +829,11 @@ impl Ops {
                     if let Some(s) = TradingState::from_code(r.state_after) {
                         self.trading_state = s;
                     }
-                    if let Some(reason) = RiskReason::from_code(r.reason) {
+                    // A rule that fires without changing the state (a latency alert, a
+                    // repeated halt) is logged below, not announced as a change.
+                    if let Some(reason) = RiskReason::from_code(r.reason)
+                        && from != self.trading_state
+                    {
                         self.alert(Alert::risk_state(from, self.trading_state, reason));
                     }
                     let why = RiskReason::from_code(r.reason).map_or("unknown", RiskReason::name);

@@ -201,6 +201,11 @@ fn trades_against_the_venue_then_restarts_on_the_same_store_without_reusing_an_i
         .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
         .unwrap();
     assert_eq!(stored as usize, n);
+    // The configuration was recorded once (unchanged between the runs), and the venue's
+    // positions at every reconciliation and shutdown.
+    let count = |sql: &str| -> i64 { store.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM config_changes"), 1);
+    assert!(count("SELECT count(*) FROM position_snapshots WHERE reason = 'reconcile'") > 0);
 }
 
 /// `kestrel ctl --socket S ARGS` to completion (bounded).
