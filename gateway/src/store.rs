@@ -350,17 +350,8 @@ impl Store {
         now: UnixNanos,
         in_flight: bool,
     ) -> Result<Reservation, StoreError> {
-        let tag = tag_for(req.client_order_id);
         let tx = self.conn.transaction()?;
-        let existing: Option<String> = tx
-            .prepare_cached("SELECT state FROM orders WHERE client_order_id=?1")?
-            .query_row(params![tag], |r| r.get(0))
-            .optional()?;
-        if let Some(state) = existing {
-            let st = OrderState::parse(&state).ok_or_else(|| StoreError::Corrupt {
-                tag: tag.clone(),
-                what: format!("state '{state}'"),
-            })?;
+        if let Some(st) = stored_state(&tx, &tag_for(req.client_order_id))? {
             return Ok(Reservation::AlreadyKnown(st));
         }
         insert_reserved(
@@ -380,20 +371,7 @@ impl Store {
     /// The stored state of one order, `None` when the store has no row for it (one indexed
     /// read, no write).
     pub fn state(&self, client_order_id: u64) -> Result<Option<OrderState>, StoreError> {
-        let tag = tag_for(client_order_id);
-        let state: Option<String> = self
-            .conn
-            .prepare_cached("SELECT state FROM orders WHERE client_order_id=?1")?
-            .query_row(params![tag], |r| r.get(0))
-            .optional()?;
-        state
-            .map(|s| {
-                OrderState::parse(&s).ok_or_else(|| StoreError::Corrupt {
-                    tag: tag.clone(),
-                    what: format!("state '{s}'"),
-                })
-            })
-            .transpose()
+        stored_state(&self.conn, &tag_for(client_order_id))
     }
 
     /// Reserves every child of a sliced parent in one transaction (all or none), each row
@@ -409,19 +387,10 @@ impl Store {
         now: UnixNanos,
     ) -> Result<Reservation, StoreError> {
         let tx = self.conn.transaction()?;
-        if let Some(first) = children.first() {
-            let tag = tag_for(first.client_order_id);
-            let existing: Option<String> = tx
-                .prepare_cached("SELECT state FROM orders WHERE client_order_id=?1")?
-                .query_row(params![tag], |r| r.get(0))
-                .optional()?;
-            if let Some(state) = existing {
-                let st = OrderState::parse(&state).ok_or_else(|| StoreError::Corrupt {
-                    tag: tag.clone(),
-                    what: format!("state '{state}'"),
-                })?;
-                return Ok(Reservation::AlreadyKnown(st));
-            }
+        if let Some(first) = children.first()
+            && let Some(st) = stored_state(&tx, &tag_for(first.client_order_id))?
+        {
+            return Ok(Reservation::AlreadyKnown(st));
         }
         for (k, c) in children.iter().enumerate() {
             insert_reserved(
@@ -807,6 +776,22 @@ fn latest_config_hash(conn: &Connection) -> Result<Option<String>, StoreError> {
         .prepare_cached("SELECT hash FROM config_changes ORDER BY id DESC LIMIT 1")?
         .query_row([], |r| r.get(0))
         .optional()?)
+}
+
+/// The state of the order row `tag`, if there is one (one indexed read).
+fn stored_state(conn: &Connection, tag: &str) -> Result<Option<OrderState>, StoreError> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM orders WHERE client_order_id=?1")?
+        .query_row(params![tag], |r| r.get(0))
+        .optional()?;
+    state
+        .map(|s| {
+            OrderState::parse(&s).ok_or_else(|| StoreError::Corrupt {
+                tag: tag.to_string(),
+                what: format!("state '{s}'"),
+            })
+        })
+        .transpose()
 }
 
 /// Inserts one RESERVED row and its first event inside `tx`; `in_flight`: the row is born
