@@ -329,13 +329,14 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     let mut dry_orders_seen = 0u64;
     let publish = |ops: &mut Ops, dry_orders_seen: u64| {
         let mut s = ops.snapshot(args.mode, &clock, started.elapsed(), &feed_stats.load());
-        s.orders_by_state = store_reader.orders_by_state();
+        s.orders_by_state = if dry_run {
+            vec![("NOT SENT (dry run)".into(), dry_orders_seen)]
+        } else {
+            store_reader.orders_by_state()
+        };
         let incidents = store_reader.open_incidents();
         s.incidents = incidents.len() as u64;
         ops.alert_on(&s, &incidents);
-        if dry_run {
-            s.orders_by_state = vec![("NOT SENT (dry run)".into(), dry_orders_seen)];
-        }
         s.store_path = args.store_path.display().to_string();
         snapshot::publish(&args.snapshot, s);
     };
@@ -667,8 +668,9 @@ struct Ops {
     book: Portfolio,
     /// The book had every fill been at the price the strategy decided on (drift).
     expected: Portfolio,
-    /// Decision price per open order, by client order id (bounded: finished orders leave).
-    decided_at: Vec<(u64, Price)>,
+    /// Decision price per working order, by client order id: an order leaves when its last
+    /// report (filled, cancelled, rejected, expired) arrives; bounded as a guard.
+    decided_at: std::collections::HashMap<u64, Price>,
     records: u64,
     orders: u64,
     fills: u64,
@@ -711,7 +713,7 @@ impl Ops {
             journal_errors: 0,
             book: Portfolio::new(table.len(), capital),
             expected: Portfolio::new(table.len(), capital),
-            decided_at: Vec::new(),
+            decided_at: std::collections::HashMap::new(),
             records: 0,
             orders: 0,
             fills: 0,
@@ -771,7 +773,7 @@ impl Ops {
             // What the strategy expected to pay: its limit price, or for a market order the
             // protection price it was sent with.
             if o.price.0 != 0 && self.decided_at.len() < 100_000 {
-                self.decided_at.push((o.client_order_id, o.price));
+                self.decided_at.insert(o.client_order_id, o.price);
             }
         } else if let Some(e) = rec.as_exec() {
             if let (Some(ExecKind::Fill), Some(side)) = (e.kind(), e.side()) {
@@ -781,9 +783,9 @@ impl Ops {
                     .apply_fill(e.instrument, side, qty, e.price, e.fee);
                 let decided = self
                     .decided_at
-                    .iter()
-                    .find(|(id, _)| *id == e.client_order_id)
-                    .map_or(e.price, |(_, p)| *p);
+                    .get(&e.client_order_id)
+                    .copied()
+                    .unwrap_or(e.price);
                 self.expected
                     .apply_fill(e.instrument, side, qty, decided, Money::ZERO);
                 let position = self.book.position(e.instrument).qty;
@@ -797,8 +799,13 @@ impl Ops {
                     e.decision_id,
                 ));
             }
-            if e.leaves_qty == 0 {
-                self.decided_at.retain(|(id, _)| *id != e.client_order_id);
+            let finished = match e.kind() {
+                Some(ExecKind::Fill) => e.leaves_qty == 0,
+                Some(ExecKind::Cancelled | ExecKind::Rejected | ExecKind::Expired) => true,
+                _ => false,
+            };
+            if finished {
+                self.decided_at.remove(&e.client_order_id);
             }
         } else if let Some(c) = rec.as_control() {
             match c.kind() {
