@@ -74,8 +74,14 @@ const PHASE_SLACK: Duration = Duration::from_secs(15);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
-    /// Raw TCP echo: the floor.
+    /// The floor the target is judged against: kestrel's traffic with nothing computed. The
+    /// same two connections (messages in on one, replies back on the other), the same
+    /// message and reply sizes, a reply to the same fraction of messages, and the same
+    /// sender loop as the kestrel phases; the kestrel-side thread only relays.
     Floor,
+    /// A classic ping-pong for reference: 16 bytes each way on one connection, every message
+    /// answered.
+    Echo,
     /// Feed thread (core 0, shared with the sender) + engine thread (core 1).
     Split,
     /// Everything on core 1.
@@ -86,6 +92,7 @@ impl Phase {
     pub fn name(self) -> &'static str {
         match self {
             Phase::Floor => "floor",
+            Phase::Echo => "echo",
             Phase::Split => "split",
             Phase::Inline => "inline",
         }
@@ -100,7 +107,7 @@ pub struct Schedule {
     /// Sent but not measured, first.
     pub warm_up: Duration,
     pub measure: Duration,
-    /// An order on every N-th tick (kestrel phases).
+    /// An order (a reply, in the floor) on every N-th tick.
     pub every: u64,
 }
 
@@ -122,6 +129,26 @@ pub struct PhaseResult {
     pub late_sends: u64,
     #[serde(skip)]
     pub histogram: Histogram<u64>,
+    /// Measured inside kestrel's process: from the tick's read (the relay's read, in the
+    /// floor) to its order written (the reply written). The rest of the wire-to-wire time
+    /// is the kernel, loopback and the sender.
+    #[serde(skip)]
+    pub inside: Histogram<u64>,
+}
+
+impl PhaseResult {
+    /// Adds another round of the same phase.
+    pub fn merge(&mut self, other: &PhaseResult) -> Result<()> {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.unmatched += other.unmatched;
+        self.nonpositive += other.nonpositive;
+        self.dropped += other.dropped;
+        self.late_sends += other.late_sends;
+        self.histogram.add(&other.histogram)?;
+        self.inside.add(&other.inside)?;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -186,10 +213,13 @@ pub fn sender_main(core: Option<usize>) -> Result<()> {
                     measure: Duration::from_millis(measure_ms.parse()?),
                     every: 0,
                 };
-                let r = if *phase == "floor" {
-                    send_floor(&tsc, &floor, schedule)
-                } else {
-                    send_ticks(&tsc, &ws, &gw, &frames, &table, schedule)
+                let r = match *phase {
+                    "echo" => send_pings(&tsc, &floor, None, Shape::ECHO, schedule),
+                    "floor" => {
+                        let shape = Shape::matched(frames[0].len());
+                        send_pings(&tsc, &floor, Some(&gw), shape, schedule)
+                    }
+                    _ => send_ticks(&tsc, &ws, &gw, &frames, &table, schedule),
                 };
                 match r {
                     Ok(s) => s,
@@ -482,13 +512,85 @@ fn send_ticks(
     Ok(tally.line())
 }
 
-fn send_floor(tsc: &Tsc, l: &TcpListener, s: Schedule) -> Result<String> {
+/// The sizes of a floor phase's messages; each starts with (sequence, intended time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub msg: usize,
+    pub reply: usize,
+}
+
+impl Shape {
+    const ECHO: Shape = Shape {
+        msg: PING_BYTES,
+        reply: PING_BYTES,
+    };
+
+    /// Ticks' frame length in, an order's length back.
+    fn matched(frame: usize) -> Shape {
+        Shape {
+            msg: frame.max(PING_BYTES),
+            reply: ORDER_BYTES,
+        }
+    }
+
+    fn parse(w: &[&str]) -> Option<Shape> {
+        match w {
+            [msg, reply] => Some(Shape {
+                msg: msg.parse().ok()?,
+                reply: reply.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A floor phase: pings of `shape.msg` bytes on the floor connection; replies of
+/// `shape.reply` bytes come back on it (echo) or on a second connection accepted from
+/// `out_l` (the matched floor), while the first is read and ignored as the kestrel phases
+/// read the WebSocket.
+fn send_pings(
+    tsc: &Tsc,
+    l: &TcpListener,
+    out_l: Option<&TcpListener>,
+    shape: Shape,
+    s: Schedule,
+) -> Result<String> {
     let hard = Instant::now() + s.warm_up + s.measure + PHASE_SLACK;
-    let mut sock = accept_by(l, Instant::now() + Duration::from_secs(10), "floor")?;
+    let connect_by = Instant::now() + Duration::from_secs(10);
+    let mut sock = accept_by(l, connect_by, "floor")?;
     sock.set_nonblocking(true)?;
+    let mut out = match out_l {
+        Some(out_l) => {
+            let o = accept_by(out_l, connect_by, "floor reply")?;
+            o.set_nonblocking(true)?;
+            Some(o)
+        }
+        None => None,
+    };
+    // The floor side learns the shape first: one line, before any ping.
+    write_spin(
+        &mut sock,
+        format!("{} {}\n", shape.msg, shape.reply).as_bytes(),
+        hard,
+    )?;
+    let mut ready = [0u8; 6];
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    let mut got = 0;
+    while got < ready.len() {
+        match sock.read(&mut ready[got..]) {
+            Ok(0) => bail!("the floor side closed before it was ready"),
+            Ok(k) => got += k,
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < ready_by => {
+                std::thread::sleep(Duration::from_micros(100))
+            }
+            Err(e) => return Err(e).context("waiting for the floor side"),
+        }
+    }
     let mut tally = Tally::new();
     let mut pacer = Pacer::new(tsc, s);
-    let mut rbuf = [0u8; PING_BYTES * 256];
+    let mut rbuf = vec![0u8; shape.reply * 256];
+    let mut msg = vec![0u8; shape.msg];
+    let mut ignored = [0u8; 256];
     let mut have = 0;
     let mut seq: u64 = 0;
     let drain_until = pacer.end + 200_000_000;
@@ -498,20 +600,23 @@ fn send_floor(tsc: &Tsc, l: &TcpListener, s: Schedule) -> Result<String> {
             break;
         }
         if let Some(at) = pacer.due(now, &mut tally) {
-            let mut msg = [0u8; PING_BYTES];
             msg[..8].copy_from_slice(&seq.to_le_bytes());
-            msg[8..].copy_from_slice(&at.to_le_bytes());
+            msg[8..16].copy_from_slice(&at.to_le_bytes());
             write_spin(&mut sock, &msg, hard)?;
             seq += 1;
         }
-        match sock.read(&mut rbuf[have..]) {
+        let reply = match &mut out {
+            Some(o) => o.read(&mut rbuf[have..]),
+            None => sock.read(&mut rbuf[have..]),
+        };
+        match reply {
             Ok(0) => break,
             Ok(k) => {
                 let arrival = tsc.now();
                 have += k;
-                let whole = have / PING_BYTES * PING_BYTES;
-                for m in rbuf[..whole].chunks_exact(PING_BYTES) {
-                    let at = u64::from_le_bytes(m[8..].try_into().unwrap_or_default());
+                let whole = have / shape.reply * shape.reply;
+                for m in rbuf[..whole].chunks_exact(shape.reply) {
+                    let at = u64::from_le_bytes(m[8..16].try_into().unwrap_or_default());
                     tally.record(at, arrival, pacer.measure_from);
                 }
                 rbuf.copy_within(whole..have, 0);
@@ -519,6 +624,9 @@ fn send_floor(tsc: &Tsc, l: &TcpListener, s: Schedule) -> Result<String> {
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e.into()),
+        }
+        if out.is_some() {
+            let _ = sock.read(&mut ignored);
         }
     }
     Ok(tally.line())
@@ -622,6 +730,7 @@ impl Sender {
             dropped: 0,
             late_sends: 0,
             histogram: new_histogram(),
+            inside: new_histogram(),
         };
         for kv in fields.split_whitespace() {
             let (k, v) = kv.split_once('=').context("field")?;
@@ -654,21 +763,37 @@ impl Sender {
         let dropped = std::sync::atomic::AtomicU64::new(0);
         let (ws_port, gw_port, floor_port) = (self.ws_port, self.gw_port, self.floor_port);
         std::thread::scope(|sc| {
-            let side = sc.spawn(|| -> Result<()> {
+            let side = sc.spawn(|| -> Result<Histogram<u64>> {
+                let measure_from = Instant::now() + s.warm_up;
                 match phase {
-                    Phase::Floor => echo(floor_port, &stop, pinning),
-                    Phase::Split | Phase::Inline => {
-                        kestrel_side(phase, ws_port, gw_port, s.every, &stop, &dropped, pinning)
-                    }
+                    Phase::Echo => echo(floor_port, None, 1, measure_from, &stop, pinning),
+                    Phase::Floor => echo(
+                        floor_port,
+                        Some(gw_port),
+                        s.every,
+                        measure_from,
+                        &stop,
+                        pinning,
+                    ),
+                    Phase::Split | Phase::Inline => kestrel_side(
+                        phase,
+                        (ws_port, gw_port),
+                        s.every,
+                        measure_from,
+                        &stop,
+                        &dropped,
+                        pinning,
+                    ),
                 }
             });
             let started = self.start(phase, s);
             let result = started.and_then(|()| self.result(phase));
             stop.store(true, Ordering::Relaxed);
             let side = side.join().map_err(|_| anyhow!("kestrel side panicked"))?;
-            side.context("kestrel's side")?;
+            let inside = side.context("kestrel's side")?;
             let mut result = result?;
             result.dropped = dropped.load(Ordering::Relaxed);
+            result.inside = inside;
             Ok(result)
         })
     }
@@ -681,25 +806,76 @@ fn pin(core: usize, name: &str) -> String {
     }
 }
 
-/// The floor: read whatever arrives and write it straight back, spinning on core 1.
-fn echo(port: u16, stop: &AtomicBool, pinning: &mut Vec<String>) -> Result<()> {
-    pinning.push(pin(1, "floor echo"));
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_nodelay(true)?;
+/// The kestrel side of a floor phase, spinning on core 1: reads the pings and answers every
+/// `every`-th (by its sequence number) with its first 16 bytes, padded to the reply size,
+/// on the same connection or on a second one to `out_port`. Nothing else is computed.
+fn echo(
+    port: u16,
+    out_port: Option<u16>,
+    every: u64,
+    measure_from: Instant,
+    stop: &AtomicBool,
+    pinning: &mut Vec<String>,
+) -> Result<Histogram<u64>> {
+    pinning.push(pin(1, "floor"));
+    let connect = |p: u16| -> Result<TcpStream> {
+        let s = TcpStream::connect(("127.0.0.1", p))?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    };
+    let mut s = connect(port)?;
+    let mut out = out_port.map(connect).transpose()?;
+    // The shape line comes first (blocking, bounded).
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while byte[0] != b'\n' {
+        if s.read(&mut byte).context("reading the floor's shape")? == 0 {
+            bail!("the sender closed before the floor's shape");
+        }
+        line.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&line);
+    let w: Vec<&str> = text.split_whitespace().collect();
+    let shape = Shape::parse(&w).with_context(|| format!("floor shape {text:?}"))?;
+    s.write_all(b"ready\n")?;
     s.set_nonblocking(true)?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut buf = [0u8; 4096];
+    let mut buf = vec![0u8; shape.msg * 64];
+    let mut reply = vec![0u8; shape.reply];
+    let mut have = 0;
+    let every = every.max(1);
+    let clock = LiveClock::new();
+    let mut inside = new_histogram();
+    let mut measuring = false;
     while !stop.load(Ordering::Relaxed) {
-        match s.read(&mut buf) {
+        match s.read(&mut buf[have..]) {
             Ok(0) => break,
-            Ok(n) => write_spin(&mut s, &buf[..n], deadline)?,
+            Ok(n) => {
+                let read_at = clock.now();
+                measuring = measuring || Instant::now() >= measure_from;
+                have += n;
+                let whole = have / shape.msg * shape.msg;
+                for m in buf[..whole].chunks_exact(shape.msg) {
+                    let seq = u64::from_le_bytes(m[..8].try_into().unwrap_or_default());
+                    if seq % every == 0 {
+                        reply[..16].copy_from_slice(&m[..16]);
+                        write_spin(out.as_mut().unwrap_or(&mut s), &reply, deadline)?;
+                        if measuring {
+                            let _ = inside.record(clock.now().saturating_sub(read_at));
+                        }
+                    }
+                }
+                buf.copy_within(whole..have, 0);
+                have -= whole;
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
                 std::hint::spin_loop()
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(inside)
 }
 
 /// Risk limits opened up so that every check runs and accepts (as in the other scenarios),
@@ -723,9 +899,14 @@ pub const CAPITAL: Money = Money::from_units(10_000_000_000);
 
 /// The gateway stand-in: each approved order's bytes to the socket (one `write` each, the
 /// socket is `TCP_NODELAY`), and a fill back to the engine at the order's price.
+/// It also records, after the write, the time since the tick's `recv_ts` (stamped when the
+/// feed client had the frame) into `inside`, once `measure_from` has passed.
 struct Gateway {
     sock: TcpStream,
     clock: LiveClock,
+    inside: Histogram<u64>,
+    measure_from: Instant,
+    measuring: bool,
 }
 
 impl Gateway {
@@ -737,19 +918,24 @@ impl Gateway {
             bytemuck::bytes_of(o),
             Instant::now() + Duration::from_secs(5),
         );
-        ExecReport::fill(o, self.clock.now(), o.price, o.qty, 0)
+        let now = self.clock.now();
+        self.measuring = self.measuring || Instant::now() >= self.measure_from;
+        if self.measuring {
+            let _ = self.inside.record(now.saturating_sub(o.tick_ts));
+        }
+        ExecReport::fill(o, now, o.price, o.qty, 0)
     }
 }
 
 fn kestrel_side(
     phase: Phase,
-    ws_port: u16,
-    gw_port: u16,
+    (ws_port, gw_port): (u16, u16),
     every: u64,
+    measure_from: Instant,
     stop: &AtomicBool,
     dropped: &std::sync::atomic::AtomicU64,
     pinning: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<Histogram<u64>> {
     let table = InstrumentTable::nse_default();
     let clock = LiveClock::new();
     let sock = TcpStream::connect(("127.0.0.1", gw_port)).context("gateway connect")?;
@@ -758,6 +944,9 @@ fn kestrel_side(
     let mut gateway = Gateway {
         sock,
         clock: clock.clone(),
+        inside: new_histogram(),
+        measure_from,
+        measuring: false,
     };
     let (tick_tx, tick_rx) = channel::<Tick>(1 << 16);
     let (order_tx, mut order_rx) = channel::<Approved>(1 << 12);
@@ -808,7 +997,7 @@ fn kestrel_side(
         orders: order_tx,
         journal: None,
     };
-    let mut drain_orders = move || {
+    let mut drain_orders = || {
         while let Some(a) = order_rx.pop() {
             let fill = gateway.send(&a);
             // The engine drains the exec ring every turn; it cannot stay full.
@@ -846,5 +1035,5 @@ fn kestrel_side(
         }
     }
     dropped.store(client.counters().ring_full, Ordering::Relaxed);
-    Ok(())
+    Ok(gateway.inside)
 }

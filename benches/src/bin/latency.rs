@@ -36,7 +36,7 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use kestrel_benches::env::Environment;
 use kestrel_benches::every_nth::EveryNth;
-use kestrel_benches::report::{Percentiles, hgrm, new_histogram, png, svg};
+use kestrel_benches::report::{Percentiles, hgrm, new_histogram, ns, png, svg};
 use kestrel_benches::wire::{Phase, PhaseResult, Schedule, Sender};
 use kestrel_engine::engine::{EngineInputs, EngineOutput, RingOutput};
 use kestrel_engine::pin::{PinOutcome, pin_current_thread};
@@ -84,9 +84,14 @@ struct Args {
     /// Ticks released per second [default: 100000; wire-to-wire 20000].
     #[arg(long)]
     rate: Option<u64>,
-    /// Seconds of measurement per mode, after a one-second warm-up [default: 10; wire-to-wire 5].
+    /// Seconds of measurement per mode, after a one-second warm-up [default: 10]; for
+    /// wire-to-wire, per phase in each round, after a 250 ms warm-up [default: 1].
     #[arg(long)]
     seconds: Option<u64>,
+    /// wire-to-wire: rounds of (echo, floor, kestrel) per mode, interleaved so that the floor
+    /// and kestrel see the same state of the machine [default: 5].
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
     /// An order on every N-th tick [default: 100; wire-to-wire 20].
     #[arg(long)]
     every: Option<u64>,
@@ -665,12 +670,17 @@ fn main() -> Result<()> {
 #[derive(Serialize)]
 struct WireRun {
     mode: Mode,
-    /// The floor phase run just before this mode.
+    /// The matched floor (kestrel's traffic, nothing computed), all rounds merged.
     floor: WirePhase,
+    /// The one-connection 16-byte ping-pong, for reference, all rounds merged.
+    echo: WirePhase,
     kestrel: WirePhase,
-    /// kestrel's p50 over its floor's p50 (target ≤ 1.3).
+    /// Each round's p50s, in the order run.
+    rounds: Vec<WireRound>,
+    /// The median over rounds of kestrel's p50 / the floor's p50 in the same round (target ≤ 1.3).
     p50_ratio: f64,
-    p99_ratio: f64,
+    /// The same against the echo.
+    p50_echo_ratio: f64,
 }
 
 #[derive(Serialize)]
@@ -678,25 +688,48 @@ struct WirePhase {
     #[serde(flatten)]
     result: PhaseResult,
     latency: Percentiles,
+    /// Inside kestrel's process: the tick read → its order written (the floor: read → reply written).
+    inside: Percentiles,
+}
+
+#[derive(Serialize)]
+struct WireRound {
+    echo_p50_ns: u64,
+    floor_p50_ns: u64,
+    kestrel_p50_ns: u64,
+    ratio: f64,
 }
 
 #[derive(Serialize)]
 struct WireReport {
     scenario: Scenario,
     rate_per_s: u64,
-    seconds: u64,
-    warm_up_s: u64,
+    seconds_per_phase: u64,
+    warm_up_ms: u64,
+    rounds: u32,
     order_every: u64,
     environment: Environment,
     runs: Vec<WireRun>,
 }
 
-/// Scenario 3: for each mode, a floor phase then the kestrel phase, against one sender process.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Scenario 3: for each mode, `--rounds` rounds of (echo, floor, kestrel) against one sender
+/// process. The machine can change speed between seconds (this VM's loopback round trip
+/// switches between about 2.4 and 9 µs), so each round's kestrel p50 is compared with the
+/// floor measured just before it, and the median of those ratios is the figure.
 fn run_wire(args: &Args, mut env: Environment) -> Result<()> {
     let schedule = Schedule {
         rate: args.rate.unwrap_or(20_000),
-        warm_up: Duration::from_secs(1),
-        measure: Duration::from_secs(args.seconds.unwrap_or(5)),
+        warm_up: Duration::from_millis(250),
+        measure: Duration::from_secs(args.seconds.unwrap_or(1)),
         every: args.every.unwrap_or(20),
     };
     let modes: &[Mode] = match args.mode {
@@ -708,84 +741,145 @@ fn run_wire(args: &Args, mut env: Environment) -> Result<()> {
     let mut sender = Sender::spawn(&exe, Some(0))?;
     env.pinning.push(sender.pinning.clone());
     let mut runs = Vec::new();
+    let p50 = |r: &PhaseResult| r.histogram.value_at_quantile(0.5);
+    let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
     for &mode in modes {
         let phase = if mode == Mode::Split {
             Phase::Split
         } else {
             Phase::Inline
         };
-        let mut pinning = Vec::new();
-        // Fresh threads per phase: a pinned thread's affinity would otherwise carry over.
-        let floor = sender.run(Phase::Floor, schedule, &mut pinning)?;
-        let kestrel = sender.run(phase, schedule, &mut pinning)?;
-        for p in pinning {
-            if !env.pinning.contains(&p) {
-                env.pinning.push(p);
+        let mut merged: Option<[PhaseResult; 3]> = None;
+        let mut rounds = Vec::new();
+        for round in 0..args.rounds.max(1) {
+            eprint!(
+                "\rwire-to-wire {mode:?}: round {}/{}",
+                round + 1,
+                args.rounds.max(1)
+            );
+            let mut pinning = Vec::new();
+            // Fresh threads per phase: a pinned thread's affinity would otherwise carry over.
+            let echo = sender.run(Phase::Echo, schedule, &mut pinning)?;
+            let floor = sender.run(Phase::Floor, schedule, &mut pinning)?;
+            let kestrel = sender.run(phase, schedule, &mut pinning)?;
+            for p in pinning {
+                if !env.pinning.contains(&p) {
+                    env.pinning.push(p);
+                }
+            }
+            rounds.push(WireRound {
+                echo_p50_ns: p50(&echo),
+                floor_p50_ns: p50(&floor),
+                kestrel_p50_ns: p50(&kestrel),
+                ratio: ratio(p50(&kestrel), p50(&floor)),
+            });
+            match merged.as_mut() {
+                None => merged = Some([echo, floor, kestrel]),
+                Some(m) => {
+                    m[0].merge(&echo)?;
+                    m[1].merge(&floor)?;
+                    m[2].merge(&kestrel)?;
+                }
             }
         }
+        eprintln!();
+        let Some([echo, floor, kestrel]) = merged else {
+            continue;
+        };
         let wrap = |result: PhaseResult| WirePhase {
             latency: Percentiles::of(&result.histogram),
+            inside: Percentiles::of(&result.inside),
             result,
         };
-        let (floor, kestrel) = (wrap(floor), wrap(kestrel));
-        let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
         runs.push(WireRun {
             mode,
-            p50_ratio: ratio(kestrel.latency.p50_ns, floor.latency.p50_ns),
-            p99_ratio: ratio(kestrel.latency.p99_ns, floor.latency.p99_ns),
-            floor,
-            kestrel,
+            p50_ratio: median(rounds.iter().map(|r| r.ratio).collect()),
+            p50_echo_ratio: median(
+                rounds
+                    .iter()
+                    .map(|r| ratio(r.kestrel_p50_ns, r.echo_p50_ns))
+                    .collect(),
+            ),
+            rounds,
+            floor: wrap(floor),
+            echo: wrap(echo),
+            kestrel: wrap(kestrel),
         });
     }
     drop(sender);
     let report = WireReport {
         scenario: Scenario::WireToWire,
         rate_per_s: schedule.rate,
-        seconds: schedule.measure.as_secs(),
-        warm_up_s: schedule.warm_up.as_secs(),
+        seconds_per_phase: schedule.measure.as_secs(),
+        warm_up_ms: schedule.warm_up.as_millis() as u64,
+        rounds: args.rounds.max(1),
         order_every: schedule.every,
         environment: env,
         runs,
     };
     report.environment.print();
     println!(
-        "scenario  wire-to-wire on loopback, {} ticks/s open loop, an order every {} ticks, {} s per phase after {} s warm-up",
-        report.rate_per_s, report.order_every, report.seconds, report.warm_up_s
+        "scenario  wire-to-wire on loopback, {} ticks/s open loop, an order every {} ticks; {} rounds of (echo, floor, kestrel), {} s each after {} ms warm-up",
+        report.rate_per_s,
+        report.order_every,
+        report.rounds,
+        report.seconds_per_phase,
+        report.warm_up_ms
     );
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("creating {}", args.out_dir.display()))?;
     let mut series: Vec<(String, &Histogram<u64>)> = Vec::new();
     for r in &report.runs {
         let m = format!("{:?}", r.mode).to_lowercase();
-        for (label, p) in [
-            (format!("floor (before {m})"), &r.floor),
-            (m.clone(), &r.kestrel),
+        for (label, file, p) in [
+            (format!("echo ({m})"), format!("echo-{m}"), &r.echo),
+            (format!("floor ({m})"), format!("floor-{m}"), &r.floor),
+            (m.clone(), m.clone(), &r.kestrel),
         ] {
-            println!("{label:<20} {}", p.latency.line());
+            println!("{label:<15} {}", p.latency.line());
             let x = &p.result;
             println!(
-                "{:<20} sent {}, replies {}, unmatched {}, non-positive {}, late sends {}, dropped {}",
+                "{:<15} sent {}, replies {}, unmatched {}, non-positive {}, late sends {}, dropped {}",
                 "", x.sent, x.received, x.unmatched, x.nonpositive, x.late_sends, x.dropped
             );
-            let file = if label.starts_with("floor") {
-                format!("wire-to-wire-floor-{m}.hgrm")
-            } else {
-                format!("wire-to-wire-{m}.hgrm")
-            };
-            let path = args.out_dir.join(file);
+            println!(
+                "{:<15} inside the process (read → written): p50 {}  p99 {}",
+                "",
+                ns(p.inside.p50_ns),
+                ns(p.inside.p99_ns)
+            );
+            let path = args.out_dir.join(format!("wire-to-wire-{file}.hgrm"));
             std::fs::write(&path, hgrm(&x.histogram))
                 .with_context(|| format!("writing {}", path.display()))?;
             series.push((label, &x.histogram));
         }
+        let rounds: Vec<String> = r
+            .rounds
+            .iter()
+            .map(|x| {
+                format!(
+                    "{}/{}/{} {:.2}×",
+                    ns(x.echo_p50_ns),
+                    ns(x.floor_p50_ns),
+                    ns(x.kestrel_p50_ns),
+                    x.ratio
+                )
+            })
+            .collect();
         println!(
-            "{:<20} kestrel/floor p50 {:.2}× (target ≤ 1.3×), p99 {:.2}×",
-            m, r.p50_ratio, r.p99_ratio
+            "{:<15} rounds (echo/floor/{m} p50, ratio): {}",
+            "",
+            rounds.join(", ")
+        );
+        println!(
+            "{:<15} kestrel/floor p50 {:.2}× (median of rounds; target ≤ 1.3×); kestrel/echo p50 {:.2}×",
+            m, r.p50_ratio, r.p50_echo_ratio
         );
     }
     write_plots(
         &args.out_dir,
         "wire-to-wire",
-        "kestrel wire-to-wire latency vs raw TCP floor (loopback)",
+        "kestrel wire-to-wire latency vs raw TCP floors (loopback)",
         &series,
     )?;
     if let Some(path) = &args.json {
