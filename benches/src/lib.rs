@@ -4,4 +4,5 @@
 pub mod env;
 pub mod every_nth;
 pub mod report;
+pub mod spsc;
 pub mod wire;

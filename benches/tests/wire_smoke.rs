@@ -44,7 +44,10 @@ fn wire_to_wire_orders_come_back_with_positive_latency() {
             r.received,
             r.sent
         );
-        assert!(!r.inside.is_empty(), "{phase:?}: no in-process span recorded");
+        assert!(
+            !r.inside.is_empty(),
+            "{phase:?}: no in-process span recorded"
+        );
         assert!(
             r.inside.value_at_quantile(0.5) < r.histogram.value_at_quantile(0.5),
             "{phase:?}: the in-process span is part of the round trip"
