@@ -4,6 +4,7 @@
 mod alerts;
 mod config;
 mod control;
+mod credentials;
 mod journal_cmd;
 mod logging;
 mod metrics;
@@ -320,13 +321,12 @@ fn run(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             journal_out,
         }),
         Command::Record { url, out, duration } => {
-            let (api_key, access_token) = record_cmd::credentials(|name| std::env::var(name).ok())?;
+            let credentials = credentials::credentials(None, |name| std::env::var(name).ok())?;
             let stop = Arc::new(AtomicBool::new(false));
             session::install_stop_signals(stop.clone())?;
             let args = record_cmd::RecordArgs {
                 url,
-                api_key,
-                access_token,
+                credentials,
                 out,
                 duration,
                 status: true,

@@ -11,36 +11,18 @@ use anyhow::{Context, Result, bail};
 use kestrel_engine::ring::channel;
 use kestrel_engine::{Clock, ControlCommand, InstrumentTable, JournalRecord, LiveClock, Tick};
 use kestrel_feed::client::{FeedClient, FeedConfig, FeedCounters, FeedSinks};
+use kestrel_gateway::Credentials;
 use kestrel_journal::JournalWriter;
 
-/// Where the API key and access token come from: never the command line or a config file.
-pub const API_KEY_VAR: &str = "KITE_API_KEY";
-pub const ACCESS_TOKEN_VAR: &str = "KITE_ACCESS_TOKEN";
-
+/// The API key and access token come from the environment (`crate::credentials`), never
+/// from the command line.
+#[derive(Debug)]
 pub struct RecordArgs {
     pub url: String,
-    pub api_key: String,
-    pub access_token: String,
+    pub credentials: Credentials,
     pub out: PathBuf,
     pub duration: Option<Duration>,
     pub status: bool,
-}
-
-/// Reads the credentials through `lookup` (the environment in production), naming the
-/// variable that is missing.
-pub fn credentials(lookup: impl Fn(&str) -> Option<String>) -> Result<(String, String)> {
-    let get = |name: &str| match lookup(name) {
-        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-        _ => bail!(
-            "{name} is not set: export {name}=... (the Kite Connect {})",
-            if name == API_KEY_VAR {
-                "API key"
-            } else {
-                "access token"
-            }
-        ),
-    };
-    Ok((get(API_KEY_VAR)?, get(ACCESS_TOKEN_VAR)?))
 }
 
 #[derive(Debug)]
@@ -67,7 +49,12 @@ pub fn run(
         texts: None,
         control: Some(ctl_tx),
     };
-    let cfg = FeedConfig::new(&args.url, &args.api_key, &args.access_token, &tokens);
+    let cfg = FeedConfig::new(
+        &args.url,
+        args.credentials.api_key.expose(),
+        args.credentials.access_token.expose(),
+        &tokens,
+    );
     let mut client =
         FeedClient::new(cfg, table.clone(), sinks).map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = Instant::now();
@@ -134,19 +121,8 @@ pub fn run(
 mod tests {
     use super::*;
     use kestrel_exchange_sim::{TickSource, TickerConfig, TickerServer};
+    use kestrel_gateway::Secret;
     use kestrel_journal::JournalReader;
-
-    #[test]
-    fn a_missing_credential_names_its_variable() {
-        let none = |_: &str| None;
-        let err = credentials(none).unwrap_err().to_string();
-        assert!(err.starts_with("KITE_API_KEY is not set"), "{err}");
-        let key_only = |n: &str| (n == API_KEY_VAR).then(|| "k".to_string());
-        let err = credentials(key_only).unwrap_err().to_string();
-        assert!(err.starts_with("KITE_ACCESS_TOKEN is not set"), "{err}");
-        let both = |_: &str| Some(" v ".to_string());
-        assert_eq!(credentials(both).unwrap(), ("v".into(), "v".into()));
-    }
 
     #[test]
     fn records_the_simulators_ticks_into_a_journal() {
@@ -164,8 +140,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let args = RecordArgs {
             url: server.ws_root(),
-            api_key: "key".into(),
-            access_token: "token".into(),
+            credentials: Credentials {
+                api_key: Secret::new("key"),
+                access_token: Secret::new("token"),
+            },
             out: dir.path().join("rec.kjnl"),
             duration: Some(Duration::from_millis(1500)),
             status: false,
