@@ -27,6 +27,13 @@ pub enum JournalError {
     Stream(#[from] io::Error),
 
     #[error(
+        "journal {path}: the disk is full ({needed} more bytes could not be allocated); every \
+         record written so far is intact: free space on that filesystem, or journal to another \
+         one"
+    )]
+    DiskFull { path: PathBuf, needed: u64 },
+
+    #[error(
         "journal {path} already exists; a journal is never overwritten: choose a new name, \
          or continue it with JournalWriter::open_existing"
     )]

@@ -6,8 +6,10 @@
 //! only records it had finished. So neither a concurrent reader nor a crash of the writer's
 //! process ever exposes a torn record.
 //!
-//! The file is allocated in chunks (`set_len`, 64 MiB by default) and every page of a new
-//! chunk is touched once before it is used, so that `append` makes no system calls, allocates
+//! The file is allocated in chunks (64 MiB by default) with `posix_fallocate`, so that the disk
+//! blocks exist before the pages are mapped: a full disk is an error from `create` or from the
+//! `append` that needs a new chunk ([`JournalError::DiskFull`]), never a SIGBUS from a page
+//! fault on a file with holes. Every page of a new chunk is touched once before it is used, so that `append` makes no system calls, allocates
 //! nothing and normally takes no page fault in steady state. (A pre-faulted page the kernel has
 //! meanwhile written back to disk is write-protected again and costs one minor fault.) Only
 //! growing (once per chunk) extends the file and maps it again.
@@ -39,7 +41,7 @@ const PAGE: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriterOptions {
     /// Bytes added to the file each time it fills, rounded up to whole pages (default 64 MiB).
-    /// Each growth costs a `set_len`, a new mapping and a page fault per page, once.
+    /// Each growth costs an allocation, a new mapping and a page fault per page, once.
     pub chunk_bytes: u64,
     /// The largest the file may grow, header included; appends past it fail with
     /// [`JournalError::Full`]. `None`: no limit.
@@ -158,8 +160,7 @@ impl JournalWriter {
         lock(&file, path)?;
         let capacity = header.capacity;
         let len = file_len(capacity);
-        file.set_len(len)
-            .map_err(|e| JournalError::io(path, "allocating the file", e))?;
+        allocate(&file, path, 0, len)?;
         // SAFETY: we created the file and hold its exclusive lock; kestrel never shrinks a
         // journal, and this writer is the only one that writes it.
         let map = unsafe { map_read_write(&file, len) }
@@ -343,9 +344,7 @@ impl JournalWriter {
     fn grow_to(&mut self, new_capacity: u64) -> Result<(), JournalError> {
         debug_assert!(new_capacity > self.capacity && new_capacity <= self.max_records);
         let new_len = file_len(new_capacity);
-        self.file
-            .set_len(new_len)
-            .map_err(|e| JournalError::io(&self.path, "growing the file", e))?;
+        allocate(&self.file, &self.path, file_len(self.capacity), new_len)?;
         // SAFETY: we hold the file's exclusive lock and never shrink it.
         let map = unsafe { map_read_write(&self.file, new_len) }
             .map_err(|e| JournalError::io(&self.path, "mapping the grown file", e))?;
@@ -409,6 +408,43 @@ fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
             path: path.to_path_buf(),
         }),
         Err(TryLockError::Error(e)) => Err(JournalError::io(path, "locking the file", e)),
+    }
+}
+
+/// Gives the file real disk blocks for bytes `from..to` (and the length `to`, if longer).
+/// `posix_fallocate` fails with `ENOSPC` when the filesystem cannot hold them; where a
+/// filesystem cannot allocate ahead at all, the length is set instead (a file with holes, as
+/// before, whose pages then take their blocks when first touched).
+fn allocate(file: &File, path: &Path, from: u64, to: u64) -> Result<(), JournalError> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to.saturating_sub(from)))
+    else {
+        return Err(JournalError::io(
+            path,
+            "allocating the file",
+            std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        ));
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: `file` owns an open descriptor for the duration of the call; the offsets are
+    // non-negative. posix_fallocate returns the error number instead of setting errno.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) };
+    match rc {
+        0 => Ok(()),
+        libc::ENOSPC | libc::EDQUOT => Err(JournalError::DiskFull {
+            path: path.to_path_buf(),
+            needed: to - from,
+        }),
+        libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL => file
+            .set_len(to)
+            .map_err(|e| JournalError::io(path, "allocating the file", e)),
+        errno => Err(JournalError::io(
+            path,
+            "allocating the file",
+            std::io::Error::from_raw_os_error(errno),
+        )),
     }
 }
 
