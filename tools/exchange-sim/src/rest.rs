@@ -123,6 +123,9 @@ pub struct KiteRest {
     faults: Mutex<Faults>,
     /// Times of the recent order placements (the simulator knows one API key).
     placements: Mutex<VecDeque<Instant>>,
+    /// Unparked after every request that may have changed an order, so that the thread
+    /// relaying order updates sends them now rather than at its next market tick.
+    waker: Mutex<Option<std::thread::Thread>>,
 }
 
 /// A Kite error: HTTP status, `error_type`, message.
@@ -154,7 +157,14 @@ impl KiteRest {
             venue,
             faults: Mutex::new(Faults::default()),
             placements: Mutex::new(VecDeque::new()),
+            waker: Mutex::new(None),
         }
+    }
+
+    /// Unparks `thread` after every request that may have changed an order (anything but a
+    /// GET); the thread drains and relays the venue's updates when it wakes.
+    pub fn wake_on_change(&self, thread: std::thread::Thread) {
+        *lock(&self.waker) = Some(thread);
     }
 
     pub fn set_faults(&self, f: Faults) {
@@ -644,14 +654,20 @@ impl KiteRest {
 
 impl Handler for KiteRest {
     fn handle(&self, req: &Request) -> Reply {
-        match self.route(req) {
+        let reply = match self.route(req) {
             Ok(r) => r,
             Err(e) => {
                 let ApiError(status, kind, message) = &e;
                 tracing::debug!(status, kind, %message, path = %req.path, "request refused");
                 Reply::Send(Response::json(*status, e.envelope().to_string()))
             }
+        };
+        if req.method != "GET"
+            && let Some(t) = lock(&self.waker).as_ref()
+        {
+            t.unpark();
         }
+        reply
     }
 }
 

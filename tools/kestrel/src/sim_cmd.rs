@@ -148,6 +148,7 @@ impl Sim {
 
     pub fn shutdown(self) {
         self.market_stop.store(true, Ordering::SeqCst);
+        self.market.thread().unpark();
         self.server.shutdown();
         let _ = self.market.join();
         self.ticker_server.shutdown();
@@ -273,11 +274,12 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         ),
         None => None,
     };
-    let ticker = {
-        let (venue, stop) = (venue.clone(), stop.clone());
-        let speed = args.speed;
-        let period = Duration::from_secs_f64(1.0 / (BASE_TICKS_PER_SEC * speed));
-        std::thread::Builder::new()
+    let ticker =
+        {
+            let (venue, stop, rest) = (venue.clone(), stop.clone(), rest.clone());
+            let speed = args.speed;
+            let period = Duration::from_secs_f64(1.0 / (BASE_TICKS_PER_SEC * speed));
+            std::thread::Builder::new()
             .name("sim-market".into())
             .spawn(move || {
                 let start = Instant::now();
@@ -325,23 +327,34 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                         recorder = None;
                     }
                     relay.relay(&updates, &rest, &faults, &broadcast);
-                    if let Some(gap) = gap {
-                        if !gap.is_zero() {
-                            std::thread::sleep(gap.min(Duration::from_secs(1)));
+                    // Until the next tick is due, relay what REST requests change as they
+                    // change it (the REST server unparks this thread).
+                    let due = match gap {
+                        Some(gap) => Instant::now() + gap.min(Duration::from_secs(1)),
+                        None => {
+                            n = n.wrapping_add(1);
+                            period.checked_mul(n).map_or_else(Instant::now, |d| start + d)
                         }
-                        continue;
-                    }
-                    n = n.wrapping_add(1);
-                    if let Some(due) = period.checked_mul(n).map(|d| start + d) {
+                    };
+                    loop {
                         let now = Instant::now();
-                        if due > now {
-                            std::thread::sleep((due - now).min(Duration::from_millis(100)));
+                        if now >= due || stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        std::thread::park_timeout((due - now).min(Duration::from_millis(100)));
+                        let updates = venue
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .drain_updates();
+                        if !updates.is_empty() {
+                            relay.relay(&updates, &rest, &rest.faults(), &broadcast);
                         }
                     }
                 }
             })
             .context("starting the market thread")?
-    };
+        };
+    rest.wake_on_change(ticker.thread().clone());
 
     Ok(Sim {
         rest_url: format!("http://{rest_addr}"),
@@ -430,6 +443,98 @@ mod tests {
             close + 3_600_000_000_000,
             close + 7_200_000_000_000
         ));
+    }
+
+    /// A REST action's order update goes out when it happens, not with the next market
+    /// tick: with a tick due only every 100 s, the update to a new order must arrive while
+    /// no tick has come (before, it waited for the tick and came right after it).
+    #[test]
+    fn a_rest_action_is_relayed_without_waiting_for_a_tick() {
+        use kestrel_engine::ring::channel;
+        use kestrel_engine::{OrderType, Price, Side, TimeInForce};
+        use kestrel_feed::client::{FeedClient, FeedConfig, FeedSinks};
+        use kestrel_gateway::{Credentials, KiteClient, KiteConfig, PlaceOrder, Secret, Venue};
+
+        let sim = start(&SimArgs {
+            rest_addr: "127.0.0.1:0".parse().unwrap(),
+            ws_addr: "127.0.0.1:0".parse().unwrap(),
+            api_key: "k".into(),
+            access_token: Some("t".into()),
+            seed: 7,
+            symbols: Some(vec!["INFY".into()]),
+            speed: 0.0001, // one tick every 100 s
+            journal_out: None,
+            replay: None,
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (tick_tx, mut ticks) = channel::<kestrel_engine::Tick>(64);
+        let (text_tx, mut texts) = channel(64);
+        let tokens: Vec<u32> = sim.instruments.iter().map(|(_, i)| i.token).collect();
+        let mut feed = FeedClient::new(
+            FeedConfig::new(&sim.ws_root, "k", "t", &tokens),
+            sim.instruments.clone(),
+            FeedSinks {
+                ticks: tick_tx,
+                texts: Some(text_tx),
+                control: None,
+            },
+        )
+        .unwrap();
+        while feed.counters().connections == 0 {
+            assert!(Instant::now() < deadline, "the feed never connected");
+            feed.poll_once(Some(Duration::from_millis(10)));
+        }
+        // Settle: let the subscription land, and forget the tick sent at start-up, if any.
+        let settle = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < settle {
+            feed.poll_once(Some(Duration::from_millis(10)));
+        }
+        while ticks.pop().is_some() {}
+        let last = sim
+            .venue
+            .lock()
+            .unwrap()
+            .matcher()
+            .last_tick(kestrel_engine::InstrumentId(0))
+            .expect("the market is primed")
+            .last_px;
+        let creds = Credentials {
+            api_key: Secret::new("k"),
+            access_token: Secret::new("t"),
+        };
+        let mut rest = KiteClient::new(KiteConfig::new(&sim.rest_url), &creds).unwrap();
+        rest.submit(&PlaceOrder {
+            exchange: "NSE".into(),
+            tradingsymbol: "INFY".into(),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            quantity: 1,
+            // A tick below the last price: rests on the book as OPEN.
+            price: Price(last.0 - 5_000_000),
+            trigger_price: Price(0),
+            product: "MIS",
+            validity: TimeInForce::Day,
+            tag: "relaytest".into(),
+        })
+        .unwrap();
+        let update = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no order update within 20 s of the placement"
+            );
+            feed.poll_once(Some(Duration::from_millis(10)));
+            if let Some(t) = texts.pop() {
+                break t;
+            }
+        };
+        assert!(update.as_str().contains("relaytest"), "{}", update.as_str());
+        assert!(
+            ticks.pop().is_none(),
+            "a market tick came first: the update waited for it"
+        );
+        feed.close();
+        sim.shutdown();
     }
 
     #[test]
