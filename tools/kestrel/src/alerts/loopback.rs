@@ -4,6 +4,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -101,6 +102,8 @@ pub(crate) struct HttpServer {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     thread: JoinHandle<Vec<Request>>,
+    /// Set by [`HttpServer::requests`] for a server started with [`HttpServer::always`].
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl HttpServer {
@@ -121,11 +124,49 @@ impl HttpServer {
             }
             requests
         });
-        HttpServer { url, thread }
+        HttpServer {
+            url,
+            thread,
+            stop: None,
+        }
     }
 
-    /// Waits for the server to finish its script (or its deadline) and returns what it got.
+    /// Answers every request with `reply` until [`HttpServer::requests`] is called (or its
+    /// deadline passes), for a client that sends an unknown number of requests.
+    pub fn always(reply: Reply) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + SERVER_DEADLINE;
+                let mut requests = Vec::new();
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    let Some(sock) = accept(&listener, Instant::now() + Duration::from_millis(50))
+                    else {
+                        continue;
+                    };
+                    if let Some(r) = serve_http(sock, &reply) {
+                        requests.push(r);
+                    }
+                }
+                requests
+            })
+        };
+        HttpServer {
+            url,
+            thread,
+            stop: Some(stop),
+        }
+    }
+
+    /// Waits for the server to finish its script (or its deadline) and returns what it got;
+    /// an [`HttpServer::always`] server stops at once.
     pub fn requests(self) -> Vec<Request> {
+        if let Some(stop) = &self.stop {
+            stop.store(true, Ordering::SeqCst);
+        }
         self.thread.join().unwrap()
     }
 }
