@@ -154,9 +154,82 @@ pub const fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A broker's `YYYY-MM-DD HH:MM:SS` in IST (Kite's `fill_timestamp`,
+/// `exchange_update_timestamp`, ...) as UTC nanoseconds; `None` if the text is not exactly
+/// that shape or names no real date and time. Not on any hot path.
+pub fn parse_ist_datetime(s: &str) -> Option<UnixNanos> {
+    let b = s.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = s.get(r)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || d == 0
+        || h > 23
+        || mi > 59
+        || sec > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(i64::from(y), mo, d);
+    // Reject 2026-02-30 and the like: the day must come back as written.
+    if civil_from_days(days) != (i64::from(y), mo, d) {
+        return None;
+    }
+    let ist_secs =
+        days as u64 * 86_400 + u64::from(h) * 3_600 + u64::from(mi) * 60 + u64::from(sec);
+    (ist_secs * 1_000_000_000).checked_sub(IST_OFFSET_NS)
+}
+
 #[cfg(test)]
 mod civil_tests {
     use super::*;
+
+    #[test]
+    fn kite_timestamps_are_ist() {
+        // 2021-05-31 09:16:39 IST = 03:46:39 UTC.
+        let utc = (days_from_civil(2021, 5, 31) as u64 * 86_400 + 3 * 3_600 + 46 * 60 + 39)
+            * 1_000_000_000;
+        assert_eq!(parse_ist_datetime("2021-05-31 09:16:39"), Some(utc));
+        // Midnight IST is the previous UTC day.
+        assert_eq!(
+            parse_ist_datetime("2026-11-23 00:00:00"),
+            Some(
+                days_from_civil(2026, 11, 22) as u64 * 86_400 * 1_000_000_000
+                    + 18 * 3_600_000_000_000
+                    + 30 * 60_000_000_000
+            )
+        );
+        for bad in [
+            "",
+            "09:16:39",
+            "2021-05-31T09:16:39",
+            "2021-05-31 09:16:39.5",
+            "2021-13-01 00:00:00",
+            "2021-02-29 00:00:00",
+            "2021-05-31 24:00:00",
+            "2021-05-3x 09:16:39",
+            "+021-05-31 09:16:39",
+        ] {
+            assert_eq!(parse_ist_datetime(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn civil_dates_round_trip_and_hit_known_days() {

@@ -44,7 +44,7 @@
 //! or yields no positive price, nothing is derived ([`FromUpdate::NeedsTrades`]) and the
 //! caller polls the trade book instead.
 
-use kestrel_engine::Price;
+use kestrel_engine::{Price, UnixNanos};
 
 use crate::fsm::Fill;
 use crate::venue::VenueTrade;
@@ -81,7 +81,7 @@ pub fn from_trades(filled: u32, venue_order_id: u64, trades: &[VenueTrade]) -> V
             trade_id,
             qty,
             price: tr.price,
-            ts: 0,
+            ts: tr.ts,
         });
     }
     out
@@ -100,13 +100,14 @@ pub enum FromUpdate {
 
 /// The fill an order update adds to an order with `filled` units worth `value` (the sum of
 /// price × quantity of its fills, in [`Price`] units): the venue reports `cum` filled at an
-/// average of `avg` for `venue_order_id`.
+/// average of `avg` for `venue_order_id`, as of `ts` (the update's exchange time, 0 unknown).
 pub fn from_update(
     filled: u32,
     value: i128,
     venue_order_id: u64,
     cum: u32,
     avg: Price,
+    ts: UnixNanos,
 ) -> FromUpdate {
     if cum <= filled {
         return FromUpdate::Nothing;
@@ -121,7 +122,7 @@ pub fn from_update(
             trade_id: format!("upd-{venue_order_id}-{cum}"),
             qty,
             price: Price(p),
-            ts: 0,
+            ts,
         }),
         _ => FromUpdate::NeedsTrades,
     }
@@ -146,6 +147,7 @@ mod tests {
             order_id: order,
             quantity: qty,
             price: Price::from_units(px),
+            ts: 0,
         }
     }
 
@@ -188,29 +190,30 @@ mod tests {
             price: Price::from_units(100),
             ts: 0,
         }]);
-        match from_update(4, have, 7, 10, Price::from_units(103)) {
+        match from_update(4, have, 7, 10, Price::from_units(103), 1_700) {
             FromUpdate::Fill(f) => {
                 assert_eq!((f.trade_id.as_str(), f.qty), ("upd-7-10", 6));
                 assert_eq!(f.price, Price::from_units(105));
+                assert_eq!(f.ts, 1_700, "the update's exchange time");
             }
             other => panic!("{other:?}"),
         }
         // Duplicate or older: nothing.
         assert_eq!(
-            from_update(10, 0, 7, 10, Price::from_units(103)),
+            from_update(10, 0, 7, 10, Price::from_units(103), 0),
             FromUpdate::Nothing
         );
         assert_eq!(
-            from_update(10, 0, 7, 4, Price::from_units(100)),
+            from_update(10, 0, 7, 4, Price::from_units(100), 0),
             FromUpdate::Nothing
         );
         // No average, or one that gives no positive price: ask the trade book.
         assert_eq!(
-            from_update(0, 0, 7, 5, Price::ZERO),
+            from_update(0, 0, 7, 5, Price::ZERO, 0),
             FromUpdate::NeedsTrades
         );
         assert_eq!(
-            from_update(4, have, 7, 5, Price::from_units(10)),
+            from_update(4, have, 7, 5, Price::from_units(10), 0),
             FromUpdate::NeedsTrades
         );
     }
@@ -263,7 +266,7 @@ mod tests {
                         let cum: u32 = trades[..n].iter().map(|t| t.quantity).sum();
                         let v: i128 = trades[..n].iter().map(|t| i128::from(t.price.0) * i128::from(t.quantity)).sum();
                         let avg = if cum == 0 { Price::ZERO } else { Price((v / i128::from(cum)) as i64) };
-                        if let FromUpdate::Fill(f) = from_update(filled, value(&fills), 7, cum, avg) {
+                        if let FromUpdate::Fill(f) = from_update(filled, value(&fills), 7, cum, avg, 0) {
                             apply(&mut fills, vec![f]);
                         }
                     }

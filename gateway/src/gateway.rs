@@ -1464,6 +1464,7 @@ impl<V: Venue> Gateway<V> {
                     vo.order_id,
                     vo.filled_quantity,
                     vo.average_price,
+                    vo.exchange_update_ts,
                 ) {
                     FromUpdate::Nothing => Vec::new(),
                     FromUpdate::Fill(f) => vec![f],

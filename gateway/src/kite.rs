@@ -522,6 +522,19 @@ fn u64_of(v: &Value) -> Option<u64> {
     }
 }
 
+/// The first of `keys` holding a Kite `YYYY-MM-DD HH:MM:SS` (IST), as UTC nanoseconds; 0 if
+/// none does (null, absent, or another shape: a time is an audit detail, never a reason to
+/// refuse a venue's report).
+fn time_of(v: &Value, keys: &[&str]) -> kestrel_engine::UnixNanos {
+    keys.iter()
+        .find_map(|k| {
+            v[*k]
+                .as_str()
+                .and_then(kestrel_engine::clock::parse_ist_datetime)
+        })
+        .unwrap_or(0)
+}
+
 /// One Kite order object (REST `/orders` item, or an order-update frame's `data`).
 pub fn parse_order(v: &Value) -> Result<VenueOrder, VenueError> {
     let order_id = u64_of(&v["order_id"])
@@ -542,6 +555,7 @@ pub fn parse_order(v: &Value) -> Result<VenueOrder, VenueError> {
         quantity: qty_of(v, "quantity")?,
         filled_quantity: qty_of(v, "filled_quantity")?,
         average_price: price_of(&v["average_price"]),
+        exchange_update_ts: time_of(v, &["exchange_update_timestamp", "exchange_timestamp"]),
     })
 }
 
@@ -572,6 +586,7 @@ fn parse_trade(v: &Value) -> Result<VenueTrade, VenueError> {
             .ok_or_else(|| VenueError::Protocol(format!("trade without an order_id: {v}")))?,
         quantity: qty_of(v, "quantity")?,
         price: price_of(&v["average_price"]),
+        ts: time_of(v, &["fill_timestamp", "exchange_timestamp"]),
     })
 }
 
@@ -640,6 +655,36 @@ impl Venue for KiteClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The official mock responses (the seeds' testdata): trades and orders keep the
+    /// exchange's times, read as IST.
+    #[test]
+    fn trade_and_order_times_come_from_the_official_mocks() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/kite");
+        let read = |f: &str| -> Value {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            serde_json::from_str::<Value>(&text).unwrap()["data"].clone()
+        };
+        let trades = parse_list(read("trades.json"), parse_trade).unwrap();
+        assert_eq!(
+            trades[0].ts,
+            kestrel_engine::clock::parse_ist_datetime("2021-05-31 09:16:39").unwrap()
+        );
+        assert!(trades.iter().all(|t| t.ts > 0), "{trades:?}");
+        let orders = parse_list(read("orders.json"), parse_order).unwrap();
+        assert!(
+            orders.iter().any(|o| o.exchange_update_ts > 0),
+            "{orders:?}"
+        );
+        // A missing or malformed time is 0, never an error.
+        let t = parse_trade(&serde_json::json!({
+            "trade_id": "1", "order_id": "2", "quantity": 1, "average_price": 1.5,
+            "fill_timestamp": "31/05/2021"
+        }))
+        .unwrap();
+        assert_eq!(t.ts, 0);
+    }
 
     #[test]
     fn secrets_never_print() {

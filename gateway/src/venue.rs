@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kestrel_engine::{OrderType, Price, Side, TimeInForce};
+use kestrel_engine::{OrderType, Price, Side, TimeInForce, UnixNanos};
 
 /// A placement, with the instrument resolved to the venue's names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +79,9 @@ pub struct VenueOrder {
     pub quantity: u32,
     pub filled_quantity: u32,
     pub average_price: Price,
+    /// When the exchange last changed the order (Kite `exchange_update_timestamp`, IST on the
+    /// wire), UTC nanoseconds; 0 when the venue gave none.
+    pub exchange_update_ts: UnixNanos,
 }
 
 /// One fill as the venue reports it.
@@ -88,6 +91,9 @@ pub struct VenueTrade {
     pub order_id: u64,
     pub quantity: u32,
     pub price: Price,
+    /// When the exchange filled it (Kite `fill_timestamp`, IST on the wire), UTC
+    /// nanoseconds; 0 when the venue gave none.
+    pub ts: UnixNanos,
 }
 
 /// One net position (one row per instrument and product).

@@ -52,6 +52,36 @@ fn stored_fills(gw: &Gateway<KiteClient>, id: u64) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// The exchange times of the order's stored fills (`fills.venue_ts_ns`).
+fn stored_fill_times(gw: &Gateway<KiteClient>, id: u64) -> Vec<u64> {
+    gw.store()
+        .load(id)
+        .unwrap()
+        .unwrap()
+        .fsm
+        .fills()
+        .iter()
+        .map(|f| f.ts)
+        .collect()
+}
+
+/// The venue's time of each of its trades for the order with `tag`, in whole seconds (as
+/// Kite's strings carry them): what the stored fills must say.
+fn venue_trade_times(sim: &Sim, tag: &str) -> Vec<u64> {
+    let v = sim.venue.lock().unwrap();
+    let order_id = v
+        .orders()
+        .iter()
+        .find(|o| o.tag.as_deref() == Some(tag))
+        .expect("the venue has the order")
+        .order_id;
+    v.trades()
+        .iter()
+        .filter(|t| t.order_id == order_id)
+        .map(|t| t.timestamp - t.timestamp % 1_000_000_000)
+        .collect()
+}
+
 fn fill_qty(reports: &[ExecReport]) -> u32 {
     reports
         .iter()
@@ -95,6 +125,11 @@ fn fills_arrive_by_order_update_with_polling_disabled() {
         fills.iter().all(|f| f.0.starts_with("upd-")),
         "derived from updates: {fills:?}"
     );
+    // Each keeps the exchange's time from its update (`exchange_update_timestamp`): the
+    // first fill's at placement (the wall clock), the second's at the simulated print.
+    let times = venue_trade_times(&sim, &tag_for(id));
+    assert!(times.iter().all(|&t| t > 0), "{times:?}");
+    assert_eq!(stored_fill_times(&gw, id), times);
     // The venue's average is the order's: 4 at 2900.05, 6 at 2900.15.
     let venue_avg = sim.venue.lock().unwrap().orders()[0].average_price;
     assert_eq!(o.fsm.average_price(), venue_avg);
@@ -334,6 +369,10 @@ fn updates_and_polls_together_count_every_fill_once() {
         "{fills:?}"
     );
     assert!(fills[1].0.starts_with("upd-"), "{fills:?}");
+    // From the trade book (`fill_timestamp`) or an update: the exchange's time either way.
+    let times = venue_trade_times(&sim, &tag);
+    assert!(times.iter().all(|&t| t > 0), "{times:?}");
+    assert_eq!(stored_fill_times(&gw, id), times);
     let r = gw.take_reports();
     assert_eq!(fill_qty(&r), 10);
     assert_eq!(

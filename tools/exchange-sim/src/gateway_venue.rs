@@ -105,6 +105,8 @@ pub fn venue_order(o: &Order) -> Result<VenueOrder, VenueError> {
         quantity: qty("quantity", o.quantity)?,
         filled_quantity: qty("filled_quantity", o.filled_quantity)?,
         average_price: o.average_price,
+        // Kite's strings carry whole seconds: the same precision as over REST.
+        exchange_update_ts: whole_seconds(o.exchange_update_timestamp),
     })
 }
 
@@ -115,7 +117,12 @@ pub fn venue_trade(t: &Trade) -> Result<VenueTrade, VenueError> {
         order_id: t.order_id,
         quantity: qty("quantity", t.quantity)?,
         price: t.price,
+        ts: whole_seconds(t.timestamp),
     })
+}
+
+fn whole_seconds(ts: kestrel_engine::UnixNanos) -> kestrel_engine::UnixNanos {
+    ts - ts % 1_000_000_000
 }
 
 impl Venue for InProcessVenue {
