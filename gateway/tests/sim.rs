@@ -281,6 +281,62 @@ fn audit_query_answers_decision_limits_submissions_and_fills() {
     assert_eq!(row.5, 5);
 }
 
+/// Every fill's fee estimate is stored with it, the same value the engine was told
+/// (`ExecReport::fee`), exactly, and survives a restart: the gateway restarted between an
+/// order's two fills charges the second from the first's stored turnover (one brokerage cap
+/// per order: 24.2890628, then 6.9666628, as in the test below) and stores that.
+#[test]
+fn the_store_keeps_each_fills_fee_as_the_engine_was_told() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.sqlite");
+    let a = approve(15, 40, Some("2890"));
+    let id = coid(&a);
+    let fills_of = |gw: &mut kestrel_gateway::Gateway<kestrel_gateway::KiteClient>| -> Vec<kestrel_engine::ExecReport> {
+        gw.take_reports()
+            .into_iter()
+            .filter(|r| r.kind() == Some(ExecKind::Fill))
+            .collect()
+    };
+    let mut reported = Vec::new();
+    {
+        let mut gw = gateway(&sim.url(), &db, config());
+        gw.on_approved(a).unwrap();
+        sim.print("2889.95", 20);
+        gw.poll().unwrap();
+        reported.extend(fills_of(&mut gw));
+        let stored = gw.store().stored_fills().unwrap();
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        assert_eq!(stored[0].fee, Some(reported[0].fee));
+    }
+    // A restart: the order is loaded from the store, its next fill arrives.
+    let mut gw = gateway(&sim.url(), &db, config());
+    assert_eq!(gw.order_state(id), Some(OrderState::PartiallyFilled));
+    sim.print("2889.95", 20);
+    gw.poll().unwrap();
+    reported.extend(fills_of(&mut gw));
+    assert_eq!(gw.store().state(id).unwrap(), Some(OrderState::Filled));
+    drop(gw);
+
+    let store = kestrel_gateway::Store::open(&db).unwrap();
+    let stored = store.stored_fills().unwrap();
+    assert_eq!(reported.len(), 2, "{reported:?}");
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for (s, r) in stored.iter().zip(&reported) {
+        assert_eq!(s.client_order_id, id);
+        assert_eq!((s.fill.qty, s.fill.price), (r.qty, r.price));
+        assert!(r.fee > Money::ZERO, "{r:?}");
+        assert_eq!(s.fee, Some(r.fee), "stored {s:?} vs reported {r:?}");
+    }
+    assert_eq!(
+        stored.iter().map(|s| s.fee.unwrap()).collect::<Vec<_>>(),
+        [
+            Money::parse("24.2890628").unwrap(),
+            Money::parse("6.9666628").unwrap()
+        ]
+    );
+}
+
 /// The NSE charges of each fill, by hand (`kestrel_engine::fees` tests give the parts): an
 /// intraday buy of 40 at ₹2,890 filled 20 + 20 (₹57,800 each) pays the ₹20 brokerage cap once:
 /// 24.2890628 (brokerage 17.34) then 6.9666628 (brokerage 20 − 17.34 = 2.66).
