@@ -194,7 +194,13 @@ pub fn config_hash(text: &str) -> String {
 
 /// The audit query: for one order (`?1` = its tag, `ks` + 16 hex digits), which decision,
 /// which limits were checked (the risk verdict rows copied from the journal), whether it was
-/// submitted once, and what filled. One row per order.
+/// submitted once, what filled and what each fill cost. One row per order.
+///
+/// `fills` lists `trade_id:quantity@price fee F` (`F` is `?` for a fill stored before fees
+/// were, migration 4); `fees` is the sum of the estimated fees, exact, with 8 decimals: the
+/// decimal texts are summed as integers of 1e-8 rupee (SQLite's `sum` of text is a float);
+/// `fills_without_fee` counts the fills `fees` leaves out. The READMEs carry this text
+/// (checked by `tests/sim.rs`).
 pub const AUDIT_QUERY: &str = "
 SELECT o.client_order_id, o.decision_id, o.symbol, o.side, o.quantity, o.state,
        o.venue_order_id,
@@ -205,8 +211,18 @@ SELECT o.client_order_id, o.decision_id, o.symbol, o.side, o.quantity, o.state,
           FROM risk_verdicts v WHERE v.client_order_id = o.client_order_id) AS risk_checks,
        (SELECT coalesce(sum(f.quantity), 0) FROM fills f
          WHERE f.client_order_id = o.client_order_id) AS filled_qty,
-       (SELECT group_concat(f.trade_id || ':' || f.quantity || '@' || f.price, ' ')
-          FROM fills f WHERE f.client_order_id = o.client_order_id) AS fills
+       (SELECT group_concat(f.trade_id || ':' || f.quantity || '@' || f.price
+                            || ' fee ' || coalesce(f.fee, '?'), '; ')
+          FROM fills f WHERE f.client_order_id = o.client_order_id) AS fills,
+       (SELECT printf('%d.%08d', coalesce(sum(x.e8), 0) / 100000000,
+                      coalesce(sum(x.e8), 0) % 100000000)
+          FROM (SELECT CAST(substr(f.fee, 1, instr(f.fee, '.') - 1) AS INTEGER) * 100000000
+                     + CAST(substr(substr(f.fee, instr(f.fee, '.') + 1) || '00000000', 1, 8)
+                            AS INTEGER) AS e8
+                  FROM fills f
+                 WHERE f.client_order_id = o.client_order_id AND f.fee IS NOT NULL) x) AS fees,
+       (SELECT count(*) FROM fills f
+         WHERE f.client_order_id = o.client_order_id AND f.fee IS NULL) AS fills_without_fee
   FROM orders o
  WHERE o.client_order_id = ?1";
 
@@ -1270,6 +1286,15 @@ pub(crate) mod tests {
         .unwrap();
     }
 
+    /// The audit query's `fills`, `fees` and `fills_without_fee` for one order.
+    fn audit_fees(s: &Store, client_order_id: u64) -> (String, String, i64) {
+        s.connection()
+            .query_row(AUDIT_QUERY, [tag_for(client_order_id)], |r| {
+                Ok((r.get(11)?, r.get(12)?, r.get(13)?))
+            })
+            .unwrap()
+    }
+
     #[test]
     fn a_fills_fee_round_trips_exactly_as_decimal_text() {
         let dir = tempfile::tempdir().unwrap();
@@ -1327,7 +1352,14 @@ pub(crate) mod tests {
             texts,
             [t("24.2890628"), t("6.9666628"), t("0.00000001"), t("20.00")]
         );
-        // What the CHECK keeps out.
+        let (fills, total, without) = audit_fees(&s, 3);
+        assert_eq!(
+            fills,
+            "T0:5@2890.05 fee 24.2890628; T1:5@2890.05 fee 6.9666628; \
+             T2:5@2890.05 fee 0.00000001; T3:5@2890.05 fee 20.00"
+        );
+        assert_eq!((total.as_str(), without), ("51.25572561", 0), "exact sum");
+        // What the CHECK keeps out (the exact sum above relies on it).
         for bad in ["-1.00", "1e3", "12", "1,5", "abc"] {
             let err = s
                 .connection()
@@ -1451,6 +1483,14 @@ pub(crate) mod tests {
         assert_eq!(
             fees,
             [("T11".to_string(), None), ("T12".to_string(), Some(fee))]
+        );
+        assert_eq!(
+            audit_fees(&s, 11),
+            (
+                "T11:4@2900.05 fee ?; T12:6@2900.10 fee 7.0123456".to_string(),
+                "7.01234560".to_string(),
+                1
+            )
         );
     }
 
