@@ -732,12 +732,18 @@ impl<V: Venue> Gateway<V> {
         if venue_order_id.is_some() {
             next.venue_order_id = venue_order_id;
         }
+        // A fill's estimated charges, computed once: the store keeps them with the fill and
+        // the engine is told the same value (`ExecReport::fee`).
+        let fill = fill.map(|f| {
+            let fee = self.estimate_fee(&next, &f);
+            (f, fee)
+        });
         self.store.record_transition(
             &next.req,
             kind,
             from,
             to,
-            fill.as_ref(),
+            fill.as_ref().map(|(f, fee)| (f, *fee)),
             next.venue_order_id,
             detail,
             now_ns(),
@@ -750,7 +756,7 @@ impl<V: Venue> Gateway<V> {
             event = kind.as_str(),
             "order transition"
         );
-        let fill_report = fill.as_ref().map(|f| {
+        let fill_report = fill.as_ref().map(|(f, fee)| {
             self.counters.fills += 1;
             let leaves = if to.may_be_working() {
                 next.fsm.leaves()
@@ -759,7 +765,7 @@ impl<V: Venue> Gateway<V> {
             };
             let mut r = ExecReport::fill(&next.req, now_ns(), f.price, f.qty, leaves);
             r.venue_order_id = next.venue_order_id.unwrap_or(0);
-            r.fee = self.estimate_fee(&next, f);
+            r.fee = *fee;
             r
         });
         let report = match (from, to) {

@@ -34,7 +34,7 @@ pub use gateway::{
 pub use intent::{IntentLog, IntentLogError, IntentRecovery};
 pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};
-pub use store::{PositionSource, Store, StoreError};
+pub use store::{PositionSource, Store, StoreError, StoredFill};
 pub use updates::UpdateOutcome;
 pub use venue::{
     PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus, VenueTrade,

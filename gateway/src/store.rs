@@ -8,16 +8,18 @@
 //! them), `risk_state` (pause, kill switch, day baseline), `incidents`, `position_snapshots`
 //! (append-only: the venue's positions at each reconciliation and at shutdown),
 //! `config_changes` (append-only: each distinct config text, hashed), `meta` (schema
-//! version). Every order-related row carries the decision id; every time is UTC ns.
+//! version). Every order-related row carries the decision id; every time is UTC ns. Each
+//! fill row keeps the fee estimate the engine was told (`fills.fee`, since migration 4; NULL
+//! for older rows: not estimated).
 //!
 //! Ids: `client_order_id` is stored as its Kite tag (`ks` + 16 hex digits, see
 //! [`crate::idempotency`]) so that it reads the same in SQL, logs and Kite's console;
 //! `decision_id` and venue ids are stored as SQLite integers (`u64` bit-cast to `i64`).
-//! Prices are decimal text (exact, as [`Price`] prints them).
+//! Prices and fees are decimal text (exact, as [`Price`] and [`Money`] print them).
 
 use std::path::Path;
 
-use kestrel_engine::{OrderRequest, Price, RecordTag, UnixNanos};
+use kestrel_engine::{Money, OrderRequest, Price, RecordTag, UnixNanos};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::fsm::{EventKind, Fill, OrderFsm, OrderState};
@@ -146,6 +148,18 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER config_changes_append_only_d BEFORE DELETE ON config_changes
         BEGIN SELECT RAISE(ABORT, 'config_changes is append-only'); END;
     "#,
+    // 4: each fill's estimated charges (`kestrel_engine::fees`), the value the engine was
+    // told in `ExecReport::fee`. Decimal rupees as TEXT, exact (as `Money` prints them), like
+    // `price` and every other money column here; not integer paise, because the fee model
+    // works to 1e-8 rupee (₹24.2890628 is no whole number of paise) and the stored fee must
+    // equal the reported one. NULL: a fill stored before this migration (not estimated).
+    // The append-only triggers of `fills` stay as they are (old rows are never back-filled).
+    // The CHECK (digits, a point, digits: how `Money` prints a fee, which is never negative)
+    // lets SQL add fees exactly, as integers of 1e-8 rupee (`AUDIT_QUERY` does).
+    r#"
+    ALTER TABLE fills ADD COLUMN fee TEXT
+        CHECK (fee IS NULL OR (fee GLOB '[0-9]*.[0-9]*' AND fee NOT GLOB '*[^0-9.]*'));
+    "#,
 ];
 
 /// Who says a position snapshot holds (`position_snapshots.source`).
@@ -180,7 +194,13 @@ pub fn config_hash(text: &str) -> String {
 
 /// The audit query: for one order (`?1` = its tag, `ks` + 16 hex digits), which decision,
 /// which limits were checked (the risk verdict rows copied from the journal), whether it was
-/// submitted once, and what filled. One row per order.
+/// submitted once, what filled and what each fill cost. One row per order.
+///
+/// `fills` lists `trade_id:quantity@price fee F` (`F` is `?` for a fill stored before fees
+/// were, migration 4); `fees` is the sum of the estimated fees, exact, with 8 decimals: the
+/// decimal texts are summed as integers of 1e-8 rupee (SQLite's `sum` of text is a float);
+/// `fills_without_fee` counts the fills `fees` leaves out. The READMEs carry this text
+/// (checked by `tests/sim.rs`).
 pub const AUDIT_QUERY: &str = "
 SELECT o.client_order_id, o.decision_id, o.symbol, o.side, o.quantity, o.state,
        o.venue_order_id,
@@ -191,8 +211,18 @@ SELECT o.client_order_id, o.decision_id, o.symbol, o.side, o.quantity, o.state,
           FROM risk_verdicts v WHERE v.client_order_id = o.client_order_id) AS risk_checks,
        (SELECT coalesce(sum(f.quantity), 0) FROM fills f
          WHERE f.client_order_id = o.client_order_id) AS filled_qty,
-       (SELECT group_concat(f.trade_id || ':' || f.quantity || '@' || f.price, ' ')
-          FROM fills f WHERE f.client_order_id = o.client_order_id) AS fills
+       (SELECT group_concat(f.trade_id || ':' || f.quantity || '@' || f.price
+                            || ' fee ' || coalesce(f.fee, '?'), '; ')
+          FROM fills f WHERE f.client_order_id = o.client_order_id) AS fills,
+       (SELECT printf('%d.%08d', coalesce(sum(x.e8), 0) / 100000000,
+                      coalesce(sum(x.e8), 0) % 100000000)
+          FROM (SELECT CAST(substr(f.fee, 1, instr(f.fee, '.') - 1) AS INTEGER) * 100000000
+                     + CAST(substr(substr(f.fee, instr(f.fee, '.') + 1) || '00000000', 1, 8)
+                            AS INTEGER) AS e8
+                  FROM fills f
+                 WHERE f.client_order_id = o.client_order_id AND f.fee IS NOT NULL) x) AS fees,
+       (SELECT count(*) FROM fills f
+         WHERE f.client_order_id = o.client_order_id AND f.fee IS NULL) AS fills_without_fee
   FROM orders o
  WHERE o.client_order_id = ?1";
 
@@ -223,6 +253,19 @@ pub struct StoredOrder {
     pub venue_order_id: Option<u64>,
     pub submit_count: u32,
     pub fsm: OrderFsm,
+}
+
+/// One row of `fills` as read back ([`Store::stored_fills`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFill {
+    pub client_order_id: u64,
+    pub decision_id: u64,
+    pub fill: Fill,
+    /// The estimated charges stored with the fill: the [`kestrel_engine::ExecReport::fee`]
+    /// the engine was told. `None` for a fill stored before migration 4 (not estimated).
+    pub fee: Option<Money>,
+    /// When the store recorded the fill (UTC ns).
+    pub recorded_ns: UnixNanos,
 }
 
 /// What [`Store::reserve`] found.
@@ -439,8 +482,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records one transition (and, for a fill, the fill row) in one transaction.
-    /// `submitted` counts a placement request written to the venue.
+    /// Records one transition (and, for a fill, the fill row with its estimated fee: the
+    /// [`kestrel_engine::ExecReport::fee`] the engine is told, stored as exact decimal text)
+    /// in one transaction. A Submit event counts a placement request written to the venue.
     #[allow(clippy::too_many_arguments)]
     pub fn record_transition(
         &mut self,
@@ -448,17 +492,17 @@ impl Store {
         event: EventKind,
         from: OrderState,
         to: OrderState,
-        fill: Option<&Fill>,
+        fill: Option<(&Fill, Money)>,
         venue_order_id: Option<u64>,
         detail: &str,
         now: UnixNanos,
     ) -> Result<(), StoreError> {
         let tag = tag_for(req.client_order_id);
         let tx = self.conn.transaction()?;
-        if let Some(f) = fill {
+        if let Some((f, fee)) = fill {
             tx.prepare_cached(
                 "INSERT INTO fills(trade_id, client_order_id, decision_id, venue_order_id, quantity,
-                    price, venue_ts_ns, recorded_ns) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+                    price, venue_ts_ns, recorded_ns, fee) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
             )?
             .execute(
                 params![
@@ -469,7 +513,8 @@ impl Store {
                     f.qty,
                     f.price.to_string(),
                     i(f.ts),
-                    i(now)
+                    i(now),
+                    fee.to_string()
                 ],
             )?;
         }
@@ -595,6 +640,61 @@ impl Store {
                     qty,
                     price,
                     ts: ts as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Every fill in the store, in the order they were recorded, with its stored fee
+    /// estimate (`None`: stored before migration 4, not estimated). A fee or price that is
+    /// not exact decimal text is [`StoreError::Corrupt`], naming the order and the trade.
+    pub fn stored_fills(&self) -> Result<Vec<StoredFill>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT client_order_id, decision_id, trade_id, quantity, price, venue_ts_ns,
+                    recorded_ns, fee
+               FROM fills ORDER BY rowid",
+        )?;
+        type Row = (String, i64, String, u32, String, i64, i64, Option<String>);
+        let rows: Vec<Row> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(tag, decision, trade_id, qty, px, ts, recorded, fee)| {
+                let corrupt = |what: String| StoreError::Corrupt {
+                    tag: tag.clone(),
+                    what,
+                };
+                let client_order_id = crate::idempotency::client_order_id_from_tag(&tag)
+                    .ok_or_else(|| corrupt(format!("fill {trade_id} order tag")))?;
+                let price = Price::parse(&px)
+                    .map_err(|_| corrupt(format!("fill {trade_id} price '{px}'")))?;
+                let fee = fee
+                    .map(|t| {
+                        Money::parse(&t).map_err(|_| corrupt(format!("fill {trade_id} fee '{t}'")))
+                    })
+                    .transpose()?;
+                Ok(StoredFill {
+                    client_order_id,
+                    decision_id: decision as u64,
+                    fill: Fill {
+                        trade_id,
+                        qty,
+                        price,
+                        ts: ts as u64,
+                    },
+                    fee,
+                    recorded_ns: recorded as u64,
                 })
             })
             .collect()
@@ -1046,7 +1146,7 @@ pub(crate) mod tests {
             EventKind::Fill,
             OrderState::Open,
             OrderState::PartiallyFilled,
-            Some(&f),
+            Some((&f, Money::parse("0.02").unwrap())),
             Some(77),
             "",
             6,
@@ -1058,7 +1158,7 @@ pub(crate) mod tests {
                 EventKind::Fill,
                 OrderState::PartiallyFilled,
                 OrderState::PartiallyFilled,
-                Some(&f),
+                Some((&f, Money::parse("0.02").unwrap())),
                 Some(77),
                 "",
                 7,
@@ -1074,6 +1174,12 @@ pub(crate) mod tests {
                 .execute("UPDATE fills SET quantity=5", [])
                 .is_err()
         );
+        let err = s
+            .connection()
+            .execute("UPDATE fills SET fee='0.01'", [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fills is append-only"), "{err}");
         assert!(
             s.connection()
                 .execute("DELETE FROM order_events", [])
@@ -1082,7 +1188,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn upgrades_a_version_2_store_to_3_keeping_its_orders_and_fills() {
+    fn upgrades_a_version_2_store_keeping_its_orders_and_fills() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gw.sqlite");
         let req = request(9, 10);
@@ -1100,26 +1206,19 @@ pub(crate) mod tests {
             tx.commit().unwrap();
         }
         {
-            let mut s = Store {
+            // A fill as a version-2 build wrote it (no fee column yet).
+            let s = Store {
                 conn: Connection::open(&path).unwrap(),
             };
-            let f = Fill {
-                trade_id: "T9".into(),
-                qty: 4,
-                price: Price::parse("2900.05").unwrap(),
-                ts: 3,
-            };
-            s.record_transition(
+            insert_old_fill(
+                s.connection(),
                 &req,
-                EventKind::Fill,
-                OrderState::InFlight,
-                OrderState::PartiallyFilled,
-                Some(&f),
-                Some(91),
-                "",
+                "T9",
                 4,
-            )
-            .unwrap();
+                "2900.05",
+                91,
+                OrderState::PartiallyFilled,
+            );
             let has = |t: &str| -> i64 {
                 s.connection()
                     .query_row(
@@ -1132,7 +1231,7 @@ pub(crate) mod tests {
             assert_eq!((has("position_snapshots"), has("config_changes")), (0, 0));
         }
         let mut s = Store::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         let o = s.load(9).unwrap().unwrap();
         assert_eq!(o.request, req);
         assert_eq!((o.venue_order_id, o.fsm.filled()), (Some(91), 4));
@@ -1149,7 +1248,250 @@ pub(crate) mod tests {
         );
         assert!(s.record_config("[risk]\n", 6).unwrap());
         drop(s);
-        assert_eq!(Store::open(&path).unwrap().schema_version().unwrap(), 3);
+        assert_eq!(
+            Store::open(&path).unwrap().schema_version().unwrap(),
+            MIGRATIONS.len()
+        );
+    }
+
+    /// A fill row as builds before migration 4 wrote it (no fee), with its order row moved
+    /// to `state` and `venue_order_id`, as `record_transition` did then.
+    fn insert_old_fill(
+        c: &Connection,
+        req: &OrderRequest,
+        trade_id: &str,
+        qty: u32,
+        price: &str,
+        venue_order_id: u64,
+        state: OrderState,
+    ) {
+        let tag = tag_for(req.client_order_id);
+        c.execute(
+            "INSERT INTO fills(trade_id, client_order_id, decision_id, venue_order_id, quantity,
+                price, venue_ts_ns, recorded_ns) VALUES(?1,?2,?3,?4,?5,?6,3,4)",
+            params![
+                trade_id,
+                tag,
+                i(req.decision_id),
+                i(venue_order_id),
+                qty,
+                price
+            ],
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE orders SET state=?2, venue_order_id=?3 WHERE client_order_id=?1",
+            params![tag, state.as_str(), i(venue_order_id)],
+        )
+        .unwrap();
+    }
+
+    /// The audit query's `fills`, `fees` and `fills_without_fee` for one order.
+    fn audit_fees(s: &Store, client_order_id: u64) -> (String, String, i64) {
+        s.connection()
+            .query_row(AUDIT_QUERY, [tag_for(client_order_id)], |r| {
+                Ok((r.get(11)?, r.get(12)?, r.get(13)?))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_fills_fee_round_trips_exactly_as_decimal_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        let req = request(3, 30);
+        s.reserve(&req, "NSE", "RELIANCE", 738_561, 5).unwrap();
+        let m = |t: &str| Money::parse(t).unwrap();
+        // Sub-paisa digits (no paise integer holds them), the smallest unit, a whole rupee
+        // amount; in binary floating point 24.2890628 + 6.9666628 + 0.00000001 is not exact.
+        let fees = [m("24.2890628"), m("6.9666628"), Money(1), m("20")];
+        for (k, fee) in fees.iter().enumerate() {
+            let f = Fill {
+                trade_id: format!("T{k}"),
+                qty: 5,
+                price: Price::parse("2890.05").unwrap(),
+                ts: 10 + k as u64,
+            };
+            s.record_transition(
+                &req,
+                EventKind::Fill,
+                OrderState::Open,
+                OrderState::PartiallyFilled,
+                Some((&f, *fee)),
+                Some(77),
+                "",
+                20 + k as u64,
+            )
+            .unwrap();
+        }
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        let got: Vec<Option<Money>> = s.stored_fills().unwrap().iter().map(|f| f.fee).collect();
+        assert_eq!(got, fees.map(Some));
+        let stored = s.stored_fills().unwrap();
+        assert_eq!(
+            (stored[0].client_order_id, stored[0].decision_id),
+            (3, req.decision_id)
+        );
+        assert_eq!(
+            (stored[1].fill.trade_id.as_str(), stored[1].recorded_ns),
+            ("T1", 21)
+        );
+        // In SQL: text, exactly as `Money` prints it.
+        let texts: Vec<(String, String)> = s
+            .connection()
+            .prepare("SELECT typeof(fee), fee FROM fills ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let t = |v: &str| ("text".to_string(), v.to_string());
+        assert_eq!(
+            texts,
+            [t("24.2890628"), t("6.9666628"), t("0.00000001"), t("20.00")]
+        );
+        let (fills, total, without) = audit_fees(&s, 3);
+        assert_eq!(
+            fills,
+            "T0:5@2890.05 fee 24.2890628; T1:5@2890.05 fee 6.9666628; \
+             T2:5@2890.05 fee 0.00000001; T3:5@2890.05 fee 20.00"
+        );
+        assert_eq!((total.as_str(), without), ("51.25572561", 0), "exact sum");
+        // What the CHECK keeps out (the exact sum above relies on it).
+        for bad in ["-1.00", "1e3", "12", "1,5", "abc"] {
+            let err = s
+                .connection()
+                .execute(
+                    "INSERT INTO fills(trade_id, client_order_id, decision_id, quantity, price,
+                        venue_ts_ns, recorded_ns, fee) VALUES('X', ?1, 0, 1, '1.00', 0, 0, ?2)",
+                    params![tag_for(3), bad],
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("CHECK constraint failed"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_stored_fee_is_an_error_naming_the_order_and_trade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.sqlite");
+        {
+            // A hand-edited row: digits and points pass the CHECK but are no decimal.
+            let s = Store::open(&path).unwrap();
+            let tx = s.conn.unchecked_transaction().unwrap();
+            insert_reserved(&tx, &request(4, 10), "NSE", "INFY", 408_065, None, 1, false).unwrap();
+            tx.commit().unwrap();
+            s.connection()
+                .execute(
+                    "INSERT INTO fills(trade_id, client_order_id, decision_id, quantity, price,
+                        venue_ts_ns, recorded_ns, fee) VALUES('T4', ?1, 0, 1, '1.00', 0, 0, '1.2.3')",
+                    [tag_for(4)],
+                )
+                .unwrap();
+        }
+        let err = Store::open(&path)
+            .unwrap()
+            .stored_fills()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "order ks0000000000000004: corrupt row (fill T4 fee '1.2.3')"
+        );
+    }
+
+    #[test]
+    fn upgrades_a_version_3_store_its_fills_reading_as_not_estimated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.sqlite");
+        let req = request(11, 10);
+        {
+            let c = Connection::open(&path).unwrap();
+            for m in &MIGRATIONS[..3] {
+                c.execute_batch(m).unwrap();
+            }
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES('schema_version', '3')",
+                [],
+            )
+            .unwrap();
+            let tx = c.unchecked_transaction().unwrap();
+            insert_reserved(&tx, &req, "NSE", "RELIANCE", 738_561, None, 1, true).unwrap();
+            tx.commit().unwrap();
+            insert_old_fill(
+                &c,
+                &req,
+                "T11",
+                4,
+                "2900.05",
+                93,
+                OrderState::PartiallyFilled,
+            );
+            let cols: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('fills') WHERE name = 'fee'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(cols, 0, "a version-3 store has no fee column");
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+        let o = s.load(11).unwrap().unwrap();
+        assert_eq!((o.venue_order_id, o.fsm.filled()), (Some(93), 4));
+        let old = s.stored_fills().unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!((old[0].fill.trade_id.as_str(), old[0].fee), ("T11", None));
+        // The append-only triggers still hold, for the new column too: no back-filling.
+        for sql in [
+            "UPDATE fills SET fee = '1.00'",
+            "UPDATE fills SET quantity = 5",
+            "DELETE FROM fills",
+        ] {
+            let err = s.connection().execute(sql, []).unwrap_err().to_string();
+            assert!(err.contains("fills is append-only"), "{sql}: {err}");
+        }
+        // A new fill of the same order keeps its fee; the old one still reads as none.
+        let f = Fill {
+            trade_id: "T12".into(),
+            qty: 6,
+            price: Price::parse("2900.10").unwrap(),
+            ts: 5,
+        };
+        let fee = Money::parse("7.0123456").unwrap();
+        s.record_transition(
+            &req,
+            EventKind::Fill,
+            OrderState::PartiallyFilled,
+            OrderState::Filled,
+            Some((&f, fee)),
+            Some(93),
+            "",
+            6,
+        )
+        .unwrap();
+        let fees: Vec<(String, Option<Money>)> = s
+            .stored_fills()
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.fill.trade_id, f.fee))
+            .collect();
+        assert_eq!(
+            fees,
+            [("T11".to_string(), None), ("T12".to_string(), Some(fee))]
+        );
+        assert_eq!(
+            audit_fees(&s, 11),
+            (
+                "T11:4@2900.05 fee ?; T12:6@2900.10 fee 7.0123456".to_string(),
+                "7.01234560".to_string(),
+                1
+            )
+        );
     }
 
     #[test]

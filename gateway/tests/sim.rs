@@ -251,6 +251,11 @@ fn audit_query_answers_decision_limits_submissions_and_fills() {
     let req = *a.request();
     gw.on_approved(a).unwrap();
     gw.poll().unwrap();
+    let fill = gw
+        .take_reports()
+        .into_iter()
+        .find(|r| r.kind() == Some(ExecKind::Fill))
+        .expect("a fill report");
     drop(gw);
     // The ops thread copies the engine's risk verdict (journal record) into the store.
     let mut store = kestrel_gateway::Store::open(&dir.path().join("gw.sqlite")).unwrap();
@@ -270,6 +275,9 @@ fn audit_query_answers_decision_limits_submissions_and_fills() {
                     r.get::<_, i64>(8)?,
                     r.get::<_, String>(9)?,
                     r.get::<_, i64>(10)?,
+                    r.get::<_, String>(11)?,
+                    r.get::<_, String>(12)?,
+                    r.get::<_, i64>(13)?,
                 ))
             },
         )
@@ -279,6 +287,117 @@ fn audit_query_answers_decision_limits_submissions_and_fills() {
     assert_eq!((row.2, row.3), (1, 1), "submitted once");
     assert_eq!(row.4, "1:0:0/0", "one accept verdict");
     assert_eq!(row.5, 5);
+    // What it cost: the fee the engine was told, per fill and in total (exact, 8 decimals).
+    assert!(fill.fee > Money::ZERO, "{fill:?}");
+    let trade = &gw_store_trade_id(&store, req.client_order_id);
+    assert_eq!(
+        row.6,
+        format!("{trade}:5@{} fee {}", fill.price, fill.fee),
+        "fills"
+    );
+    assert_eq!(Money::parse(&row.7).unwrap(), fill.fee, "fees: {}", row.7);
+    assert_eq!(row.7.split_once('.').unwrap().1.len(), 8, "{}", row.7);
+    assert_eq!(row.8, 0, "no fill without a fee");
+}
+
+/// The one fill's trade id of an order in the store.
+fn gw_store_trade_id(store: &kestrel_gateway::Store, client_order_id: u64) -> String {
+    let mut ids: Vec<String> = store
+        .stored_fills()
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.client_order_id == client_order_id)
+        .map(|f| f.fill.trade_id)
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    ids.pop().unwrap()
+}
+
+/// The READMEs' audit query is the text `audit_query_answers_...` runs: the same SQL up to
+/// comments, whitespace and the final semicolon.
+#[test]
+fn the_readmes_audit_query_is_the_tested_one() {
+    fn normalise(sql: &str) -> String {
+        let code: Vec<&str> = sql
+            .lines()
+            .map(|l| l.split_once("--").map_or(l, |(code, _)| code))
+            .collect();
+        let one = code.join(" ");
+        let words: Vec<&str> = one.split_whitespace().collect();
+        words.join(" ").trim_end_matches(';').trim_end().to_string()
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for readme in ["README.md", "gateway/README.md"] {
+        let path = format!("{root}/{readme}");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let block = text
+            .split("```sql")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("AS submits_logged"))
+            .unwrap_or_else(|| panic!("{readme}: no sql block with the audit query"));
+        assert_eq!(
+            normalise(block),
+            normalise(kestrel_gateway::store::AUDIT_QUERY),
+            "{readme}'s audit query differs from store::AUDIT_QUERY"
+        );
+    }
+}
+
+/// Every fill's fee estimate is stored with it, the same value the engine was told
+/// (`ExecReport::fee`), exactly, and survives a restart: the gateway restarted between an
+/// order's two fills charges the second from the first's stored turnover (one brokerage cap
+/// per order: 24.2890628, then 6.9666628, as in the test below) and stores that.
+#[test]
+fn the_store_keeps_each_fills_fee_as_the_engine_was_told() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.sqlite");
+    let a = approve(15, 40, Some("2890"));
+    let id = coid(&a);
+    let fills_of = |gw: &mut kestrel_gateway::Gateway<kestrel_gateway::KiteClient>| -> Vec<kestrel_engine::ExecReport> {
+        gw.take_reports()
+            .into_iter()
+            .filter(|r| r.kind() == Some(ExecKind::Fill))
+            .collect()
+    };
+    let mut reported = Vec::new();
+    {
+        let mut gw = gateway(&sim.url(), &db, config());
+        gw.on_approved(a).unwrap();
+        sim.print("2889.95", 20);
+        gw.poll().unwrap();
+        reported.extend(fills_of(&mut gw));
+        let stored = gw.store().stored_fills().unwrap();
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        assert_eq!(stored[0].fee, Some(reported[0].fee));
+    }
+    // A restart: the order is loaded from the store, its next fill arrives.
+    let mut gw = gateway(&sim.url(), &db, config());
+    assert_eq!(gw.order_state(id), Some(OrderState::PartiallyFilled));
+    sim.print("2889.95", 20);
+    gw.poll().unwrap();
+    reported.extend(fills_of(&mut gw));
+    assert_eq!(gw.store().state(id).unwrap(), Some(OrderState::Filled));
+    drop(gw);
+
+    let store = kestrel_gateway::Store::open(&db).unwrap();
+    let stored = store.stored_fills().unwrap();
+    assert_eq!(reported.len(), 2, "{reported:?}");
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for (s, r) in stored.iter().zip(&reported) {
+        assert_eq!(s.client_order_id, id);
+        assert_eq!((s.fill.qty, s.fill.price), (r.qty, r.price));
+        assert!(r.fee > Money::ZERO, "{r:?}");
+        assert_eq!(s.fee, Some(r.fee), "stored {s:?} vs reported {r:?}");
+    }
+    assert_eq!(
+        stored.iter().map(|s| s.fee.unwrap()).collect::<Vec<_>>(),
+        [
+            Money::parse("24.2890628").unwrap(),
+            Money::parse("6.9666628").unwrap()
+        ]
+    );
 }
 
 /// The NSE charges of each fill, by hand (`kestrel_engine::fees` tests give the parts): an

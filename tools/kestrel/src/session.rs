@@ -142,6 +142,12 @@ pub struct Restored {
     pub killed: bool,
     /// Today's fills replayed into the engine's book.
     pub fills: usize,
+    /// Their fees: the estimates the store kept with them (what the engine was told when
+    /// they happened).
+    pub fees: Money,
+    /// Of those fills, the ones stored before the store kept fees (schema < 4): booked
+    /// without a fee.
+    pub fills_without_fee: usize,
     pub first_decision_seq: u64,
 }
 
@@ -512,8 +518,8 @@ fn start_gateway(
 /// An order from an earlier run still working at the venue: (instrument, side, leaves).
 type Working = (InstrumentId, Side, Qty);
 
-/// Reads the store's persisted switches, today's fills (IST day of `now`) and the orders
-/// still working.
+/// Reads the store's persisted switches, today's fills (IST day of `now`, each with the fee
+/// the store kept for it) and the orders still working.
 fn restore(
     store: &Store,
     table: &InstrumentTable,
@@ -534,23 +540,16 @@ fn restore(
     let mut working = Vec::new();
     let today = ist_day(now);
     // The day a fill belongs to: when the store recorded it (venue timestamps may be absent).
-    let recorded_today: std::collections::HashSet<String> = {
-        let mut stmt = store
-            .connection()
-            .prepare("SELECT trade_id, recorded_ns FROM fills")
-            .context("reading fills from the order store")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .context("reading fills from the order store")?;
-        let mut today_ids = std::collections::HashSet::new();
-        for row in rows {
-            let (trade_id, recorded) = row.context("reading a fill row")?;
-            if ist_day(recorded as u64) == today {
-                today_ids.insert(trade_id);
-            }
-        }
-        today_ids
-    };
+    // Today's fills by trade id, with the fee estimate stored with each (`None`: a fill
+    // stored before the store kept fees).
+    let recorded_today: std::collections::HashMap<String, Option<Money>> = store
+        .stored_fills()
+        .context("reading fills from the order store")?
+        .into_iter()
+        .filter(|f| ist_day(f.recorded_ns) == today)
+        .map(|f| (f.fill.trade_id, f.fee))
+        .collect();
+    let (mut fees, mut fills_without_fee) = (Money::ZERO, 0);
     for o in &orders {
         let req = &o.request;
         if req.decision_id >> 56 == strategy {
@@ -568,10 +567,22 @@ fn restore(
         let mut leaves = o.fsm.quantity();
         for f in o.fsm.fills() {
             leaves = leaves.saturating_sub(f.qty);
-            if recorded_today.contains(&f.trade_id) {
-                fills.push(ExecReport::fill(req, now, f.price, f.qty, leaves));
+            if let Some(&fee) = recorded_today.get(&f.trade_id) {
+                let mut r = ExecReport::fill(req, now, f.price, f.qty, leaves);
+                // The estimate the engine was told when the fill happened, not a new one.
+                r.fee = fee.unwrap_or(Money::ZERO);
+                fees += r.fee;
+                fills_without_fee += usize::from(fee.is_none());
+                fills.push(r);
             }
         }
+    }
+    if fills_without_fee > 0 {
+        tracing::warn!(
+            fills_without_fee,
+            "today's fills include some stored before the order store kept fees: \
+             they are booked without one"
+        );
     }
     // Ids must never repeat: a new decision after a restart continues the sequence.
     let first_decision_seq = last_seq + 1;
@@ -580,6 +591,8 @@ fn restore(
             paused: flag(PAUSED_KEY)?,
             killed: flag(KILL_KEY)?,
             fills: fills.len(),
+            fees,
+            fills_without_fee,
             first_decision_seq,
         },
         fills,
@@ -1063,9 +1076,15 @@ impl SessionReport {
         if self.restored.fills > 0 || self.restored.paused || self.restored.killed {
             let r = &self.restored;
             println!(
-                "  restored   {} fills from today, next decision #{}, paused {}, kill switch {}",
-                r.fills, r.first_decision_seq, r.paused, r.killed
+                "  restored   {} fills from today (fees ₹{}), next decision #{}, paused {}, kill switch {}",
+                r.fills, r.fees, r.first_decision_seq, r.paused, r.killed
             );
+            if r.fills_without_fee > 0 {
+                println!(
+                    "             {} of them stored before the order store kept fees: booked without one",
+                    r.fills_without_fee
+                );
+            }
         }
         println!(
             "  ticks      received {}  dropped (ring full) {}  handled by engine {}",
@@ -1155,6 +1174,98 @@ mod tests {
     fn monday_ist(h: u64, m: u64) -> UnixNanos {
         let utc_midnight = 1_795_392_000u64;
         (utc_midnight + h * 3600 + m * 60) * 1_000_000_000 - kestrel_engine::clock::IST_OFFSET_NS
+    }
+
+    /// Today's fills come back with the fee the store kept for each (not 0, not a new
+    /// estimate); a fill stored before the store kept fees is booked without one and
+    /// counted; yesterday's fills stay out.
+    #[test]
+    fn restore_carries_each_fills_stored_fee_into_the_engine() {
+        use kestrel_engine::{OrderType, RecordTag, RequestKind, TimeInForce};
+        use kestrel_gateway::fsm::{EventKind, Fill, OrderState};
+
+        let table = InstrumentTable::nse_default();
+        let config = Config::parse(crate::config::DEFAULT_TOML, "built-in defaults", &table)
+            .expect("the built-in config");
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("orders.sqlite")).unwrap();
+        let now = monday_ist(11, 0);
+        let strategy = config.engine.strategy_id as u64;
+        let req = kestrel_engine::OrderRequest {
+            ts: now,
+            decision_id: (strategy << 56) | 41,
+            client_order_id: 0x5eed,
+            price: Price::from_units(2890),
+            qty: 30,
+            instrument: InstrumentId(0),
+            kind: RequestKind::New.code(),
+            side: Side::Buy.code(),
+            order_type: OrderType::Limit.code(),
+            tif: TimeInForce::Day.code(),
+            strategy: config.engine.strategy_id,
+            tag: RecordTag::Order.code(),
+            ..kestrel_engine::OrderRequest::default()
+        };
+        store
+            .reserve(&req, "NSE", "RELIANCE", 738_561, now - 3_000)
+            .unwrap();
+        let fill = |id: &str, qty: u32| Fill {
+            trade_id: id.into(),
+            qty,
+            price: Price::from_units(2890),
+            ts: 0,
+        };
+        let (fee1, fee2) = (
+            Money::parse("24.2890628").unwrap(),
+            Money::parse("6.9666628").unwrap(),
+        );
+        let day = 86_400 * 1_000_000_000;
+        for (f, fee, at) in [
+            (fill("Y1", 5), Money::parse("3.50").unwrap(), now - day),
+            (fill("T1", 10), fee1, now - 2_000),
+            (fill("T2", 10), fee2, now - 1_000),
+        ] {
+            store
+                .record_transition(
+                    &req,
+                    EventKind::Fill,
+                    OrderState::Open,
+                    OrderState::PartiallyFilled,
+                    Some((&f, fee)),
+                    Some(901),
+                    "poll",
+                    at,
+                )
+                .unwrap();
+        }
+        // A fill as a store before migration 4 kept it: no fee.
+        store
+            .connection()
+            .execute(
+                "INSERT INTO fills(trade_id, client_order_id, decision_id, venue_order_id,
+                    quantity, price, venue_ts_ns, recorded_ns) VALUES('T3', ?1, 0, 901, 5,
+                    '2890.00', 0, ?2)",
+                rusqlite::params![
+                    kestrel_gateway::idempotency::tag_for(req.client_order_id),
+                    (now - 500) as i64
+                ],
+            )
+            .unwrap();
+
+        let (restored, fills, working) = restore(&store, &table, &config, now).unwrap();
+        let got: Vec<(u32, u32, Money)> =
+            fills.iter().map(|r| (r.qty, r.leaves_qty, r.fee)).collect();
+        assert_eq!(
+            got,
+            [(10, 15, fee1), (10, 5, fee2), (5, 0, Money::ZERO)],
+            "today's fills, in order, each with its stored fee"
+        );
+        assert!(fills.iter().all(|r| r.kind() == Some(ExecKind::Fill)));
+        assert_eq!(restored.fills, 3);
+        assert_eq!(restored.fees, fee1 + fee2);
+        assert_eq!(restored.fills_without_fee, 1);
+        assert_eq!(restored.first_decision_seq, 42);
+        assert!(working.is_empty(), "{working:?}");
     }
 
     #[test]

@@ -206,6 +206,8 @@ fn trades_against_the_venue_then_restarts_on_the_same_store_without_reusing_an_i
     let count = |sql: &str| -> i64 { store.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(count("SELECT count(*) FROM config_changes"), 1);
     assert!(count("SELECT count(*) FROM position_snapshots WHERE reason = 'reconcile'") > 0);
+    // Every fill carries the fee estimate the engine was told.
+    assert_eq!(count("SELECT count(*) FROM fills WHERE fee IS NULL"), 0);
 }
 
 /// `kestrel ctl --socket S ARGS` to completion (bounded).

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use kestrel_engine::ExecKind;
+use kestrel_engine::{ExecKind, Money};
 use kestrel_journal::JournalReader;
 
 const KESTREL: &str = env!("CARGO_BIN_EXE_kestrel");
@@ -160,6 +160,27 @@ fn paper_for_ten_seconds_trades_at_the_simulator_and_the_store_agrees_with_it() 
     assert!(!at_venue.is_empty(), "{s}");
     assert_eq!(from_store, at_venue);
     assert_eq!(s["positions_match"], true, "{s}");
+
+    // Every fill's fee estimate is in the store, and they add up, exactly, to the fees the
+    // engine booked from the reports (the same values: computed once, stored and reported).
+    let stored_fees: Vec<Option<String>> = store
+        .prepare("SELECT fee FROM fills")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored_fees.len() as u64, n("fills"));
+    let total = stored_fees.iter().fold(Money::ZERO, |m, f| {
+        let fee = Money::parse(f.as_deref().expect("every fill has a fee")).unwrap();
+        assert!(fee > Money::ZERO, "{f:?}");
+        m + fee
+    });
+    assert_eq!(
+        total,
+        Money::parse(s["fees"].as_str().unwrap()).unwrap(),
+        "{s}"
+    );
 }
 
 /// `GET /metrics` over loopback (bounded by socket timeouts).
