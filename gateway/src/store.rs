@@ -500,6 +500,13 @@ impl Store {
         let tag = tag_for(req.client_order_id);
         let tx = self.conn.transaction()?;
         if let Some((f, fee)) = fill {
+            // The fee model never charges less than nothing; if it ever did, the fill must
+            // still be stored (the column's CHECK would refuse the row), so such a fee is
+            // kept as not estimated.
+            let fee = (fee >= Money::ZERO).then(|| fee.to_string());
+            if fee.is_none() {
+                tracing::warn!(trade_id = %f.trade_id, "negative fee estimate: stored as not estimated");
+            }
             tx.prepare_cached(
                 "INSERT INTO fills(trade_id, client_order_id, decision_id, venue_order_id, quantity,
                     price, venue_ts_ns, recorded_ns, fee) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
@@ -514,7 +521,7 @@ impl Store {
                     f.price.to_string(),
                     i(f.ts),
                     i(now),
-                    fee.to_string()
+                    fee
                 ],
             )?;
         }
@@ -1293,6 +1300,37 @@ pub(crate) mod tests {
                 Ok((r.get(11)?, r.get(12)?, r.get(13)?))
             })
             .unwrap()
+    }
+
+    #[test]
+    fn a_negative_fee_estimate_never_costs_the_fill_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("gw.sqlite")).unwrap();
+        let req = request(4, 40);
+        s.reserve(&req, "NSE", "RELIANCE", 738_561, 5).unwrap();
+        let f = Fill {
+            trade_id: "T9".into(),
+            qty: 5,
+            price: Price::parse("2890.05").unwrap(),
+            ts: 10,
+        };
+        s.record_transition(
+            &req,
+            EventKind::Fill,
+            OrderState::Open,
+            OrderState::Filled,
+            Some((&f, Money(-1))),
+            Some(77),
+            "",
+            20,
+        )
+        .unwrap();
+        let stored = s.stored_fills().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            (stored[0].fill.trade_id.as_str(), stored[0].fee),
+            ("T9", None)
+        );
     }
 
     #[test]
