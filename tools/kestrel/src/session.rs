@@ -347,9 +347,14 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         snapshot::publish(&args.snapshot, s);
     };
     publish(&mut ops, 0);
+    // A gateway that stops on its own (an error it cannot go on from, such as its store
+    // failing) ends the session: nothing could reach the broker any more.
+    let gateway_stopped =
+        |t: &Option<thread::JoinHandle<_>>| t.as_ref().is_some_and(|t| t.is_finished());
     while deadline.is_none_or(|d| Instant::now() < d)
         && !stop.load(Ordering::Relaxed)
         && !engine_thread.is_finished()
+        && !gateway_stopped(&gateway_thread)
     {
         let mut work = ops.drain(&mut journal_rx);
         if let Some(rx) = dry_orders.as_mut() {
@@ -369,6 +374,12 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
             }
         }
     }
+    if gateway_stopped(&gateway_thread) {
+        tracing::error!(
+            "the order gateway stopped during the session: no order can reach the broker; kestrel is stopping"
+        );
+        ops.alert(Alert::gateway_stopped());
+    }
     if let Some(hook) = args.on_stopping.take() {
         hook();
     }
@@ -387,12 +398,19 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     let mut gateway_incidents = 0;
     let mut gateway_order_updates = 0;
     let mut venue_positions = None;
+    // Reported after the alerts are delivered (below), not before.
+    let mut gateway_failure = None;
     if let Some(t) = gateway_thread {
         let (mut gateway, _exec_tx, result) = t
             .join()
             .map_err(|_| anyhow::anyhow!("the gateway thread panicked"))?;
-        result.map_err(|e| anyhow::anyhow!("the gateway stopped with an error: {e}"))?;
-        if args.cancel_open_on_exit {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the order gateway stopped with an error");
+            gateway_failure = Some(anyhow::anyhow!(
+                "the order gateway stopped with an error: {e}; restart kestrel (it reconciles with \
+                 the broker before trading) and check open positions with the broker"
+            ));
+        } else if args.cancel_open_on_exit {
             let r = gateway.shutdown(true, Duration::from_secs(10));
             if !r.still_open.is_empty() {
                 tracing::error!(
@@ -436,6 +454,9 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     let alert_stats = alerter.shutdown(Duration::from_secs(10));
     if config.alerts.any_enabled() && alert_stats.failed + alert_stats.dropped > 0 {
         tracing::warn!(?alert_stats, "some alerts were not delivered");
+    }
+    if let Some(e) = gateway_failure {
+        return Err(e);
     }
     if args.status {
         println!();

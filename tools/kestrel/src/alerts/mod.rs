@@ -161,6 +161,19 @@ impl Alert {
         }
     }
 
+    /// The order gateway's thread ended during a session: nothing reaches the broker.
+    pub fn gateway_stopped() -> Alert {
+        Alert::new(
+            Severity::Critical,
+            AlertKind::Incident,
+            "gateway-stopped",
+            "kestrel: the order gateway stopped",
+            "No order can reach the broker any more, so kestrel is stopping (the log says why). \
+             Check open positions and orders with the broker now; a restart reconciles with the \
+             broker before it trades again.",
+        )
+    }
+
     /// The whole message as chat transports send it: `[CRITICAL] title`, then the body.
     pub fn text(&self) -> String {
         format!("[{}] {}\n{}", self.severity.name(), self.title, self.body)
