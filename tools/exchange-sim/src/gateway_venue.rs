@@ -105,8 +105,18 @@ pub fn venue_order(o: &Order) -> Result<VenueOrder, VenueError> {
         quantity: qty("quantity", o.quantity)?,
         filled_quantity: qty("filled_quantity", o.filled_quantity)?,
         average_price: o.average_price,
-        // Kite's strings carry whole seconds: the same precision as over REST.
-        exchange_update_ts: whole_seconds(o.exchange_update_timestamp),
+        // As the REST server shows it (`KiteRest::order_json`): none before the exchange has
+        // the order or when it refused it, and whole seconds, the precision of Kite's strings.
+        exchange_update_ts: if matches!(
+            o.status,
+            crate::OrderStatus::PutOrderReqReceived
+                | crate::OrderStatus::ValidationPending
+                | crate::OrderStatus::Rejected
+        ) {
+            0
+        } else {
+            whole_seconds(o.exchange_update_timestamp)
+        },
     })
 }
 
