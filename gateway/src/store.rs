@@ -590,18 +590,7 @@ impl Store {
             u32,
         );
         let rows: Vec<Row> = stmt
-            .query_map(params![arg], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?
+            .query_map(params![arg], |r| r.try_into())?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(rows.len());
         for (tag, exchange, symbol, state, venue, submits, blob, qty) in rows {
@@ -632,9 +621,7 @@ impl Store {
             "SELECT trade_id, quantity, price, venue_ts_ns FROM fills WHERE client_order_id=?1 ORDER BY rowid",
         )?;
         let rows: Vec<(String, u32, String, i64)> = stmt
-            .query_map(params![tag], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
+            .query_map(params![tag], |r| r.try_into())?
             .collect::<Result<_, _>>()?;
         rows.into_iter()
             .map(|(trade_id, qty, px, ts)| {
@@ -663,18 +650,7 @@ impl Store {
         )?;
         type Row = (String, i64, String, u32, String, i64, i64, Option<String>);
         let rows: Vec<Row> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?
+            .query_map([], |r| r.try_into())?
             .collect::<Result<_, _>>()?;
         rows.into_iter()
             .map(|(tag, decision, trade_id, qty, px, ts, recorded, fee)| {
@@ -838,9 +814,7 @@ impl Store {
               GROUP BY o.client_order_id",
         )?;
         let rows: Vec<(i64, String, String, String, i64)> = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
+            .query_map([], |r| r.try_into())?
             .collect::<Result<_, _>>()?;
         let mut out = std::collections::BTreeMap::new();
         for (venue, exchange, symbol, side, qty) in rows {
@@ -1559,18 +1533,7 @@ pub(crate) mod tests {
                         reason FROM position_snapshots ORDER BY id",
             )
             .unwrap()
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })
+            .query_map([], |r| r.try_into())
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
