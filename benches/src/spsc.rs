@@ -179,6 +179,35 @@ pub fn round_trip<Q: Spsc, I: Item>(iters: u64) -> Duration {
 
 /// Time for the consumer to receive `iters` items from a producer on the other core.
 pub fn throughput<Q: Spsc>(iters: u64) -> Duration {
+    one_way::<Q>(iters, |consumer| {
+        for i in 0..iters {
+            let v = pop_spin::<Q, u64>(consumer);
+            debug_assert_eq!(v, i);
+            black_box(v);
+        }
+    })
+}
+
+/// As [`throughput`] for kestrel, but the consumer drains with `pop_batch` (one `head`
+/// publish per batch), the way the engine's loop reads its input ring.
+pub fn throughput_kestrel_pop_batch(iters: u64) -> Duration {
+    one_way::<Kestrel>(iters, |consumer| {
+        let mut received = 0u64;
+        while received < iters {
+            let n = consumer.pop_batch(CAPACITY, |v| {
+                black_box(v);
+            });
+            if n == 0 {
+                std::hint::spin_loop();
+            }
+            received += n as u64;
+        }
+    })
+}
+
+/// A producer pinned to core 1 pushes `0..iters` (spinning when full) while `consume`, on
+/// core 0, takes all of them; the time `consume` took.
+fn one_way<Q: Spsc>(iters: u64, consume: impl FnOnce(&mut Q::Consumer<u64>)) -> Duration {
     let (mut producer, mut consumer) = Q::channel::<u64>(CAPACITY);
     let barrier = Arc::new(Barrier::new(2));
     let feeder = {
@@ -194,44 +223,7 @@ pub fn throughput<Q: Spsc>(iters: u64) -> Duration {
     pin(0);
     barrier.wait();
     let start = Instant::now();
-    for i in 0..iters {
-        let v = pop_spin::<Q, u64>(&mut consumer);
-        debug_assert_eq!(v, i);
-        black_box(v);
-    }
-    let elapsed = start.elapsed();
-    feeder.join().expect("feeder thread panicked");
-    elapsed
-}
-
-/// As [`throughput`] for kestrel, but the consumer drains with `pop_batch` (one `head`
-/// publish per batch), the way the engine's loop reads its input ring.
-pub fn throughput_kestrel_pop_batch(iters: u64) -> Duration {
-    let (mut producer, mut consumer) = kestrel_engine::ring::channel::<u64>(CAPACITY);
-    let barrier = Arc::new(Barrier::new(2));
-    let feeder = {
-        let barrier = Arc::clone(&barrier);
-        thread::spawn(move || {
-            pin(1);
-            barrier.wait();
-            for i in 0..iters {
-                push_spin::<Kestrel, u64>(&mut producer, i);
-            }
-        })
-    };
-    pin(0);
-    barrier.wait();
-    let start = Instant::now();
-    let mut received = 0u64;
-    while received < iters {
-        let n = consumer.pop_batch(CAPACITY, |v| {
-            black_box(v);
-        });
-        if n == 0 {
-            std::hint::spin_loop();
-        }
-        received += n as u64;
-    }
+    consume(&mut consumer);
     let elapsed = start.elapsed();
     feeder.join().expect("feeder thread panicked");
     elapsed
