@@ -39,30 +39,22 @@ fn venue_filled(sim: &Sim, tag: &str) -> (i64, String) {
     (o.filled_quantity.0, o.status.as_str().to_string())
 }
 
+/// The order's fills in the store.
+fn stored(gw: &Gateway<KiteClient>, id: u64) -> Vec<kestrel_gateway::fsm::Fill> {
+    gw.store().load(id).unwrap().unwrap().fsm.fills().to_vec()
+}
+
 /// The order's fills in the store: (key, quantity).
 fn stored_fills(gw: &Gateway<KiteClient>, id: u64) -> Vec<(String, u32)> {
-    gw.store()
-        .load(id)
-        .unwrap()
-        .unwrap()
-        .fsm
-        .fills()
-        .iter()
-        .map(|f| (f.trade_id.clone(), f.qty))
+    stored(gw, id)
+        .into_iter()
+        .map(|f| (f.trade_id, f.qty))
         .collect()
 }
 
 /// The exchange times of the order's stored fills (`fills.venue_ts_ns`).
 fn stored_fill_times(gw: &Gateway<KiteClient>, id: u64) -> Vec<u64> {
-    gw.store()
-        .load(id)
-        .unwrap()
-        .unwrap()
-        .fsm
-        .fills()
-        .iter()
-        .map(|f| f.ts)
-        .collect()
+    stored(gw, id).into_iter().map(|f| f.ts).collect()
 }
 
 /// The venue's time of each of its trades for the order with `tag`, in whole seconds (as
