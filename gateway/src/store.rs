@@ -327,7 +327,7 @@ impl Store {
             });
         }
         for (n, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = self.conn.transaction()?;
+            let tx = self.write_tx()?;
             tx.execute_batch(sql)?;
             tx.prepare_cached(
                 "INSERT INTO meta(key, value) VALUES('schema_version', ?1)
@@ -393,7 +393,7 @@ impl Store {
         now: UnixNanos,
         in_flight: bool,
     ) -> Result<Reservation, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         if let Some(st) = stored_state(&tx, &tag_for(req.client_order_id))? {
             return Ok(Reservation::AlreadyKnown(st));
         }
@@ -429,7 +429,7 @@ impl Store {
         instrument_token: u32,
         now: UnixNanos,
     ) -> Result<Reservation, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         if let Some(first) = children.first()
             && let Some(st) = stored_state(&tx, &tag_for(first.client_order_id))?
         {
@@ -498,7 +498,7 @@ impl Store {
         now: UnixNanos,
     ) -> Result<(), StoreError> {
         let tag = tag_for(req.client_order_id);
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         if let Some((f, fee)) = fill {
             // The fee model never charges less than nothing; if it ever did, the fill must
             // still be stored (the column's CHECK would refuse the row), so such a fee is
@@ -711,6 +711,15 @@ impl Store {
     }
 
     /// Sets a risk-state value (`paused`, `kill_switch`, `day_baseline`).
+    /// A write transaction that takes the write lock at `BEGIN` (IMMEDIATE). A deferred one
+    /// that reads first cannot upgrade to a write once another connection (the operator's,
+    /// `kestrel ctl`) has written since its read began, and SQLite then fails at once with
+    /// "database is locked" instead of waiting the busy timeout: that stopped the gateway.
+    fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>, rusqlite::Error> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+    }
+
     pub fn set_risk_state(
         &mut self,
         key: &str,
@@ -754,7 +763,7 @@ impl Store {
         decision_id: u64,
         now: UnixNanos,
     ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO position_snapshots(ts_ns, decision_id, source, exchange, symbol,
@@ -782,7 +791,7 @@ impl Store {
     /// insert are one transaction.
     pub fn record_config(&mut self, text: &str, now: UnixNanos) -> Result<bool, StoreError> {
         let hash = config_hash(text);
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         let previous = latest_config_hash(&tx)?;
         if previous.as_deref() == Some(hash.as_str()) {
             return Ok(false);
@@ -1274,6 +1283,36 @@ pub(crate) mod tests {
                 Ok((r.get(11)?, r.get(12)?, r.get(13)?))
             })
             .unwrap()
+    }
+
+    /// The gateway's store and the operator's (`kestrel ctl pause` writes the risk state
+    /// from another connection) write the same file at once. A write must wait for the
+    /// other's (the busy timeout), never fail: a failed write stops the gateway.
+    #[test]
+    fn writers_on_two_connections_wait_for_each_other_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.sqlite");
+        let mut gateway = Store::open(&path).unwrap();
+        let operator_path = path.clone();
+        let operator = std::thread::spawn(move || {
+            let mut operator = Store::open(&operator_path).unwrap();
+            for k in 0..5_000u64 {
+                operator
+                    .set_risk_state("paused", if k % 2 == 0 { "1" } else { "0" }, 0, k)
+                    .unwrap_or_else(|e| panic!("operator write {k}: {e}"));
+            }
+        });
+        for coid in 1..=5_000u64 {
+            gateway
+                .reserve(&request(coid, 1), "NSE", "RELIANCE", 738_561, coid)
+                .unwrap_or_else(|e| panic!("reserving order {coid}: {e}"));
+        }
+        operator.join().unwrap();
+        let reserved: i64 = gateway
+            .connection()
+            .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(reserved, 5_000);
     }
 
     #[test]
