@@ -521,3 +521,54 @@ fn process_durability_logs_intents_and_restarts_without_a_duplicate() {
     tags.dedup();
     assert_eq!(tags.len(), n, "a client order id was sent twice");
 }
+
+/// Waits for a child to exit, bounded; the output.
+fn wait_exit(mut run: Reaped, limit: Duration) -> Output {
+    let pid = run.0.id().to_string();
+    let child = std::mem::replace(
+        &mut run.0,
+        Command::new("true").spawn().expect("a placeholder child"),
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            panic!("kestrel run did not end within {limit:?}");
+        }
+    }
+}
+
+/// The gateway cannot write its store (another process holds SQLite's write lock past the
+/// store's 5 s busy timeout): nothing could be recorded before reaching the broker, so the
+/// gateway stops, and the session must end with it, with an error that says what happened,
+/// not trade on into a ring nobody reads.
+#[test]
+fn a_store_the_gateway_cannot_write_ends_the_run_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim();
+    let config = write_config(dir.path(), &sim);
+    let socket = dir.path().join("data/kestrel.sock");
+    let run = spawn_run(&config, &sim, "120s");
+    wait_status(&socket, "a first order", |s| {
+        s["orders"]["sent"].as_u64() > Some(0)
+    });
+    let store = rusqlite::Connection::open(dir.path().join("data/orders/kestrel.sqlite")).unwrap();
+    store.busy_timeout(Duration::from_secs(30)).unwrap();
+    store.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Held until kestrel has ended (or the bound passes and the test fails).
+    let out = wait_exit(run, Duration::from_secs(90));
+    store.execute_batch("ROLLBACK").unwrap();
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "kestrel run kept going, or ended cleanly, with its gateway stopped:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("order gateway stopped") && stderr.contains("locked"),
+        "{stderr}"
+    );
+}
