@@ -258,7 +258,7 @@ fn spawn_run(config: &Path, sim: &Sim, duration: &str) -> Reaped {
 }
 
 /// SIGTERM (the systemd stop), then the output; bounded.
-fn terminate(mut run: Reaped) -> Output {
+fn terminate(run: Reaped) -> Output {
     let pid = run.0.id().to_string();
     assert!(
         Command::new("kill")
@@ -267,21 +267,7 @@ fn terminate(mut run: Reaped) -> Output {
             .unwrap()
             .success()
     );
-    let child = std::mem::replace(
-        &mut run.0,
-        Command::new("true").spawn().expect("a placeholder child"),
-    );
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid]).status();
-            panic!("kestrel run did not stop within 60 s of SIGTERM");
-        }
-    }
+    wait_exit(run, Duration::from_secs(60))
 }
 
 /// The journal a run wrote, from its summary.
@@ -537,7 +523,7 @@ fn wait_exit(mut run: Reaped, limit: Duration) -> Output {
         Ok(out) => out.unwrap(),
         Err(_) => {
             let _ = Command::new("kill").args(["-9", &pid]).status();
-            panic!("kestrel run did not end within {limit:?}");
+            panic!("kestrel run did not end within {limit:?} (of SIGTERM, if sent)");
         }
     }
 }
