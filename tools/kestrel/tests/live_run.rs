@@ -257,6 +257,15 @@ fn spawn_run(config: &Path, sim: &Sim, duration: &str) -> Reaped {
     )
 }
 
+/// Spawns `kestrel run` (up to `duration`) and waits until it has sent its first order.
+fn run_until_first_order(config: &Path, sim: &Sim, socket: &Path, duration: &str) -> Reaped {
+    let run = spawn_run(config, sim, duration);
+    wait_status(socket, "a first order", |s| {
+        s["orders"]["sent"].as_u64() > Some(0)
+    });
+    run
+}
+
 /// SIGTERM (the systemd stop), then the output; bounded.
 fn terminate(run: Reaped) -> Output {
     let pid = run.0.id().to_string();
@@ -319,10 +328,7 @@ fn ctl_pause_stops_entries_at_once_and_survives_a_restart_and_kill_flattens_and_
     let socket = dir.path().join("data/kestrel.sock");
 
     // 1. Pause a running session once it has traded: not one entry after the command.
-    let run = spawn_run(&config, &sim, "60s");
-    wait_status(&socket, "a first order", |s| {
-        s["orders"]["sent"].as_u64() > Some(0)
-    });
+    let run = run_until_first_order(&config, &sim, &socket, "60s");
     let out = ctl(&socket, &["pause"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -538,10 +544,7 @@ fn a_store_the_gateway_cannot_write_ends_the_run_with_an_error() {
     let sim = start_sim();
     let config = write_config(dir.path(), &sim);
     let socket = dir.path().join("data/kestrel.sock");
-    let run = spawn_run(&config, &sim, "120s");
-    wait_status(&socket, "a first order", |s| {
-        s["orders"]["sent"].as_u64() > Some(0)
-    });
+    let run = run_until_first_order(&config, &sim, &socket, "120s");
     let store = rusqlite::Connection::open(dir.path().join("data/orders/kestrel.sqlite")).unwrap();
     store.busy_timeout(Duration::from_secs(30)).unwrap();
     store.execute_batch("BEGIN EXCLUSIVE").unwrap();
