@@ -998,6 +998,7 @@ fn kestrel_side(
     let mut inputs = EngineInputs {
         control: ctl_rx,
         operator: None,
+        gateway: None,
         execs: exec_rx,
         ticks: tick_rx,
     };

@@ -8,6 +8,7 @@
 //! call after construction (a counting-allocator test holds us to it); the one exception
 //! is the pinning call at the top of `run`, which is start-up.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::Clock;
@@ -80,6 +81,8 @@ pub struct EngineCounters {
     pub controls: u64,
     /// Loop turns of `run`.
     pub loop_turns: u64,
+    /// Ticks read after decisions stopped (graceful stop): not stepped, not traded.
+    pub ticks_after_stop: u64,
 }
 
 /// Where the engine's output goes: the gateway's order ring and the ops thread's journal ring.
@@ -120,6 +123,9 @@ pub struct EngineInputs {
     /// Operator commands (`kestrel ctl`, restored pause/kill), from the ops side. A second
     /// ring because each ring has one producer and the feed thread owns the first.
     pub operator: Option<Consumer<ControlCommand>>,
+    /// Pauses the gateway decides (reconciliation found what it cannot resolve): a third
+    /// ring, the gateway thread being its one producer.
+    pub gateway: Option<Consumer<ControlCommand>>,
     pub execs: Consumer<ExecReport>,
     pub ticks: Consumer<Tick>,
 }
@@ -168,7 +174,20 @@ pub struct Engine<S, R, C> {
     event_ts: UnixNanos,
     control: ControlState,
     stop_requested: bool,
+    /// Graceful stop: see [`Engine::stop_deciding_on`].
+    decision_stop: Option<DecisionStop>,
+    /// False once decisions stopped: reports still reach the book, nothing new is decided.
+    deciding: bool,
     counters: EngineCounters,
+}
+
+/// The two flags of a graceful stop: `requested` is set by whoever stops the session (a
+/// signal handler may set it directly); the engine sets `acknowledged` at the first loop turn
+/// that sees it, and decides nothing after that.
+#[derive(Clone, Debug)]
+struct DecisionStop {
+    requested: Arc<AtomicBool>,
+    acknowledged: Arc<AtomicBool>,
 }
 
 impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
@@ -192,8 +211,29 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             config,
             control: ControlState::default(),
             stop_requested: false,
+            decision_stop: None,
+            deciding: true,
             counters: EngineCounters::default(),
         }
+    }
+
+    /// Graceful stop, before [`Engine::run`]: from the first loop turn after `requested` is
+    /// set, the engine steps no tick, runs no risk timer and sends no exit of its own (no new
+    /// decision), while execution reports and control commands still apply, so that the
+    /// fills of orders already sent reach the book. The returned flag is set once the engine
+    /// has seen the request: from then on the order ring receives nothing new.
+    pub fn stop_deciding_on(&mut self, requested: Arc<AtomicBool>) -> Arc<AtomicBool> {
+        let acknowledged = Arc::new(AtomicBool::new(false));
+        self.decision_stop = Some(DecisionStop {
+            requested,
+            acknowledged: acknowledged.clone(),
+        });
+        acknowledged
+    }
+
+    /// False once a graceful stop was seen (see [`Engine::stop_deciding_on`]).
+    pub fn deciding(&self) -> bool {
+        self.deciding
     }
 
     pub fn market(&self) -> &MarketView {
@@ -292,12 +332,12 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         let now = self.event_ts;
         self.risk.on_exec(report, &self.book, now);
         self.drain_risk_events(out);
-        if kind == ExecKind::Fill {
+        if kind == ExecKind::Fill && self.deciding {
             self.apply_mark_rule(out, id, now);
         }
         self.strategy.on_exec(report, &self.book);
         self.journal(out, JournalRecord::from_exec(report));
-        if self.control.flattening {
+        if self.control.flattening && self.deciding {
             self.ensure_flat(out, now);
         }
     }
@@ -345,6 +385,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
                 self.flatten(out, now);
             }
             Some(ControlKind::Shutdown) => self.stop_requested = true,
+            Some(ControlKind::StopDeciding) => self.deciding = false,
             Some(ControlKind::Connectivity) | None => {}
         }
         self.risk.on_control(cmd, now);
@@ -382,19 +423,36 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
                 self.on_control(&cmd, out);
                 work += 1;
             }
-            if let Some(operator) = inputs.operator.as_mut() {
-                while let Some(cmd) = operator.pop() {
+            for ring in [inputs.operator.as_mut(), inputs.gateway.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                while let Some(cmd) = ring.pop() {
                     self.on_control(&cmd, out);
                     work += 1;
                 }
             }
             work += inputs.execs.pop_batch(BATCH, |r| self.on_exec(&r, out));
-            work += inputs.ticks.pop_batch(BATCH, |t| {
-                self.step(&t, out);
-            });
+            if self.deciding && self.observe_decision_stop() {
+                // Journaled, so the record shows the exact point after which nothing was
+                // decided.
+                let cmd = ControlCommand::new(ControlKind::StopDeciding, self.clock.now());
+                self.on_control(&cmd, out);
+            }
+            if self.deciding {
+                work += inputs.ticks.pop_batch(BATCH, |t| {
+                    self.step(&t, out);
+                });
+            } else {
+                let skipped = inputs.ticks.pop_batch(BATCH, |_| {});
+                self.counters.ticks_after_stop += skipped as u64;
+                work += skipped;
+            }
             if work == 0 {
-                let now = self.clock.now();
-                self.apply_forced(out, now);
+                if self.deciding {
+                    let now = self.clock.now();
+                    self.apply_forced(out, now);
+                }
                 std::hint::spin_loop();
             }
         }
@@ -402,6 +460,18 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         inputs
             .execs
             .pop_batch(usize::MAX, |r| self.on_exec(&r, out));
+    }
+
+    /// True when a graceful stop was requested; acknowledges it.
+    #[inline]
+    fn observe_decision_stop(&self) -> bool {
+        match &self.decision_stop {
+            Some(d) if d.requested.load(Ordering::Relaxed) => {
+                d.acknowledged.store(true, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Ask the risk check whether it requires an action of its own (loss limits).

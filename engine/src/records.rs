@@ -154,6 +154,10 @@ code_enum! {
         Shutdown = 6,
         /// The feed or broker link is down (`arg` = 0) or up again (`arg` = 1).
         Connectivity = 7,
+        /// Graceful stop: no new decision from here (no tick stepped, no risk timer, no exit
+        /// of the engine's own); reports and other commands still apply. The engine journals
+        /// it when it sees the session's stop flag ([`crate::Engine::stop_deciding_on`]).
+        StopDeciding = 8,
     }
 }
 

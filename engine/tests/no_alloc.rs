@@ -76,6 +76,7 @@ fn drive(config: &str) -> (AllocCounts, u64, u64) {
     let mut inputs = EngineInputs {
         control: ctl_rx,
         operator: None,
+        gateway: None,
         execs: exec_rx,
         ticks: tick_rx,
     };

@@ -107,6 +107,7 @@ fn the_engine_thread_polls_the_socket_and_steps_every_tick() {
             let mut inputs = EngineInputs {
                 control: ctl_rx,
                 operator: None,
+                gateway: None,
                 execs: exec_rx,
                 ticks: tick_rx,
             };

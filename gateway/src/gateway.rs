@@ -31,8 +31,9 @@ use kestrel_engine::fees::{FeeModel, NseFees, Product};
 use kestrel_engine::ring::{Consumer, Producer, PushError};
 use kestrel_engine::rng::Rng;
 use kestrel_engine::{
-    Approved, ExecKind, ExecReport, InstrumentId, InstrumentTable, Money, OrderRequest, OrderType,
-    Qty, RequestKind, Side, TimeInForce, UnixNanos, records::order_flags,
+    Approved, ControlCommand, ControlKind, ExecKind, ExecReport, InstrumentId, InstrumentTable,
+    Money, OrderRequest, OrderType, Qty, RequestKind, Side, TimeInForce, UnixNanos,
+    records::order_flags,
 };
 use kestrel_feed::TextRecord;
 
@@ -40,7 +41,7 @@ use crate::fills::{self, FromUpdate};
 use crate::fsm::{Applied, Event, FsmError, OrderFsm, OrderState};
 use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
 use crate::intent::{IntentLog, IntentLogError, IntentRecovery};
-use crate::store::{Reservation, Store, StoreError};
+use crate::store::{PAUSED_KEY, Reservation, Store, StoreError};
 use crate::venue::{
     ModifyOrder, PlaceOrder, Venue, VenueError, VenueOrder, VenueStatus, VenueTrade,
 };
@@ -339,6 +340,17 @@ fn working(st: OrderState) -> bool {
     st == OrderState::Reserved || st.may_be_working()
 }
 
+/// The gateway's rings in a session ([`Gateway::run`], [`Gateway::shutdown_in_session`]).
+#[derive(Debug)]
+pub struct GatewayRings<'a> {
+    /// Risk-approved requests from the engine.
+    pub orders: &'a mut Consumer<Approved>,
+    /// Execution reports to the engine.
+    pub execs: &'a mut Producer<ExecReport>,
+    /// The venue's order updates (the feed's text ring), when the ticker WebSocket is up.
+    pub updates: Option<&'a mut Consumer<TextRecord>>,
+}
+
 /// What [`Gateway::shutdown`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -416,6 +428,9 @@ pub struct Gateway<V> {
     /// Client order ids whose tag the venue holds without a row in the store (found by
     /// reconciliation; never cleared): new orders with these ids are refused.
     pub(crate) foreign_tags: HashSet<u64>,
+    /// Where a pause the gateway decides (reconciliation, a foreign or duplicated tag) reaches
+    /// the engine at once, besides the store (which carries it to the next start).
+    engine_control: Option<Producer<ControlCommand>>,
 }
 
 impl<V: std::fmt::Debug> std::fmt::Debug for Gateway<V> {
@@ -522,7 +537,30 @@ impl<V: Venue> Gateway<V> {
             intents,
             intent_recovery,
             foreign_tags: HashSet::new(),
+            engine_control: None,
         })
+    }
+
+    /// The engine's ring for the pauses the gateway decides: from now on a pause written to
+    /// the store is also pushed here, so that it takes effect in this run, not only at the
+    /// next start. Attach it before [`Gateway::reconcile`].
+    pub fn attach_engine_control(&mut self, ring: Producer<ControlCommand>) {
+        self.engine_control = Some(ring);
+    }
+
+    /// Pauses new entries: in the store (it survives a restart) and, when attached, in the
+    /// running engine. Exits, cancels and flattening still pass (the engine's rule for a
+    /// pause). `decision_id`: the decision that caused it, 0 for none.
+    pub(crate) fn pause_trading(&mut self, decision_id: u64) -> Result<(), GatewayError> {
+        let now = now_ns();
+        self.store
+            .set_risk_state(PAUSED_KEY, "1", decision_id, now)?;
+        if let Some(ring) = self.engine_control.as_mut() {
+            // A ring of 64 the engine drains every turn; if it were ever full, a pause is
+            // already queued ahead of this one.
+            let _ = ring.push(ControlCommand::new(ControlKind::Pause, now));
+        }
+        Ok(())
     }
 
     /// What the intent log's recovery did in [`Gateway::new`] ([`Durability::Process`]).
@@ -581,29 +619,33 @@ impl<V: Venue> Gateway<V> {
         }
     }
 
-    /// The run loop until `stop` is set: pops approved requests, applies the venue's order
-    /// updates from `updates` (the feed's text ring, when the ticker WebSocket is up; `None`
-    /// polls only), polls the venue (every [`GatewayConfig::poll_interval`], or
+    /// The run loop until `stop` is set: applies the venue's order updates from
+    /// `rings.updates` (the feed's text ring, when the ticker WebSocket is up; `None` polls
+    /// only), places
+    /// approved requests, polls the venue (every [`GatewayConfig::poll_interval`], or
     /// [`GatewayConfig::poll_interval_with_updates`] while updates flow), reconciles when
     /// due, and pushes execution reports.
+    ///
+    /// Fills and acknowledgements never wait behind a queue of placements: each turn applies
+    /// the updates and hands their reports to the engine first, then places one request,
+    /// then polls if due, so a slow or garbled placement answer delays the book by at most
+    /// one placement.
     pub fn run(
         &mut self,
-        orders: &mut Consumer<Approved>,
-        execs: &mut Producer<ExecReport>,
-        mut updates: Option<&mut Consumer<TextRecord>>,
+        rings: &mut GatewayRings<'_>,
         stop: &AtomicBool,
     ) -> Result<(), GatewayError> {
         let mut last_poll = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let mut busy = false;
-            while let Some(a) = orders.pop() {
-                self.on_approved(a)?;
-                self.flush(execs);
-                busy = true;
-            }
-            if let Some(texts) = updates.as_deref_mut() {
+            if let Some(texts) = rings.updates.as_deref_mut() {
                 busy |= self.drain_updates(texts)? > 0;
-                self.flush(execs);
+                self.flush(rings.execs);
+            }
+            if let Some(a) = rings.orders.pop() {
+                self.on_approved(a)?;
+                self.flush(rings.execs);
+                busy = true;
             }
             let now = Instant::now();
             if self.poll_now || now.duration_since(last_poll) >= self.poll_interval(now) {
@@ -620,12 +662,12 @@ impl<V: Venue> Gateway<V> {
                 }
                 Err(e) => return Err(e),
             }
-            self.flush(execs);
+            self.flush(rings.execs);
             if !busy {
                 std::thread::sleep(self.cfg.idle_sleep);
             }
         }
-        self.flush(execs);
+        self.flush(rings.execs);
         Ok(())
     }
 
@@ -942,8 +984,7 @@ impl<V: Venue> Gateway<V> {
              order id",
             tag_for(coid)
         );
-        self.store
-            .set_risk_state("paused", "1", req.decision_id, now_ns())?;
+        self.pause_trading(req.decision_id)?;
         self.refuse(req, reject_code::ALREADY_AT_VENUE, &detail)
     }
 
@@ -1398,8 +1439,7 @@ impl<V: Venue> Gateway<V> {
                             let first = many[0].clone();
                             let req = self.orders[&coid].req;
                             self.incident(Some(&req), "duplicate_venue_orders", &detail)?;
-                            self.store
-                                .set_risk_state("paused", "1", req.decision_id, now_ns())?;
+                            self.pause_trading(req.decision_id)?;
                             self.apply_venue_view(
                                 coid,
                                 &first,
@@ -1585,15 +1625,48 @@ impl<V: Venue> Gateway<V> {
     }
 
     /// Stops taking new orders, optionally cancels every working order at the venue, polls
-    /// until every order is final or `deadline` has passed, records the venue's positions
-    /// (`position_snapshots`, reason `shutdown`; a failure is logged and listed, never
-    /// fatal), then checkpoints the store.
+    /// until nothing it waits for is left or `deadline` has passed, records the venue's
+    /// positions (`position_snapshots`, reason `shutdown`; a failure is logged and listed,
+    /// never fatal), then checkpoints the store. It waits for every order to be final with
+    /// `cancel_open`; without it, for placements and cancels in flight, outcomes not known
+    /// and market orders (which fill or cancel on their own), leaving resting orders working.
     /// Requests arriving afterwards: new orders are refused (`SHUTTING_DOWN`); cancels still
     /// go out. Errors do not stop the shutdown; they are listed in the report.
     pub fn shutdown(&mut self, cancel_open: bool, deadline: Duration) -> ShutdownReport {
+        self.shutdown_with(None, cancel_open, deadline)
+    }
+
+    /// [`Gateway::shutdown`] inside a session whose engine has stopped deciding: first places
+    /// what the engine decided before it stopped (still on `rings.orders`), and while waiting
+    /// keeps applying the venue's order updates and handing every report to the engine, so
+    /// that the engine's book ends as the venue's.
+    pub fn shutdown_in_session(
+        &mut self,
+        rings: &mut GatewayRings<'_>,
+        cancel_open: bool,
+        deadline: Duration,
+    ) -> ShutdownReport {
+        self.shutdown_with(Some(rings), cancel_open, deadline)
+    }
+
+    fn shutdown_with(
+        &mut self,
+        mut rings: Option<&mut GatewayRings<'_>>,
+        cancel_open: bool,
+        deadline: Duration,
+    ) -> ShutdownReport {
         let t0 = Instant::now();
-        self.accepting = false;
         let mut rep = ShutdownReport::default();
+        if let Some(r) = rings.as_mut() {
+            // Decided before the stop: placed, then waited for like every other order.
+            while let Some(a) = r.orders.pop() {
+                if let Err(e) = self.on_approved(a) {
+                    rep.errors.push(format!("placing a queued order: {e}"));
+                }
+                self.exchange_with_engine(r, &mut rep);
+            }
+        }
+        self.accepting = false;
         let before = self.orders.len();
         tracing::info!(
             cancel_open,
@@ -1628,19 +1701,25 @@ impl<V: Venue> Gateway<V> {
         }
         let nap = self.cfg.poll_interval.min(Duration::from_millis(50));
         loop {
+            if let Some(r) = rings.as_mut() {
+                self.exchange_with_engine(r, &mut rep);
+            }
             match self.poll() {
                 Ok(_) => {}
                 Err(e) => rep.errors.push(format!("poll: {e}")),
             }
+            if let Some(r) = rings.as_mut() {
+                self.exchange_with_engine(r, &mut rep);
+            }
             let waiting = self.orders.values().any(|t| {
                 let st = t.fsm.state();
-                if cancel_open {
-                    st.may_be_working()
-                } else {
-                    matches!(
-                        st,
-                        OrderState::CancelInFlight | OrderState::InFlight | OrderState::Unknown
-                    )
+                match st {
+                    OrderState::CancelInFlight | OrderState::InFlight | OrderState::Unknown => true,
+                    _ if cancel_open => st.may_be_working(),
+                    OrderState::Open | OrderState::PartiallyFilled => {
+                        t.req.order_type() == Some(OrderType::Market)
+                    }
+                    _ => false,
                 }
             });
             if !waiting {
@@ -1681,6 +1760,23 @@ impl<V: Venue> Gateway<V> {
         rep.elapsed = t0.elapsed();
         tracing::info!(?rep, "gateway shut down");
         rep
+    }
+
+    /// While shutting down in a session: applies the venue's order updates, refuses what the
+    /// order ring still brings (nothing, once the engine stopped deciding) and hands the
+    /// reports to the engine.
+    fn exchange_with_engine(&mut self, r: &mut GatewayRings<'_>, rep: &mut ShutdownReport) {
+        if let Some(texts) = r.updates.as_deref_mut()
+            && let Err(e) = self.drain_updates(texts)
+        {
+            rep.errors.push(format!("order updates: {e}"));
+        }
+        while let Some(a) = r.orders.pop() {
+            if let Err(e) = self.on_approved(a) {
+                rep.errors.push(format!("an order after the stop: {e}"));
+            }
+        }
+        self.flush(r.execs);
     }
 
     /// Cancels one order (for a sliced parent, every working child); the venue's answer is

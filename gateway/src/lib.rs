@@ -28,13 +28,13 @@ pub mod venue;
 
 pub use fsm::{Event, Fill, FsmError, OrderFsm, OrderState};
 pub use gateway::{
-    Durability, Gateway, GatewayConfig, GatewayCounters, GatewayError, HookPoint, RateLimiter,
-    ShutdownReport,
+    Durability, Gateway, GatewayConfig, GatewayCounters, GatewayError, GatewayRings, HookPoint,
+    RateLimiter, ShutdownReport,
 };
 pub use intent::{IntentLog, IntentLogError, IntentRecovery};
 pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};
-pub use store::{PositionSource, Store, StoreError, StoredFill};
+pub use store::{KILL_KEY, PAUSED_KEY, PositionSource, Store, StoreError, StoredFill};
 pub use updates::UpdateOutcome;
 pub use venue::{
     PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus, VenueTrade,

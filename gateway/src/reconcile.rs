@@ -181,7 +181,7 @@ impl<V: Venue> Gateway<V> {
         let outcome = if n_incidents == 0 {
             ReconcileOutcome::Clean
         } else {
-            self.store.set_risk_state("paused", "1", 0, now_ns())?;
+            self.pause_trading(0)?;
             ReconcileOutcome::Paused
         };
         self.orders.retain(|_, t| !t.fsm.state().is_final());

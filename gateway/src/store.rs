@@ -243,6 +243,11 @@ pub enum StoreError {
     Corrupt { tag: String, what: String },
 }
 
+/// The `risk_state` key of the operator's (or reconciliation's) pause: `"1"` while paused.
+pub const PAUSED_KEY: &str = "paused";
+/// The `risk_state` key of the kill switch: `"1"` while engaged.
+pub const KILL_KEY: &str = "kill_switch";
+
 /// How an order row looks when loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredOrder {
@@ -749,7 +754,7 @@ impl Store {
 
     /// True when trading was paused (by reconciliation or the operator) and not resumed.
     pub fn is_paused(&self) -> Result<bool, StoreError> {
-        Ok(self.risk_state("paused")?.as_deref() == Some("1"))
+        Ok(self.risk_state(PAUSED_KEY)?.as_deref() == Some("1"))
     }
 
     /// Appends one position snapshot (every row in one transaction, stamped `now` and

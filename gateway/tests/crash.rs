@@ -333,11 +333,16 @@ fn a_kestrel_tag_the_store_does_not_know_pauses_trading() {
     let mut other = gateway(&sim.url(), &dir.path().join("other.sqlite"), config());
     other.on_approved(approve(104, 1, Some("2890"))).unwrap();
     let mut gw = gateway(&sim.url(), &dir.path().join("gw.sqlite"), config());
+    let (pause_tx, mut pause_rx) = kestrel_engine::ring::channel(8);
+    gw.attach_engine_control(pause_tx);
     let report = gw.reconcile().unwrap();
     assert_eq!(report.outcome, ReconcileOutcome::Paused, "{report:?}");
     assert_eq!(report.incidents.len(), 1);
     assert!(gw.store().is_paused().unwrap());
     assert_eq!(gw.store().open_incidents().unwrap().len(), 1);
+    // The running engine is told at once, not only the next start (issue 14, defect 1).
+    let cmd: kestrel_engine::ControlCommand = pause_rx.pop().expect("a pause for the engine");
+    assert_eq!(cmd.kind(), Some(kestrel_engine::ControlKind::Pause));
 }
 
 /// What a power loss can leave in `Process` mode (or a lost database in any mode): the venue

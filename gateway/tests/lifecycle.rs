@@ -12,7 +12,7 @@ use common::{
 use kestrel_engine::{Approved, ExecKind, ExecReport, ring};
 use kestrel_exchange_sim::rest::RestConfig;
 use kestrel_gateway::gateway::reject_code;
-use kestrel_gateway::{KiteClient, KiteConfig, OrderState, Venue};
+use kestrel_gateway::{GatewayRings, KiteClient, KiteConfig, OrderState, Venue};
 
 /// Every bounded wait of these tests.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -170,7 +170,12 @@ fn run_loop_moves_orders_and_reports_through_real_rings_without_losing_one_when_
         let stop = &stop;
         let gw_thread = s.spawn(move || {
             let mut gw = gateway(&url, &db, cfg);
-            let r = gw.run(&mut order_rx, &mut exec_tx, None, stop);
+            let mut rings = GatewayRings {
+                orders: &mut order_rx,
+                execs: &mut exec_tx,
+                updates: None,
+            };
+            let r = gw.run(&mut rings, stop);
             // Whatever did not fit at the stop stays with the gateway, not lost.
             (r, gw.take_reports())
         });

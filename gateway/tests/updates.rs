@@ -12,7 +12,9 @@ use kestrel_engine::fees::{FeeModel, NseFees, Product};
 use kestrel_engine::{Approved, ExecKind, ExecReport, Money, Price, Qty, Side, ring};
 use kestrel_exchange_sim::rest::Faults;
 use kestrel_gateway::idempotency::tag_for;
-use kestrel_gateway::{Gateway, GatewayConfig, KiteClient, OrderState, UpdateOutcome};
+use kestrel_gateway::{
+    Gateway, GatewayConfig, GatewayRings, KiteClient, OrderState, UpdateOutcome,
+};
 
 /// Polls and reconciliations an hour apart: only order updates can bring news.
 fn no_polling() -> GatewayConfig {
@@ -178,7 +180,12 @@ fn run_loop_reports_fills_from_updates_with_polls_an_hour_apart() {
         let texts = &mut feed.texts;
         let gw_thread = s.spawn(move || {
             let mut gw = gateway(&url, &db, no_polling());
-            let r = gw.run(&mut order_rx, &mut exec_tx, Some(texts), stop);
+            let mut rings = GatewayRings {
+                orders: &mut order_rx,
+                execs: &mut exec_tx,
+                updates: Some(texts),
+            };
+            let r = gw.run(&mut rings, stop);
             (r, gw.counters())
         });
         order_tx.push(a).unwrap();
@@ -207,6 +214,84 @@ fn run_loop_reports_fills_from_updates_with_polls_an_hour_apart() {
     assert_eq!(counters.polls, 0, "{counters:?}");
     assert!(counters.order_updates >= 1, "{counters:?}");
     assert_eq!(venue_filled(&sim, &tag_for(id)), (10, "COMPLETE".into()));
+}
+
+/// Issue 14, defect 3: with every placement acknowledged slowly, a fill of an order already
+/// resting must reach the engine between two placements, not after the whole queue.
+#[test]
+fn a_fill_is_reported_between_slow_placements_not_after_the_queue() {
+    let sim = Sim::start_with_updates();
+    let mut feed = sim.update_feed();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.sqlite");
+    let url = sim.url();
+    let (mut order_tx, mut order_rx) = ring::channel::<Approved>(16);
+    let (mut exec_tx, mut exec_rx) = ring::channel::<ExecReport>(64);
+    let stop = AtomicBool::new(false);
+    let resting = approve(301, 10, Some("2890"));
+    let resting_id = coid(&resting);
+    // Five more buys far below the market: they rest; each is acknowledged 400 ms late.
+    let queued: Vec<Approved> = (0..5).map(|k| approve(310 + k, 1, Some("2500"))).collect();
+    let queued_ids: Vec<u64> = queued.iter().map(coid).collect();
+
+    let reports = std::thread::scope(|s| {
+        let stop = &stop;
+        let texts = &mut feed.texts;
+        let gw_thread = s.spawn(move || {
+            let mut gw = gateway(&url, &db, no_polling());
+            let mut rings = GatewayRings {
+                orders: &mut order_rx,
+                execs: &mut exec_tx,
+                updates: Some(texts),
+            };
+            gw.run(&mut rings, stop)
+        });
+        let end = Instant::now() + WAIT;
+        let mut got: Vec<ExecReport> = Vec::new();
+        let mut pop_until = |got: &mut Vec<ExecReport>, done: &dyn Fn(&[ExecReport]) -> bool| {
+            while Instant::now() < end && !done(got) {
+                match exec_rx.pop() {
+                    Some(r) => got.push(r),
+                    None => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        };
+        order_tx.push(resting).unwrap();
+        pop_until(&mut got, &|g| kinds(g).contains(&ExecKind::Accepted));
+        sim.set_faults(Faults {
+            delay_ack_ms: 400,
+            ..Faults::default()
+        });
+        for q in queued {
+            order_tx.push(q).unwrap();
+        }
+        // The resting order trades while the queue is being placed.
+        sim.print("2889.95", 10);
+        let all_acked = |g: &[ExecReport]| {
+            fill_qty(g) >= 10
+                && queued_ids.iter().all(|id| {
+                    g.iter()
+                        .any(|r| r.client_order_id == *id && r.kind() == Some(ExecKind::Accepted))
+                })
+        };
+        pop_until(&mut got, &all_acked);
+        stop.store(true, Ordering::Relaxed);
+        gw_thread.join().unwrap().unwrap();
+        got
+    });
+    let fill_at = reports
+        .iter()
+        .position(|r| r.client_order_id == resting_id && r.kind() == Some(ExecKind::Fill))
+        .expect("the resting order's fill was reported");
+    let last_ack_at = reports
+        .iter()
+        .rposition(|r| queued_ids.contains(&r.client_order_id))
+        .expect("the queued orders were acknowledged");
+    assert!(
+        fill_at < last_ack_at,
+        "the fill waited behind the whole queue of placements: {:?}",
+        kinds(&reports)
+    );
 }
 
 #[test]

@@ -798,7 +798,8 @@ impl RiskCheck for RiskGate {
                     self.disconnected_since = None;
                 }
             }
-            Some(ControlKind::Flatten | ControlKind::Shutdown) | None => {}
+            Some(ControlKind::Flatten | ControlKind::Shutdown | ControlKind::StopDeciding)
+            | None => {}
         }
     }
 

@@ -356,6 +356,7 @@ fn run_split<R: RiskCheck + Send + 'static>(
             let mut inputs = EngineInputs {
                 control: ctl_rx,
                 operator: None,
+                gateway: None,
                 execs: exec_rx,
                 ticks: tick_rx,
             };

@@ -360,6 +360,7 @@ fn run_drains_rings_in_order_and_stops_on_shutdown() {
     let mut inputs = EngineInputs {
         control: ctl_rx,
         operator: None,
+        gateway: None,
         execs: exec_rx,
         ticks: tick_rx,
     };
@@ -416,6 +417,7 @@ fn run_takes_operator_commands_from_their_own_ring_before_the_next_tick() {
     let mut inputs = EngineInputs {
         control: ctl_rx,
         operator: Some(op_rx),
+        gateway: None,
         execs: exec_rx,
         ticks: tick_rx,
     };
@@ -447,4 +449,88 @@ fn run_takes_operator_commands_from_their_own_ring_before_the_next_tick() {
         assert_eq!(e.counters().controls, 2);
     });
     assert!(ord_rx.pop().is_none(), "paused: the tick placed no entry");
+}
+
+#[test]
+fn after_the_decision_stop_no_tick_is_stepped_and_fills_still_reach_the_book() {
+    use crate::ring::channel;
+    let (_ctl_tx, ctl_rx) = channel::<ControlCommand>(8);
+    let (mut exec_tx, exec_rx) = channel::<ExecReport>(8);
+    let (mut tick_tx, tick_rx) = channel::<Tick>(8);
+    let (ord_tx, mut ord_rx) = channel::<Approved>(8);
+    let (journal_tx, mut journal_rx) = channel::<JournalRecord>(64);
+    let mut inputs = EngineInputs {
+        control: ctl_rx,
+        operator: None,
+        gateway: None,
+        execs: exec_rx,
+        ticks: tick_rx,
+    };
+    let mut out = RingOutput {
+        orders: ord_tx,
+        journal: Some(journal_tx),
+    };
+    // The strategy would buy on every one of these ticks.
+    let mut e = engine_with(vec![buy(A, 2), buy(A, 3), buy(A, 4)], UncheckedForTestsOnly);
+    let requested = Arc::new(AtomicBool::new(false));
+    let acknowledged = e.stop_deciding_on(requested.clone());
+    let stop = AtomicBool::new(false);
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < end, "{what} within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    };
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            e.run(&mut inputs, &mut out, &stop);
+            e
+        });
+        tick_tx.push(tick(A, 1, 100)).unwrap();
+        let order = loop {
+            if let Some(o) = ord_rx.pop() {
+                break o.into_request();
+            }
+            std::thread::yield_now();
+        };
+        requested.store(true, Ordering::Relaxed);
+        wait("the engine acknowledges the stop", &|| {
+            acknowledged.load(Ordering::Acquire)
+        });
+        tick_tx.push(tick(A, 2, 101)).unwrap();
+        tick_tx.push(tick(A, 3, 102)).unwrap();
+        exec_tx.push(fill(&order, 2, 100, 0)).unwrap();
+        wait("the ticks and the fill are read", &|| {
+            tick_tx.free_slots() == tick_tx.capacity() && exec_tx.free_slots() == exec_tx.capacity()
+        });
+        stop.store(true, Ordering::Relaxed);
+        let e = h.join().unwrap();
+        assert!(
+            ord_rx.pop().is_none(),
+            "an order was decided after the stop"
+        );
+        assert_eq!(e.counters().ticks, 1);
+        assert_eq!(e.counters().ticks_after_stop, 2);
+        assert_eq!(
+            e.book().position(A).qty,
+            Qty(2),
+            "the fill reached the book"
+        );
+        assert!(!e.deciding());
+    });
+    let mut kinds = Vec::new();
+    while let Some(r) = journal_rx.pop() {
+        kinds.push(
+            match (r.as_tick(), r.as_order(), r.as_exec(), r.as_control()) {
+                (Some(_), ..) => "tick",
+                (_, Some(_), ..) => "order",
+                (_, _, Some(_), _) => "exec",
+                (.., Some(c)) if c.kind() == Some(ControlKind::StopDeciding) => "stop",
+                _ => "other",
+            },
+        );
+    }
+    kinds.retain(|k| *k != "other"); // the risk verdict
+    assert_eq!(kinds, ["tick", "order", "stop", "exec"]);
 }

@@ -14,8 +14,8 @@ use kestrel_gateway::Store;
 
 use crate::alerts::{Alert, AlertSender};
 use crate::control::{Request, Response};
-use crate::session::{KILL_KEY, PAUSED_KEY};
 use crate::snapshot::{self, SharedSnapshot};
+use kestrel_gateway::{KILL_KEY, PAUSED_KEY};
 
 pub struct Operator {
     store: Store,

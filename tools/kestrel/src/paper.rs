@@ -16,7 +16,7 @@
 //! The journal and the order store land under `[storage] dir`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -77,7 +77,6 @@ pub fn run_with(
         "paper-{}.sqlite",
         kestrel_engine::Clock::now(&kestrel_engine::LiveClock::new())
     ));
-    let market_stop = sim.market_stop.clone();
     let session = session::run(
         SessionArgs {
             mode: Mode::Paper,
@@ -93,9 +92,9 @@ pub fn run_with(
             store_path,
             duration: Some(args.duration),
             status: args.status,
-            cancel_open_on_exit: false,
+            // Nothing stays working at the simulator: the book at the end is the venue's.
+            cancel_open_on_exit: true,
             snapshot,
-            on_stopping: Some(Box::new(move || market_stop.store(true, Ordering::SeqCst))),
             config,
         },
         stop,

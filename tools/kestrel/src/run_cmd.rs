@@ -63,7 +63,6 @@ pub fn run(
             status: args.status,
             cancel_open_on_exit: config.venue.cancel_open_on_exit && !args.dry_run,
             snapshot,
-            on_stopping: None,
             config,
         },
         stop,

@@ -10,9 +10,18 @@
 //!                                                   engine ──JournalRecord──► [ops: this thread]
 //! ```
 //!
-//! Start-up order: open the store, read what it persisted (pause, kill switch, the day's
-//! fills, the next decision sequence), reconcile with the venue, and only then start the
-//! threads. Restored pause/kill reach the engine on its operator ring before the first tick.
+//! Start-up order: open the store, take the control socket (one kestrel per storage
+//! directory), reconcile with the venue, then read what the store holds (pause, kill switch,
+//! the day's fills, the next decision sequence; a pause the reconciliation just decided is
+//! among them), and only then start the threads. Restored pause/kill reach the engine before
+//! its first tick; a pause the gateway decides later reaches it on the gateway's own ring.
+//!
+//! Graceful stop (a signal, `--duration`, the gateway failing): from the moment `stop` is
+//! set the engine decides nothing (it reads the flag itself, every loop turn); the gateway
+//! places what was decided before, cancels what is open when configured (always in paper),
+//! and waits, bounded, until every order it sent is final (resting limit orders excepted
+//! when not cancelling), while it keeps handing fills to the engine; then the engine stops
+//! and the summary compares its book with the venue's positions.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -36,8 +45,8 @@ use kestrel_engine::{
 };
 use kestrel_feed::{FeedClient, FeedConfig, FeedSinks, TextRecord};
 use kestrel_gateway::{
-    Credentials, Durability, Gateway, GatewayConfig, KiteClient, KiteConfig, ReconcileOutcome,
-    Store, Venue,
+    Credentials, Durability, Gateway, GatewayConfig, GatewayRings, KILL_KEY, KiteClient,
+    KiteConfig, PAUSED_KEY, ReconcileOutcome, Store, Venue,
 };
 use kestrel_journal::{RollOptions, RollingJournal};
 use kestrel_risk::{RiskGate, TradingState};
@@ -72,9 +81,6 @@ pub struct SessionArgs {
     /// Cancel open orders at the venue on the way out.
     pub cancel_open_on_exit: bool,
     pub snapshot: SharedSnapshot,
-    /// Runs once when the session decides to stop, before the threads stop (paper: stops
-    /// the simulated market so that the last orders settle).
-    pub on_stopping: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// What a session did, for the summary and for tests.
@@ -151,11 +157,7 @@ pub struct Restored {
     pub first_decision_seq: u64,
 }
 
-/// The gateway store's keys for the operator's switches.
-pub const PAUSED_KEY: &str = "paused";
-pub const KILL_KEY: &str = "kill_switch";
-
-pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
+pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
     let table = InstrumentTable::nse_default();
     let config = &args.config;
     let clock = LiveClock::new();
@@ -165,33 +167,23 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     if let Some(dir) = args.store_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let store = Store::open(&args.store_path)
+    let mut store = Store::open(&args.store_path)
         .with_context(|| format!("opening the order store {}", args.store_path.display()))?;
-    let mut store = store;
     if store
         .record_config(&config.source_text, clock.now())
         .context("recording the configuration in the order store")?
     {
         tracing::info!(store = %args.store_path.display(), "configuration changed since the last run: recorded");
     }
-    let (restored, restore_fills, restore_working) = restore(&store, &table, config, clock.now())?;
-
     let (tick_tx, tick_rx) = channel::<Tick>(1 << 16);
     let (order_tx, order_rx) = channel::<Approved>(1 << 12);
     let (mut exec_tx, exec_rx) = channel::<ExecReport>(1 << 12);
-    let (control_tx, control_rx) = channel::<ControlCommand>(64);
-    let (mut operator_tx, operator_rx) = channel::<ControlCommand>(64);
+    let (mut control_tx, control_rx) = channel::<ControlCommand>(64);
+    let (operator_tx, operator_rx) = channel::<ControlCommand>(64);
+    let (gateway_control_tx, gateway_control_rx) = channel::<ControlCommand>(64);
     let (journal_tx, journal_rx) = channel::<JournalRecord>(1 << 18);
     // Kite's text frames (order updates) from the feed to the gateway.
     let (texts_tx, texts_rx) = channel::<TextRecord>(256);
-
-    let now = clock.now();
-    if restored.paused {
-        let _ = operator_tx.push(ControlCommand::new(ControlKind::Pause, now));
-    }
-    if restored.killed {
-        let _ = operator_tx.push(ControlCommand::new(ControlKind::Kill, now));
-    }
 
     // Ops services: alerts, the metrics endpoint, the control socket (which also keeps a
     // second kestrel off this storage directory).
@@ -217,12 +209,27 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         socket.display()
     );
 
-    let gateway = if dry_run {
-        drop(store);
-        None
+    // Reconcile with the venue before reading what the store restores: a difference it
+    // cannot resolve pauses trading in the store, and that pause must hold from the first
+    // tick of this run (the gateway also pushes it to the engine's ring).
+    let (gateway, (restored, restore_fills, restore_working)) = if dry_run {
+        // A dry run sends nothing: it reads the store and lets it go.
+        (None, restore(&store, &table, config, clock.now())?)
     } else {
-        Some(start_gateway(&args, store, &table)?)
+        let gateway = start_gateway(&args, store, &table, gateway_control_tx)?;
+        let restored = restore(gateway.store(), &table, config, clock.now())?;
+        (Some(gateway), restored)
     };
+
+    // The engine handles these before its first tick (the feed's ring is not handed to the
+    // feed yet).
+    let now = clock.now();
+    if restored.paused {
+        let _ = control_tx.push(ControlCommand::new(ControlKind::Pause, now));
+    }
+    if restored.killed {
+        let _ = control_tx.push(ControlCommand::new(ControlKind::Kill, now));
+    }
 
     let mut engine_config = config.engine_config();
     engine_config.first_decision_seq = restored.first_decision_seq;
@@ -247,6 +254,8 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
     for &(id, side, qty) in &restore_working {
         engine.restore_working(id, side, qty);
     }
+    // A signal sets `stop`; the engine reads it directly, so no decision follows it.
+    let decisions_stopped = engine.stop_deciding_on(stop.clone());
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);
 
@@ -262,6 +271,7 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
                 let mut inputs = EngineInputs {
                     control: control_rx,
                     operator: Some(operator_rx),
+                    gateway: Some(gateway_control_rx),
                     execs: exec_rx,
                     ticks: tick_rx,
                 };
@@ -273,6 +283,7 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
                 engine
             })?
     };
+    let cancel_open_on_exit = args.cancel_open_on_exit;
     let (gateway_thread, mut dry_orders) = match gateway {
         Some(mut gateway) => {
             let gateway_stop = gateway_stop.clone();
@@ -282,13 +293,22 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
                 .name("gateway".into())
                 .spawn(move || {
                     gateway.flush(&mut exec_tx);
-                    let result = gateway.run(
-                        &mut order_rx,
-                        &mut exec_tx,
-                        Some(&mut texts_rx),
-                        &gateway_stop,
-                    );
-                    (gateway, exec_tx, result)
+                    let mut rings = GatewayRings {
+                        orders: &mut order_rx,
+                        execs: &mut exec_tx,
+                        updates: Some(&mut texts_rx),
+                    };
+                    let result = gateway.run(&mut rings, &gateway_stop);
+                    // Told to stop once the engine decides no more: what was sent is seen
+                    // through to its end, with the engine told of every fill.
+                    let shutdown = result.is_ok().then(|| {
+                        gateway.shutdown_in_session(
+                            &mut rings,
+                            cancel_open_on_exit,
+                            SHUTDOWN_DEADLINE,
+                        )
+                    });
+                    (gateway, result, shutdown)
                 })?;
             (Some(t), None)
         }
@@ -380,28 +400,37 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
         );
         ops.alert(Alert::gateway_stopped());
     }
-    if let Some(hook) = args.on_stopping.take() {
-        hook();
-    }
-    // Give the gateway a few polls to learn the last fills, then stop the engine (it applies
-    // queued reports on the way out), the gateway and the feed.
-    let settle = Instant::now() + Duration::from_millis(600);
-    while Instant::now() < settle {
+    // Graceful stop. 1: no new decision (a signal has set `stop` already; a deadline or a
+    // stopped thread sets it here), acknowledged by the engine within one loop turn.
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged_by = Instant::now() + Duration::from_secs(2);
+    while !decisions_stopped.load(Ordering::Acquire)
+        && !engine_thread.is_finished()
+        && Instant::now() < acknowledged_by
+    {
         ops.drain(&mut journal_rx);
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(Duration::from_micros(100));
     }
-    engine_stop.store(true, Ordering::Relaxed);
-    let engine = engine_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+    tracing::info!(
+        cancel_open = args.cancel_open_on_exit,
+        "stopping: no new decisions; waiting for the orders already sent"
+    );
+    // 2: the gateway places what was decided before, cancels what is open when configured,
+    // and waits for the venue, handing every fill to the engine (its own thread, bounded by
+    // SHUTDOWN_DEADLINE), while this thread keeps draining the journal.
     gateway_stop.store(true, Ordering::Relaxed);
     let mut gateway_incidents = 0;
     let mut gateway_order_updates = 0;
     let mut venue_positions = None;
     // Reported after the alerts are delivered (below), not before.
     let mut gateway_failure = None;
+    let mut gateway_after_stop = None;
     if let Some(t) = gateway_thread {
-        let (mut gateway, _exec_tx, result) = t
+        while !t.is_finished() {
+            ops.drain(&mut journal_rx);
+            thread::sleep(Duration::from_millis(1));
+        }
+        let (gateway, result, shutdown) = t
             .join()
             .map_err(|_| anyhow::anyhow!("the gateway thread panicked"))?;
         if let Err(e) = result {
@@ -410,15 +439,25 @@ pub fn run(mut args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport
                 "the order gateway stopped with an error: {e}; restart kestrel (it reconciles with \
                  the broker before trading) and check open positions with the broker"
             ));
-        } else if args.cancel_open_on_exit {
-            let r = gateway.shutdown(true, Duration::from_secs(10));
-            if !r.still_open.is_empty() {
-                tracing::error!(
-                    still_open = r.still_open.len(),
-                    "orders still working at the venue after the shutdown deadline: check them with the broker"
-                );
-            }
         }
+        if let Some(r) = shutdown
+            && (!r.still_open.is_empty() || r.deadline_hit)
+        {
+            tracing::error!(
+                still_open = r.still_open.len(),
+                deadline_hit = r.deadline_hit,
+                "orders still working or unresolved at the venue after the shutdown deadline: \
+                 check them with the broker"
+            );
+        }
+        gateway_after_stop = Some(gateway);
+    }
+    // 3: the engine applies the reports still queued and stops.
+    engine_stop.store(true, Ordering::Relaxed);
+    let engine = engine_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+    if let Some(mut gateway) = gateway_after_stop {
         gateway_incidents = gateway.counters().incidents;
         gateway_order_updates = gateway.counters().order_updates;
         venue_positions = match gateway.venue_mut().positions() {
@@ -494,6 +533,7 @@ fn start_gateway(
     args: &SessionArgs,
     store: Store,
     table: &InstrumentTable,
+    engine_control: kestrel_engine::ring::Producer<ControlCommand>,
 ) -> Result<Gateway<KiteClient>> {
     let kite = KiteClient::new(
         KiteConfig::new(args.venue.rest_url.clone()),
@@ -520,6 +560,7 @@ fn start_gateway(
         },
     )
     .map_err(|e| anyhow::anyhow!("starting the gateway: {e}"))?;
+    gateway.attach_engine_control(engine_control);
     let reconciled = gateway.reconcile().map_err(|e| {
         anyhow::anyhow!("reconciling with the venue at {}: {e}", args.venue.rest_url)
     })?;
@@ -634,6 +675,9 @@ fn net_positions(
     }
     net
 }
+
+/// How long a graceful stop waits for the venue to settle the orders already sent.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 fn core_count() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())

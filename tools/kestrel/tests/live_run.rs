@@ -561,3 +561,113 @@ fn a_store_the_gateway_cannot_write_ends_the_run_with_an_error() {
         "{stderr}"
     );
 }
+
+/// Venue orders carrying a kestrel tag (every order a run placed).
+fn venue_orders(sim: &Sim) -> Vec<kestrel_gateway::venue::VenueOrder> {
+    let creds = Credentials {
+        api_key: Secret::new(sim.api_key.clone()),
+        access_token: Secret::new(sim.access_token.clone()),
+    };
+    let mut venue = KiteClient::new(KiteConfig::new(sim.rest.clone()), &creds).unwrap();
+    venue
+        .orders()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.tag.is_some())
+        .collect()
+}
+
+/// Issue 14, defect 1: reconciliation that finds what it cannot resolve (here: the order
+/// store was deleted, the venue still holds the orders) starts trading paused, and the run
+/// places nothing, from its first tick.
+#[test]
+fn a_start_that_reconciliation_pauses_places_no_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim();
+    let config = write_config(dir.path(), &sim);
+    let env = [
+        ("KITE_API_KEY", sim.api_key.as_str()),
+        ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
+    ];
+    let args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--duration",
+        "4s",
+    ];
+    let first = kestrel(&args, &env, Duration::from_secs(60));
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let placed = venue_orders(&sim).len();
+    assert!(placed > 0, "the first run placed orders");
+
+    let orders_dir = dir.path().join("data/orders");
+    for f in std::fs::read_dir(&orders_dir).unwrap() {
+        let f = f.unwrap().path();
+        if f.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("kestrel.sqlite")
+        {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let second = kestrel(&args, &env, Duration::from_secs(60));
+    let (stdout, stderr) = (text(&second.stdout), text(&second.stderr));
+    assert!(
+        second.status.success(),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("trading starts paused"),
+        "the wiped store must make reconciliation pause: {stderr}"
+    );
+    let orders: Vec<_> = journal_of(&stdout)
+        .iter()
+        .filter_map(|r| r.as_order())
+        .copied()
+        .collect();
+    assert!(
+        orders.is_empty(),
+        "a paused start decided {} orders",
+        orders.len()
+    );
+    assert_eq!(
+        venue_orders(&sim).len(),
+        placed,
+        "a paused start placed orders at the venue"
+    );
+}
+
+/// Issue 14, defect 2: from the moment SIGTERM lands nothing new is decided; what was sent
+/// is seen to its end (open orders cancelled, fills read), and the book matches the venue.
+#[test]
+fn sigterm_stops_decisions_at_once_and_ends_with_the_venues_book() {
+    use kestrel_engine::ControlKind;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim();
+    let config = write_config(dir.path(), &sim);
+    let socket = dir.path().join("data/kestrel.sock");
+    let run = run_until_first_order(&config, &sim, &socket, "120s");
+    let out = terminate(run);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    let (ticks, orders) = after_command(&journal_of(&stdout), ControlKind::StopDeciding);
+    assert_eq!(ticks, 0, "ticks were stepped after the stop");
+    assert!(
+        orders.is_empty(),
+        "{} orders decided after SIGTERM: {orders:?}",
+        orders.len()
+    );
+    assert!(
+        stdout.contains("positions match the engine's book"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    // `cancel_open_on_exit` (the default): nothing is left working at the venue.
+    let working: Vec<_> = venue_orders(&sim)
+        .into_iter()
+        .filter(|o| o.status == kestrel_gateway::venue::VenueStatus::Working)
+        .collect();
+    assert!(working.is_empty(), "left working: {working:?}");
+}

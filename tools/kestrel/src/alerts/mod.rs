@@ -490,6 +490,13 @@ impl Alert {
                 "if you did not ask for this, check the host's logs; start kestrel again when \
                  ready.",
             ),
+            ControlKind::StopDeciding => (
+                Severity::Info,
+                "kestrel stopping: no new decisions",
+                "The engine decides nothing more; the orders already sent are being seen to \
+                 their end.",
+                "nothing; the summary compares the book with the broker's positions.",
+            ),
             ControlKind::Connectivity => (
                 Severity::Info,
                 "link state signalled",
