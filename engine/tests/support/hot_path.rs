@@ -75,6 +75,8 @@ pub struct VenueStats {
     pub units: u64,
     /// Orders the engine sent that its own flatten or risk rules asked for.
     pub forced: u64,
+    /// Of those, the exits a risk rule forced (a position's loss limit).
+    pub risk_exits: u64,
 }
 
 impl VenueStats {
@@ -89,6 +91,7 @@ impl VenueStats {
             cancel_alls: self.cancel_alls - before.cancel_alls,
             units: self.units - before.units,
             forced: self.forced - before.forced,
+            risk_exits: self.risk_exits - before.risk_exits,
         }
     }
 
@@ -152,10 +155,12 @@ impl Venue {
                     );
                     self.stats.new_orders += 1;
                     self.stats.units += u64::from(req.qty);
-                    if req.reason == ReasonCode::Flatten.code()
-                        || req.reason == ReasonCode::RiskExit.code()
-                    {
+                    if req.reason == ReasonCode::Flatten.code() {
                         self.stats.forced += 1;
+                    }
+                    if req.reason == ReasonCode::RiskExit.code() {
+                        self.stats.forced += 1;
+                        self.stats.risk_exits += 1;
                     }
                     self.working.push(Working {
                         leaves: req.qty,
