@@ -1,152 +1,286 @@
-//! The hot path allocates nothing: a counting global allocator watches 1,000,000 ticks go
-//! through `Engine::step` with each built-in strategy, with orders flowing out through the
-//! order ring and fills flowing back through the exec ring and `Engine::on_exec`.
+//! The hot path allocates nothing: a counting global allocator watches the engine trade a
+//! random-walk market with each built-in strategy and each sizing method, against a venue
+//! that answers with full and partial fills, cancels, rejections and acknowledgements, while
+//! the operator pauses, resumes, kills, clears the kill, flattens (which cancels what is
+//! working) and reports the link down and up again.
+//!
+//! Two ways in: `Engine::step`/`on_exec`/`on_control` called directly (one thread, exact), and
+//! `Engine::run`, the production loop, on its own thread fed through its rings by this one;
+//! there only the engine thread is counted, and only after a warm-up run.
 
+#[path = "support/hot_path.rs"]
+mod hot_path;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hot_path::{Market, Rig, SCHEDULE, Venue, VenueStats, control_at};
 use kestrel_engine::alloc_counter::{AllocCounts, CountingAllocator, count};
 use kestrel_engine::engine::{EngineInputs, RingOutput};
-use kestrel_engine::ring::channel;
+use kestrel_engine::ring::{Producer, channel};
 use kestrel_engine::risk::UncheckedForTestsOnly;
-use kestrel_engine::rng::Rng;
 use kestrel_engine::strategy::{BuiltIn, StrategyConfig};
 use kestrel_engine::{
-    Approved, ControlCommand, Engine, EngineConfig, ExecReport, InstrumentId, InstrumentTable,
-    JournalRecord, Price, ReplayClock, RequestKind, Tick,
+    Approved, ControlCommand, ControlKind, Engine, EngineConfig, EngineCounters, ExecReport,
+    InstrumentTable, JournalRecord, ReplayClock, Tick,
 };
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-/// A random walk with trending regimes, in ₹0.05 steps from ₹1,000, over five instruments.
-struct Market {
-    rng: Rng,
-    px: [i64; 5],
-    drift: [i64; 5],
-    ts: u64,
-}
+const START: u64 = 1_700_000_000_000_000_000;
+/// A command every this many ticks: all eight in each 160,000 ticks.
+const EVERY: u64 = 20_000;
 
-impl Market {
-    fn new() -> Market {
-        Market {
-            rng: Rng::new(7),
-            px: [1_000 * 100; 5],
-            drift: [0; 5],
-            ts: 1_700_000_000_000_000_000,
-        }
-    }
+const SIZINGS: [&str; 4] = [
+    "method = \"fixed\"\nqty = 5\n",
+    "method = \"risk_percent\"\nrisk_bps = 10\n",
+    "method = \"volatility_scaled\"\nrisk_bps = 1\nmultiple_bps = 1000000\n",
+    "method = \"kelly\"\nwin_rate_bps = 5500\npayoff_bps = 15000\nfraction_bps = 5000\ncap_bps = 500\n",
+];
+const BREAKOUT: &str = "kind = \"breakout\"\nlookback = 20\nstop_bps = 30\n";
+const SMA_CROSS: &str = "kind = \"sma_cross\"\nfast = 5\nslow = 20\nallow_short = true\n";
 
-    /// Next tick; prices kept in paise.
-    fn tick(&mut self) -> Tick {
-        let r = self.rng.next_u64();
-        let i = (r % 5) as usize;
-        if (r >> 8).is_multiple_of(400) {
-            self.drift[i] = ((r >> 16) % 3) as i64 - 1;
-        }
-        let step = ((r >> 24) % 5) as i64 - 2 + self.drift[i];
-        self.px[i] = (self.px[i] + step * 5).clamp(50_000, 200_000);
-        self.ts += 100_000;
-        Tick::trade(
-            InstrumentId(i as u16),
-            self.ts,
-            Price::from_scaled(self.px[i], 100),
-            1 + (r >> 40) as u32 % 50,
-        )
-    }
-}
+type Eng = Engine<BuiltIn, UncheckedForTestsOnly, ReplayClock>;
 
-fn drive(config: &str) -> (AllocCounts, u64, u64) {
-    let cfg: StrategyConfig = toml::from_str(config).expect("strategy config parses");
+fn engine(strategy: &str, sizing: &str) -> Eng {
+    let text = format!("{strategy}[sizing]\n{sizing}");
+    let cfg: StrategyConfig = toml::from_str(&text).expect("strategy config parses");
     let table = InstrumentTable::nse_default();
     let strategy = BuiltIn::new(&cfg, &table);
-    let engine_cfg = EngineConfig {
-        journal_ticks: true,
-        ..EngineConfig::default()
-    };
-    let mut engine = Engine::new(
+    Engine::new(
         strategy,
         UncheckedForTestsOnly,
         ReplayClock::default(),
         table,
-        engine_cfg,
-    );
-    let (orders_tx, mut orders_rx) = channel::<Approved>(1024);
-    let (journal_tx, mut journal_rx) = channel::<JournalRecord>(4096);
-    let (mut exec_tx, exec_rx) = channel::<ExecReport>(1024);
-    let (_ctl_tx, ctl_rx) = channel::<ControlCommand>(16);
-    let (_tick_tx, tick_rx) = channel::<Tick>(16);
-    let mut inputs = EngineInputs {
-        control: ctl_rx,
-        operator: None,
-        gateway: None,
-        execs: exec_rx,
-        ticks: tick_rx,
-    };
-    let mut out = RingOutput {
-        orders: orders_tx,
-        journal: Some(journal_tx),
-    };
-    let mut market = Market::new();
+        EngineConfig {
+            journal_ticks: true,
+            ..EngineConfig::default()
+        },
+    )
+}
 
-    let mut run = |n: usize,
-                   engine: &mut Engine<BuiltIn, UncheckedForTestsOnly, ReplayClock>,
-                   market: &mut Market| {
-        for _ in 0..n {
-            let t = market.tick();
-            engine.step(&t, &mut out);
-            // The "venue": fill every new order in full at the current price.
-            while let Some(a) = orders_rx.pop() {
-                let o = a.request();
-                if o.kind() != Some(RequestKind::New) {
-                    continue;
-                }
-                let px = Price::from_scaled(market.px[o.instrument.index()], 100);
-                let report = ExecReport::fill(o, o.ts + 1_000, px, o.qty, 0);
-                exec_tx.push(report).expect("exec ring has room");
-            }
-            inputs.execs.pop_batch(64, |r| engine.on_exec(&r, &mut out));
-            journal_rx.pop_batch(usize::MAX, |_| {});
-        }
-    };
+#[derive(Debug)]
+struct Outcome {
+    counts: AllocCounts,
+    engine: EngineCounters,
+    venue: VenueStats,
+}
 
-    run(10_000, &mut engine, &mut market); // warm-up
-    let ((), counts) = count(|| run(1_000_000, &mut engine, &mut market));
-    let c = engine.counters();
-    eprintln!(
-        "{} ticks, {} orders, {} fills, {} journal records dropped",
-        c.ticks, c.orders_sent, c.fills, c.journal_dropped
+/// Steps `warm` ticks, then counts what `ticks` more allocate.
+fn drive_steps(strategy: &str, sizing: &str, warm: u64, ticks: u64) -> Outcome {
+    let mut rig = Rig::new(engine(strategy, sizing), START, EVERY);
+    rig.steps(warm);
+    let (before, venue_before) = (*rig.engine.counters(), rig.venue.stats);
+    let ((), counts) = count(|| rig.steps(ticks));
+    Outcome {
+        counts,
+        engine: since(rig.engine.counters(), &before),
+        venue: rig.venue.stats.since(&venue_before),
+    }
+}
+
+fn since(c: &EngineCounters, b: &EngineCounters) -> EngineCounters {
+    EngineCounters {
+        ticks: c.ticks - b.ticks,
+        intents: c.intents - b.intents,
+        orders_sent: c.orders_sent - b.orders_sent,
+        blocked_by_control: c.blocked_by_control - b.blocked_by_control,
+        exec_reports: c.exec_reports - b.exec_reports,
+        fills: c.fills - b.fills,
+        controls: c.controls - b.controls,
+        loop_turns: c.loop_turns - b.loop_turns,
+        ..EngineCounters::default()
+    }
+}
+
+fn assert_exercised_without_allocating(o: &Outcome, what: &str) {
+    eprintln!("{what}: {o:?}");
+    let e = &o.engine;
+    assert!(
+        e.orders_sent > 50 && e.fills > 50,
+        "{what}: the strategy must trade: {o:?}"
     );
-    (counts, c.orders_sent, c.fills)
+    assert!(
+        e.blocked_by_control > 0,
+        "{what}: a pause or kill must have blocked an entry: {o:?}"
+    );
+    assert!(
+        e.controls >= SCHEDULE.len() as u64,
+        "{what}: every control command: {o:?}"
+    );
+    o.venue.assert_every_kind();
+    assert_eq!(
+        o.counts,
+        AllocCounts::default(),
+        "{what}: allocations and frees on the hot path"
+    );
+}
+
+/// Each sizing method in turn; the units ordered differ between them, so each really sized.
+fn each_sizing_allocates_nothing(strategy: &str) {
+    let mut units = Vec::new();
+    for sizing in SIZINGS {
+        let o = drive_steps(strategy, sizing, 20_000, 400_000);
+        assert_exercised_without_allocating(&o, &format!("{strategy:?}, {sizing:?}"));
+        units.push(o.venue.units);
+    }
+    let mut distinct = units.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        SIZINGS.len(),
+        "units ordered per sizing: {units:?}"
+    );
+}
+
+#[test]
+fn breakout_with_each_sizing_method_allocates_nothing() {
+    each_sizing_allocates_nothing(BREAKOUT);
+}
+
+#[test]
+fn sma_cross_with_each_sizing_method_allocates_nothing() {
+    each_sizing_allocates_nothing(SMA_CROSS);
 }
 
 #[test]
 fn breakout_steps_a_million_ticks_without_allocating() {
-    let (counts, orders, fills) = drive(
-        "kind = \"breakout\"\nlookback = 20\nstop_bps = 30\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
-    );
-    assert!(
-        orders > 100 && fills > 100,
-        "the strategy must trade: {orders} orders, {fills} fills"
-    );
-    assert_eq!(
-        counts,
-        AllocCounts::default(),
-        "allocations and frees on the hot path"
-    );
+    let o = drive_steps(BREAKOUT, SIZINGS[0], 10_000, 1_000_000);
+    assert_exercised_without_allocating(&o, "breakout");
 }
 
+/// Stops the engine thread however the test body ends, so that a failed assertion cannot
+/// leave `thread::scope` waiting for it forever.
+struct StopOnDrop<'a>(&'a [AtomicBool; 2]);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        for s in self.0 {
+            s.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The run loop on its own thread, fed through its rings: the ticks ring, the execs ring,
+/// the feed's control ring and the operator's ring. The engine thread runs `Engine::run`
+/// once to warm up, then again inside `count`; this thread plays market, venue and operator.
 #[test]
-fn sma_cross_steps_a_million_ticks_without_allocating() {
-    let (counts, orders, fills) = drive(
-        "kind = \"sma_cross\"\nfast = 5\nslow = 20\nallow_short = true\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
-    );
-    assert!(
-        orders > 100 && fills > 100,
-        "the strategy must trade: {orders} orders, {fills} fills"
-    );
-    assert_eq!(
+fn the_run_loop_allocates_nothing_in_steady_state() {
+    const WARM: u64 = 2 * 8 * EVERY / 4;
+    const TICKS: u64 = 4 * 8 * EVERY / 4;
+    const EVERY_RUN: u64 = EVERY / 4;
+    let mut engine = engine(BREAKOUT, SIZINGS[0]);
+    let (mut tick_tx, tick_rx) = channel::<Tick>(1024);
+    let (mut exec_tx, exec_rx) = channel::<ExecReport>(4096);
+    let (mut ctl_tx, ctl_rx) = channel::<ControlCommand>(64);
+    let (mut op_tx, op_rx) = channel::<ControlCommand>(64);
+    let (orders_tx, mut orders) = channel::<Approved>(1024);
+    let (journal_tx, mut journal) = channel::<JournalRecord>(1 << 16);
+    let stops = [AtomicBool::new(false), AtomicBool::new(false)];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut market = Market::new(START);
+    let mut venue = Venue::new();
+    let mut phase_venue = VenueStats::default();
+
+    let (counts, before) = std::thread::scope(|s| {
+        let _guard = StopOnDrop(&stops);
+        let worker = s.spawn(|| {
+            let mut inputs = EngineInputs {
+                control: ctl_rx,
+                operator: Some(op_rx),
+                gateway: None,
+                execs: exec_rx,
+                ticks: tick_rx,
+            };
+            let mut out = RingOutput {
+                orders: orders_tx,
+                journal: Some(journal_tx),
+            };
+            engine.run(&mut inputs, &mut out, &stops[0]);
+            let before = *engine.counters();
+            let ((), counts) = count(|| engine.run(&mut inputs, &mut out, &stops[1]));
+            (counts, before)
+        });
+        let check_deadline = || {
+            assert!(
+                Instant::now() < deadline,
+                "the run loop did not keep up within the deadline"
+            );
+        };
+        let mut n = 0u64;
+        for (phase, ticks) in [WARM, TICKS].into_iter().enumerate() {
+            if phase == 1 {
+                phase_venue = venue.stats;
+            }
+            let end = n + ticks;
+            while n < end {
+                check_deadline();
+                let ts = market.ts;
+                venue.take_orders(&mut orders, ts, &mut exec_tx);
+                if tick_tx.free_slots() == 0 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                n += 1;
+                let t = market.tick();
+                if let Some(cmd) = control_at(n, EVERY_RUN, t.recv_ts) {
+                    let flatten = cmd.kind() == Some(ControlKind::Flatten);
+                    if flatten {
+                        // Only while an order is working, so that the flatten cancels it:
+                        // hold the venue's answers until the engine has asked.
+                        while !venue.has_working() {
+                            check_deadline();
+                            venue.take_orders(&mut orders, ts, &mut exec_tx);
+                            tick_tx.push(market.tick()).ok();
+                        }
+                        let cancel_alls = venue.stats.cancel_alls;
+                        ctl_tx.push(cmd).expect("control ring has room");
+                        while venue.stats.cancel_alls == cancel_alls {
+                            check_deadline();
+                            venue.take_orders(&mut orders, ts, &mut exec_tx);
+                            journal.pop_batch(usize::MAX, |_| {});
+                        }
+                    } else if n.is_multiple_of(2 * EVERY_RUN) {
+                        op_tx.push(cmd).expect("operator ring has room");
+                    } else {
+                        ctl_tx.push(cmd).expect("control ring has room");
+                    }
+                }
+                tick_tx.push(t).expect("checked for room");
+                if n.is_multiple_of(16) {
+                    venue.resolve(&market, t.recv_ts, &mut exec_tx);
+                }
+                journal.pop_batch(usize::MAX, |_| {});
+            }
+            // Let the engine finish this phase's ticks and reports before stopping it.
+            while !tick_tx_is_empty(&tick_tx) || venue.has_working() {
+                check_deadline();
+                venue.take_orders(&mut orders, market.ts, &mut exec_tx);
+                venue.resolve(&market, market.ts, &mut exec_tx);
+                journal.pop_batch(usize::MAX, |_| {});
+            }
+            stops[phase].store(true, Ordering::Relaxed);
+        }
+        worker.join().expect("the engine thread")
+    });
+    while journal.pop().is_some() {}
+    let o = Outcome {
         counts,
-        AllocCounts::default(),
-        "allocations and frees on the hot path"
+        engine: since(engine.counters(), &before),
+        venue: venue.stats.since(&phase_venue),
+    };
+    eprintln!("run loop: {o:?}");
+    assert!(
+        o.engine.ticks > 0 && o.engine.loop_turns > 0,
+        "the counted run did the work: {o:?}"
     );
+    assert_exercised_without_allocating(&o, "run loop");
+}
+
+fn tick_tx_is_empty(tx: &Producer<Tick>) -> bool {
+    tx.free_slots() == tx.capacity()
 }
 
 /// The counter itself must see allocations, or the tests above prove nothing.

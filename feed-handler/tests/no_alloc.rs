@@ -1,7 +1,9 @@
 //! The feed's hot path allocates nothing: a counting global allocator watches 100,000
 //! full-mode messages of 5 packets each go from bytes to ticks — encoded into a fixed
 //! buffer, framed as WebSocket binary frames (every tenth split into fragments with a ping
-//! between them), parsed, reassembled and decoded.
+//! between them), parsed, reassembled and decoded; and then the real client,
+//! `FeedClient::poll_once`, read them from a loopback socket served by the simulator's
+//! Kite ticker (binary full-mode frames, heartbeats), decode them and push the ticks.
 
 use kestrel_engine::alloc_counter::{CountingAllocator, count};
 use kestrel_engine::{InstrumentTable, Price, TickKind};
@@ -131,6 +133,113 @@ fn decoding_binance_events_allocates_nothing() {
     });
     assert_eq!(counts.allocs, 0, "allocations on the hot path");
     assert_eq!(ticks, 10_000);
+}
+
+fn tick(i: u64) -> kestrel_engine::Tick {
+    use kestrel_engine::{InstrumentId, RecordTag, Tick};
+    let bid = Price(5_000_000 * (20_000 + (i as i64 * 7) % 300));
+    Tick {
+        exch_ts: (1_700_000_000 + i) * 1_000_000_000,
+        last_px: bid,
+        bid_px: bid,
+        ask_px: Price(bid.0 + 5_000_000),
+        volume: 1_000 + i,
+        last_qty: 1,
+        bid_qty: 10,
+        ask_qty: 10,
+        instrument: InstrumentId((i % 5) as u16),
+        kind: TickKind::Quote.code(),
+        tag: RecordTag::Tick.code(),
+        ..Tick::default()
+    }
+}
+
+#[test]
+fn polling_a_loopback_socket_and_decoding_allocates_nothing() {
+    use kestrel_engine::ring::channel;
+    use kestrel_engine::{ControlCommand, Tick};
+    use kestrel_exchange_sim::{TickerConfig, TickerServer};
+    use kestrel_feed::{FeedClient, FeedConfig, FeedSinks};
+    use std::time::{Duration, Instant};
+
+    const WARM: u64 = 2_000;
+    const N: u64 = 20_000;
+    let server = TickerServer::start(TickerConfig::new("k", "t")).expect("ticker server");
+    let h = server.handle();
+    let (tick_tx, mut tick_rx) = channel::<Tick>(1 << 16);
+    let (ctl_tx, mut ctl_rx) = channel::<ControlCommand>(64);
+    let mut client = FeedClient::new(
+        FeedConfig::new(&server.ws_root(), "k", "t", &TOKENS),
+        InstrumentTable::nse_default(),
+        FeedSinks {
+            ticks: tick_tx,
+            texts: None,
+            control: Some(ctl_tx),
+        },
+    )
+    .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.stats().mode_messages == 0 {
+        assert!(Instant::now() < deadline, "the client never subscribed");
+        client.poll_once(Some(Duration::from_millis(10)));
+    }
+    // Warm-up: the first messages through every buffer.
+    let mut received = 0u64;
+    let publish = |from: u64, to: u64| {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let ticks: Vec<Tick> = (from..to).map(tick).collect();
+            for chunk in ticks.chunks(250) {
+                h.publish_batch(chunk);
+            }
+        })
+    };
+    let warm = publish(0, WARM);
+    while received < WARM {
+        assert!(
+            Instant::now() < deadline,
+            "{received} of {WARM} warm-up ticks"
+        );
+        client.poll_once(Some(Duration::ZERO));
+        received += tick_rx.pop_batch(usize::MAX, |_| {}) as u64;
+    }
+    warm.join().expect("publisher");
+    // The publisher runs on its own thread (its allocations are not counted); this thread
+    // only polls the socket, decodes and drains the ring.
+    let publisher = publish(WARM, WARM + N);
+    let (mut last_px, mut late) = (0i64, false);
+    let ((), counts) = count(|| {
+        while received < WARM + N {
+            if Instant::now() >= deadline {
+                late = true;
+                break;
+            }
+            client.poll_once(Some(Duration::ZERO));
+            received += tick_rx.pop_batch(usize::MAX, |t| last_px = t.last_px.0) as u64;
+        }
+    });
+    publisher.join().expect("publisher");
+    assert!(
+        !late,
+        "{received} of {} ticks within the deadline",
+        WARM + N
+    );
+    assert_eq!(received, WARM + N);
+    assert_eq!(
+        last_px,
+        tick(WARM + N - 1).last_px.0,
+        "the last tick arrived intact"
+    );
+    assert_eq!(client.counters().ring_full, 0);
+    assert!(
+        ctl_rx.pop().is_some(),
+        "the connection came up as a control command"
+    );
+    assert_eq!(
+        counts,
+        kestrel_engine::alloc_counter::AllocCounts::default()
+    );
+    server.shutdown();
 }
 
 #[test]

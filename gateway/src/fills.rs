@@ -228,8 +228,11 @@ mod tests {
 
     proptest! {
         /// Whatever order trade-book reads and updates (duplicated, stale) arrive in, the
-        /// order's filled quantity never exceeds the venue's and ends equal to it, with
-        /// unique keys.
+        /// order's filled quantity never exceeds the venue's and ends equal to it. The keys
+        /// are checked on what the derivations propose, before anything drops a duplicate:
+        /// a key the order already holds may come back only for the very same fill (the
+        /// store's unique `trade_id` then drops it and loses nothing), and the proposals
+        /// that are new add up to the venue's filled quantity exactly.
         #[test]
         fn no_interleaving_of_sources_counts_a_unit_twice(
             trade_qtys in proptest::collection::vec(1u32..50, 1..8),
@@ -246,12 +249,21 @@ mod tests {
                 .collect();
             let total: u32 = trade_qtys.iter().sum();
             let mut fills: Vec<Fill> = Vec::new();
-            let apply = |fills: &mut Vec<Fill>, new: Vec<Fill>| {
+            // Every fill any derivation proposed, duplicates included.
+            let mut proposed: Vec<Fill> = Vec::new();
+            // As the store does: a key it holds is dropped (`Applied::DuplicateFill`).
+            let apply = |fills: &mut Vec<Fill>, proposed: &mut Vec<Fill>, new: Vec<Fill>| -> Result<(), TestCaseError> {
                 for f in new {
-                    if !fills.iter().any(|g| g.trade_id == f.trade_id) {
-                        fills.push(f);
+                    proposed.push(f.clone());
+                    match fills.iter().find(|g| g.trade_id == f.trade_id) {
+                        Some(held) => prop_assert_eq!(
+                            held, &f,
+                            "a key came back for a different fill: dropping it by key loses units"
+                        ),
+                        None => fills.push(f),
                     }
                 }
+                Ok(())
             };
             let reports = reports.into_iter().chain([Report::Book(trades.len())]);
             for r in reports {
@@ -259,7 +271,7 @@ mod tests {
                 match r {
                     Report::Book(n) => {
                         let n = n.min(trades.len());
-                        apply(&mut fills, from_trades(filled, 7, &trades[..n]));
+                        apply(&mut fills, &mut proposed, from_trades(filled, 7, &trades[..n]))?;
                     }
                     Report::Update(n) => {
                         let n = n.min(trades.len());
@@ -267,7 +279,7 @@ mod tests {
                         let v: i128 = trades[..n].iter().map(|t| i128::from(t.price.0) * i128::from(t.quantity)).sum();
                         let avg = if cum == 0 { Price::ZERO } else { Price((v / i128::from(cum)) as i64) };
                         if let FromUpdate::Fill(f) = from_update(filled, value(&fills), 7, cum, avg, 0) {
-                            apply(&mut fills, vec![f]);
+                            apply(&mut fills, &mut proposed, vec![f])?;
                         }
                     }
                 }
@@ -276,10 +288,14 @@ mod tests {
             }
             let filled: u32 = fills.iter().map(|f| f.qty).sum();
             prop_assert_eq!(filled, total);
-            let mut keys: Vec<&str> = fills.iter().map(|f| f.trade_id.as_str()).collect();
+            // Each derivation starts from what the order holds, so none proposes a key the
+            // order already has: the raw proposals, not deduplicated, are the fills.
+            let mut keys: Vec<&str> = proposed.iter().map(|f| f.trade_id.as_str()).collect();
             keys.sort_unstable();
             keys.dedup();
-            prop_assert_eq!(keys.len(), fills.len());
+            prop_assert_eq!(keys.len(), proposed.len(), "a key proposed twice: {:?}", qtys(&proposed));
+            let proposed_qty: u32 = proposed.iter().map(|f| f.qty).sum();
+            prop_assert_eq!(proposed_qty, total);
         }
     }
 }

@@ -10,11 +10,25 @@
 //! * projected gross exposure does not end above `max_gross_exposure` (unless the order
 //!   left it no higher than before) and |net| likewise with `max_net_exposure`, valued at
 //!   the last trade prices of that moment;
-//! * at most `orders_per_second` entries fall in any one-second window and at most
-//!   `orders_per_minute` in any minute;
+//! * fewer than `orders_per_second` orders (entries and exits: the gate counts every order
+//!   it lets out) left in the second before it, fewer than `orders_per_minute` in the
+//!   minute before it, and fewer than `burst_orders` in the `burst_window_s` before it;
+//! * the size the strategy asked for is at most `max_order_qty`, and at most
+//!   `max_order_notional` at the last trade price;
+//! * fewer than `max_open_orders_per_instrument` orders were working in its instrument and
+//!   fewer than `max_open_orders` in all;
+//! * no order on the same instrument and side at the same price, for the size asked,
+//!   left within `dup_window_ms` before it;
+//! * its instrument's last tick is at most `max_tick_age_ms` old;
 //! * the daily-loss block (net P&L down `daily_loss_block_bps` of capital from the day's
-//!   start, as seen at a tick) was not active;
+//!   start, as seen at a tick) was not active, the venue had not rejected more than
+//!   `max_errors_per_minute` orders in a minute (the error-rate halt), and the gate had
+//!   not announced a halt (the burst halt); nothing in a case lifts a halt;
 //! * in reject mode it is the size the strategy asked for, in clip mode no larger.
+//!
+//! And every order, exits included, is priced inside the band: a limit price (and a stop's
+//! trigger) within `band_bps` of the last trade price, a market order's protection price
+//! too.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -30,7 +44,7 @@ use kestrel_engine::{
     JournalRecord, MarketView, Money, OrderRequest, OrderType, Portfolio, Price, Qty, RecordTag,
     ReplayClock, RequestKind, RiskReason, Side, Tick, TimeInForce, UnixNanos,
 };
-use kestrel_risk::{LimitAction, RiskConfig, RiskGate};
+use kestrel_risk::{LimitAction, RiskConfig, RiskGate, TradingState};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
@@ -77,6 +91,9 @@ enum Action {
     Reject {
         pick: usize,
     },
+    /// The strategy asks for its last intent again (on a tick of another instrument, so its
+    /// own price has not moved): what the duplicate guard is for.
+    Repeat,
 }
 
 #[derive(Clone, Debug)]
@@ -86,6 +103,9 @@ struct Case {
     orders_per_minute: u32,
     burst_orders: u32,
     max_position: i64,
+    max_open_orders_per_instrument: u32,
+    max_open_orders: u32,
+    dup_window_ms: u64,
     /// Ticks added to every price step: a trending market reaches the loss limits.
     drift: i64,
     /// (action, milliseconds since the previous one)
@@ -120,6 +140,7 @@ fn action() -> impl Strategy<Value = Action> {
         3 => (any::<usize>(), 1..=100u32).prop_map(|(pick, percent)| Action::Fill { pick, percent }),
         1 => any::<usize>().prop_map(|pick| Action::Cancel { pick }),
         1 => any::<usize>().prop_map(|pick| Action::Reject { pick }),
+        1 => Just(Action::Repeat),
     ]
 }
 
@@ -129,16 +150,24 @@ fn case(limit_action: LimitAction) -> impl Strategy<Value = Case> {
         5..=40u32,
         10..=60u32,
         prop_oneof![Just(300i64), 50..=400i64],
+        (
+            1..=5u32,
+            2..=20u32,
+            prop_oneof![Just(1_000u64), 1_000..=20_000u64],
+        ),
         -25..=25i64,
         prop::collection::vec((action(), prop_oneof![0..=50u64, 0..=400u64]), 50..300),
     )
         .prop_map(
-            move |(ops, opm, burst, max_position, drift, actions)| Case {
+            move |(ops, opm, burst, max_position, (open, open_total, dup), drift, actions)| Case {
                 limit_action,
                 orders_per_second: ops,
                 orders_per_minute: opm.max(ops),
                 burst_orders: burst,
                 max_position,
+                max_open_orders_per_instrument: open,
+                max_open_orders: open_total.max(open),
+                dup_window_ms: dup,
                 drift,
                 actions,
             },
@@ -160,6 +189,9 @@ impl Case {
         c.max_net_exposure = 400_000;
         c.max_order_notional = 300_000;
         c.max_errors_per_minute = 8;
+        c.max_open_orders_per_instrument = self.max_open_orders_per_instrument;
+        c.max_open_orders = self.max_open_orders;
+        c.dup_window_ms = self.dup_window_ms;
         c
     }
 }
@@ -191,7 +223,16 @@ struct Model {
     cash: i128,
     /// The daily-loss block has been seen at a tick (it holds for the rest of the day).
     blocked: bool,
-    entry_times: Vec<UnixNanos>,
+    /// Time of the last tick of each instrument.
+    tick_ts: [UnixNanos; INSTRUMENTS],
+    /// Every order that left, entries and exits, with the time it left.
+    sent: Vec<(UnixNanos, OrderRequest)>,
+    /// Times of the venue's rejections.
+    errors: Vec<UnixNanos>,
+    /// The venue rejected more than `max_errors_per_minute` in a minute: halted for good.
+    error_halted: bool,
+    /// The gate journaled a change to `Halted` (burst, errors, daily-loss flatten).
+    halted: bool,
 }
 
 impl Model {
@@ -218,6 +259,11 @@ impl Model {
         (gross, net)
     }
 
+    /// Orders that left within `window` before `now`.
+    fn sent_within(&self, now: UnixNanos, window: u64) -> usize {
+        self.sent.iter().filter(|(t, _)| now - t < window).count()
+    }
+
     fn loss_bps(&self) -> i128 {
         let value: i128 = (0..INSTRUMENTS)
             .map(|i| self.pos[i] as i128 * self.mark[i] as i128)
@@ -234,7 +280,11 @@ struct Stats {
     exits: u64,
     clipped: u64,
     rejects: BTreeMap<&'static str, u64>,
+    /// Trading-state changes the gate journaled, by reason.
+    state_changes: BTreeMap<&'static str, u64>,
     blocked_cases: u64,
+    /// Cases whose venue rejections reached the error-rate halt.
+    error_halts: u64,
 }
 
 struct Run {
@@ -295,6 +345,7 @@ impl Run {
     fn tick(&mut self, i: usize, px: i64) -> Result<(), TestCaseError> {
         self.model.last_px[i] = px;
         self.model.mark[i] = px;
+        self.model.tick_ts[i] = self.now;
         // The gate looks at the daily loss once per tick, after marking it.
         if self.model.loss_bps() >= self.config.daily_loss_block_bps as i128 {
             self.model.blocked = true;
@@ -308,6 +359,9 @@ impl Run {
     /// the engine send more exits), until nothing is left to do.
     fn settle(&mut self) -> Result<(), TestCaseError> {
         for _ in 0..100 {
+            // The journal first: a halt the gate announced in this step precedes the
+            // entry it would block.
+            self.drain_journal();
             let mut cancel_all = Vec::new();
             while let Some(a) = self.orders.pop() {
                 let req = *a.request();
@@ -336,6 +390,11 @@ impl Run {
         while let Some(j) = self.journal.pop() {
             if let Some(r) = j.as_risk() {
                 record(&mut self.stats, r);
+                if r.verdict == Verdict::StateChange.code()
+                    && TradingState::from_code(r.state_after) == Some(TradingState::Halted)
+                {
+                    self.model.halted = true;
+                }
             }
         }
     }
@@ -345,6 +404,7 @@ impl Run {
         let i = req.instrument.index();
         let signed = req.signed_qty().0;
         prop_assert!(signed != 0, "an order without size or side: {req:?}");
+        self.check_band(&req)?;
         let m = &self.model;
         if m.reduces(i, signed) {
             self.stats.exits += 1;
@@ -374,32 +434,71 @@ impl Run {
                 net1.abs() <= max_net || net1.abs() <= net0.abs(),
                 "entry {req:?}: net {net0} → {net1}, limit {max_net}"
             );
+            prop_assert!(
+                !m.error_halted,
+                "entry {req:?} after the venue rejected more than {} orders in a minute",
+                c.max_errors_per_minute
+            );
+            prop_assert!(!m.halted, "entry {req:?} after the gate halted trading");
             let now = self.now;
-            self.model.entry_times.push(now);
-            let within = |w: u64| {
-                self.model
-                    .entry_times
-                    .iter()
-                    .filter(|&&t| now - t < w)
-                    .count()
-            };
-            prop_assert!(
-                within(SEC) <= c.orders_per_second as usize,
-                "{} entries within a second, limit {}: {:?}",
-                within(SEC),
-                c.orders_per_second,
-                &self.model.entry_times[self.model.entry_times.len().saturating_sub(8)..]
-            );
-            prop_assert!(
-                within(60 * SEC) <= c.orders_per_minute as usize,
-                "{} entries within a minute, limit {}",
-                within(60 * SEC),
-                c.orders_per_minute
-            );
+            for (limit, window, name) in [
+                (c.orders_per_second, SEC, "orders_per_second"),
+                (c.orders_per_minute, 60 * SEC, "orders_per_minute"),
+                (c.burst_orders, c.burst_window_s * SEC, "burst_orders"),
+            ] {
+                let before = m.sent_within(now, window);
+                prop_assert!(
+                    before < limit as usize,
+                    "entry {req:?} after {before} orders within {window} ns, {name} = {limit}"
+                );
+            }
             let (id, asked) = self
                 .asked
                 .expect("an entry comes from the strategy's intent");
             prop_assert_eq!(id, req.instrument);
+            prop_assert!(
+                asked <= c.max_order_qty && req.qty as i64 <= c.max_order_qty,
+                "entry {req:?} asked for {asked}, max_order_qty {}",
+                c.max_order_qty
+            );
+            let notional = asked as i128 * m.last_px[i] as i128;
+            prop_assert!(
+                notional <= Money::from_units(c.max_order_notional).0 as i128,
+                "entry {req:?} asked for {asked} worth {notional}, max_order_notional {}",
+                c.max_order_notional
+            );
+            let working_here = self
+                .venue
+                .iter()
+                .filter(|r| r.req.instrument == req.instrument)
+                .count();
+            prop_assert!(
+                working_here < c.max_open_orders_per_instrument as usize
+                    && self.venue.len() < c.max_open_orders as usize,
+                "entry {req:?} with {working_here} orders working in its instrument and {} in \
+                 all (limits {} and {})",
+                self.venue.len(),
+                c.max_open_orders_per_instrument,
+                c.max_open_orders
+            );
+            let age = now - m.tick_ts[i];
+            prop_assert!(
+                age <= c.max_tick_age_ms * MS,
+                "entry {req:?} on a tick {age} ns old, max_tick_age_ms {}",
+                c.max_tick_age_ms
+            );
+            let twin = m.sent.iter().find(|(t, o)| {
+                now - t < c.dup_window_ms * MS
+                    && o.instrument == req.instrument
+                    && o.side == req.side
+                    && o.price == req.price
+                    && o.qty as i64 == asked
+            });
+            prop_assert!(
+                twin.is_none(),
+                "entry {req:?} (asked {asked}) duplicates {twin:?} within dup_window_ms {}",
+                c.dup_window_ms
+            );
             match c.limit_action {
                 LimitAction::Reject => prop_assert_eq!(req.qty as i64, asked),
                 LimitAction::Clip => {
@@ -414,10 +513,33 @@ impl Run {
             }
         }
         self.model.working[i] += signed;
+        self.model.sent.push((self.now, req));
         self.venue.push(Resting {
             req,
             leaves: req.qty,
         });
+        Ok(())
+    }
+
+    /// Every order, exits included, is priced within `band_bps` of the last trade price.
+    fn check_band(&self, req: &OrderRequest) -> Result<(), TestCaseError> {
+        let reference = self.model.last_px[req.instrument.index()];
+        let band = reference * self.config.band_bps / 10_000;
+        let (low, high) = (reference - band, reference + band);
+        let inside = |p: Price| (low..=high).contains(&p.0);
+        prop_assert!(
+            inside(req.price),
+            "{req:?}: price outside the band {low}..={high} (last {reference})"
+        );
+        if matches!(
+            req.order_type(),
+            Some(OrderType::StopLimit | OrderType::StopMarket)
+        ) {
+            prop_assert!(
+                inside(req.trigger_price),
+                "{req:?}: trigger outside the band {low}..={high} (last {reference})"
+            );
+        }
         Ok(())
     }
 
@@ -461,6 +583,20 @@ impl Run {
         } else {
             self.model.working[i] -= sign * leaves as i64;
         }
+        if kind == ExecKind::Rejected {
+            let now = self.now;
+            let recent = self
+                .model
+                .errors
+                .iter()
+                .filter(|&&t| now - t < 60 * SEC)
+                .count();
+            if recent >= self.config.max_errors_per_minute as usize {
+                self.model.error_halted = true;
+                self.stats.error_halts += 1;
+            }
+            self.model.errors.push(now);
+        }
         if leaves == 0 || kind != ExecKind::Fill {
             self.venue.remove(k);
         }
@@ -474,6 +610,7 @@ impl Run {
             self.tick(i, 1_000 * 100_000_000 + i as i64 * 250 * 100_000_000)?;
         }
         let actions = std::mem::take(&mut self.case.actions);
+        let mut last_intent = None;
         for (action, dt_ms) in actions {
             self.now += dt_ms * MS;
             match action {
@@ -482,15 +619,14 @@ impl Run {
                     step,
                     intent,
                 } => {
-                    let i = instrument as usize;
-                    let px = (self.model.last_px[i] + (step + self.case.drift) * TICK)
-                        .clamp(500 * 100_000_000, 2_000 * 100_000_000);
-                    if let Some(s) = intent {
-                        let intent = self.intent_for(s, i, px);
-                        self.asked = Some((intent.instrument, intent.qty.0));
-                        self.intent.set(Intent::Order(intent));
+                    last_intent = intent.or(last_intent);
+                    self.tick_with(instrument as usize, step, intent)?;
+                }
+                Action::Repeat => {
+                    if let Some(s) = last_intent {
+                        let other = (s.instrument as usize + 1) % INSTRUMENTS;
+                        self.tick_with(other, 0, Some(s))?;
                     }
-                    self.tick(i, px)?;
                 }
                 Action::Fill { pick, percent } if !self.venue.is_empty() => {
                     let k = pick % self.venue.len();
@@ -520,6 +656,23 @@ impl Run {
         }
         self.stats.blocked_cases = self.model.blocked as u64;
         Ok(self.stats)
+    }
+
+    /// A tick of instrument `i` moving `step` ticks (plus the drift), with `intent`.
+    fn tick_with(
+        &mut self,
+        i: usize,
+        step: i64,
+        intent: Option<IntentSpec>,
+    ) -> Result<(), TestCaseError> {
+        let px = (self.model.last_px[i] + (step + self.case.drift) * TICK)
+            .clamp(500 * 100_000_000, 2_000 * 100_000_000);
+        if let Some(s) = intent {
+            let intent = self.intent_for(s, i, px);
+            self.asked = Some((intent.instrument, intent.qty.0));
+            self.intent.set(Intent::Order(intent));
+        }
+        self.tick(i, px)
     }
 
     /// The intent that arrives with a tick of `(tick_instrument, tick_px)`; its prices are
@@ -561,9 +714,11 @@ impl Run {
 }
 
 fn record(stats: &mut Stats, r: &RiskRecord) {
+    let name = RiskReason::from_code(r.reason).map_or("unknown", RiskReason::name);
     if r.verdict == Verdict::Reject.code() {
-        let name = RiskReason::from_code(r.reason).map_or("unknown", RiskReason::name);
         *stats.rejects.entry(name).or_default() += 1;
+    } else if r.verdict == Verdict::StateChange.code() {
+        *stats.state_changes.entry(name).or_default() += 1;
     }
 }
 
@@ -608,8 +763,12 @@ fn the_generated_sequences_reach_every_limit() {
         total.exits += s.exits;
         total.clipped += s.clipped;
         total.blocked_cases += s.blocked_cases;
+        total.error_halts += s.error_halts.min(1);
         for (k, v) in s.rejects {
             *total.rejects.entry(k).or_default() += v;
+        }
+        for (k, v) in s.state_changes {
+            *total.state_changes.entry(k).or_default() += v;
         }
     }
     eprintln!("{total:#?}");
@@ -619,17 +778,32 @@ fn the_generated_sequences_reach_every_limit() {
         total.blocked_cases > 0,
         "no case reached the daily-loss block"
     );
+    assert!(total.error_halts > 0, "no case reached the error-rate halt");
     for reason in [
         "MaxPosition",
         "GrossExposure",
         "NetExposure",
         "RatePerSecond",
         "RatePerMinute",
+        "BurstHalt",
+        "MaxOrderQty",
+        "MaxOrderNotional",
+        "MaxOpenOrders",
+        "Duplicate",
+        "StaleData",
+        "PriceBand",
         "ReduceOnly",
+        "TradingHalted",
     ] {
         assert!(
             total.rejects.get(reason).copied().unwrap_or(0) > 0,
             "no rejection for {reason}: {total:?}"
+        );
+    }
+    for reason in ["BurstHalt", "ErrorRate", "DailyLoss"] {
+        assert!(
+            total.state_changes.get(reason).copied().unwrap_or(0) > 0,
+            "no halt or block for {reason}: {total:?}"
         );
     }
 }

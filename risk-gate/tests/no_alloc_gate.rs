@@ -6,6 +6,9 @@
 //! thread would. The limits let the strategies trade but are tight enough that the gate
 //! both accepts and refuses orders throughout.
 
+#[path = "../../engine/tests/support/hot_path.rs"]
+mod hot_path;
+
 use kestrel_engine::alloc_counter::{AllocCounts, CountingAllocator, count};
 use kestrel_engine::engine::RingOutput;
 use kestrel_engine::ring::channel;
@@ -221,6 +224,65 @@ fn the_calendar_answers_phase_and_next_change_without_allocating() {
     // 2026 has 246 trading days of 375 continuous minutes: about 246 × 375 / 7 samples.
     assert!((13_000..13_500).contains(&continuous), "{continuous}");
     assert_eq!(counts, AllocCounts::default());
+}
+
+/// The risk gate's own orders allocate nothing either: on a falling market the position
+/// loss limit forces exits, while the venue answers with every kind of report and the
+/// operator sends every command (the Flatten while an order is working, so that it
+/// cancels). The daily-loss flatten is not reached here (see the assertion's note).
+#[test]
+fn forced_exits_from_the_loss_limits_allocate_nothing() {
+    let cfg: StrategyConfig = toml::from_str(
+        "kind = \"sma_cross\"\nfast = 5\nslow = 20\nallow_short = false\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
+    )
+    .expect("strategy config parses");
+    let table = InstrumentTable::nse_default();
+    let mut risk = gate_config();
+    risk.position_loss_bps = 20;
+    // The venue rejects one order in six: that must not halt trading before the loss does.
+    risk.max_errors_per_minute = 100_000;
+    risk.validate(&table).expect("risk config is valid");
+    let capital = Money::from_units(1_000_000);
+    let gate = RiskGate::new(&risk, &table, capital);
+    let strategy = BuiltIn::new(&cfg, &table);
+    let engine = Engine::new(
+        strategy,
+        gate,
+        ReplayClock::default(),
+        table,
+        EngineConfig {
+            journal_ticks: true,
+            capital,
+            ..EngineConfig::default()
+        },
+    );
+    // Monday 2026-11-23 09:30 IST.
+    let mut rig = hot_path::Rig::new(engine, 1_795_406_400_000_000_000, 10_000);
+    rig.steps(80_000);
+    assert_eq!(
+        rig.engine.risk().trading_state(),
+        TradingState::Active,
+        "the warm-up must not halt: {:?}",
+        rig.engine.risk().persisted()
+    );
+    let venue_before = rig.venue.stats;
+    let ((), counts) = count(|| {
+        rig.steps(80_000);
+        rig.market.bias = -1;
+        rig.steps(160_000);
+    });
+    let venue = rig.venue.stats.since(&venue_before);
+    let persisted = rig.engine.risk().persisted();
+    eprintln!("{counts:?} {venue:?} {persisted:?}");
+    assert!(
+        venue.risk_exits > 0,
+        "no exit forced by the position loss limit: {venue:?}"
+    );
+    // Not asserted: the daily-loss flatten (ForcedAction::FlattenAll from on_timer). This
+    // market does not lose enough for it; that path's allocations are unmeasured.
+    let _ = persisted;
+    venue.assert_every_kind();
+    assert_eq!(counts, AllocCounts::default(), "allocations and frees");
 }
 
 /// The counter itself must see allocations, or the tests above prove nothing.

@@ -50,8 +50,11 @@ pub struct RestConfig {
     pub api_key: String,
     pub access_token: String,
     pub user_id: String,
-    /// Order placements allowed per rolling second per API key (Kite: 10).
+    /// Order placements allowed per rolling window per API key (Kite: 10 a second).
     pub orders_per_second: usize,
+    /// The rolling window `orders_per_second` counts in (Kite: one second). Tests that must
+    /// fit a burst inside one window whatever the machine's speed set it longer.
+    pub rate_window: Duration,
     /// Opening cash balance (₹) of the equity segment.
     pub opening_cash: i64,
 }
@@ -63,6 +66,7 @@ impl Default for RestConfig {
             access_token: "sim_token".into(),
             user_id: "KS0001".into(),
             orders_per_second: 10,
+            rate_window: Duration::from_secs(1),
             opening_cash: 1_000_000,
         }
     }
@@ -364,10 +368,17 @@ impl KiteRest {
             return Err(ApiError(
                 429,
                 "NetworkException",
-                format!(
-                    "Too many requests: at most {} orders per second.",
-                    self.cfg.orders_per_second
-                ),
+                if self.cfg.rate_window == Duration::from_secs(1) {
+                    format!(
+                        "Too many requests: at most {} orders per second.",
+                        self.cfg.orders_per_second
+                    )
+                } else {
+                    format!(
+                        "Too many requests: at most {} orders per {:?}.",
+                        self.cfg.orders_per_second, self.cfg.rate_window
+                    )
+                },
             ));
         }
         let order_id = {
@@ -395,13 +406,13 @@ impl KiteRest {
             .map(success)
     }
 
-    /// True when another placement fits in the rolling second.
+    /// True when another placement fits in the rolling window.
     fn take_rate_slot(&self) -> bool {
         let now = Instant::now();
         let mut q = lock(&self.placements);
         while q
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+            .is_some_and(|t| now.duration_since(*t) >= self.cfg.rate_window)
         {
             q.pop_front();
         }
