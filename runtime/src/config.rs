@@ -9,7 +9,7 @@ use kestrel_risk::RiskConfig;
 use serde::Deserialize;
 
 /// The documented defaults (`config/kestrel.toml`), built into the binary.
-pub const DEFAULT_TOML: &str = include_str!("../../../config/kestrel.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/kestrel.toml");
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

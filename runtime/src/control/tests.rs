@@ -135,8 +135,8 @@ fn error_of(reply: &str) -> String {
 fn ctl(args: &[&str]) -> CtlArgs {
     let mut argv = vec!["kestrel", "ctl"];
     argv.extend_from_slice(args);
-    match crate::Cli::try_parse_from(argv).unwrap().command {
-        crate::Command::Ctl(a) => a,
+    match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+        crate::cli::Command::Ctl(a) => a,
         _ => unreachable!("parsed a ctl command"),
     }
 }
@@ -550,10 +550,10 @@ fn ctl_options_go_before_or_after_the_command() {
     assert_eq!(ctl(&["kill"]).timeout, Duration::from_secs(5));
     let argv = ["kestrel", "ctl", "--socket", "a", "--config", "b", "status"];
     assert!(
-        crate::Cli::try_parse_from(argv).is_err(),
+        crate::cli::Cli::try_parse_from(argv).is_err(),
         "one or the other"
     );
-    assert!(crate::Cli::try_parse_from(["kestrel", "ctl", "unkill"]).is_err());
+    assert!(crate::cli::Cli::try_parse_from(["kestrel", "ctl", "unkill"]).is_err());
 }
 
 #[test]

@@ -76,12 +76,8 @@ use kestrel_engine::clock::ist_day;
 use kestrel_engine::{ControlKind, Money, Price, Qty, RiskReason, Side};
 use kestrel_risk::TradingState;
 
-#[allow(unused_imports)] // the API the callers use; some of it is not called yet
-pub use alerter::{AlertSender, AlertStats, Alerter, SinkStats};
-#[allow(unused_imports)]
-pub use config::{
-    AlertsConfigError, AlertsSection, EmailSection, TelegramSection, WebhookFormat, WebhookSection,
-};
+pub use alerter::{AlertSender, Alerter};
+pub use config::{AlertsSection, EmailSection, TelegramSection, WebhookFormat, WebhookSection};
 
 use crate::snapshot::OpsSnapshot;
 

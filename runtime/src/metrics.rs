@@ -12,7 +12,6 @@
 //! only (the books stay in fixed point); enumerations (trading state, session phase) are one
 //! series per value with 1 on the current one.
 // Started by `kestrel paper` and `run` once `[metrics]` is wired into the config.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -100,7 +99,7 @@ fn check_exposure(addr: SocketAddr, allow_remote: bool) -> Result<()> {
     Ok(())
 }
 
-/// The endpoint's thread. [`MetricsServer::stop`] (or dropping it) stops the thread: at once
+/// The endpoint's thread. Dropping it stops the thread: at once
 /// when idle, otherwise after the connection in hand, whose deadlines bound that to about 5 s.
 #[derive(Debug)]
 pub struct MetricsServer {
@@ -110,12 +109,8 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Serves `snapshot` on `addr`, which must be a loopback address (see
-    /// [`MetricsSection::allow_remote`] for the way around that).
-    pub fn start(addr: SocketAddr, snapshot: SharedSnapshot) -> Result<MetricsServer> {
-        MetricsServer::bind(addr, false, snapshot)
-    }
-
+    /// Serves `snapshot` on `addr`; refuses an address that is not loopback unless
+    /// `allow_remote` ([`MetricsSection::allow_remote`]).
     fn bind(addr: SocketAddr, allow_remote: bool, snapshot: SharedSnapshot) -> Result<Self> {
         check_exposure(addr, allow_remote)?;
         let listener = TcpListener::bind(addr).map_err(|e| {
@@ -155,11 +150,6 @@ impl MetricsServer {
     /// The bound address (the real port when the configured one was 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
-    }
-
-    /// Stops the thread and closes the listener.
-    pub fn stop(mut self) {
-        self.shutdown();
     }
 
     fn shutdown(&mut self) {
@@ -1203,7 +1193,7 @@ mod tests {
 
     // --- the dashboard ---------------------------------------------------------------------
 
-    const DASHBOARD: &str = include_str!("../../../deploy/grafana/kestrel.json");
+    const DASHBOARD: &str = include_str!("../../deploy/grafana/kestrel.json");
 
     /// Every PromQL expression in the dashboard, panels and template variables alike.
     fn queries(value: &serde_json::Value, out: &mut Vec<String>) {
@@ -1433,7 +1423,7 @@ mod tests {
         let shared = snapshot::shared(Mode::Paper);
         snapshot::publish(&shared, s);
         (
-            MetricsServer::start(loopback(), shared.clone()).unwrap(),
+            MetricsServer::bind(loopback(), false, shared.clone()).unwrap(),
             shared,
         )
     }
@@ -1487,7 +1477,7 @@ mod tests {
         snapshot::publish(&shared, next);
         let (_, _, body) = get(addr, "/metrics?ignored=1");
         assert_line(&body, "kestrel_ticks_total 2000000");
-        server.stop();
+        drop(server);
     }
 
     #[test]
@@ -1580,7 +1570,7 @@ mod tests {
     fn refuses_a_non_loopback_address_unless_allowed() {
         let shared = snapshot::shared(Mode::Paper);
         let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
-        let err = MetricsServer::start(any, shared.clone()).unwrap_err();
+        let err = MetricsServer::bind(any, false, shared.clone()).unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.contains("0.0.0.0:0") && text.contains("allow_remote"),
@@ -1615,7 +1605,7 @@ mod tests {
     fn a_bind_error_names_the_address_and_the_setting() {
         let (server, shared) = server_with(full_snapshot());
         let taken = server.local_addr();
-        let err = MetricsServer::start(taken, shared).unwrap_err();
+        let err = MetricsServer::bind(taken, false, shared).unwrap_err();
         assert_eq!(
             format!("{err:#}"),
             format!("metrics: cannot listen on {taken}: address in use — set [metrics] addr")
@@ -1631,7 +1621,7 @@ mod tests {
         thread::sleep(Duration::from_millis(100));
         let (done_tx, done_rx) = mpsc::channel();
         thread::spawn(move || {
-            server.stop();
+            drop(server);
             done_tx.send(()).unwrap();
         });
         done_rx

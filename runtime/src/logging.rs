@@ -49,7 +49,6 @@ impl fmt::Debug for LogGuard {
 impl LogGuard {
     /// The file being written now (the name changes at midnight UTC); `None` without a
     /// log directory.
-    #[cfg_attr(not(test), allow(dead_code))] // for the session summary, once the lead wires it
     pub fn current_file(&self) -> Option<PathBuf> {
         let today = time::OffsetDateTime::now_utc().date();
         self.dir.as_ref().map(|dir| {

@@ -1,0 +1,398 @@
+//! The `kestrel` command line: parse the arguments, then call into the runtime. The
+//! `kestrel` binary is this function; a strategy crate's binary is too.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use kestrel_engine::InstrumentTable;
+
+use crate::config::Config;
+use crate::{
+    control, credentials, journal_cmd, logging, paper, record_cmd, replay, run_cmd, session,
+    sim_cmd, snapshot,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "kestrel",
+    version,
+    about = "A low-latency trading engine for NSE through Kite Connect"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Paper-trade the configured strategy against the in-process synthetic market.
+    Paper {
+        /// How long to run (e.g. 60s, 5m).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Seed of the synthetic market (overrides paper.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Configuration file (default: the built-in config/kestrel.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also write the summary as JSON to this file.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+    },
+    /// Trade live against the venue in [venue] (Kite Connect). Credentials from
+    /// KITE_API_KEY and KITE_ACCESS_TOKEN or venue.credentials_file (0600).
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Connect the feed and run the strategies, but send no orders.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after this long (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Run the Kite-compatible exchange simulator (REST API over a synthetic market); prints
+    /// one JSON line with its addresses and credentials when ready.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        rest_addr: std::net::SocketAddr,
+        /// The Kite ticker WebSocket address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        ws_addr: std::net::SocketAddr,
+        #[arg(long, default_value = "kestrel_sim")]
+        api_key: String,
+        /// Default: a random token per run (printed in the ready line).
+        #[arg(long)]
+        access_token: Option<String>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Comma-separated symbols of the default universe (default: all five).
+        #[arg(long, value_delimiter = ',')]
+        symbols: Option<Vec<String>>,
+        /// Market speed: 1 is 100 synthetic ticks per second; with --journal/--csv, times real time.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Record every tick the simulator generates into this (new) journal file.
+        #[arg(long)]
+        journal_out: Option<PathBuf>,
+        /// Replay this journal's ticks instead of the synthetic market (`--speed` × real
+        /// time; `--speed inf` as fast as possible).
+        #[arg(long, conflicts_with = "csv")]
+        journal: Option<PathBuf>,
+        /// Replay ticks from a CSV file (the `kestrel journal export-csv` schema).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Capture a Kite ticker feed into a new journal without trading. Credentials come from
+    /// KITE_API_KEY and KITE_ACCESS_TOKEN.
+    Record {
+        /// The ticker WebSocket (ws://; `kestrel sim` prints its own in the ready line).
+        #[arg(long)]
+        url: String,
+        /// The journal to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this long (default: until Ctrl-C).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Backtest: drive the unchanged engine, strategy and risk gate from a journal.
+    Replay {
+        journal: PathBuf,
+        /// Configuration file (default: the built-in config/kestrel.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write trades.csv, orders.csv, equity.svg and summary.json here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// simulated: fills from the matching simulator (a backtest); recorded: the journal's own
+        /// fills, in the order the engine saw them (a parity check).
+        #[arg(long, value_enum, default_value = "simulated")]
+        fills: replay::FillMode,
+        /// Order-to-venue latency in microseconds (simulated fills).
+        #[arg(long, default_value_t = 200)]
+        latency_us: u64,
+        /// Draw the latency from a measured distribution instead (a `.hgrm` file written by
+        /// the latency harness).
+        #[arg(long)]
+        latency_hgrm: Option<PathBuf>,
+        /// Make every simulated fill this many ticks worse.
+        #[arg(long, default_value_t = 0)]
+        slippage_ticks: i64,
+        /// Pace: times real time (e.g. 10); default as fast as possible.
+        #[arg(long)]
+        speed: Option<f64>,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Look into, export and import tick journals.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+    /// Operate a running kestrel through its control socket (<[storage] dir>/kestrel.sock):
+    /// status, pause, resume, kill, flatten.
+    Ctl(control::CtlArgs),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum JournalCommand {
+    /// Counts by kind, instruments, time range (IST) and the longest gaps between ticks.
+    Inspect { journal: PathBuf },
+    /// Write the journal's ticks as CSV (the schema is in the README), or every record with --events.
+    ExportCsv {
+        journal: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Every record kind, for people to read (not importable).
+        #[arg(long)]
+        events: bool,
+    },
+    /// Turn a tick CSV (your own tick or bar data) into a new journal.
+    ImportCsv {
+        csv: PathBuf,
+        /// The journal to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Check a configuration file and report every problem with its key and line.
+    Check { file: PathBuf },
+}
+
+/// Runs the `kestrel` command line with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Sessions also log JSON lines to a daily file under [storage] dir/logs.
+    let log_dir = session_log_dir(&cli);
+    let _log = match logging::init(log_dir.as_deref(), false) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli, &_log) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The log directory of a `paper` or `run` session; `None` for other commands or when the
+/// configuration does not load (the command then reports that error itself).
+fn session_log_dir(cli: &Cli) -> Option<PathBuf> {
+    let path = match &cli.command {
+        Command::Paper { config, .. } => config.clone(),
+        Command::Run { config, .. } => Some(config.clone()),
+        _ => return None,
+    };
+    Config::load(path.as_deref(), &InstrumentTable::nse_default())
+        .ok()
+        .map(|c| c.storage.log_dir())
+}
+
+fn run(cli: Cli, log: &logging::LogGuard) -> Result<()> {
+    let print_log_path = || {
+        if let Some(path) = log.current_file() {
+            println!("  logs       {}", path.display());
+        }
+    };
+    let instruments = InstrumentTable::nse_default();
+    match cli.command {
+        Command::Paper {
+            duration,
+            seed,
+            config,
+            summary_json,
+        } => {
+            let config = Config::load(config.as_deref(), &instruments)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            session::install_stop_signals(stop.clone())?;
+            println!(
+                "kestrel paper: {} on {} instruments for {}; Ctrl-C stops cleanly",
+                config.strategy.name(),
+                instruments.len(),
+                humantime::format_duration(duration)
+            );
+            let report = paper::run(
+                paper::PaperArgs {
+                    duration,
+                    seed,
+                    config,
+                    status: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                },
+                stop,
+            )?;
+            report.print();
+            print_log_path();
+            if let Some(path) = summary_json {
+                let json = serde_json::to_string_pretty(&report.to_json(&instruments))?;
+                std::fs::write(&path, json + "\n")
+                    .with_context(|| format!("writing the summary to {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Run {
+            config,
+            dry_run,
+            duration,
+        } => {
+            let config = Config::load(Some(&config), &instruments)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            session::install_stop_signals(stop.clone())?;
+            let mode = if dry_run {
+                snapshot::Mode::DryRun
+            } else {
+                snapshot::Mode::Live
+            };
+            println!(
+                "kestrel run ({}): {} on {} instruments via {}; Ctrl-C or SIGTERM stops cleanly",
+                mode.name(),
+                config.strategy.name(),
+                instruments.len(),
+                config.venue.rest_url
+            );
+            let report = run_cmd::run(
+                run_cmd::RunArgs {
+                    config,
+                    dry_run,
+                    duration,
+                    status: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                },
+                stop,
+                snapshot::shared(mode),
+            )?;
+            report.print(&format!("kestrel run ({})", mode.name()));
+            print_log_path();
+            Ok(())
+        }
+        Command::Sim {
+            rest_addr,
+            ws_addr,
+            api_key,
+            access_token,
+            seed,
+            symbols,
+            speed,
+            journal_out,
+            journal,
+            csv,
+        } => sim_cmd::run(sim_cmd::SimArgs {
+            replay: match (journal, csv) {
+                (Some(j), _) => Some(sim_cmd::ReplaySource::Journal(j)),
+                (None, Some(c)) => Some(sim_cmd::ReplaySource::Csv(c)),
+                (None, None) => None,
+            },
+            rest_addr,
+            ws_addr,
+            api_key,
+            access_token,
+            seed,
+            symbols,
+            speed,
+            journal_out,
+        }),
+        Command::Record { url, out, duration } => {
+            let credentials = credentials::credentials(None, |name| std::env::var(name).ok())?;
+            let stop = Arc::new(AtomicBool::new(false));
+            session::install_stop_signals(stop.clone())?;
+            let args = record_cmd::RecordArgs {
+                url,
+                credentials,
+                out,
+                duration,
+                status: true,
+            };
+            let report = record_cmd::run(&args, &instruments, stop)?;
+            println!(
+                "{}: {} ticks, {} records; {} connections, {} decode errors, {} ticks lost to a full ring",
+                report.path.display(),
+                report.ticks,
+                report.records,
+                report.counters.connections,
+                report.counters.decode_errors,
+                report.counters.ring_full
+            );
+            Ok(())
+        }
+        Command::Replay {
+            journal,
+            config,
+            report,
+            fills,
+            latency_us,
+            latency_hgrm,
+            slippage_ticks,
+            speed,
+        } => {
+            if let Some(x) = speed
+                && !(x > 0.0 && x.is_finite())
+            {
+                anyhow::bail!("--speed must be a positive number (got {x})");
+            }
+            let config = Config::load(config.as_deref(), &instruments)?;
+            let outcome = replay::run(&replay::ReplayArgs {
+                journal,
+                config,
+                fills,
+                latency: match latency_hgrm {
+                    None => replay::Latency::Constant(Duration::from_micros(latency_us)),
+                    Some(path) => {
+                        let text = std::fs::read_to_string(&path)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        replay::Latency::Sampled(
+                            replay::LatencySampler::from_hgrm(&text, 1)
+                                .with_context(|| format!("reading {}", path.display()))?,
+                        )
+                    }
+                },
+                slippage_ticks,
+                speed,
+                progress: true,
+            })?;
+            outcome.print();
+            if let Some(dir) = report {
+                outcome.write_report(&dir)?;
+                println!(
+                    "  report {}/{{trades.csv, orders.csv, equity.svg, summary.json}}",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Journal { command } => match command {
+            JournalCommand::Inspect { journal } => journal_cmd::inspect(&journal),
+            JournalCommand::ExportCsv {
+                journal,
+                out,
+                events,
+            } => journal_cmd::export(&journal, out.as_deref(), events),
+            JournalCommand::ImportCsv { csv, out } => journal_cmd::import(&csv, &out, &instruments),
+        },
+        Command::Ctl(args) => control::run(&args, &instruments),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            Config::load(Some(&file), &instruments)?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+    }
+}

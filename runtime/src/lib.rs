@@ -1,0 +1,22 @@
+//! kestrel's runtime: everything that wires a trading session together (the feed, the
+//! pinned engine, the gateway and the ops loop), `kestrel paper`, live runs, replay, the
+//! simulator's start-up, control, metrics, alerts and the configuration, with the command
+//! line on top ([`cli::main`]). The `kestrel` binary is `cli::main`.
+#![forbid(unsafe_code)]
+
+mod alerts;
+pub mod cli;
+mod config;
+mod control;
+mod credentials;
+mod journal_cmd;
+mod logging;
+mod metrics;
+mod operator;
+mod paper;
+mod record_cmd;
+mod replay;
+mod run_cmd;
+mod session;
+mod sim_cmd;
+mod snapshot;
