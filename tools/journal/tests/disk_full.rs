@@ -7,7 +7,9 @@
 //! enabled). The parent test runs this test binary again inside it, running the ignored
 //! `child_appends_until_the_disk_is_full`; a SIGBUS there (what a mapped file with holes
 //! gives on a full disk) fails the parent. Where no namespace can be made, the parent says
-//! so and passes without a verdict.
+//! so and passes without a verdict. The child then continues the full journal as a restart
+//! after a crash mid-growth would (the file longer than its blocks): that too must be
+//! `DiskFull`, not a SIGBUS.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -117,5 +119,26 @@ fn child_appends_until_the_disk_is_full() {
     for (i, rec) in r.records().iter().enumerate() {
         assert_eq!(rec, &record(i as u64), "record {i}");
     }
+
+    // A writer killed while growing the file can leave it longer than its blocks (a hole).
+    // Continuing that journal on the full disk is DiskFull too, never a SIGBUS on a page of
+    // the hole.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    let len = file.metadata().expect("metadata").len();
+    file.set_len(len + (1 << 20))
+        .expect("a hole needs no blocks");
+    drop(file);
+    match JournalWriter::open_existing_with(&path, &options) {
+        Err(JournalError::DiskFull { path: p, .. }) => assert_eq!(p, path),
+        Err(other) => panic!("continuing on a full disk: expected DiskFull, got {other:?}"),
+        Ok((w, _)) => panic!("continued on a full disk with {} slots", w.capacity()),
+    }
+    assert_eq!(
+        JournalReader::open(&path).expect("reopen").committed(),
+        written
+    );
     println!("disk full after {written} records: {msg}");
 }
