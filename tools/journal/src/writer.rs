@@ -276,6 +276,17 @@ impl JournalWriter {
         Ok((writer, recovery))
     }
 
+    /// True when this journal's header lists `table`'s instruments exactly as
+    /// [`JournalWriter::create`] would write them (freeze quantities are not stored).
+    pub fn has_instruments(&self, table: &InstrumentTable) -> Result<bool, JournalError> {
+        let expected = Header::new(table, 0, 0, &self.path)?;
+        // SAFETY: `map` is page-aligned, at least HEADER_SIZE long and mapped for this borrow
+        // of `self`; after creation only the live fields change, and `load_header` reads
+        // those atomically.
+        let header = unsafe { format::load_header(self.map.as_ptr()) };
+        Ok(header.same_instruments(&expected))
+    }
+
     /// Appends one record and publishes it. Allocation-free and syscall-free except when the
     /// file is full and must grow (once per chunk; see [`JournalWriter::reserve`]).
     #[inline]
