@@ -94,7 +94,15 @@ impl<V: Venue> Gateway<V> {
             }
         }
 
-        let mut ids: Vec<u64> = self.orders.keys().copied().collect();
+        // Filled and Rejected orders never change again; one may still be followed until the
+        // next poll settles it. A placement the venue refused has no venue order and none
+        // carries its tag: it is final, not missing.
+        let mut ids: Vec<u64> = self
+            .orders
+            .iter()
+            .filter(|(_, t)| !t.fsm.state().is_final())
+            .map(|(coid, _)| *coid)
+            .collect();
         ids.sort_unstable();
         let checked = ids.len();
         let followed: HashSet<u64> = ids.iter().copied().collect();

@@ -2,14 +2,17 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Sim, approve, config, gateway, kinds};
 use kestrel_engine::fees::Product;
 use kestrel_engine::{ExecKind, Money, Price};
 use kestrel_exchange_sim::rest::{Faults, RestConfig};
 use kestrel_gateway::idempotency::tag_for;
-use kestrel_gateway::{GatewayConfig, OrderState, UpdateOutcome};
+use kestrel_gateway::{
+    Durability, Gateway, GatewayConfig, KiteClient, OrderState, ReconcileOutcome, ReconcileReport,
+    UpdateOutcome,
+};
 
 fn coid(a: &kestrel_engine::Approved) -> u64 {
     a.request().client_order_id
@@ -126,6 +129,92 @@ fn rejection_is_reported_and_never_retried() {
     assert_eq!(r[0].leaves_qty, 5);
     assert_eq!(gw.counters().submits, 1);
     assert_eq!(sim.orders_with_tag(&tag_for(id)), 0);
+}
+
+/// A placement the venue refuses is final (Rejected, no venue order id): reconciliation never
+/// reports it as missing at the venue, neither at start-up after a restart on the same store
+/// nor at the periodic pass that follows a rejection (the run loop's poll finds nothing
+/// working and leaves the rejected order followed until then). With either durability: the
+/// row is written before the request, or right after it.
+#[test]
+fn orders_rejected_at_placement_are_no_reconciliation_incident() {
+    for (seq, process) in [(51, false), (53, true)] {
+        let sim = Sim::start();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gw.sqlite");
+        let durability = if process {
+            Durability::Process {
+                intent_log: db.with_extension("intents"),
+            }
+        } else {
+            Durability::Full
+        };
+        let cfg = || GatewayConfig {
+            durability: durability.clone(),
+            ..config()
+        };
+        let reject_next = || {
+            sim.set_faults(Faults {
+                reject_next: 1,
+                ..Faults::default()
+            })
+        };
+        let rejected_at_placement = |gw: &mut Gateway<KiteClient>, seq| {
+            reject_next();
+            let a = approve(seq, 5, None);
+            gw.on_approved(a).unwrap();
+            assert_eq!(kinds(&gw.take_reports()), [ExecKind::Rejected]);
+            let stored = gw.store().load(coid(&a)).unwrap().unwrap();
+            assert_eq!(
+                (stored.fsm.state(), stored.venue_order_id),
+                (OrderState::Rejected, None),
+                "{durability:?}"
+            );
+            coid(&a)
+        };
+        let clean = |gw: &mut Gateway<KiteClient>, report: ReconcileReport, when: &str| {
+            assert_eq!(
+                (report.outcome, &report.incidents[..], report.abandoned),
+                (ReconcileOutcome::Clean, &[][..], 0),
+                "{durability:?}, {when}: {report:?}"
+            );
+            assert!(gw.take_reports().is_empty(), "{durability:?}, {when}");
+            assert!(gw.store().open_incidents().unwrap().is_empty(), "{when}");
+            assert!(!gw.store().is_paused().unwrap(), "{durability:?}, {when}");
+        };
+
+        let mut gw = gateway(&sim.url(), &db, cfg());
+        let before = rejected_at_placement(&mut gw, seq);
+        drop(gw);
+
+        let mut gw = gateway(&sim.url(), &db, cfg());
+        let report = gw.reconcile().unwrap();
+        clean(&mut gw, report, "start-up after the restart");
+        let after = rejected_at_placement(&mut gw, seq + 1);
+        gw.poll().unwrap();
+        let due = Instant::now() + GatewayConfig::default().reconcile_interval;
+        for pass in [due, due + GatewayConfig::default().reconcile_interval] {
+            let report = gw.reconcile_if_due(pass).unwrap().expect("due");
+            clean(&mut gw, report, "periodic pass");
+        }
+        for id in [before, after] {
+            assert_eq!(
+                gw.order_state(id),
+                None,
+                "{durability:?}: final, not followed"
+            );
+            assert_eq!(
+                sim.orders_with_tag(&tag_for(id)),
+                0,
+                "{durability:?}: never resent"
+            );
+        }
+        assert_eq!(
+            gw.counters().submits,
+            1,
+            "{durability:?}: one attempt after the restart"
+        );
+    }
 }
 
 #[test]

@@ -211,6 +211,13 @@ impl Header {
         Ok(header)
     }
 
+    /// True when both headers describe the same instruments, entry for entry.
+    pub fn same_instruments(&self, other: &Header) -> bool {
+        let count = (self.instrument_count as usize).min(MAX_INSTRUMENTS);
+        self.instrument_count == other.instrument_count
+            && self.instruments[..count] == other.instruments[..count]
+    }
+
     /// Checks that this is a version-1 journal of 64-byte records written with our byte order,
     /// and that a file of `file_len` bytes holds every committed record.
     pub fn check(&self, path: &Path, file_len: u64) -> Result<(), JournalError> {

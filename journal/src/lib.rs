@@ -7,7 +7,7 @@
 //!   record's bytes, so no reader and no crash ever sees a torn record.
 //!   [`JournalWriter::open_existing`] continues a journal after a crash.
 //! * [`RollingJournal`] writes `DIR/journal-YYYYMMDD-NNN.kjnl`, a new file per IST day and
-//!   per size limit.
+//!   per size limit; opening it continues the day's last file (restarts share one file).
 //! * [`JournalReader`] maps a journal read-only and validates it; [`TailReader`] follows one
 //!   that is being written.
 //! * [`csv`] converts ticks to and from CSV (schema in its documentation) and writes every

@@ -9,14 +9,21 @@
 //! of old records files them under their own dates. A new file starts when a record's IST date
 //! is later than the current file's, or when the current file reached `max_file_bytes`; a
 //! record with an earlier date (an order carrying an old tick's time) stays in the current file.
-//! Opening never appends to an existing file: it starts the next number of the day.
+//!
+//! Opening continues the day's last file (a restart, or a crash: see
+//! [`JournalWriter::open_existing`], which keeps every committed record and zeroes a torn
+//! one), so a process restarted again and again (a crash loop under systemd) fills one file
+//! instead of allocating a chunk per start; a day's file may therefore hold several runs, in
+//! the order they wrote. It starts the next number instead when that file lists other
+//! instruments, is full, is locked by a writer still running, or is not a journal it can
+//! continue (left as it is).
 
 use std::path::{Path, PathBuf};
 
 use kestrel_engine::{InstrumentTable, JournalRecord, UnixNanos};
 
 use crate::error::JournalError;
-use crate::writer::{JournalWriter, WriterOptions};
+use crate::writer::{JournalWriter, Recovery, WriterOptions};
 
 pub use kestrel_engine::clock::{IST_OFFSET_NS, ist_day};
 
@@ -50,10 +57,13 @@ pub struct RollingJournal {
     day: u64,
     /// The latest record timestamp seen: the creation time of the next file.
     latest_ns: UnixNanos,
+    /// What continuing an existing file found, if `open` continued one.
+    resumed: Option<Recovery>,
 }
 
 impl RollingJournal {
-    /// Creates `dir` if needed and starts a new file for the IST date of `now_ns`.
+    /// Creates `dir` if needed and continues the last file of the IST date of `now_ns`, or
+    /// starts one (see the module documentation for when it starts a new one).
     pub fn open(
         dir: impl AsRef<Path>,
         table: &InstrumentTable,
@@ -68,7 +78,19 @@ impl RollingJournal {
             max_file_bytes: Some(options.max_file_bytes),
         };
         let day = ist_day(now_ns);
-        let writer = new_file(dir, table, day, now_ns, &options)?;
+        let last = last_number(dir, day)?;
+        let continued = match last {
+            0 => None,
+            n => continue_file(&file_path(dir, day, n), table, &options)?,
+        };
+        let (writer, resumed) = match continued {
+            Some((writer, recovery)) => (writer, Some(recovery)),
+            None => {
+                let path = file_path(dir, day, last + 1);
+                let writer = JournalWriter::create_with(path, table, now_ns, &options)?;
+                (writer, None)
+            }
+        };
         Ok(RollingJournal {
             dir: dir.to_path_buf(),
             table: table.clone(),
@@ -76,7 +98,13 @@ impl RollingJournal {
             writer,
             day,
             latest_ns: now_ns,
+            resumed,
         })
+    }
+
+    /// What `open` found in the file it continued; `None` when it started a new file.
+    pub fn resumed(&self) -> Option<Recovery> {
+        self.resumed
     }
 
     /// Appends one record, first rolling to a new file if the record starts a new IST day or
@@ -129,6 +157,18 @@ fn new_file(
     created_ns: UnixNanos,
     options: &WriterOptions,
 ) -> Result<JournalWriter, JournalError> {
+    let path = file_path(dir, day, last_number(dir, day)? + 1);
+    JournalWriter::create_with(path, table, created_ns, options)
+}
+
+/// `dir/journal-YYYYMMDD-NNN.kjnl` for IST day `day` and number `n`.
+fn file_path(dir: &Path, day: u64, n: u32) -> PathBuf {
+    let (y, m, d) = civil_date(day);
+    dir.join(format!("journal-{y:04}{m:02}{d:02}-{n:03}.kjnl"))
+}
+
+/// The highest file number of IST day `day` in `dir`; 0 when the day has no file yet.
+fn last_number(dir: &Path, day: u64) -> Result<u32, JournalError> {
     let (y, m, d) = civil_date(day);
     let prefix = format!("journal-{y:04}{m:02}{d:02}-");
     let mut last = 0u32;
@@ -144,8 +184,29 @@ fn new_file(
             .and_then(|n| n.parse::<u32>().ok());
         last = last.max(seq.unwrap_or(0));
     }
-    let path = dir.join(format!("{prefix}{:03}.kjnl", last + 1));
-    JournalWriter::create_with(path, table, created_ns, options)
+    Ok(last)
+}
+
+/// Opens `path` to append to it, if it is a journal of `table`'s instruments with room left
+/// that no running writer holds. `None`: start a new file instead (this one is left for
+/// its writer, or for a person to look at). An error that would stop a new file too (the
+/// disk is full, the directory cannot be read) is returned.
+fn continue_file(
+    path: &Path,
+    table: &InstrumentTable,
+    options: &WriterOptions,
+) -> Result<Option<(JournalWriter, Recovery)>, JournalError> {
+    match JournalWriter::open_existing_with(path, options) {
+        Ok((writer, recovery)) => {
+            let fits = writer.has_instruments(table)? && !writer.is_full();
+            Ok(fits.then_some((writer, recovery)))
+        }
+        Err(e @ (JournalError::Io { .. } | JournalError::DiskFull { .. })) => Err(e),
+        Err(e @ JournalError::InvalidOptions { .. }) => Err(e),
+        // Locked (another writer is running), or not a journal this build can continue
+        // (cut short, damaged, another version or byte order): a new file.
+        Err(_) => Ok(None),
+    }
 }
 
 /// The IST calendar date `(year, month, day)` of a UTC timestamp.

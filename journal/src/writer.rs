@@ -194,6 +194,8 @@ impl JournalWriter {
     ///
     /// The header's `committed` is trusted; anything after the last committed record (a
     /// partial record from a crash mid-append) is zeroed, and [`Recovery`] says how much.
+    /// Every block of the file is allocated first, so a full disk is
+    /// [`JournalError::DiskFull`] here, not a SIGBUS later.
     pub fn open_existing(
         path: impl AsRef<Path>,
     ) -> Result<(JournalWriter, Recovery), JournalError> {
@@ -232,6 +234,10 @@ impl JournalWriter {
         let header = unsafe { format::load_header(map.as_ptr()) };
         header.check(path, len)?;
         header.instrument_table(path)?;
+        // The file's blocks may not all exist (a sparse copy, a filesystem without
+        // fallocate): give them to it now, so that a full disk is this error and never a
+        // SIGBUS on a later append. Blocks it already has cost nothing.
+        allocate(&file, path, 0, len)?;
 
         // A crash mid-growth can leave the file longer than the header's capacity: the file
         // length is the truth about the slots.
@@ -268,6 +274,17 @@ impl JournalWriter {
             trimmed_bytes: trimmed as u64,
         };
         Ok((writer, recovery))
+    }
+
+    /// True when this journal's header lists `table`'s instruments exactly as
+    /// [`JournalWriter::create`] would write them (freeze quantities are not stored).
+    pub fn has_instruments(&self, table: &InstrumentTable) -> Result<bool, JournalError> {
+        let expected = Header::new(table, 0, 0, &self.path)?;
+        // SAFETY: `map` is page-aligned, at least HEADER_SIZE long and mapped for this borrow
+        // of `self`; after creation only the live fields change, and `load_header` reads
+        // those atomically.
+        let header = unsafe { format::load_header(self.map.as_ptr()) };
+        Ok(header.same_instruments(&expected))
     }
 
     /// Appends one record and publishes it. Allocation-free and syscall-free except when the

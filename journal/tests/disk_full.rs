@@ -8,7 +8,9 @@
 //! * `a_full_disk_is_an_error_not_a_sigbus` fills a real 4 MiB tmpfs, mounted in a private
 //!   mount namespace (`unshare -rm`, no privileges needed where user namespaces are
 //!   enabled). It is the only one that sees a real `ENOSPC`. Where no namespace can be made
-//!   it says so and passes, except under `CI=true`, where it fails: CI must run it.
+//!   it says so and passes, except under `CI=true`, where it fails: CI must run it. Its
+//!   child then continues the full journal as a restart after a crash mid-growth would
+//!   (the file longer than its blocks): that too must be `DiskFull`, not a SIGBUS.
 //! * `a_file_size_limit_is_an_error_not_a_crash` needs no privileges anywhere: the child
 //!   runs under `RLIMIT_FSIZE` (set with `setrlimit` between fork and exec, `SIGXFSZ`
 //!   ignored), so allocating past the limit fails with `EFBIG`. Same path through the
@@ -199,6 +201,32 @@ fn child_appends_until_the_disk_is_full() {
     assert!(
         msg.contains("full.kjnl") && msg.contains("disk is full"),
         "{msg}"
+    );
+    let written = JournalReader::open(&path).expect("reopen").committed();
+
+    // A writer killed while growing the file can leave it longer than its blocks (a hole).
+    // Continuing that journal on the full disk is DiskFull too, never a SIGBUS on a page of
+    // the hole.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    let len = file.metadata().expect("metadata").len();
+    file.set_len(len + (1 << 20))
+        .expect("a hole needs no blocks");
+    drop(file);
+    let options = WriterOptions {
+        chunk_bytes: 1 << 20,
+        max_file_bytes: None,
+    };
+    match JournalWriter::open_existing_with(&path, &options) {
+        Err(JournalError::DiskFull { path: p, .. }) => assert_eq!(p, path),
+        Err(other) => panic!("continuing on a full disk: expected DiskFull, got {other:?}"),
+        Ok((w, _)) => panic!("continued on a full disk with {} slots", w.capacity()),
+    }
+    assert_eq!(
+        JournalReader::open(&path).expect("reopen").committed(),
+        written
     );
 }
 

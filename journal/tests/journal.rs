@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kestrel_engine::{ControlCommand, ControlKind, InstrumentTable, JournalRecord, RecordTag};
+use kestrel_engine::{
+    ControlCommand, ControlKind, Instrument, InstrumentTable, JournalRecord, RecordTag,
+};
 use kestrel_journal::format::{HEADER_SIZE, file_len};
 use kestrel_journal::{
     JournalError, JournalReader, JournalWriter, RollOptions, RollingJournal, TailReader,
@@ -423,22 +425,190 @@ fn rolling_starts_a_new_file_when_the_ist_day_changes() {
     // An order carrying an older tick's time stays in the new day's file.
     journal.append(&record(midnight_ist - 5, 0)).unwrap();
     drop(journal);
-    // Reopening the same day never appends to an existing file: it takes the next number.
-    let again = RollingJournal::open(dir.path(), &table, midnight_ist, &options).unwrap();
-    assert!(again.current_path().ends_with("journal-20250401-002.kjnl"));
+    // Reopening the same day continues that day's file.
+    let mut again = RollingJournal::open(dir.path(), &table, midnight_ist, &options).unwrap();
+    assert!(again.current_path().ends_with("journal-20250401-001.kjnl"));
+    again.append(&record(midnight_ist + 7, 0)).unwrap();
     drop(again);
 
     assert_eq!(
         files_in(dir.path()),
-        [
-            "journal-20250331-001.kjnl",
-            "journal-20250401-001.kjnl",
-            "journal-20250401-002.kjnl"
-        ]
+        ["journal-20250331-001.kjnl", "journal-20250401-001.kjnl"]
     );
     let day1 = JournalReader::open(dir.path().join("journal-20250331-001.kjnl")).unwrap();
     let day2 = JournalReader::open(dir.path().join("journal-20250401-001.kjnl")).unwrap();
     let ts = |r: &JournalReader| r.records().iter().map(|r| r.ts()).collect::<Vec<_>>();
     assert_eq!(ts(&day1), [midnight_ist - 1]);
-    assert_eq!(ts(&day2), [midnight_ist, midnight_ist - 5]);
+    assert_eq!(
+        ts(&day2),
+        [midnight_ist, midnight_ist - 5, midnight_ist + 7]
+    );
+}
+
+/// How a start of the crash-loop test below ends.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// Synced, then closed.
+    Clean,
+    /// Dropped without a sync or a flush: what a killed process leaves (the pages are in
+    /// the page cache; the lock goes with the process).
+    Killed,
+    /// Killed in the middle of an append: 40 bytes of the next record are written, the
+    /// count is not.
+    KilledMidAppend,
+    /// Killed while growing: the file is a chunk longer than the header's capacity, and that
+    /// chunk has no blocks (a file with a hole).
+    KilledMidGrowth,
+}
+
+/// `kestrel run` started 30 times on one day, stopping cleanly or dying in every way a
+/// process can (a crash loop under systemd): every start continues the day's one file,
+/// which keeps every record of every start in order, no torn one, and grows only as those
+/// records need (plus the chunk a growth left behind).
+#[test]
+fn restarts_on_one_day_continue_one_file_and_keep_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = InstrumentTable::nse_default();
+    let chunk_records = 256;
+    let options = RollOptions {
+        chunk_bytes: chunk_records * 64,
+        ..RollOptions::default()
+    };
+    let stops = [
+        Stop::Clean,
+        Stop::Killed,
+        Stop::KilledMidAppend,
+        Stop::KilledMidGrowth,
+    ];
+    let mut expected = Vec::new();
+    let mut torn_before = 0;
+    for start in 0..30u64 {
+        let now = MARCH_31_NOON_UTC + start * 60_000_000_000;
+        let mut journal = RollingJournal::open(dir.path(), &table, now, &options).unwrap();
+        assert!(
+            journal
+                .current_path()
+                .ends_with("journal-20250331-001.kjnl"),
+            "start {start}: {}",
+            journal.current_path().display()
+        );
+        let resumed = journal.resumed().map(|r| (r.committed, r.trimmed_bytes));
+        if start == 0 {
+            assert_eq!(resumed, None);
+        } else {
+            assert_eq!(
+                resumed,
+                Some((expected.len() as u64, torn_before)),
+                "start {start}"
+            );
+        }
+        for i in 0..10 {
+            let r = record(now, i);
+            journal.append(&r).unwrap();
+            expected.push(r);
+        }
+        let path = journal.current_path().to_path_buf();
+        let stop = stops[start as usize % stops.len()];
+        match stop {
+            Stop::Clean => journal.sync().unwrap(),
+            Stop::Killed | Stop::KilledMidAppend | Stop::KilledMidGrowth => {}
+        }
+        drop(journal);
+        torn_before = 0;
+        match stop {
+            Stop::KilledMidAppend => {
+                use std::os::unix::fs::FileExt;
+                let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                file.write_all_at(&[0xA5; 40], file_len(expected.len() as u64))
+                    .unwrap();
+                torn_before = 40;
+            }
+            Stop::KilledMidGrowth => {
+                let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                let len = file.metadata().unwrap().len();
+                file.set_len(len + chunk_records * 64).unwrap();
+            }
+            Stop::Clean | Stop::Killed => {}
+        }
+    }
+
+    assert_eq!(files_in(dir.path()), ["journal-20250331-001.kjnl"]);
+    let path = dir.path().join("journal-20250331-001.kjnl");
+    let reader = JournalReader::open(&path).unwrap();
+    assert_eq!(reader.records(), &expected[..]);
+    // 300 records fill two chunks; the seven growths the test cut short add one chunk each.
+    let grown = (30 / stops.len() as u64) * chunk_records;
+    let bound =
+        file_len(expected.len().div_ceil(chunk_records as usize) as u64 * chunk_records + grown);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert!(
+        meta.len() <= bound,
+        "{} bytes, more than {bound}",
+        meta.len()
+    );
+    // The hole a cut-short growth left was given blocks when the file was continued: no page
+    // of the map waits for a block that a full disk could refuse (a SIGBUS).
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        meta.blocks() * 512 >= meta.len(),
+        "{} of {} bytes allocated",
+        meta.blocks() * 512,
+        meta.len()
+    );
+}
+
+/// The day's last file is continued only when it can be: not while another writer holds it,
+/// not when it lists other instruments, not when it is not a journal (a crash before its
+/// header was written). Each of those is left as it is and the next number starts.
+#[test]
+fn opening_starts_the_next_file_when_the_days_file_cannot_be_continued() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = InstrumentTable::nse_default();
+    let options = RollOptions {
+        chunk_bytes: 4096,
+        ..RollOptions::default()
+    };
+    let now = MARCH_31_NOON_UTC;
+    let name = |n: u32| format!("journal-20250331-{n:03}.kjnl");
+
+    // 001 is still being written by a running writer: 002.
+    let mut running = RollingJournal::open(dir.path(), &table, now, &options).unwrap();
+    running.append(&record(now, 0)).unwrap();
+    let mut second = RollingJournal::open(dir.path(), &table, now, &options).unwrap();
+    assert!(second.current_path().ends_with(name(2)));
+    second.append(&record(now, 1)).unwrap();
+    drop((running, second));
+
+    // Another instrument table: 003.
+    let fewer: Vec<Instrument> = table.iter().skip(1).map(|(_, i)| i.clone()).collect();
+    let fewer = InstrumentTable::new(fewer).unwrap();
+    let other = RollingJournal::open(dir.path(), &fewer, now, &options).unwrap();
+    assert!(other.current_path().ends_with(name(3)));
+    assert_eq!(other.resumed(), None);
+    drop(other);
+    // ... and the same table again continues it.
+    let same = RollingJournal::open(dir.path(), &fewer, now, &options).unwrap();
+    assert!(same.current_path().ends_with(name(3)));
+    drop(same);
+
+    // A file cut short before its header was written: left alone, 005.
+    std::fs::write(dir.path().join(name(4)), b"").unwrap();
+    let after = RollingJournal::open(dir.path(), &table, now, &options).unwrap();
+    assert!(after.current_path().ends_with(name(5)));
+    drop(after);
+
+    assert_eq!(files_in(dir.path()), (1..=5).map(name).collect::<Vec<_>>());
+    assert_eq!(
+        std::fs::metadata(dir.path().join(name(4))).unwrap().len(),
+        0
+    );
+    let ts = |n| {
+        JournalReader::open(dir.path().join(name(n)))
+            .unwrap()
+            .records()
+            .iter()
+            .map(|r| r.ts())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!((ts(1), ts(2)), (vec![now], vec![now + 1]));
 }

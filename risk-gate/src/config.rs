@@ -31,8 +31,9 @@ pub enum FreezeAction {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
-    /// Refuse orders outside the NSE session (IST). Off for a synthetic market that trades
-    /// around the clock.
+    /// Refuse orders outside the NSE session (IST). On by default, the one place that says
+    /// so (config/kestrel.toml documents it); `kestrel paper` turns it off for its simulated
+    /// market, which trades around the clock.
     pub enabled: bool,
     /// Allow orders in the pre-open order-entry window (never stop or IOC orders).
     pub allow_pre_open: bool,
@@ -368,13 +369,8 @@ mod tests {
         let file: toml::Table = toml::from_str(include_str!("../../config/kestrel.toml")).unwrap();
         let risk: RiskConfig = file["risk"].clone().try_into().unwrap();
         risk.validate(&InstrumentTable::nse_default()).unwrap();
-        assert_eq!(
-            risk.session,
-            SessionConfig {
-                enabled: false, // paper mode: the synthetic market trades around the clock
-                ..SessionConfig::default()
-            }
-        );
+        assert_eq!(risk.session, SessionConfig::default());
+        assert!(risk.session.enabled, "NSE hours are enforced by default");
     }
 
     #[test]

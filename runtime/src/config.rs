@@ -250,18 +250,79 @@ mod tests {
         let c = parse(DEFAULT_TOML).unwrap();
         assert_eq!(c.engine.capital, 1_000_000);
         assert!(matches!(c.strategy, StrategyConfig::Breakout(_)));
-        assert!(
-            !c.risk.session.enabled,
-            "paper mode trades the synthetic market around the clock"
-        );
         assert_eq!(
             c.risk,
-            RiskConfig {
-                session: c.risk.session.clone(),
-                ..RiskConfig::default()
-            },
+            RiskConfig::default(),
             "the file documents the defaults"
         );
+    }
+
+    /// The NSE hours are enforced by default, whether the config says so (the built-in
+    /// config/kestrel.toml, and every copy made of it for live trading) or says nothing: the
+    /// risk gate refuses an order outside the session in both the same way.
+    #[test]
+    fn a_config_without_risk_session_enforces_the_same_hours_as_the_built_in_one() {
+        use kestrel_engine::clock::IST_OFFSET_NS;
+        use kestrel_engine::records::TickKind;
+        use kestrel_engine::risk::{Decision, RiskCheck};
+        use kestrel_engine::{
+            InstrumentId, MarketView, OrderRequest, OrderType, Portfolio, Price, RecordTag,
+            RequestKind, RiskReason, Side, Tick, TimeInForce,
+        };
+
+        let table = InstrumentTable::nse_default();
+        let built_in = parse(DEFAULT_TOML).unwrap();
+        let minimal = parse("[strategy]\nkind = \"breakout\"\n").unwrap();
+
+        const SEC: u64 = 1_000_000_000;
+        // Saturday 2026-01-03 and Monday 2026-01-05 (a trading day), 11:00 IST.
+        let saturday = (1_767_398_400 + 11 * 3600) * SEC - IST_OFFSET_NS;
+        let monday = saturday + 2 * 86_400 * SEC;
+        let decide = |config: &Config, now: u64| {
+            let capital = Money::from_units(config.engine.capital);
+            let mut gate = kestrel_risk::RiskGate::new(&config.risk, &table, capital);
+            let mut market = MarketView::new(table.len());
+            market.apply(&Tick {
+                recv_ts: now,
+                last_px: Price::from_units(2900),
+                last_qty: 1,
+                bid_px: Price::from_units(2900),
+                bid_qty: 10,
+                ask_px: Price::from_units(2900),
+                ask_qty: 10,
+                instrument: InstrumentId(0),
+                kind: TickKind::Quote.code(),
+                tag: RecordTag::Tick.code(),
+                ..Tick::default()
+            });
+            let mut buy = OrderRequest {
+                ts: now,
+                decision_id: 1,
+                client_order_id: 1,
+                qty: 1,
+                instrument: InstrumentId(0),
+                kind: RequestKind::New.code(),
+                side: Side::Buy.code(),
+                order_type: OrderType::Market.code(),
+                tif: TimeInForce::Day.code(),
+                tag: RecordTag::Order.code(),
+                ..OrderRequest::default()
+            };
+            let book = Portfolio::new(table.len(), capital);
+            match gate.check(&mut buy, &market, &book, now) {
+                Decision::Accept => None,
+                Decision::Clip(_, r) | Decision::Reject(r) => Some(r.reason),
+            }
+        };
+        for (name, config) in [("built-in", &built_in), ("no [risk.session]", &minimal)] {
+            assert_eq!(
+                decide(config, saturday),
+                Some(RiskReason::SessionClosed),
+                "{name}"
+            );
+            assert_eq!(decide(config, monday), None, "{name}");
+        }
+        assert_eq!(built_in.risk.session, minimal.risk.session);
     }
 
     #[test]

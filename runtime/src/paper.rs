@@ -13,7 +13,8 @@
 //! Every order passes the real risk gate, is reserved in the gateway's SQLite store before it is
 //! sent, and is placed over HTTP with the Kite client; fills come back from the venue as order updates on
 //! the ticker WebSocket, with polling as the fallback.
-//! The journal and the order store land under `[storage] dir`.
+//! The journal and the order store land under `[storage] dir`. NSE hours
+//! (`[risk.session] enabled`) are not enforced: the simulated market never closes.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -54,8 +55,16 @@ pub fn run_with(
     stop: Arc<AtomicBool>,
     snapshot: SharedSnapshot,
 ) -> Result<PaperReport> {
-    let config = args.config;
+    let mut config = args.config;
     let seed = args.seed.unwrap_or(config.paper.seed);
+    // The simulated market trades around the clock: NSE hours (`[risk.session] enabled`, on
+    // by default for live trading) do not apply to it.
+    if config.risk.session.enabled {
+        tracing::info!(
+            "paper mode: [risk.session] not enforced; the simulated market trades around the clock"
+        );
+        config.risk.session.enabled = false;
+    }
 
     // The exchange simulator, in-process on loopback ports: REST, ticker WebSocket, market.
     let loopback: std::net::SocketAddr = "127.0.0.1:0".parse().expect("a loopback address");
@@ -232,6 +241,39 @@ mod tests {
             (orders, fills, ticks),
             (r.counters.orders_sent, r.counters.fills, r.counters.ticks)
         );
+    }
+    /// The simulated market trades around the clock, so paper never enforces NSE hours, not
+    /// even with a config that does (as a live one should) on a day it lists as a holiday.
+    #[test]
+    fn paper_trades_at_any_hour_whatever_the_session_config_says() {
+        let mut config = Config::parse(
+            crate::config::DEFAULT_TOML,
+            "defaults",
+            &InstrumentTable::nse_default(),
+        )
+        .unwrap();
+        config.paper.tick_rate = 5_000;
+        let dir = tempfile::tempdir().unwrap();
+        config.storage.dir = dir.path().to_path_buf();
+        config.metrics.enabled = false;
+        // Today and tomorrow (IST) are holidays: closed all day, whatever the time.
+        let now = kestrel_engine::Clock::now(&kestrel_engine::LiveClock::new());
+        let date = |ts| {
+            let (y, m, d) = kestrel_journal::rolling::ist_date(ts);
+            format!("{y:04}-{m:02}-{d:02}")
+        };
+        config.risk.session.enabled = true;
+        config.risk.session.holidays = vec![date(now), date(now + 86_400_000_000_000)];
+        let args = PaperArgs {
+            duration: Duration::from_millis(2000),
+            seed: Some(7),
+            config,
+            status: false,
+        };
+        let p = run(args, Arc::new(AtomicBool::new(false))).unwrap();
+        let r = &p.session;
+        assert!(r.counters.orders_sent > 0, "{r:?}");
+        assert_eq!(p.orders_received, r.counters.orders_sent, "{p:?}");
     }
 }
 

@@ -660,6 +660,8 @@ mod tests {
         )
         .unwrap();
         c.paper.tick_rate = 20_000;
+        // As the paper sessions these tests replay ran: the simulated market never closes.
+        c.risk.session.enabled = false;
         c.storage.dir = dir.to_path_buf();
         c.metrics.addr = "127.0.0.1:0".parse().unwrap();
         c

@@ -73,8 +73,14 @@ fn write_config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
             "dir = \"kestrel-data\"",
             &format!("dir = \"{}\"", dir.join("data").display()),
         )
-        .replace("addr = \"127.0.0.1:9464\"", "addr = \"127.0.0.1:0\"");
+        .replace("addr = \"127.0.0.1:9464\"", "addr = \"127.0.0.1:0\"")
+        // The simulator trades around the clock; the test runs at any hour.
+        .replace(
+            "\nenabled = true\n# Also accept",
+            "\nenabled = false\n# Also accept",
+        );
     assert!(text.contains(&sim.rest) && text.contains(&sim.ws));
+    assert!(text.contains("enabled = false\n# Also accept orders in the pre-open"));
     let path = dir.join("live.toml");
     std::fs::write(&path, text).unwrap();
     path
