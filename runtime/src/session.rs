@@ -344,6 +344,14 @@ pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
     let journal_dir = config.storage.journal_dir();
     let journal = RollingJournal::open(&journal_dir, &table, clock.now(), &RollOptions::default())
         .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;
+    if let Some(r) = journal.resumed() {
+        tracing::info!(
+            journal = %journal.current_path().display(),
+            records = r.committed,
+            trimmed_bytes = r.trimmed_bytes,
+            "continuing today's journal"
+        );
+    }
     let calendar = kestrel_risk::session::Calendar::from_config(&config.risk.session)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut ops = Ops::new(&table, calendar, capital, journal, &restore_fills, restored);
