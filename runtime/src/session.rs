@@ -216,8 +216,12 @@ pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
         // A dry run sends nothing: it reads the store and lets it go.
         (None, restore(&store, &table, config, clock.now())?)
     } else {
-        let gateway = start_gateway(&args, store, &table, gateway_control_tx)?;
+        let mut gateway = start_gateway(&args, store, &table, gateway_control_tx)?;
         let restored = restore(gateway.store(), &table, config, clock.now())?;
+        // What reconciliation learned (fills recovered after a crash, orders it closed) is in
+        // the store, so the restore above has it; its reports must not reach the engine a
+        // second time.
+        let _ = gateway.take_reports();
         (Some(gateway), restored)
     };
 
