@@ -380,6 +380,8 @@ pub struct FeedClient {
     last_error: Option<ClientError>,
     /// Where [`FeedClient::run`] publishes its counters for other threads, if anyone asked.
     stats: Option<std::sync::Arc<crate::stats::FeedStats>>,
+    /// When [`FeedClient::turn`] last published the stats.
+    published: Instant,
     /// This turn busy-polls an open connection: one successful read, then back to the caller.
     read_once: bool,
 }
@@ -473,6 +475,7 @@ impl FeedClient {
             up: false,
             last_error: None,
             stats: None,
+            published: Instant::now(),
             read_once: false,
             cfg,
         })
@@ -567,14 +570,28 @@ impl FeedClient {
         } else {
             Duration::from_millis(50)
         };
-        let mut published = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            self.poll_once(Some(timeout));
-            if self.stats.is_some() && published.elapsed() >= crate::stats::PUBLISH_EVERY {
-                published = Instant::now();
-                self.publish_stats();
-            }
+            self.turn(timeout);
         }
+        self.close();
+        self.publish_stats();
+    }
+
+    /// One turn of [`FeedClient::run`]'s loop: [`FeedClient::poll_once`], then the shared
+    /// stats when due. Inline mode calls it from the engine's loop with a zero timeout.
+    #[inline]
+    pub fn turn(&mut self, timeout: Duration) -> u64 {
+        let ticks = self.poll_once(Some(timeout));
+        if self.stats.is_some() && self.published.elapsed() >= crate::stats::PUBLISH_EVERY {
+            self.published = Instant::now();
+            self.publish_stats();
+        }
+        ticks
+    }
+
+    /// Closes the connection ([`FeedClient::close`]) and publishes the final stats: the end
+    /// of an inline run.
+    pub fn finish(&mut self) {
         self.close();
         self.publish_stats();
     }

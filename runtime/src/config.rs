@@ -124,6 +124,8 @@ pub struct EngineSection {
     pub strategy_id: u8,
     pub core: Option<usize>,
     pub journal_ticks: bool,
+    /// The thread layout of the tick-to-order path.
+    pub mode: EngineMode,
 }
 
 impl Default for EngineSection {
@@ -133,6 +135,38 @@ impl Default for EngineSection {
             strategy_id: 1,
             core: None,
             journal_ticks: true,
+            mode: EngineMode::Auto,
+        }
+    }
+}
+
+/// `[engine] mode`: where the feed's socket is read.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineMode {
+    /// Inline below [`SPLIT_FROM_CORES`] cores, split from there.
+    #[default]
+    Auto,
+    /// One pinned thread reads the socket, decodes, decides and hands the order on: no ring
+    /// hop, and one thread fewer competing for a small machine's cores.
+    Inline,
+    /// A feed thread decodes into a ring the pinned engine thread busy-polls: decoding bursts
+    /// (thousands of instruments) stay off the deciding core, at the cost of one hop and a
+    /// thread that needs a core of its own.
+    Split,
+}
+
+/// From this many cores `auto` chooses split: the feed thread can have a core of its own
+/// beside the engine's and the gateway's and the machine's.
+pub const SPLIT_FROM_CORES: usize = 4;
+
+impl EngineMode {
+    /// `Inline` or `Split` for a machine with `cores` cores.
+    pub fn resolve(self, cores: usize) -> EngineMode {
+        match self {
+            EngineMode::Auto if cores < SPLIT_FROM_CORES => EngineMode::Inline,
+            EngineMode::Auto => EngineMode::Split,
+            m => m,
         }
     }
 }
@@ -240,6 +274,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_mode_auto_is_inline_below_four_cores_and_an_explicit_mode_holds() {
+        assert_eq!(EngineMode::Auto.resolve(2), EngineMode::Inline);
+        assert_eq!(EngineMode::Auto.resolve(4), EngineMode::Split);
+        assert_eq!(EngineMode::Split.resolve(2), EngineMode::Split);
+        assert_eq!(EngineMode::Inline.resolve(8), EngineMode::Inline);
+        let base = "[strategy]\nkind = \"breakout\"\n";
+        let c = parse(&format!("[engine]\nmode = \"split\"\n{base}")).unwrap();
+        assert_eq!(c.engine.mode, EngineMode::Split);
+        let err = parse(&format!("[engine]\nmode = \"fast\"\n{base}")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("line 2") && msg.contains("inline"), "{msg}");
+    }
 
     fn parse(text: &str) -> Result<Config> {
         Config::parse(text, "test.toml", &InstrumentTable::nse_default())

@@ -52,7 +52,7 @@ use kestrel_journal::{RollOptions, RollingJournal};
 use kestrel_risk::{RiskGate, TradingState};
 
 use crate::alerts::{Alert, AlertSender, Alerter};
-use crate::config::{Config, OrderDurability};
+use crate::config::{Config, EngineMode, OrderDurability};
 use crate::control::ControlServer;
 use crate::operator::Operator;
 use crate::snapshot::{self, LatencySummary, Mode, OpsSnapshot, PositionRow, SharedSnapshot};
@@ -266,6 +266,44 @@ pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
     let engine_stop = Arc::new(AtomicBool::new(false));
     let gateway_stop = Arc::new(AtomicBool::new(false));
     let feed_stop = Arc::new(AtomicBool::new(false));
+    let tokens: Vec<u32> = table.iter().map(|(_, i)| i.token).collect();
+    let creds = &args.venue.credentials;
+    let mut feed = FeedClient::new(
+        FeedConfig::new(
+            &args.venue.ws_url,
+            creds.api_key.expose(),
+            creds.access_token.expose(),
+            &tokens,
+        ),
+        table.clone(),
+        FeedSinks {
+            ticks: tick_tx,
+            texts: (!dry_run).then_some(texts_tx),
+            control: Some(control_tx),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("starting the feed client: {e}"))?;
+    let feed_stats = feed.shared_stats();
+    let mode = config.engine.mode.resolve(core_count());
+    tracing::info!(
+        ?mode,
+        configured = ?config.engine.mode,
+        cores = core_count(),
+        "engine thread layout"
+    );
+    // Inline: the engine thread polls the socket itself; split: the feed has its own thread.
+    let (inline_feed, feed_thread) = match mode {
+        EngineMode::Inline => (Some(feed), None),
+        _ => {
+            let feed_stop = feed_stop.clone();
+            let t = thread::Builder::new().name("feed".into()).spawn(move || {
+                feed.run(&feed_stop, false);
+                feed
+            })?;
+            (None, Some(t))
+        }
+    };
+
     let engine_thread = {
         let engine_stop = engine_stop.clone();
         thread::Builder::new()
@@ -283,8 +321,19 @@ pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
                     orders: order_tx,
                     journal: Some(journal_tx),
                 };
-                engine.run(&mut inputs, &mut out, &engine_stop);
-                engine
+                match inline_feed {
+                    Some(mut feed) => {
+                        engine.run_with_poll(&mut inputs, &mut out, &engine_stop, || {
+                            feed.turn(Duration::ZERO);
+                        });
+                        feed.finish();
+                        (engine, Some(feed))
+                    }
+                    None => {
+                        engine.run(&mut inputs, &mut out, &engine_stop);
+                        (engine, None)
+                    }
+                }
             })?
     };
     let cancel_open_on_exit = args.cancel_open_on_exit;
@@ -318,32 +367,6 @@ pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
         }
         None => (None, Some(order_rx)),
     };
-    let tokens: Vec<u32> = table.iter().map(|(_, i)| i.token).collect();
-    let creds = &args.venue.credentials;
-    let mut feed = FeedClient::new(
-        FeedConfig::new(
-            &args.venue.ws_url,
-            creds.api_key.expose(),
-            creds.access_token.expose(),
-            &tokens,
-        ),
-        table.clone(),
-        FeedSinks {
-            ticks: tick_tx,
-            texts: (!dry_run).then_some(texts_tx),
-            control: Some(control_tx),
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("starting the feed client: {e}"))?;
-    let feed_stats = feed.shared_stats();
-    let feed_thread = {
-        let feed_stop = feed_stop.clone();
-        thread::Builder::new().name("feed".into()).spawn(move || {
-            feed.run(&feed_stop, false);
-            feed
-        })?
-    };
-
     // The ops loop: drain the journal, keep a mirror of the book, publish the snapshot.
     let journal_dir = config.storage.journal_dir();
     let journal = RollingJournal::open(&journal_dir, &table, clock.now(), &RollOptions::default())
@@ -466,7 +489,7 @@ pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
     }
     // 3: the engine applies the reports still queued and stops.
     engine_stop.store(true, Ordering::Relaxed);
-    let engine = engine_thread
+    let (engine, inline_feed) = engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
     if let Some(mut gateway) = gateway_after_stop {
@@ -481,9 +504,13 @@ pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
         };
     }
     feed_stop.store(true, Ordering::Relaxed);
-    let feed = feed_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the feed thread panicked"))?;
+    let feed = match (feed_thread, inline_feed) {
+        (Some(t), _) => t
+            .join()
+            .map_err(|_| anyhow::anyhow!("the feed thread panicked"))?,
+        (None, Some(feed)) => feed,
+        (None, None) => unreachable!("the feed is either on its own thread or inline"),
+    };
     ops.drain(&mut journal_rx);
     ops.journal.sync().context("syncing the journal to disk")?;
     publish(&mut ops, dry_orders_seen);

@@ -604,3 +604,50 @@ fn sigterm_stops_decisions_at_once_and_ends_with_the_venues_book() {
         .collect();
     assert!(working.is_empty(), "left working: {working:?}");
 }
+
+/// `[engine] mode` reaches `kestrel run`: each layout trades, says which it is, and ends with
+/// the venue's book.
+#[test]
+fn inline_and_split_layouts_each_trade_and_end_with_the_venues_book() {
+    for mode in ["inline", "split"] {
+        // A venue of its own: the other run's positions would pause this one's start.
+        let sim = start_sim();
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &sim);
+        let toml = std::fs::read_to_string(&config).unwrap();
+        assert!(toml.contains("mode = \"auto\""));
+        std::fs::write(
+            &config,
+            toml.replace("mode = \"auto\"", &format!("mode = \"{mode}\"")),
+        )
+        .unwrap();
+        let env = [
+            ("KITE_API_KEY", sim.api_key.as_str()),
+            ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
+        ];
+        let args = [
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--duration",
+            "4s",
+        ];
+        let out = kestrel(&args, &env, Duration::from_secs(60));
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{mode}: {stdout}\n{stderr}");
+        let layout = if mode == "inline" { "Inline" } else { "Split" };
+        assert!(
+            stderr.contains("engine thread layout") && stderr.contains(layout),
+            "{mode}: {stderr}"
+        );
+        let decided = journal_of(&stdout)
+            .iter()
+            .filter(|r| r.as_order().is_some())
+            .count();
+        assert!(decided > 0, "{mode}: no order decided");
+        assert!(
+            stdout.contains("positions match the engine's book"),
+            "{mode}: {stdout}"
+        );
+    }
+}
