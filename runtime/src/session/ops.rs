@@ -1,0 +1,421 @@
+//! The ops side of the journal ring: the journal file, a mirror of the book, counts,
+//! alerts and the snapshot, all from the engine's records, on the session's main thread.
+
+use super::*;
+
+pub(super) fn new_histogram() -> Histogram<u64> {
+    // 1 ns .. 60 s at 3 significant figures: bounded and allocated once.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// A second, read-only look at the gateway's store for the snapshot (WAL lets it read while
+/// the gateway writes). `None` when the file cannot be opened: the snapshot then shows no
+/// order states rather than stopping the session.
+pub(super) struct StoreReader(Option<rusqlite::Connection>);
+
+impl StoreReader {
+    pub(super) fn open(path: &std::path::Path) -> StoreReader {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        StoreReader(rusqlite::Connection::open_with_flags(path, flags).ok())
+    }
+
+    /// Unresolved incidents: (id, kind, detail).
+    pub(super) fn open_incidents(&self) -> Vec<(i64, String, String)> {
+        let Some(conn) = &self.0 else {
+            return Vec::new();
+        };
+        conn.prepare_cached(
+            "SELECT id, kind, detail FROM incidents WHERE resolved_ns IS NULL ORDER BY id",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_default()
+    }
+
+    pub(super) fn orders_by_state(&self) -> Vec<(String, u64)> {
+        let Some(conn) = &self.0 else {
+            return Vec::new();
+        };
+        let rows = conn
+            .prepare_cached("SELECT state, count(*) FROM orders GROUP BY state ORDER BY state")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            });
+        rows.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "reading order states for the snapshot");
+            Vec::new()
+        })
+    }
+}
+
+/// The ops side of the journal ring: the journal file, a mirror of the book, the counts and
+/// the decision-latency histogram, all from journal records.
+pub(super) struct Ops {
+    pub(super) table: InstrumentTable,
+    pub(super) calendar: kestrel_risk::session::Calendar,
+    pub(super) journal: RollingJournal,
+    pub(super) ticks: u64,
+    pub(super) ticks_at_last_snapshot: (u64, Instant),
+    /// Records that could not be written (the first error is logged).
+    pub(super) journal_errors: u64,
+    pub(super) book: Portfolio,
+    /// The book had every fill been at the price the strategy decided on (drift).
+    pub(super) expected: Portfolio,
+    /// Decision price per working order, by client order id: an order leaves when its last
+    /// report (filled, cancelled, rejected, expired) arrives; bounded as a guard.
+    pub(super) decided_at: std::collections::HashMap<u64, Price>,
+    pub(super) records: u64,
+    pub(super) orders: u64,
+    pub(super) fills: u64,
+    pub(super) rejects: u64,
+    pub(super) rejects_by_reason: [u64; 256],
+    pub(super) trading_state: TradingState,
+    pub(super) paused: bool,
+    pub(super) killed: bool,
+    pub(super) decision_latency: Histogram<u64>,
+    /// Where alerts go; `None` once the session is ending.
+    pub(super) alerts: Option<AlertSender>,
+    /// P&L drift beyond which an alert goes out (0: never).
+    pub(super) drift_limit: Money,
+    pub(super) drift_alerted: bool,
+    /// Since when the feed has been down, and whether the long-outage alert went out.
+    pub(super) disconnected_at: Option<UnixNanos>,
+    pub(super) outage_escalated: bool,
+    /// The phase at the last snapshot, and the IST day of the last midday report.
+    pub(super) last_phase: Option<kestrel_risk::session::SessionPhase>,
+    pub(super) midday_reported: u64,
+    /// The highest incident id already alerted.
+    pub(super) incidents_alerted: i64,
+}
+
+impl Ops {
+    pub(super) fn new(
+        table: &InstrumentTable,
+        calendar: kestrel_risk::session::Calendar,
+        capital: Money,
+        journal: RollingJournal,
+        restored_fills: &[ExecReport],
+        restored: Restored,
+    ) -> Ops {
+        let mut ops = Ops {
+            table: table.clone(),
+            calendar,
+            journal,
+            ticks: 0,
+            ticks_at_last_snapshot: (0, Instant::now()),
+            journal_errors: 0,
+            book: Portfolio::new(table.len(), capital),
+            expected: Portfolio::new(table.len(), capital),
+            decided_at: std::collections::HashMap::new(),
+            records: 0,
+            orders: 0,
+            fills: 0,
+            rejects: 0,
+            rejects_by_reason: [0; 256],
+            trading_state: TradingState::Active,
+            paused: restored.paused,
+            killed: restored.killed,
+            decision_latency: new_histogram(),
+            alerts: None,
+            drift_limit: Money::ZERO,
+            drift_alerted: false,
+            disconnected_at: None,
+            outage_escalated: false,
+            last_phase: None,
+            midday_reported: 0,
+            incidents_alerted: 0,
+        };
+        // The engine replays these as exec reports before the first tick; they are not in
+        // this run's journal, so the mirror applies them here.
+        for f in restored_fills {
+            if let Some(side) = f.side() {
+                let qty = Qty(f.qty as i64);
+                ops.book.apply_fill(f.instrument, side, qty, f.price, f.fee);
+                ops.expected
+                    .apply_fill(f.instrument, side, qty, f.price, Money::ZERO);
+            }
+        }
+        ops
+    }
+
+    pub(super) fn drain(&mut self, journal: &mut Consumer<JournalRecord>) -> usize {
+        journal.pop_batch(usize::MAX, |rec| {
+            self.records += 1;
+            if let Err(e) = self.journal.append(&rec) {
+                if self.journal_errors == 0 {
+                    tracing::error!(error = %e, "journal write failed: records from now on are not stored");
+                }
+                self.journal_errors += 1;
+            }
+            self.apply(&rec);
+        })
+    }
+
+    pub(super) fn apply(&mut self, rec: &JournalRecord) {
+        if let Some(t) = rec.as_tick() {
+            self.ticks += 1;
+            self.book.mark(t.instrument, t.last_px);
+            self.expected.mark(t.instrument, t.last_px);
+        } else if let Some(o) = rec.as_order() {
+            self.orders += 1;
+            if o.tick_ts != 0 {
+                let _ = self
+                    .decision_latency
+                    .record(o.ts.saturating_sub(o.tick_ts).max(1));
+            }
+            // What the strategy expected to pay: its limit price, or for a market order the
+            // protection price it was sent with.
+            if o.price.0 != 0 && self.decided_at.len() < 100_000 {
+                self.decided_at.insert(o.client_order_id, o.price);
+            }
+        } else if let Some(e) = rec.as_exec() {
+            if let (Some(ExecKind::Fill), Some(side)) = (e.kind(), e.side()) {
+                self.fills += 1;
+                let qty = Qty(e.qty as i64);
+                self.book
+                    .apply_fill(e.instrument, side, qty, e.price, e.fee);
+                let decided = self
+                    .decided_at
+                    .get(&e.client_order_id)
+                    .copied()
+                    .unwrap_or(e.price);
+                self.expected
+                    .apply_fill(e.instrument, side, qty, decided, Money::ZERO);
+                let position = self.book.position(e.instrument).qty;
+                let symbol = &self.table.get(e.instrument).symbol;
+                self.alert(Alert::fill(
+                    symbol,
+                    side,
+                    qty,
+                    e.price,
+                    position,
+                    e.decision_id,
+                ));
+            }
+            let finished = match e.kind() {
+                Some(ExecKind::Fill) => e.leaves_qty == 0,
+                Some(ExecKind::Cancelled | ExecKind::Rejected | ExecKind::Expired) => true,
+                _ => false,
+            };
+            if finished {
+                self.decided_at.remove(&e.client_order_id);
+            }
+        } else if let Some(c) = rec.as_control() {
+            match c.kind() {
+                Some(ControlKind::Pause) => self.paused = true,
+                Some(ControlKind::Resume) => self.paused = false,
+                Some(ControlKind::Kill) => self.killed = true,
+                Some(ControlKind::ClearKill) => self.killed = false,
+                Some(ControlKind::Connectivity) if c.arg == 0 && self.disconnected_at.is_none() => {
+                    self.disconnected_at = Some(c.ts);
+                    self.outage_escalated = false;
+                    self.alert(Alert::disconnected(0));
+                }
+                Some(ControlKind::Connectivity)
+                    if c.arg != 0 && self.disconnected_at.take().is_some() =>
+                {
+                    self.alert(Alert::reconnected());
+                }
+                _ => {}
+            }
+        } else if let Some(r) = rec.as_risk() {
+            match Verdict::from_code(r.verdict) {
+                Some(Verdict::Reject) => {
+                    self.rejects += 1;
+                    self.rejects_by_reason[r.reason as usize] += 1;
+                }
+                Some(Verdict::StateChange) => {
+                    let from = self.trading_state;
+                    if let Some(s) = TradingState::from_code(r.state_after) {
+                        self.trading_state = s;
+                    }
+                    // A rule that fires without changing the state (a latency alert, a
+                    // repeated halt) is logged below, not announced as a change.
+                    if let Some(reason) = RiskReason::from_code(r.reason)
+                        && from != self.trading_state
+                    {
+                        self.alert(Alert::risk_state(from, self.trading_state, reason));
+                    }
+                    let why = RiskReason::from_code(r.reason).map_or("unknown", RiskReason::name);
+                    tracing::warn!(
+                        reason = why,
+                        state = self.trading_state.name(),
+                        observed = r.observed,
+                        limit = r.limit,
+                        "risk state change"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn alert(&self, alert: Alert) {
+        if let Some(a) = &self.alerts {
+            a.send(alert);
+        }
+    }
+
+    /// Once a second, with the fresh snapshot: open/midday/close reports, a long outage,
+    /// P&L drift, new incidents in the store.
+    pub(super) fn alert_on(&mut self, s: &OpsSnapshot, incidents: &[(i64, String, String)]) {
+        let phase = self.calendar.phase(s.at);
+        let was = self.last_phase.replace(phase);
+        if let Some(label) = scheduled_report(was, phase, s.at, &mut self.midday_reported) {
+            self.alert(Alert::snapshot(label, s));
+        }
+        if let Some(since) = self.disconnected_at
+            && !self.outage_escalated
+            && s.at.saturating_sub(since) >= 60_000_000_000
+        {
+            self.outage_escalated = true;
+            self.alert(Alert::disconnected(
+                s.at.saturating_sub(since) / 1_000_000_000,
+            ));
+        }
+        let actual = s.net_pnl();
+        let gap = (actual.0 - s.expected_pnl.0).abs();
+        if self.drift_limit.0 > 0 && gap > self.drift_limit.0 && !self.drift_alerted {
+            self.drift_alerted = true;
+            self.alert(Alert::pnl_drift(s.expected_pnl, actual, self.drift_limit));
+        } else if gap <= self.drift_limit.0 / 2 {
+            self.drift_alerted = false;
+        }
+        for (id, kind, detail) in incidents {
+            if *id > self.incidents_alerted {
+                self.incidents_alerted = *id;
+                self.alert(Alert::incident(kind, detail));
+            }
+        }
+    }
+
+    pub(super) fn expected_pnl(&self) -> Money {
+        Money(self.expected.realised().0 + self.expected.unrealised().0)
+    }
+
+    pub(super) fn rejects_by_reason(&self) -> Vec<(RiskReason, u64)> {
+        RiskReason::ALL
+            .iter()
+            .map(|r| (*r, self.rejects_by_reason[r.code() as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    pub(super) fn snapshot(
+        &mut self,
+        mode: Mode,
+        clock: &LiveClock,
+        uptime: Duration,
+        feed: &kestrel_feed::FeedStatsView,
+    ) -> OpsSnapshot {
+        let now = clock.now();
+        let (last_ticks, last_at) = self.ticks_at_last_snapshot;
+        let secs = last_at.elapsed().as_secs_f64();
+        let ticks_per_sec = if secs > 0.0 {
+            ((self.ticks - last_ticks) as f64 / secs) as u64
+        } else {
+            0
+        };
+        self.ticks_at_last_snapshot = (self.ticks, Instant::now());
+        let h = &self.decision_latency;
+        let q = |p: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
+        let positions = self
+            .book
+            .positions()
+            .filter(|(_, p)| !p.qty.is_zero())
+            .map(|(id, p)| PositionRow {
+                symbol: self.table.get(id).symbol.clone(),
+                qty: p.qty.0,
+                avg_price: p.avg_price(),
+                last_price: p.mark,
+                unrealised: p.unrealised(),
+            })
+            .collect();
+        OpsSnapshot {
+            mode,
+            at: now,
+            uptime_s: uptime.as_secs(),
+            trading_state: self.trading_state.name(),
+            paused: self.paused,
+            killed: self.killed,
+            session_phase: self.calendar.phase(now).name(),
+            ticks: self.ticks,
+            ticks_per_sec,
+            decode_errors: feed.decode_errors,
+            feed_reconnects: feed.reconnects,
+            heartbeat_age_ns: (feed.last_frame_ns != 0)
+                .then(|| now.saturating_sub(feed.last_frame_ns)),
+            feed_connected: feed.connected,
+            orders_sent: self.orders,
+            fills: self.fills,
+            orders_by_state: Vec::new(),
+            rejects_by_reason: self
+                .rejects_by_reason()
+                .into_iter()
+                .map(|(r, n)| (r.name(), n))
+                .collect(),
+            venue_rejects: 0,
+            incidents: 0,
+            positions,
+            realised: self.book.realised(),
+            unrealised: self.book.unrealised(),
+            fees: self.book.fees(),
+            expected_pnl: self.expected_pnl(),
+            tick_to_order: LatencySummary {
+                count: h.len(),
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: h.max(),
+            },
+            rings: vec![snapshot::RingRow {
+                name: "ticks",
+                occupancy: feed.ring_occupancy,
+                capacity: feed.ring_capacity,
+                drops: feed.ring_full,
+            }],
+            journal_path: self.journal.current_path().display().to_string(),
+            store_path: String::new(),
+        }
+    }
+}
+
+/// Which scheduled snapshot is due now, if any: "open" when the continuous session begins,
+/// "close" when it ends, "midday" once per IST day from 12:00 while it runs. `was` is the
+/// phase at the previous look (`None` at start-up: joining mid-session reports no open).
+pub(super) fn scheduled_report(
+    was: Option<kestrel_risk::session::SessionPhase>,
+    now_phase: kestrel_risk::session::SessionPhase,
+    now: UnixNanos,
+    midday_reported: &mut u64,
+) -> Option<&'static str> {
+    use kestrel_risk::session::SessionPhase::Continuous;
+    let trading_before = was == Some(Continuous);
+    if was.is_some() && !trading_before && now_phase == Continuous {
+        return Some("open");
+    }
+    if trading_before && now_phase != Continuous {
+        return Some("close");
+    }
+    let today = ist_day(now);
+    if now_phase == Continuous
+        && kestrel_engine::clock::ist_second_of_day(now) >= 12 * 3600
+        && *midday_reported != today
+    {
+        *midday_reported = today;
+        return Some("midday");
+    }
+    None
+}
