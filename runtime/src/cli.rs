@@ -1,5 +1,6 @@
 //! The `kestrel` command line: parse the arguments, then call into the runtime. The
-//! `kestrel` binary is this function; a strategy crate's binary is too.
+//! `kestrel` binary is [`main`] with the built-in strategies; a strategy crate's binary is
+//! `main` with its own set (see [`crate::strategies`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 use kestrel_engine::InstrumentTable;
 
 use crate::config::Config;
+use crate::strategies::StrategySet;
 use crate::{
     control, credentials, journal_cmd, logging, paper, record_cmd, replay, run_cmd, session,
     sim_cmd, snapshot,
@@ -174,11 +176,12 @@ pub(crate) enum ConfigCommand {
     Check { file: PathBuf },
 }
 
-/// Runs the `kestrel` command line with the process's arguments.
-pub fn main() -> ExitCode {
+/// Runs the `kestrel` command line with the process's arguments; `[strategy] kind` may be
+/// any kind of `S` (`kestrel_runtime::cli::main::<BuiltIn>()` is the `kestrel` binary).
+pub fn main<S: StrategySet>() -> ExitCode {
     let cli = Cli::parse();
     // Sessions also log JSON lines to a daily file under [storage] dir/logs.
-    let log_dir = session_log_dir(&cli);
+    let log_dir = session_log_dir::<S>(&cli);
     let _log = match logging::init(log_dir.as_deref(), false) {
         Ok(guard) => guard,
         Err(e) => {
@@ -186,7 +189,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(cli, &_log) {
+    match run::<S>(cli, &_log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -197,18 +200,18 @@ pub fn main() -> ExitCode {
 
 /// The log directory of a `paper` or `run` session; `None` for other commands or when the
 /// configuration does not load (the command then reports that error itself).
-fn session_log_dir(cli: &Cli) -> Option<PathBuf> {
+fn session_log_dir<S: StrategySet>(cli: &Cli) -> Option<PathBuf> {
     let path = match &cli.command {
         Command::Paper { config, .. } => config.clone(),
         Command::Run { config, .. } => Some(config.clone()),
         _ => return None,
     };
-    Config::load(path.as_deref(), &InstrumentTable::nse_default())
+    Config::load::<S>(path.as_deref(), &InstrumentTable::nse_default())
         .ok()
         .map(|c| c.storage.log_dir())
 }
 
-fn run(cli: Cli, log: &logging::LogGuard) -> Result<()> {
+fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
     let print_log_path = || {
         if let Some(path) = log.current_file() {
             println!("  logs       {}", path.display());
@@ -222,16 +225,16 @@ fn run(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             config,
             summary_json,
         } => {
-            let config = Config::load(config.as_deref(), &instruments)?;
+            let config = Config::load::<S>(config.as_deref(), &instruments)?;
             let stop = Arc::new(AtomicBool::new(false));
             session::install_stop_signals(stop.clone())?;
             println!(
                 "kestrel paper: {} on {} instruments for {}; Ctrl-C stops cleanly",
-                config.strategy.name(),
+                config.strategy.kind,
                 instruments.len(),
                 humantime::format_duration(duration)
             );
-            let report = paper::run(
+            let report = paper::run::<S>(
                 paper::PaperArgs {
                     duration,
                     seed,
@@ -254,7 +257,7 @@ fn run(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             dry_run,
             duration,
         } => {
-            let config = Config::load(Some(&config), &instruments)?;
+            let config = Config::load::<S>(Some(&config), &instruments)?;
             let stop = Arc::new(AtomicBool::new(false));
             session::install_stop_signals(stop.clone())?;
             let mode = if dry_run {
@@ -265,11 +268,11 @@ fn run(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             println!(
                 "kestrel run ({}): {} on {} instruments via {}; Ctrl-C or SIGTERM stops cleanly",
                 mode.name(),
-                config.strategy.name(),
+                config.strategy.kind,
                 instruments.len(),
                 config.venue.rest_url
             );
-            let report = run_cmd::run(
+            let report = run_cmd::run::<S>(
                 run_cmd::RunArgs {
                     config,
                     dry_run,
@@ -347,8 +350,8 @@ fn run(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             {
                 anyhow::bail!("--speed must be a positive number (got {x})");
             }
-            let config = Config::load(config.as_deref(), &instruments)?;
-            let outcome = replay::run(&replay::ReplayArgs {
+            let config = Config::load::<S>(config.as_deref(), &instruments)?;
+            let outcome = replay::run::<S>(&replay::ReplayArgs {
                 journal,
                 config,
                 fills,
@@ -386,11 +389,11 @@ fn run(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             } => journal_cmd::export(&journal, out.as_deref(), events),
             JournalCommand::ImportCsv { csv, out } => journal_cmd::import(&csv, &out, &instruments),
         },
-        Command::Ctl(args) => control::run(&args, &instruments),
+        Command::Ctl(args) => control::run::<S>(&args, &instruments),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
-            Config::load(Some(&file), &instruments)?;
+            Config::load::<S>(Some(&file), &instruments)?;
             println!("{}: ok", file.display());
             Ok(())
         }

@@ -3,10 +3,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use kestrel_engine::strategy::StrategyConfig;
 use kestrel_engine::{EngineConfig, InstrumentTable, Money};
 use kestrel_risk::RiskConfig;
 use serde::Deserialize;
+
+use crate::strategies::StrategySet;
 
 /// The documented defaults (`config/kestrel.toml`), built into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../config/kestrel.toml");
@@ -16,7 +17,7 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/kestrel.toml");
 pub struct Config {
     #[serde(default)]
     pub engine: EngineSection,
-    pub strategy: StrategyConfig,
+    pub strategy: StrategySection,
     #[serde(default)]
     pub paper: PaperSection,
     #[serde(default)]
@@ -33,6 +34,37 @@ pub struct Config {
     /// it changes (secrets never live in it: they come from the environment or 0600 files).
     #[serde(skip)]
     pub source_text: String,
+}
+
+/// `[strategy]`: its `kind` and the other keys, kept as TOML for the program's
+/// [`StrategySet`] to build (each kind has its own parameters).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StrategySection {
+    pub kind: String,
+    /// Every key but `kind`.
+    pub params: toml::Table,
+}
+
+impl<'de> Deserialize<'de> for StrategySection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut params = toml::Table::deserialize(d)?;
+        match params.remove("kind") {
+            Some(toml::Value::String(kind)) => Ok(StrategySection { kind, params }),
+            Some(other) => Err(D::Error::custom(format!(
+                "strategy.kind must be a string, got {other}"
+            ))),
+            None => Err(D::Error::missing_field("kind")),
+        }
+    }
+}
+
+impl StrategySection {
+    /// The strategy, for `instruments` (a journal's table in replay).
+    pub fn build<S: StrategySet>(&self, instruments: &InstrumentTable) -> Result<S> {
+        crate::strategies::from_table(&self.kind, &self.params, instruments)
+            .with_context(|| format!("building the strategy (kind = {:?})", self.kind))
+    }
 }
 
 /// The live venue (`kestrel run`): Kite Connect's endpoints and how to authenticate.
@@ -189,20 +221,34 @@ impl Default for PaperSection {
 }
 
 impl Config {
-    /// Parse and validate; `origin` names the source in errors (a path or "built-in defaults").
-    pub fn parse(text: &str, origin: &str, instruments: &InstrumentTable) -> Result<Config> {
+    /// Parse and validate, the strategy as one of `S`'s kinds; `origin` names the source in
+    /// errors (a path or "built-in defaults").
+    pub fn parse<S: StrategySet>(
+        text: &str,
+        origin: &str,
+        instruments: &InstrumentTable,
+    ) -> Result<Config> {
         let mut config: Config =
             toml::from_str(text).with_context(|| format!("reading config {origin}"))?;
         config.source_text = text.to_string();
         config
             .validate(instruments)
             .with_context(|| format!("checking config {origin}"))?;
+        if let Some(kind) = crate::strategies::duplicate_kind::<S>() {
+            bail!("strategy kind {kind:?} is registered twice in this program's strategy set");
+        }
+        // From the text, so that an error says where it is.
+        crate::strategies::from_toml::<S>(text, instruments)
+            .with_context(|| format!("checking config {origin}"))?;
         Ok(config)
     }
 
-    pub fn load(path: Option<&Path>, instruments: &InstrumentTable) -> Result<Config> {
+    pub fn load<S: StrategySet>(
+        path: Option<&Path>,
+        instruments: &InstrumentTable,
+    ) -> Result<Config> {
         match path {
-            None => Config::parse(
+            None => Config::parse::<S>(
                 DEFAULT_TOML,
                 "built-in defaults (config/kestrel.toml)",
                 instruments,
@@ -210,7 +256,7 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading config {}", p.display()))?;
-                Config::parse(&text, &p.display().to_string(), instruments)
+                Config::parse::<S>(&text, &p.display().to_string(), instruments)
             }
         }
     }
@@ -253,7 +299,6 @@ impl Config {
                 );
             }
         }
-        self.strategy.validate(instruments)?;
         self.risk.validate(instruments)?;
         self.metrics.validate()?;
         self.alerts.validate()?;
@@ -274,6 +319,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategies::BuiltIn;
 
     #[test]
     fn engine_mode_auto_is_inline_below_four_cores_and_an_explicit_mode_holds() {
@@ -290,14 +336,14 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Config> {
-        Config::parse(text, "test.toml", &InstrumentTable::nse_default())
+        Config::parse::<BuiltIn>(text, "test.toml", &InstrumentTable::nse_default())
     }
 
     #[test]
     fn the_built_in_defaults_are_valid() {
         let c = parse(DEFAULT_TOML).unwrap();
         assert_eq!(c.engine.capital, 1_000_000);
-        assert!(matches!(c.strategy, StrategyConfig::Breakout(_)));
+        assert_eq!(c.strategy.kind, "breakout");
         assert_eq!(
             c.risk,
             RiskConfig::default(),

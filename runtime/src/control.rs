@@ -770,11 +770,14 @@ impl CtlCommand {
 
 /// `kestrel ctl ...`: find the socket, send, print the reply. An error reply is an `Err`
 /// (the process exits non-zero).
-pub fn run(args: &CtlArgs, instruments: &InstrumentTable) -> Result<()> {
+pub fn run<S: crate::strategies::StrategySet>(
+    args: &CtlArgs,
+    instruments: &InstrumentTable,
+) -> Result<()> {
     let socket = match &args.socket {
         Some(p) => p.clone(),
         None => {
-            let config = Config::load(args.config.as_deref(), instruments)?;
+            let config = Config::load::<S>(args.config.as_deref(), instruments)?;
             default_socket_path(&config.storage.dir)
         }
     };

@@ -1,7 +1,9 @@
 //! kestrel's runtime: everything that wires a trading session together (the feed, the
 //! pinned engine, the gateway and the ops loop), `kestrel paper`, live runs, replay, the
 //! simulator's start-up, control, metrics, alerts and the configuration, with the command
-//! line on top ([`cli::main`]). The `kestrel` binary is `cli::main`.
+//! line on top ([`cli::main`]). The `kestrel` binary is `cli::main` with the built-in
+//! strategies; a trader's own strategy crate registers its strategies ([`strategies`]) and
+//! calls `cli::main` with them.
 #![forbid(unsafe_code)]
 
 mod alerts;
@@ -20,3 +22,11 @@ mod run_cmd;
 mod session;
 mod sim_cmd;
 mod snapshot;
+pub mod strategies;
+
+/// What [`strategy_set!`] expands to refers to (not a public API).
+#[doc(hidden)]
+pub mod __private {
+    pub use kestrel_engine;
+    pub use serde;
+}

@@ -26,6 +26,7 @@ use kestrel_gateway::{Credentials, Secret};
 use crate::config::Config;
 use crate::session::{self, SessionArgs, SessionReport, VenueLink};
 use crate::snapshot::{self, Mode, SharedSnapshot};
+use crate::strategies::StrategySet;
 
 pub struct PaperArgs {
     pub duration: Duration,
@@ -46,11 +47,11 @@ pub struct PaperReport {
     pub venue_rejects: u64,
 }
 
-pub fn run(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
-    run_with(args, stop, snapshot::shared(Mode::Paper))
+pub fn run<S: StrategySet>(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
+    run_with::<S>(args, stop, snapshot::shared(Mode::Paper))
 }
 
-pub fn run_with(
+pub fn run_with<S: StrategySet>(
     args: PaperArgs,
     stop: Arc<AtomicBool>,
     snapshot: SharedSnapshot,
@@ -86,7 +87,7 @@ pub fn run_with(
         "paper-{}.sqlite",
         kestrel_engine::Clock::now(&kestrel_engine::LiveClock::new())
     ));
-    let session = session::run(
+    let session = session::run::<S>(
         SessionArgs {
             mode: Mode::Paper,
             venue: VenueLink {
@@ -174,11 +175,12 @@ impl PaperReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategies::BuiltIn;
     use kestrel_engine::InstrumentTable;
 
     #[test]
     fn a_short_session_trades_through_every_thread_and_loses_no_fill() {
-        let mut config = Config::parse(
+        let mut config = Config::parse::<BuiltIn>(
             crate::config::DEFAULT_TOML,
             "defaults",
             &InstrumentTable::nse_default(),
@@ -194,7 +196,7 @@ mod tests {
             config,
             status: false,
         };
-        let p = run(args, Arc::new(AtomicBool::new(false))).unwrap();
+        let p = run::<BuiltIn>(args, Arc::new(AtomicBool::new(false))).unwrap();
         let r = &p.session;
         assert!(r.ticks_received > 2_000, "{r:?}");
         assert!(r.counters.orders_sent > 0, "{r:?}");
@@ -246,7 +248,7 @@ mod tests {
     /// even with a config that does (as a live one should) on a day it lists as a holiday.
     #[test]
     fn paper_trades_at_any_hour_whatever_the_session_config_says() {
-        let mut config = Config::parse(
+        let mut config = Config::parse::<BuiltIn>(
             crate::config::DEFAULT_TOML,
             "defaults",
             &InstrumentTable::nse_default(),
@@ -270,7 +272,7 @@ mod tests {
             config,
             status: false,
         };
-        let p = run(args, Arc::new(AtomicBool::new(false))).unwrap();
+        let p = run::<BuiltIn>(args, Arc::new(AtomicBool::new(false))).unwrap();
         let r = &p.session;
         assert!(r.counters.orders_sent > 0, "{r:?}");
         assert_eq!(p.orders_received, r.counters.orders_sent, "{p:?}");
@@ -281,6 +283,7 @@ mod tests {
 mod alert_tests {
     use super::*;
     use crate::alerts::loopback::{HttpServer, Reply};
+    use crate::strategies::BuiltIn;
     use kestrel_engine::InstrumentTable;
 
     /// A session's fills reach a webhook (a local HTTP server) as alerts.
@@ -288,7 +291,7 @@ mod alert_tests {
     fn a_paper_session_posts_its_fills_to_the_webhook() {
         // Answers every alert, so none waits in retries when the session shuts down.
         let server = HttpServer::always(Reply::text(200, "ok"));
-        let mut config = Config::parse(
+        let mut config = Config::parse::<BuiltIn>(
             crate::config::DEFAULT_TOML,
             "defaults",
             &InstrumentTable::nse_default(),
@@ -307,7 +310,7 @@ mod alert_tests {
             config,
             status: false,
         };
-        let report = run(args, Arc::new(AtomicBool::new(false))).unwrap();
+        let report = run::<BuiltIn>(args, Arc::new(AtomicBool::new(false))).unwrap();
         assert!(report.session.counters.fills > 0, "{report:?}");
         let requests = server.requests();
         assert!(!requests.is_empty(), "no alert reached the webhook");

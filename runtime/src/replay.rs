@@ -19,7 +19,6 @@ use kestrel_engine::engine::EngineOutput;
 use kestrel_engine::fees::NseFees;
 use kestrel_engine::records::RiskRecord;
 use kestrel_engine::risk::Verdict;
-use kestrel_engine::strategy::BuiltIn;
 use kestrel_engine::{
     Approved, Engine, ExecKind, ExecReport, InstrumentTable, JournalRecord, Money, OrderRequest,
     ReplayClock, RiskReason, UnixNanos,
@@ -31,6 +30,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::journal_cmd::ist;
+use crate::strategies::StrategySet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FillMode {
@@ -191,14 +191,15 @@ struct RoundTrip {
     open: bool,
 }
 
-pub fn run(args: &ReplayArgs) -> Result<ReplayOutcome> {
+pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
     let reader = JournalReader::open(&args.journal)
         .with_context(|| format!("opening journal {}", args.journal.display()))?;
     let table = reader.instruments().clone();
     let records = reader.records();
-    args.config
+    let strategy = args
+        .config
         .strategy
-        .validate(&table)
+        .build::<S>(&table)
         .context("the strategy does not fit this journal's instruments")?;
     args.config
         .risk
@@ -211,7 +212,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplayOutcome> {
     };
     let capital = engine_cfg.capital;
     let mut engine = Engine::new(
-        BuiltIn::new(&args.config.strategy, &table),
+        strategy,
         RiskGate::new(&args.config.risk, &table, capital),
         ReplayClock::default(),
         table.clone(),
@@ -379,9 +380,9 @@ struct Tracker {
 
 impl Tracker {
     /// Hand a report to the engine and book what it changed.
-    fn apply(
+    fn apply<S: StrategySet>(
         &mut self,
-        engine: &mut Engine<BuiltIn, RiskGate, ReplayClock>,
+        engine: &mut Engine<S, RiskGate, ReplayClock>,
         out: &mut Collect,
         r: &ExecReport,
     ) {
@@ -627,6 +628,7 @@ fn equity_svg(equity: &[(UnixNanos, Money)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategies::BuiltIn;
     use std::sync::Arc;
 
     #[test]
@@ -653,7 +655,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     fn config(dir: &Path) -> Config {
-        let mut c = Config::parse(
+        let mut c = Config::parse::<BuiltIn>(
             crate::config::DEFAULT_TOML,
             "defaults",
             &InstrumentTable::nse_default(),
@@ -672,7 +674,7 @@ mod tests {
     #[test]
     fn a_recorded_paper_session_replays_to_the_same_decisions() {
         let dir = tempfile::tempdir().unwrap();
-        let paper = crate::paper::run(
+        let paper = crate::paper::run::<BuiltIn>(
             crate::paper::PaperArgs {
                 duration: Duration::from_millis(1500),
                 seed: Some(3),
@@ -692,7 +694,7 @@ mod tests {
             .iter()
             .filter_map(|r| r.as_order().copied())
             .collect();
-        let replayed = run(&ReplayArgs {
+        let replayed = run::<BuiltIn>(&ReplayArgs {
             journal: paper.session.journal_path.clone(),
             config: config(dir.path()),
             fills: FillMode::Recorded,
@@ -724,7 +726,7 @@ mod tests {
     #[test]
     fn a_backtest_fills_through_the_matching_simulator_and_charges_fees() {
         let dir = tempfile::tempdir().unwrap();
-        let paper = crate::paper::run(
+        let paper = crate::paper::run::<BuiltIn>(
             crate::paper::PaperArgs {
                 duration: Duration::from_millis(1500),
                 seed: Some(5),
@@ -734,7 +736,7 @@ mod tests {
             Arc::new(AtomicBool::new(false)),
         )
         .unwrap();
-        let out = run(&ReplayArgs {
+        let out = run::<BuiltIn>(&ReplayArgs {
             journal: paper.session.journal_path.clone(),
             config: config(dir.path()),
             fills: FillMode::Simulated,

@@ -28,7 +28,7 @@ pub fn store_path(config: &Config) -> PathBuf {
     config.storage.dir.join("orders").join("kestrel.sqlite")
 }
 
-pub fn run(
+pub fn run<S: crate::strategies::StrategySet>(
     args: RunArgs,
     stop: Arc<AtomicBool>,
     snapshot: SharedSnapshot,
@@ -49,7 +49,7 @@ pub fn run(
     } else {
         Mode::Live
     };
-    session::run(
+    session::run::<S>(
         SessionArgs {
             mode,
             venue: VenueLink {

@@ -35,6 +35,11 @@ code_enum! {
         Flatten = 5,
         /// The risk gate forced an exit (loss limit on a position).
         RiskExit = 6,
+        /// A strategy outside the built-ins (a trader's own crate) opened or added to a
+        /// position.
+        Entry = 7,
+        /// A strategy outside the built-ins reduced or closed a position.
+        Exit = 8,
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the zero-allocation tests drive the engine with: a random-walk market, a venue that
 //! answers with every kind of report, and a schedule of control commands. Shared by
-//! `engine/tests/no_alloc.rs` and `risk-gate/tests/no_alloc_gate.rs` (included by path).
+//! `engine/tests/no_alloc.rs`, `risk-gate/tests/no_alloc_gate.rs` and the example strategy
+//! crate's `examples/opening-range/tests/no_alloc.rs` (included by path).
 //!
 //! Nothing here allocates after construction: the venue keeps its working orders in a
 //! `Vec` whose capacity is reserved up front and checked before every push, so the code
@@ -9,7 +10,7 @@
 use kestrel_engine::engine::RingOutput;
 use kestrel_engine::ring::{Consumer, Producer, channel};
 use kestrel_engine::rng::Rng;
-use kestrel_engine::strategy::BuiltIn;
+use kestrel_engine::strategy::{BuiltIn, Strategy};
 use kestrel_engine::{
     Approved, ControlCommand, ControlKind, Engine, ExecKind, ExecReport, InstrumentId,
     JournalRecord, OrderRequest, Price, ReasonCode, ReplayClock, RequestKind, RiskCheck, Tick,
@@ -285,8 +286,8 @@ pub fn control_at(n: u64, every: u64, ts: u64) -> Option<ControlCommand> {
 }
 
 /// The engine, its rings and what stands at their other ends, stepped on one thread.
-pub struct Rig<R> {
-    pub engine: Engine<BuiltIn, R, ReplayClock>,
+pub struct Rig<R, S = BuiltIn> {
+    pub engine: Engine<S, R, ReplayClock>,
     out: RingOutput,
     orders: Consumer<Approved>,
     journal: Consumer<JournalRecord>,
@@ -300,8 +301,8 @@ pub struct Rig<R> {
     every: u64,
 }
 
-impl<R: RiskCheck> Rig<R> {
-    pub fn new(engine: Engine<BuiltIn, R, ReplayClock>, start_ts: u64, every: u64) -> Rig<R> {
+impl<R: RiskCheck, S: Strategy> Rig<R, S> {
+    pub fn new(engine: Engine<S, R, ReplayClock>, start_ts: u64, every: u64) -> Rig<R, S> {
         let (orders_tx, orders) = channel::<Approved>(1024);
         let (journal_tx, journal) = channel::<JournalRecord>(4096);
         let (exec_tx, exec_rx) = channel::<ExecReport>(4096);

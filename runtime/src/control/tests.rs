@@ -562,7 +562,8 @@ fn the_default_socket_lives_in_the_storage_dir() {
         default_socket_path(Path::new("kestrel-data")),
         Path::new("kestrel-data/kestrel.sock")
     );
-    let config = Config::load(None, &InstrumentTable::nse_default()).unwrap();
+    let config =
+        Config::load::<crate::strategies::BuiltIn>(None, &InstrumentTable::nse_default()).unwrap();
     assert_eq!(
         default_socket_path(&config.storage.dir),
         Path::new("kestrel-data/kestrel.sock")

@@ -37,7 +37,6 @@ use kestrel_engine::engine::{EngineCounters, EngineInputs, RingOutput};
 use kestrel_engine::records::ExecKind;
 use kestrel_engine::ring::{Consumer, channel};
 use kestrel_engine::risk::Verdict;
-use kestrel_engine::strategy::BuiltIn;
 use kestrel_engine::{
     Approved, Clock, ControlCommand, ControlKind, Engine, ExecReport, InstrumentId,
     InstrumentTable, JournalRecord, LiveClock, Money, Portfolio, Price, Qty, RiskReason, Side,
@@ -56,6 +55,7 @@ use crate::config::{Config, EngineMode, OrderDurability};
 use crate::control::ControlServer;
 use crate::operator::Operator;
 use crate::snapshot::{self, LatencySummary, Mode, OpsSnapshot, PositionRow, SharedSnapshot};
+use crate::strategies::StrategySet;
 
 mod ops;
 mod report;
@@ -93,7 +93,7 @@ pub struct SessionArgs {
     pub snapshot: SharedSnapshot,
 }
 
-pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
+pub fn run<S: StrategySet>(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
     let table = InstrumentTable::nse_default();
     let config = &args.config;
     let clock = LiveClock::new();
@@ -179,7 +179,7 @@ pub fn run(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
     }
     let capital = engine_config.capital;
     let engine = Engine::new(
-        BuiltIn::new(&config.strategy, &table),
+        config.strategy.build::<S>(&table)?,
         RiskGate::new(&config.risk, &table, capital),
         clock.clone(),
         table.clone(),
@@ -586,8 +586,12 @@ mod tests {
         use kestrel_gateway::fsm::{EventKind, Fill, OrderState};
 
         let table = InstrumentTable::nse_default();
-        let config = Config::parse(crate::config::DEFAULT_TOML, "built-in defaults", &table)
-            .expect("the built-in config");
+        let config = Config::parse::<crate::strategies::BuiltIn>(
+            crate::config::DEFAULT_TOML,
+            "built-in defaults",
+            &table,
+        )
+        .expect("the built-in config");
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("orders.sqlite")).unwrap();
         let now = monday_ist(11, 0);
