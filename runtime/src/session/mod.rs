@@ -35,7 +35,7 @@ use hdrhistogram::Histogram;
 use kestrel_engine::clock::ist_day;
 use kestrel_engine::engine::{EngineCounters, EngineInputs, RingOutput};
 use kestrel_engine::records::ExecKind;
-use kestrel_engine::ring::{Consumer, channel};
+use kestrel_engine::ring::{Consumer, Producer, channel};
 use kestrel_engine::risk::Verdict;
 use kestrel_engine::{
     Approved, Clock, ControlCommand, ControlKind, Engine, ExecReport, InstrumentId,
@@ -60,12 +60,14 @@ use crate::strategies::StrategySet;
 mod ops;
 mod report;
 mod restore;
+mod threads;
 
 use ops::{Ops, StoreReader};
 pub use report::{SessionReport, fmt_ns};
 use report::{net_positions, print_status};
 pub use restore::Restored;
 use restore::restore;
+use threads::{EngineRings, GatewayEnds, SessionEngine, Threads};
 
 /// Where the venue is and who we are there.
 pub struct VenueLink {
@@ -93,118 +95,412 @@ pub struct SessionArgs {
     pub snapshot: SharedSnapshot,
 }
 
+/// Runs one session until `stop` is set (a signal handler sets it), `--duration` passes, or
+/// a thread ends on its own: [`SessionBuilder`] with the configuration's choices.
 pub fn run<S: StrategySet>(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<SessionReport> {
-    let table = InstrumentTable::nse_default();
-    let config = &args.config;
-    let clock = LiveClock::new();
-    let dry_run = args.mode == Mode::DryRun;
+    SessionBuilder::<S>::new(args).run(stop)
+}
 
-    // The store first: what the last run left decides how this one starts.
+/// Assembles a session from its parts, the one way `kestrel paper` and `kestrel run` do:
+/// the order store, the ops services, the venue (reconciled), the engine (restored), the
+/// feed, the threads in the chosen layout, the ops loop and the graceful stop.
+pub struct SessionBuilder<S> {
+    args: SessionArgs,
+    strategies: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: StrategySet> SessionBuilder<S> {
+    pub fn new(args: SessionArgs) -> Self {
+        SessionBuilder {
+            args,
+            strategies: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs the session to its end and reports what it did.
+    pub fn run(self, stop: Arc<AtomicBool>) -> Result<SessionReport> {
+        let args = self.args;
+        let table = InstrumentTable::nse_default();
+        let config = &args.config;
+        let clock = LiveClock::new();
+        let dry_run = args.mode == Mode::DryRun;
+        let store = open_store(&args, &clock)?;
+        let rings = Rings::new();
+        let services = OpsServices::start(&args, rings.operator_tx)?;
+        let mut control_tx = rings.control_tx;
+
+        // Reconcile with the venue before reading what the store restores: a difference it
+        // cannot resolve pauses trading in the store, and that pause must hold from the
+        // first tick of this run (the gateway also pushes it to the engine's ring).
+        let (gateway, restored) = if dry_run {
+            // A dry run sends nothing: it reads the store and lets it go.
+            (None, restore(&store, &table, config, clock.now())?)
+        } else {
+            let mut gateway = start_gateway(&args, store, &table, rings.gateway_control_tx)?;
+            let restored = restore(gateway.store(), &table, config, clock.now())?;
+            // What reconciliation learned (fills recovered after a crash, orders it closed)
+            // is in the store, so the restore above has it; its reports must not reach the
+            // engine a second time.
+            let _ = gateway.take_reports();
+            (Some(gateway), restored)
+        };
+        let (restored, restore_fills, restore_working) = restored;
+        // The engine handles these before its first tick (the feed's ring is not handed to
+        // the feed yet).
+        let now = clock.now();
+        if restored.paused {
+            let _ = control_tx.push(ControlCommand::new(ControlKind::Pause, now));
+        }
+        if restored.killed {
+            let _ = control_tx.push(ControlCommand::new(ControlKind::Kill, now));
+        }
+        let mut engine = build_engine::<S>(config, &table, &clock, restored.first_decision_seq)?;
+        // The book as the store knows it, before any report from this run: today's fills,
+        // and what is still working at the venue from an earlier run.
+        for r in &restore_fills {
+            engine.restore_fill(r);
+        }
+        for &(id, side, qty) in &restore_working {
+            engine.restore_working(id, side, qty);
+        }
+        let capital = engine.book().capital();
+        // A signal sets `stop`; the engine reads it directly, so no decision follows it.
+        let decisions_stopped = engine.stop_deciding_on(stop.clone());
+
+        let mut feed = feed_client(
+            &args,
+            &table,
+            FeedSinks {
+                ticks: rings.tick_tx,
+                texts: (!dry_run).then_some(rings.texts_tx),
+                control: Some(control_tx),
+            },
+        )?;
+        let feed_stats = feed.shared_stats();
+        let layout = config.engine.mode.resolve(core_count());
+        tracing::info!(
+            mode = ?layout,
+            configured = ?config.engine.mode,
+            cores = core_count(),
+            "engine thread layout"
+        );
+        let engine_rings = EngineRings {
+            inputs: EngineInputs {
+                control: rings.control_rx,
+                operator: Some(rings.operator_rx),
+                gateway: Some(rings.gateway_control_rx),
+                execs: rings.exec_rx,
+                ticks: rings.tick_rx,
+            },
+            out: RingOutput {
+                orders: rings.order_tx,
+                journal: Some(rings.journal_tx),
+            },
+        };
+        // A dry run journals the engine's orders and drops them in the ops loop.
+        let (gateway, mut dry_orders) = match gateway {
+            Some(g) => {
+                let ends = GatewayEnds {
+                    orders: rings.order_rx,
+                    execs: rings.exec_tx,
+                    texts: rings.texts_rx,
+                };
+                (Some((g, ends)), None)
+            }
+            None => (None, Some(rings.order_rx)),
+        };
+        let started = Instant::now();
+        let threads = Threads::spawn(
+            engine,
+            engine_rings,
+            feed,
+            layout,
+            gateway,
+            args.cancel_open_on_exit,
+            decisions_stopped,
+        )?;
+
+        // The ops loop: drain the journal, keep a mirror of the book, publish the snapshot.
+        let mut ops = open_ops(config, &table, &clock, capital, &restore_fills, restored)?;
+        ops.alerts = Some(services.alerter.sender());
+        let store_reader = StoreReader::open(&args.store_path);
+        let mut journal_rx = rings.journal_rx;
+        let mut dry_orders_seen = 0u64;
+        let publish = |ops: &mut Ops, dry_orders_seen: u64| {
+            let mut s = ops.snapshot(args.mode, &clock, started.elapsed(), &feed_stats.load());
+            s.orders_by_state = if dry_run {
+                vec![("NOT SENT (dry run)".into(), dry_orders_seen)]
+            } else {
+                store_reader.orders_by_state()
+            };
+            let incidents = store_reader.open_incidents();
+            s.incidents = incidents.len() as u64;
+            ops.alert_on(&s, &incidents);
+            s.store_path = args.store_path.display().to_string();
+            snapshot::publish(&args.snapshot, s);
+        };
+        publish(&mut ops, 0);
+        let deadline = args.duration.map(|d| started + d);
+        let mut next_status = Instant::now() + Duration::from_secs(1);
+        while deadline.is_none_or(|d| Instant::now() < d)
+            && !stop.load(Ordering::Relaxed)
+            && !threads.one_ended()
+        {
+            let mut work = ops.drain(&mut journal_rx);
+            if let Some(rx) = dry_orders.as_mut() {
+                let n = rx.pop_batch(usize::MAX, |_| {});
+                dry_orders_seen += n as u64;
+                work += n;
+            }
+            if work == 0 {
+                thread::sleep(Duration::from_millis(1));
+            }
+            if Instant::now() >= next_status {
+                next_status += Duration::from_secs(1);
+                publish(&mut ops, dry_orders_seen);
+                if args.status {
+                    print_status(&snapshot::read(&args.snapshot));
+                }
+            }
+        }
+        if threads.gateway_ended() {
+            tracing::error!(
+                "the order gateway stopped during the session: no order can reach the broker; \
+                 kestrel is stopping"
+            );
+            ops.alert(Alert::gateway_stopped());
+        }
+        tracing::info!(
+            cancel_open = args.cancel_open_on_exit,
+            "stopping the session"
+        );
+        let ended = threads.stop(&stop, || {
+            ops.drain(&mut journal_rx);
+        })?;
+        let venue_positions = ended.gateway.map(|mut g| {
+            (
+                g.counters(),
+                match g.venue_mut().positions() {
+                    Ok(p) => Some(net_positions(&table, &p)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the venue's positions at the end");
+                        None
+                    }
+                },
+            )
+        });
+        ops.drain(&mut journal_rx);
+        ops.journal.sync().context("syncing the journal to disk")?;
+        publish(&mut ops, dry_orders_seen);
+        let (gateway_counters, venue_positions) = match venue_positions {
+            Some((c, p)) => (Some(c), p),
+            None => (None, None),
+        };
+        let engine = ended.engine;
+        let engine_positions: Vec<i64> = engine.book().positions().map(|(_, p)| p.qty.0).collect();
+        if let Some(venue) = &venue_positions {
+            for (id, i) in table.iter() {
+                let (v, e) = (venue[id.index()], engine_positions[id.index()]);
+                if v != e {
+                    ops.alert(Alert::drift(&i.symbol, v, e));
+                }
+            }
+        }
+        ops.alerts = None;
+        services.stop(config);
+        if let Some(e) = ended.gateway_failure {
+            return Err(e);
+        }
+        if args.status {
+            println!();
+        }
+
+        let book = engine.book();
+        let fc = ended.feed.counters();
+        Ok(SessionReport {
+            counters: *engine.counters(),
+            ticks_received: fc.ticks + fc.ring_full,
+            ticks_dropped: fc.ring_full,
+            engine_positions,
+            venue_positions,
+            gateway_incidents: gateway_counters.map_or(0, |c| c.incidents),
+            gateway_order_updates: gateway_counters.map_or(0, |c| c.order_updates),
+            store_path: args.store_path.clone(),
+            realised: book.realised(),
+            unrealised: book.unrealised(),
+            fees: book.fees(),
+            expected_pnl: ops.expected_pnl(),
+            open_positions: book.positions().filter(|(_, p)| !p.qty.is_zero()).count(),
+            rejects_by_reason: ops.rejects_by_reason(),
+            trading_state: engine.risk().trading_state(),
+            decision_latency: ops.decision_latency,
+            journal_records: ops.records,
+            journal_errors: ops.journal_errors,
+            journal_path: ops.journal.current_path().to_path_buf(),
+            journal_dropped: engine.counters().journal_dropped,
+            restored,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// Every ring of a session, allocated once at start-up.
+struct Rings {
+    tick_tx: Producer<Tick>,
+    tick_rx: Consumer<Tick>,
+    order_tx: Producer<Approved>,
+    order_rx: Consumer<Approved>,
+    exec_tx: Producer<ExecReport>,
+    exec_rx: Consumer<ExecReport>,
+    /// Connectivity from the feed (and the restored switches, before the feed has it).
+    control_tx: Producer<ControlCommand>,
+    control_rx: Consumer<ControlCommand>,
+    operator_tx: Producer<ControlCommand>,
+    operator_rx: Consumer<ControlCommand>,
+    /// Pauses the gateway decides.
+    gateway_control_tx: Producer<ControlCommand>,
+    gateway_control_rx: Consumer<ControlCommand>,
+    journal_tx: Producer<JournalRecord>,
+    journal_rx: Consumer<JournalRecord>,
+    /// Kite's text frames (order updates) from the feed to the gateway.
+    texts_tx: Producer<TextRecord>,
+    texts_rx: Consumer<TextRecord>,
+}
+
+impl Rings {
+    fn new() -> Rings {
+        let (tick_tx, tick_rx) = channel(1 << 16);
+        let (order_tx, order_rx) = channel(1 << 12);
+        let (exec_tx, exec_rx) = channel(1 << 12);
+        let (control_tx, control_rx) = channel(64);
+        let (operator_tx, operator_rx) = channel(64);
+        let (gateway_control_tx, gateway_control_rx) = channel(64);
+        let (journal_tx, journal_rx) = channel(1 << 18);
+        let (texts_tx, texts_rx) = channel(256);
+        Rings {
+            tick_tx,
+            tick_rx,
+            order_tx,
+            order_rx,
+            exec_tx,
+            exec_rx,
+            control_tx,
+            control_rx,
+            operator_tx,
+            operator_rx,
+            gateway_control_tx,
+            gateway_control_rx,
+            journal_tx,
+            journal_rx,
+            texts_tx,
+            texts_rx,
+        }
+    }
+}
+
+/// The store first: what the last run left decides how this one starts.
+fn open_store(args: &SessionArgs, clock: &LiveClock) -> Result<Store> {
     if let Some(dir) = args.store_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut store = Store::open(&args.store_path)
         .with_context(|| format!("opening the order store {}", args.store_path.display()))?;
     if store
-        .record_config(&config.source_text, clock.now())
+        .record_config(&args.config.source_text, clock.now())
         .context("recording the configuration in the order store")?
     {
         tracing::info!(store = %args.store_path.display(), "configuration changed since the last run: recorded");
     }
-    let (tick_tx, tick_rx) = channel::<Tick>(1 << 16);
-    let (order_tx, order_rx) = channel::<Approved>(1 << 12);
-    let (mut exec_tx, exec_rx) = channel::<ExecReport>(1 << 12);
-    let (mut control_tx, control_rx) = channel::<ControlCommand>(64);
-    let (operator_tx, operator_rx) = channel::<ControlCommand>(64);
-    let (gateway_control_tx, gateway_control_rx) = channel::<ControlCommand>(64);
-    let (journal_tx, journal_rx) = channel::<JournalRecord>(1 << 18);
-    // Kite's text frames (order updates) from the feed to the gateway.
-    let (texts_tx, texts_rx) = channel::<TextRecord>(256);
+    Ok(store)
+}
 
-    // Ops services: alerts, the metrics endpoint, the control socket (which also keeps a
-    // second kestrel off this storage directory).
-    let alerter = Alerter::start(&config.alerts).context("starting alerts ([alerts])")?;
-    let metrics = config
-        .metrics
-        .start(args.snapshot.clone())
-        .context("starting the metrics endpoint ([metrics])")?;
-    if let Some(m) = &metrics {
-        println!("  metrics    http://{}/metrics", m.local_addr());
-    }
-    let socket = config.storage.socket_path();
-    let mut operator = Operator::new(
-        &args.store_path,
-        operator_tx,
-        args.snapshot.clone(),
-        alerter.sender(),
-    )?;
-    let control = ControlServer::start(&socket, move |req| operator.handle(req))
-        .context("starting the control socket")?;
-    println!(
-        "  control    kestrel ctl --socket {} status",
-        socket.display()
-    );
+/// Alerts, the metrics endpoint and the control socket (which also keeps a second kestrel
+/// off this storage directory).
+struct OpsServices {
+    alerter: Alerter,
+    metrics: Option<crate::metrics::MetricsServer>,
+    control: ControlServer,
+}
 
-    // Reconcile with the venue before reading what the store restores: a difference it
-    // cannot resolve pauses trading in the store, and that pause must hold from the first
-    // tick of this run (the gateway also pushes it to the engine's ring).
-    let (gateway, (restored, restore_fills, restore_working)) = if dry_run {
-        // A dry run sends nothing: it reads the store and lets it go.
-        (None, restore(&store, &table, config, clock.now())?)
-    } else {
-        let mut gateway = start_gateway(&args, store, &table, gateway_control_tx)?;
-        let restored = restore(gateway.store(), &table, config, clock.now())?;
-        // What reconciliation learned (fills recovered after a crash, orders it closed) is in
-        // the store, so the restore above has it; its reports must not reach the engine a
-        // second time.
-        let _ = gateway.take_reports();
-        (Some(gateway), restored)
-    };
-
-    // The engine handles these before its first tick (the feed's ring is not handed to the
-    // feed yet).
-    let now = clock.now();
-    if restored.paused {
-        let _ = control_tx.push(ControlCommand::new(ControlKind::Pause, now));
-    }
-    if restored.killed {
-        let _ = control_tx.push(ControlCommand::new(ControlKind::Kill, now));
+impl OpsServices {
+    fn start(args: &SessionArgs, operator_tx: Producer<ControlCommand>) -> Result<OpsServices> {
+        let config = &args.config;
+        let alerter = Alerter::start(&config.alerts).context("starting alerts ([alerts])")?;
+        let metrics = config
+            .metrics
+            .start(args.snapshot.clone())
+            .context("starting the metrics endpoint ([metrics])")?;
+        if let Some(m) = &metrics {
+            println!("  metrics    http://{}/metrics", m.local_addr());
+        }
+        let socket = config.storage.socket_path();
+        let mut operator = Operator::new(
+            &args.store_path,
+            operator_tx,
+            args.snapshot.clone(),
+            alerter.sender(),
+        )?;
+        let control = ControlServer::start(&socket, move |req| operator.handle(req))
+            .context("starting the control socket")?;
+        println!(
+            "  control    kestrel ctl --socket {} status",
+            socket.display()
+        );
+        Ok(OpsServices {
+            alerter,
+            metrics,
+            control,
+        })
     }
 
+    /// Closes the control socket and the metrics endpoint, then delivers what alerts are
+    /// queued (bounded).
+    fn stop(self, config: &Config) {
+        drop(self.control);
+        drop(self.metrics);
+        for sink in self.alerter.sink_stats() {
+            tracing::debug!(sink = sink.sink, stats = ?sink.stats, "alerts");
+        }
+        let alert_stats = self.alerter.shutdown(Duration::from_secs(10));
+        if config.alerts.any_enabled() && alert_stats.failed + alert_stats.dropped > 0 {
+            tracing::warn!(?alert_stats, "some alerts were not delivered");
+        }
+    }
+}
+
+/// The engine for `config`'s strategy and risk limits, pinned to `[engine] core` or the
+/// last core, continuing the decision sequence at `first_decision_seq`.
+fn build_engine<S: StrategySet>(
+    config: &Config,
+    table: &InstrumentTable,
+    clock: &LiveClock,
+    first_decision_seq: u64,
+) -> Result<SessionEngine<S>> {
     let mut engine_config = config.engine_config();
-    engine_config.first_decision_seq = restored.first_decision_seq;
+    engine_config.first_decision_seq = first_decision_seq;
     if engine_config.core.is_none() {
         let cores = core_count();
         engine_config.core = (cores > 1).then(|| cores - 1);
     }
     let capital = engine_config.capital;
-    let engine = Engine::new(
-        config.strategy.build::<S>(&table)?,
-        RiskGate::new(&config.risk, &table, capital),
+    Ok(Engine::new(
+        config.strategy.build::<S>(table)?,
+        RiskGate::new(&config.risk, table, capital),
         clock.clone(),
         table.clone(),
         engine_config,
-    );
-    // The book as the store knows it, before any report from this run: today's fills, and
-    // what is still working at the venue from an earlier run.
-    let mut engine = engine;
-    for r in &restore_fills {
-        engine.restore_fill(r);
-    }
-    for &(id, side, qty) in &restore_working {
-        engine.restore_working(id, side, qty);
-    }
-    // A signal sets `stop`; the engine reads it directly, so no decision follows it.
-    let decisions_stopped = engine.stop_deciding_on(stop.clone());
-    let started = Instant::now();
-    let deadline = args.duration.map(|d| started + d);
+    ))
+}
 
-    let engine_stop = Arc::new(AtomicBool::new(false));
-    let gateway_stop = Arc::new(AtomicBool::new(false));
-    let feed_stop = Arc::new(AtomicBool::new(false));
+/// The feed client for the venue's ticker, subscribed to every instrument of `table`.
+fn feed_client(
+    args: &SessionArgs,
+    table: &InstrumentTable,
+    sinks: FeedSinks,
+) -> Result<FeedClient> {
     let tokens: Vec<u32> = table.iter().map(|(_, i)| i.token).collect();
     let creds = &args.venue.credentials;
-    let mut feed = FeedClient::new(
+    FeedClient::new(
         FeedConfig::new(
             &args.venue.ws_url,
             creds.api_key.expose(),
@@ -212,100 +508,22 @@ pub fn run<S: StrategySet>(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<S
             &tokens,
         ),
         table.clone(),
-        FeedSinks {
-            ticks: tick_tx,
-            texts: (!dry_run).then_some(texts_tx),
-            control: Some(control_tx),
-        },
+        sinks,
     )
-    .map_err(|e| anyhow::anyhow!("starting the feed client: {e}"))?;
-    let feed_stats = feed.shared_stats();
-    let mode = config.engine.mode.resolve(core_count());
-    tracing::info!(
-        ?mode,
-        configured = ?config.engine.mode,
-        cores = core_count(),
-        "engine thread layout"
-    );
-    // Inline: the engine thread polls the socket itself; split: the feed has its own thread.
-    let (inline_feed, feed_thread) = match mode {
-        EngineMode::Inline => (Some(feed), None),
-        _ => {
-            let feed_stop = feed_stop.clone();
-            let t = thread::Builder::new().name("feed".into()).spawn(move || {
-                feed.run(&feed_stop, false);
-                feed
-            })?;
-            (None, Some(t))
-        }
-    };
+    .map_err(|e| anyhow::anyhow!("starting the feed client: {e}"))
+}
 
-    let engine_thread = {
-        let engine_stop = engine_stop.clone();
-        thread::Builder::new()
-            .name("engine".into())
-            .spawn(move || {
-                let mut engine = engine;
-                let mut inputs = EngineInputs {
-                    control: control_rx,
-                    operator: Some(operator_rx),
-                    gateway: Some(gateway_control_rx),
-                    execs: exec_rx,
-                    ticks: tick_rx,
-                };
-                let mut out = RingOutput {
-                    orders: order_tx,
-                    journal: Some(journal_tx),
-                };
-                match inline_feed {
-                    Some(mut feed) => {
-                        engine.run_with_poll(&mut inputs, &mut out, &engine_stop, || {
-                            feed.turn(Duration::ZERO);
-                        });
-                        feed.finish();
-                        (engine, Some(feed))
-                    }
-                    None => {
-                        engine.run(&mut inputs, &mut out, &engine_stop);
-                        (engine, None)
-                    }
-                }
-            })?
-    };
-    let cancel_open_on_exit = args.cancel_open_on_exit;
-    let (gateway_thread, mut dry_orders) = match gateway {
-        Some(mut gateway) => {
-            let gateway_stop = gateway_stop.clone();
-            let mut order_rx = order_rx;
-            let mut texts_rx = texts_rx;
-            let t = thread::Builder::new()
-                .name("gateway".into())
-                .spawn(move || {
-                    gateway.flush(&mut exec_tx);
-                    let mut rings = GatewayRings {
-                        orders: &mut order_rx,
-                        execs: &mut exec_tx,
-                        updates: Some(&mut texts_rx),
-                    };
-                    let result = gateway.run(&mut rings, &gateway_stop);
-                    // Told to stop once the engine decides no more: what was sent is seen
-                    // through to its end, with the engine told of every fill.
-                    let shutdown = result.is_ok().then(|| {
-                        gateway.shutdown_in_session(
-                            &mut rings,
-                            cancel_open_on_exit,
-                            SHUTDOWN_DEADLINE,
-                        )
-                    });
-                    (gateway, result, shutdown)
-                })?;
-            (Some(t), None)
-        }
-        None => (None, Some(order_rx)),
-    };
-    // The ops loop: drain the journal, keep a mirror of the book, publish the snapshot.
+/// The ops side: today's journal (continued if it exists), the calendar, the book's mirror.
+fn open_ops(
+    config: &Config,
+    table: &InstrumentTable,
+    clock: &LiveClock,
+    capital: Money,
+    restore_fills: &[ExecReport],
+    restored: Restored,
+) -> Result<Ops> {
     let journal_dir = config.storage.journal_dir();
-    let journal = RollingJournal::open(&journal_dir, &table, clock.now(), &RollOptions::default())
+    let journal = RollingJournal::open(&journal_dir, table, clock.now(), &RollOptions::default())
         .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;
     if let Some(r) = journal.resumed() {
         tracing::info!(
@@ -317,191 +535,9 @@ pub fn run<S: StrategySet>(args: SessionArgs, stop: Arc<AtomicBool>) -> Result<S
     }
     let calendar = kestrel_risk::session::Calendar::from_config(&config.risk.session)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut ops = Ops::new(&table, calendar, capital, journal, &restore_fills, restored);
-    ops.alerts = Some(alerter.sender());
+    let mut ops = Ops::new(table, calendar, capital, journal, restore_fills, restored);
     ops.drift_limit = Money::from_units(config.alerts.drift_alert_rupees);
-    let store_reader = StoreReader::open(&args.store_path);
-    let mut next_status = Instant::now() + Duration::from_secs(1);
-    let mut journal_rx = journal_rx;
-    let mut dry_orders_seen = 0u64;
-    let publish = |ops: &mut Ops, dry_orders_seen: u64| {
-        let mut s = ops.snapshot(args.mode, &clock, started.elapsed(), &feed_stats.load());
-        s.orders_by_state = if dry_run {
-            vec![("NOT SENT (dry run)".into(), dry_orders_seen)]
-        } else {
-            store_reader.orders_by_state()
-        };
-        let incidents = store_reader.open_incidents();
-        s.incidents = incidents.len() as u64;
-        ops.alert_on(&s, &incidents);
-        s.store_path = args.store_path.display().to_string();
-        snapshot::publish(&args.snapshot, s);
-    };
-    publish(&mut ops, 0);
-    // A gateway that stops on its own (an error it cannot go on from, such as its store
-    // failing) ends the session: nothing could reach the broker any more.
-    let gateway_stopped =
-        |t: &Option<thread::JoinHandle<_>>| t.as_ref().is_some_and(|t| t.is_finished());
-    while deadline.is_none_or(|d| Instant::now() < d)
-        && !stop.load(Ordering::Relaxed)
-        && !engine_thread.is_finished()
-        && !gateway_stopped(&gateway_thread)
-    {
-        let mut work = ops.drain(&mut journal_rx);
-        if let Some(rx) = dry_orders.as_mut() {
-            // A dry run sends nothing: the orders are journaled by the engine and dropped here.
-            let n = rx.pop_batch(usize::MAX, |_| {});
-            dry_orders_seen += n as u64;
-            work += n;
-        }
-        if work == 0 {
-            thread::sleep(Duration::from_millis(1));
-        }
-        if Instant::now() >= next_status {
-            next_status += Duration::from_secs(1);
-            publish(&mut ops, dry_orders_seen);
-            if args.status {
-                print_status(&snapshot::read(&args.snapshot));
-            }
-        }
-    }
-    if gateway_stopped(&gateway_thread) {
-        tracing::error!(
-            "the order gateway stopped during the session: no order can reach the broker; kestrel is stopping"
-        );
-        ops.alert(Alert::gateway_stopped());
-    }
-    // Graceful stop. 1: no new decision (a signal has set `stop` already; a deadline or a
-    // stopped thread sets it here), acknowledged by the engine within one loop turn.
-    stop.store(true, Ordering::Relaxed);
-    let acknowledged_by = Instant::now() + Duration::from_secs(2);
-    while !decisions_stopped.load(Ordering::Acquire)
-        && !engine_thread.is_finished()
-        && Instant::now() < acknowledged_by
-    {
-        ops.drain(&mut journal_rx);
-        thread::sleep(Duration::from_micros(100));
-    }
-    tracing::info!(
-        cancel_open = args.cancel_open_on_exit,
-        "stopping: no new decisions; waiting for the orders already sent"
-    );
-    // 2: the gateway places what was decided before, cancels what is open when configured,
-    // and waits for the venue, handing every fill to the engine (its own thread, bounded by
-    // SHUTDOWN_DEADLINE), while this thread keeps draining the journal.
-    gateway_stop.store(true, Ordering::Relaxed);
-    let mut gateway_incidents = 0;
-    let mut gateway_order_updates = 0;
-    let mut venue_positions = None;
-    // Reported after the alerts are delivered (below), not before.
-    let mut gateway_failure = None;
-    let mut gateway_after_stop = None;
-    if let Some(t) = gateway_thread {
-        while !t.is_finished() {
-            ops.drain(&mut journal_rx);
-            thread::sleep(Duration::from_millis(1));
-        }
-        let (gateway, result, shutdown) = t
-            .join()
-            .map_err(|_| anyhow::anyhow!("the gateway thread panicked"))?;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the order gateway stopped with an error");
-            gateway_failure = Some(anyhow::anyhow!(
-                "the order gateway stopped with an error: {e}; restart kestrel (it reconciles with \
-                 the broker before trading) and check open positions with the broker"
-            ));
-        }
-        if let Some(r) = shutdown
-            && (!r.still_open.is_empty() || r.deadline_hit)
-        {
-            tracing::error!(
-                still_open = r.still_open.len(),
-                deadline_hit = r.deadline_hit,
-                "orders still working or unresolved at the venue after the shutdown deadline: \
-                 check them with the broker"
-            );
-        }
-        gateway_after_stop = Some(gateway);
-    }
-    // 3: the engine applies the reports still queued and stops.
-    engine_stop.store(true, Ordering::Relaxed);
-    let (engine, inline_feed) = engine_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
-    if let Some(mut gateway) = gateway_after_stop {
-        gateway_incidents = gateway.counters().incidents;
-        gateway_order_updates = gateway.counters().order_updates;
-        venue_positions = match gateway.venue_mut().positions() {
-            Ok(p) => Some(net_positions(&table, &p)),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the venue's positions at the end");
-                None
-            }
-        };
-    }
-    feed_stop.store(true, Ordering::Relaxed);
-    let feed = match (feed_thread, inline_feed) {
-        (Some(t), _) => t
-            .join()
-            .map_err(|_| anyhow::anyhow!("the feed thread panicked"))?,
-        (None, Some(feed)) => feed,
-        (None, None) => unreachable!("the feed is either on its own thread or inline"),
-    };
-    ops.drain(&mut journal_rx);
-    ops.journal.sync().context("syncing the journal to disk")?;
-    publish(&mut ops, dry_orders_seen);
-    drop(control);
-    drop(metrics);
-    let engine_positions: Vec<i64> = engine.book().positions().map(|(_, p)| p.qty.0).collect();
-    if let Some(venue) = &venue_positions {
-        for (id, i) in table.iter() {
-            let (v, e) = (venue[id.index()], engine_positions[id.index()]);
-            if v != e {
-                ops.alert(Alert::drift(&i.symbol, v, e));
-            }
-        }
-    }
-    ops.alerts = None;
-    for sink in alerter.sink_stats() {
-        tracing::debug!(sink = sink.sink, stats = ?sink.stats, "alerts");
-    }
-    let alert_stats = alerter.shutdown(Duration::from_secs(10));
-    if config.alerts.any_enabled() && alert_stats.failed + alert_stats.dropped > 0 {
-        tracing::warn!(?alert_stats, "some alerts were not delivered");
-    }
-    if let Some(e) = gateway_failure {
-        return Err(e);
-    }
-    if args.status {
-        println!();
-    }
-
-    let book = engine.book();
-    let fc = feed.counters();
-    Ok(SessionReport {
-        counters: *engine.counters(),
-        ticks_received: fc.ticks + fc.ring_full,
-        ticks_dropped: fc.ring_full,
-        engine_positions,
-        venue_positions,
-        gateway_incidents,
-        gateway_order_updates,
-        store_path: args.store_path.clone(),
-        realised: book.realised(),
-        unrealised: book.unrealised(),
-        fees: book.fees(),
-        expected_pnl: ops.expected_pnl(),
-        open_positions: book.positions().filter(|(_, p)| !p.qty.is_zero()).count(),
-        rejects_by_reason: ops.rejects_by_reason(),
-        trading_state: engine.risk().trading_state(),
-        decision_latency: ops.decision_latency,
-        journal_records: ops.records,
-        journal_errors: ops.journal_errors,
-        journal_path: ops.journal.current_path().to_path_buf(),
-        journal_dropped: engine.counters().journal_dropped,
-        restored,
-        elapsed: started.elapsed(),
-    })
+    Ok(ops)
 }
 
 fn start_gateway(
