@@ -464,7 +464,7 @@ impl Alert {
                 "kill switch ON",
                 "No new entries until the kill switch is cleared; it survives a restart. Exits \
                  and cancels still pass.",
-                "find out why it was set (`kestrel ctl status`); `kestrel ctl clear-kill` allows \
+                "find out why it was set (`kestrel ctl status`); `kestrel ctl resume --clear-kill` allows \
                  trading again.",
             ),
             ControlKind::ClearKill => (
@@ -592,6 +592,16 @@ mod tests {
         assert!(what.len() > 10 && todo.len() > 5, "{a:?}");
         assert!(!a.title.ends_with('.'), "{a:?}");
         assert!(!a.key.is_empty(), "{a:?}");
+        // Every command an alert names is one the command line accepts.
+        for quoted in a.body.split('`').skip(1).step_by(2) {
+            if let Some(rest) = quoted.strip_prefix("kestrel ") {
+                let argv = std::iter::once("kestrel").chain(rest.split_whitespace());
+                assert!(
+                    <crate::cli::Cli as clap::Parser>::try_parse_from(argv).is_ok(),
+                    "the alert names `{quoted}`, which kestrel does not accept: {a:?}"
+                );
+            }
+        }
     }
 
     #[test]
