@@ -136,7 +136,7 @@ impl<S: StrategySet> SessionBuilder<S> {
             // A dry run sends nothing: it reads the store and lets it go.
             (None, restore(&store, &table, config, clock.now())?)
         } else {
-            let mut gateway = start_gateway(&args, store, &table, rings.gateway_control_tx)?;
+            let mut gateway = start_gateway(&args, store, &table, rings.gateway_control_tx, &stop)?;
             let restored = restore(gateway.store(), &table, config, clock.now())?;
             // What reconciliation learned (fills recovered after a crash, orders it closed)
             // is in the store, so the restore above has it; its reports must not reach the
@@ -545,6 +545,7 @@ fn start_gateway(
     store: Store,
     table: &InstrumentTable,
     engine_control: kestrel_engine::ring::Producer<ControlCommand>,
+    stop: &AtomicBool,
 ) -> Result<Gateway<KiteClient>> {
     let kite = KiteClient::new(
         KiteConfig::new(args.venue.rest_url.clone()),
@@ -572,9 +573,7 @@ fn start_gateway(
     )
     .map_err(|e| anyhow::anyhow!("starting the gateway: {e}"))?;
     gateway.attach_engine_control(engine_control);
-    let reconciled = gateway.reconcile().map_err(|e| {
-        anyhow::anyhow!("reconciling with the venue at {}: {e}", args.venue.rest_url)
-    })?;
+    let reconciled = reconcile_riding_out_hiccups(&mut gateway, &args.venue.rest_url, stop)?;
     if reconciled.outcome != ReconcileOutcome::Clean {
         // The reconciliation paused trading in the store; the engine starts paused and the
         // operator decides (`kestrel ctl status`, then `kestrel ctl resume`).
@@ -586,6 +585,45 @@ fn start_gateway(
         );
     }
     Ok(gateway)
+}
+
+/// Start-up reconciliation that rides out a broker hiccup: a transient failure (503, 429,
+/// a timeout, a dropped connection) is retried with backoff, saying so, for as long as it
+/// takes (nothing trades before it succeeds) or until `stop` is set; any other failure ends
+/// the start.
+fn reconcile_riding_out_hiccups(
+    gateway: &mut Gateway<KiteClient>,
+    rest_url: &str,
+    stop: &AtomicBool,
+) -> Result<kestrel_gateway::ReconcileReport> {
+    let mut wait = Duration::from_millis(500);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match gateway.reconcile() {
+            Ok(r) => return Ok(r),
+            Err(kestrel_gateway::GatewayError::Venue(e)) if e.is_transient() => {
+                if stop.load(Ordering::Relaxed) {
+                    anyhow::bail!(
+                        "stopped before the venue at {rest_url} could be reconciled: {e}"
+                    );
+                }
+                tracing::warn!(
+                    attempt,
+                    error = %e,
+                    retry_in = ?wait,
+                    "start-up reconciliation failed on a transient venue error; nothing trades \
+                     until it succeeds; retrying"
+                );
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => anyhow::bail!("reconciling with the venue at {rest_url}: {e}"),
+        }
+    }
 }
 
 /// How long a graceful stop waits for the venue to settle the orders already sent.

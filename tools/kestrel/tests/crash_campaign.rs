@@ -40,13 +40,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{KESTREL, Reaped, Sim, start_sim, text, write_config};
+use common::{KESTREL, Reaped, Sim, post_faults, start_sim, text, write_config};
 use kestrel_engine::{JournalRecord, OrderType, Price, Side, TimeInForce};
 use kestrel_gateway::idempotency::tag_for;
 use kestrel_gateway::{
@@ -1486,28 +1484,6 @@ fn read(path: &Path) -> String {
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// `POST /__sim/faults` with a form body; bounded, panics if the simulator refuses.
-fn post_faults(rest: &str, body: &str) {
-    let addr = rest.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(addr).expect("connecting to the simulator");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST /__sim/faults HTTP/1.1\r\nHost: {addr}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    assert!(
-        resp.starts_with("HTTP/1.1 200"),
-        "the simulator refused the faults {body:?}: {resp}"
-    );
 }
 
 /// Orders in the store; `None` when it cannot be read (absent, being created, locked).

@@ -651,3 +651,38 @@ fn inline_and_split_layouts_each_trade_and_end_with_the_venues_book() {
         );
     }
 }
+
+/// A broker hiccup during start-up reconciliation (two 503s) is retried with backoff and
+/// said so; the run then trades.
+#[test]
+fn a_503_during_start_up_reconciliation_is_retried_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim();
+    let config = write_config(dir.path(), &sim);
+    common::post_faults(&sim.rest, "unavailable_next=2");
+    let env = [
+        ("KITE_API_KEY", sim.api_key.as_str()),
+        ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
+    ];
+    let args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--duration",
+        "5s",
+    ];
+    let out = kestrel(&args, &env, Duration::from_secs(60));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(
+        stderr
+            .matches("start-up reconciliation failed on a transient venue error")
+            .count(),
+        2,
+        "{stderr}"
+    );
+    assert!(
+        !venue_orders(&sim).is_empty(),
+        "the run traded after the retries"
+    );
+}

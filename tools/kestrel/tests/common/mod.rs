@@ -1,7 +1,8 @@
 //! What the tests that drive `kestrel run` and `kestrel sim` as subprocesses share: the
 //! simulator, a config pointed at it, a child killed when the test ends.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -91,4 +92,26 @@ pub fn write_config(dir: &Path, sim: &Sim) -> PathBuf {
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// `POST /__sim/faults` with a form body; bounded, panics if the simulator refuses.
+pub fn post_faults(rest: &str, body: &str) {
+    let addr = rest.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(addr).expect("connecting to the simulator");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /__sim/faults HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "the simulator refused the faults {body:?}: {resp}"
+    );
 }
