@@ -19,36 +19,14 @@ use kestrel_feed::ws::{
 use kestrel_feed::{
     ClientError, ConnState, FeedClient, FeedConfig, FeedSinks, KiteMode, KitePacket, MessageWriter,
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use kestrel_testkit::certs::Pki;
 
 const TOKENS: [u32; 5] = [738_561, 2_953_217, 341_249, 408_065, 1_270_529];
 const MESSAGES: u32 = 200;
 const PER_MESSAGE: u32 = 10;
 
-struct Pki {
-    ca_pem: String,
-    leaf: CertificateDer<'static>,
-    leaf_key: PrivatePkcs8KeyDer<'static>,
-}
-
 fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "kestrel test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca_cert, &ca_key)
-        .unwrap();
-    Pki {
-        ca_pem: ca_cert.pem(),
-        leaf: leaf.der().clone(),
-        leaf_key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
-    }
+    Pki::new("kestrel test CA", &["127.0.0.1", "localhost"])
 }
 
 /// The `seq`th quote packet: instruments in turn, the sequence number in the volume.
@@ -66,16 +44,7 @@ fn packet(seq: u32) -> KitePacket {
 /// messages) `MESSAGES` binary messages of `PER_MESSAGE` quote packets each, a ping, and
 /// then waits for the pong and for `stop`. Returns whether the pong came back.
 fn serve_one(listener: TcpListener, pki: &Pki, stop: Arc<AtomicBool>) -> JoinHandle<bool> {
-    let config = rustls::ServerConfig::builder_with_provider(kestrel_feed::tls::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![pki.leaf.clone()],
-            PrivateKeyDer::Pkcs8(pki.leaf_key.clone_key()),
-        )
-        .unwrap();
-    let config = Arc::new(config);
+    let config = pki.server_config();
     std::thread::spawn(move || {
         let Ok((sock, _)) = listener.accept() else {
             return false;

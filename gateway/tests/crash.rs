@@ -5,20 +5,22 @@
 //! in both durability modes: `Full` (the SQLite commit before the write) and `Process` (the
 //! intent log before the write, SQLite after it).
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Sim, approve, config, gateway, kinds};
 use kestrel_engine::ExecKind;
 use kestrel_gateway::gateway::reject_code;
 use kestrel_gateway::idempotency::tag_for;
 use kestrel_gateway::{
     Durability, GatewayConfig, HookPoint, IntentRecovery, OrderState, ReconcileOutcome,
+};
+use kestrel_testkit::{
+    gateway::{config, gateway, kinds},
+    orders::approve,
+    sim::Sim,
 };
 
 const ENV_URL: &str = "KESTREL_GW_CRASH_URL";

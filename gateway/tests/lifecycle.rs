@@ -1,18 +1,18 @@
 //! The gateway's life around the orders: the run loop on its own thread with real rings,
 //! periodic reconciliation and graceful shutdown, against the simulator over loopback.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{
-    Sim, approve, config, creds, gateway, gateway_with, kinds, venue_orders, with_freeze,
-};
 use kestrel_engine::{Approved, ExecKind, ExecReport, ring};
 use kestrel_exchange_sim::rest::RestConfig;
 use kestrel_gateway::gateway::reject_code;
 use kestrel_gateway::{GatewayRings, KiteClient, KiteConfig, OrderState, Venue};
+use kestrel_testkit::{
+    gateway::{config, creds, gateway, gateway_with, kinds, with_freeze},
+    orders::approve,
+    sim::{Sim, venue_orders},
+};
 
 /// Every bounded wait of these tests.
 const DEADLINE: Duration = Duration::from_secs(20);

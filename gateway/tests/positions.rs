@@ -1,14 +1,16 @@
 //! Position snapshots and the position comparison of reconciliation, against the simulator
 //! over loopback with a real SQLite file.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Sim, approve, config, creds, gateway};
 use kestrel_engine::{OrderType, Price, Side, TimeInForce};
 use kestrel_gateway::{
     KiteClient, KiteConfig, OrderState, PlaceOrder, ReconcileOutcome, Store, Venue,
+};
+use kestrel_testkit::{
+    gateway::{config, creds, gateway},
+    orders::approve,
+    sim::Sim,
 };
 
 /// `(source, reason, exchange, symbol, quantity, average price)` of every snapshot row.

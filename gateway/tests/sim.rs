@@ -1,10 +1,7 @@
 //! The gateway against the simulator's Kite REST server over loopback.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Sim, approve, config, gateway, kinds};
 use kestrel_engine::fees::Product;
 use kestrel_engine::{ExecKind, Money, Price};
 use kestrel_exchange_sim::rest::{Faults, RestConfig};
@@ -12,6 +9,11 @@ use kestrel_gateway::idempotency::tag_for;
 use kestrel_gateway::{
     Durability, Gateway, GatewayConfig, KiteClient, OrderState, ReconcileOutcome, ReconcileReport,
     UpdateOutcome,
+};
+use kestrel_testkit::{
+    gateway::{config, gateway, kinds},
+    orders::approve,
+    sim::Sim,
 };
 
 fn coid(a: &kestrel_engine::Approved) -> u64 {

@@ -1,16 +1,16 @@
 //! Freeze-quantity slicing against the simulator's Kite REST server, which enforces the same
 //! freeze quantity (a child above it would be REJECTED by the venue's RMS).
 
-mod common;
-
-use common::{
-    FlagAll, Sim, approve, approve_with, config, gateway_with, kinds, venue_orders, with_freeze,
-};
 use kestrel_engine::{ExecKind, ExecReport};
 use kestrel_exchange_sim::rest::{Faults, RestConfig};
 use kestrel_gateway::gateway::reject_code;
 use kestrel_gateway::idempotency::{MAX_TAG_LEN, child_client_order_id, tag_for};
 use kestrel_gateway::{HookPoint, OrderState};
+use kestrel_testkit::{
+    gateway::{config, gateway_with, kinds, with_freeze},
+    orders::{FlagAll, approve, approve_with},
+    sim::{Sim, venue_orders},
+};
 
 const FREEZE: i64 = 1_000;
 
@@ -276,7 +276,7 @@ fn slice_flag_for_an_instrument_without_a_freeze_quantity_is_refused_whole() {
         config(),
         with_freeze(0),
     );
-    assert_eq!(gw.freeze_qty(common::RELIANCE), 0);
+    assert_eq!(gw.freeze_qty(kestrel_testkit::sim::RELIANCE), 0);
     let a = approve_with(
         61,
         500,

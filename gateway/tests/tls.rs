@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use kestrel_engine::{OrderType, Price, Side, TimeInForce};
 use kestrel_gateway::{Credentials, KiteClient, KiteConfig, PlaceOrder, Secret, Venue, VenueError};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use kestrel_testkit::certs;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 const TOKEN: &str = "tok_tls_s3cr3t";
@@ -27,31 +26,19 @@ fn creds() -> Credentials {
 
 /// A CA and a leaf for `localhost` signed by it; the CA's PEM in a file.
 struct Pki {
+    chain: certs::Pki,
     ca_file: PathBuf,
-    leaf: CertificateDer<'static>,
-    leaf_key: PrivatePkcs8KeyDer<'static>,
     _dir: tempfile::TempDir,
 }
 
 fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "kestrel gateway test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca_cert, &ca_key)
-        .unwrap();
+    let chain = certs::Pki::new("kestrel gateway test CA", &["localhost"]);
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    std::fs::write(&ca_file, &chain.ca_pem).unwrap();
     Pki {
+        chain,
         ca_file,
-        leaf: leaf.der().clone(),
-        leaf_key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
         _dir: dir,
     }
 }
@@ -92,17 +79,7 @@ impl Server {
         let listener = TcpListener::bind(addr).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let config = Arc::new(
-            ServerConfig::builder_with_provider(kestrel_feed::tls::crypto_provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(
-                    vec![pki.leaf.clone()],
-                    PrivateKeyDer::Pkcs8(pki.leaf_key.clone_key()),
-                )
-                .unwrap(),
-        );
+        let config = pki.chain.server_config();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {

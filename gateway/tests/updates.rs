@@ -1,19 +1,22 @@
 //! Order updates from the simulator's ticker WebSocket (a real feed client forwarding text
 //! frames on a ring) as the gateway's fill source, with polling disabled or alongside it.
-//! Every wait is bounded ([`common::WAIT`]); nothing is timed.
-
-mod common;
+//! Every wait is bounded ([`kestrel_testkit::wait::WAIT`]); nothing is timed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Sim, WAIT, approve, config, drain_until, gateway, kinds};
 use kestrel_engine::fees::{FeeModel, NseFees, Product};
 use kestrel_engine::{Approved, ExecKind, ExecReport, Money, Price, Qty, Side, ring};
 use kestrel_exchange_sim::rest::Faults;
 use kestrel_gateway::idempotency::tag_for;
 use kestrel_gateway::{
     Gateway, GatewayConfig, GatewayRings, KiteClient, OrderState, UpdateOutcome,
+};
+use kestrel_testkit::{
+    gateway::{config, drain_until, gateway, kinds},
+    orders::approve,
+    sim::Sim,
+    wait::WAIT,
 };
 
 /// Polls and reconciliations an hour apart: only order updates can bring news.

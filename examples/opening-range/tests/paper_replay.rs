@@ -5,35 +5,25 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use kestrel_engine::{ExecKind, ReasonCode};
 use kestrel_journal::JournalReader;
+use kestrel_testkit::{config, process};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opening-range");
 
 /// Runs the binary with `args`; kills it and fails if it takes longer than `limit`.
 fn run(args: &[&str], limit: Duration) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning opening-range");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("opening-range {args:?} did not exit within {limit:?}");
-        }
-    }
+    process::run_within(
+        Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        limit,
+        &format!("opening-range {args:?}"),
+    )
 }
 
 fn text(out: &Output) -> String {
@@ -47,19 +37,12 @@ fn text(out: &Output) -> String {
 
 /// The example's config.toml with its data under `dir` and the metrics on a free port.
 fn config_in(dir: &Path) -> std::path::PathBuf {
-    let text = include_str!("../config.toml")
-        .replace(
-            "dir = \"kestrel-data\"",
-            &format!("dir = \"{}\"", dir.join("data").display()),
-        )
-        .replace("addr = \"127.0.0.1:9464\"", "addr = \"127.0.0.1:0\"");
+    let text = config::in_dir(include_str!("../config.toml"), dir);
     assert!(
         text.contains(&dir.display().to_string()),
         "storage.dir replaced"
     );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    config::write(dir, "config.toml", &text)
 }
 
 #[test]

@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::{ClientConfig, RootCertStore, ServerConfig, ServerConnection, StreamOwned};
+use kestrel_testkit::certs::Pki;
+use rustls::{ClientConfig, ServerConfig, ServerConnection, StreamOwned};
 
 /// A test server stops waiting for connections after this long.
 pub(crate) const SERVER_DEADLINE: Duration = Duration::from_secs(20);
@@ -390,37 +389,8 @@ fn serve_smtp(sock: TcpStream, opts: &SmtpOptions, s: &mut SmtpSession) -> Optio
 /// A CA and a leaf for 127.0.0.1 made for this run: the server's configuration, and a
 /// client configuration that trusts only that CA.
 pub(crate) fn tls_pair() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
-    let provider = kestrel_feed::tls::crypto_provider();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "kestrel alerts test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca_cert, &ca_key)
-        .unwrap();
-    let server = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
-        .unwrap();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca_cert.der().to_vec()))
-        .unwrap();
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
+    let pki = Pki::new("kestrel alerts test CA", &["127.0.0.1", "localhost"]);
+    (pki.server_config(), pki.client_config())
 }
 
 /// Runs `f` with a tracing subscriber on this thread that records everything (TRACE and

@@ -2,15 +2,9 @@
 //! the simulator's REST server: the same scenario gives the same orders, trades, positions
 //! and errors through both.
 
-// The gateway's own fixtures: the simulator behind its REST server, requests approved by a
-// real engine, test timings.
-#[path = "../../../gateway/tests/common/mod.rs"]
-mod common;
-
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{RELIANCE, Sim, WAIT, approve, config, creds, kinds};
 use kestrel_engine::{ExecKind, InstrumentTable, OrderType, Price, Side, TimeInForce};
 use kestrel_exchange_sim::gateway_venue::Stamp;
 use kestrel_exchange_sim::rest::SharedVenue;
@@ -21,6 +15,12 @@ use kestrel_gateway::{
     Gateway, KiteClient, KiteConfig, OrderState, ReconcileOutcome, Store, Venue, VenueError,
     VenueOrder, VenueStatus, VenueTrade,
 };
+// The gateway's fixtures: the simulator behind its REST server, requests approved by a real
+// engine, test timings.
+use kestrel_testkit::gateway::{config, creds, kinds};
+use kestrel_testkit::orders::approve;
+use kestrel_testkit::sim::{RELIANCE, Sim};
+use kestrel_testkit::wait::WAIT;
 
 /// Runs `body` on its own thread and fails the test if it has not finished within [`WAIT`]
 /// (a bound, not a measurement).

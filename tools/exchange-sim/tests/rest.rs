@@ -1,65 +1,23 @@
 //! The Kite REST API over a real loopback socket, with a tiny HTTP client.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use kestrel_engine::{InstrumentTable, Price, Tick};
-use kestrel_exchange_sim::http::{self, HttpConfig, ServerHandle};
-use kestrel_exchange_sim::rest::{KiteRest, RestConfig, SharedVenue};
-use kestrel_exchange_sim::{MatchingConfig, PaperVenue};
+use kestrel_exchange_sim::rest::RestConfig;
+use kestrel_testkit::sim::Sim;
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const AUTH: &str = "token kestrel_sim:sim_token";
 
-struct Sim {
-    server: Option<ServerHandle>,
-    venue: SharedVenue,
+/// Kite's REST API as a client sees it, at the simulator.
+trait Api {
+    fn call(&self, method: &str, path: &str, body: &str) -> (u16, Value);
+    fn place(&self, body: &str) -> (u16, Value);
 }
 
-impl Sim {
-    fn start() -> Sim {
-        Sim::start_with(RestConfig::default())
-    }
-
-    fn start_with(cfg: RestConfig) -> Sim {
-        let t = InstrumentTable::nse_default();
-        let venue: SharedVenue =
-            Arc::new(Mutex::new(PaperVenue::new(t, MatchingConfig::default())));
-        let rest = Arc::new(KiteRest::new(cfg, venue.clone()));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = http::serve(listener, rest, HttpConfig::default()).unwrap();
-        let sim = Sim {
-            server: Some(server),
-            venue,
-        };
-        // RELIANCE: 2900.00 bid × 100, 2900.05 ask × 40, last 2900.00.
-        sim.tick("2900", "2900", "2900.05", 100, 40);
-        sim
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.server.as_ref().unwrap().local_addr()
-    }
-
-    fn tick(&self, last: &str, bid: &str, ask: &str, bid_qty: u32, ask_qty: u32) {
-        let mut v = self.venue.lock().unwrap();
-        let id = v.resolve("NSE", "RELIANCE").unwrap();
-        let mut t = Tick::trade(
-            id,
-            1_700_000_000_000_000_000,
-            Price::parse(last).unwrap(),
-            10,
-        );
-        t.bid_px = Price::parse(bid).unwrap();
-        t.ask_px = Price::parse(ask).unwrap();
-        t.bid_qty = bid_qty;
-        t.ask_qty = ask_qty;
-        v.on_tick(&t);
-    }
-
+impl Api for Sim {
     fn call(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
         call(
             self.addr(),
@@ -73,14 +31,6 @@ impl Sim {
 
     fn place(&self, body: &str) -> (u16, Value) {
         self.call("POST", "/orders/regular", body)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
     }
 }
 
@@ -213,7 +163,7 @@ fn place_list_history_trades_positions_modify_cancel() {
     );
     assert_eq!(o["average_price"].to_string(), "2900.05");
     assert_eq!(o["tag"], "rest-test");
-    sim.tick("2900.05", "2900", "2900.05", 100, 40);
+    sim.quote("2900.05", "2900", "2900.05", 100, 40);
     let (_, v) = sim.call("GET", &format!("/orders/{id}"), "");
     let statuses: Vec<&str> = v["data"]
         .as_array()

@@ -44,13 +44,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{KESTREL, Reaped, Sim, post_faults, start_sim, text, write_config};
+use common::{KESTREL, post_faults, start_sim, write_config};
 use kestrel_engine::{JournalRecord, OrderType, Price, Side, TimeInForce};
 use kestrel_gateway::idempotency::tag_for;
 use kestrel_gateway::{
-    Credentials, KiteClient, KiteConfig, PlaceOrder, Secret, Venue, VenueOrder, VenuePosition,
-    VenueStatus, VenueTrade,
+    KiteClient, PlaceOrder, Venue, VenueOrder, VenuePosition, VenueStatus, VenueTrade,
 };
+use kestrel_testkit::process::{self, Reaped, text};
+use kestrel_testkit::sim::SimProcess;
 
 const CYCLES: usize = 20;
 
@@ -461,7 +462,7 @@ struct Campaign {
     dir: PathBuf,
     config: PathBuf,
     base_config: String,
-    sim: Sim,
+    sim: SimProcess,
     venue: KiteClient,
     violations: Vec<Violation>,
     /// Tags placed by the run on the deleted store (already reported): the restored store
@@ -502,14 +503,7 @@ fn campaign(seed: u64) -> Report {
     }
     assert!(base_config.contains("order_durability = \"full\""));
     std::fs::create_dir_all(dir.path().join("runs")).unwrap();
-    let venue = KiteClient::new(
-        KiteConfig::new(sim.rest.clone()),
-        &Credentials {
-            api_key: Secret::new(sim.api_key.clone()),
-            access_token: Secret::new(sim.access_token.clone()),
-        },
-    )
-    .unwrap();
+    let venue = sim.client();
     let mut c = Campaign {
         dir: dir.path().to_path_buf(),
         config,
@@ -645,7 +639,7 @@ impl Campaign {
             .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
             .expect("spawning kestrel run");
-        (Reaped(child), out, err)
+        (Reaped::new(child), out, err)
     }
 
     /// Waits until the run placed an order beyond `orders_before` (in the store), says it
@@ -661,7 +655,7 @@ impl Campaign {
     ) -> Up {
         let t0 = Instant::now();
         loop {
-            if let Some(st) = run.0.try_wait().unwrap() {
+            if let Some(st) = run.try_wait().unwrap() {
                 return Up::Exited(st);
             }
             if store_order_count(&self.store_path()).is_some_and(|n| n > orders_before) {
@@ -683,26 +677,22 @@ impl Campaign {
     /// Ends a run: SIGKILL, or SIGTERM (its time kept in `term_sent`) and a bounded wait.
     fn end_run(&mut self, run: &mut Reaped, graceful: bool) -> Ended {
         self.term_sent = None;
-        if let Some(st) = run.0.try_wait().unwrap() {
+        if let Some(st) = run.try_wait().unwrap() {
             return Ended::Exited(st);
         }
         if !graceful {
-            let _ = run.0.kill();
-            let _ = run.0.wait();
+            let _ = run.kill();
+            let _ = run.wait();
             return Ended::Killed;
         }
-        let pid = run.0.id().to_string();
+        let pid = run.id().to_string();
         self.term_sent = Some(unix_ns());
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let t0 = Instant::now();
-        while t0.elapsed() < STOP_BOUND {
-            if let Some(st) = run.0.try_wait().unwrap() {
-                return Ended::Exited(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(st) = process::exit_within(run, STOP_BOUND) {
+            return Ended::Exited(st);
         }
-        let _ = run.0.kill();
-        let _ = run.0.wait();
+        let _ = run.kill();
+        let _ = run.wait();
         Ended::Hung
     }
 
@@ -997,7 +987,7 @@ impl Campaign {
         self.set_faults(&Faults::default());
         std::thread::sleep(Duration::from_millis(150 + faults.delay_ack_ms));
         let mid = self.venue_state();
-        let mut ctl = Reaped(
+        let mut ctl = Reaped::new(
             Command::new(KESTREL)
                 .args(["ctl", "--config", self.config.to_str().unwrap(), "resume"])
                 .stdin(Stdio::null())
@@ -1006,16 +996,7 @@ impl Campaign {
                 .spawn()
                 .expect("spawning kestrel ctl"),
         );
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(st) = ctl.0.try_wait().unwrap() {
-                break Some(st);
-            }
-            if t0.elapsed() > Duration::from_secs(20) {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = process::exit_within(&mut ctl, Duration::from_secs(20));
         if !status.is_some_and(|s| s.success()) {
             note!(self, "  {at}: kestrel ctl resume failed ({status:?})");
         }

@@ -1,27 +1,22 @@
 //! `kestrel ctl` as a script runs it: the built binary, its exit status and its words.
 //! (The client against a running server is tested beside the code, in `control/tests.rs`.)
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use kestrel_testkit::process;
+
 fn kestrel(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kestrel"))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kestrel runs");
     // Bounded: a hung client fails the test instead of hanging it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("waiting for kestrel").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("kestrel {args:?} did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("kestrel's output")
+    process::run_within(
+        Command::new(env!("CARGO_BIN_EXE_kestrel"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        Duration::from_secs(20),
+        &format!("kestrel {args:?}"),
+    )
 }
 
 #[test]

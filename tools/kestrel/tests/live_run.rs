@@ -5,11 +5,12 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{KESTREL, Reaped, Sim, start_sim, text, write_config};
-use kestrel_gateway::{Credentials, KiteClient, KiteConfig, Secret, Venue};
+use common::{KESTREL, start_sim, write_config};
+use kestrel_gateway::Venue;
+use kestrel_testkit::process::{self, Reaped, text};
+use kestrel_testkit::sim::SimProcess;
 
 /// Runs `kestrel ARGS` to completion, killed after `limit` (a bound, not a measurement).
 fn kestrel(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
@@ -23,19 +24,7 @@ fn kestrel(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("spawning kestrel");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("waiting for kestrel"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("kestrel {args:?} did not finish within {limit:?}");
-        }
-    }
+    process::run_within(&mut cmd, limit, &format!("kestrel {args:?}"))
 }
 
 #[test]
@@ -109,11 +98,7 @@ fn trades_against_the_venue_then_restarts_on_the_same_store_without_reusing_an_i
     );
 
     // At the venue: every kestrel tag names exactly one order across both runs.
-    let creds = Credentials {
-        api_key: Secret::new(sim.api_key.clone()),
-        access_token: Secret::new(sim.access_token.clone()),
-    };
-    let mut venue = KiteClient::new(KiteConfig::new(sim.rest.clone()), &creds).unwrap();
+    let mut venue = sim.client();
     let orders = venue.orders().unwrap();
     let mut tags: Vec<&str> = orders.iter().filter_map(|o| o.tag.as_deref()).collect();
     assert!(!tags.is_empty(), "the runs placed orders");
@@ -164,8 +149,8 @@ fn wait_status(socket: &Path, what: &str, done: impl Fn(&serde_json::Value) -> b
 }
 
 /// Starts `kestrel run` for up to `duration`, returning the child (killed on drop).
-fn spawn_run(config: &Path, sim: &Sim, duration: &str) -> Reaped {
-    Reaped(
+fn spawn_run(config: &Path, sim: &SimProcess, duration: &str) -> Reaped {
+    Reaped::new(
         Command::new(KESTREL)
             .args([
                 "run",
@@ -185,7 +170,7 @@ fn spawn_run(config: &Path, sim: &Sim, duration: &str) -> Reaped {
 }
 
 /// Spawns `kestrel run` (up to `duration`) and waits until it has sent its first order.
-fn run_until_first_order(config: &Path, sim: &Sim, socket: &Path, duration: &str) -> Reaped {
+fn run_until_first_order(config: &Path, sim: &SimProcess, socket: &Path, duration: &str) -> Reaped {
     let run = spawn_run(config, sim, duration);
     wait_status(socket, "a first order", |s| {
         s["orders"]["sent"].as_u64() > Some(0)
@@ -195,7 +180,7 @@ fn run_until_first_order(config: &Path, sim: &Sim, socket: &Path, duration: &str
 
 /// SIGTERM (the systemd stop), then the output; bounded.
 fn terminate(run: Reaped) -> Output {
-    let pid = run.0.id().to_string();
+    let pid = run.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -379,11 +364,7 @@ fn dry_run_runs_the_strategies_on_live_data_but_sends_nothing() {
         "the strategy made decisions on live ticks"
     );
     // ... and the venue received none of them.
-    let creds = Credentials {
-        api_key: Secret::new(sim.api_key.clone()),
-        access_token: Secret::new(sim.access_token.clone()),
-    };
-    let mut venue = KiteClient::new(KiteConfig::new(sim.rest.clone()), &creds).unwrap();
+    let mut venue = sim.client();
     assert!(venue.orders().unwrap().is_empty());
 }
 
@@ -423,11 +404,7 @@ fn process_durability_logs_intents_and_restarts_without_a_duplicate() {
         );
     }
     assert!(dir.path().join("data/orders/kestrel.intents").exists());
-    let creds = Credentials {
-        api_key: Secret::new(sim.api_key.clone()),
-        access_token: Secret::new(sim.access_token.clone()),
-    };
-    let mut venue = KiteClient::new(KiteConfig::new(sim.rest.clone()), &creds).unwrap();
+    let mut venue = sim.client();
     let mut tags: Vec<String> = venue
         .orders()
         .unwrap()
@@ -442,23 +419,8 @@ fn process_durability_logs_intents_and_restarts_without_a_duplicate() {
 }
 
 /// Waits for a child to exit, bounded; the output.
-fn wait_exit(mut run: Reaped, limit: Duration) -> Output {
-    let pid = run.0.id().to_string();
-    let child = std::mem::replace(
-        &mut run.0,
-        Command::new("true").spawn().expect("a placeholder child"),
-    );
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid]).status();
-            panic!("kestrel run did not end within {limit:?} (of SIGTERM, if sent)");
-        }
-    }
+fn wait_exit(run: Reaped, limit: Duration) -> Output {
+    run.output_within(limit, "kestrel run (after SIGTERM, if sent)")
 }
 
 /// The gateway cannot write its store (another process holds SQLite's write lock past the
@@ -490,12 +452,8 @@ fn a_store_the_gateway_cannot_write_ends_the_run_with_an_error() {
 }
 
 /// Venue orders carrying a kestrel tag (every order a run placed).
-fn venue_orders(sim: &Sim) -> Vec<kestrel_gateway::venue::VenueOrder> {
-    let creds = Credentials {
-        api_key: Secret::new(sim.api_key.clone()),
-        access_token: Secret::new(sim.access_token.clone()),
-    };
-    let mut venue = KiteClient::new(KiteConfig::new(sim.rest.clone()), &creds).unwrap();
+fn venue_orders(sim: &SimProcess) -> Vec<kestrel_gateway::venue::VenueOrder> {
+    let mut venue = sim.client();
     venue
         .orders()
         .unwrap()

@@ -2,30 +2,28 @@
 //! what it leaves behind (the summary JSON, the journal, the SQLite store) and its exit code.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use kestrel_engine::{ExecKind, Money};
 use kestrel_journal::JournalReader;
+use kestrel_testkit::config;
+use kestrel_testkit::process::{self, Waited};
 
 const KESTREL: &str = env!("CARGO_BIN_EXE_kestrel");
 
 #[test]
 fn paper_for_ten_seconds_trades_at_the_simulator_and_the_store_agrees_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("paper.toml");
-    let text = include_str!("../../../config/kestrel.toml")
-        .replace(
-            "dir = \"kestrel-data\"",
-            &format!("dir = \"{}\"", dir.path().join("data").display()),
-        )
-        .replace("addr = \"127.0.0.1:9464\"", "addr = \"127.0.0.1:0\"");
-    std::fs::write(&config, text).unwrap();
+    let config = config::write(
+        dir.path(),
+        "paper.toml",
+        &config::in_dir(config::KESTREL_TOML, dir.path()),
+    );
     let summary = dir.path().join("summary.json");
-    let child = Command::new(KESTREL)
+    let mut child = Command::new(KESTREL)
         .args(["paper", "--duration", "10s", "--config"])
         .arg(&config)
         .arg("--summary-json")
@@ -35,20 +33,9 @@ fn paper_for_ten_seconds_trades_at_the_simulator_and_the_store_agrees_with_it() 
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning kestrel paper");
-    let pid = child.id();
-    let mut child = child;
     // Stdout line by line: the metrics address comes first, the summary at the end.
-    let (line_tx, line_rx) = mpsc::channel::<String>();
-    let stdout_pipe = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout_pipe).lines().map_while(Result::ok) {
-            let _ = line_tx.send(line);
-        }
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
+    let line_rx = process::lines(child.stdout.take().unwrap());
+    let run = Waited::start(child, "kestrel paper --duration 10s");
     let mut lines = Vec::new();
     let metrics_addr = loop {
         let line = line_rx
@@ -83,13 +70,7 @@ fn paper_for_ten_seconds_trades_at_the_simulator_and_the_store_agrees_with_it() 
     assert_eq!(metric(&scraped, "kestrel_up"), 1.0, "{scraped}");
     assert!(scraped.contains("kestrel_info{mode=\"paper\""), "{scraped}");
 
-    let out = match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("kestrel paper --duration 10s did not exit within 120 s");
-        }
-    };
+    let out = run.output_within(Duration::from_secs(120));
     while let Ok(line) = line_rx.recv_timeout(Duration::from_secs(5)) {
         lines.push(line);
     }

@@ -1,39 +1,35 @@
-//! Shared fixtures: the simulator's Kite REST server in-process on 127.0.0.1:0 (with its
-//! ticker WebSocket relaying order updates, on demand), a feed client forwarding the
-//! ticker's text frames on a ring, risk-approved requests made by a real engine, and a
-//! gateway with short test timings.
-#![allow(dead_code)]
+//! The exchange simulator for a test: in process ([`Sim`]: the paper venue behind the Kite
+//! REST server on 127.0.0.1:0, with the ticker WebSocket relaying order updates on demand),
+//! or as a `kestrel sim` child process ([`SimProcess`]).
 
-use std::net::TcpListener;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kestrel_engine::engine::EngineOutput;
 use kestrel_engine::ring::{self, Consumer};
-use kestrel_engine::risk::{RiskCheck, UncheckedForTestsOnly};
-use kestrel_engine::{
-    Approved, Decision, Engine, EngineConfig, ExecKind, ExecReport, InstrumentId, InstrumentTable,
-    Intent, JournalRecord, MarketView, OrderIntent, OrderType, Portfolio, Price, Qty, ReasonCode,
-    ReplayClock, Side, Strategy, Tick, TimeInForce,
-};
+use kestrel_engine::{InstrumentId, InstrumentTable, Price, Tick};
 use kestrel_exchange_sim::http::{self, HttpConfig, ServerHandle};
 use kestrel_exchange_sim::rest::{Faults, KiteRest, RestConfig, SharedVenue};
 use kestrel_exchange_sim::{
     MatchingConfig, PaperVenue, TickerConfig, TickerHandle, TickerServer, UpdatePump,
 };
 use kestrel_feed::{FeedClient, FeedConfig, FeedSinks, TextRecord};
-use kestrel_gateway::{Credentials, Gateway, GatewayConfig, KiteClient, KiteConfig, Secret, Store};
+use kestrel_gateway::{Credentials, Gateway, KiteClient, KiteConfig, Secret};
 
+use crate::process::{self, Reaped};
+use crate::wait::WAIT;
+
+/// RELIANCE in [`InstrumentTable::nse_default`]: the instrument the fixtures quote.
 pub const RELIANCE: InstrumentId = InstrumentId(0);
 
-/// Every bounded wait of the fixtures and tests (a limit, never a measurement).
-pub const WAIT: Duration = Duration::from_secs(20);
-
-/// The simulator: a paper venue behind the Kite REST server, and optionally the Kite ticker
-/// WebSocket with every order change relayed to it as an order update.
+/// The simulator in process: a paper venue behind the Kite REST server, and optionally the
+/// Kite ticker WebSocket with every order change relayed to it as an order update. Shut
+/// down when dropped.
 pub struct Sim {
     server: Option<ServerHandle>,
     pub venue: SharedVenue,
@@ -42,25 +38,38 @@ pub struct Sim {
     pump: Option<UpdatePump>,
 }
 
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("addr", &self.addr())
+            .field("ticker", &self.ticker.as_ref().map(TickerServer::ws_root))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sim {
+    /// The simulator over the default NSE table, RELIANCE quoted 2900.00 bid × 100,
+    /// 2900.05 ask × 40, last 2900.00.
     pub fn start() -> Sim {
         Sim::start_with(RestConfig::default())
     }
 
+    /// [`Sim::start`] with the REST server's configuration `cfg`.
     pub fn start_with(cfg: RestConfig) -> Sim {
         Sim::start_with_instruments(cfg, InstrumentTable::nse_default())
     }
 
-    /// The simulator over `instruments` (e.g. [`with_freeze`]): its rules (freeze
-    /// quantity included) are enforced at the venue.
+    /// The simulator over `instruments`: their rules (freeze quantity included) are
+    /// enforced at the venue.
     pub fn start_with_instruments(cfg: RestConfig, instruments: InstrumentTable) -> Sim {
         let venue: SharedVenue = Arc::new(Mutex::new(PaperVenue::new(
             instruments,
             MatchingConfig::default(),
         )));
         let rest = Arc::new(KiteRest::new(cfg, venue.clone()));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = http::serve(listener, rest.clone(), HttpConfig::default()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let server = http::serve(listener, rest.clone(), HttpConfig::default())
+            .expect("starting the REST server");
         let sim = Sim {
             server: Some(server),
             venue,
@@ -105,7 +114,7 @@ impl Sim {
                 .wait_round(WAIT),
             "the update pump stalled"
         );
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        static SEQ: AtomicU64 = AtomicU64::new(0);
         let marker = format!(
             r#"{{"type":"message","data":"test sync marker {}"}}"#,
             SEQ.fetch_add(1, Ordering::Relaxed)
@@ -126,6 +135,7 @@ impl Sim {
         }
     }
 
+    /// The ticker's handle (started with updates).
     pub fn ticker(&self) -> TickerHandle {
         self.ticker.as_ref().expect("started with updates").handle()
     }
@@ -170,8 +180,14 @@ impl Sim {
         }
     }
 
+    /// The REST server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.as_ref().expect("running").local_addr()
+    }
+
+    /// The REST server's root URL, `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.server.as_ref().unwrap().local_addr())
+        format!("http://{}", self.addr())
     }
 
     /// A RELIANCE tick: last, bid, ask and their quantities (last quantity 10).
@@ -189,7 +205,7 @@ impl Sim {
         self.venue.lock().unwrap().on_tick(&t);
     }
 
-    /// A trade print at `last` for `qty`, quote unchanged around it.
+    /// A RELIANCE trade print at `last` for `qty`, quoted 2885.00 bid × 100, 2885.05 ask × 0.
     pub fn print(&self, last: &str, qty: u32) {
         let mut t = Tick::trade(
             RELIANCE,
@@ -220,8 +236,8 @@ impl Sim {
     }
 
     /// Every tag at the venue with how many orders carry it.
-    pub fn tag_counts(&self) -> std::collections::BTreeMap<String, usize> {
-        let mut m = std::collections::BTreeMap::new();
+    pub fn tag_counts(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
         for o in self.venue.lock().unwrap().orders() {
             *m.entry(o.tag.clone().unwrap_or_default()).or_insert(0) += 1;
         }
@@ -243,11 +259,28 @@ impl Drop for Sim {
     }
 }
 
+/// Venue orders as (tag, status, quantity), in the venue's order.
+pub fn venue_orders(sim: &Sim) -> Vec<(Option<String>, String, i64)> {
+    sim.venue
+        .lock()
+        .unwrap()
+        .orders()
+        .iter()
+        .map(|o| (o.tag.clone(), format!("{:?}", o.status), o.quantity.0))
+        .collect()
+}
+
 /// A feed client forwarding the ticker's text frames; stopped when dropped.
 pub struct UpdateFeed {
     pub texts: Consumer<TextRecord>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for UpdateFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateFeed").finish_non_exhaustive()
+    }
 }
 
 impl Drop for UpdateFeed {
@@ -259,173 +292,54 @@ impl Drop for UpdateFeed {
     }
 }
 
-/// Applies the feed's order updates to `gw` (never polling) until `done` holds or [`WAIT`]
-/// passes; returns whether `done` held.
-pub fn drain_until(
-    gw: &mut Gateway<KiteClient>,
-    feed: &mut UpdateFeed,
-    mut done: impl FnMut(&Gateway<KiteClient>) -> bool,
-) -> bool {
-    let end = Instant::now() + WAIT;
-    loop {
-        gw.drain_updates(&mut feed.texts).unwrap();
-        if done(gw) {
-            return true;
+/// A running `kestrel sim` (killed on drop) and what its ready line said.
+#[derive(Debug)]
+pub struct SimProcess {
+    _child: Reaped,
+    pub rest: String,
+    pub ws: String,
+    pub api_key: String,
+    pub access_token: String,
+}
+
+impl SimProcess {
+    /// Starts `kestrel sim` from the binary `kestrel` (20 times the default market speed,
+    /// the synthetic market of seed 11) and waits for its ready line (bounded).
+    pub fn start(kestrel: impl AsRef<Path>) -> SimProcess {
+        let mut child = Command::new(kestrel.as_ref())
+            .args(["sim", "--speed", "20", "--seed", "11"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning kestrel sim");
+        let stdout = child.stdout.take().unwrap();
+        let child = Reaped::new(child);
+        let line = process::lines(stdout)
+            .recv_timeout(Duration::from_secs(30))
+            .expect("kestrel sim printed no ready line within 30 s");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
+        let s = |k: &str| v[k].as_str().unwrap().to_string();
+        SimProcess {
+            rest: s("rest"),
+            ws: s("ws"),
+            api_key: s("api_key"),
+            access_token: s("access_token"),
+            _child: child,
         }
-        if Instant::now() >= end {
-            return false;
+    }
+
+    /// The simulator's credentials (from its ready line).
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            api_key: Secret::new(self.api_key.clone()),
+            access_token: Secret::new(self.access_token.clone()),
         }
-        std::thread::sleep(Duration::from_millis(1));
     }
-}
 
-struct Once(Option<OrderIntent>);
-
-impl Strategy for Once {
-    fn on_tick(&mut self, _: &Tick, _: &MarketView, _: &Portfolio) -> Intent {
-        self.0.take().map_or(Intent::Hold, Intent::Order)
+    /// A Kite client for the simulator's REST API: what the venue holds.
+    pub fn client(&self) -> KiteClient {
+        KiteClient::new(KiteConfig::new(self.rest.clone()), &self.credentials())
+            .expect("a Kite client for the simulator")
     }
-}
-
-#[derive(Default)]
-struct Capture(Vec<Approved>);
-
-impl EngineOutput for Capture {
-    fn send_order(&mut self, order: Approved) -> Result<(), Approved> {
-        self.0.push(order);
-        Ok(())
-    }
-    fn journal(&mut self, _: JournalRecord) -> bool {
-        true
-    }
-}
-
-/// A RELIANCE buy approved by a real engine (with the test-only accept-all risk check):
-/// `limit` None is a market order. `seq` is the decision sequence (it makes the id).
-pub fn approve(seq: u64, qty: i64, limit: Option<&str>) -> Approved {
-    approve_with(seq, qty, limit, UncheckedForTestsOnly)
-}
-
-/// Accepts everything and sets `order_flags` bits, as the risk gate does (`SLICE` for an
-/// order above the freeze quantity).
-pub struct FlagAll(pub u8);
-
-impl RiskCheck for FlagAll {
-    fn check(
-        &mut self,
-        req: &mut kestrel_engine::OrderRequest,
-        _: &MarketView,
-        _: &Portfolio,
-        _: kestrel_engine::UnixNanos,
-    ) -> Decision {
-        req.flags |= self.0;
-        Decision::Accept
-    }
-}
-
-/// [`approve`] through the risk check `risk`.
-pub fn approve_with<R: RiskCheck>(seq: u64, qty: i64, limit: Option<&str>, risk: R) -> Approved {
-    let intent = OrderIntent {
-        instrument: RELIANCE,
-        side: Side::Buy,
-        qty: Qty(qty),
-        order_type: if limit.is_some() {
-            OrderType::Limit
-        } else {
-            OrderType::Market
-        },
-        limit_price: limit.map_or(Price::ZERO, |l| Price::parse(l).unwrap()),
-        trigger_price: Price::ZERO,
-        tif: TimeInForce::Day,
-        reason: ReasonCode::BreakoutEntry,
-        reduce_only: false,
-    };
-    let mut engine = Engine::new(
-        Once(Some(intent)),
-        risk,
-        ReplayClock::starting_at(1_700_000_000_000_000_000),
-        InstrumentTable::nse_default(),
-        EngineConfig {
-            first_decision_seq: seq,
-            journal_ticks: false,
-            ..EngineConfig::default()
-        },
-    );
-    let mut t = Tick::trade(
-        RELIANCE,
-        1_700_000_000_000_000_000,
-        Price::from_units(2900),
-        1,
-    );
-    t.bid_px = Price::from_units(2900);
-    t.ask_px = Price::parse("2900.05").unwrap();
-    t.bid_qty = 100;
-    t.ask_qty = 100;
-    let mut out = Capture::default();
-    engine.step(&t, &mut out);
-    assert_eq!(out.0.len(), 1, "the engine approved one request");
-    out.0.pop().unwrap()
-}
-
-pub fn creds() -> Credentials {
-    Credentials {
-        api_key: Secret::new("kestrel_sim"),
-        access_token: Secret::new("sim_token"),
-    }
-}
-
-/// Test timings: short backoffs, every socket operation bounded.
-pub fn config() -> GatewayConfig {
-    GatewayConfig {
-        backoff_base: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(200),
-        unknown_settle: Duration::from_millis(20),
-        ..GatewayConfig::default()
-    }
-}
-
-pub fn gateway(url: &str, db: &Path, cfg: GatewayConfig) -> Gateway<KiteClient> {
-    let mut kc = KiteConfig::new(url);
-    kc.connect_timeout = Duration::from_secs(2);
-    kc.io_timeout = Duration::from_secs(2);
-    let client = KiteClient::new(kc, &creds()).unwrap();
-    let store = Store::open(db).unwrap();
-    Gateway::new(client, store, InstrumentTable::nse_default(), cfg).unwrap()
-}
-
-/// The default table with RELIANCE's freeze quantity set.
-pub fn with_freeze(freeze: i64) -> InstrumentTable {
-    let mut list: Vec<kestrel_engine::Instrument> = InstrumentTable::nse_default()
-        .iter()
-        .map(|(_, i)| i.clone())
-        .collect();
-    list[RELIANCE.index()].freeze_qty = Qty(freeze);
-    InstrumentTable::new(list).unwrap()
-}
-
-/// A gateway over its own instrument table.
-pub fn gateway_with(
-    url: &str,
-    db: &Path,
-    cfg: GatewayConfig,
-    instruments: InstrumentTable,
-) -> Gateway<KiteClient> {
-    let client = KiteClient::new(KiteConfig::new(url), &creds()).unwrap();
-    let store = Store::open(db).unwrap();
-    Gateway::new(client, store, instruments, cfg).unwrap()
-}
-
-/// Venue orders (status, quantity) carrying one of `tags`, by venue order id.
-pub fn venue_orders(sim: &Sim) -> Vec<(Option<String>, String, i64)> {
-    sim.venue
-        .lock()
-        .unwrap()
-        .orders()
-        .iter()
-        .map(|o| (o.tag.clone(), format!("{:?}", o.status), o.quantity.0))
-        .collect()
-}
-
-pub fn kinds(reports: &[ExecReport]) -> Vec<ExecKind> {
-    reports.iter().filter_map(|r| r.kind()).collect()
 }
