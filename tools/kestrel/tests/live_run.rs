@@ -27,6 +27,18 @@ fn kestrel(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
     process::run_within(&mut cmd, limit, &format!("kestrel {args:?}"))
 }
 
+/// `kestrel run --config CONFIG --duration D` with the simulator's credentials, to completion
+/// (bounded).
+fn run_for(config: &Path, sim: &SimProcess, duration: &str) -> Output {
+    let env = [
+        ("KITE_API_KEY", sim.api_key.as_str()),
+        ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
+    ];
+    let config = config.to_str().unwrap();
+    let args = ["run", "--config", config, "--duration", duration];
+    kestrel(&args, &env, Duration::from_secs(60))
+}
+
 #[test]
 fn refuses_to_start_without_credentials_and_names_the_variables() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,18 +68,8 @@ fn trades_against_the_venue_then_restarts_on_the_same_store_without_reusing_an_i
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim();
     let config = write_config(dir.path(), &sim);
-    let env = [
-        ("KITE_API_KEY", sim.api_key.as_str()),
-        ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
-    ];
-    let args = [
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--duration",
-        "4s",
-    ];
-    let first = kestrel(&args, &env, Duration::from_secs(60));
+    let duration = "4s";
+    let first = run_for(&config, &sim, duration);
     let (stdout, stderr) = (text(&first.stdout), text(&first.stderr));
     assert!(first.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("kestrel run (live): summary"), "{stdout}");
@@ -84,7 +86,7 @@ fn trades_against_the_venue_then_restarts_on_the_same_store_without_reusing_an_i
         "a secret reached stdout"
     );
 
-    let second = kestrel(&args, &env, Duration::from_secs(60));
+    let second = run_for(&config, &sim, duration);
     let (stdout2, stderr2) = (text(&second.stdout), text(&second.stderr));
     assert!(
         second.status.success(),
@@ -379,19 +381,9 @@ fn process_durability_logs_intents_and_restarts_without_a_duplicate() {
     );
     assert!(toml.contains("order_durability = \"process\""));
     std::fs::write(&config, toml).unwrap();
-    let env = [
-        ("KITE_API_KEY", sim.api_key.as_str()),
-        ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
-    ];
-    let args = [
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--duration",
-        "4s",
-    ];
+    let duration = "4s";
     for round in 0..2 {
-        let out = kestrel(&args, &env, Duration::from_secs(60));
+        let out = run_for(&config, &sim, duration);
         let stdout = text(&out.stdout);
         assert!(
             out.status.success(),
@@ -470,18 +462,8 @@ fn a_start_that_reconciliation_pauses_places_no_order() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim();
     let config = write_config(dir.path(), &sim);
-    let env = [
-        ("KITE_API_KEY", sim.api_key.as_str()),
-        ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
-    ];
-    let args = [
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--duration",
-        "4s",
-    ];
-    let first = kestrel(&args, &env, Duration::from_secs(60));
+    let duration = "4s";
+    let first = run_for(&config, &sim, duration);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let placed = venue_orders(&sim).len();
     assert!(placed > 0, "the first run placed orders");
@@ -507,7 +489,7 @@ fn a_start_that_reconciliation_pauses_places_no_order() {
             std::fs::remove_file(f).unwrap();
         }
     }
-    let second = kestrel(&args, &env, Duration::from_secs(60));
+    let second = run_for(&config, &sim, duration);
     let (stdout, stderr) = (text(&second.stdout), text(&second.stderr));
     assert!(
         second.status.success(),
@@ -579,18 +561,7 @@ fn inline_and_split_layouts_each_trade_and_end_with_the_venues_book() {
             toml.replace("mode = \"auto\"", &format!("mode = \"{mode}\"")),
         )
         .unwrap();
-        let env = [
-            ("KITE_API_KEY", sim.api_key.as_str()),
-            ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
-        ];
-        let args = [
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--duration",
-            "4s",
-        ];
-        let out = kestrel(&args, &env, Duration::from_secs(60));
+        let out = run_for(&config, &sim, "4s");
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert!(out.status.success(), "{mode}: {stdout}\n{stderr}");
         let layout = if mode == "inline" { "Inline" } else { "Split" };
@@ -618,18 +589,7 @@ fn a_503_during_start_up_reconciliation_is_retried_not_fatal() {
     let sim = start_sim();
     let config = write_config(dir.path(), &sim);
     common::post_faults(&sim.rest, "unavailable_next=2");
-    let env = [
-        ("KITE_API_KEY", sim.api_key.as_str()),
-        ("KITE_ACCESS_TOKEN", sim.access_token.as_str()),
-    ];
-    let args = [
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--duration",
-        "5s",
-    ];
-    let out = kestrel(&args, &env, Duration::from_secs(60));
+    let out = run_for(&config, &sim, "5s");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert_eq!(
