@@ -1,7 +1,10 @@
 //! Time enters the engine only through a [`Clock`]: the live clock reads the TSC (quanta),
-//! anchored to UTC once at start-up; the replay clock is whatever time the records say.
+//! anchored to UTC at start-up and kept true by [`LiveClock::reanchor`]; the replay clock is
+//! whatever time the records say.
 //! Nothing in the core calls `SystemTime::now()`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering, fence};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::records::UnixNanos;
@@ -15,25 +18,59 @@ pub trait Clock {
     fn observe(&mut self, _event_ts: UnixNanos) {}
 }
 
-/// TSC-backed wall clock: one `SystemTime` read at start-up, then cheap counter reads.
+/// TSC-backed wall clock: cheap counter reads mapped to UTC. The mapping is set at start-up
+/// and corrected by [`LiveClock::reanchor`] (the ops thread calls it about once a second):
+/// the counter's rate is measured against the system clock over the whole run, and the
+/// offset left is slewed away, never stepped, so the clock stays continuous and monotonic.
+/// Every clone shares one mapping.
 #[derive(Clone, Debug)]
 pub struct LiveClock {
     clock: quanta::Clock,
-    anchor_raw: u64,
-    anchor_utc: UnixNanos,
+    mapping: Arc<Mapping>,
+}
+
+/// How fast a measured offset is slewed away: over about this long.
+const SLEW_NS: i64 = 4_000_000_000;
+/// The largest rate correction applied, parts per billion (1,000 ppm): a wall clock that
+/// jumps is followed at this rate, not stepped to.
+const MAX_RATE_PPB: i64 = 1_000_000;
+
+/// Counter ticks to UTC: `utc + elapsed + elapsed * rate_ppb / 1e9`, where `elapsed` is the
+/// counter's nanoseconds since `raw`. A seqlock: `now` never waits or locks and never sees a
+/// half-written mapping; `reanchor` (rare) writes it.
+#[derive(Debug)]
+struct Mapping {
+    /// Odd while a writer is between its two stores.
+    seq: AtomicU64,
+    raw: AtomicU64,
+    utc: AtomicU64,
+    rate_ppb: AtomicI64,
+    /// The first anchor (counter, UTC): the baseline the rate is measured over.
+    start_raw: u64,
+    start_utc: UnixNanos,
+    /// The last offset measured (system clock minus this clock), nanoseconds.
+    offset_ns: AtomicI64,
 }
 
 impl LiveClock {
     pub fn new() -> LiveClock {
-        let clock = quanta::Clock::new();
-        let anchor_raw = clock.raw();
-        let anchor_utc = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        LiveClock::with_counter(quanta::Clock::new(), wall_now())
+    }
+
+    /// The clock over `clock` (a mock in tests), anchored at UTC `utc` now.
+    pub fn with_counter(clock: quanta::Clock, utc: UnixNanos) -> LiveClock {
+        let raw = clock.raw();
         LiveClock {
             clock,
-            anchor_raw,
-            anchor_utc,
+            mapping: Arc::new(Mapping {
+                seq: AtomicU64::new(0),
+                raw: AtomicU64::new(raw),
+                utc: AtomicU64::new(utc),
+                rate_ppb: AtomicI64::new(0),
+                start_raw: raw,
+                start_utc: utc,
+                offset_ns: AtomicI64::new(0),
+            }),
         }
     }
 
@@ -42,9 +79,81 @@ impl LiveClock {
         self.clock.raw()
     }
 
+    #[inline]
     pub fn raw_to_utc(&self, raw: u64) -> UnixNanos {
-        self.anchor_utc + self.clock.delta_as_nanos(self.anchor_raw, raw)
+        let m = &*self.mapping;
+        let (raw0, utc0, rate) = loop {
+            let s1 = m.seq.load(Ordering::Acquire);
+            let raw0 = m.raw.load(Ordering::Relaxed);
+            let utc0 = m.utc.load(Ordering::Relaxed);
+            let rate = m.rate_ppb.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if s1 & 1 == 0 && m.seq.load(Ordering::Relaxed) == s1 {
+                break (raw0, utc0, rate);
+            }
+            std::hint::spin_loop();
+        };
+        let elapsed = self.clock.delta_as_nanos(raw0, raw) as i64;
+        // A multiply and a division by a constant (no 128-bit arithmetic on the hot path).
+        let correction = elapsed.saturating_mul(rate) / 1_000_000_000;
+        (utc0 as i64).saturating_add(elapsed + correction).max(0) as u64
     }
+
+    /// Corrects the mapping against the system clock; returns the offset found (system
+    /// clock minus this clock, nanoseconds). Off the hot path: the ops thread, once a second.
+    pub fn reanchor(&self) -> i64 {
+        self.reanchor_to(wall_now())
+    }
+
+    /// [`LiveClock::reanchor`] against a given system time (tests drive it).
+    pub fn reanchor_to(&self, wall: UnixNanos) -> i64 {
+        let m = &*self.mapping;
+        let raw = self.clock.raw();
+        let ours = self.raw_to_utc(raw);
+        let offset = wall as i64 - ours as i64;
+        // The counter's own drift, measured over the whole run.
+        let counted = self.clock.delta_as_nanos(m.start_raw, raw) as i128;
+        let drift_ppb = if counted > 1_000_000_000 {
+            (i128::from(wall as i64 - m.start_utc as i64) - counted) * 1_000_000_000 / counted
+        } else {
+            0
+        };
+        let slew_ppb = i128::from(offset) * 1_000_000_000 / i128::from(SLEW_NS);
+        let rate = (drift_ppb + slew_ppb).clamp(-i128::from(MAX_RATE_PPB), i128::from(MAX_RATE_PPB))
+            as i64;
+        // One writer at a time; readers retry while the sequence is odd.
+        let mut s = m.seq.load(Ordering::Relaxed);
+        loop {
+            if s & 1 == 0
+                && let Ok(_) =
+                    m.seq
+                        .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                break;
+            }
+            std::hint::spin_loop();
+            s = m.seq.load(Ordering::Relaxed);
+        }
+        fence(Ordering::Release);
+        // Continuous at `raw`: the new mapping starts where the old one stood.
+        m.raw.store(raw, Ordering::Relaxed);
+        m.utc.store(ours, Ordering::Relaxed);
+        m.rate_ppb.store(rate, Ordering::Relaxed);
+        m.seq.store(s + 2, Ordering::Release);
+        m.offset_ns.store(offset, Ordering::Relaxed);
+        offset
+    }
+
+    /// The offset the last [`LiveClock::reanchor`] found (system clock minus this clock).
+    pub fn offset_ns(&self) -> i64 {
+        self.mapping.offset_ns.load(Ordering::Relaxed)
+    }
+}
+
+fn wall_now() -> UnixNanos {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Default for LiveClock {
@@ -115,6 +224,47 @@ mod tests {
         assert!(
             a.abs_diff(wall) < 60_000_000_000,
             "live clock {a} vs wall {wall}"
+        );
+    }
+
+    /// A counter that runs 402 ppm fast (the drift measured on one run): without
+    /// re-anchoring the clock gains 1.4 s an hour; re-anchored once a second it stays within
+    /// a millisecond of the system clock, and it never goes backwards.
+    #[test]
+    fn reanchoring_keeps_a_drifting_counter_on_the_system_clock_and_monotonic() {
+        let (counter, mock) = quanta::Clock::mock();
+        let start = 1_795_392_000_000_000_000u64;
+        let clock = LiveClock::with_counter(counter, start);
+        let left_alone = clock.clone();
+        // `left_alone` shares the mapping; keep a private one to compare with.
+        let (counter2, mock2) = quanta::Clock::mock();
+        let unanchored = LiveClock::with_counter(counter2, start);
+        let mut wall = start;
+        let mut last = clock.now();
+        let mut worst_late = 0i64;
+        for second in 1..=3600u64 {
+            // One second of wall time: the counter sees 1.000402 s.
+            wall += 1_000_000_000;
+            mock.increment(1_000_402_000);
+            mock2.increment(1_000_402_000);
+            let now = clock.now();
+            assert!(now >= last, "went back at {second} s");
+            last = now;
+            let offset = clock.reanchor_to(wall);
+            if second > 60 {
+                worst_late = worst_late.max(offset.abs());
+            }
+            assert_eq!(clock.offset_ns(), offset);
+        }
+        assert!(
+            worst_late < 1_000_000,
+            "after a minute the offset stays under 1 ms; worst {worst_late} ns"
+        );
+        assert_eq!(left_alone.now(), clock.now(), "clones share the mapping");
+        let drifted = unanchored.now() as i64 - wall as i64;
+        assert!(
+            drifted > 1_400_000_000,
+            "without re-anchoring: {drifted} ns ahead after an hour"
         );
     }
 

@@ -507,6 +507,11 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
         "1 while the market-data feed is connected.",
         s.feed_connected,
     );
+    w.gauge(
+        "kestrel_clock_offset_seconds",
+        "The system clock minus kestrel's clock at the last re-anchoring (once a second).",
+        s.clock_offset_ns as f64 / 1e9,
+    );
     w.counter(
         "kestrel_feed_reconnects_total",
         "Times the feed reconnected.",
@@ -872,6 +877,7 @@ mod tests {
             ],
             journal_path: "kestrel-data/journal/x".into(),
             store_path: "kestrel-data/orders/x.sqlite".into(),
+            clock_offset_ns: 250_000,
         }
     }
 
@@ -903,6 +909,7 @@ mod tests {
             "kestrel_decode_errors_total 3",
             "kestrel_feed_reconnects_total 2",
             "kestrel_feed_connected 1",
+            "kestrel_clock_offset_seconds 0.00025",
             "kestrel_heartbeat_age_seconds 0.25",
             "kestrel_orders_sent_total 40",
             "kestrel_fills_total 38",

@@ -97,6 +97,10 @@ pub struct OpsSnapshot {
 
     pub journal_path: String,
     pub store_path: String,
+
+    /// The system clock minus kestrel's clock at the last re-anchoring, nanoseconds (the
+    /// timestamps of the journal, the stale-data checks and the latencies rest on it).
+    pub clock_offset_ns: i64,
 }
 
 impl OpsSnapshot {

@@ -84,6 +84,7 @@ fn sample() -> OpsSnapshot {
         }],
         journal_path: "kestrel-data/journal/journal-20261123-000.kjnl".into(),
         store_path: "kestrel-data/orders/orders.sqlite".into(),
+        clock_offset_ns: -1_200,
     }
 }
 

@@ -227,6 +227,9 @@ impl<S: StrategySet> SessionBuilder<S> {
         let mut journal_rx = rings.journal_rx;
         let mut dry_orders_seen = 0u64;
         let publish = |ops: &mut Ops, dry_orders_seen: u64| {
+            // Once a second, with the snapshot: the clock's drift corrected, off the hot path
+            // (the snapshot reports the offset found).
+            clock.reanchor();
             let mut s = ops.snapshot(args.mode, &clock, started.elapsed(), &feed_stats.load());
             s.orders_by_state = if dry_run {
                 vec![("NOT SENT (dry run)".into(), dry_orders_seen)]

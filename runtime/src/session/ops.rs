@@ -388,6 +388,7 @@ impl Ops {
             }],
             journal_path: self.journal.current_path().display().to_string(),
             store_path: String::new(),
+            clock_offset_ns: clock.offset_ns(),
         }
     }
 }
