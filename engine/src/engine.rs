@@ -17,7 +17,7 @@ use crate::instrument::{InstrumentId, InstrumentTable};
 use crate::market::MarketView;
 use crate::order_id::client_order_id;
 use crate::pin::pin_current_thread;
-use crate::portfolio::Portfolio;
+use crate::portfolio::{Portfolio, Position};
 use crate::records::{
     ControlCommand, ControlKind, ExecKind, ExecReport, JournalRecord, OrderRequest, OrderType,
     RecordTag, RequestKind, Side, Tick, TimeInForce, UnixNanos, order_flags,
@@ -78,6 +78,9 @@ pub struct EngineCounters {
     pub fills: u64,
     /// Exec reports with an unknown kind, side or instrument (ignored, counted).
     pub exec_malformed: u64,
+    /// Fills of a strategy this engine does not run (an earlier run's, say): booked on the
+    /// account, attributed to no strategy.
+    pub fills_unattributed: u64,
     pub controls: u64,
     /// Loop turns of `run`.
     pub loop_turns: u64,
@@ -159,17 +162,42 @@ impl ControlState {
     }
 }
 
-/// One strategy, one risk check, one clock: the unit that runs on the pinned core.
+/// One strategy of an engine, as it is built: its id (in decision and client order ids,
+/// stable across restarts, 1..=255), the strategy, and where its decision sequence resumes.
+#[derive(Debug)]
+pub struct StrategySlot<S> {
+    pub id: u8,
+    pub strategy: S,
+    pub first_decision_seq: u64,
+}
+
+/// A strategy inside the engine.
+#[derive(Debug)]
+struct Slot<S> {
+    id: u8,
+    strategy: S,
+    next_seq: u64,
+    /// Its own positions, fills and P&L when the engine runs more than one strategy (each
+    /// strategy sees its own book; the account's is the sum). `None` with one strategy: its
+    /// book is the account's, and no second book is marked on every tick.
+    book: Option<Portfolio>,
+    /// `kestrel ctl pause STRATEGY`: this strategy's entries are refused.
+    paused: bool,
+}
+
+/// One risk check and one clock for one or more strategies: the unit that runs on the
+/// pinned core. Every strategy sees every tick (a strategy ignores the instruments it does
+/// not trade) in the order they were given; the risk check and its account-wide limits
+/// (order rates, exposure, daily loss) see the orders of all of them.
 #[derive(Debug)]
 pub struct Engine<S, R, C> {
-    strategy: S,
+    slots: Box<[Slot<S>]>,
     risk: R,
     clock: C,
     instruments: InstrumentTable,
     market: MarketView,
     book: Portfolio,
     config: EngineConfig,
-    next_seq: u64,
     /// The latest event timestamp seen (ticks, reports, commands): the time risk rules use.
     event_ts: UnixNanos,
     control: ControlState,
@@ -191,6 +219,7 @@ struct DecisionStop {
 }
 
 impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
+    /// An engine for one strategy, identified by `config.strategy_id`.
     pub fn new(
         strategy: S,
         risk: R,
@@ -198,15 +227,51 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         instruments: InstrumentTable,
         config: EngineConfig,
     ) -> Self {
-        let n = instruments.len();
-        Engine {
+        let slot = StrategySlot {
+            id: config.strategy_id,
             strategy,
+            first_decision_seq: config.first_decision_seq,
+        };
+        Self::with_strategies(vec![slot], risk, clock, instruments, config)
+    }
+
+    /// An engine for several strategies (`config.strategy_id` and `first_decision_seq` are
+    /// not used: each slot carries its own). Panics on no strategy or an id given twice:
+    /// the configuration refuses both before an engine is built.
+    pub fn with_strategies(
+        strategies: Vec<StrategySlot<S>>,
+        risk: R,
+        clock: C,
+        instruments: InstrumentTable,
+        config: EngineConfig,
+    ) -> Self {
+        assert!(!strategies.is_empty(), "an engine needs a strategy");
+        for (i, s) in strategies.iter().enumerate() {
+            assert!(
+                strategies[..i].iter().all(|o| o.id != s.id),
+                "strategy id {} given twice",
+                s.id
+            );
+        }
+        let n = instruments.len();
+        let own_books = strategies.len() > 1;
+        let slots = strategies
+            .into_iter()
+            .map(|s| Slot {
+                id: s.id,
+                strategy: s.strategy,
+                next_seq: s.first_decision_seq,
+                book: own_books.then(|| Portfolio::new(n, config.capital)),
+                paused: false,
+            })
+            .collect();
+        Engine {
+            slots,
             risk,
             clock,
             market: MarketView::new(n),
             book: Portfolio::new(n, config.capital),
             instruments,
-            next_seq: config.first_decision_seq,
             event_ts: 0,
             config,
             control: ControlState::default(),
@@ -248,8 +313,21 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
     pub fn control_state(&self) -> ControlState {
         self.control
     }
+    /// The first strategy (the only one, in a one-strategy engine).
     pub fn strategy(&self) -> &S {
-        &self.strategy
+        &self.slots[0].strategy
+    }
+    /// Each strategy's id, the strategy, and its own book (the account's when it is the
+    /// only one): per-strategy positions, fills and P&L, which sum to the account's.
+    pub fn strategies(&self) -> impl Iterator<Item = (u8, &S, &Portfolio)> {
+        self.slots
+            .iter()
+            .map(|s| (s.id, &s.strategy, s.book.as_ref().unwrap_or(&self.book)))
+    }
+    /// Whether strategy `id` is paused on its own (`ctl pause STRATEGY`); `None`: no such
+    /// strategy.
+    pub fn strategy_paused(&self, id: u8) -> Option<bool> {
+        self.slots.iter().find(|s| s.id == id).map(|s| s.paused)
     }
     pub fn risk(&self) -> &R {
         &self.risk
@@ -257,9 +335,10 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
     pub fn instruments(&self) -> &InstrumentTable {
         &self.instruments
     }
-    /// The next decision sequence number (persisted by the gateway across restarts).
+    /// The first strategy's next decision sequence number (persisted by the gateway across
+    /// restarts).
     pub fn next_decision_seq(&self) -> u64 {
-        self.next_seq
+        self.slots[0].next_seq
     }
     pub fn stop_requested(&self) -> bool {
         self.stop_requested
@@ -284,6 +363,11 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             quote.mid_or_last()
         };
         self.book.mark(id, mark);
+        for slot in self.slots.iter_mut() {
+            if let Some(book) = &mut slot.book {
+                book.mark(id, mark);
+            }
+        }
         if self.config.journal_ticks {
             self.journal(out, JournalRecord::from_tick(tick));
         }
@@ -292,9 +376,13 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         let now = self.event_ts;
         let mut sent = self.apply_forced(out, now);
         sent += self.apply_mark_rule(out, id, now);
-        if let Intent::Order(intent) = self.strategy.on_tick(tick, &self.market, &self.book) {
-            self.counters.intents += 1;
-            sent += self.submit(out, &intent, tick.recv_ts, now) as usize;
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            let book = slot.book.as_ref().unwrap_or(&self.book);
+            if let Intent::Order(intent) = slot.strategy.on_tick(tick, &self.market, book) {
+                self.counters.intents += 1;
+                sent += self.submit(out, i, &intent, tick.recv_ts, now) as usize;
+            }
         }
         sent
     }
@@ -313,17 +401,23 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             self.counters.exec_malformed += 1;
             return;
         }
+        let owner = self.owner(report.strategy);
         match kind {
             ExecKind::Fill => {
                 let qty = Qty(report.qty as i64);
-                self.book
-                    .apply_fill(id, side, qty, report.price, report.fee);
-                self.book.add_working(id, Qty(-side.sign() * qty.0));
+                let off = Qty(-side.sign() * qty.0);
+                for book in self.books_of(owner) {
+                    book.apply_fill(id, side, qty, report.price, report.fee);
+                    book.add_working(id, off);
+                }
                 self.counters.fills += 1;
+                self.counters.fills_unattributed += u64::from(owner.is_none());
             }
             ExecKind::Cancelled | ExecKind::Rejected | ExecKind::Expired => {
-                self.book
-                    .add_working(id, Qty(-side.sign() * report.leaves_qty as i64));
+                let off = Qty(-side.sign() * report.leaves_qty as i64);
+                for book in self.books_of(owner) {
+                    book.add_working(id, off);
+                }
             }
             // Nothing changes hands: an unknown outcome keeps the quantity working until
             // the gateway learns the truth from the venue.
@@ -335,7 +429,11 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         if kind == ExecKind::Fill && self.deciding {
             self.apply_mark_rule(out, id, now);
         }
-        self.strategy.on_exec(report, &self.book);
+        if let Some(i) = owner {
+            let slot = &mut self.slots[i];
+            slot.strategy
+                .on_exec(report, slot.book.as_ref().unwrap_or(&self.book));
+        }
         self.journal(out, JournalRecord::from_exec(report));
         if self.control.flattening && self.deciding {
             self.ensure_flat(out, now);
@@ -353,17 +451,43 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             return;
         }
         let qty = Qty(report.qty as i64);
-        self.book
-            .apply_fill(report.instrument, side, qty, report.price, report.fee);
-        self.strategy.on_exec(report, &self.book);
+        let owner = self.owner(report.strategy);
+        for book in self.books_of(owner) {
+            book.apply_fill(report.instrument, side, qty, report.price, report.fee);
+        }
+        if let Some(i) = owner {
+            let slot = &mut self.slots[i];
+            slot.strategy
+                .on_exec(report, slot.book.as_ref().unwrap_or(&self.book));
+        }
     }
 
-    /// Start-up only: an order from an earlier run is still working at the venue for `qty`
-    /// (its reports will arrive as usual and take it off again).
-    pub fn restore_working(&mut self, id: InstrumentId, side: Side, qty: Qty) {
+    /// Start-up only: an order of `strategy` from an earlier run is still working at the
+    /// venue for `qty` (its reports will arrive as usual and take it off again).
+    pub fn restore_working(&mut self, strategy: u8, id: InstrumentId, side: Side, qty: Qty) {
         if id.index() < self.instruments.len() {
-            self.book.add_working(id, Qty(side.sign() * qty.0));
+            let owner = self.owner(strategy);
+            for book in self.books_of(owner) {
+                book.add_working(id, Qty(side.sign() * qty.0));
+            }
         }
+    }
+
+    /// The slot of strategy `id`: the only one in a one-strategy engine (whatever the id:
+    /// its book is the account's), else the one with that id, if any.
+    #[inline]
+    fn owner(&self, id: u8) -> Option<usize> {
+        if self.slots.len() == 1 {
+            return Some(0);
+        }
+        self.slots.iter().position(|s| s.id == id)
+    }
+
+    /// The account's book and, with several strategies, the owner's own.
+    #[inline]
+    fn books_of(&mut self, owner: Option<usize>) -> impl Iterator<Item = &mut Portfolio> {
+        let own = owner.and_then(|i| self.slots[i].book.as_mut());
+        std::iter::once(&mut self.book).chain(own)
     }
 
     /// Handle one control command.
@@ -373,11 +497,42 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         self.counters.controls += 1;
         let now = self.event_ts;
         self.journal(out, JournalRecord::from_control(cmd));
-        match cmd.kind() {
+        let one = (cmd.strategy != ControlCommand::ALL_STRATEGIES)
+            .then(|| self.slots.iter_mut().find(|s| s.id == cmd.strategy));
+        match (cmd.kind(), one) {
+            // One strategy's pause is the engine's alone: the risk check's account-wide
+            // state (a halt a resume lifts) is not touched. A command for a strategy this
+            // engine does not run changes nothing.
+            (Some(ControlKind::Pause | ControlKind::Resume), Some(None)) => return,
+            (Some(ControlKind::Pause), Some(Some(slot))) => {
+                slot.paused = true;
+                return;
+            }
+            (Some(ControlKind::Resume), Some(Some(slot))) => {
+                slot.paused = false;
+                return;
+            }
+            (kind, _) => self.on_engine_control(kind, out, now),
+        }
+        self.risk.on_control(cmd, now);
+        self.drain_risk_events(out);
+    }
+
+    /// A control command for the whole engine.
+    fn on_engine_control<O: EngineOutput>(
+        &mut self,
+        kind: Option<ControlKind>,
+        out: &mut O,
+        now: UnixNanos,
+    ) {
+        match kind {
             Some(ControlKind::Pause) => self.control.paused = true,
             Some(ControlKind::Resume) => {
                 self.control.paused = false;
                 self.control.halted = false;
+                for slot in self.slots.iter_mut() {
+                    slot.paused = false;
+                }
             }
             Some(ControlKind::Kill) => self.control.killed = true,
             Some(ControlKind::ClearKill) => self.control.killed = false,
@@ -388,8 +543,6 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             Some(ControlKind::StopDeciding) => self.deciding = false,
             Some(ControlKind::Connectivity) | None => {}
         }
-        self.risk.on_control(cmd, now);
-        self.drain_risk_events(out);
     }
 
     /// Busy-poll the inbound rings until `stop` is set or a `Shutdown` command arrives, then
@@ -487,9 +640,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
                     self.flatten(out, now)
                 }
             }
-            Some(ForcedAction::Exit(id)) => {
-                self.exit(out, id, ReasonCode::RiskExit, 0, now) as usize
-            }
+            Some(ForcedAction::Exit(id)) => self.exit_all(out, id, ReasonCode::RiskExit, now),
         }
     }
 
@@ -503,9 +654,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         let forced = self.risk.on_mark(id, &self.book, now);
         self.drain_risk_events(out);
         match forced {
-            Some(ForcedAction::Exit(id)) => {
-                self.exit(out, id, ReasonCode::RiskExit, 0, now) as usize
-            }
+            Some(ForcedAction::Exit(id)) => self.exit_all(out, id, ReasonCode::RiskExit, now),
             Some(ForcedAction::FlattenAll) if !self.control.flattening => self.flatten(out, now),
             _ => 0,
         }
@@ -525,17 +674,27 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         sent + self.ensure_flat(out, now)
     }
 
+    /// Exits every strategy's open position of every instrument; flat once every
+    /// strategy's book is (strategies on one instrument each close their own position, so
+    /// that each exit's fill is attributed to the strategy that held it).
     fn ensure_flat<O: EngineOutput>(&mut self, out: &mut O, now: UnixNanos) -> usize {
         let mut sent = 0;
         let mut all_flat = true;
-        for i in 0..self.instruments.len() {
-            let id = InstrumentId(i as u16);
-            let p = self.book.position(id);
-            if p.qty.0 != 0 || p.working.0 != 0 {
-                all_flat = false;
-            }
-            if p.qty.0 != 0 && p.working.0 == 0 {
-                sent += self.exit(out, id, ReasonCode::Flatten, order_flags::FLATTEN, now) as usize;
+        for slot in 0..self.slots.len() {
+            for i in 0..self.instruments.len() {
+                let id = InstrumentId(i as u16);
+                let p = self.position_of(slot, id);
+                if p.qty.0 != 0 || p.working.0 != 0 {
+                    all_flat = false;
+                }
+                sent += self.exit(
+                    out,
+                    slot,
+                    id,
+                    ReasonCode::Flatten,
+                    order_flags::FLATTEN,
+                    now,
+                ) as usize;
             }
         }
         if all_flat {
@@ -544,25 +703,49 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         sent
     }
 
-    /// A market order that closes the whole position of `id`, if it is open and nothing is
-    /// already working against it.
+    /// Strategy `slot`'s position in `id` (the account's with one strategy).
+    #[inline]
+    fn position_of(&self, slot: usize, id: InstrumentId) -> Position {
+        *self.slots[slot]
+            .book
+            .as_ref()
+            .unwrap_or(&self.book)
+            .position(id)
+    }
+
+    /// Exits every strategy's position in `id`.
+    fn exit_all<O: EngineOutput>(
+        &mut self,
+        out: &mut O,
+        id: InstrumentId,
+        reason: ReasonCode,
+        now: UnixNanos,
+    ) -> usize {
+        (0..self.slots.len())
+            .map(|slot| self.exit(out, slot, id, reason, 0, now) as usize)
+            .sum()
+    }
+
+    /// A market order that closes strategy `slot`'s whole position of `id`, if it is open
+    /// and nothing of it is already working.
     fn exit<O: EngineOutput>(
         &mut self,
         out: &mut O,
+        slot: usize,
         id: InstrumentId,
         reason: ReasonCode,
         flags: u8,
         now: UnixNanos,
     ) -> bool {
-        let p = *self.book.position(id);
+        let p = self.position_of(slot, id);
         if p.qty.0 == 0 || p.working.0 != 0 {
             return false;
         }
         let side = if p.qty.0 > 0 { Side::Sell } else { Side::Buy };
         let intent = OrderIntent::market(id, side, p.qty.abs(), reason).reducing();
-        let mut req = self.request(&intent, 0);
+        let mut req = self.request(slot, &intent, 0);
         req.flags |= flags;
-        self.route(out, req, now)
+        self.route(out, slot, req, now)
     }
 
     fn cancel_all<O: EngineOutput>(
@@ -571,25 +754,27 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         id: InstrumentId,
         now: UnixNanos,
     ) -> bool {
-        let seq = self.take_seq();
+        // Every strategy's orders of the instrument: the first strategy's decision.
+        let seq = self.take_seq(0);
         let req = OrderRequest {
             ts: self.clock.now(),
-            decision_id: self.decision_id(seq),
+            decision_id: self.decision_id(0, seq),
             instrument: id,
             kind: RequestKind::CancelAll.code(),
             reason: ReasonCode::Flatten.code(),
-            strategy: self.config.strategy_id,
+            strategy: self.slots[0].id,
             flags: order_flags::FLATTEN,
             tag: RecordTag::Order.code(),
             ..OrderRequest::default()
         };
-        self.route(out, req, now)
+        self.route(out, 0, req, now)
     }
 
-    /// Turn a strategy intent into a request and route it.
+    /// Turn strategy `slot`'s intent into a request and route it.
     fn submit<O: EngineOutput>(
         &mut self,
         out: &mut O,
+        slot: usize,
         intent: &OrderIntent,
         tick_ts: UnixNanos,
         now: UnixNanos,
@@ -598,7 +783,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             || intent.qty.0 <= 0
             || intent.qty.0 > u32::MAX as i64
         {
-            let req = self.request(intent, tick_ts);
+            let req = self.request(slot, intent, tick_ts);
             self.reject(
                 out,
                 &req,
@@ -607,23 +792,26 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             );
             return false;
         }
-        let req = self.request(intent, tick_ts);
-        self.route(out, req, now)
+        let req = self.request(slot, intent, tick_ts);
+        self.route(out, slot, req, now)
     }
 
-    fn take_seq(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+    fn take_seq(&mut self, slot: usize) -> u64 {
+        let slot = &mut self.slots[slot];
+        let seq = slot.next_seq;
+        slot.next_seq += 1;
         seq
     }
 
-    /// Decision ids carry the strategy id in the top byte, so they are unique across engines.
-    fn decision_id(&self, seq: u64) -> u64 {
-        (self.config.strategy_id as u64) << 56 | (seq & ((1 << 56) - 1))
+    /// Decision ids carry the strategy id in the top byte, so they are unique across
+    /// strategies (each has its own sequence).
+    fn decision_id(&self, slot: usize, seq: u64) -> u64 {
+        (self.slots[slot].id as u64) << 56 | (seq & ((1 << 56) - 1))
     }
 
-    fn request(&mut self, intent: &OrderIntent, tick_ts: UnixNanos) -> OrderRequest {
-        let seq = self.take_seq();
+    fn request(&mut self, slot: usize, intent: &OrderIntent, tick_ts: UnixNanos) -> OrderRequest {
+        let seq = self.take_seq(slot);
+        let strategy = self.slots[slot].id;
         let token = if intent.instrument.index() < self.instruments.len() {
             self.instruments.get(intent.instrument).token
         } else {
@@ -638,8 +826,8 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             // Decision time on the engine's clock (wall time live): with `tick_ts`, the
             // decision latency. Risk windows use event time (`now`), not this.
             ts: self.clock.now(),
-            decision_id: self.decision_id(seq),
-            client_order_id: client_order_id(self.config.strategy_id, token, seq, intent.side),
+            decision_id: self.decision_id(slot, seq),
+            client_order_id: client_order_id(strategy, token, seq, intent.side),
             price,
             trigger_price: intent.trigger_price,
             qty: intent.qty.0.clamp(0, u32::MAX as i64) as u32,
@@ -652,7 +840,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
                 TimeInForce::Ioc => TimeInForce::Ioc.code(),
             },
             reason: intent.reason.code(),
-            strategy: self.config.strategy_id,
+            strategy,
             flags: if intent.reduce_only {
                 order_flags::REDUCE_ONLY
             } else {
@@ -667,12 +855,18 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
     fn route<O: EngineOutput>(
         &mut self,
         out: &mut O,
+        slot: usize,
         mut req: OrderRequest,
         now: UnixNanos,
     ) -> bool {
         let is_new = req.kind() == Some(RequestKind::New);
-        if is_new && let Some(reason) = self.control.entry_block() {
-            let pos = self.book.position(req.instrument);
+        let block = match self.control.entry_block() {
+            None if self.slots[slot].paused => Some(RiskReason::ManualPause),
+            block => block,
+        };
+        if is_new && let Some(reason) = block {
+            // An exit is one that reduces the strategy's own position.
+            let pos = self.position_of(slot, req.instrument);
             if !pos.is_reduced_by(req.signed_qty()) {
                 self.counters.blocked_by_control += 1;
                 self.reject(out, &req, Rejection::new(reason, 1, 0), now);
@@ -703,7 +897,10 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             Ok(()) => {
                 self.counters.orders_sent += 1;
                 if is_new {
-                    self.book.add_working(req.instrument, req.signed_qty());
+                    let owner = Some(slot);
+                    for book in self.books_of(owner) {
+                        book.add_working(req.instrument, req.signed_qty());
+                    }
                 }
                 self.journal(out, JournalRecord::from_order(&req));
                 true

@@ -24,7 +24,7 @@ pub mod sizing;
 pub mod strategy;
 
 pub use clock::{Clock, LiveClock, ReplayClock};
-pub use engine::{Engine, EngineConfig, EngineCounters};
+pub use engine::{Engine, EngineConfig, EngineCounters, StrategySlot};
 pub use fixed::{Money, Price, Qty};
 pub use instrument::{Exchange, Instrument, InstrumentId, InstrumentTable};
 pub use market::{MarketView, Quote};

@@ -365,7 +365,10 @@ pub struct ControlCommand {
     pub ts: UnixNanos,
     /// Command-specific argument (see [`ControlKind`]).
     pub arg: i64,
-    pub _reserved: [u8; 44],
+    pub _reserved: [u8; 43],
+    /// The strategy a pause or resume applies to, or [`ControlCommand::ALL_STRATEGIES`]
+    /// (every other command applies to the whole engine).
+    pub strategy: u8,
     /// The instrument it applies to, or [`ControlCommand::ALL_INSTRUMENTS`].
     pub instrument: InstrumentId,
     /// A [`ControlKind`] code.
@@ -376,6 +379,8 @@ pub struct ControlCommand {
 
 impl ControlCommand {
     pub const ALL_INSTRUMENTS: InstrumentId = InstrumentId(u16::MAX);
+    /// Strategy ids start at 1: 0 (journals from before per-strategy commands too) is all.
+    pub const ALL_STRATEGIES: u8 = 0;
 
     pub fn new(kind: ControlKind, ts: UnixNanos) -> ControlCommand {
         ControlCommand {
@@ -389,6 +394,12 @@ impl ControlCommand {
 
     pub fn kind(&self) -> Option<ControlKind> {
         ControlKind::from_code(self.kind)
+    }
+
+    /// This command for one strategy only (a pause or a resume of `strategy_id`).
+    pub fn for_strategy(mut self, strategy_id: u8) -> ControlCommand {
+        self.strategy = strategy_id;
+        self
     }
 }
 

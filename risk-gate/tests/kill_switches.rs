@@ -785,6 +785,6 @@ fn kill_flattens_a_position_restored_from_an_earlier_run() {
     partly.instrument = B;
     partly.side = Side::Buy.code();
     h.engine.restore_fill(&partly);
-    h.engine.restore_working(B, Side::Buy, Qty(20));
+    h.engine.restore_working(1, B, Side::Buy, Qty(20));
     assert_eq!(h.engine.book().position(B).projected(), Qty(30));
 }

@@ -534,3 +534,121 @@ fn after_the_decision_stop_no_tick_is_stepped_and_fills_still_reach_the_book() {
     kinds.retain(|k| *k != "other"); // the risk verdict
     assert_eq!(kinds, ["tick", "order", "stop", "exec"]);
 }
+
+/// Two scripted strategies, ids 1 and 2, in one engine.
+fn two_strategies(
+    first: Vec<Intent>,
+    second: Vec<Intent>,
+) -> Engine<Script, UncheckedForTestsOnly, ReplayClock> {
+    let slot = |id, intents: Vec<Intent>| StrategySlot {
+        id,
+        strategy: Script(intents.into()),
+        first_decision_seq: 1,
+    };
+    Engine::with_strategies(
+        vec![slot(1, first), slot(2, second)],
+        UncheckedForTestsOnly,
+        ReplayClock::default(),
+        InstrumentTable::nse_default(),
+        EngineConfig::default(),
+    )
+}
+
+fn book_of(e: &Engine<Script, UncheckedForTestsOnly, ReplayClock>, id: u8) -> Portfolio {
+    e.strategies()
+        .find(|(s, _, _)| *s == id)
+        .map(|(_, _, b)| b.clone())
+        .unwrap()
+}
+
+#[test]
+fn two_strategies_on_one_instrument_each_own_their_orders_fills_and_pnl() {
+    let mut e = two_strategies(vec![buy(A, 10)], vec![sell(A, 4)]);
+    let mut out = Collect::new();
+    assert_eq!(e.step(&tick(A, 1_000, 2_500), &mut out), 2);
+    let (o1, o2) = (out.orders[0], out.orders[1]);
+    assert_eq!((o1.strategy, o2.strategy), (1, 2));
+    // Each strategy has its own sequence (both start at 1), and the ids still differ.
+    assert_eq!((o1.decision_id >> 56, o2.decision_id >> 56), (1, 2));
+    assert_eq!(o1.decision_id & 0xff, o2.decision_id & 0xff);
+    assert_ne!(o1.client_order_id, o2.client_order_id);
+    e.on_exec(&fill(&o1, 10, 2_500, 0), &mut out);
+    e.on_exec(&fill(&o2, 4, 2_501, 0), &mut out);
+    e.step(&tick(A, 2_000, 2_530), &mut out);
+    let (b1, b2) = (book_of(&e, 1), book_of(&e, 2));
+    assert_eq!(b1.position(A).qty, Qty(10));
+    assert_eq!(b2.position(A).qty, Qty(-4));
+    assert_eq!(e.book().position(A).qty, Qty(6));
+    assert_eq!(b1.net_pnl(), Money::from_units(300));
+    assert_eq!(b2.net_pnl(), Money::from_units(-116));
+    assert_eq!(b1.net_pnl() + b2.net_pnl(), e.book().net_pnl());
+    assert_eq!(e.counters().fills_unattributed, 0);
+}
+
+#[test]
+fn a_pause_naming_one_strategy_blocks_its_entries_only_and_a_full_resume_lifts_it() {
+    let mut e = two_strategies(
+        vec![buy(A, 1), buy(A, 1), buy(A, 1)],
+        vec![buy(B, 1), buy(B, 1), buy(B, 1)],
+    );
+    let mut out = Collect::new();
+    e.on_control(&control(ControlKind::Pause).for_strategy(2), &mut out);
+    assert_eq!(e.strategy_paused(2), Some(true));
+    assert_eq!(e.strategy_paused(1), Some(false));
+    assert_eq!(e.step(&tick(A, 1_000, 2_500), &mut out), 1);
+    assert_eq!(out.orders[0].strategy, 1);
+    let refused = out.risk_records();
+    assert_eq!(
+        refused.last().unwrap().reason,
+        RiskReason::ManualPause.code()
+    );
+    // A pause for a strategy the engine does not run changes nothing.
+    e.on_control(&control(ControlKind::Pause).for_strategy(9), &mut out);
+    assert_eq!(e.control_state(), ControlState::default());
+    // The engine-wide resume lifts every pause.
+    e.on_control(&control(ControlKind::Resume), &mut out);
+    assert_eq!(e.step(&tick(A, 2_000, 2_500), &mut out), 2);
+    // Pausing strategy 1 and resuming it on its own.
+    e.on_control(&control(ControlKind::Pause).for_strategy(1), &mut out);
+    e.on_control(&control(ControlKind::Resume).for_strategy(1), &mut out);
+    assert_eq!(e.step(&tick(A, 3_000, 2_500), &mut out), 2);
+}
+
+#[test]
+fn a_flatten_closes_each_strategys_own_position_even_when_the_account_is_flat() {
+    let mut e = two_strategies(vec![buy(A, 10)], vec![sell(A, 10)]);
+    let mut out = Collect::new();
+    e.step(&tick(A, 1_000, 2_500), &mut out);
+    let (o1, o2) = (out.orders[0], out.orders[1]);
+    e.on_exec(&fill(&o1, 10, 2_500, 0), &mut out);
+    e.on_exec(&fill(&o2, 10, 2_500, 0), &mut out);
+    assert_eq!(e.book().position(A).qty, Qty(0));
+    out.orders.clear();
+    e.on_control(&control(ControlKind::Flatten), &mut out);
+    let exits: Vec<_> = out
+        .orders
+        .iter()
+        .map(|o| (o.strategy, o.side(), o.qty))
+        .collect();
+    assert_eq!(exits, [(1, Some(Side::Sell), 10), (2, Some(Side::Buy), 10)]);
+    assert!(e.control_state().flattening);
+    let (x1, x2) = (out.orders[0], out.orders[1]);
+    e.on_exec(&fill(&x1, 10, 2_510, 0), &mut out);
+    e.on_exec(&fill(&x2, 10, 2_510, 0), &mut out);
+    assert!(!e.control_state().flattening, "flat once each strategy is");
+    assert_eq!(book_of(&e, 1).position(A).qty, Qty(0));
+    assert_eq!(book_of(&e, 2).position(A).qty, Qty(0));
+}
+
+#[test]
+fn a_fill_of_a_strategy_the_engine_does_not_run_is_booked_on_the_account_only() {
+    let mut e = two_strategies(vec![buy(A, 10)], vec![]);
+    let mut out = Collect::new();
+    e.step(&tick(A, 1_000, 2_500), &mut out);
+    let mut stranger = out.orders[0];
+    stranger.strategy = 7;
+    e.on_exec(&fill(&stranger, 10, 2_500, 0), &mut out);
+    assert_eq!(e.book().position(A).qty, Qty(10));
+    assert_eq!(book_of(&e, 1).position(A).qty, Qty(0));
+    assert_eq!(e.counters().fills_unattributed, 1);
+}
