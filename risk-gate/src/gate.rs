@@ -100,6 +100,8 @@ struct RecentOrder {
     qty: u32,
     instrument: InstrumentId,
     side: u8,
+    /// Two strategies that each decide the same order are not a duplicate: each meant it.
+    strategy: u8,
 }
 
 /// How many state-change events may wait for the engine to journal them.
@@ -630,6 +632,7 @@ impl RiskGate {
                 && r.price == req.price
                 && r.instrument == req.instrument
                 && r.side == req.side
+                && r.strategy == req.strategy
                 && r.ts != 0
                 && now.saturating_sub(r.ts) < self.dup_window
         })
@@ -647,6 +650,7 @@ impl RiskGate {
             qty: req.qty,
             instrument: req.instrument,
             side: req.side,
+            strategy: req.strategy,
         };
         self.recent_next += 1;
         if self.recent_next == self.recent.len() {

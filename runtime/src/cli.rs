@@ -230,7 +230,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             session::install_stop_signals(stop.clone())?;
             println!(
                 "kestrel paper: {} on {} instruments for {}; Ctrl-C stops cleanly",
-                config.strategy.kind,
+                config.strategies_label(),
                 instruments.len(),
                 humantime::format_duration(duration)
             );
@@ -268,7 +268,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             println!(
                 "kestrel run ({}): {} on {} instruments via {}; Ctrl-C or SIGTERM stops cleanly",
                 mode.name(),
-                config.strategy.kind,
+                config.strategies_label(),
                 instruments.len(),
                 config.venue.rest_url
             );

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use kestrel_engine::{EngineConfig, InstrumentTable, Money};
+use kestrel_engine::{EngineConfig, InstrumentTable, Money, StrategySlot};
 use kestrel_risk::RiskConfig;
 use serde::Deserialize;
 
@@ -17,7 +17,13 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/kestrel.toml");
 pub struct Config {
     #[serde(default)]
     pub engine: EngineSection,
-    pub strategy: StrategySection,
+    /// `[strategy]`: one strategy, identified by `[engine] strategy_id`.
+    #[serde(default)]
+    pub strategy: Option<StrategySection>,
+    /// `[[strategies]]`: several in one engine, each with its own `id`. A file has this or
+    /// `[strategy]`, not both.
+    #[serde(default)]
+    pub strategies: Vec<toml::Spanned<StrategySection>>,
     #[serde(default)]
     pub paper: PaperSection,
     #[serde(default)]
@@ -36,12 +42,15 @@ pub struct Config {
     pub source_text: String,
 }
 
-/// `[strategy]`: its `kind` and the other keys, kept as TOML for the program's
-/// [`StrategySet`] to build (each kind has its own parameters).
+/// `[strategy]` or one `[[strategies]]` entry: its `kind` (and, in `[[strategies]]`, its
+/// `id`) and the other keys, kept as TOML for the program's [`StrategySet`] to build (each
+/// kind has its own parameters).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StrategySection {
     pub kind: String,
-    /// Every key but `kind`.
+    /// `id` (`[[strategies]]` only: `[strategy]` takes `[engine] strategy_id`).
+    pub id: Option<toml::Value>,
+    /// Every key but `kind` and `id`.
     pub params: toml::Table,
 }
 
@@ -49,8 +58,9 @@ impl<'de> Deserialize<'de> for StrategySection {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let mut params = toml::Table::deserialize(d)?;
+        let id = params.remove("id");
         match params.remove("kind") {
-            Some(toml::Value::String(kind)) => Ok(StrategySection { kind, params }),
+            Some(toml::Value::String(kind)) => Ok(StrategySection { kind, id, params }),
             Some(other) => Err(D::Error::custom(format!(
                 "strategy.kind must be a string, got {other}"
             ))),
@@ -59,11 +69,17 @@ impl<'de> Deserialize<'de> for StrategySection {
     }
 }
 
+/// The most strategies one engine runs: each sees every tick.
+pub const MAX_STRATEGIES: usize = 32;
+
 impl StrategySection {
     /// The strategy, for `instruments` (a journal's table in replay).
     pub fn build<S: StrategySet>(&self, instruments: &InstrumentTable) -> Result<S> {
-        crate::strategies::from_table(&self.kind, &self.params, instruments)
-            .with_context(|| format!("building the strategy (kind = {:?})", self.kind))
+        Ok(crate::strategies::from_table(
+            &self.kind,
+            &self.params,
+            instruments,
+        )?)
     }
 }
 
@@ -221,6 +237,55 @@ impl Default for PaperSection {
 }
 
 impl Config {
+    /// Every strategy the file configures, with its id, in the file's order.
+    pub fn strategy_sections(&self) -> Vec<(u8, &StrategySection)> {
+        match &self.strategy {
+            Some(one) => vec![(self.engine.strategy_id, one)],
+            None => self
+                .strategies
+                .iter()
+                .map(|s| {
+                    let id = s.get_ref().id.as_ref().and_then(|v| v.as_integer());
+                    (id.unwrap_or(0) as u8, s.get_ref())
+                })
+                .collect(),
+        }
+    }
+
+    /// "breakout", or "breakout #1, sma_cross #2": what a session runs, for people.
+    pub fn strategies_label(&self) -> String {
+        match &self.strategy {
+            Some(one) => one.kind.clone(),
+            None => self
+                .strategy_sections()
+                .iter()
+                .map(|(id, s)| format!("{} #{id}", s.kind))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// Builds every strategy for `instruments` (a journal's table in replay), each
+    /// continuing its decision sequence where `first_seq` says.
+    pub fn build_strategies<S: StrategySet>(
+        &self,
+        instruments: &InstrumentTable,
+        first_seq: impl Fn(u8) -> u64,
+    ) -> Result<Vec<StrategySlot<S>>> {
+        self.strategy_sections()
+            .into_iter()
+            .map(|(id, section)| {
+                Ok(StrategySlot {
+                    id,
+                    strategy: section.build::<S>(instruments).with_context(|| {
+                        format!("building strategy #{id} (kind = {:?})", section.kind)
+                    })?,
+                    first_decision_seq: first_seq(id),
+                })
+            })
+            .collect()
+    }
+
     /// Parse and validate, the strategy as one of `S`'s kinds; `origin` names the source in
     /// errors (a path or "built-in defaults").
     pub fn parse<S: StrategySet>(
@@ -237,9 +302,20 @@ impl Config {
         if let Some(kind) = crate::strategies::duplicate_kind::<S>() {
             bail!("strategy kind {kind:?} is registered twice in this program's strategy set");
         }
-        // From the text, so that an error says where it is.
-        crate::strategies::from_toml::<S>(text, instruments)
-            .with_context(|| format!("checking config {origin}"))?;
+        if config.strategy.is_some() {
+            // From the text, so that an error says where it is.
+            crate::strategies::from_toml::<S>(text, instruments)
+                .with_context(|| format!("checking config {origin}"))?;
+        }
+        for (i, entry) in config.strategies.iter().enumerate() {
+            let line = text[..entry.span().start].matches('\n').count() + 1;
+            let section = entry.get_ref();
+            crate::strategies::from_table::<S>(&section.kind, &section.params, instruments)
+                .map(drop)
+                .with_context(|| {
+                    format!("checking config {origin}: strategies[{i}] (the [[strategies]] at line {line})")
+                })?;
+        }
         Ok(config)
     }
 
@@ -261,7 +337,46 @@ impl Config {
         }
     }
 
+    fn validate_strategies(&self) -> Result<()> {
+        match (&self.strategy, self.strategies.len()) {
+            (None, 0) => bail!("no strategy: add a [strategy] table (or [[strategies]] entries)"),
+            (Some(_), n) if n > 0 => bail!(
+                "both [strategy] and [[strategies]]: use [strategy] for one strategy or \
+                 [[strategies]] (each with its id) for several, not both"
+            ),
+            (Some(s), _) if s.id.is_some() => bail!(
+                "strategy.id: [strategy] takes its id from engine.strategy_id; `id` belongs \
+                 to [[strategies]] entries"
+            ),
+            (_, n) if n > MAX_STRATEGIES => {
+                bail!("[[strategies]]: {n} entries, at most {MAX_STRATEGIES} run in one engine")
+            }
+            _ => {}
+        }
+        let mut seen = Vec::new();
+        for (i, entry) in self.strategies.iter().enumerate() {
+            let id = match &entry.get_ref().id {
+                None => bail!(
+                    "strategies[{i}].id is missing: each [[strategies]] entry needs an id 1..=255"
+                ),
+                Some(toml::Value::Integer(id @ 1..=255)) => *id as u8,
+                Some(other) => {
+                    bail!("strategies[{i}].id must be a whole number 1..=255, got {other}")
+                }
+            };
+            if let Some(j) = seen.iter().position(|&s| s == id) {
+                bail!(
+                    "strategies[{i}].id = {id} is also strategies[{j}]'s: ids identify a \
+                     strategy's orders, each must be its own"
+                );
+            }
+            seen.push(id);
+        }
+        Ok(())
+    }
+
     fn validate(&self, instruments: &InstrumentTable) -> Result<()> {
+        self.validate_strategies()?;
         if self.engine.capital <= 0 {
             bail!(
                 "engine.capital must be a positive number of rupees, got {}",
@@ -343,7 +458,7 @@ mod tests {
     fn the_built_in_defaults_are_valid() {
         let c = parse(DEFAULT_TOML).unwrap();
         assert_eq!(c.engine.capital, 1_000_000);
-        assert_eq!(c.strategy.kind, "breakout");
+        assert_eq!(c.strategy.as_ref().unwrap().kind, "breakout");
         assert_eq!(
             c.risk,
             RiskConfig::default(),
@@ -417,6 +532,64 @@ mod tests {
             assert_eq!(decide(config, monday), None, "{name}");
         }
         assert_eq!(built_in.risk.session, minimal.risk.session);
+    }
+
+    #[test]
+    fn strategies_lists_several_each_with_its_id_and_says_which_entry_is_wrong() {
+        let two = "[[strategies]]\nid = 1\nkind = \"breakout\"\n\
+                   [[strategies]]\nid = 2\nkind = \"sma_cross\"\nfast = 3\nslow = 9\n";
+        let c = parse(two).unwrap();
+        let got: Vec<(u8, &str)> = c
+            .strategy_sections()
+            .iter()
+            .map(|(id, s)| (*id, s.kind.as_str()))
+            .collect();
+        assert_eq!(got, [(1, "breakout"), (2, "sma_cross")]);
+        assert_eq!(c.strategies_label(), "breakout #1, sma_cross #2");
+        let built = c
+            .build_strategies::<BuiltIn>(&InstrumentTable::nse_default(), |id| id as u64 * 10)
+            .unwrap();
+        let seqs: Vec<(u8, u64)> = built.iter().map(|s| (s.id, s.first_decision_seq)).collect();
+        assert_eq!(seqs, [(1, 10), (2, 20)]);
+        // One [strategy] takes engine.strategy_id.
+        let one = parse("[engine]\nstrategy_id = 9\n[strategy]\nkind = \"breakout\"\n").unwrap();
+        assert_eq!(one.strategy_sections()[0].0, 9);
+
+        for (text, expected) in [
+            ("", "no strategy"),
+            (
+                "[strategy]\nkind = \"breakout\"\n[[strategies]]\nid = 1\nkind = \"breakout\"\n",
+                "both [strategy] and [[strategies]]",
+            ),
+            (
+                "[[strategies]]\nkind = \"breakout\"\n",
+                "strategies[0].id is missing",
+            ),
+            (
+                "[[strategies]]\nid = 0\nkind = \"breakout\"\n",
+                "strategies[0].id must be a whole number 1..=255, got 0",
+            ),
+            (
+                "[[strategies]]\nid = 4\nkind = \"breakout\"\n[[strategies]]\nid = 4\nkind = \"sma_cross\"\n",
+                "strategies[1].id = 4 is also strategies[0]'s",
+            ),
+            (
+                "[strategy]\nid = 4\nkind = \"breakout\"\n",
+                "strategy.id: [strategy] takes its id from engine.strategy_id",
+            ),
+            (
+                "[[strategies]]\nid = 1\nkind = \"breakout\"\n\n[[strategies]]\nid = 2\nkind = \"sma_cross\"\nfsat = 3\n",
+                "strategies[1] (the [[strategies]] at line 5)",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let err = format!(
+            "{:#}",
+            parse("[[strategies]]\nid = 2\nkind = \"sma_cross\"\nfsat = 3\n").unwrap_err()
+        );
+        assert!(err.contains("fsat"), "the misspelt key is named: {err}");
     }
 
     #[test]

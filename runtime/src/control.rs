@@ -8,7 +8,9 @@
 //! | --- | --- | --- |
 //! | `status` | replies with the latest [`OpsSnapshot`] | `status` |
 //! | `pause` | stops new entries (exits, cancels, flattening pass); persists | `pause` |
-//! | `resume` | lifts a pause and a manual-resume halt; **never** the kill switch | `resume` |
+//! | `pause ID` | stops strategy ID's entries only; persists | `pause ID` |
+//! | `resume` | lifts every pause and a manual-resume halt; **never** the kill switch | `resume` |
+//! | `resume ID` | lifts strategy ID's own pause | `resume ID` |
 //! | `kill` | kill switch: entries refused until `clear-kill`; persists | `kill` |
 //! | `clear-kill` | lifts the kill switch, then resumes as `resume` does | `resume --clear-kill` |
 //! | `flatten` | cancels every open order and closes every position at market | `flatten` |
@@ -79,6 +81,10 @@ pub enum Request {
     /// Lifts the kill switch and resumes: `kestrel ctl resume --clear-kill`.
     ClearKill,
     Flatten,
+    /// `pause ID`: one strategy's entries stop, the others trade on.
+    PauseStrategy(u8),
+    /// `resume ID`: lifts that strategy's own pause (not an engine-wide one).
+    ResumeStrategy(u8),
 }
 
 impl Request {
@@ -95,17 +101,53 @@ impl Request {
     pub const fn wire(self) -> &'static str {
         match self {
             Request::Status => "status",
-            Request::Pause => "pause",
-            Request::Resume => "resume",
+            Request::Pause | Request::PauseStrategy(_) => "pause",
+            Request::Resume | Request::ResumeStrategy(_) => "resume",
             Request::Kill => "kill",
             Request::ClearKill => "clear-kill",
             Request::Flatten => "flatten",
         }
     }
 
+    /// The request line (without its newline): the word, and the strategy id if any.
+    pub fn line(self) -> String {
+        match self {
+            Request::PauseStrategy(id) | Request::ResumeStrategy(id) => {
+                format!("{} {id}", self.wire())
+            }
+            _ => self.wire().to_string(),
+        }
+    }
+
     /// One request line (without its newline; surrounding whitespace ignored).
     pub fn parse(line: &str) -> Result<Request, String> {
-        let word = line.trim();
+        let mut words = line.split_whitespace();
+        let (word, arg) = (words.next().unwrap_or(""), words.next());
+        if words.next().is_some() {
+            return Err(format!(
+                "too many words in {:?}: send a command and at most one strategy id",
+                truncate(line.trim(), 64)
+            ));
+        }
+        if let Some(arg) = arg {
+            let id = match arg.parse::<u8>() {
+                Ok(id @ 1..) => id,
+                _ => {
+                    return Err(format!(
+                        "{:?} is not a strategy id (1..=255)",
+                        truncate(arg, 16)
+                    ));
+                }
+            };
+            return match word {
+                "pause" => Ok(Request::PauseStrategy(id)),
+                "resume" => Ok(Request::ResumeStrategy(id)),
+                _ => Err(format!(
+                    "{:?} takes no argument; only pause and resume name a strategy",
+                    truncate(word, 64)
+                )),
+            };
+        }
         Request::ALL
             .into_iter()
             .find(|r| r.wire() == word)
@@ -553,6 +595,14 @@ pub fn status_json(s: &OpsSnapshot) -> Value {
         "uptime_s": s.uptime_s,
         "trading_state": s.trading_state,
         "paused": s.paused,
+        "paused_strategies": s.paused_strategies,
+        "strategies": s.strategies.iter().map(|r| json!({
+            "id": r.id,
+            "orders": r.orders,
+            "fills": r.fills,
+            "net_pnl": r.net_pnl.to_string(),
+            "open_positions": r.open_positions,
+        })).collect::<Vec<_>>(),
         "killed": s.killed,
         "session_phase": s.session_phase,
         "market": {
@@ -630,6 +680,12 @@ pub fn status_text(s: &OpsSnapshot) -> String {
     if s.killed {
         flags.push("KILL SWITCH ON");
     }
+    let strategies_paused;
+    if !s.paused_strategies.is_empty() {
+        let ids: Vec<String> = s.paused_strategies.iter().map(u8::to_string).collect();
+        strategies_paused = format!("strategies {} paused", ids.join(", "));
+        flags.push(&strategies_paused);
+    }
     let _ = writeln!(
         t,
         "trading    {}{}",
@@ -674,6 +730,20 @@ pub fn status_text(s: &OpsSnapshot) -> String {
         s.expected_pnl,
         s.drift()
     );
+    if s.strategies.len() > 1 {
+        for r in &s.strategies {
+            let paused = if s.paused_strategies.contains(&r.id) {
+                "  PAUSED"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                t,
+                "  strategy {:<3} net ₹{} · orders {} · fills {} · open {}{paused}",
+                r.id, r.net_pnl, r.orders, r.fills, r.open_positions
+            );
+        }
+    }
     if s.positions.is_empty() {
         let _ = writeln!(t, "positions  none");
     } else {
@@ -741,12 +811,17 @@ pub enum CtlCommand {
     /// Mode, trading state, session phase, orders, P&L, positions, latency.
     Status,
     /// Stop new entries (exits, cancels and flattening still pass); survives a restart.
-    Pause,
+    Pause {
+        /// Pause only this strategy (its `[[strategies]]` id); the others trade on.
+        strategy: Option<u8>,
+    },
     /// Lift a pause, or a halt that waits for a person. Never lifts the kill switch.
     Resume {
         /// Lift the kill switch too.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "strategy")]
         clear_kill: bool,
+        /// Lift only this strategy's own pause.
+        strategy: Option<u8>,
     },
     /// Kill switch: refuse every new entry until `resume --clear-kill`; survives a restart.
     /// Asks nothing.
@@ -759,9 +834,17 @@ impl CtlCommand {
     pub fn request(self) -> Request {
         match self {
             CtlCommand::Status => Request::Status,
-            CtlCommand::Pause => Request::Pause,
-            CtlCommand::Resume { clear_kill: false } => Request::Resume,
-            CtlCommand::Resume { clear_kill: true } => Request::ClearKill,
+            CtlCommand::Pause { strategy: None } => Request::Pause,
+            CtlCommand::Pause { strategy: Some(id) } => Request::PauseStrategy(id),
+            CtlCommand::Resume {
+                strategy: Some(id), ..
+            } => Request::ResumeStrategy(id),
+            CtlCommand::Resume {
+                clear_kill: false, ..
+            } => Request::Resume,
+            CtlCommand::Resume {
+                clear_kill: true, ..
+            } => Request::ClearKill,
             CtlCommand::Kill => Request::Kill,
             CtlCommand::Flatten => Request::Flatten,
         }
@@ -847,7 +930,7 @@ pub fn send(socket: &Path, request: Request, timeout: Duration) -> Result<Value>
     let deadline = Instant::now() + timeout;
     stream.set_write_timeout(Some(timeout))?;
     stream
-        .write_all(format!("{}\n", request.wire()).as_bytes())
+        .write_all(format!("{}\n", request.line()).as_bytes())
         .with_context(|| format!("sending {} to {shown}", request.wire()))?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
 

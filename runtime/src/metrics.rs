@@ -556,6 +556,43 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
         s.incidents,
     );
 
+    let ids: Vec<String> = s.strategies.iter().map(|r| r.id.to_string()).collect();
+    let by_strategy = |f: fn(&crate::snapshot::StrategyRow) -> f64| {
+        ids.iter()
+            .map(String::as_str)
+            .zip(s.strategies.iter().map(f))
+    };
+    w.labelled(
+        "kestrel_strategy_net_pnl_rupees",
+        Kind::Gauge,
+        "Each strategy's net P&L in rupees (display only); the strategies sum to the account.",
+        "strategy",
+        by_strategy(|r| r.net_pnl.to_f64()),
+    );
+    w.labelled(
+        "kestrel_strategy_orders_total",
+        Kind::Counter,
+        "Orders each strategy's decisions sent.",
+        "strategy",
+        by_strategy(|r| r.orders as f64),
+    );
+    w.labelled(
+        "kestrel_strategy_fills_total",
+        Kind::Counter,
+        "Fills of each strategy's orders.",
+        "strategy",
+        by_strategy(|r| r.fills as f64),
+    );
+    w.labelled(
+        "kestrel_strategy_paused",
+        Kind::Gauge,
+        "1 while the operator has paused this strategy on its own.",
+        "strategy",
+        s.strategies
+            .iter()
+            .zip(&ids)
+            .map(|(r, id)| (id.as_str(), u64::from(s.paused_strategies.contains(&r.id)))),
+    );
     w.labelled(
         "kestrel_position",
         Kind::Gauge,
@@ -819,6 +856,23 @@ mod tests {
             uptime_s: 3_600,
             trading_state: "reduce-only",
             paused: true,
+            paused_strategies: vec![2],
+            strategies: vec![
+                crate::snapshot::StrategyRow {
+                    id: 1,
+                    orders: 30,
+                    fills: 29,
+                    net_pnl: Money::parse("1000.55").unwrap(),
+                    open_positions: 1,
+                },
+                crate::snapshot::StrategyRow {
+                    id: 2,
+                    orders: 10,
+                    fills: 9,
+                    net_pnl: Money::parse("176").unwrap(),
+                    open_positions: 1,
+                },
+            ],
             killed: false,
             session_phase: "continuous",
             ticks: 1_234_567,
@@ -936,6 +990,13 @@ mod tests {
             r#"kestrel_ring_drops_total{ring="journal"} 7"#,
             "kestrel_paused 1",
             "kestrel_killed 0",
+            r#"kestrel_strategy_net_pnl_rupees{strategy="1"} 1000.55"#,
+            r#"kestrel_strategy_net_pnl_rupees{strategy="2"} 176"#,
+            "# TYPE kestrel_strategy_orders_total counter",
+            r#"kestrel_strategy_orders_total{strategy="1"} 30"#,
+            r#"kestrel_strategy_fills_total{strategy="2"} 9"#,
+            r#"kestrel_strategy_paused{strategy="1"} 0"#,
+            r#"kestrel_strategy_paused{strategy="2"} 1"#,
             &format!(
                 r#"kestrel_info{{mode="paper",version="{}"}} 1"#,
                 env!("CARGO_PKG_VERSION")

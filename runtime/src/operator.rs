@@ -17,8 +17,15 @@ use crate::control::{Request, Response};
 use crate::snapshot::{self, SharedSnapshot};
 use kestrel_gateway::{KILL_KEY, PAUSED_KEY};
 
+/// The order store's key for strategy `id`'s own pause.
+pub fn strategy_paused_key(id: u8) -> String {
+    format!("{PAUSED_KEY}:strategy:{id}")
+}
+
 pub struct Operator {
     store: Store,
+    /// The session's strategy ids: a command naming another is refused.
+    strategy_ids: Vec<u8>,
     engine: Producer<ControlCommand>,
     snapshot: SharedSnapshot,
     alerts: AlertSender,
@@ -32,6 +39,7 @@ impl Operator {
         engine: Producer<ControlCommand>,
         snapshot: SharedSnapshot,
         alerts: AlertSender,
+        strategy_ids: Vec<u8>,
     ) -> Result<Operator> {
         let store = Store::open(store_path).with_context(|| {
             format!(
@@ -41,6 +49,7 @@ impl Operator {
         })?;
         Ok(Operator {
             store,
+            strategy_ids,
             engine,
             snapshot,
             alerts,
@@ -71,11 +80,50 @@ impl Operator {
             Request::Flatten => self
                 .send(&[ControlKind::Flatten])
                 .map(|()| "flattening: cancelling open orders and closing every position with market orders"),
+            Request::PauseStrategy(id) => {
+                return self.strategy(id, true).map_or_else(
+                    |e| Response::refused(format!("{e:#}")),
+                    |()| Response::done(format!(
+                        "strategy {id} paused: no new entries from it; its exits still pass, the other strategies trade on. `kestrel ctl resume {id}` lifts it"
+                    )),
+                );
+            }
+            Request::ResumeStrategy(id) => {
+                return self.strategy(id, false).map_or_else(
+                    |e| Response::refused(format!("{e:#}")),
+                    |()| Response::done(format!(
+                        "strategy {id} resumed: it may enter again unless the whole engine is paused, killed or halted"
+                    )),
+                );
+            }
         };
         match result {
             Ok(message) => Response::done(message),
             Err(e) => Response::refused(format!("{e:#}")),
         }
+    }
+
+    /// Pause (`paused`) or resume one strategy: persisted first, as a whole-engine pause is.
+    fn strategy(&mut self, id: u8, paused: bool) -> Result<()> {
+        if !self.strategy_ids.contains(&id) {
+            let ids: Vec<String> = self.strategy_ids.iter().map(u8::to_string).collect();
+            anyhow::bail!(
+                "this session runs no strategy {id}; its strategies are {}",
+                ids.join(", ")
+            );
+        }
+        self.persist(&strategy_paused_key(id), paused)?;
+        let kind = if paused {
+            ControlKind::Pause
+        } else {
+            ControlKind::Resume
+        };
+        let cmd = ControlCommand::new(kind, self.clock.now()).for_strategy(id);
+        if self.engine.push(cmd).is_err() {
+            anyhow::bail!("the engine's operator ring is full (is the engine stopped?); try again");
+        }
+        self.alerts.send(Alert::strategy_control(id, paused));
+        Ok(())
     }
 
     fn persist(&mut self, key: &str, on: bool) -> Result<()> {

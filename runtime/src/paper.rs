@@ -155,6 +155,15 @@ impl PaperReport {
             "realised": s.realised.to_string(),
             "unrealised": s.unrealised.to_string(),
             "fees": s.fees.to_string(),
+            "strategies": s.strategies.iter().map(|p| serde_json::json!({
+                "id": p.id,
+                "kind": p.kind,
+                "realised": p.realised.to_string(),
+                "unrealised": p.unrealised.to_string(),
+                "fees": p.fees.to_string(),
+                "net_pnl": p.net_pnl().to_string(),
+                "open_positions": p.open_positions,
+            })).collect::<Vec<_>>(),
             "trading_state": s.trading_state.name(),
             "gateway_incidents": s.gateway_incidents,
             "store": s.store_path,
@@ -176,7 +185,7 @@ impl PaperReport {
 mod tests {
     use super::*;
     use crate::strategies::BuiltIn;
-    use kestrel_engine::InstrumentTable;
+    use kestrel_engine::{InstrumentTable, Money};
 
     #[test]
     fn a_short_session_trades_through_every_thread_and_loses_no_fill() {
@@ -245,6 +254,125 @@ mod tests {
             (r.counters.orders_sent, r.counters.fills, r.counters.ticks)
         );
     }
+    /// Two strategies on overlapping instruments in one session: each order carries its
+    /// strategy's id, the strategies' P&L sums to the account's exactly, and the account-wide
+    /// entry rate holds across both (in no one-second window of risk time do their entries
+    /// together pass `orders_per_second`).
+    #[test]
+    fn two_strategies_share_the_account_its_pnl_and_its_order_rate() {
+        const TWO: &str = r#"
+[engine]
+capital = 1000000
+[[strategies]]
+id = 3
+kind = "breakout"
+lookback = 5
+stop_bps = 5
+sizing = { method = "fixed", qty = 5 }
+[[strategies]]
+id = 7
+kind = "sma_cross"
+fast = 3
+slow = 8
+allow_short = true
+sizing = { method = "fixed", qty = 5 }
+instruments = ["RELIANCE", "INFY"]
+[risk]
+orders_per_second = 3
+burst_orders = 1000
+"#;
+        let table = InstrumentTable::nse_default();
+        let mut config = Config::parse::<BuiltIn>(TWO, "two.toml", &table).unwrap();
+        config.paper.tick_rate = 5_000;
+        let dir = tempfile::tempdir().unwrap();
+        config.storage.dir = dir.path().to_path_buf();
+        config.metrics.enabled = false;
+        let args = PaperArgs {
+            duration: Duration::from_millis(4000),
+            seed: Some(11),
+            config,
+            status: false,
+        };
+        let p = run::<BuiltIn>(args, Arc::new(AtomicBool::new(false))).unwrap();
+        let r = &p.session;
+        assert_eq!(p.orders_received, r.counters.orders_sent, "{p:?}");
+        assert_eq!(p.fills, r.counters.fills, "{p:?}");
+        assert!(r.positions_match(), "{r:?}");
+        assert_eq!(r.counters.fills_unattributed, 0, "{r:?}");
+
+        // P&L: per strategy, summing to the account exactly (fees too).
+        let ids: Vec<u8> = r.strategies.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [3, 7]);
+        let kinds: Vec<&str> = r.strategies.iter().map(|s| s.kind.as_str()).collect();
+        assert_eq!(kinds, ["breakout", "sma_cross"]);
+        let net: Money = r
+            .strategies
+            .iter()
+            .map(|s| s.net_pnl())
+            .fold(Money::ZERO, |a, b| a + b);
+        let fees = r
+            .strategies
+            .iter()
+            .map(|s| s.fees)
+            .fold(Money::ZERO, |a, b| a + b);
+        assert_eq!(net, r.realised + r.unrealised - r.fees, "{r:?}");
+        assert_eq!(fees, r.fees, "{r:?}");
+
+        // Orders: both strategies traded, each under its own id.
+        let reader = kestrel_journal::JournalReader::open(&r.journal_path).unwrap();
+        let records = reader.records();
+        let orders: Vec<_> = records
+            .iter()
+            .filter_map(|j| j.as_order().copied())
+            .collect();
+        for id in [3u8, 7] {
+            assert!(
+                orders
+                    .iter()
+                    .any(|o| o.strategy == id && o.decision_id >> 56 == id as u64),
+                "strategy {id} sent no order: {r:?}"
+            );
+        }
+        let mut coids: Vec<u64> = orders.iter().map(|o| o.client_order_id).collect();
+        coids.sort_unstable();
+        coids.dedup();
+        assert_eq!(coids.len(), orders.len(), "client order ids are unique");
+
+        // The rate: each accepted entry at its risk time (the verdict's timestamp).
+        let verdict_at: std::collections::HashMap<u64, u64> = records
+            .iter()
+            .filter_map(|j| j.as_risk())
+            .filter(|v| v.allowed_qty > 0)
+            .map(|v| (v.decision_id, v.ts))
+            .collect();
+        let mut entries: Vec<(u64, u8)> = orders
+            .iter()
+            .filter(|o| {
+                o.kind() == Some(kestrel_engine::RequestKind::New)
+                    && o.flags & kestrel_engine::records::order_flags::REDUCE_ONLY == 0
+            })
+            .map(|o| (verdict_at[&o.decision_id], o.strategy))
+            .collect();
+        entries.sort_unstable();
+        let limit = 3;
+        for w in entries.windows(limit + 1) {
+            assert!(
+                w[limit].0 - w[0].0 >= 1_000_000_000,
+                "{} entries within one second: {w:?}",
+                limit + 1
+            );
+        }
+        let rate_refusals = records
+            .iter()
+            .filter_map(|j| j.as_risk())
+            .filter(|v| v.reason == kestrel_engine::RiskReason::RatePerSecond.code())
+            .count();
+        assert!(
+            rate_refusals > 0,
+            "the limit bound in this session (else the test shows nothing): {r:?}"
+        );
+    }
+
     /// The simulated market trades around the clock, so paper never enforces NSE hours, not
     /// even with a config that does (as a live one should) on a day it lists as a holiday.
     #[test]

@@ -196,10 +196,9 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         .with_context(|| format!("opening journal {}", args.journal.display()))?;
     let table = reader.instruments().clone();
     let records = reader.records();
-    let strategy = args
+    let strategies = args
         .config
-        .strategy
-        .build::<S>(&table)
+        .build_strategies::<S>(&table, |_| 1)
         .context("the strategy does not fit this journal's instruments")?;
     args.config
         .risk
@@ -211,8 +210,8 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         ..args.config.engine_config()
     };
     let capital = engine_cfg.capital;
-    let mut engine = Engine::new(
-        strategy,
+    let mut engine = Engine::with_strategies(
+        strategies,
         RiskGate::new(&args.config.risk, &table, capital),
         ReplayClock::default(),
         table.clone(),

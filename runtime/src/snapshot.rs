@@ -58,6 +58,10 @@ pub struct OpsSnapshot {
     pub trading_state: &'static str,
     /// Operator pause (persists across restarts).
     pub paused: bool,
+    /// Strategies paused on their own (`kestrel ctl pause ID`), in id order.
+    pub paused_strategies: Vec<u8>,
+    /// Per strategy, in the configuration's order.
+    pub strategies: Vec<StrategyRow>,
     /// Kill switch (persists across restarts).
     pub killed: bool,
     /// NSE session phase now: "closed", "pre-open", "continuous", "closing", "holiday".
@@ -112,6 +116,16 @@ impl OpsSnapshot {
     pub fn drift(&self) -> Money {
         Money(self.net_pnl().0 - self.expected_pnl.0)
     }
+}
+
+/// One strategy's share: its orders, fills and P&L (the shares sum to the account's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StrategyRow {
+    pub id: u8,
+    pub orders: u64,
+    pub fills: u64,
+    pub net_pnl: Money,
+    pub open_positions: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

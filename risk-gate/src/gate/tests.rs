@@ -762,6 +762,13 @@ fn the_same_order_twice_within_the_window_is_a_duplicate() {
         check_at(&mut g, &mut later, &book(), T0 + 1_000 * MS),
         Decision::Accept
     );
+    // The same order from another strategy of the engine is that strategy's own decision.
+    let mut other_strategy = order(INFY, Side::Buy, 5, OrderType::Limit, "1500");
+    other_strategy.strategy = later.strategy + 1;
+    assert_eq!(
+        check_at(&mut g, &mut other_strategy, &book(), T0 + 1_001 * MS),
+        Decision::Accept
+    );
 }
 
 #[test]

@@ -444,6 +444,34 @@ impl Alert {
         )
     }
 
+    /// One strategy paused (`paused`) or resumed by the operator.
+    pub fn strategy_control(strategy: u8, paused: bool) -> Alert {
+        let (severity, title, what, todo) = if paused {
+            (
+                Severity::Warning,
+                format!("strategy {strategy} paused by the operator"),
+                "Its new entries are stopped; its exits still pass, and the other strategies \
+                 trade on. The pause survives a restart.",
+                format!("`kestrel ctl resume {strategy}` when you are ready."),
+            )
+        } else {
+            (
+                Severity::Info,
+                format!("strategy {strategy} resumed"),
+                "Its own pause was lifted: it may enter again unless the whole engine is \
+                 paused or halted.",
+                "nothing.".to_string(),
+            )
+        };
+        Alert::new(
+            severity,
+            AlertKind::Control,
+            format!("control:strategy:{strategy}"),
+            title,
+            body(what, &todo),
+        )
+    }
+
     pub fn control(command: ControlKind) -> Alert {
         let (severity, title, what, todo) = match command {
             ControlKind::Pause => (

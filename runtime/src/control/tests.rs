@@ -34,6 +34,8 @@ fn sample() -> OpsSnapshot {
         uptime_s: 3_723,
         trading_state: "active",
         paused: true,
+        paused_strategies: vec![3],
+        strategies: Vec::new(),
         killed: false,
         session_phase: "continuous",
         ticks: 5_000_000,
@@ -293,7 +295,9 @@ fn malformed_requests_get_an_error_reply_and_the_server_keeps_serving() {
         );
         assert!(error_of(&raw(&path, b"\n", false)).starts_with("empty request"));
         assert!(error_of(&raw(&path, b"STATUS\n", false)).contains("unknown command"));
-        assert!(error_of(&raw(&path, b"pause now\n", false)).contains("\"pause now\""));
+        assert!(
+            error_of(&raw(&path, b"pause now\n", false)).contains("\"now\" is not a strategy id")
+        );
         assert_eq!(
             error_of(&raw(&path, b"\xff\xfe\n", false)),
             "the request is not UTF-8 text"
@@ -471,6 +475,35 @@ fn ctl_resume_alone_never_clears_the_kill_switch() {
 }
 
 #[test]
+fn ctl_pause_and_resume_can_name_one_strategy_over_the_socket() {
+    bounded(20, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sock(&dir);
+        let (_server, seen) = start(&path);
+        assert_eq!(run_ctl(&path, &["pause", "3"]).1, None);
+        assert_eq!(run_ctl(&path, &["resume", "3"]).1, None);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [Request::PauseStrategy(3), Request::ResumeStrategy(3)]
+        );
+    });
+    // One strategy's resume cannot also clear the kill switch.
+    let argv = ["kestrel", "ctl", "resume", "--clear-kill", "3"];
+    assert!(crate::cli::Cli::try_parse_from(argv).is_err());
+    assert_eq!(Request::parse("pause 7"), Ok(Request::PauseStrategy(7)));
+    assert_eq!(Request::PauseStrategy(7).line(), "pause 7");
+    for (line, says) in [
+        ("pause 0", "\"0\" is not a strategy id"),
+        ("pause x", "\"x\" is not a strategy id"),
+        ("kill 3", "\"kill\" takes no argument"),
+        ("pause 3 4", "too many words"),
+    ] {
+        let err = Request::parse(line).unwrap_err();
+        assert!(err.contains(says), "{line}: {err}");
+    }
+}
+
+#[test]
 fn ctl_fails_on_an_error_reply_with_the_servers_reason() {
     bounded(20, || {
         let dir = tempfile::tempdir().unwrap();
@@ -612,7 +645,7 @@ fn status_text_reads_like_a_dashboard() {
     let text = status_text(&sample());
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "kestrel paper · up 1h 2m 3s · session continuous");
-    assert_eq!(lines[1], "trading    active, PAUSED");
+    assert_eq!(lines[1], "trading    active, PAUSED, strategies 3 paused");
     assert!(
         lines[2].starts_with(
             "market     1234 ticks/s, 5000000 ticks · feed connected, last frame 120.0ms ago"

@@ -54,7 +54,9 @@ use crate::alerts::{Alert, AlertSender, Alerter};
 use crate::config::{Config, EngineMode, OrderDurability};
 use crate::control::ControlServer;
 use crate::operator::Operator;
-use crate::snapshot::{self, LatencySummary, Mode, OpsSnapshot, PositionRow, SharedSnapshot};
+use crate::snapshot::{
+    self, LatencySummary, Mode, OpsSnapshot, PositionRow, SharedSnapshot, StrategyRow,
+};
 use crate::strategies::StrategySet;
 
 mod ops;
@@ -128,16 +130,21 @@ impl<S: StrategySet> SessionBuilder<S> {
         let rings = Rings::new();
         let services = OpsServices::start(&args, rings.operator_tx)?;
         let mut control_tx = rings.control_tx;
+        let strategy_ids: Vec<u8> = config
+            .strategy_sections()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
 
         // Reconcile with the venue before reading what the store restores: a difference it
         // cannot resolve pauses trading in the store, and that pause must hold from the
         // first tick of this run (the gateway also pushes it to the engine's ring).
         let (gateway, restored) = if dry_run {
             // A dry run sends nothing: it reads the store and lets it go.
-            (None, restore(&store, &table, config, clock.now())?)
+            (None, restore(&store, &table, &strategy_ids, clock.now())?)
         } else {
             let mut gateway = start_gateway(&args, store, &table, rings.gateway_control_tx, &stop)?;
-            let restored = restore(gateway.store(), &table, config, clock.now())?;
+            let restored = restore(gateway.store(), &table, &strategy_ids, clock.now())?;
             // What reconciliation learned (fills recovered after a crash, orders it closed)
             // is in the store, so the restore above has it; its reports must not reach the
             // engine a second time.
@@ -154,14 +161,17 @@ impl<S: StrategySet> SessionBuilder<S> {
         if restored.killed {
             let _ = control_tx.push(ControlCommand::new(ControlKind::Kill, now));
         }
-        let mut engine = build_engine::<S>(config, &table, &clock, restored.first_decision_seq)?;
+        for &id in &restored.paused_strategies {
+            let _ = control_tx.push(ControlCommand::new(ControlKind::Pause, now).for_strategy(id));
+        }
+        let mut engine = build_engine::<S>(config, &table, &clock, &restored)?;
         // The book as the store knows it, before any report from this run: today's fills,
         // and what is still working at the venue from an earlier run.
         for r in &restore_fills {
             engine.restore_fill(r);
         }
-        for &(id, side, qty) in &restore_working {
-            engine.restore_working(id, side, qty);
+        for &(strategy, id, side, qty) in &restore_working {
+            engine.restore_working(strategy, id, side, qty);
         }
         let capital = engine.book().capital();
         // A signal sets `stop`; the engine reads it directly, so no decision follows it.
@@ -221,7 +231,14 @@ impl<S: StrategySet> SessionBuilder<S> {
         )?;
 
         // The ops loop: drain the journal, keep a mirror of the book, publish the snapshot.
-        let mut ops = open_ops(config, &table, &clock, capital, &restore_fills, restored)?;
+        let mut ops = open_ops(
+            config,
+            &table,
+            &clock,
+            capital,
+            &restore_fills,
+            restored.clone(),
+        )?;
         ops.alerts = Some(services.alerter.sender());
         let store_reader = StoreReader::open(&args.store_path);
         let mut journal_rx = rings.journal_rx;
@@ -322,6 +339,7 @@ impl<S: StrategySet> SessionBuilder<S> {
         let fc = ended.feed.counters();
         Ok(SessionReport {
             counters: *engine.counters(),
+            strategies: report::StrategyPnl::of_engine(&engine, config),
             ticks_received: fc.ticks + fc.ring_full,
             ticks_dropped: fc.ring_full,
             engine_positions,
@@ -442,6 +460,11 @@ impl OpsServices {
             operator_tx,
             args.snapshot.clone(),
             alerter.sender(),
+            config
+                .strategy_sections()
+                .iter()
+                .map(|(id, _)| *id)
+                .collect(),
         )?;
         let control = ControlServer::start(&socket, move |req| operator.handle(req))
             .context("starting the control socket")?;
@@ -472,22 +495,21 @@ impl OpsServices {
 }
 
 /// The engine for `config`'s strategy and risk limits, pinned to `[engine] core` or the
-/// last core, continuing the decision sequence at `first_decision_seq`.
+/// last core, each strategy continuing its decision sequence after the last one stored.
 fn build_engine<S: StrategySet>(
     config: &Config,
     table: &InstrumentTable,
     clock: &LiveClock,
-    first_decision_seq: u64,
+    restored: &Restored,
 ) -> Result<SessionEngine<S>> {
     let mut engine_config = config.engine_config();
-    engine_config.first_decision_seq = first_decision_seq;
     if engine_config.core.is_none() {
         let cores = core_count();
         engine_config.core = (cores > 1).then(|| cores - 1);
     }
     let capital = engine_config.capital;
-    Ok(Engine::new(
-        config.strategy.build::<S>(table)?,
+    Ok(Engine::with_strategies(
+        config.build_strategies::<S>(table, |id| restored.first_decision_seq(id))?,
         RiskGate::new(&config.risk, table, capital),
         clock.clone(),
         table.clone(),
@@ -538,7 +560,20 @@ fn open_ops(
     }
     let calendar = kestrel_risk::session::Calendar::from_config(&config.risk.session)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut ops = Ops::new(table, calendar, capital, journal, restore_fills, restored);
+    let ids: Vec<u8> = config
+        .strategy_sections()
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    let mut ops = Ops::new(
+        table,
+        calendar,
+        capital,
+        journal,
+        restore_fills,
+        restored,
+        &ids,
+    );
     ops.drift_limit = Money::from_units(config.alerts.drift_alert_rupees);
     Ok(ops)
 }
@@ -734,7 +769,7 @@ mod tests {
             )
             .unwrap();
 
-        let (restored, fills, working) = restore(&store, &table, &config, now).unwrap();
+        let (restored, fills, working) = restore(&store, &table, &[1], now).unwrap();
         let got: Vec<(u32, u32, Money)> =
             fills.iter().map(|r| (r.qty, r.leaves_qty, r.fee)).collect();
         assert_eq!(
@@ -746,7 +781,12 @@ mod tests {
         assert_eq!(restored.fills, 3);
         assert_eq!(restored.fees, fee1 + fee2);
         assert_eq!(restored.fills_without_fee, 1);
-        assert_eq!(restored.first_decision_seq, 42);
+        assert_eq!(restored.first_decision_seq(config.engine.strategy_id), 42);
+        assert_eq!(
+            restored.first_decision_seq(99),
+            1,
+            "a strategy without orders starts at 1"
+        );
         assert!(working.is_empty(), "{working:?}");
     }
 

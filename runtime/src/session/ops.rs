@@ -76,6 +76,10 @@ pub(super) struct Ops {
     pub(super) rejects_by_reason: [u64; 256],
     pub(super) trading_state: TradingState,
     pub(super) paused: bool,
+    /// Strategies paused on their own, in id order.
+    paused_strategies: Vec<u8>,
+    /// Each strategy's orders, fills and own book (from the records' strategy ids).
+    strategies: Vec<(StrategyRow, Portfolio)>,
     pub(super) killed: bool,
     pub(super) decision_latency: Histogram<u64>,
     /// Where alerts go; `None` once the session is ending.
@@ -101,6 +105,7 @@ impl Ops {
         journal: RollingJournal,
         restored_fills: &[ExecReport],
         restored: Restored,
+        strategy_ids: &[u8],
     ) -> Ops {
         let mut ops = Ops {
             table: table.clone(),
@@ -119,6 +124,17 @@ impl Ops {
             rejects_by_reason: [0; 256],
             trading_state: TradingState::Active,
             paused: restored.paused,
+            paused_strategies: restored.paused_strategies.clone(),
+            strategies: strategy_ids
+                .iter()
+                .map(|&id| {
+                    let row = StrategyRow {
+                        id,
+                        ..StrategyRow::default()
+                    };
+                    (row, Portfolio::new(table.len(), capital))
+                })
+                .collect(),
             killed: restored.killed,
             decision_latency: new_histogram(),
             alerts: None,
@@ -136,6 +152,9 @@ impl Ops {
             if let Some(side) = f.side() {
                 let qty = Qty(f.qty as i64);
                 ops.book.apply_fill(f.instrument, side, qty, f.price, f.fee);
+                if let Some((_, book)) = ops.strategy(f.strategy) {
+                    book.apply_fill(f.instrument, side, qty, f.price, f.fee);
+                }
                 ops.expected
                     .apply_fill(f.instrument, side, qty, f.price, Money::ZERO);
             }
@@ -156,13 +175,24 @@ impl Ops {
         })
     }
 
+    /// Strategy `id`'s row and book, if the session runs it.
+    fn strategy(&mut self, id: u8) -> Option<&mut (StrategyRow, Portfolio)> {
+        self.strategies.iter_mut().find(|(row, _)| row.id == id)
+    }
+
     pub(super) fn apply(&mut self, rec: &JournalRecord) {
         if let Some(t) = rec.as_tick() {
             self.ticks += 1;
             self.book.mark(t.instrument, t.last_px);
             self.expected.mark(t.instrument, t.last_px);
+            for (_, book) in &mut self.strategies {
+                book.mark(t.instrument, t.last_px);
+            }
         } else if let Some(o) = rec.as_order() {
             self.orders += 1;
+            if let Some((row, _)) = self.strategy(o.strategy) {
+                row.orders += 1;
+            }
             if o.tick_ts != 0 {
                 let _ = self
                     .decision_latency
@@ -179,6 +209,10 @@ impl Ops {
                 let qty = Qty(e.qty as i64);
                 self.book
                     .apply_fill(e.instrument, side, qty, e.price, e.fee);
+                if let Some((row, book)) = self.strategy(e.strategy) {
+                    row.fills += 1;
+                    book.apply_fill(e.instrument, side, qty, e.price, e.fee);
+                }
                 let decided = self
                     .decided_at
                     .get(&e.client_order_id)
@@ -207,8 +241,22 @@ impl Ops {
             }
         } else if let Some(c) = rec.as_control() {
             match c.kind() {
+                Some(ControlKind::Pause | ControlKind::Resume)
+                    if c.strategy != ControlCommand::ALL_STRATEGIES =>
+                {
+                    let paused = c.kind() == Some(ControlKind::Pause);
+                    self.paused_strategies.retain(|&id| id != c.strategy);
+                    if paused {
+                        self.paused_strategies.push(c.strategy);
+                        self.paused_strategies.sort_unstable();
+                    }
+                }
                 Some(ControlKind::Pause) => self.paused = true,
-                Some(ControlKind::Resume) => self.paused = false,
+                Some(ControlKind::Resume) => {
+                    // The engine-wide resume lifts every strategy's own pause too.
+                    self.paused = false;
+                    self.paused_strategies.clear();
+                }
                 Some(ControlKind::Kill) => self.killed = true,
                 Some(ControlKind::ClearKill) => self.killed = false,
                 Some(ControlKind::Connectivity) if c.arg == 0 && self.disconnected_at.is_none() => {
@@ -348,6 +396,16 @@ impl Ops {
             uptime_s: uptime.as_secs(),
             trading_state: self.trading_state.name(),
             paused: self.paused,
+            paused_strategies: self.paused_strategies.clone(),
+            strategies: self
+                .strategies
+                .iter()
+                .map(|(row, book)| StrategyRow {
+                    net_pnl: book.net_pnl(),
+                    open_positions: book.positions().filter(|(_, p)| !p.qty.is_zero()).count(),
+                    ..row.clone()
+                })
+                .collect(),
             killed: self.killed,
             session_phase: self.calendar.phase(now).name(),
             ticks: self.ticks,

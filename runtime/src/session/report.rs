@@ -2,9 +2,54 @@
 
 use super::*;
 
+/// One strategy's share of the account: its own fills, valued at the same marks. The
+/// strategies' shares sum to the account's figures exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrategyPnl {
+    pub id: u8,
+    pub kind: String,
+    pub realised: Money,
+    pub unrealised: Money,
+    pub fees: Money,
+    pub open_positions: usize,
+}
+
+impl StrategyPnl {
+    /// Every strategy of `engine`, named by `config`'s kinds.
+    pub(crate) fn of_engine<S, R, C>(engine: &Engine<S, R, C>, config: &Config) -> Vec<StrategyPnl>
+    where
+        S: kestrel_engine::Strategy,
+        R: kestrel_engine::risk::RiskCheck,
+        C: kestrel_engine::Clock,
+    {
+        let sections = config.strategy_sections();
+        engine
+            .strategies()
+            .map(|(id, _, book)| StrategyPnl {
+                id,
+                kind: sections
+                    .iter()
+                    .find(|(s, _)| *s == id)
+                    .map_or_else(String::new, |(_, s)| s.kind.clone()),
+                realised: book.realised(),
+                unrealised: book.unrealised(),
+                fees: book.fees(),
+                open_positions: book.positions().filter(|(_, p)| !p.qty.is_zero()).count(),
+            })
+            .collect()
+    }
+
+    /// Realised + unrealised − fees.
+    pub fn net_pnl(&self) -> Money {
+        self.realised + self.unrealised - self.fees
+    }
+}
+
 /// What a session did, for the summary and for tests.
 pub struct SessionReport {
     pub counters: EngineCounters,
+    /// Per strategy, in the configuration's order.
+    pub strategies: Vec<StrategyPnl>,
     /// Ticks the feed decoded (pushed or dropped).
     pub ticks_received: u64,
     pub ticks_dropped: u64,
@@ -55,6 +100,7 @@ impl std::fmt::Debug for SessionReport {
             .field("rejects_by_reason", &self.rejects_by_reason)
             .field("trading_state", &self.trading_state)
             .field("restored", &self.restored)
+            .field("strategies", &self.strategies)
             .field("decisions_timed", &self.decision_latency.len())
             .finish_non_exhaustive()
     }
@@ -114,9 +160,18 @@ impl SessionReport {
         println!("{title}: summary ({:.1} s)", self.elapsed.as_secs_f64());
         if self.restored.fills > 0 || self.restored.paused || self.restored.killed {
             let r = &self.restored;
+            let next: Vec<String> = r
+                .last_decision_seqs
+                .iter()
+                .map(|(id, last)| format!("#{} (strategy {id})", last + 1))
+                .collect();
             println!(
-                "  restored   {} fills from today (fees ₹{}), next decision #{}, paused {}, kill switch {}",
-                r.fills, r.fees, r.first_decision_seq, r.paused, r.killed
+                "  restored   {} fills from today (fees ₹{}), next decision {}, paused {}, kill switch {}",
+                r.fills,
+                r.fees,
+                next.join(", "),
+                r.paused,
+                r.killed
             );
             if r.fills_without_fee > 0 {
                 println!(
@@ -149,6 +204,20 @@ impl SessionReport {
             "  P&L        realised ₹{}  unrealised ₹{}  fees ₹{}  open positions {}",
             self.realised, self.unrealised, self.fees, self.open_positions
         );
+        if self.strategies.len() > 1 {
+            for s in &self.strategies {
+                println!(
+                    "    #{:<3} {:<12} net ₹{}  realised ₹{}  unrealised ₹{}  fees ₹{}  open {}",
+                    s.id,
+                    s.kind,
+                    s.net_pnl(),
+                    s.realised,
+                    s.unrealised,
+                    s.fees,
+                    s.open_positions
+                );
+            }
+        }
         let net = Money(self.realised.0 + self.unrealised.0 - self.fees.0);
         println!(
             "  drift      expected from signals ₹{}  actual ₹{}  difference ₹{}",

@@ -4,10 +4,12 @@
 use super::*;
 
 /// What the store carried over from an earlier run of the same store.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     pub paused: bool,
     pub killed: bool,
+    /// Strategies paused on their own (`kestrel ctl pause ID`).
+    pub paused_strategies: Vec<u8>,
     /// Today's fills replayed into the engine's book.
     pub fills: usize,
     /// Their fees: the estimates the store kept with them (what the engine was told when
@@ -16,18 +18,28 @@ pub struct Restored {
     /// Of those fills, the ones stored before the store kept fees (schema < 4): booked
     /// without a fee.
     pub fills_without_fee: usize,
-    pub first_decision_seq: u64,
+    /// Per strategy id, the highest decision sequence number the store has seen.
+    pub last_decision_seqs: std::collections::BTreeMap<u8, u64>,
 }
 
-/// An order from an earlier run still working at the venue: (instrument, side, leaves).
-pub(super) type Working = (InstrumentId, Side, Qty);
+impl Restored {
+    /// Where strategy `id`'s decisions continue: ids must never repeat, so a new decision
+    /// after a restart follows the last one stored.
+    pub fn first_decision_seq(&self, id: u8) -> u64 {
+        self.last_decision_seqs.get(&id).map_or(1, |last| last + 1)
+    }
+}
+
+/// An order from an earlier run still working at the venue: (strategy, instrument, side,
+/// leaves).
+pub(super) type Working = (u8, InstrumentId, Side, Qty);
 
 /// Reads the store's persisted switches, today's fills (IST day of `now`, each with the fee
 /// the store kept for it) and the orders still working.
 pub(super) fn restore(
     store: &Store,
     table: &InstrumentTable,
-    config: &Config,
+    strategy_ids: &[u8],
     now: UnixNanos,
 ) -> Result<(Restored, Vec<ExecReport>, Vec<Working>)> {
     let flag = |key: &str| -> Result<bool> {
@@ -38,8 +50,7 @@ pub(super) fn restore(
             == Some("1"))
     };
     let orders = store.all_orders().context("reading the order store")?;
-    let strategy = config.engine.strategy_id as u64;
-    let mut last_seq = 0u64;
+    let mut last_decision_seqs = std::collections::BTreeMap::<u8, u64>::new();
     let mut fills = Vec::new();
     let mut working = Vec::new();
     let today = ist_day(now);
@@ -56,9 +67,12 @@ pub(super) fn restore(
     let (mut fees, mut fills_without_fee) = (Money::ZERO, 0);
     for o in &orders {
         let req = &o.request;
-        if req.decision_id >> 56 == strategy {
-            last_seq = last_seq.max(req.decision_id & ((1 << 56) - 1));
-        }
+        let (strategy, seq) = (
+            (req.decision_id >> 56) as u8,
+            req.decision_id & ((1 << 56) - 1),
+        );
+        let last = last_decision_seqs.entry(strategy).or_default();
+        *last = (*last).max(seq);
         if req.instrument.index() >= table.len() {
             continue;
         }
@@ -66,7 +80,12 @@ pub(super) fn restore(
             && o.fsm.leaves() > 0
             && let Some(side) = req.side()
         {
-            working.push((req.instrument, side, Qty(o.fsm.leaves() as i64)));
+            working.push((
+                req.strategy,
+                req.instrument,
+                side,
+                Qty(o.fsm.leaves() as i64),
+            ));
         }
         let mut leaves = o.fsm.quantity();
         for f in o.fsm.fills() {
@@ -88,16 +107,24 @@ pub(super) fn restore(
              they are booked without one"
         );
     }
-    // Ids must never repeat: a new decision after a restart continues the sequence.
-    let first_decision_seq = last_seq + 1;
     Ok((
         Restored {
             paused: flag(PAUSED_KEY)?,
             killed: flag(KILL_KEY)?,
+            paused_strategies: strategy_ids
+                .iter()
+                .filter_map(
+                    |&id| match flag(&crate::operator::strategy_paused_key(id)) {
+                        Ok(true) => Some(Ok(id)),
+                        Ok(false) => None,
+                        Err(e) => Some(Err(e)),
+                    },
+                )
+                .collect::<Result<_>>()?,
             fills: fills.len(),
             fees,
             fills_without_fee,
-            first_decision_seq,
+            last_decision_seqs,
         },
         fills,
         working,

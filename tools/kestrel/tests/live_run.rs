@@ -604,3 +604,103 @@ fn a_503_during_start_up_reconciliation_is_retried_not_fatal() {
         "the run traded after the retries"
     );
 }
+
+/// Two strategies in one `kestrel run`: `ctl pause 2` stops strategy 2's entries while
+/// strategy 1 trades on, the pause survives a restart, a strategy the session does not run is
+/// refused by name, and the summary gives each strategy's P&L.
+#[test]
+fn ctl_pause_can_name_one_of_two_strategies_and_the_other_trades_on() {
+    use kestrel_engine::ControlKind;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim();
+    let one = std::fs::read_to_string(write_config(dir.path(), &sim)).unwrap();
+    let (head, rest) = one.split_once("[strategy]\n").unwrap();
+    let tail = &rest[rest.find("[paper]").unwrap()..];
+    let two = format!(
+        "{head}[[strategies]]\nid = 1\nkind = \"breakout\"\nlookback = 5\nstop_bps = 5\n\
+         sizing = {{ method = \"fixed\", qty = 5 }}\n\n\
+         [[strategies]]\nid = 2\nkind = \"sma_cross\"\nfast = 3\nslow = 8\n\
+         sizing = {{ method = \"fixed\", qty = 5 }}\n\n{tail}"
+    );
+    let config = kestrel_testkit::config::write(dir.path(), "two.toml", &two);
+    let socket = dir.path().join("data/kestrel.sock");
+
+    let run = spawn_run(&config, &sim, "60s");
+    wait_status(&socket, "orders from both strategies", |s| {
+        s["strategies"].as_array().is_some_and(|rows| {
+            rows.len() == 2 && rows.iter().all(|r| r["orders"].as_u64() > Some(0))
+        })
+    });
+    let out = ctl(&socket, &["pause", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("strategy 2 paused"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ctl(&socket, &["pause", "9"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("runs no strategy 9; its strategies are 1, 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    wait_status(&socket, "strategy 2's pause to show", |s| {
+        s["paused_strategies"] == serde_json::json!([2]) && s["paused"] == false
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let first = terminate(run);
+    let stdout = text(&first.stdout);
+    assert!(first.status.success(), "{stdout}\n{}", text(&first.stderr));
+    assert!(
+        stdout.contains("#1   breakout") && stdout.contains("#2   sma_cross"),
+        "{stdout}"
+    );
+
+    // A restart on the same store: strategy 2 is still paused, strategy 1 is not.
+    let second = run_for(&config, &sim, "3s");
+    let stdout = text(&second.stdout);
+    assert!(
+        second.status.success(),
+        "{stdout}\n{}",
+        text(&second.stderr)
+    );
+    let records = journal_of(&stdout);
+    let at = records
+        .iter()
+        .position(|r| {
+            r.as_control()
+                .is_some_and(|c| c.kind() == Some(ControlKind::Pause) && c.strategy == 2)
+        })
+        .expect("strategy 2's pause in the journal");
+    let after: Vec<_> = records[at + 1..]
+        .iter()
+        .filter_map(|r| r.as_order())
+        .filter(|o| is_entry(o))
+        .collect();
+    assert!(
+        after.iter().all(|o| o.strategy != 2),
+        "strategy 2 entered after its pause: {after:?}"
+    );
+    assert!(
+        after.iter().any(|o| o.strategy == 1),
+        "strategy 1 traded on (in both runs): {after:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.as_order().is_some_and(|o| o.strategy == 2 && is_entry(o))),
+        "strategy 2 had traded before its pause (else the test shows nothing)"
+    );
+    let restored_pauses = records[at + 1..]
+        .iter()
+        .filter(|r| {
+            r.as_control()
+                .is_some_and(|c| c.kind() == Some(ControlKind::Pause) && c.strategy == 2)
+        })
+        .count();
+    assert_eq!(
+        restored_pauses, 1,
+        "the second run restored the pause from the store"
+    );
+}
