@@ -40,6 +40,7 @@ fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool) {
     let (journal_tx, mut journal_rx) = channel::<JournalRecord>(1 << 16);
     let mut out = RingOutput {
         orders: orders_tx,
+        wake: None,
         journal: journal.then_some(journal_tx),
     };
 

@@ -975,6 +975,7 @@ fn kestrel_side(
         table.clone(),
         FeedSinks {
             ticks: tick_tx,
+            texts_wake: None,
             texts: None,
             control: None,
         },
@@ -1004,6 +1005,7 @@ fn kestrel_side(
     };
     let mut out = RingOutput {
         orders: order_tx,
+        wake: None,
         journal: None,
     };
     let mut drain_orders = || {

@@ -27,6 +27,7 @@ use crate::risk::{
     Approved, Decision, ForcedAction, Rejection, RiskCheck, RiskReason, risk_record,
 };
 use crate::strategy::{Intent, OrderIntent, ReasonCode, Strategy};
+use crate::wake::Wake;
 
 /// Start-up settings of one engine.
 #[derive(Clone, Debug)]
@@ -101,12 +102,18 @@ pub trait EngineOutput {
 pub struct RingOutput {
     pub orders: Producer<Approved>,
     pub journal: Option<Producer<JournalRecord>>,
+    /// Wakes the order ring's consumer (the gateway) when it parked waiting for work.
+    pub wake: Option<Arc<Wake>>,
 }
 
 impl EngineOutput for RingOutput {
     #[inline]
     fn send_order(&mut self, order: Approved) -> Result<(), Approved> {
-        self.orders.push(order).map_err(|PushError::Full(o)| o)
+        self.orders.push(order).map_err(|PushError::Full(o)| o)?;
+        if let Some(w) = &self.wake {
+            w.notify();
+        }
+        Ok(())
     }
 
     #[inline]

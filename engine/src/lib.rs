@@ -22,6 +22,7 @@ pub mod risk;
 pub mod rng;
 pub mod sizing;
 pub mod strategy;
+pub mod wake;
 
 pub use clock::{Clock, LiveClock, ReplayClock};
 pub use engine::{Engine, EngineConfig, EngineCounters, StrategySlot};

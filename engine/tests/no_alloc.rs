@@ -196,6 +196,7 @@ fn the_run_loop_allocates_nothing_in_steady_state() {
             };
             let mut out = RingOutput {
                 orders: orders_tx,
+                wake: None,
                 journal: Some(journal_tx),
             };
             engine.run(&mut inputs, &mut out, &stops[0]);

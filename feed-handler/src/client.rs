@@ -302,6 +302,8 @@ struct TlsSetup {
 pub struct FeedSinks {
     pub ticks: Producer<Tick>,
     pub texts: Option<Producer<TextRecord>>,
+    /// Notified after a text (an order update) is pushed: wakes the gateway if it parked.
+    pub texts_wake: Option<std::sync::Arc<kestrel_engine::wake::Wake>>,
     pub control: Option<Producer<ControlCommand>>,
 }
 
@@ -959,10 +961,12 @@ impl Sinks {
                 match TextRecord::new(text, self.clock.now()) {
                     None => self.counters.text_too_long += 1,
                     Some(rec) => {
-                        if let Some(p) = self.out.texts.as_mut()
-                            && p.push(rec).is_err()
-                        {
-                            self.counters.text_ring_full += 1;
+                        if let Some(p) = self.out.texts.as_mut() {
+                            if p.push(rec).is_err() {
+                                self.counters.text_ring_full += 1;
+                            } else if let Some(w) = &self.out.texts_wake {
+                                w.notify();
+                            }
                         }
                     }
                 }

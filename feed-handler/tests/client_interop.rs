@@ -111,6 +111,7 @@ fn python_websockets_server_fragmented_ping_interleaved_16_and_64_bit_frames_del
     let (tp, mut ticks) = ring::channel(1 << 16);
     let sinks = FeedSinks {
         ticks: tp,
+        texts_wake: None,
         texts: None,
         control: None,
     };

@@ -34,6 +34,7 @@ fn rig(server: &TickerServer, token: &str, tune: impl FnOnce(&mut FeedConfig)) -
     let (cp, control) = ring::channel(64);
     let sinks = FeedSinks {
         ticks: tp,
+        texts_wake: None,
         texts: Some(xp),
         control: Some(cp),
     };

@@ -146,6 +146,7 @@ fn rig(port: u16, host: &str, pki: &Pki, with_ca: bool) -> Rig {
     let (tp, ticks) = ring::channel(1 << 14);
     let sinks = FeedSinks {
         ticks: tp,
+        texts_wake: None,
         texts: None,
         control: None,
     };
@@ -258,6 +259,7 @@ fn a_ca_file_without_certificates_is_refused_at_construction() {
     let (tp, _ticks) = ring::channel(16);
     let sinks = FeedSinks {
         ticks: tp,
+        texts_wake: None,
         texts: None,
         control: None,
     };

@@ -71,6 +71,7 @@ fn the_engine_thread_polls_the_socket_and_steps_every_tick() {
     let (order_tx, mut order_rx) = channel::<Approved>(1 << 12);
     let sinks = FeedSinks {
         ticks: tick_tx,
+        texts_wake: None,
         texts: None,
         control: Some(ctl_tx),
     };
@@ -113,6 +114,7 @@ fn the_engine_thread_polls_the_socket_and_steps_every_tick() {
             };
             let mut out = RingOutput {
                 orders: order_tx,
+                wake: None,
                 journal: None,
             };
             engine.run_with_poll(&mut inputs, &mut out, &stop, || {

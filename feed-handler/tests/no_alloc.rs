@@ -173,6 +173,7 @@ fn polling_a_loopback_socket_and_decoding_allocates_nothing() {
         InstrumentTable::nse_default(),
         FeedSinks {
             ticks: tick_tx,
+            texts_wake: None,
             texts: None,
             control: Some(ctl_tx),
         },

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kestrel_engine::fees::{FeeModel, NseFees, Product};
 use kestrel_engine::ring::{Consumer, Producer, PushError};
 use kestrel_engine::rng::Rng;
+use kestrel_engine::wake::Wake;
 use kestrel_engine::{
     Approved, ControlCommand, ControlKind, ExecKind, ExecReport, InstrumentId, InstrumentTable,
     Money, OrderRequest, OrderType, Qty, RequestKind, Side, TimeInForce, UnixNanos,
@@ -135,8 +136,13 @@ pub struct GatewayConfig {
     pub poll_interval_with_updates: Duration,
     /// Updates count as flowing for this long after the last one about a followed order.
     pub updates_fresh_for: Duration,
-    /// Sleep of the run loop when there is nothing to do.
-    pub idle_sleep: Duration,
+    /// How long the run loop spins with nothing to do before it parks: the first order after
+    /// a quiet spell finds it spinning for this long. `Duration::MAX` never parks (a machine
+    /// with a core for the gateway).
+    pub idle_spin: Duration,
+    /// The longest park: the engine's [`GatewayRings::wake`] ends it at once for an order;
+    /// polls, reconciliation and order updates wait at most this long.
+    pub idle_park: Duration,
     /// Seed of the backoff jitter.
     pub seed: u64,
     /// Freeze quantities that override the instrument table's `freeze_qty` (which is used
@@ -168,7 +174,8 @@ impl Default for GatewayConfig {
             poll_interval: Duration::from_millis(500),
             poll_interval_with_updates: Duration::from_secs(1),
             updates_fresh_for: Duration::from_secs(10),
-            idle_sleep: Duration::from_micros(200),
+            idle_spin: Duration::from_micros(50),
+            idle_park: Duration::from_millis(1),
             seed: 0x6b65_7374,
             freeze_qty: Vec::new(),
             reconcile_interval: Duration::from_secs(30),
@@ -349,6 +356,9 @@ pub struct GatewayRings<'a> {
     pub execs: &'a mut Producer<ExecReport>,
     /// The venue's order updates (the feed's text ring), when the ticker WebSocket is up.
     pub updates: Option<&'a mut Consumer<TextRecord>>,
+    /// What the engine notifies after it pushes an order: the run loop parks on it when idle
+    /// (without it, the loop sleeps [`GatewayConfig::idle_park`]).
+    pub wake: Option<&'a Wake>,
 }
 
 /// What [`Gateway::shutdown`] did.
@@ -636,6 +646,7 @@ impl<V: Venue> Gateway<V> {
         stop: &AtomicBool,
     ) -> Result<(), GatewayError> {
         let mut last_poll = Instant::now();
+        let mut idle_since: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             let mut busy = false;
             if let Some(texts) = rings.updates.as_deref_mut() {
@@ -663,12 +674,33 @@ impl<V: Venue> Gateway<V> {
                 Err(e) => return Err(e),
             }
             self.flush(rings.execs);
-            if !busy {
-                std::thread::sleep(self.cfg.idle_sleep);
+            if busy {
+                idle_since = None;
+            } else {
+                self.idle(rings, idle_since.get_or_insert_with(Instant::now));
             }
         }
         self.flush(rings.execs);
         Ok(())
+    }
+
+    /// Nothing to do since `since`: spin (no system call, the next order is picked up at
+    /// once) for [`GatewayConfig::idle_spin`], then park until the engine hands an order over
+    /// or [`GatewayConfig::idle_park`] passes. Never a fixed sleep in front of an order.
+    fn idle(&self, rings: &mut GatewayRings<'_>, since: &Instant) {
+        if since.elapsed() < self.cfg.idle_spin {
+            std::hint::spin_loop();
+            return;
+        }
+        match rings.wake {
+            Some(wake) => {
+                let (orders, updates) = (&*rings.orders, rings.updates.as_deref());
+                wake.park_unless(self.cfg.idle_park, || {
+                    !orders.is_empty() || updates.is_some_and(|u| !u.is_empty())
+                });
+            }
+            None => std::thread::sleep(self.cfg.idle_park),
+        }
     }
 
     /// The poll interval at `now`: [`GatewayConfig::poll_interval_with_updates`] while order

@@ -172,6 +172,7 @@ fn run_loop_moves_orders_and_reports_through_real_rings_without_losing_one_when_
             let mut gw = gateway(&url, &db, cfg);
             let mut rings = GatewayRings {
                 orders: &mut order_rx,
+                wake: None,
                 execs: &mut exec_tx,
                 updates: None,
             };
@@ -215,4 +216,54 @@ fn run_loop_moves_orders_and_reports_through_real_rings_without_losing_one_when_
         assert_eq!(k, [ExecKind::Accepted, ExecKind::Fill], "order {id:x}");
     }
     assert_eq!(reports.len(), 2 * orders.len());
+}
+
+/// The run loop parks when it has nothing to do and the engine's push wakes it: with parks
+/// longer than the test waits for an order (30 s against 20 s), every order it is handed
+/// still reaches the venue, one at a time, each after the loop went back to its park.
+#[test]
+fn a_parked_run_loop_is_woken_by_each_order_it_is_handed() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.sqlite");
+    let mut cfg = config();
+    cfg.idle_spin = Duration::ZERO;
+    cfg.idle_park = DEADLINE + Duration::from_secs(10);
+    cfg.poll_interval = Duration::from_secs(3600);
+    cfg.poll_interval_with_updates = Duration::from_secs(3600);
+    let url = sim.url();
+    let (mut order_tx, mut order_rx) = ring::channel::<Approved>(16);
+    let (mut exec_tx, _exec_rx) = ring::channel::<ExecReport>(64);
+    let stop = AtomicBool::new(false);
+    let wake = kestrel_engine::wake::Wake::new();
+    let orders: Vec<Approved> = (0..3).map(|k| approve(60 + k, 5, None)).collect();
+
+    let result = std::thread::scope(|s| {
+        let (stop, wake) = (&stop, &wake);
+        let gw_thread = s.spawn(move || {
+            let mut gw = gateway(&url, &db, cfg);
+            let mut rings = GatewayRings {
+                orders: &mut order_rx,
+                wake: Some(wake),
+                execs: &mut exec_tx,
+                updates: None,
+            };
+            gw.run(&mut rings, stop)
+        });
+        for (k, a) in orders.iter().enumerate() {
+            // Time for the loop to finish the last placement and park again.
+            std::thread::sleep(Duration::from_millis(50));
+            order_tx.push(*a).unwrap();
+            wake.notify();
+            let t0 = Instant::now();
+            while sim.tag_counts().len() <= k && t0.elapsed() < DEADLINE {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert_eq!(sim.tag_counts().len(), k + 1, "order {k} stayed in the ring");
+        }
+        stop.store(true, Ordering::Relaxed);
+        wake.notify();
+        gw_thread.join().unwrap()
+    });
+    result.unwrap();
 }

@@ -185,6 +185,7 @@ fn run_loop_reports_fills_from_updates_with_polls_an_hour_apart() {
             let mut gw = gateway(&url, &db, no_polling());
             let mut rings = GatewayRings {
                 orders: &mut order_rx,
+                wake: None,
                 execs: &mut exec_tx,
                 updates: Some(texts),
             };
@@ -244,6 +245,7 @@ fn a_fill_is_reported_between_slow_placements_not_after_the_queue() {
             let mut gw = gateway(&url, &db, no_polling());
             let mut rings = GatewayRings {
                 orders: &mut order_rx,
+                wake: None,
                 execs: &mut exec_tx,
                 updates: Some(texts),
             };

@@ -96,6 +96,7 @@ impl Harness {
             engine,
             out: RingOutput {
                 orders: orders_tx,
+                wake: None,
                 journal: Some(journal_tx),
             },
             orders,

@@ -329,6 +329,7 @@ impl Run {
             engine,
             out: RingOutput {
                 orders: orders_tx,
+                wake: None,
                 journal: Some(journal_tx),
             },
             orders,

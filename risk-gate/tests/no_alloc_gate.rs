@@ -106,6 +106,7 @@ fn drive(config: &str) -> Outcome {
     let (mut exec_tx, mut exec_rx) = channel::<ExecReport>(1024);
     let mut out = RingOutput {
         orders: orders_tx,
+        wake: None,
         journal: Some(journal_tx),
     };
     let mut market = Market::new();

@@ -46,6 +46,7 @@ pub fn run(
     let (ctl_tx, mut ctl_rx) = channel::<ControlCommand>(64);
     let sinks = FeedSinks {
         ticks: tick_tx,
+        texts_wake: None,
         texts: None,
         control: Some(ctl_tx),
     };

@@ -476,6 +476,7 @@ mod tests {
             sim.instruments.clone(),
             FeedSinks {
                 ticks: tick_tx,
+                texts_wake: None,
                 texts: Some(text_tx),
                 control: None,
             },

@@ -159,6 +159,7 @@ impl Sim {
             InstrumentTable::nse_default(),
             FeedSinks {
                 ticks,
+                texts_wake: None,
                 texts: Some(texts_tx),
                 control: None,
             },

@@ -363,6 +363,7 @@ fn run_split<R: RiskCheck + Send + 'static>(
             let mut out = StampedOutput {
                 ring: RingOutput {
                     orders: order_tx,
+                    wake: None,
                     journal: None,
                 },
                 clock: engine_clock,
@@ -445,6 +446,7 @@ fn run_inline<R: RiskCheck>(
     );
     let out = RingOutput {
         orders: order_tx,
+        wake: None,
         journal: None,
     };
     pinning.push(pin(1, "inline"));

@@ -366,6 +366,7 @@ fn run_drains_rings_in_order_and_stops_on_shutdown() {
     };
     let mut out = RingOutput {
         orders: ord_tx,
+        wake: None,
         journal: None,
     };
     let mut e = engine_with(vec![buy(A, 2)], UncheckedForTestsOnly);
@@ -423,6 +424,7 @@ fn run_takes_operator_commands_from_their_own_ring_before_the_next_tick() {
     };
     let mut out = RingOutput {
         orders: ord_tx,
+        wake: None,
         journal: None,
     };
     let mut e = engine_with(vec![buy(A, 1), buy(A, 1)], UncheckedForTestsOnly);
@@ -468,6 +470,7 @@ fn after_the_decision_stop_no_tick_is_stepped_and_fills_still_reach_the_book() {
     };
     let mut out = RingOutput {
         orders: ord_tx,
+        wake: None,
         journal: Some(journal_tx),
     };
     // The strategy would buy on every one of these ticks.

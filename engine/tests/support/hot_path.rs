@@ -310,6 +310,7 @@ impl<R: RiskCheck, S: Strategy> Rig<R, S> {
             engine,
             out: RingOutput {
                 orders: orders_tx,
+                wake: None,
                 journal: Some(journal_tx),
             },
             orders,

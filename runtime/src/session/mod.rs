@@ -177,11 +177,14 @@ impl<S: StrategySet> SessionBuilder<S> {
         // A signal sets `stop`; the engine reads it directly, so no decision follows it.
         let decisions_stopped = engine.stop_deciding_on(stop.clone());
 
+        // The engine (an order) and the feed (an order update) wake the gateway when it parked.
+        let gateway_wake = Arc::new(kestrel_engine::wake::Wake::new());
         let mut feed = feed_client(
             &args,
             &table,
             FeedSinks {
                 ticks: rings.tick_tx,
+                texts_wake: Some(gateway_wake.clone()),
                 texts: (!dry_run).then_some(rings.texts_tx),
                 control: Some(control_tx),
             },
@@ -204,6 +207,7 @@ impl<S: StrategySet> SessionBuilder<S> {
             },
             out: RingOutput {
                 orders: rings.order_tx,
+                wake: Some(gateway_wake.clone()),
                 journal: Some(rings.journal_tx),
             },
         };
@@ -214,6 +218,7 @@ impl<S: StrategySet> SessionBuilder<S> {
                     orders: rings.order_rx,
                     execs: rings.exec_tx,
                     texts: rings.texts_rx,
+                    wake: gateway_wake,
                 };
                 (Some((g, ends)), None)
             }
@@ -599,6 +604,13 @@ fn start_gateway(
             // Order updates bring the fills; polling is the fallback. Short enough that the
             // settle at the end sees a poll after the market stops.
             poll_interval_with_updates: Duration::from_millis(250),
+            // With a core of its own the gateway spins for the next order; on a smaller
+            // machine it spins briefly, then parks until the engine hands one over.
+            idle_spin: if core_count() >= crate::config::SPLIT_FROM_CORES {
+                Duration::MAX
+            } else {
+                GatewayConfig::default().idle_spin
+            },
             product: args.venue.product,
             durability: match args.config.storage.order_durability {
                 OrderDurability::Full => Durability::Full,

@@ -30,6 +30,8 @@ pub(super) struct GatewayEnds {
     pub(super) orders: Consumer<Approved>,
     pub(super) execs: Producer<ExecReport>,
     pub(super) texts: Consumer<TextRecord>,
+    /// What the engine and the feed notify: the gateway parks on it when idle.
+    pub(super) wake: Arc<kestrel_engine::wake::Wake>,
 }
 
 /// The running threads of one session.
@@ -118,6 +120,7 @@ impl<S: StrategySet> Threads<S> {
                                 orders: &mut ends.orders,
                                 execs: &mut ends.execs,
                                 updates: Some(&mut ends.texts),
+                                wake: Some(&ends.wake),
                             };
                             let result = gateway.run(&mut rings, &gateway_stop);
                             // Told to stop once the engine decides no more: what was sent is seen

@@ -33,6 +33,7 @@ fn main() {
     let (tp, mut ticks) = ring::channel(1 << 16);
     let sinks = FeedSinks {
         ticks: tp,
+        texts_wake: None,
         texts: None,
         control: None,
     };
