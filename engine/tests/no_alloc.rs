@@ -196,7 +196,8 @@ fn the_run_loop_allocates_nothing_in_steady_state() {
             };
             let mut out = RingOutput {
                 orders: orders_tx,
-                wake: None,
+                // Notified after every order, as in a session (its check allocates nothing).
+                wake: Some(std::sync::Arc::new(kestrel_engine::wake::Wake::new())),
                 journal: Some(journal_tx),
             };
             engine.run(&mut inputs, &mut out, &stops[0]);
