@@ -259,7 +259,11 @@ fn a_parked_run_loop_is_woken_by_each_order_it_is_handed() {
             while sim.tag_counts().len() <= k && t0.elapsed() < DEADLINE {
                 std::thread::sleep(Duration::from_millis(2));
             }
-            assert_eq!(sim.tag_counts().len(), k + 1, "order {k} stayed in the ring");
+            assert_eq!(
+                sim.tag_counts().len(),
+                k + 1,
+                "order {k} stayed in the ring"
+            );
         }
         stop.store(true, Ordering::Relaxed);
         wake.notify();

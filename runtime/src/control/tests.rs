@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use clap::Parser;
 use kestrel_engine::{Money, Price};
 
+use super::client::{CtlCommand, execute, send};
 use super::*;
 use crate::snapshot::{LatencySummary, Mode, PositionRow, RingRow};
 
