@@ -47,6 +47,8 @@ pub enum Exchange {
     Nfo,
     Bfo,
     Cds,
+    /// BSE currency derivatives.
+    Bcd,
     Mcx,
     /// A crypto or other venue with no NSE-style segment.
     Other,
@@ -61,6 +63,7 @@ impl Exchange {
             Exchange::Nfo => "NFO",
             Exchange::Bfo => "BFO",
             Exchange::Cds => "CDS",
+            Exchange::Bcd => "BCD",
             Exchange::Mcx => "MCX",
             Exchange::Other => "OTHER",
         }

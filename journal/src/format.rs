@@ -127,6 +127,7 @@ pub const fn exchange_code(exchange: Exchange) -> u8 {
         Exchange::Cds => 5,
         Exchange::Mcx => 6,
         Exchange::Other => 7,
+        Exchange::Bcd => 8,
     }
 }
 
@@ -140,6 +141,7 @@ pub const fn exchange_from_code(code: u8) -> Option<Exchange> {
         5 => Exchange::Cds,
         6 => Exchange::Mcx,
         7 => Exchange::Other,
+        8 => Exchange::Bcd,
         _ => return None,
     })
 }

@@ -1,0 +1,19 @@
+//! Kite's instrument master: every instrument the broker lists, from its dump.
+//!
+//! * [`dump`]: the CSV of `GET /instruments` parsed, every column checked, an error naming
+//!   the line and column of what is wrong.
+//! * [`master`]: the parsed dump by name (`"NSE:INFY"`, `"NFO:NIFTY26DEC24000CE"`) and token;
+//!   names resolved with the closest matches when one does not exist, expired contracts
+//!   refused, derivatives found by rule (nearest expiry, the current future, strikes around
+//!   a price), and the engine's [`InstrumentTable`](kestrel_engine::InstrumentTable) built
+//!   for the instruments a configuration selects.
+//! * [`cache`]: the dump on disk, once a trading day, replaced atomically; a failed or
+//!   corrupt download keeps the last good file and says so.
+
+pub mod cache;
+pub mod dump;
+pub mod master;
+
+pub use cache::{DumpCache, Refresh};
+pub use dump::{DumpError, DumpRow, InstrumentType};
+pub use master::{InstrumentMaster, ResolveError};
