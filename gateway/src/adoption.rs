@@ -6,7 +6,7 @@
 //! ids are deterministic ([`kestrel_engine::order_id::client_order_id`]`(strategy, venue
 //! token, decision sequence, side)`, slice children [`child_client_order_id`] of their
 //! parent's), so a kestrel tag the store does not know is resolved by recomputing ids: for
-//! each strategy id (those the store holds, plus [`crate::GatewayConfig::adopt_strategies`]),
+//! each strategy id the store holds,
 //! the venue order's instrument token and side, and every decision sequence in the
 //! [`ADOPTION_WINDOW`] just beyond the strategy's highest stored sequence (the durable
 //! watermark that survived). Found: the order is ours, decision and all, and is adopted (its
@@ -93,10 +93,10 @@ impl<V: Venue> Gateway<V> {
         &mut self,
         unknown: &BTreeMap<u64, &VenueOrder>,
     ) -> Result<HashSet<u64>, GatewayError> {
-        let mut after = self.store.last_decision_seqs()?;
-        for s in &self.cfg.adopt_strategies {
-            after.entry(*s).or_insert(0);
-        }
+        // The strategies the store holds, each from its highest stored sequence. A strategy
+        // whose every row was lost (a power cut before its first group sync, or a deleted
+        // store) is not searched: its tags stay incidents, as in the other modes.
+        let after = self.store.last_decision_seqs()?;
         let mut keys: Vec<(u32, Side)> = unknown
             .values()
             .filter_map(|o| Some((self.token_of(o)?, o.side?)))
@@ -139,9 +139,9 @@ impl<V: Venue> Gateway<V> {
                 let ins = self.instruments.get(instrument);
                 (ins.exchange.as_str().to_string(), ins.symbol.clone())
             };
-            let stored = self.store.reserve_adopted(
-                &req, &exchange, &symbol, token, f.parent, now_ns(),
-            )?;
+            let stored =
+                self.store
+                    .reserve_adopted(&req, &exchange, &symbol, token, f.parent, now_ns())?;
             if let Reservation::AlreadyKnown(_) = stored {
                 continue;
             }

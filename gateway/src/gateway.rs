@@ -39,8 +39,8 @@ use kestrel_feed::TextRecord;
 
 use crate::fills::{self, FromUpdate};
 use crate::fsm::{Applied, Event, FsmError, OrderFsm, OrderState};
-use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
 use crate::group_commit::{GroupCommit, GroupCommitConfig, SyncPoint};
+use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
 use crate::intent::{IntentLog, IntentLogError, IntentRecovery};
 use crate::store::{PAUSED_KEY, Reservation, Store, StoreError};
 use crate::venue::{
@@ -57,9 +57,7 @@ pub enum GatewayError {
     Venue(#[from] VenueError),
     #[error("{0}")]
     IntentLog(#[from] IntentLogError),
-    #[error(
-        "group commit of the order store {path}: {source}; check that the disk is writable"
-    )]
+    #[error("group commit of the order store {path}: {source}; check that the disk is writable")]
     GroupCommit {
         path: PathBuf,
         source: std::io::Error,
@@ -172,10 +170,6 @@ pub struct GatewayConfig {
     pub fees: NseFees,
     /// What is durable before a new order's request is written ([`Durability`]).
     pub durability: Durability,
-    /// [`Durability::Group`]: strategy ids whose lost orders reconciliation looks for besides
-    /// those the store holds (a power loss before a strategy's first group sync leaves the
-    /// store without it). `kestrel` lists its configured strategies.
-    pub adopt_strategies: Vec<u8>,
 }
 
 impl Default for GatewayConfig {
@@ -199,7 +193,6 @@ impl Default for GatewayConfig {
             product: Product::Intraday,
             fees: NseFees::default(),
             durability: Durability::Full,
-            adopt_strategies: Vec::new(),
         }
     }
 }

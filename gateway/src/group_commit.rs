@@ -300,7 +300,8 @@ impl Shared {
         if st.conn.is_none() {
             let c = rusqlite::Connection::open(&self.db).map_err(sql)?;
             c.busy_timeout(Duration::from_secs(1)).map_err(sql)?;
-            c.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+            c.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(sql)?;
             st.conn = Some(c);
         }
         if let Some(c) = st.conn.as_ref() {

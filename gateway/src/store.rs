@@ -329,15 +329,15 @@ impl Store {
 
     /// Per strategy id (the decision id's top byte), the highest decision sequence of any
     /// order row: after a power loss in `Group` mode, the durable watermark that survived.
-    pub fn last_decision_seqs(
-        &self,
-    ) -> Result<std::collections::BTreeMap<u8, u64>, StoreError> {
+    pub fn last_decision_seqs(&self) -> Result<std::collections::BTreeMap<u8, u64>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT (decision_id >> 56) & 255, max(decision_id & 72057594037927935)
                FROM orders GROUP BY 1",
         )?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u8, r.get::<_, i64>(1)? as u64)))?
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u8, r.get::<_, i64>(1)? as u64))
+            })?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }

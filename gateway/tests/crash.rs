@@ -381,8 +381,8 @@ fn a_kestrel_tag_the_store_does_not_know_pauses_trading() {
 /// sending a second order with X's tag.
 #[test]
 fn venue_has_the_tag_the_store_lost_and_the_reapproval_is_refused_not_resent() {
-    // `Group`: the lost store's strategy is not in the new store and not listed in
-    // `adopt_strategies`, so the tag cannot be resolved: refused as in the other modes.
+    // `Group`: the new store holds no order of the lost store's strategy, so the tag is not
+    // searched for: refused as in the other modes.
     for mode in [Mode::Full, Mode::Process, Mode::Group] {
         let sim = Sim::start();
         let dir = tempfile::tempdir().unwrap();

@@ -73,7 +73,11 @@ fn a_power_cut_loses_rows_not_orders_the_restart_adopts_them_and_continues_after
     assert_eq!(gw.order(id(203)).unwrap().filled(), 4);
     assert_eq!(gw.durable_watermark().get(&1), Some(&202), "no sync since");
     for seq in 201..=204 {
-        assert_eq!(sim.orders_with_tag(&tag_for(id(seq))), 1, "{seq} at the venue");
+        assert_eq!(
+            sim.orders_with_tag(&tag_for(id(seq))),
+            1,
+            "{seq} at the venue"
+        );
     }
 
     // The power cut.
@@ -86,8 +90,16 @@ fn a_power_cut_loses_rows_not_orders_the_restart_adopts_them_and_continues_after
     {
         let store = kestrel_gateway::Store::open(&cut).unwrap();
         assert!(store.state(id(202)).unwrap().is_some(), "durable");
-        assert_eq!(store.state(id(203)).unwrap(), None, "lost with the page cache");
-        assert_eq!(store.state(id(204)).unwrap(), None, "lost with the page cache");
+        assert_eq!(
+            store.state(id(203)).unwrap(),
+            None,
+            "lost with the page cache"
+        );
+        assert_eq!(
+            store.state(id(204)).unwrap(),
+            None,
+            "lost with the page cache"
+        );
     }
 
     let mut gw = gateway(&sim.url(), &cut, group(&cut));
@@ -141,7 +153,10 @@ fn a_power_cut_loses_rows_not_orders_the_restart_adopts_them_and_continues_after
     for (tag, venue_id, filled) in &venue {
         let coid = kestrel_gateway::idempotency::client_order_id_from_tag(tag).unwrap();
         let o = gw.store().load(coid).unwrap().expect("a row for every tag");
-        assert_eq!((o.venue_order_id, o.fsm.filled()), (Some(*venue_id), *filled));
+        assert_eq!(
+            (o.venue_order_id, o.fsm.filled()),
+            (Some(*venue_id), *filled)
+        );
     }
 
     // The next decision continues after the adopted ones: no client order id reused.
@@ -150,7 +165,10 @@ fn a_power_cut_loses_rows_not_orders_the_restart_adopts_them_and_continues_after
     gw.on_approved(approve(205, 1, Some("2890"))).unwrap();
     assert_eq!(gw.counters().submits, 1);
     assert_eq!(sim.tag_counts().len(), 5);
-    assert!(sim.tag_counts().values().all(|n| *n == 1), "one order per id");
+    assert!(
+        sim.tag_counts().values().all(|n| *n == 1),
+        "one order per id"
+    );
 }
 
 /// A kestrel tag beyond the search window (or of a strategy the store never saw) is not
