@@ -1,11 +1,13 @@
 //! The gateway thread: risk-approved requests in, venue orders out exactly once, execution
 //! reports back to the engine.
 //!
-//! For each new order, with [`Durability::Full`] (the default): reserve it in the store
-//! already in flight (one committed transaction, the only durable step before the write) →
-//! send → record the acknowledgement. With [`Durability::Process`]: append the request to
-//! the intent log ([`crate::intent`], an mmap append, no fsync) → send → reserve in flight
-//! and record the acknowledgement. After a crash anywhere past the durable step, the row (or
+//! For each new order, with [`Durability::Full`] (the library's default): reserve it in the
+//! store already in flight (one committed transaction, the only durable step before the
+//! write) → send → record the acknowledgement. With [`Durability::Process`] and
+//! [`Durability::Group`] (`kestrel`'s default): append the request to the intent log
+//! ([`crate::intent`], an mmap append, no fsync) → send → reserve in flight and record the
+//! acknowledgement (`Group`: without an fsync, made durable by [`crate::group_commit`]; a
+//! power cut's lost rows are rebuilt from the venue by [`crate::adoption`]). After a crash anywhere past the durable step, the row (or
 //! the intent, turned into an in-flight row at start-up) says the request may have left and
 //! the tag look-up at the venue decides: found, adopt it; not found, it never left (closed as
 //! rejected at restart, never resent). A timeout, 5xx or lost connection leaves the order

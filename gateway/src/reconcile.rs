@@ -82,7 +82,10 @@ impl<V: Venue> Gateway<V> {
             // A power cut may have taken the rows of the last orders, not the venue's orders.
             let unknown: BTreeMap<u64, &VenueOrder> = by_tag
                 .iter()
-                .filter(|(c, list)| !known.contains(*c) && list.len() == 1)
+                // Refused already (an earlier reconciliation searched for it): not again.
+                .filter(|(c, list)| {
+                    !known.contains(*c) && !self.foreign_tags.contains(*c) && list.len() == 1
+                })
                 .map(|(c, list)| (*c, list[0]))
                 .collect();
             if !unknown.is_empty() {
