@@ -1,11 +1,13 @@
 //! The gateway thread: risk-approved requests in, venue orders out exactly once, execution
 //! reports back to the engine.
 //!
-//! For each new order, with [`Durability::Full`] (the default): reserve it in the store
-//! already in flight (one committed transaction, the only durable step before the write) →
-//! send → record the acknowledgement. With [`Durability::Process`]: append the request to
-//! the intent log ([`crate::intent`], an mmap append, no fsync) → send → reserve in flight
-//! and record the acknowledgement. After a crash anywhere past the durable step, the row (or
+//! For each new order, with [`Durability::Full`] (the library's default): reserve it in the
+//! store already in flight (one committed transaction, the only durable step before the
+//! write) → send → record the acknowledgement. With [`Durability::Process`] and
+//! [`Durability::Group`] (`kestrel`'s default): append the request to the intent log
+//! ([`crate::intent`], an mmap append, no fsync) → send → reserve in flight and record the
+//! acknowledgement (`Group`: without an fsync, made durable by [`crate::group_commit`]; a
+//! power cut's lost rows are rebuilt from the venue by [`crate::adoption`]). After a crash anywhere past the durable step, the row (or
 //! the intent, turned into an in-flight row at start-up) says the request may have left and
 //! the tag look-up at the venue decides: found, adopt it; not found, it never left (closed as
 //! rejected at restart, never resent). A timeout, 5xx or lost connection leaves the order
@@ -40,6 +42,7 @@ use kestrel_feed::TextRecord;
 
 use crate::fills::{self, FromUpdate};
 use crate::fsm::{Applied, Event, FsmError, OrderFsm, OrderState};
+use crate::group_commit::{GroupCommit, GroupCommitConfig, SyncPoint};
 use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
 use crate::intent::{IntentLog, IntentLogError, IntentRecovery};
 use crate::store::{PAUSED_KEY, Reservation, Store, StoreError};
@@ -57,6 +60,11 @@ pub enum GatewayError {
     Venue(#[from] VenueError),
     #[error("{0}")]
     IntentLog(#[from] IntentLogError),
+    #[error("group commit of the order store {path}: {source}; check that the disk is writable")]
+    GroupCommit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Reject codes the gateway puts in [`ExecReport::reject_code`].
@@ -112,6 +120,18 @@ pub enum Durability {
         /// The intent log's file (replaced by an empty one at every start, after recovery).
         intent_log: PathBuf,
     },
+    /// `kestrel`'s default. As `Process` before and after the write (the intent log, the
+    /// write, the row), but the row is committed without an fsync (`synchronous=NORMAL`)
+    /// and made durable in groups by the group-commit thread ([`crate::group_commit`]:
+    /// an fsync of the WAL every [`GroupCommitConfig::interval`], never in front of a
+    /// placement), which tracks the durable watermark (per strategy, the highest decision
+    /// sequence on disk). Survives a process crash like `Process`, and a power loss or
+    /// kernel crash too: the orders placed since the last group sync are lost by the store
+    /// but not by the venue, and start-up reconciliation finds and adopts them
+    /// ([`crate::adoption`]: their client order ids are recomputed just beyond the
+    /// watermark), fills included, without pausing. Sliced orders reserve their children
+    /// (without an fsync) before the first is sent; a lost child is adopted the same way.
+    Group(GroupCommitConfig),
 }
 
 /// Knobs of the gateway.
@@ -189,8 +209,8 @@ impl Default for GatewayConfig {
 /// Points between durable steps where a test can stop the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookPoint {
-    /// [`Durability::Process`]: the intent is logged; nothing was written to the venue and
-    /// the store has no row.
+    /// [`Durability::Process`] and [`Durability::Group`]: the intent is logged; nothing was
+    /// written to the venue and the store has no row.
     AfterIntentLogged,
     /// The reservation (in flight: reserve and submit in one transaction) is committed;
     /// nothing was written to the venue.
@@ -411,7 +431,7 @@ enum Lookup {
 pub struct Gateway<V> {
     pub(crate) venue: V,
     pub(crate) store: Store,
-    instruments: InstrumentTable,
+    pub(crate) instruments: InstrumentTable,
     pub(crate) cfg: GatewayConfig,
     rng: Rng,
     limiter: RateLimiter,
@@ -431,8 +451,10 @@ pub struct Gateway<V> {
     pub(crate) poll_now: bool,
     /// When the last order update about a followed order arrived.
     pub(crate) last_update: Option<Instant>,
-    /// [`Durability::Process`]: the intent log.
+    /// [`Durability::Process`] and [`Durability::Group`]: the intent log.
     intents: Option<IntentLog>,
+    /// [`Durability::Group`]: the group-commit thread and the durable watermark.
+    pub(crate) group: Option<GroupCommit>,
     /// What the intent log's recovery did at start-up.
     intent_recovery: IntentRecovery,
     /// Client order ids whose tag the venue holds without a row in the store (found by
@@ -476,10 +498,24 @@ impl<V: Venue> Gateway<V> {
     ) -> Result<Gateway<V>, GatewayError> {
         let (intents, intent_recovery) = match &cfg.durability {
             Durability::Full => (None, IntentRecovery::default()),
-            Durability::Process { intent_log } => {
+            Durability::Process { intent_log }
+            | Durability::Group(GroupCommitConfig { intent_log, .. }) => {
+                // Recovered with FULL commits: the old log is replaced only once they are on disk.
                 let (log, recovery) = IntentLog::open(intent_log, &instruments, &mut store)?;
                 (Some(log), recovery)
             }
+        };
+        let group = match &cfg.durability {
+            Durability::Group(g) => {
+                store.enable_group_commit()?;
+                let stored = store.last_decision_seqs()?;
+                let started = GroupCommit::start(store.path(), &stored, g.interval);
+                Some(started.map_err(|source| GatewayError::GroupCommit {
+                    path: store.path().to_path_buf(),
+                    source,
+                })?)
+            }
+            _ => None,
         };
         let mut orders = HashMap::new();
         for o in store.unfinished()? {
@@ -545,6 +581,7 @@ impl<V: Venue> Gateway<V> {
             poll_now: false,
             last_update: None,
             intents,
+            group,
             intent_recovery,
             foreign_tags: HashSet::new(),
             engine_control: None,
@@ -571,6 +608,30 @@ impl<V: Venue> Gateway<V> {
             let _ = ring.push(ControlCommand::new(ControlKind::Pause, now));
         }
         Ok(())
+    }
+
+    /// [`Durability::Group`]: per strategy id, the highest decision sequence whose order row
+    /// is known to be on disk (empty in the other modes).
+    pub fn durable_watermark(&self) -> std::collections::BTreeMap<u8, u64> {
+        self.group
+            .as_ref()
+            .map(GroupCommit::durable_watermark)
+            .unwrap_or_default()
+    }
+
+    /// [`Durability::Group`]: makes every committed row durable now, on the calling thread
+    /// (what the group-commit thread does every interval), and says what it covered; `None`
+    /// in the other modes (every commit is durable, or has its fsync, already).
+    pub fn sync_now(&self) -> Result<Option<SyncPoint>, GatewayError> {
+        self.group
+            .as_ref()
+            .map(|g| {
+                g.sync_now().map_err(|source| GatewayError::GroupCommit {
+                    path: self.store.path().to_path_buf(),
+                    source,
+                })
+            })
+            .transpose()
     }
 
     /// What the intent log's recovery did in [`Gateway::new`] ([`Durability::Process`]).
@@ -1110,6 +1171,9 @@ impl<V: Venue> Gateway<V> {
             }
             Reservation::Reserved => {}
         }
+        if let Some(g) = self.group.as_ref() {
+            g.committed(req.decision_id);
+        }
         tracing::info!(decision_id = req.decision_id, tag = %tag_for(parent), qty = req.qty, freeze,
             children = children.len(), "order sliced at the freeze quantity");
         self.slices.insert(
@@ -1355,6 +1419,10 @@ impl<V: Venue> Gateway<V> {
         let reserved =
             self.store
                 .reserve_in_flight(&t.req, &t.exchange, &t.symbol, token, now_ns())?;
+        if let Some(g) = self.group.as_ref() {
+            // Durable at the next group sync, off this path.
+            g.committed(t.req.decision_id);
+        }
         if let Reservation::AlreadyKnown(state) = reserved {
             // Cannot happen (the store was read before the intent was logged, on this one
             // thread); said loudly if it ever does.

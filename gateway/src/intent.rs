@@ -1,4 +1,4 @@
-//! The intent log of [`crate::Durability::Process`]: every new order's 64-byte
+//! The intent log of [`crate::Durability::Process`] and [`crate::Durability::Group`]: every new order's 64-byte
 //! [`OrderRequest`] is appended to a pre-faulted memory-mapped file and published (a Release
 //! store of the committed count, `kestrel-journal`'s writer) *before* its placement request
 //! is written; the SQLite row is committed after the write.
@@ -173,7 +173,15 @@ fn recover(path: &Path, store: &mut Store) -> Result<IntentRecovery, IntentLogEr
     let reader = JournalReader::open(path)?;
     let table = reader.instruments();
     let mut out = IntentRecovery::default();
+    let mut zeroed = 0usize;
     for (index, rec) in reader.records().iter().enumerate() {
+        if rec.as_bytes().iter().all(|b| *b == 0) {
+            // A power loss wrote the header's count back but not this record's page: no
+            // intent (an order is never all zeros). Its order, if it left, is the venue's to
+            // tell (`Group` mode adopts it; see `crate::adoption`).
+            zeroed += 1;
+            continue;
+        }
         let Some(req) = rec.as_order() else {
             return Err(IntentLogError::NotAnIntent {
                 path: path.to_path_buf(),
@@ -210,6 +218,10 @@ fn recover(path: &Path, store: &mut Store) -> Result<IntentRecovery, IntentLogEr
             }
             Reservation::AlreadyKnown(_) => {}
         }
+    }
+    if zeroed > 0 {
+        tracing::warn!(path = %path.display(), zeroed,
+            "intent log records lost to a power loss (all zeros): skipped");
     }
     Ok(out)
 }

@@ -183,6 +183,17 @@ pub const fn order_type_str(t: OrderType) -> &'static str {
     }
 }
 
+/// The inverse of [`order_type_str`]; `None` for anything else.
+pub fn order_type_from_str(s: &str) -> Option<OrderType> {
+    match s {
+        "MARKET" => Some(OrderType::Market),
+        "LIMIT" => Some(OrderType::Limit),
+        "SL" => Some(OrderType::StopLimit),
+        "SL-M" => Some(OrderType::StopMarket),
+        _ => None,
+    }
+}
+
 const fn side_str(s: Side) -> &'static str {
     match s {
         Side::Buy => "BUY",
@@ -556,6 +567,17 @@ pub fn parse_order(v: &Value) -> Result<VenueOrder, VenueError> {
         filled_quantity: qty_of(v, "filled_quantity")?,
         average_price: price_of(&v["average_price"]),
         exchange_update_ts: time_of(v, &["exchange_update_timestamp", "exchange_timestamp"]),
+        instrument_token: u64_of(&v["instrument_token"])
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(0),
+        order_type: v["order_type"].as_str().and_then(order_type_from_str),
+        price: price_of(&v["price"]),
+        trigger_price: price_of(&v["trigger_price"]),
+        validity: match v["validity"].as_str() {
+            Some("DAY") => Some(TimeInForce::Day),
+            Some("IOC") => Some(TimeInForce::Ioc),
+            _ => None,
+        },
     })
 }
 

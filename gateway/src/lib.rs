@@ -4,7 +4,12 @@
 //! * [`fsm`]: the order state machine (one transition table).
 //! * [`store`]: SQLite in WAL mode; an order is reserved (committed) before anything leaves
 //!   ([`Durability::Full`]), or right after its request left ([`Durability::Process`]).
-//! * [`intent`]: the intent log of [`Durability::Process`], written before the request.
+//! * [`intent`]: the intent log of [`Durability::Process`] and [`Durability::Group`], written
+//!   before the request.
+//! * [`group_commit`]: [`Durability::Group`]'s group commit: the store's rows made durable
+//!   off the order path, and the durable watermark.
+//! * [`adoption`]: after a power loss, the venue's orders the store lost, found by
+//!   recomputing their client order ids and adopted.
 //! * [`idempotency`]: client order id ↔ Kite `tag`.
 //! * [`venue`] and [`kite`]: the venue trait and the Kite REST client (`http://` or
 //!   `https://`, over `transport.rs`'s plain or TLS connection).
@@ -14,9 +19,11 @@
 //! * [`reconcile`]: reconciliation of the store with the venue, at start-up and periodically.
 #![forbid(unsafe_code)]
 
+pub mod adoption;
 pub mod fills;
 pub mod fsm;
 pub mod gateway;
+pub mod group_commit;
 pub mod idempotency;
 pub mod intent;
 pub mod kite;
@@ -31,6 +38,7 @@ pub use gateway::{
     Durability, Gateway, GatewayConfig, GatewayCounters, GatewayError, GatewayRings, HookPoint,
     RateLimiter, ShutdownReport,
 };
+pub use group_commit::{GroupCommitConfig, GroupCommitStats, SyncPoint};
 pub use intent::{IntentLog, IntentLogError, IntentRecovery};
 pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};

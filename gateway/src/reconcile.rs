@@ -37,8 +37,12 @@ pub struct ReconcileReport {
     pub outcome: ReconcileOutcome,
     /// Orders the store had as unfinished.
     pub checked: usize,
-    /// Orders found at the venue by tag and adopted.
+    /// Orders found at the venue by tag and adopted (those of `lost_adopted` included).
     pub adopted: usize,
+    /// [`crate::Durability::Group`]: orders the venue held with a kestrel tag the store had
+    /// no row for (lost to a power cut), found by recomputing client order ids beyond the
+    /// durable watermark ([`crate::adoption`]), stored and adopted instead of refused.
+    pub lost_adopted: usize,
     /// Fills recorded that the store had missed.
     pub fills_applied: u64,
     /// Orders that never reached the venue, closed as rejected.
@@ -67,12 +71,29 @@ impl<V: Venue> Gateway<V> {
                 by_tag.entry(c).or_default().push(o);
             }
         }
-        let known: std::collections::HashSet<u64> = self
+        let mut known: std::collections::HashSet<u64> = self
             .store
             .all_orders()?
             .iter()
             .map(|o| o.request.client_order_id)
             .collect();
+        let mut lost_adopted = 0;
+        if self.group.is_some() {
+            // A power cut may have taken the rows of the last orders, not the venue's orders.
+            let unknown: BTreeMap<u64, &VenueOrder> = by_tag
+                .iter()
+                // Refused already (an earlier reconciliation searched for it): not again.
+                .filter(|(c, list)| {
+                    !known.contains(*c) && !self.foreign_tags.contains(*c) && list.len() == 1
+                })
+                .map(|(c, list)| (*c, list[0]))
+                .collect();
+            if !unknown.is_empty() {
+                let adopted_ids = self.adopt_lost_orders(&unknown)?;
+                lost_adopted = adopted_ids.len();
+                known.extend(adopted_ids);
+            }
+        }
         let mut tags: Vec<_> = by_tag.iter().collect();
         tags.sort_by_key(|(c, _)| **c);
         for (coid, list) in tags {
@@ -198,6 +219,7 @@ impl<V: Venue> Gateway<V> {
             outcome,
             checked,
             adopted,
+            lost_adopted,
             fills_applied: self.counters.fills - fills_before,
             abandoned,
             incidents,

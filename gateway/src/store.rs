@@ -286,6 +286,8 @@ pub enum Reservation {
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
+    /// The database file (the write-ahead log is beside it, `<path>-wal`).
+    path: std::path::PathBuf,
 }
 
 fn i(v: u64) -> i64 {
@@ -300,9 +302,76 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store { conn };
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
         store.migrate(path)?;
         Ok(store)
+    }
+
+    /// The database file this store was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Group commit ([`crate::Durability::Group`]): from now on a commit writes its WAL frames
+    /// without an fsync (`synchronous=NORMAL`) and the gateway's connection never checkpoints
+    /// on its own (`wal_autocheckpoint=0`): the group-commit thread fsyncs the WAL and
+    /// checkpoints off the order path ([`crate::group_commit`]). A process crash loses
+    /// nothing (the frames are in the page cache); a power loss loses the commits after the
+    /// last group sync, never more, and never corrupts the file (SQLite's WAL guarantee).
+    pub fn enable_group_commit(&mut self) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(())
+    }
+
+    /// Per strategy id (the decision id's top byte), the highest decision sequence of any
+    /// order row: after a power loss in `Group` mode, the durable watermark that survived.
+    pub fn last_decision_seqs(&self) -> Result<std::collections::BTreeMap<u8, u64>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT (decision_id >> 56) & 255, max(decision_id & 72057594037927935)
+               FROM orders GROUP BY 1",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u8, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Inserts the row of an order the venue holds but the store had lost (found by
+    /// recomputing its client order id, [`crate::adoption`]): in flight, as if reserved and
+    /// submitted, with its parent for a slice child; reconciliation then adopts it like any
+    /// in-flight order. An id already present is reported, not overwritten.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reserve_adopted(
+        &mut self,
+        req: &OrderRequest,
+        exchange: &str,
+        symbol: &str,
+        instrument_token: u32,
+        parent: Option<(u64, u32)>,
+        now: UnixNanos,
+    ) -> Result<Reservation, StoreError> {
+        let tx = self.write_tx()?;
+        if let Some(st) = stored_state(&tx, &tag_for(req.client_order_id))? {
+            return Ok(Reservation::AlreadyKnown(st));
+        }
+        insert_reserved(
+            &tx,
+            req,
+            exchange,
+            symbol,
+            instrument_token,
+            parent,
+            now,
+            true,
+        )?;
+        tx.commit()?;
+        Ok(Reservation::Reserved)
     }
 
     fn migrate(&mut self, path: &Path) -> Result<(), StoreError> {
@@ -1204,6 +1273,7 @@ pub(crate) mod tests {
             // A fill as a version-2 build wrote it (no fee column yet).
             let s = Store {
                 conn: Connection::open(&path).unwrap(),
+                path: path.clone(),
             };
             insert_old_fill(
                 s.connection(),

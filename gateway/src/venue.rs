@@ -82,6 +82,16 @@ pub struct VenueOrder {
     /// When the exchange last changed the order (Kite `exchange_update_timestamp`, IST on the
     /// wire), UTC nanoseconds; 0 when the venue gave none.
     pub exchange_update_ts: UnixNanos,
+    /// The instrument's token (Kite `instrument_token`); 0 when the venue gave none.
+    pub instrument_token: u32,
+    /// `MARKET`, `LIMIT`, `SL`, `SL-M`; `None` when absent or unknown.
+    pub order_type: Option<OrderType>,
+    /// The order's limit price (0 for market orders or when absent).
+    pub price: Price,
+    /// The stop trigger price (0 when none).
+    pub trigger_price: Price,
+    /// `DAY` or `IOC`; `None` when absent or unknown.
+    pub validity: Option<TimeInForce>,
 }
 
 /// One fill as the venue reports it.

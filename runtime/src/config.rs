@@ -126,9 +126,12 @@ pub struct StorageSection {
     /// Where journals, the order store, logs and the control socket go; relative to the
     /// working directory.
     pub dir: std::path::PathBuf,
-    /// What is durable before an order's request leaves: "full" (its SQLite row, fsync'd:
-    /// survives a power loss) or "process" (an mmap intent log, the row after the write:
-    /// survives a process crash, ~9 µs instead of ~55 µs; see gateway/README.md).
+    /// What is durable before an order's request leaves: "group" (the default: an mmap
+    /// intent log, the row after the write, made durable by a group fsync off the order
+    /// path; survives a process crash and, by adopting the venue's orders beyond the durable
+    /// watermark, a power cut), "full" (its SQLite row, fsync'd before the write, ~55 µs) or
+    /// "process" (as "group" with the row fsync'd after the write; a power cut leaves a
+    /// pause). See gateway/README.md, "Durability".
     pub order_durability: OrderDurability,
 }
 
@@ -136,6 +139,7 @@ pub struct StorageSection {
 #[serde(rename_all = "lowercase")]
 pub enum OrderDurability {
     #[default]
+    Group,
     Full,
     Process,
 }
@@ -144,7 +148,7 @@ impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             dir: "kestrel-data".into(),
-            order_durability: OrderDurability::Full,
+            order_durability: OrderDurability::Group,
         }
     }
 }

@@ -44,8 +44,8 @@ use kestrel_engine::{
 };
 use kestrel_feed::{FeedClient, FeedConfig, FeedSinks, TextRecord};
 use kestrel_gateway::{
-    Credentials, Durability, Gateway, GatewayConfig, GatewayRings, KILL_KEY, KiteClient,
-    KiteConfig, PAUSED_KEY, ReconcileOutcome, Store, Venue,
+    Credentials, Durability, Gateway, GatewayConfig, GatewayRings, GroupCommitConfig, KILL_KEY,
+    KiteClient, KiteConfig, PAUSED_KEY, ReconcileOutcome, Store, Venue,
 };
 use kestrel_journal::{RollOptions, RollingJournal};
 use kestrel_risk::{RiskGate, TradingState};
@@ -617,6 +617,9 @@ fn start_gateway(
                 OrderDurability::Process => Durability::Process {
                     intent_log: args.store_path.with_extension("intents"),
                 },
+                OrderDurability::Group => Durability::Group(GroupCommitConfig::new(
+                    args.store_path.with_extension("intents"),
+                )),
             },
             ..GatewayConfig::default()
         },

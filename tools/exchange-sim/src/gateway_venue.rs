@@ -117,6 +117,14 @@ pub fn venue_order(o: &Order) -> Result<VenueOrder, VenueError> {
         } else {
             whole_seconds(o.exchange_update_timestamp)
         },
+        instrument_token: o.instrument_token,
+        order_type: Some(o.order_type),
+        price: o.price,
+        trigger_price: o.trigger_price,
+        validity: Some(match o.validity {
+            Validity::Day => TimeInForce::Day,
+            Validity::Ioc => TimeInForce::Ioc,
+        }),
     })
 }
 

@@ -169,6 +169,7 @@ impl SplitMix {
 enum Durability {
     Full,
     Process,
+    Group,
 }
 
 impl Durability {
@@ -176,13 +177,14 @@ impl Durability {
         match self {
             Durability::Full => "full",
             Durability::Process => "process",
+            Durability::Group => "group",
         }
     }
 
     fn other(self) -> Durability {
         match self {
-            Durability::Full => Durability::Process,
-            Durability::Process => Durability::Full,
+            Durability::Full | Durability::Process => Durability::Group,
+            Durability::Group => Durability::Full,
         }
     }
 }
@@ -335,8 +337,10 @@ struct Cycle {
 ///   (70 %) or a SIGTERM then (15 %).
 fn plan(seed: u64) -> Vec<Cycle> {
     let mut rng = SplitMix(seed);
+    // Half the seeds start in the default mode and switch to `full`; the others start in
+    // `process` and switch to the default.
     let first = if rng.chance(50) {
-        Durability::Full
+        Durability::Group
     } else {
         Durability::Process
     };
@@ -501,7 +505,7 @@ fn campaign(seed: u64) -> Report {
         );
         base_config = base_config.replace(from, to);
     }
-    assert!(base_config.contains("order_durability = \"full\""));
+    assert!(base_config.contains("order_durability = \"group\""));
     std::fs::create_dir_all(dir.path().join("runs")).unwrap();
     let venue = sim.client();
     let mut c = Campaign {
@@ -593,7 +597,7 @@ impl Campaign {
 
     fn set_durability(&self, d: Durability) {
         let text = self.base_config.replace(
-            "order_durability = \"full\"",
+            "order_durability = \"group\"",
             &format!("order_durability = \"{}\"", d.name()),
         );
         std::fs::write(&self.config, text).unwrap();

@@ -376,7 +376,7 @@ fn process_durability_logs_intents_and_restarts_without_a_duplicate() {
     let sim = start_sim();
     let config = write_config(dir.path(), &sim);
     let toml = std::fs::read_to_string(&config).unwrap().replace(
-        "order_durability = \"full\"",
+        "order_durability = \"group\"",
         "order_durability = \"process\"",
     );
     assert!(toml.contains("order_durability = \"process\""));
