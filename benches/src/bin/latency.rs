@@ -119,6 +119,10 @@ struct Args {
     /// deployed: trigger ticks (each makes every bot place one order) per second.
     #[arg(long, default_value_t = 5)]
     triggers: u64,
+    /// deployed: the bots to run, by name (comma-separated) [default: kestrel-inline-full,
+    /// kestrel-split-full, kestrel-inline-process, kestrel-split-process, floor, tokio].
+    #[arg(long, value_delimiter = ',')]
+    bots: Vec<String>,
     /// deployed: unmeasured ticks at the start of each bot's run, in ms.
     #[arg(long, default_value_t = 1000)]
     warm_up_ms: u64,
@@ -944,7 +948,22 @@ fn run_deployed(args: &Args, mut env: Environment) -> Result<()> {
     let options = deployed::Options {
         kestrel: kestrel.clone(),
         latency: std::env::current_exe().context("locating the latency binary")?,
-        bots: Bot::ALL.to_vec(),
+        bots: if args.bots.is_empty() {
+            Bot::ALL.to_vec()
+        } else {
+            args.bots
+                .iter()
+                .map(|n| {
+                    Bot::ALL
+                        .into_iter()
+                        .find(|b| b.name() == *n)
+                        .with_context(|| {
+                            let all: Vec<String> = Bot::ALL.iter().map(|b| b.name()).collect();
+                            format!("unknown bot {n:?}: use {}", all.join(", "))
+                        })
+                })
+                .collect::<Result<_>>()?
+        },
         rounds: args.rounds.max(1),
         rate: args.rate.unwrap_or(1_000),
         triggers_per_s: args.triggers,
@@ -995,7 +1014,12 @@ fn run_deployed(args: &Args, mut env: Environment) -> Result<()> {
             .iter()
             .map(|(n, v)| format!("{n} {}", ns(*v)))
             .collect();
-        println!("round {}   p50: {}", k + 1, cells.join(", "));
+        println!(
+            "round {}   p50: {}; loadavg {}",
+            k + 1,
+            cells.join(", "),
+            r.loadavg
+        );
     }
     let x = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}×"));
     for r in &outcome.ratios {

@@ -21,6 +21,9 @@ use kestrel_feed::{DepthLevel, KiteMode, KitePacket, MessageWriter};
 use super::front::{Front, OrderSeen, realtime_ns};
 use super::{ACCESS_TOKEN, API_KEY, BASE_PAISE, JUMP_PAISE};
 
+/// After the last tick, orders are still taken for this long.
+const DRAIN: Duration = Duration::from_secs(1);
+
 /// The tick schedule of one run.
 #[derive(Clone, Copy, Debug)]
 pub struct TickPlan {
@@ -202,7 +205,7 @@ impl Exchange {
             }
         }
         // Late orders still count: let them arrive.
-        let drain_until = Instant::now() + Duration::from_millis(300);
+        let drain_until = Instant::now() + DRAIN;
         while Instant::now() < drain_until {
             drain_client(&mut ws, &mut rbuf)?;
             std::thread::sleep(Duration::from_millis(5));

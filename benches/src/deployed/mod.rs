@@ -186,6 +186,8 @@ fn match_orders(bot: Bot, exchange: &Exchange, ticker: exchange::TickerRun) -> B
 #[derive(Debug, Serialize)]
 pub struct Round {
     pub p50_ns: Vec<(String, u64)>,
+    /// `/proc/loadavg` when the round ended: the machine is shared.
+    pub loadavg: String,
 }
 
 /// A kestrel variant against the peers.
@@ -225,7 +227,13 @@ pub fn run(o: &Options, mut progress: impl FnMut(&str)) -> Result<Outcome> {
                 slot => *slot = Some(r),
             }
         }
-        rounds.push(Round { p50_ns: p50s });
+        rounds.push(Round {
+            p50_ns: p50s,
+            loadavg: std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        });
     }
     let ratio_to = |k: usize, peer: Bot| -> Option<f64> {
         let j = o.bots.iter().position(|&b| b == peer)?;
