@@ -1,6 +1,7 @@
 //! kestrel's measurement tools: the criterion benches live in `benches/`, the latency
 //! harness in `src/bin/latency.rs`; this library holds what they share.
 
+pub mod deployed;
 pub mod env;
 pub mod every_nth;
 pub mod report;

@@ -6,6 +6,8 @@
 //! cargo run --release -p kestrel-benches --bin latency -- decode-to-order ...
 //! cargo run --release -p kestrel-benches --bin latency -- wire-to-wire [--mode split|inline|both]
 //!     [--rate 20000] [--seconds 5] [--every 20] [--json FILE] [--out-dir DIR]
+//! cargo run --release -p kestrel-benches --bin latency -- deployed [--kestrel PATH]
+//!     [--rate 1000] [--triggers 5] [--seconds 5] [--rounds 5] [--json FILE] [--out-dir DIR]
 //! ```
 //!
 //! Ticks are released on a fixed schedule (`--rate` per second) whatever the engine does, and
@@ -20,6 +22,11 @@
 //!   feed client and times the orders kestrel's gateway stand-in writes back over TCP, against
 //!   a raw TCP echo floor measured in the same run (`kestrel_benches::wire` has the design).
 //!   Defaults: 20,000 ticks/s, 5 s per phase, an order every 20 ticks.
+//! * `deployed`: the release `kestrel run` binary, unmodified, as a subprocess against a
+//!   stand-in Kite exchange (ticker WebSocket and REST API), beside a raw-socket floor bot
+//!   and a typical tokio bot, alternating in rounds; wire-to-order from the trigger tick's
+//!   send to its order's arrival (`kestrel_benches::deployed` has the design). Defaults:
+//!   1,000 ticks/s, 5 trigger ticks/s, 5 rounds of 5 s per bot after a 1 s warm-up.
 //! * `--mode split`: a feed thread (core 0) and the engine thread (core 1, busy-polling), with
 //!   the order ring read by the feed thread between releases. `inline`: one thread does it all.
 //!
@@ -34,6 +41,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use kestrel_benches::deployed::{self, bots, process::Bot};
 use kestrel_benches::env::Environment;
 use kestrel_benches::every_nth::EveryNth;
 use kestrel_benches::report::{Percentiles, hgrm, new_histogram, ns, png, svg};
@@ -58,6 +66,7 @@ enum Scenario {
     Internal,
     DecodeToOrder,
     WireToWire,
+    Deployed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -103,6 +112,20 @@ struct Args {
     /// Where the `.hgrm` distributions and the plot (`.svg` and `.png`) go.
     #[arg(long, default_value = "target/latency")]
     out_dir: PathBuf,
+    /// deployed: the kestrel binary to run [default: release/kestrel beside this binary's
+    /// target directory].
+    #[arg(long)]
+    kestrel: Option<PathBuf>,
+    /// deployed: trigger ticks (each makes every bot place one order) per second.
+    #[arg(long, default_value_t = 5)]
+    triggers: u64,
+    /// deployed: the bots to run, by name (comma-separated) [default: kestrel-inline-full,
+    /// kestrel-split-full, kestrel-inline-process, kestrel-split-process, floor, tokio].
+    #[arg(long, value_delimiter = ',')]
+    bots: Vec<String>,
+    /// deployed: unmeasured ticks at the start of each bot's run, in ms.
+    #[arg(long, default_value_t = 1000)]
+    warm_up_ms: u64,
     /// Leave every thread unpinned (internal and decode-to-order): the "before" of the
     /// pinning row in the tuning guide.
     #[arg(long)]
@@ -548,11 +571,19 @@ fn main() -> Result<()> {
         };
         return kestrel_benches::wire::sender_main(core);
     }
+    match (raw.get(1).map(String::as_str), raw.get(2), raw.get(3)) {
+        (Some("__floor-bot"), Some(ws), Some(rest)) => return bots::floor_main(ws, rest),
+        (Some("__tokio-bot"), Some(ws), Some(rest)) => return bots::tokio_main(ws, rest),
+        _ => {}
+    }
     let args = Args::parse();
     NO_PIN.store(args.no_pin, std::sync::atomic::Ordering::Relaxed);
     let mut env = Environment::probe();
     if args.scenario == Scenario::WireToWire {
         return run_wire(&args, env);
+    }
+    if args.scenario == Scenario::Deployed {
+        return run_deployed(&args, env);
     }
     let table = InstrumentTable::nse_default();
     let mut market = SyntheticMarket::new(&table, 7);
@@ -563,7 +594,7 @@ fn main() -> Result<()> {
             at: 0,
             last: [Price::ZERO; 8],
         }),
-        Scenario::DecodeToOrder | Scenario::WireToWire => Box::new(Wire {
+        Scenario::DecodeToOrder | Scenario::WireToWire | Scenario::Deployed => Box::new(Wire {
             frames: wire_frames(&ticks, &table),
             at: 0,
             decoder: KiteDecoder::new(),
@@ -886,6 +917,151 @@ fn run_wire(args: &Args, mut env: Environment) -> Result<()> {
         &series,
     )?;
     if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote     {}", path.display());
+    }
+    Ok(())
+}
+
+/// The kestrel binary: `--kestrel`, else `release/kestrel` in this binary's target directory.
+fn kestrel_binary(args: &Args) -> Result<PathBuf> {
+    if let Some(p) = &args.kestrel {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe().context("locating the latency binary")?;
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the latency binary's target directory")?;
+    let p = target.join("release").join("kestrel");
+    if !p.exists() {
+        anyhow::bail!(
+            "{} does not exist: build it with `cargo build --release -p kestrel` or pass --kestrel PATH",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Scenario `deployed`: the release `kestrel run` against the stand-in, beside the peers.
+fn run_deployed(args: &Args, mut env: Environment) -> Result<()> {
+    let kestrel = kestrel_binary(args)?;
+    let options = deployed::Options {
+        kestrel: kestrel.clone(),
+        latency: std::env::current_exe().context("locating the latency binary")?,
+        bots: if args.bots.is_empty() {
+            Bot::ALL.to_vec()
+        } else {
+            args.bots
+                .iter()
+                .map(|n| {
+                    Bot::ALL
+                        .into_iter()
+                        .find(|b| b.name() == *n)
+                        .with_context(|| {
+                            let all: Vec<String> = Bot::ALL.iter().map(|b| b.name()).collect();
+                            format!("unknown bot {n:?}: use {}", all.join(", "))
+                        })
+                })
+                .collect::<Result<_>>()?
+        },
+        rounds: args.rounds.max(1),
+        rate: args.rate.unwrap_or(1_000),
+        triggers_per_s: args.triggers,
+        warm_up: Duration::from_millis(args.warm_up_ms),
+        measure: Duration::from_secs(args.seconds.unwrap_or(5)),
+    };
+    env.pinning.push(
+        "kestrel engine→last core (its default); floor bot→core 1; stand-in and tokio bot unpinned"
+            .into(),
+    );
+    let outcome = deployed::run(&options, |p| eprint!("\rdeployed: {p:<40}"))?;
+    eprintln!();
+    env.print();
+    println!(
+        "scenario  deployed: {} ticks/s, {} trigger ticks/s, {} rounds of {} s per bot after {} ms warm-up",
+        options.rate,
+        options.triggers_per_s,
+        options.rounds,
+        options.measure.as_secs(),
+        args.warm_up_ms
+    );
+    println!("kestrel   {}", kestrel.display());
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let mut series: Vec<(String, &Histogram<u64>)> = Vec::new();
+    for b in &outcome.bots {
+        let name = b.bot.name();
+        println!("{name:<24} wire→order {}", b.latency.line());
+        println!(
+            "{:<24} ticks {}, measured triggers {}, matched {}, unmatched {}, missed {}, fallback stamps {}, late sends {}",
+            "",
+            b.ticks,
+            b.triggers,
+            b.matched,
+            b.unmatched,
+            b.missed,
+            b.fallback_stamps,
+            b.late_sends
+        );
+        let path = args.out_dir.join(format!("deployed-{name}.hgrm"));
+        std::fs::write(&path, hgrm(&b.histogram))
+            .with_context(|| format!("writing {}", path.display()))?;
+        series.push((name, &b.histogram));
+    }
+    for (k, r) in outcome.rounds.iter().enumerate() {
+        let cells: Vec<String> = r
+            .p50_ns
+            .iter()
+            .map(|(n, v)| format!("{n} {}", ns(*v)))
+            .collect();
+        println!(
+            "round {}   p50: {}; loadavg {}",
+            k + 1,
+            cells.join(", "),
+            r.loadavg
+        );
+    }
+    let x = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}×"));
+    for r in &outcome.ratios {
+        println!(
+            "{:<24} p50 / floor {}, p50 / tokio {} (medians of per-round ratios)",
+            r.bot,
+            x(r.p50_vs_floor),
+            x(r.p50_vs_tokio)
+        );
+    }
+    write_plots(
+        &args.out_dir,
+        "deployed",
+        "wire-to-order: kestrel run vs a raw-socket floor and a tokio bot (loopback)",
+        &series,
+    )?;
+    if let Some(path) = &args.json {
+        #[derive(Serialize)]
+        struct DeployedReport<'a> {
+            scenario: Scenario,
+            rate_per_s: u64,
+            triggers_per_s: u64,
+            rounds: u32,
+            seconds_per_bot: u64,
+            warm_up_ms: u64,
+            kestrel: String,
+            environment: &'a Environment,
+            outcome: &'a deployed::Outcome,
+        }
+        let report = DeployedReport {
+            scenario: Scenario::Deployed,
+            rate_per_s: options.rate,
+            triggers_per_s: options.triggers_per_s,
+            rounds: options.rounds,
+            seconds_per_bot: options.measure.as_secs(),
+            warm_up_ms: args.warm_up_ms,
+            kestrel: kestrel.display().to_string(),
+            environment: &env,
+            outcome: &outcome,
+        };
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote     {}", path.display());
