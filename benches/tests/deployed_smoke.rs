@@ -1,4 +1,4 @@
-//! Scenario `deployed`, briefly: one round of about a second per bot (the four kestrel
+//! Scenario `deployed`, briefly: one round of about a second per bot (the six kestrel
 //! variants, the floor and the tokio bot) against the stand-in exchange. Checks that every
 //! bot's orders reached the stand-in and were matched to the trigger ticks that caused them;
 //! no timing assertions. Cannot hang: every run has a tick deadline, kestrel is stopped with
@@ -61,6 +61,6 @@ fn every_bot_places_orders_that_match_their_trigger_ticks() {
         );
     }
     assert_eq!(outcome.rounds.len(), 1);
-    assert_eq!(outcome.ratios.len(), 4, "one line per kestrel variant");
+    assert_eq!(outcome.ratios.len(), 6, "one line per kestrel variant");
     assert!(outcome.ratios.iter().all(|r| r.p50_vs_floor.is_some()));
 }

@@ -21,14 +21,22 @@ pub enum Bot {
     Kestrel {
         /// `[engine] mode`: "inline" or "split".
         layout: &'static str,
-        /// `[storage] order_durability`: "full" or "process".
+        /// `[storage] order_durability`: "group" (the default), "full" or "process".
         durability: &'static str,
     },
 }
 
 impl Bot {
-    /// The four kestrel variants, then the two peers.
-    pub const ALL: [Bot; 6] = [
+    /// The six kestrel variants (the default durability first), then the two peers.
+    pub const ALL: [Bot; 8] = [
+        Bot::Kestrel {
+            layout: "inline",
+            durability: "group",
+        },
+        Bot::Kestrel {
+            layout: "split",
+            durability: "group",
+        },
         Bot::Kestrel {
             layout: "inline",
             durability: "full",
