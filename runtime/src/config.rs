@@ -178,6 +178,8 @@ pub struct EngineSection {
     pub journal_ticks: bool,
     /// The thread layout of the tick-to-order path.
     pub mode: EngineMode,
+    /// What the gateway thread does while no order is waiting.
+    pub gateway_idle: GatewayIdle,
 }
 
 impl Default for EngineSection {
@@ -188,6 +190,7 @@ impl Default for EngineSection {
             core: None,
             journal_ticks: true,
             mode: EngineMode::Auto,
+            gateway_idle: GatewayIdle::Auto,
         }
     }
 }
@@ -206,6 +209,33 @@ pub enum EngineMode {
     /// (thousands of instruments) stay off the deciding core, at the cost of one hop and a
     /// thread that needs a core of its own.
     Split,
+}
+
+/// `[engine] gateway_idle`: how the gateway waits for the engine's next order.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayIdle {
+    /// Spin from [`SPLIT_FROM_CORES`] cores (the gateway has a core of its own), park below:
+    /// on 2 cores a spinning gateway shares its core with everything else the machine runs
+    /// (measured with `latency deployed`: p50 119 µs against 159 µs parked, but p99 3.2 ms
+    /// against 0.35 ms).
+    #[default]
+    Auto,
+    /// Spin: the order is picked up at once, at the cost of a core kept busy.
+    Spin,
+    /// Spin 50 µs, then park until the engine wakes it (a futex wake-up on the order path).
+    Park,
+}
+
+impl GatewayIdle {
+    /// Whether the gateway spins on a machine with `cores` cores.
+    pub fn spins(self, cores: usize) -> bool {
+        match self {
+            GatewayIdle::Spin => true,
+            GatewayIdle::Park => false,
+            GatewayIdle::Auto => cores >= SPLIT_FROM_CORES,
+        }
+    }
 }
 
 /// From this many cores `auto` chooses split: the feed thread can have a core of its own
@@ -446,6 +476,10 @@ mod tests {
         assert_eq!(EngineMode::Auto.resolve(4), EngineMode::Split);
         assert_eq!(EngineMode::Split.resolve(2), EngineMode::Split);
         assert_eq!(EngineMode::Inline.resolve(8), EngineMode::Inline);
+        assert!(!GatewayIdle::Auto.spins(2));
+        assert!(GatewayIdle::Auto.spins(4));
+        assert!(GatewayIdle::Spin.spins(2));
+        assert!(!GatewayIdle::Park.spins(8));
         let base = "[strategy]\nkind = \"breakout\"\n";
         let c = parse(&format!("[engine]\nmode = \"split\"\n{base}")).unwrap();
         assert_eq!(c.engine.mode, EngineMode::Split);

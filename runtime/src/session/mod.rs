@@ -604,9 +604,9 @@ fn start_gateway(
             // Order updates bring the fills; polling is the fallback. Short enough that the
             // settle at the end sees a poll after the market stops.
             poll_interval_with_updates: Duration::from_millis(250),
-            // With a core of its own the gateway spins for the next order; on a smaller
-            // machine it spins briefly, then parks until the engine hands one over.
-            idle_spin: if core_count() >= crate::config::SPLIT_FROM_CORES {
+            // `[engine] gateway_idle`: by default it spins for the next order with a core of
+            // its own, and on a smaller machine spins briefly, then parks until woken.
+            idle_spin: if args.config.engine.gateway_idle.spins(core_count()) {
                 Duration::MAX
             } else {
                 GatewayConfig::default().idle_spin
