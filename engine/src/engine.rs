@@ -370,11 +370,6 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             quote.mid_or_last()
         };
         self.book.mark(id, mark);
-        for slot in self.slots.iter_mut() {
-            if let Some(book) = &mut slot.book {
-                book.mark(id, mark);
-            }
-        }
         if self.config.journal_ticks {
             self.journal(out, JournalRecord::from_tick(tick));
         }
@@ -383,6 +378,35 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         let now = self.event_ts;
         let mut sent = self.apply_forced(out, now);
         sent += self.apply_mark_rule(out, id, now);
+        if let [only] = &mut *self.slots {
+            // One strategy (the common case): its book is the account's, and this path stays
+            // small enough to inline the strategy and the marks (measured: with the loop
+            // below inline, neither was, and a tick cost 10-25% more).
+            if let Intent::Order(intent) = only.strategy.on_tick(tick, &self.market, &self.book) {
+                self.counters.intents += 1;
+                sent += self.submit(out, 0, &intent, tick.recv_ts, now) as usize;
+            }
+            return sent;
+        }
+        sent + self.step_strategies(tick, mark, out, now)
+    }
+
+    /// [`Engine::step`]'s last part with several strategies: each book marked, each strategy
+    /// asked, in order.
+    #[inline(never)]
+    fn step_strategies<O: EngineOutput>(
+        &mut self,
+        tick: &Tick,
+        mark: Price,
+        out: &mut O,
+        now: UnixNanos,
+    ) -> usize {
+        let mut sent = 0;
+        for slot in self.slots.iter_mut() {
+            if let Some(book) = &mut slot.book {
+                book.mark(tick.instrument, mark);
+            }
+        }
         for i in 0..self.slots.len() {
             let slot = &mut self.slots[i];
             let book = slot.book.as_ref().unwrap_or(&self.book);

@@ -209,6 +209,7 @@ impl Portfolio {
     }
 
     /// Mark an instrument to `price` (a tick's last price or mid).
+    #[inline]
     pub fn mark(&mut self, id: InstrumentId, price: Price) {
         if price.0 != 0 {
             self.update(id, |p| p.mark = price);

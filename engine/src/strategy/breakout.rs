@@ -235,6 +235,7 @@ impl Breakout {
 }
 
 impl Strategy for Breakout {
+    #[inline]
     fn on_tick(&mut self, tick: &Tick, _view: &MarketView, book: &Portfolio) -> Intent {
         let Some(px) = trade_price(tick) else {
             return Intent::Hold;

@@ -213,6 +213,7 @@ impl BuiltIn {
 }
 
 impl Strategy for BuiltIn {
+    #[inline]
     fn on_tick(&mut self, tick: &Tick, view: &MarketView, book: &Portfolio) -> Intent {
         match self {
             BuiltIn::Breakout(s) => s.on_tick(tick, view, book),

@@ -154,6 +154,7 @@ impl SmaCross {
 }
 
 impl Strategy for SmaCross {
+    #[inline]
     fn on_tick(&mut self, tick: &Tick, _view: &MarketView, book: &Portfolio) -> Intent {
         let id = tick.instrument;
         let (Some(px), Some(Some(lane))) = (trade_price(tick), self.lanes.get_mut(id.index()))
