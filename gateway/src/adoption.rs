@@ -25,7 +25,6 @@ use crate::gateway::{Gateway, GatewayError, Slice, Tracked, now_ns};
 use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
 use crate::store::Reservation;
 use crate::venue::{Venue, VenueOrder};
-use crate::{OrderFsm, OrderState};
 
 /// Decision sequences searched beyond each strategy's durable watermark.
 pub const ADOPTION_WINDOW: u64 = 100_000;
@@ -151,16 +150,8 @@ impl<V: Venue> Gateway<V> {
             if let Some(g) = self.group.as_ref() {
                 g.committed(req.decision_id);
             }
-            self.orders.insert(
-                coid,
-                Tracked {
-                    req,
-                    fsm: OrderFsm::restore(req.qty, OrderState::InFlight, Vec::new()),
-                    venue_order_id: None,
-                    exchange,
-                    symbol,
-                },
-            );
+            self.orders
+                .insert(coid, Tracked::in_flight(req, exchange, symbol));
             if let Some((parent, _)) = f.parent {
                 children.push((parent, coid));
             }

@@ -339,6 +339,20 @@ pub(crate) struct Tracked {
     pub(crate) symbol: String,
 }
 
+impl Tracked {
+    /// An order whose request may have left (stored in flight: reserved and submitted),
+    /// its venue order id not known yet.
+    pub(crate) fn in_flight(req: OrderRequest, exchange: String, symbol: String) -> Tracked {
+        Tracked {
+            req,
+            fsm: OrderFsm::restore(req.qty, OrderState::InFlight, Vec::new()),
+            venue_order_id: None,
+            exchange,
+            symbol,
+        }
+    }
+}
+
 /// A sliced parent: the engine's one order, placed as child orders at or below the freeze
 /// quantity. Reports about children are rewritten into reports about the parent
 /// ([`Gateway::emit`]).
@@ -1056,16 +1070,8 @@ impl<V: Venue> Gateway<V> {
                 "client order id already followed; not sending it again");
             return Ok(());
         }
-        self.orders.insert(
-            coid,
-            Tracked {
-                req,
-                fsm: OrderFsm::restore(req.qty, OrderState::InFlight, Vec::new()),
-                venue_order_id: None,
-                exchange,
-                symbol,
-            },
-        );
+        self.orders
+            .insert(coid, Tracked::in_flight(req, exchange, symbol));
         self.drive_placement(coid, FirstSend::Logged)
     }
 

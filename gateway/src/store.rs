@@ -356,22 +356,7 @@ impl Store {
         parent: Option<(u64, u32)>,
         now: UnixNanos,
     ) -> Result<Reservation, StoreError> {
-        let tx = self.write_tx()?;
-        if let Some(st) = stored_state(&tx, &tag_for(req.client_order_id))? {
-            return Ok(Reservation::AlreadyKnown(st));
-        }
-        insert_reserved(
-            &tx,
-            req,
-            exchange,
-            symbol,
-            instrument_token,
-            parent,
-            now,
-            true,
-        )?;
-        tx.commit()?;
-        Ok(Reservation::Reserved)
+        self.reserve_as(req, exchange, symbol, instrument_token, parent, now, true)
     }
 
     fn migrate(&mut self, path: &Path) -> Result<(), StoreError> {
@@ -438,7 +423,7 @@ impl Store {
         instrument_token: u32,
         now: UnixNanos,
     ) -> Result<Reservation, StoreError> {
-        self.reserve_as(req, exchange, symbol, instrument_token, now, false)
+        self.reserve_as(req, exchange, symbol, instrument_token, None, now, false)
     }
 
     /// Reserves a new order that is about to be written to the venue: one committed row
@@ -455,15 +440,18 @@ impl Store {
         instrument_token: u32,
         now: UnixNanos,
     ) -> Result<Reservation, StoreError> {
-        self.reserve_as(req, exchange, symbol, instrument_token, now, true)
+        self.reserve_as(req, exchange, symbol, instrument_token, None, now, true)
     }
 
+    /// One reservation: `parent` names a slice's parent, `in_flight` stores it as submitted.
+    #[allow(clippy::too_many_arguments)]
     fn reserve_as(
         &mut self,
         req: &OrderRequest,
         exchange: &str,
         symbol: &str,
         instrument_token: u32,
+        parent: Option<(u64, u32)>,
         now: UnixNanos,
         in_flight: bool,
     ) -> Result<Reservation, StoreError> {
@@ -477,7 +465,7 @@ impl Store {
             exchange,
             symbol,
             instrument_token,
-            None,
+            parent,
             now,
             in_flight,
         )?;
