@@ -297,3 +297,50 @@ fn the_counting_allocator_counts() {
         }
     );
 }
+
+/// Two strategies in one engine (each with its own book, marked every tick, and its own
+/// decision sequence), under the same market, venue and operator schedule: nothing
+/// allocates either.
+#[test]
+fn two_strategies_in_one_engine_allocate_nothing() {
+    let table = InstrumentTable::nse_default();
+    let built = |text: &str| {
+        let cfg: StrategyConfig =
+            toml::from_str(&format!("{text}[sizing]\n{}", SIZINGS[0])).expect("config parses");
+        BuiltIn::new(&cfg, &table)
+    };
+    let slot = |id, strategy| kestrel_engine::StrategySlot {
+        id,
+        strategy,
+        first_decision_seq: 1,
+    };
+    let engine = Engine::with_strategies(
+        vec![slot(1, built(BREAKOUT)), slot(2, built(SMA_CROSS))],
+        UncheckedForTestsOnly,
+        ReplayClock::default(),
+        table.clone(),
+        EngineConfig {
+            journal_ticks: true,
+            ..EngineConfig::default()
+        },
+    );
+    let mut rig = Rig::new(engine, START, EVERY);
+    rig.steps(20_000);
+    let (before, venue_before) = (*rig.engine.counters(), rig.venue.stats);
+    let ((), counts) = count(|| rig.steps(400_000));
+    let o = Outcome {
+        counts,
+        engine: since(rig.engine.counters(), &before),
+        venue: rig.venue.stats.since(&venue_before),
+    };
+    assert_exercised_without_allocating(&o, "breakout #1 + sma_cross #2");
+    assert_eq!(rig.engine.counters().fills_unattributed, 0);
+    let traded: Vec<bool> = rig
+        .engine
+        .strategies()
+        .map(|(_, _, book)| {
+            book.realised().0 != 0 || book.positions().any(|(_, p)| !p.qty.is_zero())
+        })
+        .collect();
+    assert_eq!(traded, [true, true], "both strategies traded");
+}
