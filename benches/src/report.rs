@@ -58,6 +58,16 @@ impl Percentiles {
     }
 }
 
+/// The median of `v` (0 for none): of per-round ratios, say.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 pub fn ns(v: u64) -> String {
     match v {
         0..1_000 => format!("{v} ns"),

@@ -162,19 +162,10 @@ impl<V: Venue> Gateway<V> {
             let Some(req) = self.orders.get(&child).map(|t| t.req) else {
                 continue;
             };
-            let s = self.slices.entry(parent).or_insert_with(|| Slice {
-                req: OrderRequest {
-                    client_order_id: parent,
-                    qty: 0,
-                    ..req
-                },
-                children: Vec::new(),
-                filled: 0,
-                accepted: false,
-                ended: None,
-                failed: false,
-                done: false,
-            });
+            let s = self
+                .slices
+                .entry(parent)
+                .or_insert_with(|| Slice::rebuilt(parent, req));
             s.req.qty += req.qty;
             s.children.push(child);
             self.child_parent.insert(child, parent);

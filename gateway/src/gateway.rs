@@ -374,6 +374,26 @@ pub(crate) struct Slice {
     pub(crate) done: bool,
 }
 
+impl Slice {
+    /// A parent rebuilt from the store or the venue, from one child's request: its own id,
+    /// its quantity still to be summed from the children (0), nothing reported yet.
+    pub(crate) fn rebuilt(parent: u64, child: OrderRequest) -> Slice {
+        Slice {
+            req: OrderRequest {
+                client_order_id: parent,
+                qty: 0,
+                ..child
+            },
+            children: Vec::new(),
+            filled: 0,
+            accepted: false,
+            ended: None,
+            failed: false,
+            done: false,
+        }
+    }
+}
+
 /// A slice child still counts toward its parent's working quantity: about to be sent or
 /// possibly working at the venue (Cancelled and Expired are over for the engine, even if a
 /// late fill of the cancel/fill race may still arrive).
@@ -550,19 +570,9 @@ impl<V: Venue> Gateway<V> {
             let Some(o) = store.load(child)? else {
                 continue;
             };
-            let s = slices.entry(parent).or_insert_with(|| Slice {
-                req: OrderRequest {
-                    client_order_id: parent,
-                    qty: 0,
-                    ..o.request
-                },
-                children: Vec::new(),
-                filled: 0,
-                accepted: false,
-                ended: None,
-                failed: false,
-                done: false,
-            });
+            let s = slices
+                .entry(parent)
+                .or_insert_with(|| Slice::rebuilt(parent, o.request));
             s.req.qty += o.request.qty;
             s.filled += o.fsm.filled();
             s.accepted |= o.venue_order_id.is_some();

@@ -44,7 +44,7 @@ use hdrhistogram::Histogram;
 use kestrel_benches::deployed::{self, bots, process::Bot};
 use kestrel_benches::env::Environment;
 use kestrel_benches::every_nth::EveryNth;
-use kestrel_benches::report::{Percentiles, hgrm, new_histogram, ns, png, svg};
+use kestrel_benches::report::{Percentiles, hgrm, median, new_histogram, ns, png, svg};
 use kestrel_benches::wire::{Phase, PhaseResult, Schedule, Sender};
 use kestrel_engine::engine::{EngineInputs, EngineOutput, RingOutput};
 use kestrel_engine::pin::{PinOutcome, pin_current_thread};
@@ -744,15 +744,6 @@ struct WireReport {
     order_every: u64,
     environment: Environment,
     runs: Vec<WireRun>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Scenario 3: for each mode, `--rounds` rounds of (echo, floor, kestrel) against one sender

@@ -34,7 +34,7 @@ use hdrhistogram::Histogram;
 use kestrel_engine::InstrumentTable;
 use serde::Serialize;
 
-use crate::report::{Percentiles, new_histogram};
+use crate::report::{Percentiles, median, new_histogram};
 use exchange::{Exchange, TickPlan};
 use process::{Bot, BotProcess};
 
@@ -260,13 +260,4 @@ pub fn run(o: &Options, mut progress: impl FnMut(&str)) -> Result<Outcome> {
         rounds,
         ratios,
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
