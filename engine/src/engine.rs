@@ -95,6 +95,10 @@ pub trait EngineOutput {
     fn send_order(&mut self, order: Approved) -> Result<(), Approved>;
     /// Emit a record for the ops thread; `false` when it had to be dropped.
     fn journal(&mut self, record: JournalRecord) -> bool;
+    /// Called once per turn of [`Engine::run`], outside any step: an output with I/O of its
+    /// own (the gateway's inline order writer reading its connection) does it here.
+    #[inline]
+    fn poll(&mut self) {}
 }
 
 /// The production output: two rings.
@@ -602,6 +606,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         while !self.stop_requested && !stop.load(Ordering::Relaxed) {
             self.counters.loop_turns += 1;
             poll();
+            out.poll();
             let mut work = 0;
             while let Some(cmd) = inputs.control.pop() {
                 self.on_control(&cmd, out);

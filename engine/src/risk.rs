@@ -155,6 +155,13 @@ impl Approved {
     pub fn into_request(self) -> OrderRequest {
         self.0
     }
+
+    /// The same approval, marked [`crate::records::order_flags::SENT`]: the order writer on
+    /// the engine thread wrote it to the venue. Nothing else of the request changes.
+    pub fn sent(mut self) -> Approved {
+        self.0.flags |= crate::records::order_flags::SENT;
+        self
+    }
 }
 
 /// Accepts everything. **Not risk control**: for tests and benchmarks that measure the

@@ -468,7 +468,7 @@ pub struct Gateway<V> {
     pub(crate) instruments: InstrumentTable,
     pub(crate) cfg: GatewayConfig,
     rng: Rng,
-    limiter: RateLimiter,
+    pub(crate) limiter: RateLimiter,
     pub(crate) orders: HashMap<u64, Tracked>,
     reports: VecDeque<ExecReport>,
     hook: Option<Hook>,
@@ -489,7 +489,12 @@ pub struct Gateway<V> {
     intents: Option<IntentLog>,
     /// [`Durability::Group`]: the group-commit thread and the durable watermark.
     pub(crate) group: Option<GroupCommit>,
-    /// What the intent log's recovery did at start-up.
+    /// The intent log of the engine thread's inline order writer, until
+    /// [`Gateway::inline_writer`] hands it over ([`crate::inline`]).
+    pub(crate) engine_intents: Option<IntentLog>,
+    /// The gateway's half of the inline order writer, once there is one.
+    pub(crate) inline: Option<crate::inline::InlineFollower>,
+    /// What the intent logs' recovery did at start-up.
     intent_recovery: IntentRecovery,
     /// Client order ids whose tag the venue holds without a row in the store (found by
     /// reconciliation; never cleared): new orders with these ids are refused.
@@ -530,13 +535,18 @@ impl<V: Venue> Gateway<V> {
         instruments: InstrumentTable,
         cfg: GatewayConfig,
     ) -> Result<Gateway<V>, GatewayError> {
-        let (intents, intent_recovery) = match &cfg.durability {
-            Durability::Full => (None, IntentRecovery::default()),
+        let (intents, engine_intents, intent_recovery) = match &cfg.durability {
+            Durability::Full => (None, None, IntentRecovery::default()),
             Durability::Process { intent_log }
             | Durability::Group(GroupCommitConfig { intent_log, .. }) => {
-                // Recovered with FULL commits: the old log is replaced only once they are on disk.
-                let (log, recovery) = IntentLog::open(intent_log, &instruments, &mut store)?;
-                (Some(log), recovery)
+                // Recovered with FULL commits: the old log is replaced only once they are on
+                // disk. The engine thread's log (its inline writer's) likewise.
+                let (log, mut recovery) = IntentLog::open(intent_log, &instruments, &mut store)?;
+                let engine_path = crate::intent::engine_log_path(intent_log);
+                let (engine_log, r) = IntentLog::open(&engine_path, &instruments, &mut store)?;
+                recovery.intents += r.intents;
+                recovery.recovered += r.recovered;
+                (Some(log), Some(engine_log), recovery)
             }
         };
         let group = match &cfg.durability {
@@ -605,6 +615,8 @@ impl<V: Venue> Gateway<V> {
             poll_now: false,
             last_update: None,
             intents,
+            engine_intents,
+            inline: None,
             group,
             intent_recovery,
             foreign_tags: HashSet::new(),
@@ -664,6 +676,12 @@ impl<V: Venue> Gateway<V> {
     }
 
     /// Installs a failure-injection hook (tests).
+    /// Intents are logged before the write ([`Durability::Process`], [`Durability::Group`]):
+    /// the durability an inline order writer needs ([`Gateway::inline_writer`]).
+    pub fn logs_intents(&self) -> bool {
+        self.intents.is_some()
+    }
+
     pub fn set_hook(&mut self, hook: Hook) {
         self.hook = Some(hook);
     }
@@ -702,6 +720,9 @@ impl<V: Venue> Gateway<V> {
     /// Handles one risk-approved request.
     pub fn on_approved(&mut self, approved: Approved) -> Result<(), GatewayError> {
         let req = approved.into_request();
+        if req.has_flag(order_flags::SENT) {
+            return self.follow_sent(req);
+        }
         match req.kind() {
             Some(RequestKind::New) => self.place_new(req),
             Some(RequestKind::Cancel) => self.cancel(req.client_order_id),
@@ -736,6 +757,10 @@ impl<V: Venue> Gateway<V> {
             let mut busy = false;
             if let Some(texts) = rings.updates.as_deref_mut() {
                 busy |= self.drain_updates(texts)? > 0;
+                self.flush(rings.execs);
+            }
+            if self.inline.is_some() {
+                busy |= self.drain_inline(rings.orders)? > 0;
                 self.flush(rings.execs);
             }
             if let Some(a) = rings.orders.pop() {
@@ -1427,7 +1452,7 @@ impl<V: Venue> Gateway<V> {
     /// [`Durability::Process`]: stores the row of an order whose intent was logged and whose
     /// request was just written (or may have been), in flight (reserve and submit committed
     /// together, as [`Durability::Full`] does before the write).
-    fn store_logged(&mut self, coid: u64) -> Result<(), GatewayError> {
+    pub(crate) fn store_logged(&mut self, coid: u64) -> Result<(), GatewayError> {
         let Some(t) = self.orders.get(&coid) else {
             return Ok(());
         };
@@ -1473,12 +1498,42 @@ impl<V: Venue> Gateway<V> {
         let place = Self::place_order(t, self.cfg.product.kite());
         self.counters.submits += 1;
         let answer = self.venue.submit(&place);
+        if unstored {
+            if answer.is_ok() {
+                self.hook(HookPoint::AfterSubmitBeforeAck, coid);
+            }
+            self.store_logged(coid)?;
+            return self.on_place_answer_stored(coid, attempt, answer);
+        }
+        self.on_place_answer(coid, attempt, answer)
+    }
+
+    /// Sends an order whose placement must be tried again (a 429, or a look-up that found
+    /// nothing) from this thread: it is Reserved again.
+    pub(crate) fn drive_placement_again(&mut self, coid: u64) -> Result<(), GatewayError> {
+        self.drive_placement(coid, FirstSend::Submit)
+    }
+
+    /// Applies a placement's answer, for an order whose row is stored. `Continue`: the
+    /// order is Reserved again and may be sent again (after the backoff taken here).
+    pub(crate) fn on_place_answer(
+        &mut self,
+        coid: u64,
+        attempt: u32,
+        answer: Result<u64, VenueError>,
+    ) -> Result<ControlFlow<()>, GatewayError> {
         if answer.is_ok() {
             self.hook(HookPoint::AfterSubmitBeforeAck, coid);
         }
-        if unstored {
-            self.store_logged(coid)?;
-        }
+        self.on_place_answer_stored(coid, attempt, answer)
+    }
+
+    fn on_place_answer_stored(
+        &mut self,
+        coid: u64,
+        attempt: u32,
+        answer: Result<u64, VenueError>,
+    ) -> Result<ControlFlow<()>, GatewayError> {
         match answer {
             Ok(venue_id) => {
                 self.apply(coid, Event::Ack, Some(venue_id), "", 0)?;

@@ -42,7 +42,18 @@ pub const fn child_client_order_id(parent: u64, index: u32) -> u64 {
 
 /// The Kite tag of a client order id.
 pub fn tag_for(client_order_id: u64) -> String {
-    format!("{TAG_PREFIX}{client_order_id:016x}")
+    Tag(client_order_id).to_string()
+}
+
+/// A client order id written as its Kite tag, with no allocation (the inline order writer
+/// formats it straight into the request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tag(pub u64);
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{TAG_PREFIX}{:016x}", self.0)
+    }
 }
 
 /// The client order id of a tag written by [`tag_for`]; `None` for any other tag (another

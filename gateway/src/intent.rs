@@ -162,6 +162,15 @@ fn options() -> WriterOptions {
     }
 }
 
+/// The engine thread's intent log (its inline order writer's, [`crate::inline`]) beside the
+/// gateway's at `path`: `path` with `.engine` appended. Recovered at every start like the
+/// gateway's own.
+pub fn engine_log_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".engine");
+    PathBuf::from(s)
+}
+
 fn temporary_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".new");

@@ -269,21 +269,14 @@ impl KiteClient {
         form: &str,
     ) -> Result<RawResponse, VenueError> {
         self.buf.clear();
-        let _ = write!(
-            self.buf,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nX-Kite-Version: 3\r\nAuthorization: {}\r\nUser-Agent: kestrel-gateway\r\n",
-            self.host,
-            self.auth.expose()
+        write_request(
+            &mut self.buf,
+            method,
+            path,
+            &self.host,
+            &self.auth,
+            form.as_bytes(),
         );
-        if !form.is_empty() || method == "POST" || method == "PUT" {
-            let _ = write!(
-                self.buf,
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-                form.len()
-            );
-        }
-        self.buf.extend_from_slice(b"\r\n");
-        self.buf.extend_from_slice(form.as_bytes());
         let req = std::mem::take(&mut self.buf);
         let result = (|| {
             let conn = self.connect()?.get_mut();
@@ -302,51 +295,166 @@ impl KiteClient {
         result
     }
 
+    /// A new connection of its own for the engine thread's inline order writer, with what
+    /// its placement requests need ([`crate::inline`]).
+    pub fn order_connection(&self) -> Result<OrderConnection, VenueError> {
+        let transport = self.connector.connect()?;
+        tracing::info!(host = %self.host, tls = self.connector.is_tls(), "order connection opened for the engine thread");
+        Ok(OrderConnection {
+            transport,
+            host: self.host.clone(),
+            auth: self.auth.clone(),
+        })
+    }
+
     fn place_form(&self, o: &PlaceOrder) -> String {
-        let mut f = Form::default();
-        f.add("tradingsymbol", &o.tradingsymbol);
-        f.add("exchange", &o.exchange);
-        f.add("transaction_type", side_str(o.side));
-        f.add("order_type", order_type_str(o.order_type));
-        f.add("quantity", &o.quantity.to_string());
-        if matches!(o.order_type, OrderType::Limit | OrderType::StopLimit) {
-            f.add("price", &o.price.to_string());
-        }
-        if matches!(o.order_type, OrderType::StopLimit | OrderType::StopMarket) {
-            f.add("trigger_price", &o.trigger_price.to_string());
-        }
-        f.add("product", o.product);
-        f.add(
-            "validity",
-            match o.validity {
-                TimeInForce::Day => "DAY",
-                TimeInForce::Ioc => "IOC",
+        let mut form = Vec::with_capacity(256);
+        write_place_form(
+            &mut form,
+            &PlaceFields {
+                exchange: &o.exchange,
+                tradingsymbol: &o.tradingsymbol,
+                side: o.side,
+                order_type: o.order_type,
+                quantity: o.quantity,
+                price: o.price,
+                trigger_price: o.trigger_price,
+                product: o.product,
+                validity: o.validity,
+                tag: &o.tag,
             },
         );
-        f.add("tag", &o.tag);
-        f.0
+        String::from_utf8(form).expect("the form is ASCII")
     }
 }
 
-#[derive(Default)]
-struct Form(String);
+/// A connection for placements only, and what a request on it carries: made by
+/// [`KiteClient::order_connection`], used by [`crate::inline::OrderWriter`].
+pub struct OrderConnection {
+    pub(crate) transport: Transport,
+    pub(crate) host: String,
+    pub(crate) auth: Secret,
+}
 
-impl Form {
-    fn add(&mut self, k: &str, v: &str) {
+impl fmt::Debug for OrderConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OrderConnection")
+            .field("transport", &self.transport)
+            .field("host", &self.host)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// Appends one HTTP/1.1 request with Kite's headers and `form` as its body. The one way
+/// every request is written: by the client, and by the inline order writer, which calls
+/// it on the engine thread (no allocation while `buf` has room: `write!` into a `Vec`
+/// allocates only to grow it).
+pub(crate) fn write_request(
+    buf: &mut Vec<u8>,
+    method: &str,
+    path: &str,
+    host: &str,
+    auth: &Secret,
+    form: &[u8],
+) {
+    let _ = write!(
+        buf,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nX-Kite-Version: 3\r\nAuthorization: {}\r\nUser-Agent: kestrel-gateway\r\n",
+        auth.expose()
+    );
+    if !form.is_empty() || method == "POST" || method == "PUT" {
+        let _ = write!(
+            buf,
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            form.len()
+        );
+    }
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(form);
+}
+
+/// The fields of a placement's form, borrowed (the inline writer has no [`PlaceOrder`]).
+pub(crate) struct PlaceFields<'a, T: fmt::Display + ?Sized> {
+    pub exchange: &'a str,
+    pub tradingsymbol: &'a str,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub quantity: u32,
+    pub price: Price,
+    pub trigger_price: Price,
+    pub product: &'a str,
+    pub validity: TimeInForce,
+    /// The order's tag ([`crate::idempotency::Tag`]): alphanumeric, written as is.
+    pub tag: &'a T,
+}
+
+/// Appends a placement's form (`application/x-www-form-urlencoded`); no allocation while
+/// `out` has room.
+pub(crate) fn write_place_form<T: fmt::Display + ?Sized>(
+    out: &mut Vec<u8>,
+    o: &PlaceFields<'_, T>,
+) {
+    let form = &mut FormWriter(out);
+    form.text("tradingsymbol", o.tradingsymbol);
+    form.text("exchange", o.exchange);
+    form.text("transaction_type", side_str(o.side));
+    form.text("order_type", order_type_str(o.order_type));
+    form.value("quantity", o.quantity);
+    if matches!(o.order_type, OrderType::Limit | OrderType::StopLimit) {
+        form.value("price", o.price);
+    }
+    if matches!(o.order_type, OrderType::StopLimit | OrderType::StopMarket) {
+        form.value("trigger_price", o.trigger_price);
+    }
+    form.text("product", o.product);
+    form.text(
+        "validity",
+        match o.validity {
+            TimeInForce::Day => "DAY",
+            TimeInForce::Ioc => "IOC",
+        },
+    );
+    form.value("tag", o.tag);
+}
+
+/// Writes `key=value` pairs joined by `&`.
+struct FormWriter<'a>(&'a mut Vec<u8>);
+
+impl FormWriter<'_> {
+    fn key(&mut self, k: &str) {
         if !self.0.is_empty() {
-            self.0.push('&');
+            self.0.push(b'&');
         }
-        self.0.push_str(k);
-        self.0.push('=');
+        self.0.extend_from_slice(k.as_bytes());
+        self.0.push(b'=');
+    }
+
+    /// Any text, percent-encoded (a symbol such as `M&M`).
+    fn text(&mut self, k: &str, v: &str) {
+        self.key(k);
         for b in v.bytes() {
             match b {
                 b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    self.0.push(b as char)
+                    self.0.push(b)
                 }
-                b' ' => self.0.push('+'),
-                _ => self.0.push_str(&format!("%{b:02X}")),
+                b' ' => self.0.push(b'+'),
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                    self.0.extend_from_slice(&[
+                        b'%',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 15)],
+                    ]);
+                }
             }
         }
+    }
+
+    /// A value whose text needs no encoding: a number, a price, a tag.
+    fn value(&mut self, k: &str, v: impl fmt::Display) {
+        self.key(k);
+        let _ = write!(self.0, "{v}");
     }
 }
 
@@ -354,9 +462,9 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// (status, Retry-After, body, the server will close the connection).
-type RawResponse = (u16, Option<Duration>, Vec<u8>, bool);
+pub(crate) type RawResponse = (u16, Option<Duration>, Vec<u8>, bool);
 
-fn read_response(r: &mut impl BufRead) -> Result<RawResponse, VenueError> {
+pub(crate) fn read_response(r: &mut impl BufRead) -> Result<RawResponse, VenueError> {
     let io = |context| move |source| VenueError::Io { context, source };
     let lost = || VenueError::Io {
         context: "reading the response",
@@ -439,6 +547,12 @@ fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, VenueError> {
             return Ok(body);
         }
     }
+}
+
+/// The venue's order id in a placement's answer (its envelope's `data`).
+pub(crate) fn placed_order_id(data: &Value) -> Result<u64, VenueError> {
+    u64_of(&data["order_id"])
+        .ok_or_else(|| VenueError::Protocol(format!("placement answer without order_id: {data}")))
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by Kite).
@@ -615,27 +729,30 @@ fn parse_trade(v: &Value) -> Result<VenueTrade, VenueError> {
 impl Venue for KiteClient {
     fn submit(&mut self, order: &PlaceOrder) -> Result<u64, VenueError> {
         let form = self.place_form(order);
-        let data = self.call("POST", "/orders/regular", &form)?;
-        u64_of(&data["order_id"]).ok_or_else(|| {
-            VenueError::Protocol(format!("placement answer without order_id: {data}"))
-        })
+        placed_order_id(&self.call("POST", "/orders/regular", &form)?)
+    }
+
+    fn order_connection(&mut self) -> Result<OrderConnection, VenueError> {
+        KiteClient::order_connection(self)
     }
 
     fn modify(&mut self, venue_order_id: u64, m: &ModifyOrder) -> Result<(), VenueError> {
-        let mut f = Form::default();
+        let mut form = Vec::new();
+        let f = &mut FormWriter(&mut form);
         if let Some(q) = m.quantity {
-            f.add("quantity", &q.to_string());
+            f.value("quantity", q);
         }
         if let Some(p) = m.price {
-            f.add("price", &p.to_string());
+            f.value("price", p);
         }
         if let Some(p) = m.trigger_price {
-            f.add("trigger_price", &p.to_string());
+            f.value("trigger_price", p);
         }
         if let Some(t) = m.order_type {
-            f.add("order_type", order_type_str(t));
+            f.text("order_type", order_type_str(t));
         }
-        self.call("PUT", &format!("/orders/regular/{venue_order_id}"), &f.0)
+        let form = String::from_utf8(form).expect("the form is ASCII");
+        self.call("PUT", &format!("/orders/regular/{venue_order_id}"), &form)
             .map(drop)
     }
 
@@ -803,9 +920,10 @@ mod tests {
 
     #[test]
     fn form_encodes_reserved_characters() {
-        let mut f = Form::default();
-        f.add("tradingsymbol", "M&M");
-        f.add("price", "2900.05");
-        assert_eq!(f.0, "tradingsymbol=M%26M&price=2900.05");
+        let mut form = Vec::new();
+        let f = &mut FormWriter(&mut form);
+        f.text("tradingsymbol", "M&M");
+        f.value("price", Price::from_scaled(290_005, 100));
+        assert_eq!(form, b"tradingsymbol=M%26M&price=2900.05");
     }
 }

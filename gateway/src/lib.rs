@@ -14,6 +14,8 @@
 //! * [`venue`] and [`kite`]: the venue trait and the Kite REST client (`http://` or
 //!   `https://`, over `transport.rs`'s plain or TLS connection).
 //! * [`gateway`]: the gateway thread.
+//! * [`inline`]: the inline layout's order writer: the engine thread writes a new order's
+//!   request itself; the gateway thread stores it and applies the answer.
 //! * [`updates`]: the venue's order updates (ticker WebSocket text frames) applied to orders.
 //! * [`fills`]: the one rule by which every source (updates, polls) appends fills.
 //! * [`reconcile`]: reconciliation of the store with the venue, at start-up and periodically.
@@ -25,6 +27,7 @@ pub mod fsm;
 pub mod gateway;
 pub mod group_commit;
 pub mod idempotency;
+pub mod inline;
 pub mod intent;
 pub mod kite;
 pub mod reconcile;
@@ -39,8 +42,9 @@ pub use gateway::{
     RateLimiter, ShutdownReport,
 };
 pub use group_commit::{GroupCommitConfig, GroupCommitStats, SyncPoint};
+pub use inline::{OrderWriter, WriterOutput};
 pub use intent::{IntentLog, IntentLogError, IntentRecovery};
-pub use kite::{Credentials, KiteClient, KiteConfig, Secret};
+pub use kite::{Credentials, KiteClient, KiteConfig, OrderConnection, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};
 pub use store::{KILL_KEY, PAUSED_KEY, PositionSource, Store, StoreError, StoredFill};
 pub use updates::UpdateOutcome;

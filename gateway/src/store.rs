@@ -290,6 +290,17 @@ pub struct Store {
     path: std::path::PathBuf,
 }
 
+/// The busy handler of every connection: retry every 200 µs for up to 5 s. SQLite's own
+/// busy timeout sleeps 1, 2, 5, … 100 ms between tries, so a connection writing back to back
+/// (the gateway in a burst) can take the lock again in each gap and starve the other writer
+/// (`kestrel ctl pause`) past any timeout; short, even retries keep both moving.
+fn wait_for_the_lock(attempt: i32) -> bool {
+    const EVERY: std::time::Duration = std::time::Duration::from_micros(200);
+    const ATTEMPTS: i32 = 25_000;
+    std::thread::sleep(EVERY);
+    attempt < ATTEMPTS
+}
+
 fn i(v: u64) -> i64 {
     v as i64
 }
@@ -297,8 +308,8 @@ fn i(v: u64) -> i64 {
 impl Store {
     /// Opens (or creates) the store and applies pending migrations.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut conn = Connection::open(path)?;
+        conn.busy_handler(Some(wait_for_the_lock))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;

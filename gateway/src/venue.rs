@@ -202,6 +202,14 @@ pub trait Venue {
     fn trades(&mut self) -> Result<Vec<VenueTrade>, VenueError>;
     fn positions(&mut self) -> Result<Vec<VenuePosition>, VenueError>;
 
+    /// A new connection of its own for the engine thread's inline order writer
+    /// ([`crate::inline`]); a venue without one never gets an inline writer.
+    fn order_connection(&mut self) -> Result<crate::kite::OrderConnection, VenueError> {
+        Err(VenueError::Config(
+            "this venue has no connection for the engine thread's order writer".into(),
+        ))
+    }
+
     /// Orders still working.
     fn open_orders(&mut self) -> Result<Vec<VenueOrder>, VenueError> {
         let mut all = self.orders()?;

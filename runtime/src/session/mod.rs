@@ -43,6 +43,7 @@ use kestrel_engine::{
     Tick, UnixNanos,
 };
 use kestrel_feed::{FeedClient, FeedConfig, FeedSinks, TextRecord};
+use kestrel_gateway::WriterOutput;
 use kestrel_gateway::{
     Credentials, Durability, Gateway, GatewayConfig, GatewayRings, GroupCommitConfig, KILL_KEY,
     KiteClient, KiteConfig, PAUSED_KEY, ReconcileOutcome, Store, Venue,
@@ -139,7 +140,7 @@ impl<S: StrategySet> SessionBuilder<S> {
         // Reconcile with the venue before reading what the store restores: a difference it
         // cannot resolve pauses trading in the store, and that pause must hold from the
         // first tick of this run (the gateway also pushes it to the engine's ring).
-        let (gateway, restored) = if dry_run {
+        let (mut gateway, restored) = if dry_run {
             // A dry run sends nothing: it reads the store and lets it go.
             (None, restore(&store, &table, &strategy_ids, clock.now())?)
         } else {
@@ -197,6 +198,21 @@ impl<S: StrategySet> SessionBuilder<S> {
             cores = core_count(),
             "engine thread layout"
         );
+        // In the inline layout the engine thread writes new orders itself, on a connection
+        // of its own; the gateway stores them and reads their answers.
+        let writer = match gateway.as_mut() {
+            Some(g) if layout == EngineMode::Inline => inline_writer(g),
+            _ => None,
+        };
+        tracing::info!(
+            engine_writes_orders = writer.is_some(),
+            "order path: {}",
+            if writer.is_some() {
+                "the engine thread writes new orders (inline writer); the gateway follows them"
+            } else {
+                "the gateway thread writes every order"
+            }
+        );
         let engine_rings = EngineRings {
             inputs: EngineInputs {
                 control: rings.control_rx,
@@ -205,10 +221,13 @@ impl<S: StrategySet> SessionBuilder<S> {
                 execs: rings.exec_rx,
                 ticks: rings.tick_rx,
             },
-            out: RingOutput {
-                orders: rings.order_tx,
-                wake: Some(gateway_wake.clone()),
-                journal: Some(rings.journal_tx),
+            out: WriterOutput {
+                ring: RingOutput {
+                    orders: rings.order_tx,
+                    wake: Some(gateway_wake.clone()),
+                    journal: Some(rings.journal_tx),
+                },
+                writer,
             },
         };
         // A dry run journals the engine's orders and drops them in the ops loop.
@@ -581,6 +600,23 @@ fn open_ops(
     );
     ops.drift_limit = Money::from_units(config.alerts.drift_alert_rupees);
     Ok(ops)
+}
+
+/// The engine thread's order writer, when the durability logs intents (not `full`) and its
+/// connection opens; otherwise (said in the log) the gateway writes every order.
+fn inline_writer(gateway: &mut Gateway<KiteClient>) -> Option<kestrel_gateway::OrderWriter> {
+    // `full` durability keeps its fsync before the write on the gateway thread: no intent log
+    // for the engine, no writer.
+    if !gateway.logs_intents() {
+        return None;
+    }
+    match gateway.venue_mut().order_connection() {
+        Ok(conn) => gateway.inline_writer(conn),
+        Err(e) => {
+            tracing::warn!(error = %e, "the engine thread's order connection did not open; the gateway writes every order");
+            None
+        }
+    }
 }
 
 fn start_gateway(

@@ -22,7 +22,7 @@ type GatewayEnd = (
 /// The engine's ends of its rings.
 pub(super) struct EngineRings {
     pub(super) inputs: EngineInputs,
-    pub(super) out: RingOutput,
+    pub(super) out: kestrel_gateway::WriterOutput,
 }
 
 /// The gateway's ends of its rings.
@@ -100,6 +100,13 @@ impl<S: StrategySet> Threads<S> {
                             },
                         );
                         feed.finish();
+                        if let Some(w) = &rings.out.writer {
+                            tracing::info!(
+                                written = w.written,
+                                passed_on = w.passed_on,
+                                "inline order writer: orders the engine thread wrote itself, and those it passed to the gateway"
+                            );
+                        }
                         (engine, Some(feed))
                     }
                     None => {

@@ -572,11 +572,46 @@ fn inline_and_split_layouts_each_trade_and_end_with_the_venues_book() {
             .filter(|r| r.as_order().is_some())
             .count();
         assert!(decided > 0, "{mode}: no order decided");
+        // Inline, the engine thread writes the orders itself; split, the gateway does.
+        let plain = strip_ansi(&stderr);
+        let engine_wrote = plain
+            .lines()
+            .find(|l| l.contains("orders the engine thread wrote itself"))
+            .and_then(|l| l.split("written=").nth(1))
+            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|v| v.parse::<u64>().ok());
+        if mode == "inline" {
+            assert!(engine_wrote.is_some_and(|n| n > 0), "{mode}: {stderr}");
+        } else {
+            assert_eq!(engine_wrote, None, "{mode}: {stderr}");
+            assert!(
+                stderr.contains("the gateway thread writes every order"),
+                "{stderr}"
+            );
+        }
         assert!(
             stdout.contains("positions match the engine's book"),
             "{mode}: {stdout}"
         );
     }
+}
+
+/// `s` without the terminal's colour codes (`ESC [ ... m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A broker hiccup during start-up reconciliation (two 503s) is retried with backoff and
