@@ -1,4 +1,4 @@
-//! The inline order writer: in the inline layout the engine thread writes a new order's
+//! The inline order writer: the engine thread (in either layout) writes a new order's
 //! placement request to the venue itself, right after the risk gate approves it, instead of
 //! handing it to the gateway thread and waking it. Everything slow stays on the gateway
 //! thread: storing the order's row, reading and applying the venue's answer, retries, the
@@ -450,8 +450,8 @@ impl OrderWriter {
 #[derive(Debug)]
 pub struct WriterOutput {
     pub ring: RingOutput,
-    /// `None`: every order goes to the gateway (the split layout, a dry run, `full`
-    /// durability).
+    /// `None`: every order goes to the gateway (a dry run, `full` durability, or the
+    /// writer's connection did not open).
     pub writer: Option<OrderWriter>,
 }
 

@@ -255,3 +255,15 @@ fn writing_an_order_and_reading_its_answer_allocate_nothing_on_the_engine_thread
         "the writer's polls allocated"
     );
 }
+
+/// `full` durability keeps its fsync before the write on the gateway thread: no writer.
+#[test]
+fn full_durability_has_no_inline_writer() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.sqlite");
+    let mut gw = gateway(&sim.url(), &db, config());
+    let conn = gw.venue_mut().order_connection().unwrap();
+    assert!(gw.inline_writer(conn).is_none());
+    assert!(!gw.logs_intents());
+}

@@ -198,12 +198,9 @@ impl<S: StrategySet> SessionBuilder<S> {
             cores = core_count(),
             "engine thread layout"
         );
-        // In the inline layout the engine thread writes new orders itself, on a connection
-        // of its own; the gateway stores them and reads their answers.
-        let writer = match gateway.as_mut() {
-            Some(g) if layout == EngineMode::Inline => inline_writer(g),
-            _ => None,
-        };
+        // The engine thread writes new orders itself, on a connection of its own, in either
+        // layout; the gateway stores them and reads their answers.
+        let writer = gateway.as_mut().and_then(inline_writer);
         tracing::info!(
             engine_writes_orders = writer.is_some(),
             "order path: {}",

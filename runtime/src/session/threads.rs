@@ -34,6 +34,17 @@ pub(super) struct GatewayEnds {
     pub(super) wake: Arc<kestrel_engine::wake::Wake>,
 }
 
+/// What the engine thread's order writer did, said when the engine stops.
+fn log_writer(out: &kestrel_gateway::WriterOutput) {
+    if let Some(w) = &out.writer {
+        tracing::info!(
+            written = w.written,
+            passed_on = w.passed_on,
+            "inline order writer: orders the engine thread wrote itself, and those it passed to the gateway"
+        );
+    }
+}
+
 /// The running threads of one session.
 pub(super) struct Threads<S> {
     engine: JoinHandle<(SessionEngine<S>, Option<FeedClient>)>,
@@ -100,17 +111,12 @@ impl<S: StrategySet> Threads<S> {
                             },
                         );
                         feed.finish();
-                        if let Some(w) = &rings.out.writer {
-                            tracing::info!(
-                                written = w.written,
-                                passed_on = w.passed_on,
-                                "inline order writer: orders the engine thread wrote itself, and those it passed to the gateway"
-                            );
-                        }
+                        log_writer(&rings.out);
                         (engine, Some(feed))
                     }
                     None => {
                         engine.run(&mut rings.inputs, &mut rings.out, &engine_stop);
+                        log_writer(&rings.out);
                         (engine, None)
                     }
                 })?
