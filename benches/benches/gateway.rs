@@ -21,6 +21,12 @@
 //!   commit; a power loss may lose the last commits, a process crash loses nothing).
 //! * `pop_to_write/sqlite_memory`: the same over an in-memory SQLite database: the
 //!   gateway's cost without the store's file I/O (attribution only; not a configuration).
+//! * `pop_to_write/engine_writer`: `Durability::Group` with the engine thread's inline
+//!   order writer (`kestrel_gateway::inline`, what `kestrel run` does): the approval handed
+//!   to `OrderWriter::try_write` → its request written to the socket (the call returns once
+//!   `write` did). The intent log append, the form and the request are in it; the gateway's
+//!   following of the order (row, answer) is not (another thread's work, excluded here by
+//!   letting it settle between orders).
 //! * `on_approved_total/...`: the whole call: the above plus the loopback round trip
 //!   and the acknowledgement's commit.
 //! * `store_reserve/sync_full` and `/sync_normal`: `Store::reserve_in_flight` alone (the
@@ -289,6 +295,50 @@ fn pop_to_write(c: &mut Criterion) {
     group.finish();
 }
 
+fn engine_writer(c: &mut Criterion) {
+    let addr = canned_server();
+    let mut group = c.benchmark_group("gateway");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    let dir = bench_dir();
+    let db = dir.path().join("gw.sqlite");
+    let durability = Durability::Group(GroupCommitConfig::new(dir.path().join("gw.intents")));
+    let mut gw = gateway(addr, &db, true, durability);
+    let conn = gw.venue_mut().order_connection().unwrap();
+    let mut writer = gw.inline_writer(conn).expect("group durability");
+    let (mut tx, mut rx) = kestrel_engine::ring::channel(64);
+    let mut approvals = Approvals::new(13_000_000);
+    let mut h = hist();
+    group.bench_function("pop_to_write/engine_writer", |b| {
+        b.iter_custom(|iters| {
+            let mut sum = Duration::ZERO;
+            for _ in 0..iters {
+                let a = approvals.next();
+                let t0 = Instant::now();
+                let out = writer.try_write(black_box(a), true);
+                let d = t0.elapsed();
+                assert!(
+                    out.request()
+                        .has_flag(kestrel_engine::records::order_flags::SENT)
+                );
+                tx.push(out).unwrap();
+                h.saturating_record(d.as_nanos() as u64);
+                sum += d;
+                // The answer, off the clock: the next order is written only once it is in.
+                let id = out.request().client_order_id;
+                while gw.order_state(id) != Some(kestrel_gateway::OrderState::Open) {
+                    writer.poll();
+                    gw.drain_inline(&mut rx).unwrap();
+                }
+            }
+            sum
+        })
+    });
+    print("gateway/pop_to_write/engine_writer", &h);
+    assert_eq!(writer.passed_on, 0);
+    group.finish();
+}
+
 fn store_reserve(c: &mut Criterion) {
     let mut group = c.benchmark_group("gateway");
     group.sample_size(20);
@@ -364,5 +414,11 @@ fn bare_round_trip(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pop_to_write, store_reserve, bare_round_trip);
+criterion_group!(
+    benches,
+    pop_to_write,
+    engine_writer,
+    store_reserve,
+    bare_round_trip
+);
 criterion_main!(benches);
