@@ -4,7 +4,9 @@
 //! venue's truth with exactly one venue order per client order id. Every failure point runs
 //! in every durability mode: `Full` (the SQLite commit before the write), `Process` (the
 //! intent log before the write, SQLite after it) and `Group` (the default: as `Process`, the
-//! row committed without an fsync and made durable by the group-commit thread).
+//! row committed without an fsync and made durable by the group-commit thread), and `Group`
+//! with the engine thread's inline order writer (`Inline`: what `kestrel run` does; the
+//! writer logs the intent and writes, the gateway stores the row after).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -53,6 +55,7 @@ fn child_runs_the_gateway_until_killed() {
         "full" => Mode::Full,
         "process" => Mode::Process,
         "group" => Mode::Group,
+        "inline" => Mode::Inline,
         other => panic!("unknown mode {other}"),
     };
     let target = match hook.as_str() {
@@ -74,6 +77,37 @@ fn child_runs_the_gateway_until_killed() {
             }
         }
     }));
+    if mode == Mode::Inline {
+        let conn = gw.venue_mut().order_connection().unwrap();
+        let mut writer = gw.inline_writer(conn).unwrap();
+        let (mut tx, mut rx) = kestrel_engine::ring::channel(16);
+        let sent = writer.try_write(approve(seq, qty, None), true);
+        assert!(
+            sent.request()
+                .has_flag(kestrel_engine::records::order_flags::SENT)
+        );
+        tx.push(sent).unwrap();
+        if hook == "after_submit" {
+            // Written; the gateway never hears of it. Give the venue time to place it.
+            for _ in 0..200 {
+                writer.poll();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{READY}").unwrap();
+            out.flush().unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        for _ in 0..3_000 {
+            writer.poll();
+            gw.drain_inline(&mut rx).unwrap();
+            gw.poll().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the child never reached {hook}");
+    }
     gw.on_approved(approve(seq, qty, None)).unwrap();
     for _ in 0..3_000 {
         gw.poll().unwrap();
@@ -88,6 +122,8 @@ enum Mode {
     Full,
     Process,
     Group,
+    /// `Group` with the engine thread's inline order writer.
+    Inline,
 }
 
 impl Mode {
@@ -96,6 +132,7 @@ impl Mode {
             Mode::Full => "full",
             Mode::Process => "process",
             Mode::Group => "group",
+            Mode::Inline => "inline",
         }
     }
 
@@ -109,7 +146,7 @@ impl Mode {
                 },
                 ..config()
             },
-            Mode::Group => GatewayConfig {
+            Mode::Group | Mode::Inline => GatewayConfig {
                 durability: Durability::Group(GroupCommitConfig::new(intent_log(db))),
                 ..config()
             },
@@ -121,7 +158,7 @@ impl Mode {
     fn recovery(self, intents: usize, recovered: usize) -> IntentRecovery {
         match self {
             Mode::Full => IntentRecovery::default(),
-            Mode::Process | Mode::Group => IntentRecovery { intents, recovered },
+            Mode::Process | Mode::Group | Mode::Inline => IntentRecovery { intents, recovered },
         }
     }
 }
@@ -261,12 +298,23 @@ fn group_mode_killed_after_the_write_before_the_store_adopts_the_venue_order() {
     killed_after_the_write_adopts_the_venue_order_and_its_fill(Mode::Group);
 }
 
+/// The engine thread wrote the request and died before the gateway heard of it: only the
+/// engine's intent log has the order.
+#[test]
+fn inline_writer_killed_after_the_write_before_the_gateway_adopts_the_venue_order() {
+    killed_after_the_write_adopts_the_venue_order_and_its_fill(Mode::Inline);
+}
+
 fn killed_after_the_write_adopts_the_venue_order_and_its_fill(mode: Mode) {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gw.sqlite");
     run_child_until(&sim, &db, mode, "after_submit", 102, 5);
     let id = approve(102, 5, None).request().client_order_id;
+    assert!(kestrel_testkit::wait::poll_until(
+        kestrel_testkit::wait::WAIT,
+        || sim.orders_with_tag(&tag_for(id)) == 1
+    ));
     assert_eq!(
         sim.orders_with_tag(&tag_for(id)),
         1,
@@ -322,6 +370,12 @@ fn process_mode_killed_after_a_partial_fill_records_the_missed_fill_at_restart()
 #[test]
 fn group_mode_killed_after_a_partial_fill_records_the_missed_fill_at_restart() {
     killed_after_a_partial_fill_records_the_missed_fill(Mode::Group);
+}
+
+/// The engine thread wrote it, the gateway stored it and a fill.
+#[test]
+fn inline_writer_killed_after_a_partial_fill_records_the_missed_fill_at_restart() {
+    killed_after_a_partial_fill_records_the_missed_fill(Mode::Inline);
 }
 
 fn killed_after_a_partial_fill_records_the_missed_fill(mode: Mode) {
