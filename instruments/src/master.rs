@@ -30,6 +30,8 @@ pub enum ResolveError {
         name: String,
         candidates: Vec<String>,
     },
+    #[error("{name} is an index: it is quoted but cannot be traded (trade its futures or options)")]
+    Index { name: String },
     #[error("{name} expired on {expiry}: choose a contract that is still trading")]
     Expired { name: String, expiry: Date },
     #[error("no {what} of {underlying} expires on or after {today}")]
@@ -121,9 +123,12 @@ impl InstrumentMaster {
         })
     }
 
-    /// [`get`](Self::get), refusing a contract that expired before `today`.
+    /// [`get`](Self::get), refusing an index and a contract that expired before `today`.
     pub fn get_trading(&self, name: &str, today: Date) -> Result<&DumpRow, ResolveError> {
         let row = self.get(name)?;
+        if row.is_index() {
+            return Err(ResolveError::Index { name: row.name() });
+        }
         match row.expiry {
             Some(expiry) if expiry < today => Err(ResolveError::Expired {
                 name: row.name(),
@@ -365,6 +370,25 @@ mod tests {
             (40, 900, 100)
         );
         assert_eq!(opt.symbol, "BANKNIFTY18JAN23500CE");
+        let err = m
+            .table(&["NSE:NOPE".to_string()], date("2018-01-02"), |_| 0)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown instrument \"NSE:NOPE\""),
+            "{err}"
+        );
+        let mut rows = m.rows().to_vec();
+        rows.extend(
+            dump::parse(&format!(
+                "{}\n256265,1001,NIFTY 50,NIFTY 50,0,,0,0,0,EQ,INDICES,NSE\n",
+                dump::COLUMNS.join(",")
+            ))
+            .unwrap(),
+        );
+        let err = InstrumentMaster::from_rows(rows)
+            .table(&["NSE:NIFTY 50".to_string()], date("2018-01-02"), |_| 0)
+            .unwrap_err();
+        assert!(err.to_string().contains("NSE:NIFTY 50 is an index"), "{err}");
         let err = m
             .table(&["NSE:NOPE".to_string()], date("2018-01-02"), |_| 0)
             .unwrap_err();
