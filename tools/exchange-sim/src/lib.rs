@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bridge;
+pub mod chains;
 pub mod gateway_venue;
 pub mod http;
 pub mod matching;
