@@ -92,6 +92,12 @@ impl InstrumentMaster {
         self.by_token.get(&token).map(|&i| &self.rows[i])
     }
 
+    /// Exactly `EXCHANGE:SYMBOL` as Kite writes it (`"NSE:INFY"`, `"NSE:NIFTY 50"`): no case
+    /// folding, no guessing, no suggestions (for answering a quote request quickly).
+    pub fn by_name(&self, name: &str) -> Option<&DumpRow> {
+        self.by_name.get(name).map(|&i| &self.rows[i])
+    }
+
     /// `"NSE:INFY"`, or a bare `"INFY"` when one exchange lists it (else an error naming
     /// the candidates). An unknown name's error lists the closest names.
     pub fn get(&self, name: &str) -> Result<&DumpRow, ResolveError> {

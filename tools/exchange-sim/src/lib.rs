@@ -17,7 +17,10 @@
 pub mod bridge;
 pub mod chains;
 pub mod gateway_venue;
+pub mod holdings;
 pub mod http;
+pub mod listing;
+pub mod market_data;
 pub mod matching;
 pub mod order_updates;
 pub mod rest;
