@@ -166,8 +166,10 @@ impl InstrumentMaster {
         scored.into_iter().take(n).map(|(_, s)| s).collect()
     }
 
-    /// Instruments whose symbol or name contains `text` (any case): exact symbols first,
-    /// then by name; at most `limit`.
+    /// Instruments whose symbol or name contains `text` (any case), at most `limit`: exact
+    /// symbols first, then symbols that start with it; among those, equities and indices
+    /// before derivatives, derivatives by expiry (the nearest first), futures before
+    /// options, options by strike; then by name.
     pub fn search(&self, text: &str, limit: usize) -> Vec<&DumpRow> {
         let upper = text.trim().to_ascii_uppercase();
         let mut hits: Vec<&DumpRow> = self
@@ -183,6 +185,9 @@ impl InstrumentMaster {
             (
                 r.tradingsymbol != upper,
                 !r.tradingsymbol.starts_with(&upper),
+                r.expiry,
+                r.instrument_type.is_option(),
+                r.strike,
                 r.name(),
             )
         });
@@ -414,6 +419,10 @@ mod tests {
                 .all(|r| r.tradingsymbol.contains("CDSL") || r.name.contains("CDSL"))
         );
         assert!(m.search("zzzz-nothing", 10).is_empty());
+        // Derivatives by expiry, nearest first, then strike.
+        let bn = m.search("BANKNIFTY", 100);
+        assert_eq!(bn[0].tradingsymbol, "BANKNIFTY17NOV23600PE");
+        assert!(bn.windows(2).all(|w| (w[0].expiry, w[0].strike) <= (w[1].expiry, w[1].strike)));
         assert!(m.search("BANKNIFTY", 2).len() <= 2);
     }
 }
