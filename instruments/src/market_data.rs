@@ -112,8 +112,7 @@ impl MarketData {
             path: path.to_string(),
             status,
             error_type: text("error_type").unwrap_or_else(|| "error".into()),
-            message: text("message")
-                .unwrap_or_else(|| body.chars().take(200).collect::<String>()),
+            message: text("message").unwrap_or_else(|| body.chars().take(200).collect::<String>()),
         })
     }
 
@@ -183,7 +182,9 @@ impl MarketData {
         self.batched(path, names, QUOTE_LIMIT)?
             .into_iter()
             .map(|(k, v)| {
-                let token = v["instrument_token"].as_u64().and_then(|t| u32::try_from(t).ok());
+                let token = v["instrument_token"]
+                    .as_u64()
+                    .and_then(|t| u32::try_from(t).ok());
                 let q = Quote {
                     instrument_token: token.ok_or_else(|| MarketDataError::Malformed {
                         path: path.into(),
@@ -242,7 +243,12 @@ mod tests {
 
     #[test]
     fn the_client_never_prints_its_credentials() {
-        let c = MarketData::new("http://127.0.0.1:1", "key", "s3cret", Duration::from_secs(1));
+        let c = MarketData::new(
+            "http://127.0.0.1:1",
+            "key",
+            "s3cret",
+            Duration::from_secs(1),
+        );
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

@@ -399,7 +399,10 @@ mod tests {
         let err = InstrumentMaster::from_rows(rows)
             .table(&["NSE:NIFTY 50".to_string()], date("2018-01-02"), |_| 0)
             .unwrap_err();
-        assert!(err.to_string().contains("NSE:NIFTY 50 is an index"), "{err}");
+        assert!(
+            err.to_string().contains("NSE:NIFTY 50 is an index"),
+            "{err}"
+        );
         let err = m
             .table(&["NSE:NOPE".to_string()], date("2018-01-02"), |_| 0)
             .unwrap_err();
@@ -422,7 +425,10 @@ mod tests {
         // Derivatives by expiry, nearest first, then strike.
         let bn = m.search("BANKNIFTY", 100);
         assert_eq!(bn[0].tradingsymbol, "BANKNIFTY17NOV23600PE");
-        assert!(bn.windows(2).all(|w| (w[0].expiry, w[0].strike) <= (w[1].expiry, w[1].strike)));
+        assert!(
+            bn.windows(2)
+                .all(|w| (w[0].expiry, w[0].strike) <= (w[1].expiry, w[1].strike))
+        );
         assert!(m.search("BANKNIFTY", 2).len() <= 2);
     }
 }

@@ -9,7 +9,12 @@ use kestrel_instruments::{InstrumentMaster, InstrumentType, dump};
 use kestrel_testkit::sim::Sim;
 
 fn client(sim: &Sim) -> MarketData {
-    MarketData::new(&sim.url(), "kestrel_sim", "sim_token", Duration::from_secs(5))
+    MarketData::new(
+        &sim.url(),
+        "kestrel_sim",
+        "sim_token",
+        Duration::from_secs(5),
+    )
 }
 
 #[test]
@@ -47,7 +52,11 @@ fn ltp_picks_the_at_the_money_strike_of_the_nearest_weekly_expiry() {
     let symbols: Vec<&str> = atm.iter().map(|r| r.tradingsymbol.as_str()).collect();
     assert_eq!(
         symbols,
-        ["NIFTY23N2125950CE", "NIFTY23N2126000CE", "NIFTY23N2126050CE"]
+        [
+            "NIFTY23N2125950CE",
+            "NIFTY23N2126000CE",
+            "NIFTY23N2126050CE"
+        ]
     );
 }
 
@@ -82,7 +91,12 @@ fn more_instruments_than_one_call_takes_are_asked_in_batches() {
 #[test]
 fn refusals_and_unreachable_servers_are_errors_without_the_token() {
     let sim = Sim::start();
-    let md = MarketData::new(&sim.url(), "kestrel_sim", "wrong-token", Duration::from_secs(5));
+    let md = MarketData::new(
+        &sim.url(),
+        "kestrel_sim",
+        "wrong-token",
+        Duration::from_secs(5),
+    );
     let e = md.ltp(&["NSE:INFY"]).unwrap_err();
     assert!(
         matches!(&e, MarketDataError::Api { status: 403, error_type, .. } if error_type == "TokenException"),

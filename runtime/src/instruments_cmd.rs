@@ -53,7 +53,8 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
     );
     let fetch = || client.instruments(None);
     let refresh = if args.force {
-        let text = fetch().with_context(|| format!("downloading the dump from {}", args.rest_url))?;
+        let text =
+            fetch().with_context(|| format!("downloading the dump from {}", args.rest_url))?;
         let (path, instruments) = cache
             .store(args.today, &text)
             .context("the downloaded dump was not stored")?;
@@ -120,15 +121,20 @@ fn load_latest(dir: &Path, today: Date) -> Result<(InstrumentMaster, Option<Stri
         );
     };
     let master = cache.load(&path)?;
-    let note = (date != today).then(|| {
-        format!("(the dump of {date}: run `kestrel instruments sync` for today's)")
-    });
+    let note = (date != today)
+        .then(|| format!("(the dump of {date}: run `kestrel instruments sync` for today's)"));
     Ok((master, note))
 }
 
 /// `kestrel instruments search TEXT`: a table of the instruments whose symbol or name
 /// contains `text`, exact symbols first.
-pub fn search(dir: &Path, today: Date, text: &str, limit: usize, out: &mut dyn Write) -> Result<()> {
+pub fn search(
+    dir: &Path,
+    today: Date,
+    text: &str,
+    limit: usize,
+    out: &mut dyn Write,
+) -> Result<()> {
     let (master, note) = load_latest(dir, today)?;
     let hits = master.search(text, usize::MAX);
     if hits.is_empty() {
@@ -285,7 +291,9 @@ mod tests {
         let sim = Sim::start();
         let dir = tempfile::tempdir().unwrap();
         let today = date(2023, 11, 15);
-        run(|o| sync(&args(&sim.url(), dir.path(), today), o)).0.unwrap();
+        run(|o| sync(&args(&sim.url(), dir.path(), today), o))
+            .0
+            .unwrap();
 
         let (r, text) = run(|o| search(dir.path(), today, "nifty23n21260", 3, o));
         r.unwrap();
@@ -335,6 +343,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (r, _) = run(|o| search(dir.path(), date(2023, 11, 15), "INFY", 5, o));
         let err = format!("{:#}", r.unwrap_err());
-        assert!(err.contains("run `kestrel instruments sync` first"), "{err}");
+        assert!(
+            err.contains("run `kestrel instruments sync` first"),
+            "{err}"
+        );
     }
 }

@@ -21,8 +21,8 @@
 //! crate, which it already uses for its venue: [`derivative_instruments`] gives the
 //! engine's [`Instrument`]s of a chain so a session can add them to its table and tick them.
 
-use kestrel_engine::instrument::{Exchange, Instrument};
 use kestrel_engine::Price;
+use kestrel_engine::instrument::{Exchange, Instrument};
 use kestrel_instruments::{DumpRow, InstrumentType};
 use time::{Date, Duration, Month, Weekday};
 
@@ -157,7 +157,12 @@ pub fn future_symbol(underlying: &str, expiry: Date) -> String {
 }
 
 /// `NIFTY26DEC26000CE` for a monthly expiry, `NIFTY26D0826000CE` for a weekly one.
-pub fn option_symbol(underlying: &str, expiry: Date, strike: Price, kind: InstrumentType) -> String {
+pub fn option_symbol(
+    underlying: &str,
+    expiry: Date,
+    strike: Price,
+    kind: InstrumentType,
+) -> String {
     let yy = expiry.year() % 100;
     let date = if is_monthly(expiry) {
         MONTHS[expiry.month() as usize - 1].to_string()
@@ -286,7 +291,14 @@ pub fn chain(spec: &ChainSpec, today: Date, spot: Price) -> Vec<DumpRow> {
         let days = (expiry - today).whole_days() + 1;
         for &strike in &strikes {
             for kind in [InstrumentType::Ce, InstrumentType::Pe] {
-                let px = premium(spot, strike, kind, days, spec.volatility_pct, spec.tick_size);
+                let px = premium(
+                    spot,
+                    strike,
+                    kind,
+                    days,
+                    spec.volatility_pct,
+                    spec.tick_size,
+                );
                 rows.push(row(
                     option_symbol(&spec.underlying, expiry, strike, kind),
                     expiry,
@@ -369,7 +381,12 @@ mod tests {
             "NIFTY2710526000CE"
         );
         assert_eq!(
-            option_symbol("X", date("2026-10-06"), Price::parse("112.5").unwrap(), InstrumentType::Ce),
+            option_symbol(
+                "X",
+                date("2026-10-06"),
+                Price::parse("112.5").unwrap(),
+                InstrumentType::Ce
+            ),
             "X26O06112.5CE"
         );
     }
@@ -389,7 +406,9 @@ mod tests {
         assert_eq!(fut.tradingsymbol, "NIFTY26DECFUT");
         assert_eq!(fut.expiry, Some(date("2026-12-29")));
         assert_eq!(
-            master.nearest_option_expiry(Exchange::Nfo, "NIFTY", today).unwrap(),
+            master
+                .nearest_option_expiry(Exchange::Nfo, "NIFTY", today)
+                .unwrap(),
             date("2026-12-08")
         );
         let atm = master.strikes_around(
@@ -411,7 +430,12 @@ mod tests {
         // Deeper in the money is dearer; a call is worth at least its intrinsic value.
         let call = |k: i64, e: &str| {
             master
-                .get(&option_symbol("NIFTY", date(e), Price::from_units(k), InstrumentType::Ce))
+                .get(&option_symbol(
+                    "NIFTY",
+                    date(e),
+                    Price::from_units(k),
+                    InstrumentType::Ce,
+                ))
                 .unwrap()
                 .last_price
         };
@@ -432,7 +456,10 @@ mod tests {
         let rows = chain(&spec, today, spot);
         assert_eq!(rows.len(), 2 + 2 * 21 * 2);
         assert!(rows.iter().all(|r| r.lot_size == 500 && !r.is_index()));
-        assert!(rows.iter().any(|r| r.tradingsymbol == "RELIANCE26DEC2900CE"));
+        assert!(
+            rows.iter()
+                .any(|r| r.tradingsymbol == "RELIANCE26DEC2900CE")
+        );
         assert!(rows.iter().any(|r| r.tradingsymbol == "RELIANCE27JANFUT"));
         let mut all = chain(&ChainSpec::nifty(), today, Price::from_units(26_000));
         all.extend(rows);

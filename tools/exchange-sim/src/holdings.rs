@@ -24,7 +24,13 @@ pub struct Holding {
 }
 
 impl Holding {
-    pub fn new(exchange: &str, tradingsymbol: &str, isin: &str, quantity: i64, average: &str) -> Holding {
+    pub fn new(
+        exchange: &str,
+        tradingsymbol: &str,
+        isin: &str,
+        quantity: i64,
+        average: &str,
+    ) -> Holding {
         Holding {
             exchange: exchange.into(),
             tradingsymbol: tradingsymbol.into(),

@@ -103,7 +103,12 @@ mod tests {
         let table = InstrumentTable::nse_default();
         let mut venue = PaperVenue::new(table.clone(), MatchingConfig::default());
         let reliance = table.by_symbol("RELIANCE").unwrap();
-        venue.on_tick(&Tick::trade(reliance, 1, Price::parse("2913.40").unwrap(), 1));
+        venue.on_tick(&Tick::trade(
+            reliance,
+            1,
+            Price::parse("2913.40").unwrap(),
+            1,
+        ));
         let today = parse_date("2026-12-03").unwrap();
         let master = InstrumentMaster::from_rows(simulated(&venue, today));
         for (_, ins) in table.iter() {

@@ -62,9 +62,10 @@ impl Snapshot {
         let px = |w: u32| Price::from_scaled(i64::from(w), d);
         let close = px(p.close);
         let tick = venue.instruments().get(id).tick_size;
-        let band = venue.matcher().band(id).unwrap_or_else(|| {
-            circuit_band(close, tick, venue.matcher().config().band_bps)
-        });
+        let band = venue
+            .matcher()
+            .band(id)
+            .unwrap_or_else(|| circuit_band(close, tick, venue.matcher().config().band_bps));
         let level = |l: &DepthLevel| (px(l.price), l.qty, l.orders);
         Snapshot {
             token: p.token,
@@ -110,7 +111,8 @@ impl Snapshot {
 
     fn to_json(&self, mode: QuoteMode, now: UnixNanos) -> Value {
         let [open, high, low, close] = self.ohlc;
-        let ohlc = json!({"open": num(open), "high": num(high), "low": num(low), "close": num(close)});
+        let ohlc =
+            json!({"open": num(open), "high": num(high), "low": num(low), "close": num(close)});
         match mode {
             QuoteMode::Ltp => json!({"instrument_token": self.token, "last_price": num(self.last)}),
             QuoteMode::Ohlc => json!({
@@ -250,9 +252,15 @@ mod tests {
     #[test]
     fn listed_instruments_are_quoted_at_their_dump_price_and_unknown_ones_left_out() {
         let (v, listing) = venue();
-        let keys: Vec<String> = ["NSE:NIFTY 50", "NFO:NIFTY26DECFUT", "NSE:NOPE", "256265", "1"]
-            .map(String::from)
-            .into();
+        let keys: Vec<String> = [
+            "NSE:NIFTY 50",
+            "NFO:NIFTY26DECFUT",
+            "NSE:NOPE",
+            "256265",
+            "1",
+        ]
+        .map(String::from)
+        .into();
         let q = quotes(&v, &listing, &keys, QuoteMode::Ltp);
         let q = q.as_object().unwrap();
         assert_eq!(q.len(), 3, "{q:?}");
@@ -261,7 +269,10 @@ mod tests {
         assert_eq!(q["NFO:NIFTY26DECFUT"]["last_price"].to_string(), "26000.0");
         let full = quotes(&v, &listing, &keys[..2], QuoteMode::Full);
         assert_eq!(full["NSE:NIFTY 50"]["upper_circuit_limit"], 0.0);
-        assert_eq!(full["NFO:NIFTY26DECFUT"]["upper_circuit_limit"].to_string(), "31200.0");
+        assert_eq!(
+            full["NFO:NIFTY26DECFUT"]["upper_circuit_limit"].to_string(),
+            "31200.0"
+        );
         let ohlc = quotes(&v, &listing, &keys[..1], QuoteMode::Ohlc);
         assert_eq!(ohlc["NSE:NIFTY 50"]["ohlc"]["close"].to_string(), "26000.0");
         assert!(ohlc["NSE:NIFTY 50"].get("depth").is_none());

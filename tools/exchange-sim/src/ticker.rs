@@ -732,7 +732,11 @@ impl PacketBook {
     /// The instrument's packet after the last tick applied; `None` before its first tick.
     pub fn get(&self, id: InstrumentId) -> Option<&KitePacket> {
         let i = id.index();
-        self.seen.get(i).copied().unwrap_or(false).then(|| &self.packets[i])
+        self.seen
+            .get(i)
+            .copied()
+            .unwrap_or(false)
+            .then(|| &self.packets[i])
     }
 
     /// Kite's price divisor of the instrument (its token's segment).

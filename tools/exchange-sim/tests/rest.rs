@@ -458,11 +458,17 @@ fn the_dump_lists_the_equities_the_index_and_nfo_chains_with_real_expiries() {
     }
     assert!(master.get("NSE:NIFTY 50").unwrap().is_index());
     let today = sim_today();
-    let nfo: Vec<_> = rows.iter().filter(|r| r.segment.starts_with("NFO")).collect();
+    let nfo: Vec<_> = rows
+        .iter()
+        .filter(|r| r.segment.starts_with("NFO"))
+        .collect();
     assert!(nfo.len() > 200, "{}", nfo.len());
     for r in &nfo {
         let expiry = r.expiry.unwrap();
-        assert!(expiry >= today && expiry.weekday() == time::Weekday::Tuesday, "{r:?}");
+        assert!(
+            expiry >= today && expiry.weekday() == time::Weekday::Tuesday,
+            "{r:?}"
+        );
         assert_eq!(r.instrument_token & 0xff, 2, "{r:?}");
         assert_eq!(r.instrument_token >> 8, r.exchange_token, "{r:?}");
         assert_eq!(r.price_divisor(), 100);
@@ -487,13 +493,21 @@ fn the_dump_lists_the_equities_the_index_and_nfo_chains_with_real_expiries() {
     assert!(master.get("NFO:NIFTY23N2126000CE").is_ok());
     assert!(master.get("NFO:NIFTY23NOV25500PE").is_ok());
     let reliance = master.get("NFO:RELIANCE23NOV2900CE").unwrap();
-    assert_eq!((reliance.lot_size, reliance.strike), (500, Price::from_units(2900)));
+    assert_eq!(
+        (reliance.lot_size, reliance.strike),
+        (500, Price::from_units(2900))
+    );
     // One exchange's dump holds that exchange only.
     let (_, nfo_text) = get_text(&sim, "/instruments/NFO");
     let nfo_rows = dump::parse(&nfo_text).unwrap();
     assert_eq!(nfo_rows.len(), nfo.len());
     let (_, nse_text) = get_text(&sim, "/instruments/NSE");
-    assert!(dump::parse(&nse_text).unwrap().iter().all(|r| r.exchange.as_str() == "NSE"));
+    assert!(
+        dump::parse(&nse_text)
+            .unwrap()
+            .iter()
+            .all(|r| r.exchange.as_str() == "NSE")
+    );
 }
 
 /// The keys of `got` are those of `want` (Kite's own answer), recursively: same shape.
@@ -576,7 +590,10 @@ fn quotes_have_kites_shapes_with_circuit_limits_and_five_levels_of_depth() {
     let (_, v) = sim.call("GET", "/quote/ltp?i=NSE:NIFTY%2050&i=408065", "");
     let want = &kite("ltp.json")["data"]["NSE:INFY"];
     assert_same_shape(&v["data"]["NSE:NIFTY 50"], want, "ltp");
-    assert_eq!(v["data"]["NSE:NIFTY 50"]["last_price"].as_f64(), Some(26_000.0));
+    assert_eq!(
+        v["data"]["NSE:NIFTY 50"]["last_price"].as_f64(),
+        Some(26_000.0)
+    );
     assert_eq!(v["data"]["408065"]["instrument_token"], 408_065);
 }
 
@@ -588,7 +605,10 @@ fn a_quote_of_nothing_or_too_much_is_an_input_exception() {
     let many: Vec<String> = (0..501).map(|i| format!("i=NSE:X{i}")).collect();
     let (st, v) = sim.call("GET", &format!("/quote?{}", many.join("&")), "");
     assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
-    assert!(v["message"].as_str().unwrap().contains("at most 500"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("at most 500"),
+        "{v}"
+    );
     let (st, v) = sim.call("POST", "/quote/ltp", "");
     assert_eq!(st, 405, "{v}");
 }
