@@ -293,6 +293,16 @@ fn check(raw: RawRow, line: u64) -> Result<DumpRow, DumpError> {
 /// Writes `rows` as Kite's dump: the header of [`COLUMNS`], then one line per row, prices
 /// with at least one decimal (`0.05`, `23500.0`), an empty expiry for non-derivatives, a
 /// field with a comma or quote quoted. [`parse`] reads it back to the same rows.
+///
+/// ```
+/// use kestrel_instruments::dump::{parse, to_csv};
+///
+/// let text = "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,instrument_type,segment,exchange\n\
+///             12073986,47164,BANKNIFTY18JAN23500CE,,2528.4,2018-01-25,23500.0,0.05,40,CE,NFO-OPT,NFO\n";
+/// let rows = parse(text).unwrap();
+/// assert_eq!(rows[0].lot_size, 40);
+/// assert_eq!(to_csv(&rows), text);
+/// ```
 pub fn to_csv(rows: &[DumpRow]) -> String {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))

@@ -157,6 +157,20 @@ pub fn future_symbol(underlying: &str, expiry: Date) -> String {
 }
 
 /// `NIFTY26DEC26000CE` for a monthly expiry, `NIFTY26D0826000CE` for a weekly one.
+///
+/// ```
+/// use kestrel_engine::Price;
+/// use kestrel_exchange_sim::chains::{monthly_expiries, option_symbol, weekly_expiries};
+/// use kestrel_instruments::InstrumentType;
+/// use time::{Date, Month};
+///
+/// let today = Date::from_calendar_date(2026, Month::December, 3).unwrap();
+/// let weekly = weekly_expiries(today, 1)[0];
+/// let monthly = monthly_expiries(today, 1)[0];
+/// let k = Price::from_units(26_000);
+/// assert_eq!(option_symbol("NIFTY", weekly, k, InstrumentType::Ce), "NIFTY26D0826000CE");
+/// assert_eq!(option_symbol("NIFTY", monthly, k, InstrumentType::Pe), "NIFTY26DEC26000PE");
+/// ```
 pub fn option_symbol(
     underlying: &str,
     expiry: Date,
