@@ -11,7 +11,7 @@
 //! and the ticks agree.
 
 use kestrel_engine::instrument::Exchange;
-use kestrel_engine::{InstrumentId, Price, UnixNanos};
+use kestrel_engine::{InstrumentId, InstrumentTable, Price, UnixNanos};
 use kestrel_instruments::{DumpRow, InstrumentType};
 use time::Date;
 
@@ -47,22 +47,35 @@ fn venue_price(venue: &PaperVenue, id: InstrumentId) -> Option<Price> {
     }
 }
 
-/// The day's dump of a venue: its NSE and BSE instruments as equities (derivatives a
-/// session added to the venue are listed by the session, see the module's docs), the
-/// `NIFTY 50` index, NIFTY's chain and the chain of the first simulated stock that has one.
+/// The day's dump of a venue: [`simulated_rows`] of its instruments at their prices.
 pub fn simulated(venue: &PaperVenue, today: Date) -> Vec<DumpRow> {
+    simulated_rows(venue.instruments(), |id| venue_price(venue, id), today)
+}
+
+/// The day's dump of the equities of `table` at `price` (`None`: not traded yet): its NSE
+/// and BSE instruments as equities (derivatives in `table` are left to whoever put them
+/// there, see the module's docs), the `NIFTY 50` index (at its `price` when `table` has it,
+/// else [`NIFTY_LEVEL`]), NIFTY's chain, and the chain of the first stock with a price that
+/// [`ChainSpec::stock`] knows. A session that ticks the derivatives calls this before it
+/// builds its venue, adds [`chains::derivative_instruments`] of the rows to the venue's
+/// table and gives the rows to [`KiteRest::set_listing`](crate::rest::KiteRest::set_listing).
+pub fn simulated_rows(
+    table: &InstrumentTable,
+    price: impl Fn(InstrumentId) -> Option<Price>,
+    today: Date,
+) -> Vec<DumpRow> {
     let mut rows = Vec::new();
     let mut stock = None;
     let mut nifty = None;
-    for (id, ins) in venue.instruments().iter() {
+    for (id, ins) in table.iter() {
         if ins.symbol == "NIFTY 50" {
-            nifty = venue_price(venue, id);
+            nifty = price(id);
             continue;
         }
         if !matches!(ins.exchange, Exchange::Nse | Exchange::Bse) {
             continue;
         }
-        let last = venue_price(venue, id).unwrap_or(Price::ZERO);
+        let last = price(id).unwrap_or(Price::ZERO);
         if stock.is_none() && last > Price::ZERO {
             stock = ChainSpec::stock(&ins.symbol, last).map(|spec| (spec, last));
         }
@@ -93,6 +106,7 @@ pub fn simulated(venue: &PaperVenue, today: Date) -> Vec<DumpRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::market_data::QuoteMode;
     use crate::matching::MatchingConfig;
     use kestrel_engine::{InstrumentTable, Tick};
     use kestrel_instruments::InstrumentMaster;
@@ -126,5 +140,36 @@ mod tests {
         assert!(master.by_name("NFO:RELIANCE26DECFUT").is_some());
         // No other stock has one (they had no price yet).
         assert!(master.by_name("NFO:TCS26DECFUT").is_none());
+    }
+
+    #[test]
+    fn a_session_can_trade_and_quote_the_derivatives_it_lists() {
+        let equities = InstrumentTable::nse_default();
+        let today = parse_date("2026-12-03").unwrap();
+        let rows = simulated_rows(&equities, |_| Some(Price::from_units(2_900)), today);
+        let mut list: Vec<_> = equities.iter().map(|(_, i)| i.clone()).collect();
+        list.extend(chains::derivative_instruments(&rows));
+        let table = InstrumentTable::new(list).unwrap();
+        let mut venue = PaperVenue::new(table.clone(), MatchingConfig::default());
+        let fut = table.by_symbol("NIFTY26DECFUT").unwrap();
+        venue.on_tick(&Tick::trade(fut, 1, Price::parse("26010.5").unwrap(), 75));
+        assert_eq!(table.get(fut).lot_size.0, 75);
+        assert_eq!(table.get(fut).price_divisor, 100);
+        // Quoted from the venue's book once it ticks, from the listing before.
+        let listing = InstrumentMaster::from_rows(rows.clone());
+        let keys = [
+            "NFO:NIFTY26DECFUT".to_string(),
+            "NFO:NIFTY27JANFUT".to_string(),
+        ];
+        let q = crate::market_data::quotes(&venue, &listing, &keys, QuoteMode::Ltp);
+        assert_eq!(q[&keys[0]]["last_price"].to_string(), "26010.5");
+        assert_eq!(q[&keys[1]]["last_price"].to_string(), "26000.0");
+        // The venue's own dump leaves the derivatives it holds to the session: no
+        // RELIANCE chain (no stock has a price there), NIFTY's listed once.
+        let own = simulated(&venue, today);
+        assert_eq!(own.len(), rows.len() - (2 + 2 * 21 * 2));
+        let master = InstrumentMaster::from_rows(own);
+        assert!(master.by_name("NFO:RELIANCE26DECFUT").is_none());
+        assert!(master.by_name("NFO:NIFTY26DECFUT").is_some());
     }
 }
