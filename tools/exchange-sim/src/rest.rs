@@ -621,8 +621,9 @@ impl KiteRest {
             .map(|(_, v)| v.clone())
             .collect();
         if keys.is_empty() {
+            // Kite's own words for it.
             return Err(ApiError::input(
-                "No instruments: pass one or more `i=EXCHANGE:TRADINGSYMBOL` (e.g. i=NSE:INFY).",
+                "At least one instrument in the format `exchange:tradingsymbol` is required.",
             ));
         }
         if keys.len() > mode.limit() {

@@ -602,6 +602,20 @@ fn a_quote_of_nothing_or_too_much_is_an_input_exception() {
     let sim = Sim::start();
     let (st, v) = sim.call("GET", "/quote/ltp", "");
     assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("At least one instrument"),
+        "{v}"
+    );
+    // Nothing found is not an error: an empty answer.
+    let (st, v) = sim.call("GET", "/quote?i=NSE:NOPE", "");
+    assert_eq!(
+        (st, v["data"].as_object().map(|m| m.len())),
+        (200, Some(0)),
+        "{v}"
+    );
     let many: Vec<String> = (0..501).map(|i| format!("i=NSE:X{i}")).collect();
     let (st, v) = sim.call("GET", &format!("/quote?{}", many.join("&")), "");
     assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
