@@ -7,6 +7,8 @@
 //!
 //! Parsed with the `csv` crate (quoting, a name with a comma); each value is then checked
 //! and converted: prices to fixed point, the expiry to a date, the exchange to the engine's.
+//! Indices (`NIFTY 50`, segment `INDICES`) are listed with tick and lot size 0: they are
+//! quoted, never traded. [`to_csv`] writes rows back in Kite's exact format.
 
 use std::fmt;
 
@@ -116,6 +118,11 @@ impl DumpRow {
         kestrel_engine::instrument::Instrument::kite_divisor_for_token(self.instrument_token)
     }
 
+    /// An index (`segment` `INDICES`): quoted, with no tick or lot size, never traded.
+    pub fn is_index(&self) -> bool {
+        self.segment == INDICES
+    }
+
     /// The engine's static facts about it; `freeze_qty` from the exchange's freeze list (0:
     /// none).
     pub fn to_instrument(&self, freeze_qty: u32) -> kestrel_engine::instrument::Instrument {
@@ -130,6 +137,9 @@ impl DumpRow {
         }
     }
 }
+
+/// The segment of indices, the one segment whose rows have tick and lot size 0.
+pub const INDICES: &str = "INDICES";
 
 /// What is wrong with a dump, and where (line 1 is the header).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -226,15 +236,17 @@ fn check(raw: RawRow, line: u64) -> Result<DumpRow, DumpError> {
         Price::parse(v.trim()).map_err(|e| bad(column, format!("{v:?} is not a price: {e}")))
     };
     let instrument_token = number("instrument_token", &raw.instrument_token)?;
+    // Kite lists indices with tick and lot size 0; everything tradable has both.
+    let index = raw.segment.trim() == INDICES;
     let tick_size = price("tick_size", &raw.tick_size)?;
-    if tick_size.0 <= 0 {
+    if tick_size.0 < 0 || (tick_size.0 == 0 && !index) {
         return Err(bad(
             "tick_size",
             format!("{:?} must be positive", raw.tick_size),
         ));
     }
     let lot_size = number("lot_size", &raw.lot_size)?;
-    if lot_size == 0 {
+    if lot_size == 0 && !index {
         return Err(bad("lot_size", "0: must be 1 or more".into()));
     }
     let expiry = match raw.expiry.trim() {
@@ -276,6 +288,60 @@ fn check(raw: RawRow, line: u64) -> Result<DumpRow, DumpError> {
         segment: raw.segment.trim().to_string(),
         exchange,
     })
+}
+
+/// Writes `rows` as Kite's dump: the header of [`COLUMNS`], then one line per row, prices
+/// with at least one decimal (`0.05`, `23500.0`), an empty expiry for non-derivatives, a
+/// field with a comma or quote quoted. [`parse`] reads it back to the same rows.
+///
+/// ```
+/// use kestrel_instruments::dump::{parse, to_csv};
+///
+/// let text = "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,instrument_type,segment,exchange\n\
+///             12073986,47164,BANKNIFTY18JAN23500CE,,2528.4,2018-01-25,23500.0,0.05,40,CE,NFO-OPT,NFO\n";
+/// let rows = parse(text).unwrap();
+/// assert_eq!(rows[0].lot_size, 40);
+/// assert_eq!(to_csv(&rows), text);
+/// ```
+pub fn to_csv(rows: &[DumpRow]) -> String {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::with_capacity(64 + rows.len() * 80));
+    let write = |w: &mut csv::Writer<Vec<u8>>, r: &DumpRow| {
+        w.write_record([
+            r.instrument_token.to_string().as_str(),
+            &r.exchange_token.to_string(),
+            &r.tradingsymbol,
+            &r.name,
+            &decimal(r.last_price),
+            &r.expiry.map_or(String::new(), |d| d.to_string()),
+            &decimal(r.strike),
+            &decimal(r.tick_size),
+            &r.lot_size.to_string(),
+            r.instrument_type.as_str(),
+            &r.segment,
+            r.exchange.as_str(),
+        ])
+    };
+    // Writing into a Vec cannot fail.
+    w.write_record(COLUMNS).expect("in memory");
+    for r in rows {
+        write(&mut w, r).expect("in memory");
+    }
+    let bytes = w.into_inner().expect("in memory");
+    String::from_utf8(bytes).expect("every field is UTF-8")
+}
+
+/// A fixed-point amount as Kite writes it in the dump: at least one decimal (`0.05`,
+/// `2456.0`), no trailing zeros beyond it.
+pub fn decimal(p: Price) -> String {
+    let t = p.to_string();
+    let t = t.trim_end_matches('0');
+    if t.ends_with('.') {
+        format!("{t}0")
+    } else {
+        t.to_string()
+    }
 }
 
 /// `YYYY-MM-DD`.
@@ -335,6 +401,31 @@ mod tests {
             rows.iter()
                 .all(|r| r.expiry.is_some() == r.instrument_type.is_option())
         );
+    }
+
+    #[test]
+    fn written_rows_read_back_the_same_in_kites_column_order() {
+        let rows = parse(REAL).unwrap();
+        let text = to_csv(&rows);
+        assert!(text.starts_with(HEADER), "{}", &text[..200]);
+        assert_eq!(parse(&text).unwrap(), rows);
+        // Line for line as the broker wrote it, quoting included.
+        for (ours, theirs) in text.lines().zip(REAL.lines()) {
+            assert_eq!(ours, theirs);
+        }
+        let comma = format!("{HEADER}1,2,ABC,\"ABC, LTD\",10.5,,0.0,0.05,1,EQ,NSE,NSE\n");
+        assert_eq!(to_csv(&parse(&comma).unwrap()), comma);
+    }
+
+    #[test]
+    fn an_index_is_listed_with_no_tick_or_lot_and_others_are_not() {
+        let text = format!("{HEADER}256265,1001,NIFTY 50,NIFTY 50,0,,0,0,0,EQ,INDICES,NSE\n");
+        let row = &parse(&text).unwrap()[0];
+        assert!(row.is_index());
+        assert_eq!((row.tick_size, row.lot_size), (Price::ZERO, 0));
+        assert_eq!(row.price_divisor(), 100);
+        let err = parse(&text.replace("INDICES", "NSE")).unwrap_err();
+        assert_eq!(err.column, Some("tick_size"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod dump;
+pub mod market_data;
 pub mod master;
 
 pub use cache::{DumpCache, Refresh};

@@ -30,6 +30,8 @@ pub enum ResolveError {
         name: String,
         candidates: Vec<String>,
     },
+    #[error("{name} is an index: it is quoted but cannot be traded (trade its futures or options)")]
+    Index { name: String },
     #[error("{name} expired on {expiry}: choose a contract that is still trading")]
     Expired { name: String, expiry: Date },
     #[error("no {what} of {underlying} expires on or after {today}")]
@@ -90,6 +92,12 @@ impl InstrumentMaster {
         self.by_token.get(&token).map(|&i| &self.rows[i])
     }
 
+    /// Exactly `EXCHANGE:SYMBOL` as Kite writes it (`"NSE:INFY"`, `"NSE:NIFTY 50"`): no case
+    /// folding, no guessing, no suggestions (for answering a quote request quickly).
+    pub fn by_name(&self, name: &str) -> Option<&DumpRow> {
+        self.by_name.get(name).map(|&i| &self.rows[i])
+    }
+
     /// `"NSE:INFY"`, or a bare `"INFY"` when one exchange lists it (else an error naming
     /// the candidates). An unknown name's error lists the closest names.
     pub fn get(&self, name: &str) -> Result<&DumpRow, ResolveError> {
@@ -121,9 +129,12 @@ impl InstrumentMaster {
         })
     }
 
-    /// [`get`](Self::get), refusing a contract that expired before `today`.
+    /// [`get`](Self::get), refusing an index and a contract that expired before `today`.
     pub fn get_trading(&self, name: &str, today: Date) -> Result<&DumpRow, ResolveError> {
         let row = self.get(name)?;
+        if row.is_index() {
+            return Err(ResolveError::Index { name: row.name() });
+        }
         match row.expiry {
             Some(expiry) if expiry < today => Err(ResolveError::Expired {
                 name: row.name(),
@@ -155,8 +166,10 @@ impl InstrumentMaster {
         scored.into_iter().take(n).map(|(_, s)| s).collect()
     }
 
-    /// Instruments whose symbol or name contains `text` (any case): exact symbols first,
-    /// then by name; at most `limit`.
+    /// Instruments whose symbol or name contains `text` (any case), at most `limit`: exact
+    /// symbols first, then symbols that start with it; among those, equities and indices
+    /// before derivatives, derivatives by expiry (the nearest first), futures before
+    /// options, options by strike; then by name.
     pub fn search(&self, text: &str, limit: usize) -> Vec<&DumpRow> {
         let upper = text.trim().to_ascii_uppercase();
         let mut hits: Vec<&DumpRow> = self
@@ -172,6 +185,9 @@ impl InstrumentMaster {
             (
                 r.tradingsymbol != upper,
                 !r.tradingsymbol.starts_with(&upper),
+                r.expiry,
+                r.instrument_type.is_option(),
+                r.strike,
                 r.name(),
             )
         });
@@ -372,6 +388,28 @@ mod tests {
             err.to_string().contains("unknown instrument \"NSE:NOPE\""),
             "{err}"
         );
+        let mut rows = m.rows().to_vec();
+        rows.extend(
+            dump::parse(&format!(
+                "{}\n256265,1001,NIFTY 50,NIFTY 50,0,,0,0,0,EQ,INDICES,NSE\n",
+                dump::COLUMNS.join(",")
+            ))
+            .unwrap(),
+        );
+        let err = InstrumentMaster::from_rows(rows)
+            .table(&["NSE:NIFTY 50".to_string()], date("2018-01-02"), |_| 0)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("NSE:NIFTY 50 is an index"),
+            "{err}"
+        );
+        let err = m
+            .table(&["NSE:NOPE".to_string()], date("2018-01-02"), |_| 0)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown instrument \"NSE:NOPE\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -384,6 +422,13 @@ mod tests {
                 .all(|r| r.tradingsymbol.contains("CDSL") || r.name.contains("CDSL"))
         );
         assert!(m.search("zzzz-nothing", 10).is_empty());
+        // Derivatives by expiry, nearest first, then strike.
+        let bn = m.search("BANKNIFTY", 100);
+        assert_eq!(bn[0].tradingsymbol, "BANKNIFTY17NOV23600PE");
+        assert!(
+            bn.windows(2)
+                .all(|w| (w[0].expiry, w[0].strike) <= (w[1].expiry, w[1].strike))
+        );
         assert!(m.search("BANKNIFTY", 2).len() <= 2);
     }
 }

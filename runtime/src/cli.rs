@@ -15,8 +15,8 @@ use kestrel_engine::InstrumentTable;
 use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
-    control, credentials, journal_cmd, logging, paper, record_cmd, replay, run_cmd, session,
-    sim_cmd, snapshot,
+    control, credentials, instruments_cmd, journal_cmd, logging, paper, record_cmd, replay,
+    run_cmd, session, sim_cmd, snapshot,
 };
 
 #[derive(Parser)]
@@ -142,6 +142,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// The broker's instrument list: download today's dump (`sync`), `search` it, `show` one
+    /// instrument. Kept in <[storage] dir>/instruments; credentials as for `kestrel run`.
+    Instruments {
+        /// Configuration file ([venue] rest_url and credentials_file, [storage] dir; default:
+        /// the built-in config/kestrel.toml).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: InstrumentsCommand,
+    },
     /// Operate a running kestrel through its control socket (<[storage] dir>/kestrel.sock):
     /// status, pause, resume, kill, flatten.
     Ctl(control::CtlArgs),
@@ -168,6 +178,28 @@ pub(crate) enum JournalCommand {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum InstrumentsCommand {
+    /// Download today's instrument dump (every exchange) unless it is already stored; a
+    /// failed download keeps the last good dump and says so.
+    Sync {
+        /// Download again even when today's dump is stored.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Instruments whose symbol or name contains TEXT: exchange:symbol, type, expiry,
+    /// strike, lot, tick.
+    Search {
+        text: String,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Every column of one instrument (`NSE:INFY`, `NFO:NIFTY26DEC26000CE`, or a symbol one
+    /// exchange lists); an unknown name lists the closest ones.
+    Show { name: String },
 }
 
 #[derive(Subcommand)]
@@ -389,6 +421,37 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             } => journal_cmd::export(&journal, out.as_deref(), events),
             JournalCommand::ImportCsv { csv, out } => journal_cmd::import(&csv, &out, &instruments),
         },
+        Command::Instruments { config, command } => {
+            let config = Config::load::<S>(config.as_deref(), &instruments)?;
+            let dir = instruments_cmd::cache_dir(&config.storage.dir);
+            let today = instruments_cmd::ist_today();
+            let mut out = std::io::stdout().lock();
+            match command {
+                InstrumentsCommand::Sync { force } => {
+                    let credentials = credentials::credentials(
+                        config.venue.credentials_file.as_deref(),
+                        |name| std::env::var(name).ok(),
+                    )?;
+                    instruments_cmd::sync(
+                        &instruments_cmd::SyncArgs {
+                            rest_url: config.venue.rest_url.clone(),
+                            credentials,
+                            dir,
+                            today,
+                            force,
+                            timeout: Duration::from_secs(60),
+                        },
+                        &mut out,
+                    )
+                }
+                InstrumentsCommand::Search { text, limit } => {
+                    instruments_cmd::search(&dir, today, &text, limit, &mut out)
+                }
+                InstrumentsCommand::Show { name } => {
+                    instruments_cmd::show(&dir, today, &name, &mut out)
+                }
+            }
+        }
         Command::Ctl(args) => control::run::<S>(&args, &instruments),
         Command::Config {
             command: ConfigCommand::Check { file },

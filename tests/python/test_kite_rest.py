@@ -1,9 +1,6 @@
 """The official kiteconnect client against `kestrel sim`'s REST API."""
 
 import json
-import os
-import select
-import subprocess
 import time
 import urllib.request
 
@@ -11,30 +8,7 @@ import pytest
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as ex
 
-KESTREL_BIN = os.environ.get("KESTREL_BIN", "target/debug/kestrel")
-
-
-@pytest.fixture(scope="module")
-def sim():
-    proc = subprocess.Popen(
-        [KESTREL_BIN, "sim", "--rest-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--seed", "7"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        assert ready, "kestrel sim printed no ready line within 20 s"
-        info = json.loads(proc.stdout.readline())
-        yield info
-    finally:
-        proc.stdin.close()  # closing stdin stops the simulator
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+# The `sim` fixture (a `kestrel sim` per module) is in conftest.py.
 
 
 def client(info, token=None):

@@ -7,7 +7,9 @@
 //!   back out as execution reports, with the NSE charges of [`kestrel_engine::fees`].
 //! * [`gateway_venue`]: [`InProcessVenue`], the gateway's `Venue` trait on a shared paper
 //!   venue with no HTTP (the second implementation beside the Kite REST client).
-//! * [`http`] and [`rest`]: a Kite-compatible REST server with faults on demand.
+//! * [`http`] and [`rest`]: a Kite-compatible REST server with faults on demand; its
+//!   instrument dump is [`listing`] (equities, `NIFTY 50`, the futures and options
+//!   [`chains`]), its quotes [`market_data`], its demat account [`holdings`].
 //! * [`ticker`]: the Kite ticker WebSocket server ([`TickerServer`], fed and faulted through
 //!   a [`TickerHandle`]), speaking the exact Kite binary layout over RFC 6455.
 //! * [`order_updates`]: the venue's order changes to the ticker's clients as Kite's
@@ -15,8 +17,12 @@
 #![forbid(unsafe_code)]
 
 pub mod bridge;
+pub mod chains;
 pub mod gateway_venue;
+pub mod holdings;
 pub mod http;
+pub mod listing;
+pub mod market_data;
 pub mod matching;
 pub mod order_updates;
 pub mod rest;

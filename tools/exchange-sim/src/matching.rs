@@ -415,6 +415,18 @@ struct Budget {
     last: i64,
 }
 
+/// The (lower, upper) circuit limits `bps` basis points either side of `reference`, on the
+/// tick grid (inside the band).
+pub fn circuit_band(reference: Price, tick: Price, bps: i64) -> (Price, Price) {
+    let tick = tick.0.max(1);
+    let half = reference.0 as i128 * bps as i128 / 10_000;
+    let lo = reference.0 - half as i64;
+    let hi = reference.0 + half as i64;
+    let lo = (lo + tick - 1).div_euclid(tick) * tick; // rounded up onto the grid
+    let hi = hi.div_euclid(tick) * tick;
+    (Price(lo), Price(hi))
+}
+
 /// The matching simulator: orders, trades and positions over a stream of ticks.
 #[derive(Debug)]
 pub struct Matcher {
@@ -479,13 +491,11 @@ impl Matcher {
     /// The (lower, upper) circuit limits of an instrument, when it has a reference price.
     pub fn band(&self, id: InstrumentId) -> Option<(Price, Price)> {
         let r = self.reference[id.index()]?;
-        let tick = self.instruments.get(id).tick_size.0;
-        let half = r.0 as i128 * self.cfg.band_bps as i128 / 10_000;
-        let lo = r.0 - half as i64;
-        let hi = r.0 + half as i64;
-        let lo = (lo + tick - 1).div_euclid(tick) * tick; // rounded up onto the grid
-        let hi = hi.div_euclid(tick) * tick;
-        Some((Price(lo), Price(hi)))
+        Some(circuit_band(
+            r,
+            self.instruments.get(id).tick_size,
+            self.cfg.band_bps,
+        ))
     }
 
     pub fn last_tick(&self, id: InstrumentId) -> Option<&Tick> {

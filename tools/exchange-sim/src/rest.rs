@@ -12,8 +12,10 @@
 //! | GET | `/orders/{order_id}/trades` | its fills |
 //! | GET | `/trades` | every fill |
 //! | GET | `/portfolio/positions` | `{"net": [...], "day": [...]}` |
-//! | GET | `/user/margins`, `/user/profile` | a simple cash account and a fixed profile |
-//! | GET | `/instruments`, `/instruments/{exchange}` | CSV in Kite's column order |
+//! | GET | `/user/margins`, `/user/margins/{segment}`, `/user/profile` | a simple cash account and a fixed profile |
+//! | GET | `/portfolio/holdings` | the account's opening holdings ([`crate::holdings`]) |
+//! | GET | `/instruments`, `/instruments/{exchange}` | the day's dump as Kite's CSV ([`crate::listing`]) |
+//! | GET | `/quote`, `/quote/ohlc`, `/quote/ltp` | quotes of `i=EXCHANGE:SYMBOL`... ([`crate::market_data`]) |
 //! | GET, POST | `/__sim/faults` | read or set the injected faults (no auth; see [`Faults`]) |
 //!
 //! Every Kite route needs `X-Kite-Version: 3` and `Authorization: token api_key:access_token`;
@@ -35,9 +37,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kestrel_engine::clock::civil_from_days;
 use kestrel_engine::{OrderType, Price, Qty, UnixNanos};
+use kestrel_instruments::{DumpRow, InstrumentMaster, dump};
 use serde_json::{Map, Value, json};
+use time::Date;
 
+use crate::holdings::{Holding, holdings_json};
 use crate::http::{Handler, Reply, Request, Response};
+use crate::listing::{self, venue_today};
+use crate::market_data::{QuoteMode, quotes};
 use crate::matching::{
     ModifyParams, Order, OrderParams, Position, Product, Trade, Validity, order_type_str,
     parse_order_type, parse_side, side_str,
@@ -57,6 +64,8 @@ pub struct RestConfig {
     pub rate_window: Duration,
     /// Opening cash balance (₹) of the equity segment.
     pub opening_cash: i64,
+    /// Stocks in the demat account at the open (`/portfolio/holdings`).
+    pub holdings: Vec<Holding>,
 }
 
 impl Default for RestConfig {
@@ -68,6 +77,7 @@ impl Default for RestConfig {
             orders_per_second: 10,
             rate_window: Duration::from_secs(1),
             opening_cash: 1_000_000,
+            holdings: Holding::defaults(),
         }
     }
 }
@@ -130,6 +140,19 @@ pub struct KiteRest {
     /// Unparked after every request that may have changed an order, so that the thread
     /// relaying order updates sends them now rather than at its next market tick.
     waker: Mutex<Option<std::thread::Thread>>,
+    listing: Mutex<Listing>,
+}
+
+/// The instruments the server lists (and quotes when the venue does not tick them).
+#[derive(Debug, Default)]
+enum Listing {
+    /// Not made yet.
+    #[default]
+    None,
+    /// Made from the venue for one day ([`listing::simulated`]).
+    Daily(Date, Arc<InstrumentMaster>),
+    /// Set by whoever runs the server ([`KiteRest::set_listing`]).
+    Fixed(Arc<InstrumentMaster>),
 }
 
 /// A Kite error: HTTP status, `error_type`, message.
@@ -162,6 +185,34 @@ impl KiteRest {
             faults: Mutex::new(Faults::default()),
             placements: Mutex::new(VecDeque::new()),
             waker: Mutex::new(None),
+            listing: Mutex::new(Listing::None),
+        }
+    }
+
+    /// Lists exactly `rows` from now on (the dump, and the quotes of instruments the venue
+    /// does not tick) instead of the day's [`listing::simulated`] dump.
+    pub fn set_listing(&self, rows: Vec<DumpRow>) {
+        *lock(&self.listing) = Listing::Fixed(Arc::new(InstrumentMaster::from_rows(rows)));
+    }
+
+    /// The instruments listed today: the fixed listing, or the day's dump, made at the
+    /// first request of the simulator's day.
+    pub fn listing(&self) -> Arc<InstrumentMaster> {
+        let mut l = lock(&self.listing);
+        if let Listing::Fixed(m) = &*l {
+            return m.clone();
+        }
+        // Lock order: the listing, then the venue (never the other way round).
+        let v = lock(&self.venue);
+        let today = venue_today(&v);
+        match &*l {
+            Listing::Daily(day, m) if *day == today => m.clone(),
+            _ => {
+                let m = Arc::new(InstrumentMaster::from_rows(listing::simulated(&v, today)));
+                tracing::info!(%today, instruments = m.len(), "instrument dump made");
+                *l = Listing::Daily(today, m.clone());
+                m
+            }
         }
     }
 
@@ -218,17 +269,23 @@ impl KiteRest {
             ("GET", ["orders", id, "trades"]) => self.order_trades(id),
             ("GET", ["trades"]) => Ok(self.trades()),
             ("GET", ["portfolio", "positions"]) => Ok(self.positions()),
+            ("GET", ["portfolio", "holdings"]) => Ok(self.holdings()),
             ("GET", ["user", "margins"]) => Ok(self.margins()),
+            ("GET", ["user", "margins", segment]) => self.segment_margins(segment),
             ("GET", ["user", "profile"]) => Ok(self.profile()),
             ("GET", ["instruments"]) => return Ok(self.instruments(None)),
             ("GET", ["instruments", ex]) => return Ok(self.instruments(Some(ex))),
+            ("GET", ["quote"]) => self.quote(req, QuoteMode::Full),
+            ("GET", ["quote", "ohlc"]) => self.quote(req, QuoteMode::Ohlc),
+            ("GET", ["quote", "ltp"]) => self.quote(req, QuoteMode::Ltp),
             (
                 _,
                 ["orders", ..]
                 | ["trades"]
-                | ["portfolio", "positions"]
-                | ["user", _]
-                | ["instruments", ..],
+                | ["portfolio", "positions" | "holdings"]
+                | ["user", ..]
+                | ["instruments", ..]
+                | ["quote", ..],
             ) => Err(ApiError(
                 405,
                 "GeneralException",
@@ -538,6 +595,49 @@ impl KiteRest {
         })
     }
 
+    /// `/user/margins/{segment}`: one segment of [`KiteRest::margins`].
+    fn segment_margins(&self, segment: &str) -> ApiResult {
+        match segment {
+            "equity" | "commodity" => Ok(self.margins()[segment].clone()),
+            _ => Err(ApiError::input(format!(
+                "Invalid segment `{segment}`: use equity or commodity."
+            ))),
+        }
+    }
+
+    fn holdings(&self) -> Value {
+        let listing = self.listing();
+        let v = lock(&self.venue);
+        let date = format!("{} 00:00:00", venue_today(&v));
+        holdings_json(&v, &listing, &self.cfg.holdings, &date)
+    }
+
+    /// `/quote`, `/quote/ohlc`, `/quote/ltp`: the instruments of the `i` parameters.
+    fn quote(&self, req: &Request, mode: QuoteMode) -> ApiResult {
+        let keys: Vec<String> = req
+            .query
+            .iter()
+            .filter(|(k, _)| k == "i")
+            .map(|(_, v)| v.clone())
+            .collect();
+        if keys.is_empty() {
+            // Kite's own words for it.
+            return Err(ApiError::input(
+                "At least one instrument in the format `exchange:tradingsymbol` is required.",
+            ));
+        }
+        if keys.len() > mode.limit() {
+            return Err(ApiError::input(format!(
+                "Too many instruments: {} asked, at most {} in one request.",
+                keys.len(),
+                mode.limit()
+            )));
+        }
+        let listing = self.listing();
+        let v = lock(&self.venue);
+        Ok(quotes(&v, &listing, &keys, mode))
+    }
+
     fn profile(&self) -> Value {
         json!({
             "user_id": self.cfg.user_id,
@@ -555,29 +655,19 @@ impl KiteRest {
     }
 
     fn instruments(&self, exchange: Option<&str>) -> Reply {
-        let v = lock(&self.venue);
-        let mut csv = String::from(
-            "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,instrument_type,segment,exchange\n",
-        );
-        for (id, ins) in v.instruments().iter() {
-            let ex = ins.exchange.as_str();
-            if exchange.is_some_and(|e| e != ex) {
-                continue;
+        let listing = self.listing();
+        let csv = match exchange {
+            None => dump::to_csv(listing.rows()),
+            Some(ex) => {
+                let rows: Vec<DumpRow> = listing
+                    .rows()
+                    .iter()
+                    .filter(|r| r.exchange.as_str() == ex)
+                    .cloned()
+                    .collect();
+                dump::to_csv(&rows)
             }
-            let last = v.matcher().last_tick(id).map_or(Price::ZERO, |t| t.last_px);
-            csv.push_str(&format!(
-                "{},{},{},{},{},,0.0,{},{},EQ,{},{}\n",
-                ins.token,
-                ins.token >> 8,
-                ins.symbol,
-                ins.symbol,
-                f(last),
-                f(ins.tick_size),
-                ins.lot_size,
-                ex,
-                ex
-            ));
-        }
+        };
         Reply::Send(Response {
             status: 200,
             content_type: "text/csv",
@@ -742,23 +832,12 @@ fn parse_price(field: &str, v: &str) -> Result<Price, ApiError> {
 
 /// A fixed-point amount as a JSON number whose decimal text equals the fixed-point value:
 /// the shortest float text that reads back to the same `f64` is the decimal we start from.
-fn num(v: impl Display) -> Value {
+pub(crate) fn num(v: impl Display) -> Value {
     let text = v.to_string();
     text.parse::<f64>()
         .ok()
         .and_then(serde_json::Number::from_f64)
         .map_or(Value::Null, Value::Number)
-}
-
-/// A fixed-point amount as CSV text with at least one decimal (`0.05`, `2456.0`).
-fn f(v: impl Display) -> String {
-    let t = v.to_string();
-    let t = t.trim_end_matches('0');
-    if t.ends_with('.') {
-        format!("{t}0")
-    } else {
-        t.to_string()
-    }
 }
 
 fn exchange_order_id(order_id: u64) -> String {
@@ -868,7 +947,5 @@ mod tests {
         assert_eq!(num(Price::parse("2456.35").unwrap()).to_string(), "2456.35");
         assert_eq!(num(Price::parse("72.755").unwrap()).to_string(), "72.755");
         assert_eq!(num(Price::from_units(161)).to_string(), "161.0");
-        assert_eq!(f(Price::parse("0.05").unwrap()), "0.05");
-        assert_eq!(f(Price::ZERO), "0.0");
     }
 }

@@ -729,6 +729,21 @@ impl PacketBook {
         }
     }
 
+    /// The instrument's packet after the last tick applied; `None` before its first tick.
+    pub fn get(&self, id: InstrumentId) -> Option<&KitePacket> {
+        let i = id.index();
+        self.seen
+            .get(i)
+            .copied()
+            .unwrap_or(false)
+            .then(|| &self.packets[i])
+    }
+
+    /// Kite's price divisor of the instrument (its token's segment).
+    pub fn divisor(&self, id: InstrumentId) -> i64 {
+        self.divisors[id.index()]
+    }
+
     fn wire(&self, i: usize, px: Price) -> u32 {
         price_to_wire(px, self.divisors[i]).unwrap_or(0)
     }

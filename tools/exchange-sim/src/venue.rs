@@ -2,9 +2,11 @@
 //! REST server, replay and backtests drive the same code through this API.
 
 use kestrel_engine::{InstrumentId, InstrumentTable, Tick, UnixNanos};
+use kestrel_feed::kite::KitePacket;
 
 pub use crate::matching::VenueError;
 use crate::matching::{Matcher, MatchingConfig, ModifyParams, Order, OrderParams, Position, Trade};
+use crate::ticker::PacketBook;
 
 /// An order placement request (Kite's place-order fields, instrument resolved).
 pub type PlaceRequest = OrderParams;
@@ -14,11 +16,15 @@ pub type PlaceRequest = OrderParams;
 #[derive(Debug)]
 pub struct PaperVenue {
     matcher: Matcher,
+    /// Kite's view of each instrument (OHLC, average price, depth), as the ticker sends it
+    /// and the quote API answers it.
+    book: PacketBook,
 }
 
 impl PaperVenue {
     pub fn new(instruments: InstrumentTable, cfg: MatchingConfig) -> PaperVenue {
         PaperVenue {
+            book: PacketBook::new(&instruments),
             matcher: Matcher::new(instruments, cfg),
         }
     }
@@ -75,6 +81,7 @@ impl PaperVenue {
     /// Feeds one tick; returns the fills it caused.
     pub fn on_tick(&mut self, tick: &Tick) -> &[Trade] {
         let before = self.matcher.trades().len();
+        self.book.apply(tick);
         self.matcher.on_tick(tick);
         &self.matcher.trades()[before..]
     }
@@ -113,6 +120,16 @@ impl PaperVenue {
 
     pub fn matcher(&self) -> &Matcher {
         &self.matcher
+    }
+
+    /// The instrument's market as Kite states it (what a quote shows), once it has ticked.
+    pub fn packet(&self, id: InstrumentId) -> Option<&KitePacket> {
+        self.book.get(id)
+    }
+
+    /// The divisor of the instrument's wire prices in [`PaperVenue::packet`].
+    pub fn price_divisor(&self, id: InstrumentId) -> i64 {
+        self.book.divisor(id)
     }
 }
 

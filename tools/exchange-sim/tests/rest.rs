@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use kestrel_engine::Price;
 use kestrel_exchange_sim::rest::RestConfig;
 use kestrel_testkit::sim::Sim;
 use serde_json::Value;
@@ -413,4 +414,242 @@ fn instruments_are_csv_in_kite_column_order() {
         Some("738561,2885,RELIANCE,RELIANCE,2900.0,,0.0,0.05,1,EQ,NSE,NSE")
     );
     assert!(text.contains("Content-Type: text/csv"));
+}
+
+/// The body of a GET as text (the dump is CSV, not JSON).
+fn get_text(sim: &Sim, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&sim.addr(), TIMEOUT).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    send(
+        &mut s,
+        "GET",
+        path,
+        &[
+            ("X-Kite-Version", "3"),
+            ("Authorization", AUTH),
+            ("Connection", "close"),
+        ],
+        "",
+    );
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// The simulator's day: the testkit's ticks are stamped 2023-11-15 03:46 IST, a Wednesday.
+fn sim_today() -> time::Date {
+    time::Date::from_calendar_date(2023, time::Month::November, 15).unwrap()
+}
+
+#[test]
+fn the_dump_lists_the_equities_the_index_and_nfo_chains_with_real_expiries() {
+    use kestrel_instruments::{InstrumentMaster, InstrumentType, dump};
+    let sim = Sim::start();
+    let (status, text) = get_text(&sim, "/instruments");
+    assert_eq!(status, 200);
+    assert_eq!(text.lines().next(), Some(dump::COLUMNS.join(",").as_str()));
+    let rows = dump::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let master = InstrumentMaster::from_rows(rows.clone());
+    for symbol in ["RELIANCE", "TCS", "HDFCBANK", "INFY", "ICICIBANK"] {
+        let row = master.get(&format!("NSE:{symbol}")).unwrap();
+        assert_eq!((row.instrument_type, row.lot_size), (InstrumentType::Eq, 1));
+    }
+    assert!(master.get("NSE:NIFTY 50").unwrap().is_index());
+    let today = sim_today();
+    let nfo: Vec<_> = rows
+        .iter()
+        .filter(|r| r.segment.starts_with("NFO"))
+        .collect();
+    assert!(nfo.len() > 200, "{}", nfo.len());
+    for r in &nfo {
+        let expiry = r.expiry.unwrap();
+        assert!(
+            expiry >= today && expiry.weekday() == time::Weekday::Tuesday,
+            "{r:?}"
+        );
+        assert_eq!(r.instrument_token & 0xff, 2, "{r:?}");
+        assert_eq!(r.instrument_token >> 8, r.exchange_token, "{r:?}");
+        assert_eq!(r.price_divisor(), 100);
+    }
+    let mut tokens: Vec<u32> = rows.iter().map(|r| r.instrument_token).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), rows.len(), "tokens are unique");
+    // NIFTY: futures for this month and the next, weekly options from the next Tuesday,
+    // strikes around its level; RELIANCE (quoted at 2900) monthly, around 2900.
+    let fut = master
+        .current_future(kestrel_engine::instrument::Exchange::Nfo, "NIFTY", today)
+        .unwrap();
+    assert_eq!(
+        (fut.tradingsymbol.as_str(), fut.lot_size),
+        ("NIFTY23NOVFUT", 75)
+    );
+    let weekly = master
+        .nearest_option_expiry(kestrel_engine::instrument::Exchange::Nfo, "NIFTY", today)
+        .unwrap();
+    assert_eq!(weekly, today + time::Duration::days(6), "the next Tuesday");
+    assert!(master.get("NFO:NIFTY23N2126000CE").is_ok());
+    assert!(master.get("NFO:NIFTY23NOV25500PE").is_ok());
+    let reliance = master.get("NFO:RELIANCE23NOV2900CE").unwrap();
+    assert_eq!(
+        (reliance.lot_size, reliance.strike),
+        (500, Price::from_units(2900))
+    );
+    // One exchange's dump holds that exchange only.
+    let (_, nfo_text) = get_text(&sim, "/instruments/NFO");
+    let nfo_rows = dump::parse(&nfo_text).unwrap();
+    assert_eq!(nfo_rows.len(), nfo.len());
+    let (_, nse_text) = get_text(&sim, "/instruments/NSE");
+    assert!(
+        dump::parse(&nse_text)
+            .unwrap()
+            .iter()
+            .all(|r| r.exchange.as_str() == "NSE")
+    );
+}
+
+/// The keys of `got` are those of `want` (Kite's own answer), recursively: same shape.
+fn assert_same_shape(got: &Value, want: &Value, at: &str) {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            let mut gk: Vec<&String> = g.keys().collect();
+            let mut wk: Vec<&String> = w.keys().collect();
+            gk.sort();
+            wk.sort();
+            assert_eq!(gk, wk, "keys at {at}");
+            for (k, wv) in w {
+                assert_same_shape(&g[k], wv, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            assert_eq!(g.is_empty(), w.is_empty(), "{at}");
+            if let (Some(g0), Some(w0)) = (g.first(), w.first()) {
+                assert_same_shape(g0, w0, &format!("{at}[0]"));
+            }
+            if at.ends_with("buy") || at.ends_with("sell") {
+                assert_eq!(g.len(), w.len(), "{at}: five levels");
+            }
+        }
+        (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_)) => {}
+        // A contract that has not traded today has no last trade time.
+        (Value::Null, Value::String(_)) if at.starts_with("future") => {}
+        _ => panic!("{at}: {got} where Kite has {want}"),
+    }
+}
+
+fn kite(name: &str) -> Value {
+    let path = format!(
+        "{}/../../../shared/testdata/kite/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn quotes_have_kites_shapes_with_circuit_limits_and_five_levels_of_depth() {
+    let sim = Sim::start();
+    let (st, v) = sim.call(
+        "GET",
+        "/quote?i=NSE:RELIANCE&i=NSE:NOPE&i=NFO:NIFTY23NOVFUT",
+        "",
+    );
+    assert_eq!(st, 200, "{v}");
+    let data = v["data"].as_object().unwrap();
+    // The unknown instrument is left out, as Kite does.
+    let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["NFO:NIFTY23NOVFUT", "NSE:RELIANCE"]);
+    let want = &kite("quote.json")["data"]["NSE:INFY"];
+    let q = &data["NSE:RELIANCE"];
+    assert_same_shape(q, want, "quote");
+    assert_eq!(q["instrument_token"], 738_561);
+    assert_eq!(q["last_price"].as_f64(), Some(2900.0));
+    assert_eq!(q["depth"]["buy"][0]["price"].as_f64(), Some(2900.0));
+    assert_eq!(q["depth"]["buy"][0]["quantity"], 100);
+    assert_eq!(q["depth"]["sell"][0]["price"].as_f64(), Some(2900.05));
+    assert_eq!(q["depth"]["sell"][0]["quantity"], 40);
+    // ±20 % around the day's first price, the band the venue enforces.
+    assert_eq!(q["lower_circuit_limit"].as_f64(), Some(2320.0));
+    assert_eq!(q["upper_circuit_limit"].as_f64(), Some(3480.0));
+    let fut = &data["NFO:NIFTY23NOVFUT"];
+    assert_same_shape(fut, want, "future");
+    assert_eq!(fut["upper_circuit_limit"].as_f64(), Some(31_200.0));
+
+    let (_, v) = sim.call("GET", "/quote/ohlc?i=NSE:RELIANCE&i=NSE%3ANIFTY+50", "");
+    assert_same_shape(
+        &v["data"]["NSE:RELIANCE"],
+        &kite("ohlc.json")["data"]["NSE:INFY"],
+        "ohlc",
+    );
+    assert_eq!(v["data"]["NSE:NIFTY 50"]["instrument_token"], 256_265);
+    let (_, v) = sim.call("GET", "/quote/ltp?i=NSE:NIFTY%2050&i=408065", "");
+    let want = &kite("ltp.json")["data"]["NSE:INFY"];
+    assert_same_shape(&v["data"]["NSE:NIFTY 50"], want, "ltp");
+    assert_eq!(
+        v["data"]["NSE:NIFTY 50"]["last_price"].as_f64(),
+        Some(26_000.0)
+    );
+    assert_eq!(v["data"]["408065"]["instrument_token"], 408_065);
+}
+
+#[test]
+fn a_quote_of_nothing_or_too_much_is_an_input_exception() {
+    let sim = Sim::start();
+    let (st, v) = sim.call("GET", "/quote/ltp", "");
+    assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("At least one instrument"),
+        "{v}"
+    );
+    // Nothing found is not an error: an empty answer.
+    let (st, v) = sim.call("GET", "/quote?i=NSE:NOPE", "");
+    assert_eq!(
+        (st, v["data"].as_object().map(|m| m.len())),
+        (200, Some(0)),
+        "{v}"
+    );
+    let many: Vec<String> = (0..501).map(|i| format!("i=NSE:X{i}")).collect();
+    let (st, v) = sim.call("GET", &format!("/quote?{}", many.join("&")), "");
+    assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("at most 500"),
+        "{v}"
+    );
+    let (st, v) = sim.call("POST", "/quote/ltp", "");
+    assert_eq!(st, 405, "{v}");
+}
+
+#[test]
+fn holdings_and_one_segments_margins_have_kites_shapes() {
+    let sim = Sim::start();
+    let (st, v) = sim.call("GET", "/portfolio/holdings", "");
+    assert_eq!(st, 200, "{v}");
+    let want = &kite("holdings.json")["data"][0];
+    let list = v["data"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    for h in list {
+        assert_same_shape(h, want, "holding");
+    }
+    assert_eq!(list[0]["tradingsymbol"], "INFY");
+    assert_eq!(list[0]["instrument_token"], 408_065);
+    assert_eq!(list[0]["quantity"], 10);
+    assert_eq!(list[0]["average_price"].as_f64(), Some(1450.0));
+    assert_eq!(list[0]["authorised_date"], "2023-11-15 00:00:00");
+
+    let (st, v) = sim.call("GET", "/user/margins/equity", "");
+    assert_eq!(st, 200, "{v}");
+    assert_same_shape(&v["data"], &kite("margins_equity.json")["data"], "margins");
+    assert_eq!(v["data"]["available"]["cash"].as_f64(), Some(1_000_000.0));
+    let (st, v) = sim.call("GET", "/user/margins/commodity", "");
+    assert_eq!((st, v["data"]["enabled"].as_bool()), (200, Some(true)));
+    let (st, v) = sim.call("GET", "/user/margins/crypto", "");
+    assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
 }
