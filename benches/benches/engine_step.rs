@@ -11,6 +11,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_engine::engine::RingOutput;
 use kestrel_engine::ring::channel;
 use kestrel_engine::risk::UncheckedForTestsOnly;
@@ -19,7 +20,6 @@ use kestrel_engine::{
     Engine, EngineConfig, ExecReport, InstrumentTable, JournalRecord, ReplayClock, RequestKind,
     Tick,
 };
-use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_exchange_sim::SyntheticMarket;
 
 const TICKS: usize = 1 << 16;
@@ -39,7 +39,11 @@ enum Universe {
 
 fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool, universe: Universe) {
     let (table, ticking, n) = match universe {
-        Universe::Five => (InstrumentTable::nse_default(), InstrumentTable::nse_default(), TICKS),
+        Universe::Five => (
+            InstrumentTable::nse_default(),
+            InstrumentTable::nse_default(),
+            TICKS,
+        ),
         Universe::WideFiveTicking => (
             wide_table(KITE_MAX_INSTRUMENTS),
             InstrumentTable::nse_default(),

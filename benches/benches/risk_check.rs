@@ -31,13 +31,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::{
     Decision, ExecKind, ExecReport, Instrument, InstrumentId, InstrumentTable, MarketView, Money,
     OrderRequest, OrderType, Portfolio, Price, Qty, RecordTag, RequestKind, RiskCheck, Side, Tick,
     TickKind, TimeInForce, UnixNanos,
 };
-use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_risk::{RiskConfig, RiskGate};
 
 const MS: u64 = 1_000_000;

@@ -260,8 +260,8 @@ fn nine_thousand_instruments_over_three_connections_every_tick_every_resubscribe
 
     // Each connection in turn is dropped by the server: it alone reconnects and subscribes
     // its own instruments again; the others keep their first connection.
-    for i in 0..3 {
-        let id = client_with(&h, &shares[i]).expect("the connection's server client");
+    for (i, share) in shares.iter().enumerate() {
+        let id = client_with(&h, share).expect("the connection's server client");
         assert!(h.drop_connection(id), "dropping connection {i}");
         let mut polls = 0u32;
         rig.until("the dropped connection to resubscribe", |r| {
@@ -269,7 +269,7 @@ fn nine_thousand_instruments_over_three_connections_every_tick_every_resubscribe
             r.client.connections()[i].counters().reconnects == 1
                 && r.client.state() == ConnState::Open
                 && polls.is_multiple_of(64)
-                && client_with(&h, &shares[i]).is_some_and(|new| new != id)
+                && client_with(&h, share).is_some_and(|new| new != id)
         });
         for (j, c) in rig.client.connections().iter().enumerate() {
             let expect = if j <= i { 2 } else { 1 };
