@@ -4,6 +4,7 @@
 //! one ring, each connection dropped by the server (one at a time, the others streaming on)
 //! reconnects and resubscribes exactly its own instruments, and polling, decoding and
 //! pushing the ticks allocates nothing, before the drops and after the resubscriptions.
+//! One instrument more than three connections carry is refused, naming the numbers.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -309,6 +310,30 @@ fn nine_thousand_instruments_over_three_connections_every_tick_every_resubscribe
     );
     rig.client.close();
     server.shutdown();
+}
+
+#[test]
+fn refuses_more_instruments_than_three_connections_carry_naming_the_numbers() {
+    let sinks = || FeedSinks {
+        ticks: channel::<Tick>(16).0,
+        texts: None,
+        texts_wake: None,
+        control: None,
+    };
+    let tokens: Vec<u32> = (0..9_001u32).map(|k| 40_000_000 + k * 256 + 2).collect();
+    let cfg = FeedConfig::new("ws://127.0.0.1:9", "k", "t", &tokens);
+    let err = FeedClient::new(cfg, table(), sinks()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "feed instruments: 9001 instruments selected, but the feed carries at most 9000 (3 \
+         connections x 3000 instruments; Kite allows 3 connections of 3,000 per API key): \
+         select at most 9000 instruments"
+    );
+    // Five instruments take one connection, as before.
+    let five = FeedConfig::new("ws://127.0.0.1:9", "k", "t", &tokens[..5]);
+    let client = FeedClient::new(five, table(), sinks()).unwrap();
+    assert_eq!(client.connections().len(), 1);
+    assert_eq!(client.connections()[0].tokens(), &tokens[..5]);
 }
 
 #[test]
