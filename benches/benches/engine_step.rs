@@ -2,10 +2,16 @@
 //! check (the risk gate is measured in its own bench once it lands). Orders go into a real
 //! ring and are filled back through `Engine::on_exec`, so the strategies trade as they
 //! would live; the fill handling is part of the measured time when it happens.
+//!
+//! Scale: `breakout_9000_instruments` runs the same ticks (the default five) with 9,000
+//! instruments in the table, Kite's feed ceiling: what the table's size alone costs (every
+//! per-instrument array is sized by it). `breakout_9000_instruments_all_ticking` spreads the
+//! ticks over all 9,000: per-instrument state no longer stays in the L1/L2 cache.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_engine::engine::RingOutput;
 use kestrel_engine::ring::channel;
 use kestrel_engine::risk::UncheckedForTestsOnly;
@@ -17,12 +23,41 @@ use kestrel_engine::{
 use kestrel_exchange_sim::SyntheticMarket;
 
 const TICKS: usize = 1 << 16;
+/// Ticks over all 9,000 instruments: about 58 each, enough for a 20-tick breakout to trade.
+const TICKS_ALL: usize = 1 << 19;
 
-fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool) {
-    let table = InstrumentTable::nse_default();
+/// The instruments in the table, and those the ticks come for.
+#[derive(Clone, Copy)]
+enum Universe {
+    /// The default five, all ticking.
+    Five,
+    /// 9,000 in the table; ticks for the first five only.
+    WideFiveTicking,
+    /// 9,000 in the table, all ticking.
+    WideAllTicking,
+}
+
+fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool, universe: Universe) {
+    let (table, ticking, n) = match universe {
+        Universe::Five => (
+            InstrumentTable::nse_default(),
+            InstrumentTable::nse_default(),
+            TICKS,
+        ),
+        Universe::WideFiveTicking => (
+            wide_table(KITE_MAX_INSTRUMENTS),
+            InstrumentTable::nse_default(),
+            TICKS,
+        ),
+        Universe::WideAllTicking => {
+            let t = wide_table(KITE_MAX_INSTRUMENTS);
+            (t.clone(), t, TICKS_ALL)
+        }
+    };
     let cfg: StrategyConfig = toml::from_str(config).expect("bench strategy config");
-    let mut market = SyntheticMarket::new(&table, 1);
-    let ticks: Vec<Tick> = (0..TICKS as u64)
+    // The ticking table's ids are the first ids of `table`: its ticks are valid for both.
+    let mut market = SyntheticMarket::new(&ticking, 1);
+    let ticks: Vec<Tick> = (0..n as u64)
         .map(|i| market.next_tick(1_000_000 + i * 1_000))
         .collect();
     let engine_cfg = EngineConfig {
@@ -49,7 +84,7 @@ fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool) {
     let mut i = 0usize;
     group.bench_function(name, |b| {
         b.iter(|| {
-            let tick = &ticks[i % TICKS];
+            let tick = &ticks[i % n];
             i += 1;
             let sent = engine.step(black_box(tick), &mut out);
             if sent > 0 {
@@ -81,9 +116,23 @@ fn bench_strategy(c: &mut Criterion, name: &str, config: &str, journal: bool) {
 fn engine_step(c: &mut Criterion) {
     let breakout = "kind = \"breakout\"\nlookback = 20\nstop_bps = 30\n[sizing]\nmethod = \"fixed\"\nqty = 5\n";
     let sma = "kind = \"sma_cross\"\nfast = 5\nslow = 20\nallow_short = true\n[sizing]\nmethod = \"fixed\"\nqty = 5\n";
-    bench_strategy(c, "breakout", breakout, false);
-    bench_strategy(c, "sma_cross", sma, false);
-    bench_strategy(c, "breakout_journal_ticks", breakout, true);
+    bench_strategy(c, "breakout", breakout, false, Universe::Five);
+    bench_strategy(c, "sma_cross", sma, false, Universe::Five);
+    bench_strategy(c, "breakout_journal_ticks", breakout, true, Universe::Five);
+    bench_strategy(
+        c,
+        "breakout_9000_instruments",
+        breakout,
+        false,
+        Universe::WideFiveTicking,
+    );
+    bench_strategy(
+        c,
+        "breakout_9000_instruments_all_ticking",
+        breakout,
+        false,
+        Universe::WideAllTicking,
+    );
 }
 
 criterion_group! {

@@ -12,6 +12,8 @@
 //!   (`Throughput::Elements` = packets): kestrel `parse_frame` + `KiteDecoder::decode`,
 //!   and tungstenite `FrameHeader::parse` + the same decoder (tungstenite has no Kite
 //!   decoder; this shows what the frame layer costs inside the whole step).
+//!   `kestrel_50_of_9000`: the 50-packet message for 50 tokens spread over a 9,000-instrument
+//!   table (Kite's feed ceiling), so each packet's token lookup searches the whole table.
 //! * `feed_binance_book_ticker`: one spot `bookTicker` event. kestrel: `BinanceDecoder`
 //!   (JSON scan, exact decimal prices and quantities, symbol lookup, `Tick` built).
 //!   serde_json and sonic-rs: `from_slice` into a typed struct with borrowed `&str`
@@ -21,6 +23,7 @@ use std::hint::black_box;
 use std::io::Cursor;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_engine::{Exchange, Instrument, InstrumentTable, Price, Qty};
 use kestrel_feed::ws::{Opcode, encode_frame, parse_frame};
 use kestrel_feed::{BinanceDecoder, KiteDecoder, KiteMode, KitePacket, MessageWriter};
@@ -28,13 +31,14 @@ use tungstenite::protocol::frame::FrameHeader;
 
 const TOKENS: [u32; 5] = [738_561, 2_953_217, 341_249, 408_065, 1_270_529];
 
-/// A server frame (unmasked, binary) carrying a Kite message of `packets` quote packets.
-fn quote_frame(packets: usize) -> Vec<u8> {
+/// A server frame (unmasked, binary) carrying a Kite message of `packets` quote packets,
+/// for the tokens in turn.
+fn quote_frame(packets: usize, tokens: &[u32]) -> Vec<u8> {
     let mut msg = vec![0u8; 2 + packets * 46];
     let mut w = MessageWriter::new(&mut msg).unwrap();
     for i in 0..packets as u32 {
         let p = KitePacket {
-            token: TOKENS[i as usize % TOKENS.len()],
+            token: tokens[i as usize % tokens.len()],
             last_price: 150_000 + i * 5,
             last_qty: 1 + i % 50,
             avg_price: 150_010,
@@ -78,7 +82,7 @@ fn frame_header(c: &mut Criterion) {
     let mut g = c.benchmark_group("feed_frame_header");
     g.throughput(Throughput::Elements(1));
     for packets in [1usize, 50] {
-        let frame = quote_frame(packets);
+        let frame = quote_frame(packets, &TOKENS);
         assert_eq!(kestrel_payload(&frame), tungstenite_payload(&frame));
         g.bench_function(format!("kestrel_{packets}"), |b| {
             b.iter(|| kestrel_payload(black_box(&frame)).len())
@@ -94,7 +98,7 @@ fn kite_quote(c: &mut Criterion) {
     let table = InstrumentTable::nse_default();
     let mut g = c.benchmark_group("feed_kite_quote");
     for packets in [1usize, 50] {
-        let frame = quote_frame(packets);
+        let frame = quote_frame(packets, &TOKENS);
         g.throughput(Throughput::Elements(packets as u64));
         let mut dec = KiteDecoder::new();
         g.bench_function(format!("kestrel_{packets}"), |b| {
@@ -115,6 +119,28 @@ fn kite_quote(c: &mut Criterion) {
             })
         });
     }
+    let wide = wide_table(KITE_MAX_INSTRUMENTS);
+    let spread: Vec<u32> = wide
+        .iter()
+        .step_by(KITE_MAX_INSTRUMENTS / 50)
+        .map(|(_, i)| i.token)
+        .collect();
+    let frame = quote_frame(50, &spread);
+    g.throughput(Throughput::Elements(50));
+    let mut dec = KiteDecoder::new();
+    g.bench_function("kestrel_50_of_9000", |b| {
+        b.iter(|| {
+            let mut sum = 0i64;
+            let payload = kestrel_payload(black_box(&frame));
+            let r = dec.decode(payload, 1, &wide, |t| sum += t.last_px.0);
+            black_box((r, sum))
+        })
+    });
+    assert_eq!(
+        dec.counters().unknown_tokens,
+        0,
+        "every token is in the table"
+    );
     g.finish();
 }
 

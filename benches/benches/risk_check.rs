@@ -19,6 +19,10 @@
 //! `harness_overhead` runs the same loop around the engine's pass-through check: the
 //! harness's own share of each figure above.
 //!
+//! `accept_market_entry_9000_instruments` is the first case with 9,000 instruments in the
+//! table (Kite's feed ceiling), the same five quoted and held: what the table's size costs
+//! the gate (its per-instrument limits and open-order counts, the market view, the book).
+//!
 //! At 1,000 orders a second every one of the 32 slots of the duplicate memory holds an
 //! order inside its 1 s window, so the duplicate scan does its full work: a worst case for
 //! it (at a realistic 10 a second the scan costs the same, as it looks at every slot).
@@ -27,6 +31,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::{
     Decision, ExecKind, ExecReport, Instrument, InstrumentId, InstrumentTable, MarketView, Money,
@@ -45,9 +50,10 @@ const CHUNK: u64 = 256;
 const ENTRY: InstrumentId = InstrumentId(3); // INFY: quoted, flat
 const HELD: InstrumentId = InstrumentId(0); // RELIANCE: long 200
 
-fn table() -> InstrumentTable {
-    // The default universe with a freeze quantity, so the freeze check has work to do.
-    let list = InstrumentTable::nse_default()
+/// `instruments` in the table (the default five first).
+fn table(instruments: usize) -> InstrumentTable {
+    // The universe with a freeze quantity, so the freeze check has work to do.
+    let list = wide_table(instruments)
         .iter()
         .map(|(_, i)| Instrument {
             freeze_qty: Qty(5_000),
@@ -152,8 +158,8 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new() -> Fixture {
-        let table = table();
+    fn new(instruments: usize) -> Fixture {
+        let table = table(instruments);
         let gate_cfg = config();
         gate_cfg.validate(&table).expect("bench config is valid");
         Fixture {
@@ -168,6 +174,7 @@ impl Fixture {
 /// Times `iters` calls of `check` on `make(k)` in chunks, with the untimed resets described
 /// above. Returns the time and how many decisions matched `expect`.
 fn run(
+    instruments: usize,
     iters: u64,
     make: impl Fn(u64) -> OrderRequest,
     mut check: impl FnMut(
@@ -179,14 +186,14 @@ fn run(
     ) -> Decision,
     expect: impl Fn(&Decision) -> bool,
 ) -> (Duration, u64) {
-    let mut f = Fixture::new();
+    let mut f = Fixture::new(instruments);
     let mut elapsed = Duration::ZERO;
     let mut matched = 0u64;
     let mut k = 0u64;
     while k < iters {
         if f.now - T0 > 4 * 3_600 * SEC {
             // Four hours of orders at 1 ms: start a fresh gate before the session closes.
-            f = Fixture::new();
+            f = Fixture::new(instruments);
         }
         let n = CHUNK.min(iters - k);
         refresh(&mut f.market, f.now);
@@ -234,7 +241,18 @@ fn risk_check(c: &mut Criterion) {
     let entry = |k: u64| request(ENTRY, Side::Buy, OrderType::Market, 1 + (k % 1_024) as u32);
     group.bench_function("accept_market_entry", |b| {
         b.iter_custom(|iters| {
-            let (t, accepted) = run(iters, entry, gate_check, |d| *d == Decision::Accept);
+            let (t, accepted) = run(5, iters, entry, gate_check, |d| *d == Decision::Accept);
+            assert_eq!(accepted, iters, "every timed entry must be a full accept");
+            t
+        })
+    });
+
+    // The same entry with 9,000 instruments in the table.
+    group.bench_function("accept_market_entry_9000_instruments", |b| {
+        b.iter_custom(|iters| {
+            let (t, accepted) = run(KITE_MAX_INSTRUMENTS, iters, entry, gate_check, |d| {
+                *d == Decision::Accept
+            });
             assert_eq!(accepted, iters, "every timed entry must be a full accept");
             t
         })
@@ -248,7 +266,7 @@ fn risk_check(c: &mut Criterion) {
     };
     group.bench_function("reject_price_band", |b| {
         b.iter_custom(|iters| {
-            let (t, rejected) = run(iters, fat_finger, gate_check, |d| {
+            let (t, rejected) = run(5, iters, fat_finger, gate_check, |d| {
                 matches!(d, Decision::Reject(r) if r.reason == kestrel_engine::RiskReason::PriceBand)
             });
             assert_eq!(rejected, iters, "every timed order must be a band rejection");
@@ -260,7 +278,7 @@ fn risk_check(c: &mut Criterion) {
     let exit = |_: u64| request(HELD, Side::Sell, OrderType::Market, 80);
     group.bench_function("accept_reducing_exit", |b| {
         b.iter_custom(|iters| {
-            let (t, accepted) = run(iters, exit, gate_check, |d| *d == Decision::Accept);
+            let (t, accepted) = run(5, iters, exit, gate_check, |d| *d == Decision::Accept);
             assert_eq!(accepted, iters, "every timed exit must be accepted");
             t
         })
@@ -274,7 +292,7 @@ fn risk_check(c: &mut Criterion) {
                 |_: &mut RiskGate, r: &mut OrderRequest, m: &MarketView, p: &Portfolio, now| {
                     UncheckedForTestsOnly.check(r, m, p, now)
                 };
-            run(iters, entry, pass, |d| *d == Decision::Accept).0
+            run(5, iters, entry, pass, |d| *d == Decision::Accept).0
         })
     });
     group.finish();

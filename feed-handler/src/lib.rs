@@ -4,7 +4,10 @@
 //! a non-blocking mio socket.
 //!
 //! * [`client`]: [`FeedClient`], the Kite ticker WebSocket client (connect, handshake,
-//!   subscribe, decode into a tick ring, watchdog, reconnect with [`backoff`]).
+//!   subscribe, decode into a tick ring, watchdog, reconnect with [`backoff`]), over up to
+//!   three connections ([`Connection`]) from one poller.
+//! * [`subscription`]: which instruments go on which connection within Kite's limits
+//!   ([`FeedLimits`]), and the batched subscribe and mode messages.
 //! * [`binance`]: [`BinanceDecoder`], Binance JSON `bookTicker` and `trade` events, in
 //!   place and without allocating.
 //! * [`decoder`]: the [`Decoder`] trait every venue implements, its outcome
@@ -12,6 +15,8 @@
 //! * [`kite`]: the Kite Connect binary ticker. [`KiteDecoder`] turns a binary WebSocket
 //!   message into ticks without allocating; [`KitePacket`], [`encode_packet`] and
 //!   [`MessageWriter`] write the same layout for tests and the exchange simulator.
+//! * [`text`]: [`TextRecord`], a venue text message (an order update) in a fixed-size
+//!   record for the gateway's ring.
 //! * [`tls`]: `wss://`, a rustls session driven by the same non-blocking socket.
 //! * [`url`]: `host[:port][/path]` split for the feed and the gateway's REST client.
 //! * [`ws`]: RFC 6455 in place on byte buffers: frame parsing and encoding, masking,
@@ -31,6 +36,8 @@ pub mod client;
 pub mod decoder;
 pub mod kite;
 pub mod stats;
+pub mod subscription;
+pub mod text;
 pub mod tls;
 pub mod url;
 pub mod ws;
@@ -38,8 +45,8 @@ pub mod ws;
 pub use backoff::{Backoff, BackoffConfig};
 pub use binance::BinanceDecoder;
 pub use client::{
-    ClientError, ConnState, FeedClient, FeedConfig, FeedCounters, FeedSinks, SubscriptionMode,
-    TEXT_CAPACITY, TextKind, TextRecord,
+    ClientError, ConnState, Connection, FeedClient, FeedConfig, FeedCounters, FeedSinks,
+    SubscriptionMode,
 };
 pub use decoder::{DecodeError, Decoded, Decoder, DecoderCounters};
 pub use kite::{
@@ -48,6 +55,8 @@ pub use kite::{
     encode_packet, encode_quote, price_to_wire,
 };
 pub use stats::{FeedStats, FeedStatsView};
+pub use subscription::{FeedLimits, SubscriptionError};
+pub use text::{TEXT_CAPACITY, TextKind, TextRecord};
 pub use ws::{HandshakeError, RequestError, WsError};
 
 /// Any failure of this crate, for callers that handle them together (the feed thread's

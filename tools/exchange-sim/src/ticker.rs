@@ -403,6 +403,28 @@ impl TickerHandle {
         self.shared.wake.notify_one();
     }
 
+    /// Fault: closes one connection now (TCP shutdown, no close frame), found by its
+    /// [`ClientInfo::id`]; the others stay up. False when no such client is connected.
+    pub fn drop_connection(&self, id: u64) -> bool {
+        // The client is cloned out first: closing takes its writer's lock, which the
+        // connection thread takes before the clients' list (no lock-order inversion).
+        let client = lock(&self.shared.clients)
+            .iter()
+            .find(|c| c.id == id && !c.closed.load(Ordering::Relaxed))
+            .cloned();
+        match client {
+            Some(c) => {
+                c.close();
+                tracing::info!(
+                    client = id,
+                    "ticker: fault injected: dropped one connection"
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Fault: for `d`, send nothing (no ticks, no heartbeats, no pongs) while keeping the
     /// sockets open. Ticks published meanwhile are counted and discarded.
     pub fn go_silent(&self, d: Duration) {
