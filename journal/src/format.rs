@@ -366,4 +366,3 @@ pub(crate) unsafe fn load_header(base: *const u8) -> Header {
     header.capacity = load_acquire(unsafe { atomic_field(base, CAPACITY_OFFSET) });
     header
 }
-

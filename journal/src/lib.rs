@@ -33,7 +33,9 @@ pub mod rolling;
 pub mod table;
 pub mod writer;
 
-pub use csv::{ExportStats, TickCsvReader, export_csv, export_events_csv, import_csv, scan_symbols};
+pub use csv::{
+    ExportStats, TickCsvReader, export_csv, export_events_csv, import_csv, scan_symbols,
+};
 pub use error::JournalError;
 pub use kestrel_engine::JournalRecord;
 pub use reader::{JournalReader, TableSource, TailReader};

@@ -295,7 +295,11 @@ mod tests {
                 .to_string()
         };
         list[0].symbol = "A".repeat(SYMBOL_LEN + 1);
-        assert!(err(&list).contains("is longer than 32 bytes"), "{}", err(&list));
+        assert!(
+            err(&list).contains("is longer than 32 bytes"),
+            "{}",
+            err(&list)
+        );
         list[0].symbol = "A,B".into();
         assert!(err(&list).contains("without spaces, commas or quotes"));
         list[0].symbol = "AB".into();
@@ -317,7 +321,8 @@ mod tests {
         );
         let err = decode(bytes, 5, checksum(bytes) ^ 1, 4096, path).unwrap_err();
         assert!(
-            err.to_string().contains("its 320 bytes at offset 4096 have CRC-32"),
+            err.to_string()
+                .contains("its 320 bytes at offset 4096 have CRC-32"),
             "{err}"
         );
     }

@@ -143,8 +143,7 @@ impl JournalWriter {
         }
         let entries = table::encode(table, path)?;
         let table_bytes: &[u8] = bytemuck::cast_slice(&entries);
-        let (chunk_records, max_records) =
-            options.limits(path, records_offset_for(table.len()))?;
+        let (chunk_records, max_records) = options.limits(path, records_offset_for(table.len()))?;
         let capacity = chunk_records.min(max_records);
         let header = Header::new(table.len(), table_bytes, created_ns, capacity);
         let file = OpenOptions::new()

@@ -253,7 +253,11 @@ fn open_existing_zeroes_a_partial_record_after_the_committed_ones() {
     assert_eq!(recovery.trimmed_bytes, 37);
     drop(w);
     let bytes = std::fs::read(&path).unwrap();
-    assert!(bytes[file_len(RECORDS_AT, 100) as usize..].iter().all(|&b| b == 0));
+    assert!(
+        bytes[file_len(RECORDS_AT, 100) as usize..]
+            .iter()
+            .all(|&b| b == 0)
+    );
     let reader = JournalReader::open(&path).unwrap();
     assert_eq!(reader.records().len(), 100);
     assert_eq!(reader.records()[99], record(0, 99));
@@ -277,7 +281,10 @@ fn a_size_limited_writer_reports_full() {
         w.append(&record(0, 100)),
         Err(JournalError::Full { capacity: 100, .. })
     ));
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), file_len(RECORDS_AT, 100));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        file_len(RECORDS_AT, 100)
+    );
 }
 
 #[test]
@@ -294,7 +301,10 @@ fn reserve_grows_ahead_in_whole_chunks_up_to_the_limit() {
     w.append(&record(0, 0)).unwrap();
     w.reserve(200).unwrap(); // 201 slots needed: four 64-record chunks
     assert_eq!(w.capacity(), 256);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), file_len(RECORDS_AT, 256));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        file_len(RECORDS_AT, 256)
+    );
     w.reserve(10).unwrap();
     assert_eq!(w.capacity(), 256, "enough room already");
     assert!(matches!(w.reserve(1000), Err(JournalError::Full { .. })));
@@ -319,7 +329,10 @@ fn appending_past_many_chunks_keeps_every_record() {
         assert_eq!(*r, record(0, i as u64), "record {i}");
     }
     // The file grew chunk by chunk: 157 chunks of 64 slots.
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), file_len(RECORDS_AT, 157 * 64));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        file_len(RECORDS_AT, 157 * 64)
+    );
 }
 
 #[test]
@@ -542,8 +555,10 @@ fn restarts_on_one_day_continue_one_file_and_keep_every_record() {
     assert_eq!(reader.records(), &expected[..]);
     // 300 records fill two chunks; the seven growths the test cut short add one chunk each.
     let grown = (30 / stops.len() as u64) * chunk_records;
-    let bound =
-        file_len(RECORDS_AT, expected.len().div_ceil(chunk_records as usize) as u64 * chunk_records + grown);
+    let bound = file_len(
+        RECORDS_AT,
+        expected.len().div_ceil(chunk_records as usize) as u64 * chunk_records + grown,
+    );
     let meta = std::fs::metadata(&path).unwrap();
     assert!(
         meta.len() <= bound,
