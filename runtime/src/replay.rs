@@ -176,6 +176,8 @@ pub struct Summary {
 
 pub struct ReplayOutcome {
     pub summary: Summary,
+    /// What people should know about the journal (a version-1 table lacks freeze quantities).
+    pub notes: Vec<String>,
     /// Every order request the engine sent, in order.
     pub orders: Vec<OrderRequest>,
     pub fills: Vec<ExecReport>,
@@ -191,10 +193,29 @@ struct RoundTrip {
     open: bool,
 }
 
+/// The journal's own instrument table: what the replay's engine, strategy and risk gate
+/// trade (check a configuration against it before [`run`]).
+pub fn journal_instruments(journal: &Path) -> Result<InstrumentTable> {
+    let reader = JournalReader::open(journal)
+        .with_context(|| format!("opening journal {}", journal.display()))?;
+    Ok(reader.instruments().clone())
+}
+
 pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
     let reader = JournalReader::open(&args.journal)
         .with_context(|| format!("opening journal {}", args.journal.display()))?;
+    // The engine trades the journal's instruments, whatever they are: the ids in its
+    // records index this table.
     let table = reader.instruments().clone();
+    let notes: Vec<String> = reader
+        .table_source()
+        .note()
+        .map(|n| format!("{}: {n}", args.journal.display()))
+        .into_iter()
+        .collect();
+    for note in &notes {
+        tracing::warn!(note = %note, "replay");
+    }
     let records = reader.records();
     let strategies = args
         .config
@@ -350,6 +371,7 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         .collect();
     Ok(ReplayOutcome {
         summary,
+        notes,
         orders: out.orders,
         fills,
         equity,
@@ -468,6 +490,9 @@ impl ReplayOutcome {
     pub fn print(&self) {
         let s = &self.summary;
         println!("kestrel replay: {} → {}", s.first_ts, s.last_ts);
+        for note in &self.notes {
+            println!("  note  {note}");
+        }
         println!(
             "  ticks {}  orders {}  fills {}  round trips {}  win rate {:.1}%",
             s.ticks,

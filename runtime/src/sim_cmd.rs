@@ -45,8 +45,14 @@ pub struct SimArgs {
 /// Recorded market data for the simulator to replay.
 #[derive(Debug, Clone)]
 pub enum ReplaySource {
+    /// A journal: its own instrument table.
     Journal(std::path::PathBuf),
-    Csv(std::path::PathBuf),
+    /// A tick CSV, its symbols resolved against `dump` (a Kite instrument dump) or, without
+    /// one, the default instruments (see [`crate::tick_csv::table_for_csv`]).
+    Csv {
+        csv: std::path::PathBuf,
+        dump: Option<std::path::PathBuf>,
+    },
 }
 
 /// Where the market thread's ticks come from.
@@ -67,6 +73,22 @@ impl Market {
                 let t = ticks.get(*next).copied()?;
                 *next += 1;
                 Some(t)
+            }
+        }
+    }
+
+    /// For each of `n` instruments, whether the market will tick it.
+    fn instruments_with_ticks(&self, n: usize) -> Vec<bool> {
+        match self {
+            Market::Synthetic(_) => vec![true; n],
+            Market::Recorded { ticks, next } => {
+                let mut has = vec![false; n];
+                for t in &ticks[*next..] {
+                    if let Some(h) = has.get_mut(t.instrument.index()) {
+                        *h = true;
+                    }
+                }
+                has
             }
         }
     }
@@ -104,12 +126,13 @@ fn load_replay(
                 .collect();
             Ok((reader.instruments().clone(), ticks))
         }
-        ReplaySource::Csv(path) => {
+        ReplaySource::Csv { csv, dump } => {
+            let table = crate::tick_csv::table_for_csv(csv, dump.as_deref(), default)?;
             let file =
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let ticks = kestrel_journal::import_csv(std::io::BufReader::new(file), default)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Ok((default.clone(), ticks))
+                std::fs::File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
+            let ticks = kestrel_journal::import_csv(std::io::BufReader::new(file), &table)
+                .with_context(|| format!("reading {}", csv.display()))?;
+            Ok((table, ticks))
         }
     }
 }
@@ -231,16 +254,20 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         instruments.clone(),
         MatchingConfig::default(),
     )));
-    // Prime the market so that every instrument has a quote before anyone can trade.
+    // Prime the market so that every instrument with ticks has a quote before anyone can
+    // trade. Only those with ticks: a replay's table may list instruments it never ticks
+    // (waiting for them consumed the whole replay before anyone could connect).
     {
         let mut v = venue.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen = vec![false; instruments.len()];
-        while seen.iter().any(|s| !s) {
+        let mut unseen = market.instruments_with_ticks(instruments.len());
+        while unseen.iter().any(|&u| u) {
             let Some(mut t) = market.next_tick() else {
                 break;
             };
             t.recv_ts = wall_now();
-            seen[t.instrument.index()] = true;
+            if let Some(u) = unseen.get_mut(t.instrument.index()) {
+                *u = false;
+            }
             v.on_tick(&t);
         }
         v.drain_updates();
