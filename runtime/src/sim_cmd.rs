@@ -565,6 +565,153 @@ mod tests {
         sim.shutdown();
     }
 
+    /// Starts `sim --csv` on `rows` (`(symbol, price in paise)`, 10 ms apart: 30 s at
+    /// `--speed 1` for 3,000 rows, longer than the test waits), checks the simulator's
+    /// table is `expect_symbols`, and has a feed client on loopback receive five ticks of
+    /// `watch`, at the CSV's prices (from `lo` to `hi` paise).
+    fn ticks_from_a_csv(
+        rows: impl Fn(u64) -> (&'static str, u64),
+        dump: bool,
+        expect_symbols: &[&str],
+        watch: &str,
+        (lo, hi): (u64, u64),
+    ) {
+        use crate::tick_csv::tests::dump_with_future;
+        use kestrel_engine::Price;
+        use kestrel_engine::ring::channel;
+        use kestrel_feed::client::{FeedClient, FeedConfig, FeedSinks};
+
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dump.then(|| dump_with_future(dir.path()));
+        let mut csv = String::from(
+            "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n",
+        );
+        for i in 0..3_000u64 {
+            let (symbol, px) = rows(i);
+            csv.push_str(&format!(
+                "{},{symbol},{}.{:02},75,0.00,0,0.00,0,{i}\n",
+                1_516_070_000_000_000_000 + i * 10_000_000,
+                px / 100,
+                px % 100
+            ));
+        }
+        let csv_path = dir.path().join("ticks.csv");
+        std::fs::write(&csv_path, csv).unwrap();
+        let sim = start(&SimArgs {
+            rest_addr: "127.0.0.1:0".parse().unwrap(),
+            ws_addr: "127.0.0.1:0".parse().unwrap(),
+            api_key: "k".into(),
+            access_token: Some("t".into()),
+            seed: 7,
+            symbols: None,
+            speed: 1.0,
+            journal_out: None,
+            replay: Some(ReplaySource::Csv {
+                csv: csv_path,
+                dump,
+            }),
+        })
+        .unwrap();
+        let symbols: Vec<&str> = sim
+            .instruments
+            .iter()
+            .map(|(_, i)| i.symbol.as_str())
+            .collect();
+        assert_eq!(symbols, expect_symbols);
+        let watched = sim.instruments.by_symbol(watch).unwrap();
+
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (tick_tx, mut ticks) = channel::<kestrel_engine::Tick>(4096);
+        let tokens: Vec<u32> = sim.instruments.iter().map(|(_, i)| i.token).collect();
+        let mut feed = FeedClient::new(
+            FeedConfig::new(&sim.ws_root, "k", "t", &tokens),
+            sim.instruments.clone(),
+            FeedSinks {
+                ticks: tick_tx,
+                texts_wake: None,
+                texts: None,
+                control: None,
+            },
+        )
+        .unwrap();
+        let mut seen = 0;
+        while seen < 5 {
+            assert!(
+                Instant::now() < deadline,
+                "{seen} ticks of {watch} within 20 s"
+            );
+            feed.poll_once(Some(Duration::from_millis(10)));
+            while let Some(t) = ticks.pop() {
+                if t.instrument == watched {
+                    let (lo, hi) = (Price(lo as i64 * 1_000_000), Price(hi as i64 * 1_000_000));
+                    assert!(lo <= t.last_px && t.last_px <= hi, "{t:?}");
+                    seen += 1;
+                }
+            }
+        }
+        feed.close();
+        sim.shutdown();
+    }
+
+    /// `sim --csv` of an NFO future and option, no default instrument among them: the
+    /// simulator's table is the CSV's, resolved in the instrument file.
+    #[test]
+    fn a_csv_of_non_default_symbols_ticks_them() {
+        ticks_from_a_csv(
+            |i| match i % 2 {
+                0 => ("NIFTY18JANFUT", 1_050_000 + i % 20),
+                _ => ("BANKNIFTY18JAN23500CE", 252_840),
+            },
+            true,
+            &["NIFTY18JANFUT", "BANKNIFTY18JAN23500CE"],
+            "NIFTY18JANFUT",
+            (1_050_000, 1_050_019),
+        );
+    }
+
+    /// A CSV of one default symbol: the default table, and the four without ticks are not
+    /// waited for (before, priming them consumed the whole replay).
+    #[test]
+    fn a_csv_missing_default_symbols_still_ticks() {
+        ticks_from_a_csv(
+            |i| ("TCS", 410_000 + i % 10),
+            false,
+            &["RELIANCE", "TCS", "HDFCBANK", "INFY", "ICICIBANK"],
+            "TCS",
+            (410_000, 410_009),
+        );
+    }
+
+    #[test]
+    fn a_csv_of_unknown_symbols_is_refused_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv_path = dir.path().join("ticks.csv");
+        std::fs::write(
+            &csv_path,
+            "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n\
+             1,TCS,1.00,1,1.00,1,1.05,1,1\n2,NIFTY18JANFUT,1.00,1,1.00,1,1.05,1,1\n",
+        )
+        .unwrap();
+        let Err(e) = start(&SimArgs {
+            rest_addr: "127.0.0.1:0".parse().unwrap(),
+            ws_addr: "127.0.0.1:0".parse().unwrap(),
+            api_key: "k".into(),
+            access_token: Some("t".into()),
+            seed: 7,
+            symbols: None,
+            speed: 1.0,
+            journal_out: None,
+            replay: Some(ReplaySource::Csv {
+                csv: csv_path,
+                dump: None,
+            }),
+        }) else {
+            panic!("a CSV of an unknown symbol must be refused");
+        };
+        let err = format!("{e:#}");
+        assert!(err.contains("'NIFTY18JANFUT' (line 3)"), "{err}");
+    }
+
     #[test]
     fn masks_secrets_in_logs() {
         assert_eq!(mask("sim_token"), "sim_…(9 chars)");
