@@ -10,8 +10,8 @@
 //!   per size limit; opening it continues the day's last file (restarts share one file).
 //! * [`JournalReader`] maps a journal read-only and validates it; [`TailReader`] follows one
 //!   that is being written.
-//! * [`csv`] converts ticks to and from CSV (schema in its documentation) and writes every
-//!   record kind for people.
+//! * [`csv`] converts ticks to and from CSV (schema in its documentation); [`events`] writes
+//!   every record kind for people.
 //!
 //! The on-disk layout is in [`mod@format`], the instrument table's in [`table`]: a journal
 //! says what every `InstrumentId` in it means, for any number of instruments, so the same
@@ -26,6 +26,7 @@
 
 pub mod csv;
 pub mod error;
+pub mod events;
 pub mod format;
 mod mmap;
 pub mod reader;
@@ -33,10 +34,9 @@ pub mod rolling;
 pub mod table;
 pub mod writer;
 
-pub use csv::{
-    ExportStats, TickCsvReader, export_csv, export_events_csv, import_csv, scan_symbols,
-};
+pub use csv::{ExportStats, TickCsvReader, export_csv, import_csv, scan_symbols};
 pub use error::JournalError;
+pub use events::export_events_csv;
 pub use kestrel_engine::JournalRecord;
 pub use reader::{JournalReader, TableSource, TailReader};
 pub use rolling::{RollOptions, RollingJournal};
