@@ -109,7 +109,7 @@ impl Column {
 pub struct ExportStats {
     /// Tick lines written.
     pub ticks: u64,
-    /// Records of other kinds, not written (see [`export_events_csv`]).
+    /// Records of other kinds, not written (see [`crate::export_events_csv`]).
     pub skipped: u64,
 }
 
