@@ -12,7 +12,7 @@
 //! | column | meaning | format |
 //! |---|---|---|
 //! | `ts_utc_ns` | when kestrel received the tick (`Tick::recv_ts`) | nanoseconds since the Unix epoch, UTC, a whole number |
-//! | `symbol` | the instrument | a symbol of the instrument table (exact, case-sensitive) |
+//! | `symbol` | the instrument | its trading symbol in the instrument table (exact, case-sensitive), or `EXCHANGE:SYMBOL` (export writes that form for a symbol listed on two exchanges) |
 //! | `last_price` | last traded price | decimal, up to 8 decimal places, exact (`Price::parse`); may be negative |
 //! | `last_qty` | last traded quantity | whole number, 0 to 4294967295 |
 //! | `bid_price`, `ask_price` | best bid and ask | decimal, as `last_price` |
@@ -28,36 +28,29 @@
 //! names the line (the header is line 1) and the column:
 //! `line 17, column last_price: '12a' is not a decimal number (expected digits like 2456.35)`.
 //!
+//! Import streams: [`TickCsvReader`] reads one line at a time (the `csv` crate's reader, one
+//! reused record), so a file of any size takes constant memory; [`scan_symbols`] lists the
+//! symbols a file uses, so a caller can build the instrument table before the ticks.
+//!
 //! Export writes all eleven columns in the order above, prices as `Price`'s `Display` (two to
 //! eight decimals, trailing zeros trimmed down to two: `1234.50`, `0.05`, `83.50125`), whole
 //! numbers without signs or leading zeros, and `kind` by name. A file written that way is
 //! *canonical*: CSV → journal → CSV gives it back byte for byte.
 //!
-//! # Events CSV
-//!
-//! [`export_events_csv`] writes every record kind for people to read (not for import):
-//! `ts_utc_ns,record,symbol,detail`, where `ts_utc_ns` is the record's first field,
-//! `record` is `Tick`, `Order`, `Exec`, `Control`, `Risk`, `Marker` (or `unknown`), `symbol`
-//! is `*` for a command about all instruments, and `detail` is a quoted list of `key=value`.
+//! Every record kind, for people: [`crate::events`].
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 
-use kestrel_engine::records::{MarkerRecord, RiskRecord};
-use kestrel_engine::risk::{RiskReason, Verdict};
 use kestrel_engine::{
-    ControlCommand, ControlKind, ExecKind, ExecReport, InstrumentId, InstrumentTable,
-    JournalRecord, OrderRequest, OrderType, Price, ReasonCode, RecordTag, RequestKind, Side, Tick,
-    TickKind, TimeInForce,
+    InstrumentId, InstrumentTable, JournalRecord, Price, RecordTag, Tick, TickKind,
 };
 
 use crate::error::JournalError;
 
 /// The header line [`export_csv`] writes.
 pub const TICK_HEADER: &str = "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume,exch_ts_ns,kind";
-
-/// The header line [`export_events_csv`] writes.
-pub const EVENTS_HEADER: &str = "ts_utc_ns,record,symbol,detail";
 
 /// The tick columns, in canonical order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +109,7 @@ impl Column {
 pub struct ExportStats {
     /// Tick lines written.
     pub ticks: u64,
-    /// Records of other kinds, not written (see [`export_events_csv`]).
+    /// Records of other kinds, not written (see [`crate::export_events_csv`]).
     pub skipped: u64,
 }
 
@@ -127,6 +120,7 @@ pub fn export_csv(
     table: &InstrumentTable,
     out: impl Write,
 ) -> Result<ExportStats, JournalError> {
+    let names = csv_names(table);
     let mut out = BufWriter::new(out);
     writeln!(out, "{TICK_HEADER}")?;
     let mut stats = ExportStats::default();
@@ -135,7 +129,7 @@ pub fn export_csv(
             stats.skipped += 1;
             continue;
         };
-        let symbol = symbol_of(table, t.instrument, index)?;
+        let symbol = symbol_of(&names, t.instrument, index)?;
         write!(
             out,
             "{},{symbol},{},{},{},{},{},{},{},{},",
@@ -159,98 +153,293 @@ pub fn export_csv(
     Ok(stats)
 }
 
-/// Reads tick CSV (see the module documentation) into ticks for `table`'s instruments.
+/// Reads tick CSV (see the module documentation) into ticks for `table`'s instruments, all
+/// at once. For a large file, read tick by tick with [`TickCsvReader`].
 pub fn import_csv(input: impl Read, table: &InstrumentTable) -> Result<Vec<Tick>, JournalError> {
-    let mut input = BufReader::new(input);
-    let mut buf = String::new();
-    let mut line = 0u64;
-    if !next_line(&mut input, &mut buf, &mut line)? {
+    let mut reader = TickCsvReader::new(input, table)?;
+    let mut ticks = Vec::new();
+    while let Some(tick) = reader.next_tick()? {
+        ticks.push(tick);
+    }
+    Ok(ticks)
+}
+
+/// One symbol a tick CSV uses (see [`scan_symbols`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolUse {
+    /// The cell as written (trimmed).
+    pub symbol: String,
+    /// The line of its first tick (the header is line 1).
+    pub first_line: u64,
+    /// Its ticks in the file.
+    pub ticks: u64,
+}
+
+/// The symbols of a tick CSV, in the order they first appear, without checking any other
+/// cell (reading the ticks does that). Streams: memory grows with the distinct symbols only.
+pub fn scan_symbols(input: impl Read) -> Result<Vec<SymbolUse>, JournalError> {
+    let mut reader = csv_reader(input);
+    let mut record = csv::ByteRecord::new();
+    let layout = read_header(&mut reader, &mut record)?;
+    let column = layout
+        .iter()
+        .position(|&c| c == Column::Symbol)
+        .expect("parse_header requires the symbol column");
+    let mut uses: Vec<SymbolUse> = Vec::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    while read_record(&mut reader, &mut record)? {
+        let line = line_of(&record);
+        if is_blank(&record) {
+            continue;
+        }
+        let Some(cell) = record.get(column) else {
+            continue;
+        };
+        if let Some(&i) = index.get(cell) {
+            uses[i].ticks += 1;
+            continue;
+        }
+        let symbol = std::str::from_utf8(cell).map_err(|_| JournalError::CsvLine {
+            line,
+            problem: "is not UTF-8 text".into(),
+        })?;
+        index.insert(cell.to_vec(), uses.len());
+        uses.push(SymbolUse {
+            symbol: symbol.to_string(),
+            first_line: line,
+            ticks: 1,
+        });
+    }
+    Ok(uses)
+}
+
+/// Reads tick CSV one tick at a time (see the module documentation), with constant memory.
+pub struct TickCsvReader<R: Read> {
+    reader: csv::Reader<R>,
+    /// Reused for every line.
+    record: csv::ByteRecord,
+    /// `layout[i]` is the column of field `i`.
+    layout: Vec<Column>,
+    /// Symbol and `EXCHANGE:SYMBOL` → id.
+    ids: HashMap<String, InstrumentId>,
+    /// For messages about an unknown symbol.
+    known: String,
+}
+
+impl<R: Read> std::fmt::Debug for TickCsvReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TickCsvReader")
+            .field("layout", &self.layout)
+            .field("instruments", &self.ids.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> TickCsvReader<R> {
+    /// Reads and checks the header line; the ticks' symbols are looked up in `table`.
+    pub fn new(input: R, table: &InstrumentTable) -> Result<TickCsvReader<R>, JournalError> {
+        let mut reader = csv_reader(input);
+        let mut record = csv::ByteRecord::new();
+        let layout = read_header(&mut reader, &mut record)?;
+        let mut ids = HashMap::with_capacity(table.len() * 2);
+        let names = csv_names(table);
+        for ((id, ins), name) in table.iter().zip(&names) {
+            ids.insert(format!("{}:{}", ins.exchange.as_str(), ins.symbol), id);
+            ids.insert(name.clone(), id);
+        }
+        let mut known = String::new();
+        for (i, name) in names.iter().take(10).enumerate() {
+            if i > 0 {
+                known.push_str(", ");
+            }
+            known.push_str(name);
+        }
+        if names.len() > 10 {
+            let _ = write!(known, " and {} more", names.len() - 10);
+        }
+        Ok(TickCsvReader {
+            reader,
+            record,
+            layout,
+            ids,
+            known,
+        })
+    }
+
+    /// The next tick; `None` at the end of the input. Blank lines are skipped.
+    pub fn next_tick(&mut self) -> Result<Option<Tick>, JournalError> {
+        loop {
+            if !read_record(&mut self.reader, &mut self.record)? {
+                return Ok(None);
+            }
+            if !is_blank(&self.record) {
+                return self.parse().map(Some);
+            }
+        }
+    }
+
+    fn parse(&self) -> Result<Tick, JournalError> {
+        let line = line_of(&self.record);
+        let not_utf8 = || JournalError::CsvLine {
+            line,
+            problem: "is not UTF-8 text".into(),
+        };
+        if std::str::from_utf8(self.record.as_slice()).is_err() {
+            return Err(not_utf8());
+        }
+        if self.record.len() != self.layout.len() {
+            return Err(JournalError::CsvLine {
+                line,
+                problem: format!(
+                    "has {} fields, the header has {}",
+                    self.record.len(),
+                    self.layout.len()
+                ),
+            });
+        }
+        let mut tick = Tick {
+            kind: TickKind::Quote.code(),
+            tag: RecordTag::Tick.code(),
+            ..Tick::default()
+        };
+        for (&column, cell) in self.layout.iter().zip(self.record.iter()) {
+            let bad = |problem: String| JournalError::Csv {
+                line,
+                column: column.name().to_string(),
+                problem,
+            };
+            let cell = std::str::from_utf8(cell).map_err(|_| not_utf8())?;
+            if cell.contains('"') {
+                return Err(bad(format!(
+                    "'{cell}' is quoted; quoting is not supported (no field needs it)"
+                )));
+            }
+            match column {
+                Column::Ts => tick.recv_ts = whole(cell).map_err(bad)?,
+                Column::ExchTs => tick.exch_ts = whole(cell).map_err(bad)?,
+                Column::Volume => tick.volume = whole(cell).map_err(bad)?,
+                Column::LastQty => tick.last_qty = whole(cell).map_err(bad)?,
+                Column::BidQty => tick.bid_qty = whole(cell).map_err(bad)?,
+                Column::AskQty => tick.ask_qty = whole(cell).map_err(bad)?,
+                Column::LastPrice => tick.last_px = price(cell).map_err(bad)?,
+                Column::BidPrice => tick.bid_px = price(cell).map_err(bad)?,
+                Column::AskPrice => tick.ask_px = price(cell).map_err(bad)?,
+                Column::Symbol => {
+                    tick.instrument = *self.ids.get(cell).ok_or_else(|| {
+                        bad(format!(
+                            "'{cell}' is not in the instrument table (known: {})",
+                            self.known
+                        ))
+                    })?;
+                }
+                Column::Kind => tick.kind = tick_kind(cell).map_err(bad)?,
+            }
+        }
+        Ok(tick)
+    }
+}
+
+/// The name each instrument goes by in CSV: its symbol, or `EXCHANGE:SYMBOL` when another
+/// instrument of the table has the same symbol (on another exchange).
+pub fn csv_names(table: &InstrumentTable) -> Vec<String> {
+    let mut count: HashMap<&str, u32> = HashMap::with_capacity(table.len());
+    for (_, ins) in table.iter() {
+        *count.entry(ins.symbol.as_str()).or_default() += 1;
+    }
+    table
+        .iter()
+        .map(|(_, ins)| {
+            if count[ins.symbol.as_str()] > 1 {
+                format!("{}:{}", ins.exchange.as_str(), ins.symbol)
+            } else {
+                ins.symbol.clone()
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn symbol_of(
+    names: &[String],
+    id: InstrumentId,
+    index: usize,
+) -> Result<&str, JournalError> {
+    names
+        .get(id.index())
+        .map(String::as_str)
+        .ok_or(JournalError::UnknownInstrument {
+            index,
+            instrument: id.0,
+            known: names.len(),
+        })
+}
+
+/// The CSV reader for tick files: no quoting (a quote is a cell's own character, refused
+/// with a message), every line ending, cells trimmed, lines of any length (checked by us,
+/// with the line number).
+fn csv_reader<R: Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .quoting(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(input)
+}
+
+/// Reads the next line into `record`; false at the end of the input.
+fn read_record<R: Read>(
+    reader: &mut csv::Reader<R>,
+    record: &mut csv::ByteRecord,
+) -> Result<bool, JournalError> {
+    reader.read_byte_record(record).map_err(|e| {
+        let line = e.position().map_or(0, csv::Position::line);
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => JournalError::Stream(io),
+            other => JournalError::CsvLine {
+                line,
+                problem: format!("{other:?}"),
+            },
+        }
+    })
+}
+
+/// The line `record` starts on (the header is line 1).
+fn line_of(record: &csv::ByteRecord) -> u64 {
+    record.position().map_or(0, csv::Position::line)
+}
+
+/// A line of spaces only.
+fn is_blank(record: &csv::ByteRecord) -> bool {
+    record.len() == 1 && record[0].is_empty()
+}
+
+/// Reads and checks the header line.
+fn read_header<R: Read>(
+    reader: &mut csv::Reader<R>,
+    record: &mut csv::ByteRecord,
+) -> Result<Vec<Column>, JournalError> {
+    if !read_record(reader, record)? {
         return Err(JournalError::CsvLine {
             line: 1,
             problem: format!("the input is empty; expected the header line {TICK_HEADER}"),
         });
     }
-    let layout = parse_header(trim_line(&buf).trim_start_matches('\u{feff}'))?;
-    let mut ticks = Vec::new();
-    while next_line(&mut input, &mut buf, &mut line)? {
-        let text = trim_line(&buf);
-        if text.trim().is_empty() {
-            continue;
-        }
-        ticks.push(parse_tick(text, &layout, table, line)?);
-    }
-    Ok(ticks)
-}
-
-/// Writes every record, whatever its kind, as events CSV (see the module documentation).
-/// Returns the number of lines written after the header.
-pub fn export_events_csv(
-    records: &[JournalRecord],
-    table: &InstrumentTable,
-    out: impl Write,
-) -> Result<u64, JournalError> {
-    let mut out = BufWriter::new(out);
-    writeln!(out, "{EVENTS_HEADER}")?;
-    let mut detail = String::new();
-    for (index, record) in records.iter().enumerate() {
-        detail.clear();
-        let (kind, instrument) = describe(record, &mut detail);
-        let symbol = match instrument {
-            None => "",
-            Some(id) if id == ControlCommand::ALL_INSTRUMENTS => "*",
-            Some(id) => symbol_of(table, id, index)?,
-        };
-        let detail = detail.replace('"', "\"\"");
-        writeln!(out, "{},{kind},{symbol},\"{detail}\"", record.ts())?;
-    }
-    out.flush()?;
-    Ok(records.len() as u64)
-}
-
-fn symbol_of(
-    table: &InstrumentTable,
-    id: InstrumentId,
-    index: usize,
-) -> Result<&str, JournalError> {
-    if id.index() < table.len() {
-        Ok(&table.get(id).symbol)
-    } else {
-        Err(JournalError::UnknownInstrument {
-            index,
-            instrument: id.0,
-            known: table.len(),
-        })
-    }
-}
-
-/// Reads one line into `buf`; false at the end of the input.
-fn next_line(
-    input: &mut impl BufRead,
-    buf: &mut String,
-    line: &mut u64,
-) -> Result<bool, JournalError> {
-    buf.clear();
-    *line += 1;
-    match input.read_line(buf) {
-        Ok(0) => Ok(false),
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(JournalError::CsvLine {
-            line: *line,
+    let line = line_of(record);
+    let mut names = Vec::with_capacity(record.len());
+    for cell in record.iter() {
+        let name = std::str::from_utf8(cell).map_err(|_| JournalError::CsvLine {
+            line,
             problem: "is not UTF-8 text".into(),
-        }),
-        Err(e) => Err(JournalError::Stream(e)),
+        })?;
+        names.push(name.trim_start_matches('\u{feff}').trim());
     }
-}
-
-fn trim_line(buf: &str) -> &str {
-    buf.trim_end_matches(['\n', '\r'])
+    parse_header(&names)
 }
 
 /// `layout[i]` is the column of field `i`.
-fn parse_header(text: &str) -> Result<Vec<Column>, JournalError> {
+fn parse_header(names: &[&str]) -> Result<Vec<Column>, JournalError> {
     let expected = || format!("expected the columns {TICK_HEADER} (the last two optional)");
     let mut layout = Vec::new();
-    for name in text.split(',').map(str::trim) {
+    for &name in names {
         let Some(column) = Column::ALL.into_iter().find(|c| c.name() == name) else {
             return Err(JournalError::Csv {
                 line: 1,
@@ -278,61 +467,6 @@ fn parse_header(text: &str) -> Result<Vec<Column>, JournalError> {
         });
     }
     Ok(layout)
-}
-
-fn parse_tick(
-    text: &str,
-    layout: &[Column],
-    table: &InstrumentTable,
-    line: u64,
-) -> Result<Tick, JournalError> {
-    let mut tick = Tick {
-        kind: TickKind::Quote.code(),
-        tag: RecordTag::Tick.code(),
-        ..Tick::default()
-    };
-    let mut fields = 0;
-    for (i, cell) in text.split(',').enumerate() {
-        fields += 1;
-        let Some(&column) = layout.get(i) else {
-            continue;
-        };
-        let cell = cell.trim();
-        let bad = |problem: String| JournalError::Csv {
-            line,
-            column: column.name().to_string(),
-            problem,
-        };
-        if cell.contains('"') {
-            return Err(bad(format!(
-                "'{cell}' is quoted; quoting is not supported (no field needs it)"
-            )));
-        }
-        match column {
-            Column::Ts => tick.recv_ts = whole(cell).map_err(bad)?,
-            Column::ExchTs => tick.exch_ts = whole(cell).map_err(bad)?,
-            Column::Volume => tick.volume = whole(cell).map_err(bad)?,
-            Column::LastQty => tick.last_qty = whole(cell).map_err(bad)?,
-            Column::BidQty => tick.bid_qty = whole(cell).map_err(bad)?,
-            Column::AskQty => tick.ask_qty = whole(cell).map_err(bad)?,
-            Column::LastPrice => tick.last_px = price(cell).map_err(bad)?,
-            Column::BidPrice => tick.bid_px = price(cell).map_err(bad)?,
-            Column::AskPrice => tick.ask_px = price(cell).map_err(bad)?,
-            Column::Symbol => {
-                tick.instrument = table
-                    .by_symbol(cell)
-                    .ok_or_else(|| bad(unknown_symbol(cell, table)))?;
-            }
-            Column::Kind => tick.kind = tick_kind(cell).map_err(bad)?,
-        }
-    }
-    if fields != layout.len() {
-        return Err(JournalError::CsvLine {
-            line,
-            problem: format!("has {fields} fields, the header has {}", layout.len()),
-        });
-    }
-    Ok(tick)
 }
 
 /// A whole number of type `T` (which says the range in the message).
@@ -364,17 +498,6 @@ fn price(cell: &str) -> Result<Price, String> {
     Price::parse(cell).map_err(|e| e.to_string())
 }
 
-fn unknown_symbol(cell: &str, table: &InstrumentTable) -> String {
-    let mut known = String::new();
-    for (i, (_, ins)) in table.iter().enumerate() {
-        if i > 0 {
-            known.push_str(", ");
-        }
-        known.push_str(&ins.symbol);
-    }
-    format!("'{cell}' is not in the instrument table (known: {known})")
-}
-
 fn tick_kind(cell: &str) -> Result<u8, String> {
     if let Some(kind) = TickKind::ALL
         .iter()
@@ -387,135 +510,10 @@ fn tick_kind(cell: &str) -> Result<u8, String> {
     })
 }
 
-/// An enum's name, or its raw code when this build does not know it.
-fn named(name: Option<&'static str>, code: u8) -> String {
-    name.map_or_else(|| format!("?{code}"), str::to_string)
-}
-
-/// The record kind's name and instrument, with its fields written to `d` as `key=value`s.
-fn describe(record: &JournalRecord, d: &mut String) -> (&'static str, Option<InstrumentId>) {
-    // `write!` into a String cannot fail.
-    if let Some(t) = record.as_tick() {
-        let _ = write!(
-            d,
-            "kind={} last={} last_qty={} bid={} bid_qty={} ask={} ask_qty={} volume={} exch_ts={}",
-            named(t.kind().map(TickKind::name), t.kind),
-            t.last_px,
-            t.last_qty,
-            t.bid_px,
-            t.bid_qty,
-            t.ask_px,
-            t.ask_qty,
-            t.volume,
-            t.exch_ts
-        );
-        return ("Tick", Some(t.instrument));
-    }
-    if let Some(o) = record.as_order() {
-        describe_order(o, d);
-        return ("Order", Some(o.instrument));
-    }
-    if let Some(e) = record.as_exec() {
-        describe_exec(e, d);
-        return ("Exec", Some(e.instrument));
-    }
-    if let Some(c) = record.as_control() {
-        let _ = write!(
-            d,
-            "kind={} arg={}",
-            named(c.kind().map(ControlKind::name), c.kind),
-            c.arg
-        );
-        return ("Control", Some(c.instrument));
-    }
-    if let Some(r) = record.as_risk() {
-        describe_risk(r, d);
-        return ("Risk", Some(r.instrument));
-    }
-    if let Some(m) = record.as_marker() {
-        describe_marker(m, d);
-        return ("Marker", None);
-    }
-    let _ = write!(d, "tag={}", record.as_bytes()[63]);
-    ("unknown", None)
-}
-
-fn describe_order(o: &OrderRequest, d: &mut String) {
-    let _ = write!(
-        d,
-        "kind={} side={} type={} tif={} qty={} price={} trigger={} decision={} \
-         client_order_id={} reason={} strategy={} flags={} ts={}",
-        named(o.kind().map(RequestKind::name), o.kind),
-        named(o.side().map(Side::name), o.side),
-        named(o.order_type().map(OrderType::name), o.order_type),
-        named(o.tif().map(TimeInForce::name), o.tif),
-        o.qty,
-        o.price,
-        o.trigger_price,
-        o.decision_id,
-        o.client_order_id,
-        named(
-            ReasonCode::from_code(o.reason).map(ReasonCode::name),
-            o.reason
-        ),
-        o.strategy,
-        o.flags,
-        o.ts
-    );
-}
-
-fn describe_exec(e: &ExecReport, d: &mut String) {
-    let _ = write!(
-        d,
-        "kind={} side={} qty={} leaves={} price={} fee={} decision={} client_order_id={} \
-         venue_order_id={} reject_code={} strategy={}",
-        named(e.kind().map(ExecKind::name), e.kind),
-        named(e.side().map(Side::name), e.side),
-        e.qty,
-        e.leaves_qty,
-        e.price,
-        e.fee,
-        e.decision_id,
-        e.client_order_id,
-        e.venue_order_id,
-        e.reject_code,
-        e.strategy
-    );
-}
-
-fn describe_risk(r: &RiskRecord, d: &mut String) {
-    let reason = match r.reason {
-        0 => "none".to_string(),
-        code => named(RiskReason::from_code(code).map(RiskReason::name), code),
-    };
-    let _ = write!(
-        d,
-        "verdict={} reason={reason} observed={} limit={} requested={} allowed={} decision={} \
-         client_order_id={}",
-        named(Verdict::from_code(r.verdict).map(Verdict::name), r.verdict),
-        r.observed,
-        r.limit,
-        r.requested_qty,
-        r.allowed_qty,
-        r.decision_id,
-        r.client_order_id
-    );
-}
-
-fn describe_marker(m: &MarkerRecord, d: &mut String) {
-    let len = m.text.iter().position(|&b| b == 0).unwrap_or(m.text.len());
-    let _ = write!(
-        d,
-        "marker={} value={} text={}",
-        m.marker,
-        m.value,
-        String::from_utf8_lossy(&m.text[..len])
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kestrel_engine::{ControlCommand, ControlKind};
 
     fn table() -> InstrumentTable {
         InstrumentTable::nse_default()
@@ -657,40 +655,5 @@ mod tests {
                 "record 0: instrument #9 is not in the instrument table (5 instruments)"
             )
         );
-    }
-
-    #[test]
-    fn events_export_describes_every_kind() {
-        let tick = Tick::trade(InstrumentId(0), 7, Price::parse("10").unwrap(), 2);
-        let control = ControlCommand::new(ControlKind::Kill, 8);
-        let mut marker = MarkerRecord {
-            ts: 9,
-            value: -1,
-            marker: 3,
-            ..MarkerRecord::default()
-        };
-        marker.text[..13].copy_from_slice(b"say \"hi\", ok.");
-        let records = [
-            JournalRecord::from_tick(&tick),
-            JournalRecord::from_control(&control),
-            JournalRecord::from_marker(&marker),
-            JournalRecord::from_order(&OrderRequest::default()),
-        ];
-        let mut out = Vec::new();
-        assert_eq!(export_events_csv(&records, &table(), &mut out).unwrap(), 4);
-        let text = String::from_utf8(out).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], EVENTS_HEADER);
-        assert_eq!(
-            lines[1],
-            "7,Tick,RELIANCE,\"kind=Trade last=10.00 last_qty=2 bid=0.00 bid_qty=0 ask=0.00 \
-             ask_qty=0 volume=0 exch_ts=0\""
-        );
-        assert_eq!(lines[2], "8,Control,*,\"kind=Kill arg=0\"");
-        assert_eq!(
-            lines[3],
-            "9,Marker,,\"marker=3 value=-1 text=say \"\"hi\"\", ok.\""
-        );
-        assert!(lines[4].starts_with("0,Order,RELIANCE,\"kind=?0 side=?0 type=?0"));
     }
 }

@@ -74,8 +74,8 @@ pub enum JournalError {
     CorruptHeader { path: PathBuf, problem: String },
 
     #[error(
-        "journal {path} uses format version {found}, this build reads version {supported}; \
-         read it with a kestrel build of the matching version"
+        "journal {path} uses format version {found}, this build reads versions 1 to \
+         {supported}; read it with a kestrel build of the matching version"
     )]
     UnsupportedVersion {
         path: PathBuf,
@@ -106,8 +106,8 @@ pub enum JournalError {
     },
 
     #[error(
-        "cannot create journal {path}: {count} instruments, but a journal header holds at most \
-         {max}; write the instruments to several journals, or trim the universe"
+        "cannot create journal {path}: {count} instruments, but a journal holds at most {max}; \
+         write the instruments to several journals, or trim the universe"
     )]
     TooManyInstruments {
         path: PathBuf,
@@ -126,8 +126,14 @@ pub enum JournalError {
     },
 
     #[error(
-        "journal {path} has an invalid instrument table: {source}; the header is damaged, \
-         restore the file from a copy"
+        "journal {path} has a corrupt instrument table: {problem}; the file was damaged, \
+         restore it from a copy"
+    )]
+    CorruptTable { path: PathBuf, problem: String },
+
+    #[error(
+        "journal {path} has an invalid instrument table: {source}; the file is damaged, \
+         restore it from a copy"
     )]
     InstrumentTable {
         path: PathBuf,

@@ -1,24 +1,34 @@
-//! The on-disk layout: a 4096-byte header, then 64-byte [`JournalRecord`]s, page-aligned.
+//! The on-disk layout (version 2): a 4096-byte header, the instrument table, then 64-byte
+//! [`JournalRecord`]s, page-aligned.
 //!
 //! ```text
 //! offset  size  field
 //!      0     8  magic              b"KSTRLJNL"
-//!      8     4  version            1
+//!      8     4  version            2
 //!     12     4  record_size        64
 //!     16     4  endian             0x01020304 in the writer's native byte order
-//!     20     4  instrument_count   entries used in `instruments` (1..=64)
+//!     20     4  instrument_count   entries in the table (1..=65535)
 //!     24     8  created_ns         creation time, UTC ns since the Unix epoch
 //!     32     8  committed          complete records; the only truth about what is valid
 //!     40     8  capacity           record slots in the file as last grown by the writer
-//!     48  3072  instruments        64 × InstrumentEntry (48 bytes each)
-//!   3120   976  reserved           zero
-//!   4096         record 0, record 1, ... (64 bytes each)
+//!     48     8  table_offset       4096: the table follows the header
+//!     56     8  records_offset     4096 + instrument_count × 64, rounded up to 4096
+//!     64     4  table_entry_size   64
+//!     68     4  table_crc32        CRC-32 (IEEE) of the table's instrument_count × 64 bytes
+//!     72  4024  reserved           zero
+//!   4096         instrument_count × 64-byte TableEntry (entry i is InstrumentId(i)), zero pad
+//!   records_offset  record 0, record 1, ... (64 bytes each)
 //! ```
 //!
 //! Every integer is in the writer's native byte order (the endian marker says which), so the
 //! records can be viewed in place. `committed` and `capacity` change while the file is open and
-//! are only ever accessed atomically (as `AtomicU64`s); every other header byte is
-//! written once, at creation, before the writer's constructor returns.
+//! are only ever accessed atomically (as `AtomicU64`s); every other header byte, and the
+//! table, is written once, at creation, before the magic and before the writer's constructor
+//! returns.
+//!
+//! Version 1 (still read, and continued by `JournalWriter::open_existing`) had the same first
+//! 48 bytes, then at most 64 instruments of 48 bytes ([`V1Entry`]: no freeze quantity) inside
+//! the header, and records from offset 4096.
 //!
 //! [`JournalRecord`]: kestrel_engine::JournalRecord
 
@@ -26,47 +36,33 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use bytemuck::{Pod, Zeroable};
-use kestrel_engine::{Exchange, Instrument, InstrumentTable, JournalRecord, Price, Qty};
+use kestrel_engine::{InstrumentTable, JournalRecord};
 
 use crate::error::JournalError;
+use crate::table::{self, ENTRY_SIZE, V1_MAX_INSTRUMENTS, V1Entry};
+
+pub use crate::table::{SYMBOL_LEN, TableEntry, exchange_code, exchange_from_code};
 
 /// The first eight bytes of every journal.
 pub const MAGIC: [u8; 8] = *b"KSTRLJNL";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes.
+pub const VERSION: u32 = 2;
+/// The older version this build still reads (its instrument table lives in the header).
+pub const VERSION_1: u32 = 1;
 /// Bytes per record.
 pub const RECORD_SIZE: usize = 64;
-/// Bytes before record 0; one page, so records start page-aligned.
+/// Bytes of the header; one page, so the table and the records start page-aligned.
 pub const HEADER_SIZE: usize = 4096;
 /// Written natively; read back as `0x04030201` on a machine with the other byte order.
 pub const ENDIAN_MARKER: u32 = 0x0102_0304;
-/// Instruments a header can describe.
-pub const MAX_INSTRUMENTS: usize = 64;
-/// Bytes of a symbol (NUL-padded; a 24-byte symbol has no NUL).
-pub const SYMBOL_LEN: usize = 24;
+/// Instruments a journal can describe (the engine's `InstrumentId` is a `u16`).
+pub const MAX_INSTRUMENTS: usize = u16::MAX as usize;
+/// Where the table starts.
+pub const TABLE_OFFSET: u64 = HEADER_SIZE as u64;
 
-/// One instrument in the header. Entry `i` describes `InstrumentId(i)` of the records.
-///
-/// The journal keeps what is needed to read its records (token, symbol, exchange, tick and lot
-/// size, wire price divisor); the freeze quantity is risk configuration and is not stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
-#[repr(C)]
-pub struct InstrumentEntry {
-    /// `Price` units (1e-8).
-    pub tick_size: i64,
-    pub lot_size: i64,
-    /// The venue's id (Kite `instrument_token`).
-    pub token: u32,
-    /// ASCII, NUL-padded; printable, without spaces, commas or quotes (so CSV needs no quoting).
-    pub symbol: [u8; SYMBOL_LEN],
-    /// See [`exchange_code`].
-    pub exchange: u8,
-    /// The wire price divisor is `10^price_divisor_log10` (0..=8).
-    pub price_divisor_log10: u8,
-    pub _reserved: [u8; 2],
-}
-
-/// The journal header: exactly [`HEADER_SIZE`] bytes at offset 0.
+/// The journal header: exactly [`HEADER_SIZE`] bytes at offset 0. The fields after
+/// `capacity` are version 2's; in a version-1 file those bytes are its instrument entries
+/// (see [`Header::v1_entries`]).
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
 pub struct Header {
@@ -74,7 +70,7 @@ pub struct Header {
     pub version: u32,
     pub record_size: u32,
     pub endian: u32,
-    /// Entries used in `instruments`, in 1..=[`MAX_INSTRUMENTS`].
+    /// Entries in the instrument table: 1..=[`MAX_INSTRUMENTS`] (version 1: 1..=64).
     pub instrument_count: u32,
     /// UTC nanoseconds since the Unix epoch.
     pub created_ns: u64,
@@ -84,17 +80,25 @@ pub struct Header {
     /// Record slots the writer has allocated (the file may be larger after a crash mid-growth).
     /// Live: accessed only atomically.
     pub capacity: u64,
-    pub instruments: [InstrumentEntry; MAX_INSTRUMENTS],
-    pub _reserved: [u8; 976],
+    /// [`TABLE_OFFSET`].
+    pub table_offset: u64,
+    /// Where record 0 starts: [`records_offset_for`] the instrument count.
+    pub records_offset: u64,
+    /// [`ENTRY_SIZE`] (64).
+    pub table_entry_size: u32,
+    /// CRC-32 (IEEE) of the table's bytes.
+    pub table_crc32: u32,
+    pub _reserved: [u8; 4024],
 }
 
 /// Byte offset of [`Header::committed`].
 pub const COMMITTED_OFFSET: usize = std::mem::offset_of!(Header, committed);
 /// Byte offset of [`Header::capacity`].
 pub const CAPACITY_OFFSET: usize = std::mem::offset_of!(Header, capacity);
+/// Where a version-1 header's instrument entries start.
+const V1_ENTRIES_OFFSET: usize = 48;
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_SIZE);
-const _: () = assert!(std::mem::size_of::<InstrumentEntry>() == 48);
 const _: () = assert!(std::mem::size_of::<JournalRecord>() == RECORD_SIZE);
 const _: () = assert!(HEADER_SIZE.is_multiple_of(std::mem::align_of::<JournalRecord>()));
 const _: () = assert!(std::mem::offset_of!(Header, version) == 8);
@@ -102,128 +106,86 @@ const _: () = assert!(std::mem::offset_of!(Header, endian) == 16);
 const _: () = assert!(COMMITTED_OFFSET == 32 && CAPACITY_OFFSET == 40);
 const _: () = assert!(COMMITTED_OFFSET.is_multiple_of(std::mem::align_of::<AtomicU64>()));
 const _: () = assert!(CAPACITY_OFFSET.is_multiple_of(std::mem::align_of::<AtomicU64>()));
-const _: () = assert!(std::mem::offset_of!(Header, instruments) == 48);
+const _: () = assert!(std::mem::offset_of!(Header, table_offset) == V1_ENTRIES_OFFSET);
+const _: () = assert!(V1_ENTRIES_OFFSET + V1_MAX_INSTRUMENTS * 48 <= HEADER_SIZE);
 // Readers do Relaxed 8-byte atomic loads on read-only pages, which std guarantees only on
 // 64-bit targets ("Atomic accesses to read-only memory" in `std::sync::atomic`).
 const _: () = assert!(usize::BITS == 64, "kestrel-journal needs a 64-bit target");
 
-/// The size of a file with `capacity` record slots.
-pub const fn file_len(capacity: u64) -> u64 {
-    HEADER_SIZE as u64 + capacity * RECORD_SIZE as u64
+/// Where record 0 starts in a version-2 journal of `instruments` instruments: after the
+/// header and the table, on a page boundary.
+pub const fn records_offset_for(instruments: usize) -> u64 {
+    let table = (instruments * ENTRY_SIZE) as u64;
+    TABLE_OFFSET + table.div_ceil(HEADER_SIZE as u64) * HEADER_SIZE as u64
 }
 
-/// Whole record slots in a file of `len` bytes (0 if it is shorter than a header).
-pub const fn capacity_of(len: u64) -> u64 {
-    len.saturating_sub(HEADER_SIZE as u64) / RECORD_SIZE as u64
+/// The size of a file whose records start at `records_offset`, with `capacity` record slots.
+pub const fn file_len(records_offset: u64, capacity: u64) -> u64 {
+    records_offset + capacity * RECORD_SIZE as u64
 }
 
-/// The code stored for an exchange.
-pub const fn exchange_code(exchange: Exchange) -> u8 {
-    match exchange {
-        Exchange::Nse => 1,
-        Exchange::Bse => 2,
-        Exchange::Nfo => 3,
-        Exchange::Bfo => 4,
-        Exchange::Cds => 5,
-        Exchange::Mcx => 6,
-        Exchange::Other => 7,
-        Exchange::Bcd => 8,
-    }
-}
-
-/// The exchange for a stored code; `None` for a code this build does not know.
-pub const fn exchange_from_code(code: u8) -> Option<Exchange> {
-    Some(match code {
-        1 => Exchange::Nse,
-        2 => Exchange::Bse,
-        3 => Exchange::Nfo,
-        4 => Exchange::Bfo,
-        5 => Exchange::Cds,
-        6 => Exchange::Mcx,
-        7 => Exchange::Other,
-        8 => Exchange::Bcd,
-        _ => return None,
-    })
-}
-
-/// True for a symbol the header can hold and CSV can carry unquoted.
-fn symbol_is_plain(symbol: &str) -> bool {
-    !symbol.is_empty()
-        && symbol
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
+/// Whole record slots in a file of `len` bytes whose records start at `records_offset` (0 if
+/// it is shorter than that).
+pub const fn capacity_of(records_offset: u64, len: u64) -> u64 {
+    len.saturating_sub(records_offset) / RECORD_SIZE as u64
 }
 
 impl Header {
-    /// A fresh header (nothing committed) describing `table`; `path` is for error messages.
-    pub fn new(
-        table: &InstrumentTable,
-        created_ns: u64,
-        capacity: u64,
-        path: &Path,
-    ) -> Result<Header, JournalError> {
-        if table.len() > MAX_INSTRUMENTS {
-            return Err(JournalError::TooManyInstruments {
-                path: path.to_path_buf(),
-                count: table.len(),
-                max: MAX_INSTRUMENTS,
-            });
-        }
+    /// A fresh version-2 header (nothing committed) for a table whose encoded bytes are
+    /// `table_bytes`, with `capacity` record slots.
+    pub fn new(instruments: usize, table_bytes: &[u8], created_ns: u64, capacity: u64) -> Header {
+        debug_assert_eq!(table_bytes.len(), instruments * ENTRY_SIZE);
         let mut header = Header::zeroed();
         header.magic = MAGIC;
         header.version = VERSION;
         header.record_size = RECORD_SIZE as u32;
         header.endian = ENDIAN_MARKER;
-        header.instrument_count = table.len() as u32;
+        header.instrument_count = instruments as u32;
         header.created_ns = created_ns;
         header.capacity = capacity;
-        for (id, ins) in table.iter() {
-            let unstorable = |problem: String| JournalError::InstrumentNotStorable {
-                path: path.to_path_buf(),
-                symbol: ins.symbol.clone(),
-                problem,
-            };
-            if ins.symbol.len() > SYMBOL_LEN {
-                return Err(unstorable(format!("is longer than {SYMBOL_LEN} bytes")));
-            }
-            if !symbol_is_plain(&ins.symbol) {
-                return Err(unstorable(
-                    "is not printable ASCII without spaces, commas or quotes".into(),
-                ));
-            }
-            let log10 = (0..=8u8).find(|&k| 10i64.pow(k.into()) == ins.price_divisor);
-            let Some(price_divisor_log10) = log10 else {
-                return Err(unstorable(format!(
-                    "has price_divisor {}, which is not a power of ten from 1 to 100000000",
-                    ins.price_divisor
-                )));
-            };
-            let mut symbol = [0u8; SYMBOL_LEN];
-            symbol[..ins.symbol.len()].copy_from_slice(ins.symbol.as_bytes());
-            header.instruments[id.index()] = InstrumentEntry {
-                tick_size: ins.tick_size.0,
-                lot_size: ins.lot_size.0,
-                token: ins.token,
-                symbol,
-                exchange: exchange_code(ins.exchange),
-                price_divisor_log10,
-                _reserved: [0; 2],
-            };
+        header.table_offset = TABLE_OFFSET;
+        header.records_offset = records_offset_for(instruments);
+        header.table_entry_size = ENTRY_SIZE as u32;
+        header.table_crc32 = table::checksum(table_bytes);
+        header
+    }
+
+    /// Where record 0 starts (valid after [`Header::check`]).
+    pub fn records_offset(&self) -> u64 {
+        if self.version == VERSION_1 {
+            HEADER_SIZE as u64
+        } else {
+            self.records_offset
         }
-        Ok(header)
     }
 
-    /// True when both headers describe the same instruments, entry for entry.
-    pub fn same_instruments(&self, other: &Header) -> bool {
-        let count = (self.instrument_count as usize).min(MAX_INSTRUMENTS);
-        self.instrument_count == other.instrument_count
-            && self.instruments[..count] == other.instruments[..count]
+    /// The byte range of the version-2 table (valid after [`Header::check`]).
+    pub fn table_range(&self) -> std::ops::Range<usize> {
+        let start = TABLE_OFFSET as usize;
+        start..start + self.instrument_count as usize * ENTRY_SIZE
     }
 
-    /// Checks that this is a version-1 journal of 64-byte records written with our byte order,
-    /// and that a file of `file_len` bytes holds every committed record.
+    /// A version-1 header's instrument entries (meaningless for version 2).
+    pub fn v1_entries(&self) -> Vec<V1Entry> {
+        let bytes = bytemuck::bytes_of(self);
+        let count = (self.instrument_count as usize).min(V1_MAX_INSTRUMENTS);
+        (0..count)
+            .map(|i| {
+                let at = V1_ENTRIES_OFFSET + i * std::mem::size_of::<V1Entry>();
+                bytemuck::pod_read_unaligned(&bytes[at..at + std::mem::size_of::<V1Entry>()])
+            })
+            .collect()
+    }
+
+    /// Checks that this is a version-1 or -2 journal of 64-byte records written with our byte
+    /// order, that its layout is the one its version prescribes, and that a file of
+    /// `file_len` bytes holds its table and every committed record.
     pub fn check(&self, path: &Path, file_len: u64) -> Result<(), JournalError> {
         let path_buf = || path.to_path_buf();
+        let corrupt = |problem: String| JournalError::CorruptHeader {
+            path: path_buf(),
+            problem,
+        };
         if self.magic != MAGIC {
             return Err(JournalError::NotAJournal {
                 path: path_buf(),
@@ -234,12 +196,12 @@ impl Header {
             return Err(JournalError::OtherEndian { path: path_buf() });
         }
         if self.endian != ENDIAN_MARKER {
-            return Err(JournalError::CorruptHeader {
-                path: path_buf(),
-                problem: format!("byte-order marker is {:#010x}", self.endian),
-            });
+            return Err(corrupt(format!(
+                "byte-order marker is {:#010x}",
+                self.endian
+            )));
         }
-        if self.version != VERSION {
+        if self.version != VERSION && self.version != VERSION_1 {
             return Err(JournalError::UnsupportedVersion {
                 path: path_buf(),
                 found: self.version,
@@ -253,24 +215,44 @@ impl Header {
                 expected: RECORD_SIZE as u32,
             });
         }
-        if self.instrument_count == 0 || self.instrument_count as usize > MAX_INSTRUMENTS {
-            return Err(JournalError::CorruptHeader {
-                path: path_buf(),
-                problem: format!(
-                    "instrument count is {} (expected 1 to {MAX_INSTRUMENTS})",
-                    self.instrument_count
-                ),
-            });
+        let max = if self.version == VERSION_1 {
+            V1_MAX_INSTRUMENTS
+        } else {
+            MAX_INSTRUMENTS
+        };
+        if self.instrument_count == 0 || self.instrument_count as usize > max {
+            return Err(corrupt(format!(
+                "instrument count is {} (expected 1 to {max})",
+                self.instrument_count
+            )));
         }
+        if self.version == VERSION {
+            let expected = records_offset_for(self.instrument_count as usize);
+            if self.table_offset != TABLE_OFFSET
+                || self.table_entry_size != ENTRY_SIZE as u32
+                || self.records_offset != expected
+            {
+                return Err(corrupt(format!(
+                    "table at offset {} with {}-byte entries and records from offset {}; for {} \
+                     instruments expected offset {TABLE_OFFSET}, {ENTRY_SIZE}-byte entries and \
+                     records from {expected}",
+                    self.table_offset,
+                    self.table_entry_size,
+                    self.records_offset,
+                    self.instrument_count
+                )));
+            }
+        }
+        let records_offset = self.records_offset();
         let needed = self
             .committed
             .checked_mul(RECORD_SIZE as u64)
-            .and_then(|b| b.checked_add(HEADER_SIZE as u64));
+            .and_then(|b| b.checked_add(records_offset));
         let Some(needed) = needed else {
-            return Err(JournalError::CorruptHeader {
-                path: path_buf(),
-                problem: format!("committed record count {} is impossible", self.committed),
-            });
+            return Err(corrupt(format!(
+                "committed record count {} is impossible",
+                self.committed
+            )));
         };
         if needed > file_len {
             return Err(JournalError::Truncated {
@@ -283,44 +265,45 @@ impl Header {
         Ok(())
     }
 
-    /// The instruments, as the engine's table (`InstrumentId(i)` is entry `i`; freeze
-    /// quantities are 0, since the journal does not store them).
-    pub fn instrument_table(&self, path: &Path) -> Result<InstrumentTable, JournalError> {
-        let count = (self.instrument_count as usize).min(MAX_INSTRUMENTS);
-        let mut list = Vec::with_capacity(count);
-        for (i, e) in self.instruments[..count].iter().enumerate() {
-            let corrupt = |problem: String| JournalError::CorruptHeader {
-                path: path.to_path_buf(),
-                problem: format!("instrument entry {i}: {problem}"),
-            };
-            let len = e.symbol.iter().position(|&b| b == 0).unwrap_or(SYMBOL_LEN);
-            let symbol = std::str::from_utf8(&e.symbol[..len])
-                .ok()
-                .filter(|s| symbol_is_plain(s))
-                .ok_or_else(|| corrupt(format!("symbol bytes {:02x?}", &e.symbol[..len])))?;
-            let exchange = exchange_from_code(e.exchange)
-                .ok_or_else(|| corrupt(format!("unknown exchange code {}", e.exchange)))?;
-            if e.price_divisor_log10 > 8 {
-                return Err(corrupt(format!(
-                    "price divisor 10^{} is out of range",
-                    e.price_divisor_log10
-                )));
-            }
-            list.push(Instrument {
-                token: e.token,
-                symbol: symbol.to_string(),
-                exchange,
-                tick_size: Price(e.tick_size),
-                lot_size: Qty(e.lot_size),
-                freeze_qty: Qty(0),
-                price_divisor: 10i64.pow(e.price_divisor_log10.into()),
-            });
+    /// The instruments, as the engine's table (`InstrumentId(i)` is entry `i`). `section` is
+    /// the file's bytes in [`Header::table_range`] (ignored for version 1, whose table is in
+    /// the header). Call after [`Header::check`].
+    pub fn instrument_table(
+        &self,
+        section: &[u8],
+        path: &Path,
+    ) -> Result<InstrumentTable, JournalError> {
+        if self.version == VERSION_1 {
+            return table::decode_v1(&self.v1_entries(), path);
         }
-        InstrumentTable::new(list).map_err(|source| JournalError::InstrumentTable {
-            path: path.to_path_buf(),
-            source,
-        })
+        table::decode(
+            section,
+            self.instrument_count as usize,
+            self.table_crc32,
+            TABLE_OFFSET,
+            path,
+        )
     }
+}
+
+/// The version-2 table's bytes in the mapping that starts at `base` (empty for version 1).
+///
+/// # Safety
+///
+/// `base` starts a mapping that stays mapped for `'a` and is at least
+/// `header.records_offset()` bytes long; `header` was loaded from it and passed
+/// [`Header::check`] (so the table lies before the records).
+pub(crate) unsafe fn table_bytes<'a>(base: *const u8, header: &Header) -> &'a [u8] {
+    if header.version == VERSION_1 {
+        return &[];
+    }
+    let range = header.table_range();
+    debug_assert!(range.end as u64 <= header.records_offset());
+    // SAFETY: the range lies inside the mapping (caller's contract: the table ends before
+    // records_offset, which the mapping covers). The table is written once, before the magic
+    // that made the file pass `check`, and never again, so nothing mutates these bytes while
+    // the shared slice lives.
+    unsafe { std::slice::from_raw_parts(base.add(range.start), range.len()) }
 }
 
 /// A view of the live header field at byte `offset` ([`COMMITTED_OFFSET`] or
@@ -382,64 +365,4 @@ pub(crate) unsafe fn load_header(base: *const u8) -> Header {
     // SAFETY: as above.
     header.capacity = load_acquire(unsafe { atomic_field(base, CAPACITY_OFFSET) });
     header
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_round_trips_the_instrument_table() {
-        let table = InstrumentTable::nse_default();
-        let path = Path::new("t.kjnl");
-        let header = Header::new(&table, 42, 10, path).unwrap();
-        header.check(path, file_len(10)).unwrap();
-        let back = header.instrument_table(path).unwrap();
-        assert_eq!(back.len(), table.len());
-        for ((_, a), (_, b)) in table.iter().zip(back.iter()) {
-            assert_eq!(a, b);
-        }
-        assert_eq!(header.created_ns, 42);
-    }
-
-    #[test]
-    fn refuses_tables_it_cannot_store() {
-        let path = Path::new("t.kjnl");
-        let mut list: Vec<Instrument> = InstrumentTable::nse_default()
-            .iter()
-            .map(|(_, i)| i.clone())
-            .collect();
-        list[0].symbol = "A".repeat(25);
-        let err = Header::new(&InstrumentTable::new(list.clone()).unwrap(), 0, 1, path);
-        assert!(
-            err.unwrap_err()
-                .to_string()
-                .contains("longer than 24 bytes")
-        );
-        list[0].symbol = "A,B".into();
-        let err = Header::new(&InstrumentTable::new(list.clone()).unwrap(), 0, 1, path);
-        assert!(
-            err.unwrap_err()
-                .to_string()
-                .contains("without spaces, commas")
-        );
-        list[0].symbol = "AB".into();
-        list[0].price_divisor = 3;
-        let err = Header::new(&InstrumentTable::new(list.clone()).unwrap(), 0, 1, path);
-        assert!(err.unwrap_err().to_string().contains("not a power of ten"));
-
-        let many: Vec<Instrument> = (0..65)
-            .map(|i| Instrument {
-                token: i,
-                symbol: format!("S{i}"),
-                ..list[1].clone()
-            })
-            .collect();
-        let err = Header::new(&InstrumentTable::new(many).unwrap(), 0, 1, path).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot create journal t.kjnl: 65 instruments, but a journal header holds at most \
-             64; write the instruments to several journals, or trim the universe"
-        );
-    }
 }

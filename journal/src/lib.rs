@@ -1,5 +1,5 @@
 //! kestrel's journal: an append-only file of 64-byte [`JournalRecord`]s after a versioned
-//! 4096-byte header, written through a shared memory map by the ops thread and read zero-copy
+//! 4096-byte header and the journal's own instrument table, written through a shared memory map by the ops thread and read zero-copy
 //! as `&[JournalRecord]`.
 //!
 //! * [`JournalWriter`] appends without allocating or calling the kernel in steady state, and
@@ -10,10 +10,12 @@
 //!   per size limit; opening it continues the day's last file (restarts share one file).
 //! * [`JournalReader`] maps a journal read-only and validates it; [`TailReader`] follows one
 //!   that is being written.
-//! * [`csv`] converts ticks to and from CSV (schema in its documentation) and writes every
-//!   record kind for people.
+//! * [`csv`] converts ticks to and from CSV (schema in its documentation); [`events`] writes
+//!   every record kind for people.
 //!
-//! The on-disk layout is in [`mod@format`]. The same files feed `kestrel replay`.
+//! The on-disk layout is in [`mod@format`], the instrument table's in [`table`]: a journal
+//! says what every `InstrumentId` in it means, for any number of instruments, so the same
+//! files feed `kestrel replay` and the CSV tools whatever instruments they hold.
 //!
 //! Memory maps need `unsafe`; it is confined to a few blocks in `writer`, `reader` and
 //! `format`, each with the reason it holds, and to the opening of maps (`mmap`), which states
@@ -24,15 +26,18 @@
 
 pub mod csv;
 pub mod error;
+pub mod events;
 pub mod format;
 mod mmap;
 pub mod reader;
 pub mod rolling;
+pub mod table;
 pub mod writer;
 
-pub use csv::{ExportStats, export_csv, export_events_csv, import_csv};
+pub use csv::{ExportStats, TickCsvReader, export_csv, import_csv, scan_symbols};
 pub use error::JournalError;
+pub use events::export_events_csv;
 pub use kestrel_engine::JournalRecord;
-pub use reader::{JournalReader, TailReader};
+pub use reader::{JournalReader, TableSource, TailReader};
 pub use rolling::{RollOptions, RollingJournal};
 pub use writer::{JournalWriter, Recovery, WriterOptions};

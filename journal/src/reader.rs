@@ -13,6 +13,30 @@ use memmap2::MmapRaw;
 
 use crate::error::JournalError;
 use crate::format::{self, COMMITTED_OFFSET, HEADER_SIZE, RECORD_SIZE, capacity_of, file_len};
+
+/// Where a journal's instrument table came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableSource {
+    /// The table section of a version-2 journal, checksum verified: every field, freeze
+    /// quantities included.
+    Journal,
+    /// A version-1 journal's header (at most 64 instruments): freeze quantities were not
+    /// stored and read as 0.
+    V1Header,
+}
+
+impl TableSource {
+    /// A line for people about what the table lacks; `None` when it lacks nothing.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            TableSource::Journal => None,
+            TableSource::V1Header => Some(
+                "format v1 journal: its instrument table has no freeze quantities (read as 0, \
+                 no freeze limit); journals written by this build store them",
+            ),
+        }
+    }
+}
 use crate::mmap::map_read_only;
 
 /// A journal file mapped read-only, with its validated header.
@@ -20,11 +44,14 @@ use crate::mmap::map_read_only;
 struct Mapped {
     path: PathBuf,
     file: File,
-    /// Maps the file from offset 0, page-aligned, at least HEADER_SIZE long.
+    /// Maps the file from offset 0, page-aligned, at least `records_offset` long.
     map: MmapRaw,
+    /// Where record 0 starts.
+    records_offset: u64,
     /// Whole record slots inside `map`.
     slots: u64,
     created_ns: UnixNanos,
+    version: u32,
     instruments: InstrumentTable,
 }
 
@@ -50,21 +77,34 @@ impl Mapped {
         // SAFETY: the map is page-aligned and at least HEADER_SIZE bytes long.
         let header = unsafe { format::load_header(map.as_ptr()) };
         header.check(path, len)?;
-        let instruments = header.instrument_table(path)?;
+        // SAFETY: `check` proved the file, and so the map, holds records_offset bytes.
+        let section = unsafe { format::table_bytes(map.as_ptr(), &header) };
+        let instruments = header.instrument_table(section, path)?;
+        let records_offset = header.records_offset();
         Ok(Mapped {
             path: path.to_path_buf(),
             file,
             map,
-            slots: capacity_of(len),
+            records_offset,
+            slots: capacity_of(records_offset, len),
             created_ns: header.created_ns,
+            version: header.version,
             instruments,
         })
     }
 
+    fn table_source(&self) -> TableSource {
+        if self.version == format::VERSION_1 {
+            TableSource::V1Header
+        } else {
+            TableSource::Journal
+        }
+    }
+
     /// The header's `committed`, loaded with Acquire semantics.
     fn committed(&self) -> u64 {
-        // SAFETY: the map is page-aligned, at least HEADER_SIZE long and lives as long as this
-        // borrow; every access to `committed` is atomic, and on this read-only map we only do
+        // SAFETY: the map is page-aligned, at least records_offset (>= HEADER_SIZE) long and
+        // lives as long as this borrow; every access to `committed` is atomic, and on this read-only map we only do
         // the Relaxed load (plus fence) of `load_acquire`.
         format::load_acquire(unsafe { format::atomic_field(self.map.as_ptr(), COMMITTED_OFFSET) })
     }
@@ -79,7 +119,7 @@ impl Mapped {
             .metadata()
             .map_err(|e| JournalError::io(&self.path, "reading the file's size", e))?
             .len();
-        let needed = file_len(committed);
+        let needed = file_len(self.records_offset, committed);
         if len < needed {
             return Err(JournalError::Truncated {
                 path: self.path.clone(),
@@ -91,7 +131,7 @@ impl Mapped {
         // SAFETY: as in `open`.
         self.map = unsafe { map_read_only(&self.file, len) }
             .map_err(|e| JournalError::io(&self.path, "mapping the grown file", e))?;
-        self.slots = capacity_of(len);
+        self.slots = capacity_of(self.records_offset, len);
         Ok(())
     }
 
@@ -110,7 +150,10 @@ impl Mapped {
         // store) and never written again (the journal protocol), so nothing mutates them while
         // this shared slice lives.
         let bytes = unsafe {
-            std::slice::from_raw_parts(self.map.as_ptr().add(HEADER_SIZE), n as usize * RECORD_SIZE)
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(self.records_offset as usize),
+                n as usize * RECORD_SIZE,
+            )
         };
         bytemuck::cast_slice(bytes)
     }
@@ -157,10 +200,20 @@ impl JournalReader {
         unsafe { self.inner.records(n) }
     }
 
-    /// The journal's instruments: `InstrumentId(i)` in its records is entry `i`. Freeze
-    /// quantities are 0 (the journal does not store them).
+    /// The journal's instruments: `InstrumentId(i)` in its records is entry `i`.
     pub fn instruments(&self) -> &InstrumentTable {
         &self.inner.instruments
+    }
+
+    /// The file's format version (1 or 2).
+    pub fn version(&self) -> u32 {
+        self.inner.version
+    }
+
+    /// Where [`JournalReader::instruments`] came from (a version-1 journal's lacks freeze
+    /// quantities).
+    pub fn table_source(&self) -> TableSource {
+        self.inner.table_source()
     }
 }
 
@@ -191,6 +244,11 @@ impl TailReader {
 
     pub fn instruments(&self) -> &InstrumentTable {
         &self.inner.instruments
+    }
+
+    /// See [`JournalReader::table_source`].
+    pub fn table_source(&self) -> TableSource {
+        self.inner.table_source()
     }
 
     /// Calls `f` with every record committed since the last poll, in order, and returns how

@@ -29,10 +29,11 @@ use memmap2::MmapRaw;
 
 use crate::error::JournalError;
 use crate::format::{
-    self, CAPACITY_OFFSET, COMMITTED_OFFSET, HEADER_SIZE, Header, MAGIC, RECORD_SIZE, capacity_of,
-    file_len,
+    self, CAPACITY_OFFSET, COMMITTED_OFFSET, HEADER_SIZE, Header, MAGIC, MAX_INSTRUMENTS,
+    RECORD_SIZE, TABLE_OFFSET, VERSION, capacity_of, file_len, records_offset_for,
 };
 use crate::mmap::map_read_write;
+use crate::table;
 
 /// The pre-fault stride: the smallest page size of the platforms we run on.
 const PAGE: usize = 4096;
@@ -58,8 +59,9 @@ impl Default for WriterOptions {
 }
 
 impl WriterOptions {
-    /// `(records per chunk, maximum records)`.
-    fn limits(&self, path: &Path) -> Result<(u64, u64), JournalError> {
+    /// `(records per chunk, maximum records)` for a file whose records start at
+    /// `records_offset`.
+    fn limits(&self, path: &Path, records_offset: u64) -> Result<(u64, u64), JournalError> {
         let invalid = |problem| JournalError::InvalidOptions {
             path: path.to_path_buf(),
             problem,
@@ -69,12 +71,13 @@ impl WriterOptions {
         }
         let chunk = self.chunk_bytes.div_ceil(PAGE as u64) * PAGE as u64 / RECORD_SIZE as u64;
         let max = match self.max_file_bytes {
-            None => capacity_of(i64::MAX as u64),
-            Some(bytes) => capacity_of(bytes),
+            None => capacity_of(records_offset, i64::MAX as u64),
+            Some(bytes) => capacity_of(records_offset, bytes),
         };
         if max == 0 {
             return Err(invalid(
-                "max_file_bytes must leave room for the 4096-byte header and one 64-byte record",
+                "max_file_bytes must leave room for the 4096-byte header, the instrument table \
+                 (64 bytes an instrument, in whole 4096-byte pages) and one 64-byte record",
             ));
         }
         Ok((chunk, max))
@@ -96,8 +99,10 @@ pub struct Recovery {
 pub struct JournalWriter {
     path: PathBuf,
     file: File,
-    /// Maps at least `file_len(capacity)` bytes from offset 0; page-aligned.
+    /// Maps at least `file_len(records_offset, capacity)` bytes from offset 0; page-aligned.
     map: MmapRaw,
+    /// Where record 0 starts (after the header and the table); a multiple of the page size.
+    records_offset: u64,
     /// Complete records, equal to the header's `committed` (this is its only writer);
     /// `committed <= capacity`.
     committed: u64,
@@ -110,8 +115,9 @@ pub struct JournalWriter {
 }
 
 impl JournalWriter {
-    /// Creates a new journal at `path` for records about `table`'s instruments, with the
-    /// default [`WriterOptions`]. Fails if the file exists: a journal is never overwritten.
+    /// Creates a new journal at `path` for records about `table`'s instruments (stored in the
+    /// journal: `InstrumentId(i)` of its records is `table`'s entry `i`), with the default
+    /// [`WriterOptions`]. Fails if the file exists: a journal is never overwritten.
     pub fn create(
         path: impl AsRef<Path>,
         table: &InstrumentTable,
@@ -128,9 +134,18 @@ impl JournalWriter {
         options: &WriterOptions,
     ) -> Result<JournalWriter, JournalError> {
         let path = path.as_ref();
-        let (chunk_records, max_records) = options.limits(path)?;
+        if table.len() > MAX_INSTRUMENTS {
+            return Err(JournalError::TooManyInstruments {
+                path: path.to_path_buf(),
+                count: table.len(),
+                max: MAX_INSTRUMENTS,
+            });
+        }
+        let entries = table::encode(table, path)?;
+        let table_bytes: &[u8] = bytemuck::cast_slice(&entries);
+        let (chunk_records, max_records) = options.limits(path, records_offset_for(table.len()))?;
         let capacity = chunk_records.min(max_records);
-        let header = Header::new(table, created_ns, capacity, path)?;
+        let header = Header::new(table.len(), table_bytes, created_ns, capacity);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -142,7 +157,7 @@ impl JournalWriter {
                 },
                 _ => JournalError::io(path, "creating the file", e),
             })?;
-        let result = Self::init_new(path, file, &header, chunk_records, max_records);
+        let result = Self::init_new(path, file, &header, table_bytes, chunk_records, max_records);
         if result.is_err() {
             // Leave no half-made journal behind; the original error is what matters.
             let _ = std::fs::remove_file(path);
@@ -154,23 +169,32 @@ impl JournalWriter {
         path: &Path,
         file: File,
         header: &Header,
+        table_bytes: &[u8],
         chunk_records: u64,
         max_records: u64,
     ) -> Result<JournalWriter, JournalError> {
         lock(&file, path)?;
         let capacity = header.capacity;
-        let len = file_len(capacity);
+        let records_offset = header.records_offset();
+        let len = file_len(records_offset, capacity);
         allocate(&file, path, 0, len)?;
         // SAFETY: we created the file and hold its exclusive lock; kestrel never shrinks a
         // journal, and this writer is the only one that writes it.
         let map = unsafe { map_read_write(&file, len) }
             .map_err(|e| JournalError::io(path, "mapping the file", e))?;
         let bytes = bytemuck::bytes_of(header);
-        // SAFETY: the map is at least HEADER_SIZE bytes and `bytes` is exactly HEADER_SIZE;
-        // the file is new and locked, so nobody reads the header concurrently in our process.
-        // The magic goes last, so another process that sees it sees a whole header.
+        debug_assert!(TABLE_OFFSET as usize + table_bytes.len() <= records_offset as usize);
+        // SAFETY: the map is at least `records_offset` bytes: room for the header (`bytes` is
+        // exactly HEADER_SIZE) and the table after it (asserted above). The file is new and
+        // locked, so nobody reads it concurrently in our process. The magic goes last, so
+        // another process that sees it sees a whole header and table.
         unsafe {
             let dst = map.as_mut_ptr();
+            std::ptr::copy_nonoverlapping(
+                table_bytes.as_ptr(),
+                dst.add(TABLE_OFFSET as usize),
+                table_bytes.len(),
+            );
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr().add(MAGIC.len()),
                 dst.add(MAGIC.len()),
@@ -178,11 +202,12 @@ impl JournalWriter {
             );
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, MAGIC.len());
         }
-        prefault(&map, HEADER_SIZE);
+        prefault(&map, records_offset as usize);
         Ok(JournalWriter {
             path: path.to_path_buf(),
             file,
             map,
+            records_offset,
             committed: 0,
             capacity,
             chunk_records,
@@ -191,6 +216,9 @@ impl JournalWriter {
     }
 
     /// Continues a journal after its writer stopped or crashed, with the default options.
+    /// A version-1 journal is continued in version 1 (its records and table stay as they
+    /// are); [`JournalWriter::has_instruments`] is false for it, so a [`crate::RollingJournal`]
+    /// starts a version-2 file instead.
     ///
     /// The header's `committed` is trusted; anything after the last committed record (a
     /// partial record from a crash mid-append) is zeroed, and [`Recovery`] says how much.
@@ -208,7 +236,6 @@ impl JournalWriter {
         options: &WriterOptions,
     ) -> Result<(JournalWriter, Recovery), JournalError> {
         let path = path.as_ref();
-        let (chunk_records, max_records) = options.limits(path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -233,7 +260,10 @@ impl JournalWriter {
         // SAFETY: the map is page-aligned and at least HEADER_SIZE bytes long.
         let header = unsafe { format::load_header(map.as_ptr()) };
         header.check(path, len)?;
-        header.instrument_table(path)?;
+        // SAFETY: `check` proved the file (and so the map) holds records_offset bytes.
+        header.instrument_table(unsafe { format::table_bytes(map.as_ptr(), &header) }, path)?;
+        let records_offset = header.records_offset();
+        let (chunk_records, max_records) = options.limits(path, records_offset)?;
         // The file's blocks may not all exist (a sparse copy, a filesystem without
         // fallocate): give them to it now, so that a full disk is this error and never a
         // SIGBUS on a later append. Blocks it already has cost nothing.
@@ -242,11 +272,11 @@ impl JournalWriter {
         // A crash mid-growth can leave the file longer than the header's capacity: the file
         // length is the truth about the slots.
         let committed = header.committed;
-        let capacity = capacity_of(len);
-        let tail_start = file_len(committed) as usize;
+        let capacity = capacity_of(records_offset, len);
+        let tail_start = file_len(records_offset, committed) as usize;
         let tail_len = len as usize - tail_start;
-        // SAFETY: `tail_start..len` lies inside the map (`check` proved file_len(committed) <=
-        // len). It is past every committed record, so no reader looks at it, and we hold the
+        // SAFETY: `tail_start..len` lies inside the map (`check` proved
+        // file_len(records_offset, committed) <= len). It is past every committed record, so no reader looks at it, and we hold the
         // lock, so nobody writes it while this shared slice lives.
         let tail = unsafe { std::slice::from_raw_parts(map.as_ptr().add(tail_start), tail_len) };
         let trimmed = tail
@@ -261,6 +291,7 @@ impl JournalWriter {
             path: path.to_path_buf(),
             file,
             map,
+            records_offset,
             committed,
             capacity,
             chunk_records,
@@ -276,15 +307,26 @@ impl JournalWriter {
         Ok((writer, recovery))
     }
 
-    /// True when this journal's header lists `table`'s instruments exactly as
-    /// [`JournalWriter::create`] would write them (freeze quantities are not stored).
+    /// True when this journal's table lists `table`'s instruments exactly as
+    /// [`JournalWriter::create`] would write them (always false for a version-1 journal,
+    /// which could not store freeze quantities).
     pub fn has_instruments(&self, table: &InstrumentTable) -> Result<bool, JournalError> {
-        let expected = Header::new(table, 0, 0, &self.path)?;
-        // SAFETY: `map` is page-aligned, at least HEADER_SIZE long and mapped for this borrow
-        // of `self`; after creation only the live fields change, and `load_header` reads
-        // those atomically.
+        let expected = table::encode(table, &self.path)?;
+        // SAFETY: `map` is page-aligned, at least records_offset long (checked when opened)
+        // and mapped for this borrow of `self`; after creation only the live fields change,
+        // and `load_header` reads those atomically.
         let header = unsafe { format::load_header(self.map.as_ptr()) };
-        Ok(header.same_instruments(&expected))
+        if header.version != VERSION {
+            return Ok(false);
+        }
+        // SAFETY: as above; `header` came from this map and passed `check` when it was opened.
+        let stored = unsafe { format::table_bytes(self.map.as_ptr(), &header) };
+        Ok(stored == bytemuck::cast_slice::<_, u8>(&expected))
+    }
+
+    /// Where record 0 starts in the file.
+    pub fn records_offset(&self) -> u64 {
+        self.records_offset
     }
 
     /// Appends one record and publishes it. Allocation-free and syscall-free except when the
@@ -295,10 +337,11 @@ impl JournalWriter {
             self.grow()?;
         }
         debug_assert!(self.committed < self.capacity);
-        let offset = HEADER_SIZE + self.committed as usize * RECORD_SIZE;
+        let offset = self.records_offset as usize + self.committed as usize * RECORD_SIZE;
         // SAFETY: committed < capacity, so the 64 bytes at `offset` lie inside the map
-        // (file_len(capacity) bytes), and they are aligned for `JournalRecord` because the map
-        // is page-aligned and HEADER_SIZE and RECORD_SIZE are multiples of its alignment. The
+        // (file_len(records_offset, capacity) bytes), and they are aligned for
+        // `JournalRecord` because the map is page-aligned and records_offset and RECORD_SIZE
+        // are multiples of its alignment. The
         // slot is past `committed`: no reader looks at it until the store below publishes it,
         // and no one else writes the file (the promise of `map_read_write`).
         unsafe {
@@ -360,12 +403,13 @@ impl JournalWriter {
     /// Extends the file to `new_capacity` slots, maps it again and touches the new pages.
     fn grow_to(&mut self, new_capacity: u64) -> Result<(), JournalError> {
         debug_assert!(new_capacity > self.capacity && new_capacity <= self.max_records);
-        let new_len = file_len(new_capacity);
-        allocate(&self.file, &self.path, file_len(self.capacity), new_len)?;
+        let new_len = file_len(self.records_offset, new_capacity);
+        let old_len = file_len(self.records_offset, self.capacity);
+        allocate(&self.file, &self.path, old_len, new_len)?;
         // SAFETY: we hold the file's exclusive lock and never shrink it.
         let map = unsafe { map_read_write(&self.file, new_len) }
             .map_err(|e| JournalError::io(&self.path, "mapping the grown file", e))?;
-        prefault(&map, file_len(self.capacity) as usize);
+        prefault(&map, old_len as usize);
         self.map = map;
         self.capacity = new_capacity;
         self.field(CAPACITY_OFFSET)
@@ -376,7 +420,7 @@ impl JournalWriter {
     /// Starts writing the committed records back to disk, without waiting (`msync(MS_ASYNC)`).
     pub fn flush(&self) -> Result<(), JournalError> {
         self.map
-            .flush_async_range(0, file_len(self.committed) as usize)
+            .flush_async_range(0, file_len(self.records_offset, self.committed) as usize)
             .map_err(|e| JournalError::io(&self.path, "flushing (msync async)", e))
     }
 
@@ -384,7 +428,7 @@ impl JournalWriter {
     /// survive power loss. Slow (milliseconds); never call it per record.
     pub fn sync(&self) -> Result<(), JournalError> {
         self.map
-            .flush_range(0, file_len(self.committed) as usize)
+            .flush_range(0, file_len(self.records_offset, self.committed) as usize)
             .map_err(|e| JournalError::io(&self.path, "syncing (msync)", e))
     }
 

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kestrel_engine::{InstrumentTable, JournalRecord, RecordTag};
-use kestrel_journal::format::file_len;
+use kestrel_journal::format::{file_len, records_offset_for};
 use kestrel_journal::{JournalReader, JournalWriter, WriterOptions};
 
 /// Set (to the journal's path) only in the child process.
@@ -144,7 +144,7 @@ fn killed_writer_leaves_every_committed_record_and_no_torn_one() {
         );
         drop(writer);
         let bytes = std::fs::read(&path).unwrap();
-        let end = file_len(committed) as usize;
+        let end = file_len(records_offset_for(5), committed) as usize;
         assert!(
             bytes[end..].iter().all(|&b| b == 0),
             "bytes remain after the last committed record"

@@ -7,11 +7,15 @@ use std::time::{Duration, Instant};
 use kestrel_engine::{
     ControlCommand, ControlKind, Instrument, InstrumentTable, JournalRecord, RecordTag,
 };
-use kestrel_journal::format::{HEADER_SIZE, file_len};
+use kestrel_journal::format::{file_len, records_offset_for};
 use kestrel_journal::{
     JournalError, JournalReader, JournalWriter, RollOptions, RollingJournal, TailReader,
     WriterOptions, export_csv, import_csv,
 };
+
+/// Where record 0 starts in a journal of the five default instruments: after the header page
+/// and one page of table.
+const RECORDS_AT: u64 = records_offset_for(5);
 
 /// Record `i`: timestamp `ts0 + i` and payload bytes derived from `i`.
 fn record(ts0: u64, i: u64) -> JournalRecord {
@@ -126,14 +130,14 @@ fn reader_rejects_a_file_that_is_not_a_journal() {
 #[test]
 fn reader_rejects_another_format_version() {
     let dir = tempfile::tempdir().unwrap();
-    let path = damaged(dir.path(), "v2", |b| {
-        b[8..12].copy_from_slice(&2u32.to_ne_bytes())
+    let path = damaged(dir.path(), "v3", |b| {
+        b[8..12].copy_from_slice(&3u32.to_ne_bytes())
     });
     assert_eq!(
         open_error(&path),
         format!(
-            "journal {} uses format version 2, this build reads version 1; read it with a \
-             kestrel build of the matching version",
+            "journal {} uses format version 3, this build reads versions 1 to 2; read it \
+             with a kestrel build of the matching version",
             path.display()
         )
     );
@@ -151,13 +155,13 @@ fn reader_rejects_another_record_size() {
 #[test]
 fn reader_rejects_a_truncated_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let cut = HEADER_SIZE + 50 * 64;
+    let cut = RECORDS_AT as usize + 50 * 64;
     let path = damaged(dir.path(), "cut", |b| b.truncate(cut));
     assert_eq!(
         open_error(&path),
         format!(
-            "journal {} is truncated: its header says 100 records (10496 bytes) but the file is \
-             7296 bytes; it was cut short (copied while being written, or the disk filled): \
+            "journal {} is truncated: its header says 100 records (14592 bytes) but the file is \
+             11392 bytes; it was cut short (copied while being written, or the disk filled): \
              copy it again from the source",
             path.display()
         )
@@ -241,7 +245,7 @@ fn open_existing_zeroes_a_partial_record_after_the_committed_ones() {
     let dir = tempfile::tempdir().unwrap();
     // A crash mid-append: 37 bytes of record 100 written, `committed` still 100.
     let path = damaged(dir.path(), "torn", |b| {
-        let slot = HEADER_SIZE + 100 * 64;
+        let slot = RECORDS_AT as usize + 100 * 64;
         b[slot..slot + 37].copy_from_slice(&record(0, 100).as_bytes()[..37]);
     });
     let (w, recovery) = JournalWriter::open_existing(&path).unwrap();
@@ -249,7 +253,11 @@ fn open_existing_zeroes_a_partial_record_after_the_committed_ones() {
     assert_eq!(recovery.trimmed_bytes, 37);
     drop(w);
     let bytes = std::fs::read(&path).unwrap();
-    assert!(bytes[file_len(100) as usize..].iter().all(|&b| b == 0));
+    assert!(
+        bytes[file_len(RECORDS_AT, 100) as usize..]
+            .iter()
+            .all(|&b| b == 0)
+    );
     let reader = JournalReader::open(&path).unwrap();
     assert_eq!(reader.records().len(), 100);
     assert_eq!(reader.records()[99], record(0, 99));
@@ -261,7 +269,7 @@ fn a_size_limited_writer_reports_full() {
     let path = dir.path().join("full.kjnl");
     let options = WriterOptions {
         chunk_bytes: 4096,
-        max_file_bytes: Some(file_len(100)),
+        max_file_bytes: Some(file_len(RECORDS_AT, 100)),
     };
     let mut w =
         JournalWriter::create_with(&path, &InstrumentTable::nse_default(), 0, &options).unwrap();
@@ -273,7 +281,10 @@ fn a_size_limited_writer_reports_full() {
         w.append(&record(0, 100)),
         Err(JournalError::Full { capacity: 100, .. })
     ));
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), file_len(100));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        file_len(RECORDS_AT, 100)
+    );
 }
 
 #[test]
@@ -282,7 +293,7 @@ fn reserve_grows_ahead_in_whole_chunks_up_to_the_limit() {
     let path = dir.path().join("reserve.kjnl");
     let options = WriterOptions {
         chunk_bytes: 4096,
-        max_file_bytes: Some(file_len(1000)),
+        max_file_bytes: Some(file_len(RECORDS_AT, 1000)),
     };
     let mut w =
         JournalWriter::create_with(&path, &InstrumentTable::nse_default(), 0, &options).unwrap();
@@ -290,7 +301,10 @@ fn reserve_grows_ahead_in_whole_chunks_up_to_the_limit() {
     w.append(&record(0, 0)).unwrap();
     w.reserve(200).unwrap(); // 201 slots needed: four 64-record chunks
     assert_eq!(w.capacity(), 256);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), file_len(256));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        file_len(RECORDS_AT, 256)
+    );
     w.reserve(10).unwrap();
     assert_eq!(w.capacity(), 256, "enough room already");
     assert!(matches!(w.reserve(1000), Err(JournalError::Full { .. })));
@@ -315,7 +329,10 @@ fn appending_past_many_chunks_keeps_every_record() {
         assert_eq!(*r, record(0, i as u64), "record {i}");
     }
     // The file grew chunk by chunk: 157 chunks of 64 slots.
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), file_len(157 * 64));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        file_len(RECORDS_AT, 157 * 64)
+    );
 }
 
 #[test]
@@ -376,7 +393,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 fn rolling_by_size_starts_new_files_and_loses_no_record() {
     let dir = tempfile::tempdir().unwrap();
     let options = RollOptions {
-        max_file_bytes: file_len(1000),
+        max_file_bytes: file_len(RECORDS_AT, 1000),
         chunk_bytes: 16 << 10,
     };
     let table = InstrumentTable::nse_default();
@@ -519,7 +536,7 @@ fn restarts_on_one_day_continue_one_file_and_keep_every_record() {
             Stop::KilledMidAppend => {
                 use std::os::unix::fs::FileExt;
                 let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-                file.write_all_at(&[0xA5; 40], file_len(expected.len() as u64))
+                file.write_all_at(&[0xA5; 40], file_len(RECORDS_AT, expected.len() as u64))
                     .unwrap();
                 torn_before = 40;
             }
@@ -538,8 +555,10 @@ fn restarts_on_one_day_continue_one_file_and_keep_every_record() {
     assert_eq!(reader.records(), &expected[..]);
     // 300 records fill two chunks; the seven growths the test cut short add one chunk each.
     let grown = (30 / stops.len() as u64) * chunk_records;
-    let bound =
-        file_len(expected.len().div_ceil(chunk_records as usize) as u64 * chunk_records + grown);
+    let bound = file_len(
+        RECORDS_AT,
+        expected.len().div_ceil(chunk_records as usize) as u64 * chunk_records + grown,
+    );
     let meta = std::fs::metadata(&path).unwrap();
     assert!(
         meta.len() <= bound,

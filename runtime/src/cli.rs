@@ -91,6 +91,10 @@ pub(crate) enum Command {
         /// Replay ticks from a CSV file (the `kestrel journal export-csv` schema).
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// With --csv: a Kite instrument dump (CSV of `GET /instruments`) to resolve the
+        /// CSV's symbols against (without it, only the five default equities are known).
+        #[arg(long, requires = "csv")]
+        instruments: Option<PathBuf>,
     },
     /// Capture a Kite ticker feed into a new journal without trading. Credentials come from
     /// KITE_API_KEY and KITE_ACCESS_TOKEN.
@@ -159,8 +163,14 @@ pub(crate) enum Command {
 
 #[derive(Subcommand)]
 pub(crate) enum JournalCommand {
-    /// Counts by kind, instruments, time range (IST) and the longest gaps between ticks.
-    Inspect { journal: PathBuf },
+    /// Counts by kind, the journal's instrument table, time range (IST) and the longest gaps
+    /// between ticks.
+    Inspect {
+        journal: PathBuf,
+        /// List every instrument of the table (default: the first 40).
+        #[arg(long)]
+        all: bool,
+    },
     /// Write the journal's ticks as CSV (the schema is in the README), or every record with --events.
     ExportCsv {
         journal: PathBuf,
@@ -177,6 +187,11 @@ pub(crate) enum JournalCommand {
         /// The journal to create (must not exist).
         #[arg(long)]
         out: PathBuf,
+        /// A Kite instrument dump (CSV of `GET /instruments`) to resolve the CSV's symbols
+        /// (`SYMBOL` or `EXCHANGE:SYMBOL`) against; without it, only the five default
+        /// equities are known.
+        #[arg(long)]
+        instruments: Option<PathBuf>,
     },
 }
 
@@ -329,10 +344,11 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             journal_out,
             journal,
             csv,
+            instruments: dump,
         } => sim_cmd::run(sim_cmd::SimArgs {
             replay: match (journal, csv) {
                 (Some(j), _) => Some(sim_cmd::ReplaySource::Journal(j)),
-                (None, Some(c)) => Some(sim_cmd::ReplaySource::Csv(c)),
+                (None, Some(csv)) => Some(sim_cmd::ReplaySource::Csv { csv, dump }),
                 (None, None) => None,
             },
             rest_addr,
@@ -382,7 +398,10 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             {
                 anyhow::bail!("--speed must be a positive number (got {x})");
             }
-            let config = Config::load::<S>(config.as_deref(), &instruments)?;
+            // The strategy and the risk limits are checked against the journal's own
+            // instruments: a journal of NFO contracts replays with a config that names them.
+            let journal_table = replay::journal_instruments(&journal)?;
+            let config = Config::load::<S>(config.as_deref(), &journal_table)?;
             let outcome = replay::run::<S>(&replay::ReplayArgs {
                 journal,
                 config,
@@ -413,13 +432,17 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             Ok(())
         }
         Command::Journal { command } => match command {
-            JournalCommand::Inspect { journal } => journal_cmd::inspect(&journal),
+            JournalCommand::Inspect { journal, all } => journal_cmd::inspect(&journal, all),
             JournalCommand::ExportCsv {
                 journal,
                 out,
                 events,
             } => journal_cmd::export(&journal, out.as_deref(), events),
-            JournalCommand::ImportCsv { csv, out } => journal_cmd::import(&csv, &out, &instruments),
+            JournalCommand::ImportCsv {
+                csv,
+                out,
+                instruments: dump,
+            } => journal_cmd::import(&csv, &out, dump.as_deref(), &instruments),
         },
         Command::Instruments { config, command } => {
             let config = Config::load::<S>(config.as_deref(), &instruments)?;

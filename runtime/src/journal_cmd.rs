@@ -8,7 +8,12 @@ use anyhow::{Context, Result, bail};
 use kestrel_engine::clock::ist_second_of_day;
 use kestrel_engine::{InstrumentTable, JournalRecord, RecordTag, UnixNanos};
 use kestrel_journal::rolling::ist_date;
-use kestrel_journal::{JournalReader, JournalWriter, export_csv, export_events_csv, import_csv};
+use kestrel_journal::{JournalReader, JournalWriter, TickCsvReader, export_csv, export_events_csv};
+
+use crate::tick_csv::table_for_csv;
+
+/// Instruments `inspect` lists one per line unless asked for all.
+const INSPECT_LISTED: usize = 40;
 
 /// A UTC timestamp as an IST wall-clock time for people.
 pub fn ist(ts: UnixNanos) -> String {
@@ -82,7 +87,7 @@ pub fn inspect_records(records: &[JournalRecord], instruments: usize) -> Inspect
     out
 }
 
-pub fn inspect(path: &Path) -> Result<()> {
+pub fn inspect(path: &Path, all: bool) -> Result<()> {
     let reader =
         JournalReader::open(path).with_context(|| format!("opening journal {}", path.display()))?;
     let table = reader.instruments();
@@ -91,7 +96,7 @@ pub fn inspect(path: &Path) -> Result<()> {
         "{}: {} records (format v{})",
         path.display(),
         i.records,
-        kestrel_journal::format::VERSION
+        reader.version()
     );
     println!("  created   {}", ist(reader.created_ns()));
     if i.records > 0 {
@@ -119,13 +124,9 @@ pub fn inspect(path: &Path) -> Result<()> {
         .map(|(name, n)| format!("{name} {n}"))
         .collect();
     println!("  kinds     {}", kinds.join(", "));
-    for (id, ins) in table.iter() {
-        println!(
-            "  {:<12} token {:>9}  ticks {}",
-            ins.symbol,
-            ins.token,
-            i.ticks_per_instrument[id.index()]
-        );
+    print!("{}", describe_table(table, &i.ticks_per_instrument, all));
+    if let Some(note) = reader.table_source().note() {
+        println!("  note      {note}");
     }
     if !i.gaps.is_empty() {
         let gaps: Vec<String> = i
@@ -166,26 +167,85 @@ pub fn export(path: &Path, out: Option<&Path>, events: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn import(csv: &Path, out: &Path, table: &InstrumentTable) -> Result<()> {
+/// The instrument table for people: how many, then one line each (the first
+/// [`INSPECT_LISTED`] unless `all`) with the exchange facts and the ticks the journal holds.
+pub fn describe_table(table: &InstrumentTable, ticks: &[u64], all: bool) -> String {
+    let with_ticks = ticks.iter().filter(|&&n| n > 0).count();
+    let mut out = format!(
+        "  instruments {} in the journal's table, {with_ticks} with ticks\n",
+        table.len()
+    );
+    let shown = if all { table.len() } else { INSPECT_LISTED };
+    for (id, ins) in table.iter().take(shown) {
+        let freeze = if ins.freeze_qty.0 > 0 {
+            ins.freeze_qty.to_string()
+        } else {
+            "-".to_string()
+        };
+        out.push_str(&format!(
+            "  {:<28} token {:>9}  lot {:>5}  tick {:>5}  freeze {:>6}  ticks {}\n",
+            format!("{}:{}", ins.exchange.as_str(), ins.symbol),
+            ins.token,
+            ins.lot_size.to_string(),
+            ins.tick_size.to_string(),
+            freeze,
+            ticks.get(id.index()).copied().unwrap_or(0)
+        ));
+    }
+    if table.len() > shown {
+        out.push_str(&format!(
+            "  ... and {} more instruments (--all lists every one)\n",
+            table.len() - shown
+        ));
+    }
+    out
+}
+
+/// `import-csv`: the CSV's instruments (from `dump`, a Kite instrument file, or the default
+/// table) become the journal's table; the ticks stream from the file into the journal.
+pub fn import(
+    csv: &Path,
+    out: &Path,
+    dump: Option<&Path>,
+    default: &InstrumentTable,
+) -> Result<()> {
     if out.exists() {
         bail!(
             "{} exists already: choose a new journal path (journals are never overwritten)",
             out.display()
         );
     }
+    let table = table_for_csv(csv, dump, default)?;
     let file = File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
-    let ticks = import_csv(BufReader::new(file), table)
-        .with_context(|| format!("reading {}", csv.display()))?;
-    let created = ticks.first().map_or(0, |t| t.recv_ts);
-    let mut writer = JournalWriter::create(out, table, created)?;
-    for t in &ticks {
-        writer.append(&JournalRecord::from_tick(t))?;
-    }
-    writer.sync()?;
+    let reading = || format!("reading {}", csv.display());
+    let mut ticks = TickCsvReader::new(BufReader::new(file), &table).with_context(reading)?;
+    let Some(first) = ticks.next_tick().with_context(reading)? else {
+        bail!("{} holds no ticks", csv.display());
+    };
+    let mut writer = JournalWriter::create(out, &table, first.recv_ts)?;
+    let written = (|| -> Result<u64> {
+        writer.append(&JournalRecord::from_tick(&first))?;
+        let mut n = 1u64;
+        while let Some(t) = ticks.next_tick().with_context(reading)? {
+            writer.append(&JournalRecord::from_tick(&t))?;
+            n += 1;
+        }
+        writer.sync()?;
+        Ok(n)
+    })();
+    let n = match written {
+        Ok(n) => n,
+        Err(e) => {
+            // A journal of half a file would pass for the whole: leave none.
+            drop(writer);
+            let _ = std::fs::remove_file(out);
+            return Err(e.context(format!("nothing written to {}", out.display())));
+        }
+    };
     println!(
-        "{}: {} ticks from {}",
+        "{}: {n} ticks of {} instruments from {}",
         out.display(),
-        ticks.len(),
+        table.len(),
         csv.display()
     );
     Ok(())
@@ -195,6 +255,83 @@ pub fn import(csv: &Path, out: &Path, table: &InstrumentTable) -> Result<()> {
 mod tests {
     use super::*;
     use kestrel_engine::{InstrumentId, Price, Tick};
+
+    use crate::tick_csv::tests::dump_with_future;
+
+    const DERIVATIVES: &str = "\
+ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume,exch_ts_ns,kind
+1516070000000000000,NIFTY18JANFUT,10512.35,75,10512.30,150,10512.40,225,750,1516069999999000000,Full
+1516070000000001000,BANKNIFTY18JAN23500CE,2528.40,40,2528.35,80,2528.45,40,400,0,Quote
+1516070000000003000,NIFTY18JANFUT,10512.40,150,10512.35,75,10512.45,75,900,0,Full
+";
+
+    #[test]
+    fn import_then_export_round_trips_derivatives_through_real_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dump_with_future(dir.path());
+        let csv = dir.path().join("in.csv");
+        std::fs::write(&csv, DERIVATIVES).unwrap();
+        let journal = dir.path().join("nfo.kjnl");
+        import(&csv, &journal, Some(&dump), &InstrumentTable::nse_default()).unwrap();
+
+        let reader = JournalReader::open(&journal).unwrap();
+        let symbols: Vec<&str> = reader
+            .instruments()
+            .iter()
+            .map(|(_, i)| i.symbol.as_str())
+            .collect();
+        assert_eq!(symbols, ["NIFTY18JANFUT", "BANKNIFTY18JAN23500CE"]);
+        assert_eq!(reader.created_ns(), 1_516_070_000_000_000_000);
+        let i = inspect_records(reader.records(), reader.instruments().len());
+        let shown = describe_table(reader.instruments(), &i.ticks_per_instrument, false);
+        assert!(
+            shown.starts_with("  instruments 2 in the journal's table, 2 with ticks\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("NFO:NIFTY18JANFUT"), "{shown}");
+        assert!(shown.contains("lot    75"), "{shown}");
+
+        let back = dir.path().join("out.csv");
+        export(&journal, Some(&back), false).unwrap();
+        assert_eq!(std::fs::read_to_string(&back).unwrap(), DERIVATIVES);
+    }
+
+    #[test]
+    fn import_of_unknown_symbols_names_them_and_writes_no_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dump_with_future(dir.path());
+        let csv = dir.path().join("in.csv");
+        std::fs::write(
+            &csv,
+            DERIVATIVES.replace("BANKNIFTY18JAN23500CE", "BANKNIFTY18JAN23500XX"),
+        )
+        .unwrap();
+        let journal = dir.path().join("never.kjnl");
+        let default = InstrumentTable::nse_default();
+        let err = format!(
+            "{:#}",
+            import(&csv, &journal, Some(&dump), &default).unwrap_err()
+        );
+        assert!(
+            err.contains("1 symbol is not in the instrument file")
+                && err
+                    .contains("'BANKNIFTY18JAN23500XX' (line 3; closest: NFO:BANKNIFTY18JAN23500"),
+            "{err}"
+        );
+        assert!(!journal.exists());
+        // A bad cell after good lines: no half journal either.
+        std::fs::write(
+            &csv,
+            format!("{DERIVATIVES}1,NIFTY18JANFUT,12a,1,1,1,1,1,1,0,Full\n"),
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            import(&csv, &journal, Some(&dump), &default).unwrap_err()
+        );
+        assert!(err.contains("line 5, column last_price: '12a'"), "{err}");
+        assert!(!journal.exists());
+    }
 
     #[test]
     fn shows_times_in_ist() {

@@ -176,6 +176,8 @@ pub struct Summary {
 
 pub struct ReplayOutcome {
     pub summary: Summary,
+    /// What people should know about the journal (a version-1 table lacks freeze quantities).
+    pub notes: Vec<String>,
     /// Every order request the engine sent, in order.
     pub orders: Vec<OrderRequest>,
     pub fills: Vec<ExecReport>,
@@ -191,10 +193,29 @@ struct RoundTrip {
     open: bool,
 }
 
+/// The journal's own instrument table: what the replay's engine, strategy and risk gate
+/// trade (check a configuration against it before [`run`]).
+pub fn journal_instruments(journal: &Path) -> Result<InstrumentTable> {
+    let reader = JournalReader::open(journal)
+        .with_context(|| format!("opening journal {}", journal.display()))?;
+    Ok(reader.instruments().clone())
+}
+
 pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
     let reader = JournalReader::open(&args.journal)
         .with_context(|| format!("opening journal {}", args.journal.display()))?;
+    // The engine trades the journal's instruments, whatever they are: the ids in its
+    // records index this table.
     let table = reader.instruments().clone();
+    let notes: Vec<String> = reader
+        .table_source()
+        .note()
+        .map(|n| format!("{}: {n}", args.journal.display()))
+        .into_iter()
+        .collect();
+    for note in &notes {
+        tracing::warn!(note = %note, "replay");
+    }
     let records = reader.records();
     let strategies = args
         .config
@@ -350,6 +371,7 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         .collect();
     Ok(ReplayOutcome {
         summary,
+        notes,
         orders: out.orders,
         fills,
         equity,
@@ -468,6 +490,9 @@ impl ReplayOutcome {
     pub fn print(&self) {
         let s = &self.summary;
         println!("kestrel replay: {} → {}", s.first_ts, s.last_ts);
+        for note in &self.notes {
+            println!("  note  {note}");
+        }
         println!(
             "  ticks {}  orders {}  fills {}  round trips {}  win rate {:.1}%",
             s.ticks,
@@ -719,6 +744,120 @@ mod tests {
         assert_eq!(
             a, b,
             "replay must make the same decisions as the recorded session"
+        );
+    }
+
+    /// A journal of an NFO future and option (imported from a CSV through a Kite instrument
+    /// file) replays through the engine with the journal's table: the breakout strategy
+    /// trades the future, in whole lots of 75, and the matching simulator fills it.
+    #[test]
+    fn a_journal_of_an_nfo_future_replays_and_trades_it_in_whole_lots() {
+        use crate::tick_csv::tests::dump_with_future;
+        use kestrel_engine::{InstrumentId, Price};
+
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dump_with_future(dir.path());
+        // The future drifts, breaks out upwards, then falls through the stop; the option
+        // ticks alongside. Prices in paise, as whole numbers.
+        let mut csv = String::from(
+            "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n",
+        );
+        let t0 = 1_516_070_000_000_000_000u64;
+        for i in 0..300u64 {
+            let paise: u64 = match i {
+                0..40 => 1_050_000 + (i % 4) * 5,
+                40..120 => 1_050_000 + (i - 40) * 50,
+                _ => 1_054_000 - (i - 120) * 50,
+            };
+            let px = |p: u64| format!("{}.{:02}", p / 100, p % 100);
+            let ts = t0 + i * 100_000_000;
+            csv.push_str(&format!(
+                "{ts},NIFTY18JANFUT,{},75,{},3000,{},3000,{}\n",
+                px(paise),
+                px(paise - 5),
+                px(paise + 5),
+                i * 75
+            ));
+            csv.push_str(&format!(
+                "{},BANKNIFTY18JAN23500CE,2528.40,40,2528.35,400,2528.45,400,{}\n",
+                ts + 1,
+                i * 40
+            ));
+        }
+        let csv_path = dir.path().join("nfo.csv");
+        std::fs::write(&csv_path, csv).unwrap();
+        let journal = dir.path().join("nfo.kjnl");
+        crate::journal_cmd::import(
+            &csv_path,
+            &journal,
+            Some(&dump),
+            &InstrumentTable::nse_default(),
+        )
+        .unwrap();
+
+        let table = journal_instruments(&journal).unwrap();
+        let future = table.by_symbol("NIFTY18JANFUT").unwrap();
+        let toml = crate::config::DEFAULT_TOML
+            .replace(
+                "# instruments = [\"RELIANCE\", \"INFY\"]   # default: every instrument",
+                "instruments = [\"NIFTY18JANFUT\"]",
+            )
+            .replace("lookback = 20", "lookback = 10")
+            .replace("qty = 10", "qty = 160")
+            .replace(
+                "max_order_notional = 500000",
+                "max_order_notional = 5000000",
+            )
+            .replace("max_net_exposure = 1000000", "max_net_exposure = 5000000");
+        let mut config = Config::parse::<BuiltIn>(&toml, "test", &table).unwrap();
+        config.risk.session.enabled = false;
+        config.storage.dir = dir.path().to_path_buf();
+        let out = run::<BuiltIn>(&ReplayArgs {
+            journal: journal.clone(),
+            config,
+            fills: FillMode::Simulated,
+            latency: Latency::Constant(Duration::from_micros(200)),
+            slippage_ticks: 0,
+            speed: None,
+            progress: false,
+        })
+        .unwrap();
+        assert_eq!(out.summary.ticks, 600);
+        assert!(out.notes.is_empty(), "{:?}", out.notes);
+        assert!(
+            out.orders.len() >= 2 && !out.fills.is_empty(),
+            "the breakout must enter and stop out: {:?}",
+            out.summary
+        );
+        for o in &out.orders {
+            assert_eq!(o.instrument, future, "{o:?}");
+            // 160 units sized down to whole lots of 75: two lots.
+            assert_eq!(o.qty % 75, 0, "{o:?}");
+            assert!(o.qty > 0);
+        }
+        assert_eq!(out.orders[0].qty, 150);
+        assert!(
+            out.fills
+                .iter()
+                .all(|f| f.instrument == future && f.qty % 75 == 0)
+        );
+        assert!(
+            out.fills
+                .iter()
+                .all(|f| f.price > Price::from_units(10_400)),
+            "filled at the future's prices: {:?}",
+            out.fills
+        );
+        assert_eq!(table.get(InstrumentId(1)).symbol, "BANKNIFTY18JAN23500CE");
+        let report = dir.path().join("report");
+        out.write_report(&report).unwrap();
+        let trades = std::fs::read_to_string(report.join("trades.csv")).unwrap();
+        assert!(
+            trades
+                .lines()
+                .skip(1)
+                .all(|l| l.contains(",NIFTY18JANFUT,")),
+            "{trades}"
         );
     }
 

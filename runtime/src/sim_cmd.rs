@@ -45,8 +45,14 @@ pub struct SimArgs {
 /// Recorded market data for the simulator to replay.
 #[derive(Debug, Clone)]
 pub enum ReplaySource {
+    /// A journal: its own instrument table.
     Journal(std::path::PathBuf),
-    Csv(std::path::PathBuf),
+    /// A tick CSV, its symbols resolved against `dump` (a Kite instrument dump) or, without
+    /// one, the default instruments (see [`crate::tick_csv::table_for_csv`]).
+    Csv {
+        csv: std::path::PathBuf,
+        dump: Option<std::path::PathBuf>,
+    },
 }
 
 /// Where the market thread's ticks come from.
@@ -67,6 +73,22 @@ impl Market {
                 let t = ticks.get(*next).copied()?;
                 *next += 1;
                 Some(t)
+            }
+        }
+    }
+
+    /// For each of `n` instruments, whether the market will tick it.
+    fn instruments_with_ticks(&self, n: usize) -> Vec<bool> {
+        match self {
+            Market::Synthetic(_) => vec![true; n],
+            Market::Recorded { ticks, next } => {
+                let mut has = vec![false; n];
+                for t in &ticks[*next..] {
+                    if let Some(h) = has.get_mut(t.instrument.index()) {
+                        *h = true;
+                    }
+                }
+                has
             }
         }
     }
@@ -104,12 +126,13 @@ fn load_replay(
                 .collect();
             Ok((reader.instruments().clone(), ticks))
         }
-        ReplaySource::Csv(path) => {
+        ReplaySource::Csv { csv, dump } => {
+            let table = crate::tick_csv::table_for_csv(csv, dump.as_deref(), default)?;
             let file =
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let ticks = kestrel_journal::import_csv(std::io::BufReader::new(file), default)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Ok((default.clone(), ticks))
+                std::fs::File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
+            let ticks = kestrel_journal::import_csv(std::io::BufReader::new(file), &table)
+                .with_context(|| format!("reading {}", csv.display()))?;
+            Ok((table, ticks))
         }
     }
 }
@@ -231,16 +254,20 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         instruments.clone(),
         MatchingConfig::default(),
     )));
-    // Prime the market so that every instrument has a quote before anyone can trade.
+    // Prime the market so that every instrument with ticks has a quote before anyone can
+    // trade. Only those with ticks: a replay's table may list instruments it never ticks
+    // (waiting for them consumed the whole replay before anyone could connect).
     {
         let mut v = venue.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen = vec![false; instruments.len()];
-        while seen.iter().any(|s| !s) {
+        let mut unseen = market.instruments_with_ticks(instruments.len());
+        while unseen.iter().any(|&u| u) {
             let Some(mut t) = market.next_tick() else {
                 break;
             };
             t.recv_ts = wall_now();
-            seen[t.instrument.index()] = true;
+            if let Some(u) = unseen.get_mut(t.instrument.index()) {
+                *u = false;
+            }
             v.on_tick(&t);
         }
         v.drain_updates();
@@ -536,6 +563,153 @@ mod tests {
         );
         feed.close();
         sim.shutdown();
+    }
+
+    /// Starts `sim --csv` on `rows` (`(symbol, price in paise)`, 10 ms apart: 30 s at
+    /// `--speed 1` for 3,000 rows, longer than the test waits), checks the simulator's
+    /// table is `expect_symbols`, and has a feed client on loopback receive five ticks of
+    /// `watch`, at the CSV's prices (from `lo` to `hi` paise).
+    fn ticks_from_a_csv(
+        rows: impl Fn(u64) -> (&'static str, u64),
+        dump: bool,
+        expect_symbols: &[&str],
+        watch: &str,
+        (lo, hi): (u64, u64),
+    ) {
+        use crate::tick_csv::tests::dump_with_future;
+        use kestrel_engine::Price;
+        use kestrel_engine::ring::channel;
+        use kestrel_feed::client::{FeedClient, FeedConfig, FeedSinks};
+
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dump.then(|| dump_with_future(dir.path()));
+        let mut csv = String::from(
+            "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n",
+        );
+        for i in 0..3_000u64 {
+            let (symbol, px) = rows(i);
+            csv.push_str(&format!(
+                "{},{symbol},{}.{:02},75,0.00,0,0.00,0,{i}\n",
+                1_516_070_000_000_000_000 + i * 10_000_000,
+                px / 100,
+                px % 100
+            ));
+        }
+        let csv_path = dir.path().join("ticks.csv");
+        std::fs::write(&csv_path, csv).unwrap();
+        let sim = start(&SimArgs {
+            rest_addr: "127.0.0.1:0".parse().unwrap(),
+            ws_addr: "127.0.0.1:0".parse().unwrap(),
+            api_key: "k".into(),
+            access_token: Some("t".into()),
+            seed: 7,
+            symbols: None,
+            speed: 1.0,
+            journal_out: None,
+            replay: Some(ReplaySource::Csv {
+                csv: csv_path,
+                dump,
+            }),
+        })
+        .unwrap();
+        let symbols: Vec<&str> = sim
+            .instruments
+            .iter()
+            .map(|(_, i)| i.symbol.as_str())
+            .collect();
+        assert_eq!(symbols, expect_symbols);
+        let watched = sim.instruments.by_symbol(watch).unwrap();
+
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (tick_tx, mut ticks) = channel::<kestrel_engine::Tick>(4096);
+        let tokens: Vec<u32> = sim.instruments.iter().map(|(_, i)| i.token).collect();
+        let mut feed = FeedClient::new(
+            FeedConfig::new(&sim.ws_root, "k", "t", &tokens),
+            sim.instruments.clone(),
+            FeedSinks {
+                ticks: tick_tx,
+                texts_wake: None,
+                texts: None,
+                control: None,
+            },
+        )
+        .unwrap();
+        let mut seen = 0;
+        while seen < 5 {
+            assert!(
+                Instant::now() < deadline,
+                "{seen} ticks of {watch} within 20 s"
+            );
+            feed.poll_once(Some(Duration::from_millis(10)));
+            while let Some(t) = ticks.pop() {
+                if t.instrument == watched {
+                    let (lo, hi) = (Price(lo as i64 * 1_000_000), Price(hi as i64 * 1_000_000));
+                    assert!(lo <= t.last_px && t.last_px <= hi, "{t:?}");
+                    seen += 1;
+                }
+            }
+        }
+        feed.close();
+        sim.shutdown();
+    }
+
+    /// `sim --csv` of an NFO future and option, no default instrument among them: the
+    /// simulator's table is the CSV's, resolved in the instrument file.
+    #[test]
+    fn a_csv_of_non_default_symbols_ticks_them() {
+        ticks_from_a_csv(
+            |i| match i % 2 {
+                0 => ("NIFTY18JANFUT", 1_050_000 + i % 20),
+                _ => ("BANKNIFTY18JAN23500CE", 252_840),
+            },
+            true,
+            &["NIFTY18JANFUT", "BANKNIFTY18JAN23500CE"],
+            "NIFTY18JANFUT",
+            (1_050_000, 1_050_019),
+        );
+    }
+
+    /// A CSV of one default symbol: the default table, and the four without ticks are not
+    /// waited for (before, priming them consumed the whole replay).
+    #[test]
+    fn a_csv_missing_default_symbols_still_ticks() {
+        ticks_from_a_csv(
+            |i| ("TCS", 410_000 + i % 10),
+            false,
+            &["RELIANCE", "TCS", "HDFCBANK", "INFY", "ICICIBANK"],
+            "TCS",
+            (410_000, 410_009),
+        );
+    }
+
+    #[test]
+    fn a_csv_of_unknown_symbols_is_refused_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv_path = dir.path().join("ticks.csv");
+        std::fs::write(
+            &csv_path,
+            "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n\
+             1,TCS,1.00,1,1.00,1,1.05,1,1\n2,NIFTY18JANFUT,1.00,1,1.00,1,1.05,1,1\n",
+        )
+        .unwrap();
+        let Err(e) = start(&SimArgs {
+            rest_addr: "127.0.0.1:0".parse().unwrap(),
+            ws_addr: "127.0.0.1:0".parse().unwrap(),
+            api_key: "k".into(),
+            access_token: Some("t".into()),
+            seed: 7,
+            symbols: None,
+            speed: 1.0,
+            journal_out: None,
+            replay: Some(ReplaySource::Csv {
+                csv: csv_path,
+                dump: None,
+            }),
+        }) else {
+            panic!("a CSV of an unknown symbol must be refused");
+        };
+        let err = format!("{e:#}");
+        assert!(err.contains("'NIFTY18JANFUT' (line 3)"), "{err}");
     }
 
     #[test]

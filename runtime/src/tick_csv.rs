@@ -1,0 +1,251 @@
+//! The instrument table of a tick CSV (`kestrel journal import-csv`, `kestrel sim --csv`):
+//! the file's symbols, resolved against a Kite instrument dump or the default table.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use kestrel_engine::{Instrument, InstrumentTable};
+use kestrel_instruments::{InstrumentMaster, ResolveError};
+use kestrel_journal::csv::SymbolUse;
+use kestrel_journal::scan_symbols;
+
+/// Unknown symbols listed by name in an error; the rest are counted.
+const LISTED: usize = 20;
+
+/// The table for the ticks of `csv` (read once, streamed, to list its symbols):
+///
+/// * with `dump` (a Kite instrument dump, `GET /instruments`): the file's instruments, in the
+///   order they first appear, each resolved by [`InstrumentMaster::get`] (`SYMBOL` or
+///   `EXCHANGE:SYMBOL`; an expired contract is fine, historical ticks are of such);
+/// * without: `default`, which must list every symbol.
+///
+/// Symbols that do not resolve are one error naming each (the first [`LISTED`], then a
+/// count), with its first line and the closest names. Freeze quantities are 0: a dump does
+/// not carry them.
+pub fn table_for_csv(
+    csv: &Path,
+    dump: Option<&Path>,
+    default: &InstrumentTable,
+) -> Result<InstrumentTable> {
+    let file = File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
+    let uses =
+        scan_symbols(BufReader::new(file)).with_context(|| format!("reading {}", csv.display()))?;
+    if uses.is_empty() {
+        bail!("{} holds no ticks", csv.display());
+    }
+    match dump {
+        None => from_default(csv, &uses, default),
+        Some(dump) => {
+            let text = std::fs::read_to_string(dump)
+                .with_context(|| format!("reading the instrument file {}", dump.display()))?;
+            let master = InstrumentMaster::from_csv(&text)
+                .with_context(|| format!("reading the instrument file {}", dump.display()))?;
+            from_master(csv, dump, &uses, &master)
+        }
+    }
+}
+
+fn from_default(
+    csv: &Path,
+    uses: &[SymbolUse],
+    default: &InstrumentTable,
+) -> Result<InstrumentTable> {
+    let known = |s: &str| {
+        default.iter().any(|(_, i)| {
+            i.symbol == s
+                || s.split_once(':')
+                    .is_some_and(|(x, sym)| x == i.exchange.as_str() && sym == i.symbol)
+        })
+    };
+    let unknown: Vec<String> = uses
+        .iter()
+        .filter(|u| !known(&u.symbol))
+        .map(|u| format!("'{}' (line {})", u.symbol, u.first_line))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(default.clone());
+    }
+    let names: Vec<&str> = default.iter().map(|(_, i)| i.symbol.as_str()).collect();
+    bail!(
+        "{}: {} symbol{} not in the default instruments ({}): {}; pass --instruments FILE (a \
+         Kite instrument dump, `GET /instruments`) to use any instrument Kite lists",
+        csv.display(),
+        unknown.len(),
+        if unknown.len() == 1 { " is" } else { "s are" },
+        names.join(", "),
+        listed(&unknown)
+    )
+}
+
+fn from_master(
+    csv: &Path,
+    dump: &Path,
+    uses: &[SymbolUse],
+    master: &InstrumentMaster,
+) -> Result<InstrumentTable> {
+    let mut list: Vec<Instrument> = Vec::with_capacity(uses.len());
+    let mut problems = Vec::new();
+    for u in uses {
+        match master.get(&u.symbol) {
+            // `INFY` and `NSE:INFY` in one file are one instrument.
+            Ok(row) if list.iter().any(|i| i.token == row.instrument_token) => {}
+            Ok(row) => list.push(row.to_instrument(0)),
+            Err(ResolveError::Unknown { suggestions, .. }) if suggestions.is_empty() => {
+                problems.push(format!("'{}' (line {})", u.symbol, u.first_line));
+            }
+            Err(ResolveError::Unknown { suggestions, .. }) => problems.push(format!(
+                "'{}' (line {}; closest: {})",
+                u.symbol,
+                u.first_line,
+                suggestions.join(", ")
+            )),
+            Err(e) => problems.push(format!("line {}: {e}", u.first_line)),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{}: {} symbol{} not in the instrument file {}: {}",
+            csv.display(),
+            problems.len(),
+            if problems.len() == 1 { " is" } else { "s are" },
+            dump.display(),
+            listed(&problems)
+        );
+    }
+    InstrumentTable::new(list).with_context(|| format!("the instruments of {}", csv.display()))
+}
+
+/// The first [`LISTED`] items, then how many more.
+fn listed(items: &[String]) -> String {
+    let mut text = items[..items.len().min(LISTED)].join("; ");
+    if items.len() > LISTED {
+        text.push_str(&format!("; and {} more", items.len() - LISTED));
+    }
+    text
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use kestrel_engine::{Exchange, Qty};
+
+    /// The broker's real dump plus one NFO future in Kite's format (the shared dump has
+    /// options and equities, no future), written to `dir/instruments.csv`.
+    pub(crate) fn dump_with_future(dir: &Path) -> std::path::PathBuf {
+        let real = include_str!("../../../shared/testdata/kite/instruments_all.csv");
+        let path = dir.join("instruments.csv");
+        std::fs::write(
+            &path,
+            format!(
+                "{real}13238786,51714,NIFTY18JANFUT,NIFTY,10500.0,2018-01-25,0.0,0.05,75,FUT,\
+                 NFO-FUT,NFO\n"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    pub(crate) const HEAD: &str =
+        "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n";
+
+    fn csv(dir: &Path, rows: &[&str]) -> std::path::PathBuf {
+        let path = dir.join("ticks.csv");
+        let mut text = HEAD.to_string();
+        for (i, symbol) in rows.iter().enumerate() {
+            text.push_str(&format!("{i},{symbol},1.00,1,1.00,1,1.05,1,1\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn any_listed_instrument_resolves_in_first_appearance_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dump_with_future(dir.path());
+        let ticks = csv(
+            dir.path(),
+            &[
+                "NIFTY18JANFUT",
+                "NFO:BANKNIFTY18JAN23500CE",
+                "NIFTY18JANFUT",
+                "NFO:NIFTY18JANFUT",
+            ],
+        );
+        let default = InstrumentTable::nse_default();
+        let table = table_for_csv(&ticks, Some(&dump), &default).unwrap();
+        let got: Vec<(&str, Exchange, Qty)> = table
+            .iter()
+            .map(|(_, i)| (i.symbol.as_str(), i.exchange, i.lot_size))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("NIFTY18JANFUT", Exchange::Nfo, Qty(75)),
+                ("BANKNIFTY18JAN23500CE", Exchange::Nfo, Qty(40))
+            ]
+        );
+        // Default symbols need no file; others do, and the error says so.
+        let ticks = csv(dir.path(), &["TCS", "NSE:INFY"]);
+        assert_eq!(table_for_csv(&ticks, None, &default).unwrap().len(), 5);
+        let ticks = csv(dir.path(), &["TCS", "NIFTY18JANFUT"]);
+        let err = format!("{:#}", table_for_csv(&ticks, None, &default).unwrap_err());
+        assert!(
+            err.contains(
+                "1 symbol is not in the default instruments (RELIANCE, TCS, HDFCBANK, INFY, \
+                 ICICIBANK): 'NIFTY18JANFUT' (line 3); pass --instruments FILE"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_symbols_are_all_named_with_their_line_and_the_closest_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dump_with_future(dir.path());
+        let ticks = csv(
+            dir.path(),
+            &[
+                "CDSL-BE",
+                "BANKNIFTY18JAN23500CX",
+                "NIFTY18FEBFUT",
+                "CDSL-BE",
+            ],
+        );
+        let err = format!(
+            "{:#}",
+            table_for_csv(&ticks, Some(&dump), &InstrumentTable::nse_default()).unwrap_err()
+        );
+        assert!(
+            err.contains("2 symbols are not in the instrument file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("'BANKNIFTY18JAN23500CX' (line 3; closest: NFO:BANKNIFTY18JAN23500C"),
+            "{err}"
+        );
+        assert!(
+            err.contains("'NIFTY18FEBFUT' (line 4; closest: NFO:NIFTY18JANFUT"),
+            "{err}"
+        );
+
+        // Past twenty, the rest are counted.
+        let many: Vec<String> = (0..25).map(|i| format!("NOPE{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let ticks = csv(dir.path(), &refs);
+        let err = format!(
+            "{:#}",
+            table_for_csv(&ticks, Some(&dump), &InstrumentTable::nse_default()).unwrap_err()
+        );
+        assert!(
+            err.contains("25 symbols are not in the instrument file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("'NOPE19' (line 21") && !err.contains("'NOPE20'"),
+            "{err}"
+        );
+        assert!(err.ends_with("; and 5 more"), "{err}");
+    }
+}
