@@ -210,12 +210,14 @@ fn journal_of(stdout: &str) -> Vec<kestrel_engine::JournalRecord> {
         .to_vec()
 }
 
+/// An order that opens or adds to a position: an entry reason and not reduce-only (an SMA
+/// cross down that sells a long is an exit, which a pause lets through).
 fn is_entry(o: &kestrel_engine::OrderRequest) -> bool {
     use kestrel_engine::strategy::ReasonCode;
     matches!(
         ReasonCode::from_code(o.reason),
         Some(ReasonCode::BreakoutEntry | ReasonCode::SmaCrossUp | ReasonCode::SmaCrossDown)
-    )
+    ) && !o.has_flag(kestrel_engine::records::order_flags::REDUCE_ONLY)
 }
 
 /// Ticks, and entry orders, journaled after the first control record of `kind`.
