@@ -494,6 +494,9 @@ pub struct Gateway<V> {
     pub(crate) engine_intents: Option<IntentLog>,
     /// The gateway's half of the inline order writer, once there is one.
     pub(crate) inline: Option<crate::inline::InlineFollower>,
+    /// Order updates that arrived before the approval of the order they are about (the
+    /// engine thread wrote it; the gateway had not popped it yet), applied when it arrives.
+    pub(crate) early_updates: Vec<VenueOrder>,
     /// What the intent logs' recovery did at start-up.
     intent_recovery: IntentRecovery,
     /// Client order ids whose tag the venue holds without a row in the store (found by
@@ -617,6 +620,7 @@ impl<V: Venue> Gateway<V> {
             intents,
             engine_intents,
             inline: None,
+            early_updates: Vec::new(),
             group,
             intent_recovery,
             foreign_tags: HashSet::new(),

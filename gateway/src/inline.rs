@@ -598,7 +598,10 @@ impl<V: Venue> Gateway<V> {
             coid,
             crate::gateway::Tracked::in_flight(req, exchange, symbol),
         );
-        self.store_logged(coid)
+        self.store_logged(coid)?;
+        // Its order updates may have come first (a fill on the ticker before the approval
+        // left the ring).
+        self.apply_early_updates(coid)
     }
 
     /// Applies what the writer's connection brought: whole answers to the orders awaiting

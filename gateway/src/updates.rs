@@ -86,6 +86,9 @@ fn excerpt(s: &str) -> &str {
     &s[..end]
 }
 
+/// Order updates kept for orders the engine thread wrote before the gateway heard of them.
+const EARLY_UPDATES: usize = 256;
+
 impl<V: Venue> Gateway<V> {
     /// Applies every text waiting on the feed's ring; returns how many there were. Only a
     /// store failure is an error (the gateway cannot record what it learned).
@@ -128,13 +131,42 @@ impl<V: Venue> Gateway<V> {
         self.on_venue_text(json)
     }
 
+    /// Applies what was kept for `coid` by [`Gateway::keep_early_update`], in arrival order.
+    pub(crate) fn apply_early_updates(&mut self, coid: u64) -> Result<(), GatewayError> {
+        let tag = crate::idempotency::tag_for(coid);
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_updates)
+            .into_iter()
+            .partition(|vo| vo.tag.as_deref() == Some(tag.as_str()));
+        self.early_updates = rest;
+        for vo in &mine {
+            self.apply_update(vo)?;
+        }
+        Ok(())
+    }
+
+    /// An update for a kestrel tag the gateway does not follow yet, kept (at most
+    /// [`EARLY_UPDATES`], the oldest dropped) for when its approval arrives.
+    fn keep_early_update(&mut self, vo: &VenueOrder) {
+        if self.early_updates.len() >= EARLY_UPDATES {
+            self.early_updates.remove(0);
+            self.counters.order_updates_ignored += 1;
+        }
+        self.early_updates.push(vo.clone());
+    }
+
     fn apply_update(&mut self, vo: &VenueOrder) -> Result<UpdateOutcome, GatewayError> {
         let Some(coid) = vo.tag.as_deref().and_then(client_order_id_from_tag) else {
             self.counters.order_updates_ignored += 1;
             return Ok(UpdateOutcome::Ignored);
         };
         let Some(t) = self.orders.get(&coid) else {
-            self.counters.order_updates_ignored += 1;
+            if self.inline.is_some() {
+                // The engine thread may have written this order before the gateway popped
+                // its approval: kept until it does ([`Gateway::follow_sent`]).
+                self.keep_early_update(vo);
+            } else {
+                self.counters.order_updates_ignored += 1;
+            }
             return Ok(UpdateOutcome::Ignored);
         };
         if let Some(ours) = t.venue_order_id

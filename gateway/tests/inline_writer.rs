@@ -267,3 +267,46 @@ fn full_durability_has_no_inline_writer() {
     assert!(gw.inline_writer(conn).is_none());
     assert!(!gw.logs_intents());
 }
+
+/// The venue's order update (a fill, on the ticker) can reach the gateway before the
+/// approval of an order the engine thread wrote: it is kept and applied when the approval
+/// arrives, so the fill is not lost.
+#[test]
+fn an_order_update_that_arrives_before_the_approval_is_applied_when_it_does() {
+    let sim = Sim::start_with_updates();
+    let mut feed = sim.update_feed();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.sqlite");
+    let (mut gw, mut writer) = started(&sim, &db);
+    let (mut tx, mut rx) = ring::channel(16);
+    sim.quote("2900", "2900", "2900.05", 100, 100);
+
+    let a = send(&mut writer, &mut tx, approve(801, 5, None));
+    assert!(a.request().has_flag(order_flags::SENT));
+    let id = coid(&a);
+    assert!(poll_until(WAIT, || sim.orders_with_tag(&tag_for(id)) == 1));
+    // Every update so far (the fill among them) reaches the gateway first.
+    sim.sync_updates(&mut gw, &mut feed);
+    assert_eq!(gw.order_state(id), None, "not followed yet");
+
+    // Final orders are forgotten by the gateway once settled: the store says.
+    let filled = run_until(&mut writer, &mut gw, &mut rx, |g| {
+        g.store().state(id).unwrap() == Some(OrderState::Filled)
+    });
+    assert!(
+        filled,
+        "state {:?}, venue {:?}, ignored {}",
+        gw.order_state(id),
+        kestrel_testkit::sim::venue_orders(&sim),
+        gw.counters().order_updates_ignored
+    );
+    let reports = gw.take_reports();
+    let fills: Vec<_> = reports
+        .iter()
+        .filter(|r| r.kind() == Some(kestrel_engine::ExecKind::Fill))
+        .collect();
+    assert_eq!(fills.len(), 1, "{reports:?}");
+    assert_eq!(fills[0].qty, 5);
+    assert_eq!(gw.counters().order_updates_ignored, 0);
+    assert_eq!(sim.orders_with_tag(&tag_for(id)), 1);
+}
