@@ -51,82 +51,9 @@ pub fn pin_current_thread(core: Option<usize>, thread_name: &str) -> PinOutcome 
     outcome
 }
 
-/// Keeps the calling thread, and every thread it spawns from now on (they inherit the
-/// mask), off `core`: the engine's, which it busy-polls. The session's other threads (the
-/// gateway, the ops loop, metrics, control, alerts, the feed in split mode) then never take
-/// the engine's core from it. Returns whether the mask was set; on a one-core machine, or
-/// where the OS refuses, nothing changes (and says so).
-pub fn keep_off_core(core: usize, who: &str) -> bool {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let others: Vec<usize> = cores.iter().map(|c| c.id).filter(|&c| c != core).collect();
-    if others.is_empty() || others.len() == cores.len() {
-        return false;
-    }
-    // SAFETY: `cpu_set_t` is plain data, zeroed is the empty set; CPU_SET writes inside it
-    // for ids below CPU_SETSIZE (checked); sched_setaffinity reads `size_of` bytes of it.
-    let set = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in &others {
-            if c < libc::CPU_SETSIZE as usize {
-                libc::CPU_SET(c, &mut set);
-            }
-        }
-        set
-    };
-    // SAFETY: pid 0 is the calling thread; `set` is a valid, initialised cpu_set_t.
-    let ok =
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } == 0;
-    if ok {
-        tracing::info!(
-            threads = who,
-            engine_core = core,
-            "kept off the engine's core"
-        );
-    } else {
-        tracing::warn!(threads = who, engine_core = core, error = %std::io::Error::last_os_error(),
-            "could not keep the other threads off the engine's core");
-    }
-    ok
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A thread kept off a core, and the threads it spawns, run anywhere but there.
-    #[test]
-    fn a_thread_kept_off_a_core_and_its_children_never_run_there() {
-        let cores = core_affinity::get_core_ids().unwrap_or_default().len();
-        let allowed = std::thread::spawn(move || {
-            let set = keep_off_core(cores - 1, "test");
-            let child = std::thread::spawn(allowed_cores).join().unwrap();
-            (set, allowed_cores(), child)
-        })
-        .join()
-        .unwrap();
-        if cores < 2 {
-            assert!(!allowed.0, "one core: nothing to keep off");
-            return;
-        }
-        assert!(allowed.0);
-        assert!(!allowed.1.contains(&(cores - 1)), "{allowed:?}");
-        assert_eq!(allowed.1, allowed.2, "inherited by a spawned thread");
-        assert_eq!(allowed.1.len(), cores - 1);
-    }
-
-    fn allowed_cores() -> Vec<usize> {
-        // SAFETY: as in `keep_off_core`: a zeroed set is filled by the kernel for this thread.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            assert_eq!(
-                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
-                0
-            );
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|&c| libc::CPU_ISSET(c, &set))
-                .collect()
-        }
-    }
 
     #[test]
     fn a_missing_core_is_reported_not_fatal() {

@@ -127,11 +127,6 @@ impl<S: StrategySet> SessionBuilder<S> {
         let config = &args.config;
         let clock = LiveClock::new();
         let dry_run = args.mode == Mode::DryRun;
-        // Every thread this session starts but the engine (which pins itself there) stays
-        // off the engine's core, so none of them preempts the busy-polling engine.
-        if let Some(core) = engine_core(config) {
-            kestrel_engine::pin::keep_off_core(core, "session");
-        }
         let store = open_store(&args, &clock)?;
         let rings = Rings::new();
         let services = OpsServices::start(&args, rings.operator_tx)?;
@@ -522,14 +517,6 @@ impl OpsServices {
 
 /// The engine for `config`'s strategy and risk limits, pinned to `[engine] core` or the
 /// last core, each strategy continuing its decision sequence after the last one stored.
-/// The engine's core: `[engine] core`, else the last core (none on a one-core machine).
-fn engine_core(config: &Config) -> Option<usize> {
-    config.engine.core.or_else(|| {
-        let cores = core_count();
-        (cores > 1).then(|| cores - 1)
-    })
-}
-
 fn build_engine<S: StrategySet>(
     config: &Config,
     table: &InstrumentTable,
@@ -537,7 +524,10 @@ fn build_engine<S: StrategySet>(
     restored: &Restored,
 ) -> Result<SessionEngine<S>> {
     let mut engine_config = config.engine_config();
-    engine_config.core = engine_core(config);
+    if engine_config.core.is_none() {
+        let cores = core_count();
+        engine_config.core = (cores > 1).then(|| cores - 1);
+    }
     let capital = engine_config.capital;
     Ok(Engine::with_strategies(
         config.build_strategies::<S>(table, |id| restored.first_decision_seq(id))?,
