@@ -11,7 +11,6 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_engine::engine::RingOutput;
 use kestrel_engine::ring::channel;
 use kestrel_engine::risk::UncheckedForTestsOnly;
@@ -21,6 +20,7 @@ use kestrel_engine::{
     Tick,
 };
 use kestrel_exchange_sim::SyntheticMarket;
+use kestrel_testkit::instruments::{KITE_MAX_INSTRUMENTS, wide_table};
 
 const TICKS: usize = 1 << 16;
 /// Ticks over all 9,000 instruments: about 58 each, enough for a 20-tick breakout to trade.

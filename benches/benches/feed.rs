@@ -23,10 +23,10 @@ use std::hint::black_box;
 use std::io::Cursor;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_engine::{Exchange, Instrument, InstrumentTable, Price, Qty};
 use kestrel_feed::ws::{Opcode, encode_frame, parse_frame};
 use kestrel_feed::{BinanceDecoder, KiteDecoder, KiteMode, KitePacket, MessageWriter};
+use kestrel_testkit::instruments::{KITE_MAX_INSTRUMENTS, wide_table};
 use tungstenite::protocol::frame::FrameHeader;
 
 const TOKENS: [u32; 5] = [738_561, 2_953_217, 341_249, 408_065, 1_270_529];

@@ -31,7 +31,6 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kestrel_benches::universe::{KITE_MAX_INSTRUMENTS, wide_table};
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::{
     Decision, ExecKind, ExecReport, Instrument, InstrumentId, InstrumentTable, MarketView, Money,
@@ -39,6 +38,7 @@ use kestrel_engine::{
     TickKind, TimeInForce, UnixNanos,
 };
 use kestrel_risk::{RiskConfig, RiskGate};
+use kestrel_testkit::instruments::{KITE_MAX_INSTRUMENTS, wide_table};
 
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000 * MS;

@@ -6,5 +6,4 @@ pub mod env;
 pub mod every_nth;
 pub mod report;
 pub mod spsc;
-pub mod universe;
 pub mod wire;

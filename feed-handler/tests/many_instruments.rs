@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use kestrel_engine::alloc_counter::{AllocCounts, CountingAllocator, count};
 use kestrel_engine::ring::{Consumer, channel};
 use kestrel_engine::{
-    ControlCommand, Exchange, Instrument, InstrumentId, InstrumentTable, Price, Qty, RecordTag,
-    Tick, TickKind,
+    ControlCommand, InstrumentId, InstrumentTable, Price, RecordTag, Tick, TickKind,
 };
 use kestrel_exchange_sim::{TickerConfig, TickerHandle, TickerServer};
 use kestrel_feed::kite::KiteMode;
@@ -27,20 +26,10 @@ const PER_CONNECTION: usize = 3_000;
 /// Everything in this test happens well within this, or the test fails.
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// 9,000 NFO-style instruments (segment byte 2, so the divisor is 100).
+/// 9,000 instruments: the default five, then NFO-style contracts (segment byte 2, so the
+/// divisor is 100).
 fn table() -> InstrumentTable {
-    let list = (0..INSTRUMENTS as u32)
-        .map(|k| Instrument {
-            token: 30_000_000 + k * 256 + 2,
-            symbol: format!("SYN{k}"),
-            exchange: Exchange::Nfo,
-            tick_size: Price(5_000_000),
-            lot_size: Qty(1),
-            freeze_qty: Qty(0),
-            price_divisor: 100,
-        })
-        .collect();
-    InstrumentTable::new(list).expect("table")
+    kestrel_testkit::instruments::wide_table(INSTRUMENTS)
 }
 
 /// Round `round`'s tick for instrument `i`: a price that names both.

@@ -1,6 +1,6 @@
 //! What kestrel's tests share, so that each test says only what it checks: a certificate
 //! chain for the TLS tests ([`certs`]), the exchange simulator in process or as `kestrel sim`
-//! ([`sim`]), a gateway at it ([`gateway`]) and risk-approved orders for it ([`orders`]), a
+//! ([`sim`]), a gateway at it ([`gateway`]), instrument tables of Kite's size ([`instruments`]) and risk-approved orders for it ([`orders`]), a
 //! config pointed at a temporary directory and a simulator ([`config`]), child processes
 //! that cannot outlive a test ([`process`]) and bounded waits ([`wait`]).
 //!
@@ -12,6 +12,7 @@
 pub mod certs;
 pub mod config;
 pub mod gateway;
+pub mod instruments;
 pub mod orders;
 pub mod process;
 pub mod sim;

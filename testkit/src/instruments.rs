@@ -1,4 +1,4 @@
-//! Instrument tables for the scale benches: the default five, or the five followed by
+//! Instrument tables at Kite's scale, for the benches and the feed's tests: the default five, or the five followed by
 //! thousands of synthetic derivatives, the size of Kite's feed limit (3 connections × 3,000).
 
 use kestrel_engine::{Exchange, Instrument, InstrumentTable, Price, Qty};
