@@ -1842,6 +1842,17 @@ impl<V: Venue> Gateway<V> {
             }
         }
         self.accepting = false;
+        // An order the engine thread wrote just before the stop may still wait for its answer
+        // (the engine, which read the answers, has stopped): the venue's book says where it
+        // is, so that an open one is cancelled below like the others.
+        if self
+            .orders
+            .values()
+            .any(|t| t.fsm.state() == OrderState::InFlight)
+            && let Err(e) = self.poll()
+        {
+            rep.errors.push(format!("looking up orders in flight: {e}"));
+        }
         let before = self.orders.len();
         tracing::info!(
             cancel_open,
@@ -1945,6 +1956,12 @@ impl<V: Venue> Gateway<V> {
             && let Err(e) = self.drain_updates(texts)
         {
             rep.errors.push(format!("order updates: {e}"));
+        }
+        if self.inline.is_some()
+            && let Err(e) = self.drain_inline(r.orders)
+        {
+            rep.errors
+                .push(format!("answers to the engine thread's orders: {e}"));
         }
         while let Some(a) = r.orders.pop() {
             if let Err(e) = self.on_approved(a) {

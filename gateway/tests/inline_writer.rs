@@ -310,3 +310,32 @@ fn an_order_update_that_arrives_before_the_approval_is_applied_when_it_does() {
     assert_eq!(gw.counters().order_updates_ignored, 0);
     assert_eq!(sim.orders_with_tag(&tag_for(id)), 1);
 }
+
+/// At shutdown an order the engine thread wrote may still wait for its answer (the engine,
+/// which reads the answers, has stopped): the gateway finds it at the venue and cancels it
+/// with the other open orders.
+#[test]
+fn an_order_still_awaiting_its_answer_at_shutdown_is_found_and_cancelled() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.sqlite");
+    let (mut gw, mut writer) = started(&sim, &db);
+    let (mut tx, mut rx) = ring::channel(16);
+    let a = send(&mut writer, &mut tx, approve(901, 2, Some("2890")));
+    let id = coid(&a);
+    assert!(poll_until(WAIT, || sim.orders_with_tag(&tag_for(id)) == 1));
+    gw.on_approved(rx.pop().unwrap()).unwrap();
+    assert_eq!(gw.order_state(id), Some(OrderState::InFlight));
+    drop(writer);
+
+    let report = gw.shutdown(true, Duration::from_secs(10));
+    assert_eq!(report.cancels_sent, 1, "{report:?}");
+    assert_eq!(
+        gw.store().state(id).unwrap(),
+        Some(OrderState::Cancelled),
+        "{report:?}"
+    );
+    let venue = kestrel_testkit::sim::venue_orders(&sim);
+    assert_eq!(venue.len(), 1);
+    assert_eq!(venue[0].1, "Cancelled", "{venue:?}");
+}
