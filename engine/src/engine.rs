@@ -29,6 +29,10 @@ use crate::risk::{
 use crate::strategy::{Intent, OrderIntent, ReasonCode, Strategy};
 use crate::wake::Wake;
 
+mod slots;
+use slots::Slots;
+pub use slots::StrategySlot;
+
 /// Start-up settings of one engine.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -173,36 +177,19 @@ impl ControlState {
     }
 }
 
-/// One strategy of an engine, as it is built: its id (in decision and client order ids,
-/// stable across restarts, 1..=255), the strategy, and where its decision sequence resumes.
-#[derive(Debug)]
-pub struct StrategySlot<S> {
-    pub id: u8,
-    pub strategy: S,
-    pub first_decision_seq: u64,
-}
-
-/// A strategy inside the engine.
-#[derive(Debug)]
-struct Slot<S> {
-    id: u8,
-    strategy: S,
-    next_seq: u64,
-    /// Its own positions, fills and P&L when the engine runs more than one strategy (each
-    /// strategy sees its own book; the account's is the sum). `None` with one strategy: its
-    /// book is the account's, and no second book is marked on every tick.
-    book: Option<Portfolio>,
-    /// `kestrel ctl pause STRATEGY`: this strategy's entries are refused.
-    paused: bool,
-}
-
 /// One risk check and one clock for one or more strategies: the unit that runs on the
 /// pinned core. Every strategy sees every tick (a strategy ignores the instruments it does
 /// not trade) in the order they were given; the risk check and its account-wide limits
 /// (order rates, exposure, daily loss) see the orders of all of them.
+///
+/// `MANY` is false for an engine of one strategy ([`Engine::new`]) and true for one built by
+/// [`Engine::with_strategies`]. It is a type parameter, not a length check, so that a
+/// one-strategy engine's code holds a single call of `on_tick`: with a second call site
+/// (the loop over several strategies) the compiler stopped inlining the strategy into the
+/// step, and a tick cost 5% more instructions (measured with cachegrind, BENCHMARKS.md).
 #[derive(Debug)]
-pub struct Engine<S, R, C> {
-    slots: Box<[Slot<S>]>,
+pub struct Engine<S, R, C, const MANY: bool = false> {
+    slots: Slots<S>,
     risk: R,
     clock: C,
     instruments: InstrumentTable,
@@ -229,7 +216,7 @@ struct DecisionStop {
     acknowledged: Arc<AtomicBool>,
 }
 
-impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
+impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C, false> {
     /// An engine for one strategy, identified by `config.strategy_id`.
     pub fn new(
         strategy: S,
@@ -243,13 +230,27 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             strategy,
             first_decision_seq: config.first_decision_seq,
         };
-        Self::with_strategies(vec![slot], risk, clock, instruments, config)
+        Self::build(vec![slot], risk, clock, instruments, config)
     }
+}
 
-    /// An engine for several strategies (`config.strategy_id` and `first_decision_seq` are
-    /// not used: each slot carries its own). Panics on no strategy or an id given twice:
-    /// the configuration refuses both before an engine is built.
+impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C, true> {
+    /// An engine for one or several strategies (`config.strategy_id` and
+    /// `first_decision_seq` are not used: each slot carries its own). Panics on no strategy
+    /// or an id given twice: the configuration refuses both before an engine is built.
     pub fn with_strategies(
+        strategies: Vec<StrategySlot<S>>,
+        risk: R,
+        clock: C,
+        instruments: InstrumentTable,
+        config: EngineConfig,
+    ) -> Self {
+        Self::build(strategies, risk, clock, instruments, config)
+    }
+}
+
+impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY> {
+    fn build(
         strategies: Vec<StrategySlot<S>>,
         risk: R,
         clock: C,
@@ -265,17 +266,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
             );
         }
         let n = instruments.len();
-        let own_books = strategies.len() > 1;
-        let slots = strategies
-            .into_iter()
-            .map(|s| Slot {
-                id: s.id,
-                strategy: s.strategy,
-                next_seq: s.first_decision_seq,
-                book: own_books.then(|| Portfolio::new(n, config.capital)),
-                paused: false,
-            })
-            .collect();
+        let slots = Slots::new(strategies, n, config.capital).expect("an engine needs a strategy");
         Engine {
             slots,
             risk,
@@ -382,10 +373,10 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         let now = self.event_ts;
         let mut sent = self.apply_forced(out, now);
         sent += self.apply_mark_rule(out, id, now);
-        if let [only] = &mut *self.slots {
-            // One strategy (the common case): its book is the account's, and this path stays
-            // small enough to inline the strategy and the marks (measured: with the loop
-            // below inline, neither was, and a tick cost 10-25% more).
+        if !MANY {
+            // One strategy: its book is the account's. This monomorphisation holds no other
+            // call of `on_tick` (see `MANY`), so the strategy inlines here.
+            let only = self.slots.first_mut();
             if let Intent::Order(intent) = only.strategy.on_tick(tick, &self.market, &self.book) {
                 self.counters.intents += 1;
                 sent += self.submit(out, 0, &intent, tick.recv_ts, now) as usize;
@@ -395,9 +386,9 @@ impl<S: Strategy, R: RiskCheck, C: Clock> Engine<S, R, C> {
         sent + self.step_strategies(tick, mark, out, now)
     }
 
-    /// [`Engine::step`]'s last part with several strategies: each book marked, each strategy
-    /// asked, in order.
-    #[inline(never)]
+    /// [`Engine::step`]'s last part for an engine built by [`Engine::with_strategies`]:
+    /// each strategy's own book marked (one strategy has none: the account's is its), each
+    /// strategy asked, in order.
     fn step_strategies<O: EngineOutput>(
         &mut self,
         tick: &Tick,

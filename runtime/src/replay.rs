@@ -403,7 +403,7 @@ impl Tracker {
     /// Hand a report to the engine and book what it changed.
     fn apply<S: StrategySet>(
         &mut self,
-        engine: &mut Engine<S, RiskGate, ReplayClock>,
+        engine: &mut Engine<S, RiskGate, ReplayClock, true>,
         out: &mut Collect,
         r: &ExecReport,
     ) {

@@ -542,7 +542,7 @@ fn after_the_decision_stop_no_tick_is_stepped_and_fills_still_reach_the_book() {
 fn two_strategies(
     first: Vec<Intent>,
     second: Vec<Intent>,
-) -> Engine<Script, UncheckedForTestsOnly, ReplayClock> {
+) -> Engine<Script, UncheckedForTestsOnly, ReplayClock, true> {
     let slot = |id, intents: Vec<Intent>| StrategySlot {
         id,
         strategy: Script(intents.into()),
@@ -557,7 +557,7 @@ fn two_strategies(
     )
 }
 
-fn book_of(e: &Engine<Script, UncheckedForTestsOnly, ReplayClock>, id: u8) -> Portfolio {
+fn book_of(e: &Engine<Script, UncheckedForTestsOnly, ReplayClock, true>, id: u8) -> Portfolio {
     e.strategies()
         .find(|(s, _, _)| *s == id)
         .map(|(_, _, b)| b.clone())

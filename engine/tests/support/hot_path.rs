@@ -286,8 +286,8 @@ pub fn control_at(n: u64, every: u64, ts: u64) -> Option<ControlCommand> {
 }
 
 /// The engine, its rings and what stands at their other ends, stepped on one thread.
-pub struct Rig<R, S = BuiltIn> {
-    pub engine: Engine<S, R, ReplayClock>,
+pub struct Rig<R, S = BuiltIn, const MANY: bool = false> {
+    pub engine: Engine<S, R, ReplayClock, MANY>,
     out: RingOutput,
     orders: Consumer<Approved>,
     journal: Consumer<JournalRecord>,
@@ -301,8 +301,8 @@ pub struct Rig<R, S = BuiltIn> {
     every: u64,
 }
 
-impl<R: RiskCheck, S: Strategy> Rig<R, S> {
-    pub fn new(engine: Engine<S, R, ReplayClock>, start_ts: u64, every: u64) -> Rig<R, S> {
+impl<R: RiskCheck, S: Strategy, const MANY: bool> Rig<R, S, MANY> {
+    pub fn new(engine: Engine<S, R, ReplayClock, MANY>, start_ts: u64, every: u64) -> Self {
         let (orders_tx, orders) = channel::<Approved>(1024);
         let (journal_tx, journal) = channel::<JournalRecord>(4096);
         let (exec_tx, exec_rx) = channel::<ExecReport>(4096);

@@ -16,7 +16,10 @@ pub struct StrategyPnl {
 
 impl StrategyPnl {
     /// Every strategy of `engine`, named by `config`'s kinds.
-    pub(crate) fn of_engine<S, R, C>(engine: &Engine<S, R, C>, config: &Config) -> Vec<StrategyPnl>
+    pub(crate) fn of_engine<S, R, C, const MANY: bool>(
+        engine: &Engine<S, R, C, MANY>,
+        config: &Config,
+    ) -> Vec<StrategyPnl>
     where
         S: kestrel_engine::Strategy,
         R: kestrel_engine::risk::RiskCheck,

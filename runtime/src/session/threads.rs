@@ -9,7 +9,7 @@ use kestrel_gateway::{GatewayError, ShutdownReport};
 use super::*;
 
 /// The engine as a session runs it.
-pub(super) type SessionEngine<S> = Engine<S, RiskGate, LiveClock>;
+pub(super) type SessionEngine<S> = Engine<S, RiskGate, LiveClock, true>;
 
 /// What the gateway thread hands back: the gateway, how its run loop ended, and what its
 /// shutdown did (`None` when the run loop failed).
