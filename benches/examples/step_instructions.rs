@@ -8,7 +8,9 @@
 //!     target/release/examples/step_instructions breakout 1000000
 //! ```
 //! Run it at two step counts: the difference of the `I refs` totals over the difference of
-//! the counts is the instructions per step, without the set-up.
+//! the counts is the instructions per step, without the set-up. A third argument `slots`
+//! builds the engine as a session does (`Engine::with_strategies`, here with one strategy)
+//! instead of `Engine::new`.
 
 use std::hint::black_box;
 
@@ -18,7 +20,7 @@ use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::strategy::{BuiltIn, StrategyConfig};
 use kestrel_engine::{
     Engine, EngineConfig, ExecReport, InstrumentTable, JournalRecord, ReplayClock, RequestKind,
-    Tick,
+    StrategySlot, Tick,
 };
 use kestrel_exchange_sim::SyntheticMarket;
 
@@ -45,16 +47,33 @@ fn main() {
     let ticks: Vec<Tick> = (0..TICKS as u64)
         .map(|i| market.next_tick(1_000_000 + i * 1_000))
         .collect();
-    let mut engine = Engine::new(
-        BuiltIn::new(&cfg, &table),
-        UncheckedForTestsOnly,
-        ReplayClock::default(),
-        table,
-        EngineConfig {
-            journal_ticks: false,
-            ..EngineConfig::default()
-        },
-    );
+    let config = EngineConfig {
+        journal_ticks: false,
+        ..EngineConfig::default()
+    };
+    let strategy = BuiltIn::new(&cfg, &table);
+    let clock = ReplayClock::default();
+    if args.next().as_deref() == Some("slots") {
+        let slot = StrategySlot {
+            id: config.strategy_id,
+            strategy,
+            first_decision_seq: 1,
+        };
+        let engine =
+            Engine::with_strategies(vec![slot], UncheckedForTestsOnly, clock, table, config);
+        run(&kind, engine, &ticks, steps);
+    } else {
+        let engine = Engine::new(strategy, UncheckedForTestsOnly, clock, table, config);
+        run(&kind, engine, &ticks, steps);
+    }
+}
+
+fn run<const MANY: bool>(
+    kind: &str,
+    mut engine: Engine<BuiltIn, UncheckedForTestsOnly, ReplayClock, MANY>,
+    ticks: &[Tick],
+    steps: usize,
+) {
     let (orders_tx, mut orders_rx) = channel(1024);
     let (journal_tx, _journal_rx) = channel::<JournalRecord>(16);
     let mut out = RingOutput {

@@ -183,10 +183,12 @@ impl ControlState {
 /// (order rates, exposure, daily loss) see the orders of all of them.
 ///
 /// `MANY` is false for an engine of one strategy ([`Engine::new`]) and true for one built by
-/// [`Engine::with_strategies`]. It is a type parameter, not a length check, so that a
-/// one-strategy engine's code holds a single call of `on_tick`: with a second call site
-/// (the loop over several strategies) the compiler stopped inlining the strategy into the
-/// step, and a tick cost 5% more instructions (measured with cachegrind, BENCHMARKS.md).
+/// [`Engine::with_strategies`] (a session's, whatever its count). It is a type parameter,
+/// not only a length check, so that a one-strategy engine's code holds a single call of
+/// `on_tick`: with a second call site (the loop over several strategies) the compiler stops
+/// inlining the strategy into the step. Measured with cachegrind
+/// (`benches/examples/step_instructions`, BENCHMARKS.md): breakout 361 instructions a tick
+/// with `new` alone in the program, 370 through `with_strategies` with one strategy.
 #[derive(Debug)]
 pub struct Engine<S, R, C, const MANY: bool = false> {
     slots: Slots<S>,
@@ -373,9 +375,11 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
         let now = self.event_ts;
         let mut sent = self.apply_forced(out, now);
         sent += self.apply_mark_rule(out, id, now);
-        if !MANY {
-            // One strategy: its book is the account's. This monomorphisation holds no other
-            // call of `on_tick` (see `MANY`), so the strategy inlines here.
+        if !MANY || self.slots.len() == 1 {
+            // One strategy: its book is the account's. In an engine of one strategy this is
+            // the only call of `on_tick` (see `MANY`), so the strategy inlines here; an
+            // engine built for several that holds one takes this path too (measured: the
+            // loop below cost a one-strategy session 15% more instructions a tick).
             let only = self.slots.first_mut();
             if let Intent::Order(intent) = only.strategy.on_tick(tick, &self.market, &self.book) {
                 self.counters.intents += 1;
@@ -386,9 +390,9 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
         sent + self.step_strategies(tick, mark, out, now)
     }
 
-    /// [`Engine::step`]'s last part for an engine built by [`Engine::with_strategies`]:
-    /// each strategy's own book marked (one strategy has none: the account's is its), each
-    /// strategy asked, in order.
+    /// [`Engine::step`]'s last part with several strategies: each book marked, each strategy
+    /// asked, in order.
+    #[inline(never)]
     fn step_strategies<O: EngineOutput>(
         &mut self,
         tick: &Tick,
