@@ -6,4 +6,5 @@ pub mod env;
 pub mod every_nth;
 pub mod report;
 pub mod spsc;
+pub mod step_count;
 pub mod wire;

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::bars::{BarAlignment, BarBuilder};
 use crate::clock::Clock;
 use crate::fixed::{Money, Price, Qty};
 use crate::instrument::{InstrumentId, InstrumentTable};
@@ -47,6 +48,8 @@ pub struct EngineConfig {
     pub journal_ticks: bool,
     /// Pin the `run` loop to this core.
     pub core: Option<usize>,
+    /// Where the bar grid of strategies that take bars starts (NSE's 09:15 IST open).
+    pub bar_alignment: BarAlignment,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +60,7 @@ impl Default for EngineConfig {
             capital: Money::from_units(1_000_000),
             journal_ticks: true,
             core: None,
+            bar_alignment: BarAlignment::NseSession,
         }
     }
 }
@@ -192,6 +196,8 @@ impl ControlState {
 #[derive(Debug)]
 pub struct Engine<S, R, C, const MANY: bool = false> {
     slots: Slots<S>,
+    /// One builder per bar interval some strategy takes (none: ticks only).
+    bars: Box<[BarBuilder]>,
     risk: R,
     clock: C,
     instruments: InstrumentTable,
@@ -269,8 +275,14 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
         }
         let n = instruments.len();
         let slots = Slots::new(strategies, n, config.capital).expect("an engine needs a strategy");
+        let bars = slots
+            .bar_intervals()
+            .into_iter()
+            .map(|i| BarBuilder::new(i, config.bar_alignment, n))
+            .collect();
         Engine {
             slots,
+            bars,
             risk,
             clock,
             market: MarketView::new(n),
@@ -375,6 +387,9 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
         let now = self.event_ts;
         let mut sent = self.apply_forced(out, now);
         sent += self.apply_mark_rule(out, id, now);
+        if !self.bars.is_empty() {
+            sent += self.step_bars(tick, out, now);
+        }
         if !MANY || self.slots.len() == 1 {
             // One strategy: its book is the account's. In an engine of one strategy this is
             // the only call of `on_tick` (see `MANY`), so the strategy inlines here; an
@@ -388,6 +403,32 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
             return sent;
         }
         sent + self.step_strategies(tick, mark, out, now)
+    }
+
+    /// The bars `tick` closes, each handed to the strategies that take its interval, in
+    /// slot order, before the tick reaches them.
+    #[inline(never)]
+    fn step_bars<O: EngineOutput>(&mut self, tick: &Tick, out: &mut O, now: UnixNanos) -> usize {
+        let mut sent = 0;
+        for b in 0..self.bars.len() {
+            if !self.bars[b].on_tick(tick) {
+                continue;
+            }
+            while let Some(bar) = self.bars[b].next_closed() {
+                for i in 0..self.slots.len() {
+                    let slot = &mut self.slots[i];
+                    if slot.bars != Some(bar.interval) {
+                        continue;
+                    }
+                    let book = slot.book.as_ref().unwrap_or(&self.book);
+                    if let Intent::Order(intent) = slot.strategy.on_bar(&bar, &self.market, book) {
+                        self.counters.intents += 1;
+                        sent += self.submit(out, i, &intent, tick.recv_ts, now) as usize;
+                    }
+                }
+            }
+        }
+        sent
     }
 
     /// [`Engine::step`]'s last part with several strategies: each book marked, each strategy

@@ -7,6 +7,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod alloc_counter;
+pub mod bars;
 pub mod clock;
 pub mod engine;
 pub mod fees;

@@ -16,13 +16,15 @@ use std::time::{Duration, Instant};
 
 use hot_path::{Market, Rig, SCHEDULE, Venue, VenueStats, control_at};
 use kestrel_engine::alloc_counter::{AllocCounts, CountingAllocator, count};
+use kestrel_engine::bars::{Bar, BarInterval};
 use kestrel_engine::engine::{EngineInputs, RingOutput};
 use kestrel_engine::ring::{Producer, channel};
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::strategy::{BuiltIn, StrategyConfig};
 use kestrel_engine::{
     Approved, ControlCommand, ControlKind, Engine, EngineConfig, EngineCounters, ExecReport,
-    InstrumentTable, JournalRecord, ReplayClock, Tick,
+    InstrumentTable, Intent, JournalRecord, MarketView, OrderIntent, Portfolio, Qty, ReasonCode,
+    ReplayClock, Side, Strategy, Tick,
 };
 
 #[global_allocator]
@@ -343,4 +345,59 @@ fn two_strategies_in_one_engine_allocate_nothing() {
         })
         .collect();
     assert_eq!(traded, [true, true], "both strategies traded");
+}
+
+/// Long on a bar that closed up, flat on one that closed down; nothing on ticks.
+struct UpBars;
+
+impl Strategy for UpBars {
+    fn on_tick(&mut self, _: &Tick, _: &MarketView, _: &Portfolio) -> Intent {
+        Intent::Hold
+    }
+    fn bar_interval(&self) -> Option<BarInterval> {
+        Some(BarInterval::Minutes(1))
+    }
+    fn on_bar(&mut self, bar: &Bar, _: &MarketView, book: &Portfolio) -> Intent {
+        let held = book.position(bar.instrument).projected();
+        let (side, reason) = match (bar.close.cmp(&bar.open), held.is_zero()) {
+            (std::cmp::Ordering::Greater, true) => (Side::Buy, ReasonCode::Entry),
+            (std::cmp::Ordering::Less, false) if held.0 > 0 => (Side::Sell, ReasonCode::Exit),
+            _ => return Intent::Hold,
+        };
+        let qty = if side == Side::Buy { Qty(5) } else { held };
+        Intent::Order(OrderIntent::market(bar.instrument, side, qty, reason))
+    }
+}
+
+/// A strategy on one-minute bars (the engine building them from the ticks, handing each to
+/// `on_bar` as it closes) under the same market, venue and operator schedule: it trades on
+/// the bars, and nothing allocates.
+#[test]
+fn a_strategy_on_bars_allocates_nothing() {
+    let engine = Engine::new(
+        UpBars,
+        UncheckedForTestsOnly,
+        ReplayClock::default(),
+        InstrumentTable::nse_default(),
+        EngineConfig::default(),
+    );
+    let mut rig = Rig::new(engine, START, EVERY);
+    // 600 ms between ticks: a bar of each instrument about every 100 ticks.
+    rig.market.step_ns = 600_000_000;
+    rig.steps(20_000);
+    let (before, venue_before) = (*rig.engine.counters(), rig.venue.stats);
+    let ((), counts) = count(|| rig.steps(400_000));
+    let o = Outcome {
+        counts,
+        engine: since(rig.engine.counters(), &before),
+        venue: rig.venue.stats.since(&venue_before),
+    };
+    assert_exercised_without_allocating(&o, "a strategy on one-minute bars");
+    // 400,000 ticks 600 ms apart span 4,000 minutes: at most 20,000 bars of the five
+    // instruments, and only a bar decides.
+    assert!(
+        o.engine.intents > 1_000 && o.engine.intents <= 20_000,
+        "{:?}",
+        o.engine
+    );
 }

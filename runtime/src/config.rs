@@ -461,6 +461,7 @@ impl Config {
             capital: Money::from_units(self.engine.capital),
             journal_ticks: self.engine.journal_ticks,
             core: self.engine.core,
+            ..EngineConfig::default()
         }
     }
 }

@@ -203,6 +203,23 @@ macro_rules! strategy_set {
                     $($name::$variant(s) => $crate::strategies::Strategy::on_exec(s, report, book),)+
                 }
             }
+
+            fn bar_interval(&self) -> Option<$crate::__private::kestrel_engine::bars::BarInterval> {
+                match self {
+                    $($name::$variant(s) => $crate::strategies::Strategy::bar_interval(s),)+
+                }
+            }
+
+            fn on_bar(
+                &mut self,
+                bar: &$crate::__private::kestrel_engine::bars::Bar,
+                view: &$crate::__private::kestrel_engine::MarketView,
+                book: &$crate::__private::kestrel_engine::Portfolio,
+            ) -> $crate::__private::kestrel_engine::Intent {
+                match self {
+                    $($name::$variant(s) => $crate::strategies::Strategy::on_bar(s, bar, view, book),)+
+                }
+            }
         }
 
         impl $crate::strategies::StrategySet for $name {

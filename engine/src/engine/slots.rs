@@ -2,7 +2,9 @@
 
 use std::ops::{Index, IndexMut};
 
+use crate::bars::BarInterval;
 use crate::portfolio::Portfolio;
+use crate::strategy::Strategy;
 
 /// One strategy of an engine, as it is built: its id (in decision and client order ids,
 /// stable across restarts, 1..=255), the strategy, and where its decision sequence resumes.
@@ -25,6 +27,8 @@ pub(super) struct Slot<S> {
     pub(super) book: Option<Portfolio>,
     /// `kestrel ctl pause STRATEGY`: this strategy's entries are refused.
     pub(super) paused: bool,
+    /// The bars it takes ([`Strategy::bar_interval`], asked once).
+    pub(super) bars: Option<BarInterval>,
 }
 
 /// The slots, in the order they were given. The first lives inside the engine itself, not
@@ -36,7 +40,7 @@ pub(super) struct Slots<S> {
     rest: Box<[Slot<S>]>,
 }
 
-impl<S> Slots<S> {
+impl<S: Strategy> Slots<S> {
     /// The slots of `strategies`, each with its own book (sized for `instruments`, starting
     /// at `capital`) when there is more than one. `None` when there is no strategy.
     pub(super) fn new(
@@ -47,6 +51,7 @@ impl<S> Slots<S> {
         let own_books = strategies.len() > 1;
         let mut slots = strategies.into_iter().map(|s| Slot {
             id: s.id,
+            bars: s.strategy.bar_interval(),
             strategy: s.strategy,
             next_seq: s.first_decision_seq,
             book: own_books.then(|| Portfolio::new(instruments, capital)),
@@ -57,6 +62,17 @@ impl<S> Slots<S> {
             first,
             rest: slots.collect(),
         })
+    }
+
+    /// Every bar interval some strategy takes, each once.
+    pub(super) fn bar_intervals(&self) -> Vec<BarInterval> {
+        let mut out: Vec<BarInterval> = Vec::new();
+        for i in self.iter().filter_map(|s| s.bars) {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        out
     }
 
     pub(super) fn len(&self) -> usize {

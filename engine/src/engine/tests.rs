@@ -655,3 +655,54 @@ fn a_fill_of_a_strategy_the_engine_does_not_run_is_booked_on_the_account_only() 
     assert_eq!(book_of(&e, 1).position(A).qty, Qty(0));
     assert_eq!(e.counters().fills_unattributed, 1);
 }
+
+/// Writes down what it is handed, in order, and buys one share on each bar.
+struct OnBars(Vec<String>);
+
+impl Strategy for OnBars {
+    fn on_tick(&mut self, tick: &Tick, _: &MarketView, _: &Portfolio) -> Intent {
+        self.0.push(format!("tick {}", tick.last_px));
+        Intent::Hold
+    }
+    fn bar_interval(&self) -> Option<crate::bars::BarInterval> {
+        Some(crate::bars::BarInterval::Minutes(1))
+    }
+    fn on_bar(&mut self, bar: &crate::bars::Bar, _: &MarketView, _: &Portfolio) -> Intent {
+        self.0.push(format!("bar {}-{}", bar.open, bar.close));
+        Intent::Order(OrderIntent::market(
+            bar.instrument,
+            Side::Buy,
+            Qty(1),
+            ReasonCode::Entry,
+        ))
+    }
+}
+
+#[test]
+fn a_bar_reaches_its_strategy_before_the_tick_that_closed_it_and_its_order_is_routed() {
+    let mut engine = Engine::new(
+        OnBars(Vec::new()),
+        UncheckedForTestsOnly,
+        ReplayClock::default(),
+        InstrumentTable::nse_default(),
+        EngineConfig::default(),
+    );
+    let mut out = Collect::new();
+    let minute = 60_000_000_000;
+    let t0 = 1_764_560_700_000_000_000; // 2025-12-01 09:15:00 IST, on the grid
+    for (ts, px) in [(t0, 100), (t0 + minute / 2, 103), (t0 + minute, 104)] {
+        let tick = Tick::trade(InstrumentId(0), ts, Price::from_units(px), 1);
+        engine.step(&tick, &mut out);
+    }
+    assert_eq!(
+        engine.strategy().0,
+        [
+            "tick 100.00",
+            "tick 103.00",
+            "bar 100.00-103.00",
+            "tick 104.00"
+        ]
+    );
+    assert_eq!(out.orders.len(), 1, "the bar's order");
+    assert_eq!(out.orders[0].qty, 1);
+}

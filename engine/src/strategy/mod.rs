@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use crate::bars::{Bar, BarInterval};
 use crate::fixed::{Price, Qty};
 use crate::instrument::{InstrumentId, InstrumentTable};
 use crate::market::MarketView;
@@ -102,6 +103,19 @@ pub trait Strategy {
 
     /// React to an execution report (already applied to `book`).
     fn on_exec(&mut self, _report: &ExecReport, _book: &Portfolio) {}
+
+    /// The bars this strategy takes, if any: the engine then builds them from the ticks
+    /// and calls [`Strategy::on_bar`] with each as it closes (before the tick that closed
+    /// it reaches [`Strategy::on_tick`]). Asked once, when the engine is built.
+    fn bar_interval(&self) -> Option<BarInterval> {
+        None
+    }
+
+    /// React to one closed bar of [`Strategy::bar_interval`] (`view` and `book` are as of
+    /// the tick that closed it).
+    fn on_bar(&mut self, _bar: &Bar, _view: &MarketView, _book: &Portfolio) -> Intent {
+        Intent::Hold
+    }
 }
 
 /// A built-in strategy chosen by configuration (`kind = "breakout"` or `"sma_cross"`).
@@ -225,6 +239,20 @@ impl Strategy for BuiltIn {
         match self {
             BuiltIn::Breakout(s) => s.on_exec(report, book),
             BuiltIn::SmaCross(s) => s.on_exec(report, book),
+        }
+    }
+
+    fn bar_interval(&self) -> Option<BarInterval> {
+        match self {
+            BuiltIn::Breakout(s) => s.bar_interval(),
+            BuiltIn::SmaCross(s) => s.bar_interval(),
+        }
+    }
+
+    fn on_bar(&mut self, bar: &Bar, view: &MarketView, book: &Portfolio) -> Intent {
+        match self {
+            BuiltIn::Breakout(s) => s.on_bar(bar, view, book),
+            BuiltIn::SmaCross(s) => s.on_bar(bar, view, book),
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Market {
     /// Added to every step (in ₹0.05): a crash when negative.
     pub bias: i64,
     pub ts: u64,
+    /// Time between ticks (ns). Default 100 µs.
+    pub step_ns: u64,
 }
 
 impl Market {
@@ -36,6 +38,7 @@ impl Market {
             drift: [0; INSTRUMENTS],
             bias: 0,
             ts: start_ts,
+            step_ns: 100_000,
         }
     }
 
@@ -48,7 +51,7 @@ impl Market {
         }
         let step = ((r >> 24) % 5) as i64 - 2 + self.drift[i] + self.bias;
         self.px[i] = (self.px[i] + step * 5).clamp(50_000, 200_000);
-        self.ts += 100_000;
+        self.ts += self.step_ns;
         Tick::trade(
             InstrumentId(i as u16),
             self.ts,
