@@ -73,6 +73,14 @@ pub(crate) enum Command {
         /// Default: a random token per run (printed in the ready line).
         #[arg(long)]
         access_token: Option<String>,
+        /// The app's secret for the login flow's checksum (default: random, printed in the
+        /// ready line).
+        #[arg(long)]
+        api_secret: Option<String>,
+        /// The app's redirect URL: where the simulator's login page sends the browser with
+        /// the request token (`kestrel login` listens there).
+        #[arg(long)]
+        redirect_url: Option<String>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Comma-separated symbols of the default universe (default: all five).
@@ -338,6 +346,8 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             ws_addr,
             api_key,
             access_token,
+            api_secret,
+            redirect_url,
             seed,
             symbols,
             speed,
@@ -355,6 +365,8 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             ws_addr,
             api_key,
             access_token,
+            api_secret,
+            redirect_url,
             seed,
             symbols,
             speed,

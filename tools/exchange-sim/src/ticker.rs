@@ -76,6 +76,9 @@ pub struct TickerConfig {
     pub heartbeat_interval: Duration,
     /// Largest message accepted from a client.
     pub max_client_message: usize,
+    /// When set, any live token of these sessions connects (the REST server's, so that a
+    /// token from the login flow works here too); otherwise only `api_key`/`access_token`.
+    pub sessions: Option<crate::auth::Sessions>,
 }
 
 impl TickerConfig {
@@ -90,6 +93,7 @@ impl TickerConfig {
             batch: 256,
             heartbeat_interval: Duration::from_secs(1),
             max_client_message: 64 * 1024,
+            sessions: None,
         }
     }
 }
@@ -233,6 +237,7 @@ impl Client {
 struct Shared {
     api_key: String,
     access_token: String,
+    sessions: Option<crate::auth::Sessions>,
     instruments: InstrumentTable,
     batch: usize,
     heartbeat_interval: Duration,
@@ -288,6 +293,7 @@ impl TickerServer {
         let shared = Arc::new(Shared {
             api_key: cfg.api_key,
             access_token: cfg.access_token,
+            sessions: cfg.sessions,
             instruments: cfg.instruments,
             batch: cfg.batch.clamp(1, 4096),
             heartbeat_interval: cfg.heartbeat_interval,
@@ -527,10 +533,15 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream) {
             }
         }
     };
-    let key_ok = request.query_param("api_key").as_deref() == Some(shared.api_key.as_str());
-    let token_ok =
-        request.query_param("access_token").as_deref() == Some(shared.access_token.as_str());
-    if !(key_ok && token_ok) {
+    let (key, token) = (
+        request.query_param("api_key").unwrap_or_default(),
+        request.query_param("access_token").unwrap_or_default(),
+    );
+    let valid = match &shared.sessions {
+        Some(s) => s.is_valid(&key, &token),
+        None => key == shared.api_key && token == shared.access_token,
+    };
+    if !valid {
         bump(&shared.stats.rejected, 1);
         let resp = error_response(403, "Forbidden", TOKEN_ERROR_BODY);
         let _ = stream.write_all(resp.as_bytes());
