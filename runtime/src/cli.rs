@@ -15,7 +15,7 @@ use kestrel_engine::InstrumentTable;
 use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
-    control, credentials, instruments_cmd, journal_cmd, logging, paper, record_cmd, replay,
+    control, credentials, instruments_cmd, journal_cmd, logging, login, paper, record_cmd, replay,
     run_cmd, session, sim_cmd, snapshot,
 };
 
@@ -164,9 +164,35 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: InstrumentsCommand,
     },
+    /// Log in to Kite (the official login flow): prints the login link, catches Kite's
+    /// redirect on 127.0.0.1 (or takes the pasted redirect URL or request token) and writes
+    /// the day's access token to venue.credentials_file (0600). The API secret comes from
+    /// KITE_API_SECRET or that file's api_secret= line.
+    Login(LoginArgs),
     /// Operate a running kestrel through its control socket (<[storage] dir>/kestrel.sock):
     /// status, pause, resume, kill, flatten.
     Ctl(control::CtlArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LoginArgs {
+    /// Configuration file ([venue] rest_url, login_url, login_callback_port,
+    /// credentials_file; [alerts.telegram] to get the link on the phone).
+    #[arg(long)]
+    config: PathBuf,
+    /// The request token, when you already have it (no listener, no prompt).
+    #[arg(long)]
+    request_token: Option<String>,
+    /// The URL the browser ended on after logging in (it carries the request token).
+    #[arg(long, conflicts_with = "request_token")]
+    redirect_url: Option<String>,
+    /// Listen for Kite's redirect on 127.0.0.1:PORT (default venue.login_callback_port; 0
+    /// picks a free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Give up waiting for the redirect after this long.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Subcommand)]
@@ -229,6 +255,22 @@ pub(crate) enum InstrumentsCommand {
 pub(crate) enum ConfigCommand {
     /// Check a configuration file and report every problem with its key and line.
     Check { file: PathBuf },
+}
+
+/// `kestrel login`.
+fn login_cmd<S: StrategySet>(args: LoginArgs, instruments: &InstrumentTable) -> Result<()> {
+    let config = Config::load::<S>(Some(&args.config), instruments)?;
+    login::run(
+        &config,
+        login::LoginArgs {
+            request_token: args.request_token,
+            redirect_url: args.redirect_url,
+            port: args.port,
+            timeout: args.timeout,
+        },
+        &mut std::io::stdout().lock(),
+    )?;
+    Ok(())
 }
 
 /// Runs the `kestrel` command line with the process's arguments; `[strategy] kind` may be
@@ -488,6 +530,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             }
         }
         Command::Ctl(args) => control::run::<S>(&args, &instruments),
+        Command::Login(args) => login_cmd::<S>(args, &instruments),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

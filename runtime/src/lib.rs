@@ -14,6 +14,7 @@ mod credentials;
 mod instruments_cmd;
 mod journal_cmd;
 mod logging;
+mod login;
 mod metrics;
 mod operator;
 mod paper;
