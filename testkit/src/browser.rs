@@ -23,7 +23,8 @@ pub fn post_form(url: &str, body: &str) -> Page {
     request("POST", url, body)
 }
 
-fn request(method: &str, url: &str, body: &str) -> Page {
+/// `METHOD url` with `body` (form-encoded).
+pub fn request(method: &str, url: &str, body: &str) -> Page {
     let rest = url
         .strip_prefix("http://")
         .unwrap_or_else(|| panic!("{url} is not an http:// URL"));
