@@ -15,8 +15,8 @@ use kestrel_engine::InstrumentTable;
 use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
-    control, credentials, instruments_cmd, journal_cmd, logging, login, paper, record_cmd, replay,
-    run_cmd, session, sim_cmd, snapshot,
+    control, credentials, doctor, instruments_cmd, journal_cmd, logging, login, paper, record_cmd,
+    replay, run_cmd, session, sim_cmd, snapshot,
 };
 
 #[derive(Parser)]
@@ -169,6 +169,10 @@ pub(crate) enum Command {
     /// the day's access token to venue.credentials_file (0600). The API secret comes from
     /// KITE_API_SECRET or that file's api_secret= line.
     Login(LoginArgs),
+    /// Pre-flight: is today's run ready? Token, instrument dump, this year's holidays, clock,
+    /// static IP, order rate, free disk, order store, config, cores: pass/warn/fail per
+    /// line; exits non-zero on any fail.
+    Doctor(DoctorArgs),
     /// Operate a running kestrel through its control socket (<[storage] dir>/kestrel.sock):
     /// status, pause, resume, kill, flatten.
     Ctl(control::CtlArgs),
@@ -193,6 +197,19 @@ pub(crate) struct LoginArgs {
     /// Give up waiting for the redirect after this long.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     timeout: Duration,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DoctorArgs {
+    /// Configuration file.
+    #[arg(long)]
+    config: PathBuf,
+    /// The checklist as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Free space the journal's file system needs, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    min_free_mib: u64,
 }
 
 #[derive(Subcommand)]
@@ -270,6 +287,39 @@ fn login_cmd<S: StrategySet>(args: LoginArgs, instruments: &InstrumentTable) -> 
         },
         &mut std::io::stdout().lock(),
     )?;
+    Ok(())
+}
+
+/// `kestrel doctor`: the checklist, then an error (exit 1) when a line failed.
+fn doctor_cmd<S: StrategySet>(args: DoctorArgs, instruments: &InstrumentTable) -> Result<()> {
+    let checks = match Config::load::<S>(Some(&args.config), instruments) {
+        Ok(config) => doctor::checks(
+            &config,
+            &args.config,
+            &doctor::Options::new(args.min_free_mib.saturating_mul(1 << 20)),
+            &|k| std::env::var(k).ok(),
+        ),
+        Err(e) => vec![doctor::Check {
+            name: "config",
+            status: doctor::Status::Fail,
+            detail: format!("{e:#}"),
+        }],
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doctor::render_json(&checks))?
+        );
+    } else {
+        print!("{}", doctor::render_text(&checks));
+    }
+    let failed = checks
+        .iter()
+        .filter(|c| c.status == doctor::Status::Fail)
+        .count();
+    if failed > 0 {
+        anyhow::bail!("kestrel doctor: {failed} of {} checks failed", checks.len());
+    }
     Ok(())
 }
 
@@ -531,6 +581,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
         }
         Command::Ctl(args) => control::run::<S>(&args, &instruments),
         Command::Login(args) => login_cmd::<S>(args, &instruments),
+        Command::Doctor(args) => doctor_cmd::<S>(args, &instruments),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

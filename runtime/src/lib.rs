@@ -11,6 +11,7 @@ pub mod cli;
 mod config;
 mod control;
 mod credentials;
+mod doctor;
 mod instruments_cmd;
 mod journal_cmd;
 mod logging;
