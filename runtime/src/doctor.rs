@@ -447,7 +447,17 @@ fn order_rate(config: &Config) -> Check {
 fn disk(config: &Config, opts: &Options) -> Check {
     let dir = config.storage.journal_dir();
     // The journal directory may not exist yet: its nearest existing ancestor's file system.
-    let Some(existing) = dir.ancestors().find(|p| p.exists()) else {
+    let Some(existing) = dir
+        .ancestors()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .find(|p| p.exists())
+    else {
         return check(
             "disk",
             Status::Fail,
