@@ -122,6 +122,13 @@ pub fn issued_at(file: &Path) -> Option<u64> {
     parse_rfc3339_utc(f.get(ISSUED_AT)?.expose())
 }
 
+/// When a token issued at `issued_at_unix` expires: Kite's access tokens last until 06:00 IST
+/// (00:30 UTC) after they were issued, Unix seconds.
+pub fn token_expiry(issued_at_unix: u64) -> u64 {
+    const SIX_IST: u64 = 1_800; // 00:30 UTC
+    (issued_at_unix.saturating_sub(SIX_IST) / 86_400 + 1) * 86_400 + SIX_IST
+}
+
 /// The lines of a credentials file, in order.
 #[derive(Debug)]
 struct CredentialsFile {
@@ -379,6 +386,20 @@ mod tests {
             e.contains(API_SECRET_VAR) && e.contains("never put it in the TOML"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_token_expires_at_the_next_six_oclock_ist() {
+        // 2026-12-03 08:00 IST (02:30 UTC): until 2026-12-04 06:00 IST.
+        let issued = parse_rfc3339_utc("2026-12-03T02:30:00Z").unwrap();
+        assert_eq!(rfc3339_utc(token_expiry(issued)), "2026-12-04T00:30:00Z");
+        // 05:59 IST: until 06:00 the same morning.
+        let early = parse_rfc3339_utc("2026-12-03T00:29:00Z").unwrap();
+        assert_eq!(rfc3339_utc(token_expiry(early)), "2026-12-03T00:30:00Z");
+        // Issued at 06:00 IST sharp: the next day's.
+        let six = parse_rfc3339_utc("2026-12-03T00:30:00Z").unwrap();
+        assert_eq!(rfc3339_utc(token_expiry(six)), "2026-12-04T00:30:00Z");
+        assert_eq!(parse_rfc3339_utc("2026-13-03T00:30:00Z"), None);
     }
 
     #[test]

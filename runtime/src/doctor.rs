@@ -4,7 +4,7 @@
 //! | check | fails when |
 //! |---|---|
 //! | `config` | the file does not load (every other check needs it) |
-//! | `token` | Kite refuses the access token (`GET /user/profile`), or there is none |
+//! | `token` | the token is past Kite's daily expiry (06:00 IST), Kite refuses it (`GET /user/profile`), or there is none |
 //! | `instruments` | today's instrument dump is not in `<[storage] dir>/instruments` |
 //! | `holidays` | `[risk.session] holidays` lists nothing for this year (the calendar is out of date) |
 //! | `clock` | chrony reports an offset above [`CLOCK_FAIL_MS`] (warns when it cannot tell) |
@@ -157,10 +157,22 @@ fn token(config: &Config, opts: &Options, env: &dyn Fn(&str) -> Option<String>) 
         Ok(c) => c,
         Err(e) => return check("token", Status::Fail, format!("{e:#}")),
     };
-    let issued = file
-        .and_then(credentials::issued_at)
+    let issued_at = file.and_then(credentials::issued_at);
+    let issued = issued_at
         .map(|t| format!(", issued {}", credentials::rfc3339_utc(t)))
         .unwrap_or_default();
+    if let Some(t) = issued_at
+        && opts.now_unix >= credentials::token_expiry(t)
+    {
+        return check(
+            "token",
+            Status::Fail,
+            format!(
+                "the access token expired at {} (Kite's tokens last until 06:00 IST after they                  are issued{issued})\nWhat to do: run `kestrel login --config ...` for today's                  token",
+                credentials::rfc3339_utc(credentials::token_expiry(t))
+            ),
+        );
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(opts.http_timeout))
         .http_status_as_error(false)

@@ -129,10 +129,7 @@ fn a_good_setup_passes_every_line() {
             "cores"
         ]
     );
-    let not_passing: Vec<_> = checks
-        .iter()
-        .filter(|c| c.status != Status::Pass)
-        .collect();
+    let not_passing: Vec<_> = checks.iter().filter(|c| c.status != Status::Pass).collect();
     assert!(not_passing.is_empty(), "{}", render_text(&checks));
     assert!(line(&checks, "token").detail.contains("user KS0001"));
     assert!(
@@ -198,6 +195,37 @@ fn a_token_kite_refuses_fails_and_says_to_log_in_without_showing_it() {
     );
     assert!(d.contains("kestrel login"), "{d}");
     assert!(!d.contains("sim_token"), "{d}");
+}
+
+#[test]
+fn a_token_issued_before_this_mornings_expiry_fails_even_if_the_venue_still_takes_it() {
+    let s = Setup::new();
+    let secrets = s.dir.path().join("kite.secrets");
+    let with_time = |at: &str| {
+        std::fs::write(
+            &secrets,
+            format!("api_key=kestrel_sim\naccess_token=sim_token\naccess_token_issued_at={at}\n"),
+        )
+        .unwrap();
+    };
+    // Issued yesterday 08:00 IST: expired today 06:00 IST, before NOW (09:30 IST).
+    with_time("2026-12-02T02:30:00Z");
+    let checks = s.run(&s.config(), &opts());
+    assert_eq!(failing(&checks), ["token"], "{}", render_text(&checks));
+    let d = &line(&checks, "token").detail;
+    assert!(
+        d.contains("expired at 2026-12-03T00:30:00Z") && d.contains("kestrel login"),
+        "{d}"
+    );
+    // Issued this morning after 06:00 IST: good.
+    with_time("2026-12-03T01:00:00Z");
+    let checks = s.run(&s.config(), &opts());
+    assert!(failing(&checks).is_empty(), "{}", render_text(&checks));
+    assert!(
+        line(&checks, "token")
+            .detail
+            .contains("issued 2026-12-03T01:00:00Z")
+    );
 }
 
 #[test]
