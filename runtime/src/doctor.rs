@@ -483,7 +483,7 @@ fn disk(config: &Config, opts: &Options) -> Check {
             format!("free space of {} unknown: {e}", existing.display()),
         ),
         Ok(s) => {
-            let free = u64::from(s.blocks_available()).saturating_mul(s.fragment_size());
+            let free = s.blocks_available().saturating_mul(s.fragment_size());
             let detail = format!(
                 "{} free for the journal ({}), {} needed",
                 bytes(free),
