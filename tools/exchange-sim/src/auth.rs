@@ -6,7 +6,7 @@
 //! | GET | `/connect/login?api_key=K&v=3` | the login page: a small HTML form (user id, password) |
 //! | POST | `/connect/login` | 302 to the app's redirect URL with `request_token=..&action=login&status=success` (and the login URL's `redirect_params`) |
 //! | POST | `/session/token` | `api_key`, `request_token`, `checksum` = hex SHA-256 of api_key + request_token + api_secret: a fresh access token (the shape of Kite's `generate_session` answer) |
-//! | DELETE | `/session/token?api_key=K&access_token=T` | the token is invalidated: `{"status":"success","data":true}` |
+//! | DELETE | `/session/token?api_key=K&access_token=T` | the token is invalidated (a ticker sharing these sessions closes its connections): `{"status":"success","data":true}` |
 //! | POST | `/__sim/app` | `redirect_url=...`: the redirect URL registered for the app (no auth) |
 //!
 //! A request token is good for one exchange within [`REQUEST_TOKEN_TTL`]. Every access token

@@ -172,6 +172,8 @@ struct Pending {
 #[derive(Debug)]
 struct Client {
     id: u64,
+    /// The access token it connected with (closed when the sessions invalidate it).
+    access_token: String,
     out: Mutex<ClientOut>,
     /// Mode per instrument (dense by [`InstrumentId`]); `None`: not subscribed.
     subs: Mutex<Vec<Option<KiteMode>>>,
@@ -553,6 +555,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream) {
     };
     let client = Arc::new(Client {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+        access_token: token,
         out: Mutex::new(ClientOut {
             stream: write_half,
             buf: vec![0u8; HEADER_ROOM + 2 + shared.batch * (2 + KiteMode::Full.packet_len())],
@@ -924,6 +927,19 @@ impl Broadcaster {
                 list.retain(|c| !c.closed.load(Ordering::Relaxed));
                 list.clone()
             };
+            // A token the sessions invalidated (logout, or a test revoking it) loses its
+            // connections; reconnecting with it is refused at the handshake.
+            if let Some(sessions) = &shared.sessions {
+                for c in &clients {
+                    if !sessions.is_valid(&shared.api_key, &c.access_token) {
+                        c.close();
+                        tracing::info!(
+                            client = c.id,
+                            "ticker: access token invalidated: connection closed"
+                        );
+                    }
+                }
+            }
             let silent = shared.is_silent();
             if silent {
                 bump(&shared.stats.ticks_suppressed, self.work.len() as u64);
