@@ -2,12 +2,12 @@
 //! every read and write, reconnect on error. `https://` (`api.kite.trade`, rustls) or plain
 //! `http://` (the simulator); the connection itself (plain or TLS) is `transport.rs`'s.
 //!
-//! Credentials come from `KITE_API_KEY` / `KITE_ACCESS_TOKEN` or a `0600` file and are held
-//! in [`Secret`]s, which never print.
+//! Credentials (read by the runtime's `credentials.rs`, the one reader of the environment and
+//! the 0600 file) are held in [`Secret`]s, which never print.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kestrel_engine::{OrderType, Price, Side, TimeInForce};
@@ -49,75 +49,6 @@ impl fmt::Display for Secret {
 pub struct Credentials {
     pub api_key: Secret,
     pub access_token: Secret,
-}
-
-/// Credentials that could not be loaded. Messages name the variable or file, never a value.
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
-    #[error("environment variable {0} is not set")]
-    MissingEnv(&'static str),
-    #[error(
-        "{path} is readable by group or others (mode {mode:o}): run `chmod 600 {path}` and retry"
-    )]
-    TooOpen { path: String, mode: u32 },
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: missing `{key}=` line (expected api_key=... and access_token=...)")]
-    MissingKey { path: String, key: &'static str },
-}
-
-impl Credentials {
-    /// From `KITE_API_KEY` and `KITE_ACCESS_TOKEN`.
-    pub fn from_env() -> Result<Credentials, CredentialsError> {
-        let get = |k: &'static str| {
-            std::env::var(k)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(Secret)
-                .ok_or(CredentialsError::MissingEnv(k))
-        };
-        Ok(Credentials {
-            api_key: get("KITE_API_KEY")?,
-            access_token: get("KITE_ACCESS_TOKEN")?,
-        })
-    }
-
-    /// From a file of `api_key=...` and `access_token=...` lines, which must not be readable
-    /// by group or others (mode 0600 or stricter).
-    pub fn from_file(path: &Path) -> Result<Credentials, CredentialsError> {
-        use std::os::unix::fs::PermissionsExt;
-        let shown = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| CredentialsError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(CredentialsError::TooOpen { path: shown, mode });
-        }
-        let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        let find = |key: &'static str| {
-            text.lines()
-                .filter_map(|l| l.trim().split_once('='))
-                .find(|(k, _)| k.trim() == key)
-                .map(|(_, v)| Secret(v.trim().to_string()))
-                .ok_or(CredentialsError::MissingKey {
-                    path: shown.clone(),
-                    key,
-                })
-        };
-        Ok(Credentials {
-            api_key: find("api_key")?,
-            access_token: find("access_token")?,
-        })
-    }
 }
 
 /// Where the client connects, whom it trusts, its timeouts.
@@ -842,22 +773,6 @@ mod tests {
             assert!(!shown.contains("key_abc123"), "{shown}");
         }
         assert_eq!(c.access_token.expose(), "tok_s3cr3t");
-    }
-
-    #[test]
-    fn refuses_a_credentials_file_readable_by_others() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("kite.secret");
-        std::fs::write(&p, "api_key=k1\naccess_token=t1_secret\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = Credentials::from_file(&p).unwrap_err().to_string();
-        assert!(e.contains(&format!("chmod 600 {}", p.display())), "{e}");
-        assert!(!e.contains("t1_secret"));
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let c = Credentials::from_file(&p).unwrap();
-        assert_eq!(c.access_token.expose(), "t1_secret");
-        assert_eq!(c.api_key.expose(), "k1");
     }
 
     #[test]

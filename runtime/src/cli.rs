@@ -15,8 +15,8 @@ use kestrel_engine::InstrumentTable;
 use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
-    control, credentials, instruments_cmd, journal_cmd, logging, paper, record_cmd, replay,
-    run_cmd, session, sim_cmd, snapshot,
+    control, credentials, doctor, instruments_cmd, journal_cmd, logging, login, paper, record_cmd,
+    replay, run_cmd, session, sim_cmd, snapshot,
 };
 
 #[derive(Parser)]
@@ -73,6 +73,14 @@ pub(crate) enum Command {
         /// Default: a random token per run (printed in the ready line).
         #[arg(long)]
         access_token: Option<String>,
+        /// The app's secret for the login flow's checksum (default: random, printed in the
+        /// ready line).
+        #[arg(long)]
+        api_secret: Option<String>,
+        /// The app's redirect URL: where the simulator's login page sends the browser with
+        /// the request token (`kestrel login` listens there).
+        #[arg(long)]
+        redirect_url: Option<String>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Comma-separated symbols of the default universe (default: all five).
@@ -156,9 +164,52 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: InstrumentsCommand,
     },
+    /// Log in to Kite (the official login flow): prints the login link, catches Kite's
+    /// redirect on 127.0.0.1 (or takes the pasted redirect URL or request token) and writes
+    /// the day's access token to venue.credentials_file (0600). The API secret comes from
+    /// KITE_API_SECRET or that file's api_secret= line.
+    Login(LoginArgs),
+    /// Pre-flight: is today's run ready? Token, instrument dump, this year's holidays, clock,
+    /// static IP, order rate, free disk, order store, config, cores: pass/warn/fail per
+    /// line; exits non-zero on any fail.
+    Doctor(DoctorArgs),
     /// Operate a running kestrel through its control socket (<[storage] dir>/kestrel.sock):
     /// status, pause, resume, kill, flatten.
     Ctl(control::CtlArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LoginArgs {
+    /// Configuration file ([venue] rest_url, login_url, login_callback_port,
+    /// credentials_file; [alerts.telegram] to get the link on the phone).
+    #[arg(long)]
+    config: PathBuf,
+    /// The request token, when you already have it (no listener, no prompt).
+    #[arg(long)]
+    request_token: Option<String>,
+    /// The URL the browser ended on after logging in (it carries the request token).
+    #[arg(long, conflicts_with = "request_token")]
+    redirect_url: Option<String>,
+    /// Listen for Kite's redirect on 127.0.0.1:PORT (default venue.login_callback_port; 0
+    /// picks a free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Give up waiting for the redirect after this long.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DoctorArgs {
+    /// Configuration file.
+    #[arg(long)]
+    config: PathBuf,
+    /// The checklist as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Free space the journal's file system needs, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    min_free_mib: u64,
 }
 
 #[derive(Subcommand)]
@@ -221,6 +272,55 @@ pub(crate) enum InstrumentsCommand {
 pub(crate) enum ConfigCommand {
     /// Check a configuration file and report every problem with its key and line.
     Check { file: PathBuf },
+}
+
+/// `kestrel login`.
+fn login_cmd<S: StrategySet>(args: LoginArgs, instruments: &InstrumentTable) -> Result<()> {
+    let config = Config::load::<S>(Some(&args.config), instruments)?;
+    login::run(
+        &config,
+        login::LoginArgs {
+            request_token: args.request_token,
+            redirect_url: args.redirect_url,
+            port: args.port,
+            timeout: args.timeout,
+        },
+        &mut std::io::stdout().lock(),
+    )?;
+    Ok(())
+}
+
+/// `kestrel doctor`: the checklist, then an error (exit 1) when a line failed.
+fn doctor_cmd<S: StrategySet>(args: DoctorArgs, instruments: &InstrumentTable) -> Result<()> {
+    let checks = match Config::load::<S>(Some(&args.config), instruments) {
+        Ok(config) => doctor::checks(
+            &config,
+            &args.config,
+            &doctor::Options::new(args.min_free_mib.saturating_mul(1 << 20)),
+            &|k| std::env::var(k).ok(),
+        ),
+        Err(e) => vec![doctor::Check {
+            name: "config",
+            status: doctor::Status::Fail,
+            detail: format!("{e:#}"),
+        }],
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doctor::render_json(&checks))?
+        );
+    } else {
+        print!("{}", doctor::render_text(&checks));
+    }
+    let failed = checks
+        .iter()
+        .filter(|c| c.status == doctor::Status::Fail)
+        .count();
+    if failed > 0 {
+        anyhow::bail!("kestrel doctor: {failed} of {} checks failed", checks.len());
+    }
+    Ok(())
 }
 
 /// Runs the `kestrel` command line with the process's arguments; `[strategy] kind` may be
@@ -338,6 +438,8 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             ws_addr,
             api_key,
             access_token,
+            api_secret,
+            redirect_url,
             seed,
             symbols,
             speed,
@@ -355,6 +457,8 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             ws_addr,
             api_key,
             access_token,
+            api_secret,
+            redirect_url,
             seed,
             symbols,
             speed,
@@ -476,6 +580,8 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             }
         }
         Command::Ctl(args) => control::run::<S>(&args, &instruments),
+        Command::Login(args) => login_cmd::<S>(args, &instruments),
+        Command::Doctor(args) => doctor_cmd::<S>(args, &instruments),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

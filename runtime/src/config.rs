@@ -96,6 +96,15 @@ pub struct VenueSection {
     pub product: String,
     /// Cancel orders still open at the venue when kestrel stops.
     pub cancel_open_on_exit: bool,
+    /// Where Kite's login page is (`kestrel login`); default: `https://kite.zerodha.com`
+    /// with Kite's REST URL, else `rest_url` (the simulator serves both).
+    pub login_url: Option<String>,
+    /// The 127.0.0.1 port `kestrel login` catches Kite's redirect on: register
+    /// `http://127.0.0.1:PORT/` as your Kite app's redirect URL. 0 picks a free port.
+    pub login_callback_port: u16,
+    /// The static IP registered with the broker (SEBI: orders only from it); `kestrel
+    /// doctor` checks the machine has it.
+    pub static_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for VenueSection {
@@ -106,11 +115,25 @@ impl Default for VenueSection {
             credentials_file: None,
             product: "MIS".into(),
             cancel_open_on_exit: true,
+            login_url: None,
+            login_callback_port: 5000,
+            static_ip: None,
         }
     }
 }
 
 impl VenueSection {
+    /// The base URL of Kite's login page (see [`VenueSection::login_url`]).
+    pub fn login_base(&self) -> String {
+        match &self.login_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None if self.rest_url.trim_end_matches('/') == "https://api.kite.trade" => {
+                "https://kite.zerodha.com".into()
+            }
+            None => self.rest_url.trim_end_matches('/').to_string(),
+        }
+    }
+
     /// The product the gateway places (and estimates charges) with.
     pub fn product(&self) -> kestrel_engine::fees::Product {
         match self.product.as_str() {
@@ -439,6 +462,11 @@ impl Config {
                 ["http://", "https://"],
             ),
             ("venue.ws_url", &self.venue.ws_url, ["ws://", "wss://"]),
+            (
+                "venue.login_url",
+                &self.venue.login_base(),
+                ["http://", "https://"],
+            ),
         ] {
             if !schemes.iter().any(|s| url.starts_with(s)) {
                 bail!(

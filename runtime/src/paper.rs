@@ -74,6 +74,8 @@ pub fn run_with<S: StrategySet>(
         ws_addr: loopback,
         api_key: "kestrel_paper".into(),
         access_token: None,
+        api_secret: None,
+        redirect_url: None,
         seed,
         symbols: None,
         speed: config.paper.tick_rate as f64 / 100.0,

@@ -31,6 +31,11 @@ pub struct SimArgs {
     pub api_key: String,
     /// `None`: a random token for this run.
     pub access_token: Option<String>,
+    /// The app's secret for `POST /session/token`; `None`: a random one for this run.
+    pub api_secret: Option<String>,
+    /// Where the login page redirects (the app's registered redirect URL); `None`: the
+    /// simulator's default. `POST /__sim/app` changes it while running.
+    pub redirect_url: Option<String>,
     pub seed: u64,
     /// `None`: the default universe.
     pub symbols: Option<Vec<String>>,
@@ -143,6 +148,7 @@ pub struct Sim {
     pub ws_root: String,
     pub api_key: String,
     pub access_token: String,
+    pub api_secret: String,
     pub instruments: InstrumentTable,
     pub venue: SharedVenue,
     /// Stops the market thread (the servers stay up until [`Sim::shutdown`]).
@@ -165,6 +171,8 @@ impl Sim {
             "rest": self.rest_url,
             "api_key": self.api_key,
             "access_token": self.access_token,
+            "api_secret": self.api_secret,
+            "login_url": format!("{}/connect/login?api_key={}&v=3", self.rest_url, self.api_key),
             "instruments": list,
         })
     }
@@ -273,10 +281,17 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         v.drain_updates();
     }
 
+    let api_secret = args.api_secret.clone().unwrap_or_else(random_token);
+    let defaults = RestConfig::default();
     let rest_cfg = RestConfig {
         api_key: args.api_key.clone(),
         access_token: access_token.clone(),
-        ..RestConfig::default()
+        api_secret: api_secret.clone(),
+        redirect_url: args
+            .redirect_url
+            .clone()
+            .unwrap_or(defaults.redirect_url.clone()),
+        ..defaults
     };
     let listener = TcpListener::bind(args.rest_addr)
         .with_context(|| format!("binding the REST server to {}", args.rest_addr))?;
@@ -288,6 +303,7 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         addr: args.ws_addr,
         instruments: instruments.clone(),
         source: TickSource::Manual,
+        sessions: Some(rest.sessions()),
         ..TickerConfig::new(&args.api_key, &access_token)
     })
     .with_context(|| format!("starting the ticker WebSocket server on {}", args.ws_addr))?;
@@ -388,6 +404,7 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         ws_root,
         api_key: args.api_key.clone(),
         access_token,
+        api_secret,
         instruments,
         venue,
         market_stop: stop,
@@ -487,6 +504,8 @@ mod tests {
             ws_addr: "127.0.0.1:0".parse().unwrap(),
             api_key: "k".into(),
             access_token: Some("t".into()),
+            api_secret: None,
+            redirect_url: None,
             seed: 7,
             symbols: Some(vec!["INFY".into()]),
             speed: 0.0001, // one tick every 100 s
@@ -602,6 +621,8 @@ mod tests {
             ws_addr: "127.0.0.1:0".parse().unwrap(),
             api_key: "k".into(),
             access_token: Some("t".into()),
+            api_secret: None,
+            redirect_url: None,
             seed: 7,
             symbols: None,
             speed: 1.0,
@@ -697,6 +718,8 @@ mod tests {
             ws_addr: "127.0.0.1:0".parse().unwrap(),
             api_key: "k".into(),
             access_token: Some("t".into()),
+            api_secret: None,
+            redirect_url: None,
             seed: 7,
             symbols: None,
             speed: 1.0,

@@ -1,4 +1,5 @@
-//! What kestrel's tests share, so that each test says only what it checks: a certificate
+//! What kestrel's tests share, so that each test says only what it checks: a browser for
+//! the login flow ([`browser`]), a certificate
 //! chain for the TLS tests ([`certs`]), the exchange simulator in process or as `kestrel sim`
 //! ([`sim`]), a gateway at it ([`gateway`]), instrument tables of Kite's size ([`instruments`]) and risk-approved orders for it ([`orders`]), a
 //! config pointed at a temporary directory and a simulator ([`config`]), child processes
@@ -9,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod certs;
 pub mod config;
 pub mod gateway;

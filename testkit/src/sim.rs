@@ -301,6 +301,8 @@ pub struct SimProcess {
     pub ws: String,
     pub api_key: String,
     pub access_token: String,
+    /// The app's secret, for the login flow's checksum.
+    pub api_secret: String,
 }
 
 impl SimProcess {
@@ -326,6 +328,7 @@ impl SimProcess {
             ws: s("ws"),
             api_key: s("api_key"),
             access_token: s("access_token"),
+            api_secret: s("api_secret"),
             _child: child,
         }
     }

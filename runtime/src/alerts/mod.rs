@@ -170,6 +170,22 @@ impl Alert {
         )
     }
 
+    /// The Kite login link (`kestrel login`, or a session without a valid token): the
+    /// trader opens it on the phone and logs in.
+    pub fn login_link(url: &str) -> Alert {
+        Alert::new(
+            Severity::Warning,
+            AlertKind::Incident,
+            "login-link",
+            "kestrel: log in to Kite",
+            body(
+                format!("Kite needs today's login. Open this link and log in:\n{url}"),
+                "log in with the link; `kestrel login` stores the token it gets (or run \
+                 `kestrel login --redirect-url URL` with the URL the browser ended on).",
+            ),
+        )
+    }
+
     /// The whole message as chat transports send it: `[CRITICAL] title`, then the body.
     pub fn text(&self) -> String {
         format!("[{}] {}\n{}", self.severity.name(), self.title, self.body)

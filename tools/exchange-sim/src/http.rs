@@ -67,6 +67,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// The `Location` header of a redirect.
+    pub location: Option<String>,
 }
 
 impl Response {
@@ -75,7 +77,18 @@ impl Response {
             status,
             content_type: "application/json",
             body: body.into_bytes(),
+            location: None,
         }
+    }
+
+    /// This response with a `Location` header (a redirect).
+    pub fn with_location(mut self, url: String) -> Response {
+        self.location = Some(url);
+        self
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
     }
 }
 
@@ -251,8 +264,12 @@ fn error_and_close(stream: &mut TcpStream, status: u16, msg: &str) -> io::Result
 }
 
 fn write_response(stream: &mut TcpStream, resp: &Response, close: bool) -> io::Result<()> {
+    let location = match &resp.location {
+        Some(url) => format!("Location: {url}\r\n"),
+        None => String::new(),
+    };
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{location}Connection: {}\r\n\r\n",
         resp.status,
         reason(resp.status),
         resp.content_type,
@@ -268,6 +285,7 @@ fn write_response(stream: &mut TcpStream, resp: &Response, close: bool) -> io::R
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",

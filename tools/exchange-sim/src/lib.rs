@@ -10,12 +10,15 @@
 //! * [`http`] and [`rest`]: a Kite-compatible REST server with faults on demand; its
 //!   instrument dump is [`listing`] (equities, `NIFTY 50`, the futures and options
 //!   [`chains`]), its quotes [`market_data`], its demat account [`holdings`].
+//! * [`auth`]: Kite's login page, its redirect, `/session/token` with the checksum, and the
+//!   live access tokens ([`auth::Sessions`]) the REST API and the ticker accept.
 //! * [`ticker`]: the Kite ticker WebSocket server ([`TickerServer`], fed and faulted through
 //!   a [`TickerHandle`]), speaking the exact Kite binary layout over RFC 6455.
 //! * [`order_updates`]: the venue's order changes to the ticker's clients as Kite's
 //!   `{"type":"order"}` text frames ([`UpdateRelay`], [`UpdatePump`]).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod bridge;
 pub mod chains;
 pub mod gateway_venue;

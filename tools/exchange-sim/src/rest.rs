@@ -17,6 +17,7 @@
 //! | GET | `/instruments`, `/instruments/{exchange}` | the day's dump as Kite's CSV ([`crate::listing`]) |
 //! | GET | `/quote`, `/quote/ohlc`, `/quote/ltp` | quotes of `i=EXCHANGE:SYMBOL`... ([`crate::market_data`]) |
 //! | GET, POST | `/__sim/faults` | read or set the injected faults (no auth; see [`Faults`]) |
+//! | GET, POST, DELETE | `/connect/login`, `/session/token` | Kite's login flow and sessions ([`crate::auth`]) |
 //!
 //! Every Kite route needs `X-Kite-Version: 3` and `Authorization: token api_key:access_token`;
 //! without them the answer is 403 TokenException. Errors use Kite's envelope
@@ -41,6 +42,7 @@ use kestrel_instruments::{DumpRow, InstrumentMaster, dump};
 use serde_json::{Map, Value, json};
 use time::Date;
 
+use crate::auth::Sessions;
 use crate::holdings::{Holding, holdings_json};
 use crate::http::{Handler, Reply, Request, Response};
 use crate::listing::{self, venue_today};
@@ -55,7 +57,12 @@ use crate::venue::{PaperVenue, VenueError};
 #[derive(Clone, Debug)]
 pub struct RestConfig {
     pub api_key: String,
+    /// Valid from the start; more are issued by the login flow ([`crate::auth`]).
     pub access_token: String,
+    /// The app's secret, for the session checksum of `POST /session/token`.
+    pub api_secret: String,
+    /// Where a successful login redirects (the app's registered redirect URL).
+    pub redirect_url: String,
     pub user_id: String,
     /// Order placements allowed per rolling window per API key (Kite: 10 a second).
     pub orders_per_second: usize,
@@ -73,6 +80,8 @@ impl Default for RestConfig {
         RestConfig {
             api_key: "kestrel_sim".into(),
             access_token: "sim_token".into(),
+            api_secret: "sim_secret".into(),
+            redirect_url: "http://127.0.0.1:5000/".into(),
             user_id: "KS0001".into(),
             orders_per_second: 10,
             rate_window: Duration::from_secs(1),
@@ -134,6 +143,8 @@ pub type SharedVenue = Arc<Mutex<PaperVenue>>;
 pub struct KiteRest {
     cfg: RestConfig,
     venue: SharedVenue,
+    /// Live access tokens and the login flow.
+    sessions: Sessions,
     faults: Mutex<Faults>,
     /// Times of the recent order placements (the simulator knows one API key).
     placements: Mutex<VecDeque<Instant>>,
@@ -180,6 +191,7 @@ type ApiResult = Result<Value, ApiError>;
 impl KiteRest {
     pub fn new(cfg: RestConfig, venue: SharedVenue) -> KiteRest {
         KiteRest {
+            sessions: Sessions::new(&cfg),
             cfg,
             venue,
             faults: Mutex::new(Faults::default()),
@@ -222,6 +234,12 @@ impl KiteRest {
         *lock(&self.waker) = Some(thread);
     }
 
+    /// The access tokens this server accepts and the login flow's state; share it with the
+    /// ticker ([`crate::TickerConfig::sessions`]) so that both accept the same tokens.
+    pub fn sessions(&self) -> Sessions {
+        self.sessions.clone()
+    }
+
     pub fn set_faults(&self, f: Faults) {
         *lock(&self.faults) = f;
     }
@@ -233,6 +251,9 @@ impl KiteRest {
     fn route(&self, req: &Request) -> Result<Reply, ApiError> {
         let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         let m = req.method.as_str();
+        if let Some(reply) = self.sessions.route(req) {
+            return reply;
+        }
         if segs.first() == Some(&"__sim") {
             return match (m, segs.as_slice()) {
                 ("GET", ["__sim", "faults"]) => Ok(success(self.faults().to_json())),
@@ -304,8 +325,12 @@ impl KiteRest {
                 "Missing or unsupported `X-Kite-Version` header: send `X-Kite-Version: 3`.".into(),
             ));
         }
-        let expected = format!("token {}:{}", self.cfg.api_key, self.cfg.access_token);
-        if req.header("authorization") != Some(expected.as_str()) {
+        let valid = req
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("token "))
+            .and_then(|h| h.split_once(':'))
+            .is_some_and(|(key, token)| self.sessions.is_valid(key, token));
+        if !valid {
             return Err(ApiError(
                 403,
                 "TokenException",
@@ -672,6 +697,7 @@ impl KiteRest {
             status: 200,
             content_type: "text/csv",
             body: csv.into_bytes(),
+            location: None,
         })
     }
 

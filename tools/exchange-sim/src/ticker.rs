@@ -76,6 +76,9 @@ pub struct TickerConfig {
     pub heartbeat_interval: Duration,
     /// Largest message accepted from a client.
     pub max_client_message: usize,
+    /// When set, any live token of these sessions connects (the REST server's, so that a
+    /// token from the login flow works here too); otherwise only `api_key`/`access_token`.
+    pub sessions: Option<crate::auth::Sessions>,
 }
 
 impl TickerConfig {
@@ -90,6 +93,7 @@ impl TickerConfig {
             batch: 256,
             heartbeat_interval: Duration::from_secs(1),
             max_client_message: 64 * 1024,
+            sessions: None,
         }
     }
 }
@@ -168,6 +172,8 @@ struct Pending {
 #[derive(Debug)]
 struct Client {
     id: u64,
+    /// The access token it connected with (closed when the sessions invalidate it).
+    access_token: String,
     out: Mutex<ClientOut>,
     /// Mode per instrument (dense by [`InstrumentId`]); `None`: not subscribed.
     subs: Mutex<Vec<Option<KiteMode>>>,
@@ -233,6 +239,7 @@ impl Client {
 struct Shared {
     api_key: String,
     access_token: String,
+    sessions: Option<crate::auth::Sessions>,
     instruments: InstrumentTable,
     batch: usize,
     heartbeat_interval: Duration,
@@ -288,6 +295,7 @@ impl TickerServer {
         let shared = Arc::new(Shared {
             api_key: cfg.api_key,
             access_token: cfg.access_token,
+            sessions: cfg.sessions,
             instruments: cfg.instruments,
             batch: cfg.batch.clamp(1, 4096),
             heartbeat_interval: cfg.heartbeat_interval,
@@ -527,10 +535,15 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream) {
             }
         }
     };
-    let key_ok = request.query_param("api_key").as_deref() == Some(shared.api_key.as_str());
-    let token_ok =
-        request.query_param("access_token").as_deref() == Some(shared.access_token.as_str());
-    if !(key_ok && token_ok) {
+    let (key, token) = (
+        request.query_param("api_key").unwrap_or_default(),
+        request.query_param("access_token").unwrap_or_default(),
+    );
+    let valid = match &shared.sessions {
+        Some(s) => s.is_valid(&key, &token),
+        None => key == shared.api_key && token == shared.access_token,
+    };
+    if !valid {
         bump(&shared.stats.rejected, 1);
         let resp = error_response(403, "Forbidden", TOKEN_ERROR_BODY);
         let _ = stream.write_all(resp.as_bytes());
@@ -542,6 +555,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream) {
     };
     let client = Arc::new(Client {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+        access_token: token,
         out: Mutex::new(ClientOut {
             stream: write_half,
             buf: vec![0u8; HEADER_ROOM + 2 + shared.batch * (2 + KiteMode::Full.packet_len())],
@@ -913,6 +927,19 @@ impl Broadcaster {
                 list.retain(|c| !c.closed.load(Ordering::Relaxed));
                 list.clone()
             };
+            // A token the sessions invalidated (logout, or a test revoking it) loses its
+            // connections; reconnecting with it is refused at the handshake.
+            if let Some(sessions) = &shared.sessions {
+                for c in &clients {
+                    if !sessions.is_valid(&shared.api_key, &c.access_token) {
+                        c.close();
+                        tracing::info!(
+                            client = c.id,
+                            "ticker: access token invalidated: connection closed"
+                        );
+                    }
+                }
+            }
             let silent = shared.is_silent();
             if silent {
                 bump(&shared.stats.ticks_suppressed, self.work.len() as u64);

@@ -151,3 +151,49 @@ fn the_same_seed_gives_a_byte_identical_stream() {
     assert_eq!(f.opcode, Opcode::Binary);
     assert_eq!(&f.payload[2..4], &44u16.to_be_bytes());
 }
+
+#[test]
+fn an_invalidated_token_loses_its_connection_and_cannot_reconnect() {
+    use std::sync::{Arc, Mutex};
+
+    use kestrel_engine::InstrumentTable;
+    use kestrel_exchange_sim::rest::{KiteRest, RestConfig};
+    use kestrel_exchange_sim::{MatchingConfig, PaperVenue};
+
+    let venue = Arc::new(Mutex::new(PaperVenue::new(
+        InstrumentTable::nse_default(),
+        MatchingConfig::default(),
+    )));
+    let rest = KiteRest::new(
+        RestConfig {
+            api_key: "k".into(),
+            access_token: "t".into(),
+            ..RestConfig::default()
+        },
+        venue,
+    );
+    let sessions = rest.sessions();
+    let server = TickerServer::start(TickerConfig {
+        sessions: Some(sessions.clone()),
+        ..TickerConfig::new("k", "t")
+    })
+    .unwrap();
+    let (mut s, _) = open(&server);
+    assert!(sessions.revoke("t"));
+    // Heartbeats may come first; then the server closes (bounded by the read timeout).
+    let mut chunk = [0u8; 4096];
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => assert!(
+                std::time::Instant::now() < end,
+                "the connection stayed open"
+            ),
+        }
+    }
+    let (mut s, mut buf) = connect(&server, "api_key=k&access_token=t");
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8(buf).unwrap();
+    assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{text}");
+}

@@ -27,6 +27,7 @@ pub fn write_config(dir: &Path, sim: &SimProcess) -> PathBuf {
 }
 
 /// `POST /__sim/faults` with a form body; bounded, panics if the simulator refuses.
+#[allow(dead_code)] // each test binary compiles this module; not every one injects faults
 pub fn post_faults(rest: &str, body: &str) {
     let addr = rest.trim_start_matches("http://").trim_end_matches('/');
     let mut s = TcpStream::connect(addr).expect("connecting to the simulator");
