@@ -22,6 +22,7 @@ pub mod auth;
 pub mod bridge;
 pub mod chains;
 pub mod gateway_venue;
+pub mod historical;
 pub mod holdings;
 pub mod http;
 pub mod listing;

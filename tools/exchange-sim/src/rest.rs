@@ -15,6 +15,7 @@
 //! | GET | `/user/margins`, `/user/margins/{segment}`, `/user/profile` | a simple cash account and a fixed profile |
 //! | GET | `/portfolio/holdings` | the account's opening holdings ([`crate::holdings`]) |
 //! | GET | `/instruments`, `/instruments/{exchange}` | the day's dump as Kite's CSV ([`crate::listing`]) |
+//! | GET | `/instruments/historical/{token}/{interval}` | candles ([`crate::historical`]) |
 //! | GET | `/quote`, `/quote/ohlc`, `/quote/ltp` | quotes of `i=EXCHANGE:SYMBOL`... ([`crate::market_data`]) |
 //! | GET, POST | `/__sim/faults` | read or set the injected faults (no auth; see [`Faults`]) |
 //! | GET, POST, DELETE | `/connect/login`, `/session/token` | Kite's login flow and sessions ([`crate::auth`]) |
@@ -167,6 +168,7 @@ enum Listing {
 }
 
 /// A Kite error: HTTP status, `error_type`, message.
+#[derive(Debug)]
 pub(crate) struct ApiError(pub(crate) u16, pub(crate) &'static str, pub(crate) String);
 
 impl ApiError {
@@ -294,6 +296,9 @@ impl KiteRest {
             ("GET", ["user", "margins"]) => Ok(self.margins()),
             ("GET", ["user", "margins", segment]) => self.segment_margins(segment),
             ("GET", ["user", "profile"]) => Ok(self.profile()),
+            ("GET", ["instruments", "historical", token, interval]) => {
+                self.historical(req, token, interval)
+            }
             ("GET", ["instruments"]) => return Ok(self.instruments(None)),
             ("GET", ["instruments", ex]) => return Ok(self.instruments(Some(ex))),
             ("GET", ["quote"]) => self.quote(req, QuoteMode::Full),
@@ -661,6 +666,21 @@ impl KiteRest {
         let listing = self.listing();
         let v = lock(&self.venue);
         Ok(quotes(&v, &listing, &keys, mode))
+    }
+
+    fn historical(&self, req: &Request, token: &str, interval: &str) -> ApiResult {
+        let listing = self.listing();
+        let row = token
+            .parse::<u32>()
+            .ok()
+            .and_then(|t| listing.by_token(t))
+            .ok_or_else(|| ApiError::input(format!("invalid token: {token}")))?;
+        let base = if row.last_price.0 > 0 {
+            row.last_price.0 as f64 / kestrel_engine::fixed::SCALE as f64
+        } else {
+            1_000.0
+        };
+        crate::historical::candles(row.instrument_token, base, interval, &req.query)
     }
 
     fn profile(&self) -> Value {
