@@ -11,6 +11,7 @@ pub mod cli;
 mod config;
 mod control;
 mod credentials;
+mod instrument_select;
 mod instruments_cmd;
 mod journal_cmd;
 mod logging;

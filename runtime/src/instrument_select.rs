@@ -1,0 +1,639 @@
+//! `[instruments]`: what a session trades, named the way Kite users name it, resolved
+//! against the day's instrument master into the session's [`InstrumentTable`].
+//!
+//! ```toml
+//! [instruments]
+//! select = [
+//!     "NSE:INFY",                                             # a name as Kite writes it
+//!     "NFO:NIFTY26DEC26000CE",
+//!     { underlying = "NIFTY", future = "current" },           # the current-month future
+//!     { underlying = "NIFTY", option = "nearest", right = "CE", width = 1 },
+//! ]
+//! ```
+//!
+//! A rule table takes `underlying` and one of `future = "current"` or `option = "nearest"`
+//! (the first expiry on or after today: the weekly one where weeklies are listed) or
+//! `option = "monthly"`; options take `right` (`"CE"`, `"PE"` or `"both"`, the default) and
+//! `width` (strikes each side of the at-the-money one, 0 by default: the ATM strike only,
+//! placed by the underlying's last price from the venue's `/quote/ltp` at start-up);
+//! `exchange` is `"NFO"` unless given (`"BFO"` for SENSEX); `name` gives the entry a name a
+//! strategy's `instruments` can use (the symbols a rule picks are known only at start-up).
+//!
+//! Nothing selected: the five default equities. A name or rule that does not resolve is an
+//! error naming the entry, its line, and (for a name) the closest names the dump lists.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use kestrel_engine::instrument::Exchange;
+use kestrel_engine::{InstrumentTable, Price};
+use kestrel_instruments::select::{Expiry, Rights, Selector};
+use kestrel_instruments::{FreezeLimits, InstrumentMaster, dump};
+use kestrel_instruments::market_data::MarketData;
+use serde::Deserialize;
+use time::Date;
+
+use crate::config::Config;
+use crate::strategies::StrategySet;
+
+/// The `[instruments]` section as written.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InstrumentsSection {
+    /// Names and rules (see the module docs); empty: the five default equities.
+    pub select: Vec<toml::Spanned<toml::Value>>,
+    /// The exchange's freeze limits (`SYMBOL,VOL_FRZ_QTY` lines); default: the list shipped
+    /// in `instruments/data/freeze_qty.csv`.
+    pub freeze_file: Option<PathBuf>,
+    /// Freeze quantities by underlying that replace the file's (`NIFTY = 1800`).
+    pub freeze_qty: BTreeMap<String, u32>,
+    /// Read each instrument's circuit limits from the venue's `/quote` at start-up and keep
+    /// orders inside them.
+    pub price_bands: bool,
+}
+
+impl Default for InstrumentsSection {
+    fn default() -> Self {
+        InstrumentsSection {
+            select: Vec::new(),
+            freeze_file: None,
+            freeze_qty: BTreeMap::new(),
+            price_bands: true,
+        }
+    }
+}
+
+/// One `select` entry, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub selector: Selector,
+    /// `name = "..."` of a rule: what strategies may call its instruments.
+    pub alias: Option<String>,
+    /// `select[i]` and its line, for errors.
+    pub place: String,
+}
+
+/// The session's table: the five default equities until a selection is resolved.
+#[derive(Clone, Debug)]
+pub struct SessionTable(pub InstrumentTable);
+
+impl Default for SessionTable {
+    fn default() -> Self {
+        SessionTable(InstrumentTable::nse_default())
+    }
+}
+
+impl PartialEq for SessionTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(other.0.iter())
+                .all(|((_, a), (_, b))| a == b)
+    }
+}
+
+/// A resolved selection.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub table: InstrumentTable,
+    /// A rule's `name` → the symbols it picked.
+    pub aliases: BTreeMap<String, Vec<String>>,
+    /// Each instrument as `EXCHANGE:SYMBOL`, in table order (for quotes).
+    pub names: Vec<String>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl InstrumentsSection {
+    /// Nothing selected: the session trades the default equities.
+    pub fn is_default(&self) -> bool {
+        self.select.is_empty()
+    }
+
+    /// Parses every entry; `text` is the file the section came from (for line numbers).
+    pub fn entries(&self, text: &str) -> Result<Vec<Entry>> {
+        let mut seen_alias = HashSet::new();
+        self.select
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let place = format!(
+                    "instruments.select[{i}] (line {})",
+                    line_of(text, v.span().start)
+                );
+                let entry = parse_entry(v.get_ref(), &place)?;
+                if let Some(a) = &entry.alias
+                    && !seen_alias.insert(a.clone())
+                {
+                    bail!("{place}: name = {a:?} is given to two entries");
+                }
+                Ok(entry)
+            })
+            .collect()
+    }
+
+    /// The freeze limits: the file (or the shipped list), then the overrides.
+    pub fn freeze_limits(&self) -> Result<FreezeLimits> {
+        let mut limits = match &self.freeze_file {
+            None => FreezeLimits::builtin(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("reading instruments.freeze_file {}", path.display())
+                })?;
+                FreezeLimits::parse(&text, &path.display().to_string())?
+            }
+        };
+        for (underlying, &qty) in &self.freeze_qty {
+            if qty == 0 {
+                bail!("instruments.freeze_qty.{underlying} must be positive");
+            }
+            limits.set(underlying, qty);
+        }
+        Ok(limits)
+    }
+
+    pub fn validate(&self, text: &str) -> Result<()> {
+        self.entries(text)?;
+        for (underlying, &qty) in &self.freeze_qty {
+            if qty == 0 {
+                bail!("instruments.freeze_qty.{underlying} must be positive, got 0");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_entry(value: &toml::Value, place: &str) -> Result<Entry> {
+    let table = match value {
+        toml::Value::String(name) => {
+            return Ok(Entry {
+                selector: Selector::Name(name.clone()),
+                alias: None,
+                place: format!("{place} {name:?}"),
+            });
+        }
+        toml::Value::Table(t) => t,
+        other => bail!(
+            "{place}: expected a name (\"NSE:INFY\") or a rule table \
+             ({{ underlying = \"NIFTY\", future = \"current\" }}), got {other}"
+        ),
+    };
+    const KEYS: [&str; 7] = [
+        "underlying",
+        "future",
+        "option",
+        "right",
+        "width",
+        "exchange",
+        "name",
+    ];
+    if let Some(k) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        bail!("{place}: unknown key {k:?} (expected one of {})", KEYS.join(", "));
+    }
+    let string = |key: &str| -> Result<Option<String>> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => bail!("{place}: {key} must be a string, got {other}"),
+        }
+    };
+    let underlying = string("underlying")?
+        .ok_or_else(|| anyhow!("{place}: a rule needs underlying = \"NIFTY\" (or another)"))?
+        .to_ascii_uppercase();
+    let exchange = match string("exchange")?.as_deref() {
+        None => Exchange::Nfo,
+        Some(e) => match dump::parse_exchange(&e.to_ascii_uppercase()) {
+            Some(x @ (Exchange::Nfo | Exchange::Bfo | Exchange::Mcx | Exchange::Cds)) => x,
+            _ => bail!("{place}: exchange must be a derivatives exchange (NFO, BFO, MCX, CDS), got {e:?}"),
+        },
+    };
+    let alias = string("name")?;
+    let place = format!("{place} ({underlying})");
+    let selector = match (string("future")?, string("option")?) {
+        (Some(f), None) => {
+            if f != "current" {
+                bail!("{place}: future = \"current\" is the one future rule, got {f:?}");
+            }
+            if table.contains_key("right") || table.contains_key("width") {
+                bail!("{place}: right and width belong to option rules");
+            }
+            Selector::Future {
+                underlying,
+                exchange,
+            }
+        }
+        (None, Some(o)) => {
+            let expiry = match o.as_str() {
+                "nearest" => Expiry::Nearest,
+                "monthly" => Expiry::Monthly,
+                _ => bail!("{place}: option must be \"nearest\" or \"monthly\", got {o:?}"),
+            };
+            let rights = match string("right")?.as_deref().map(str::to_ascii_uppercase) {
+                None => Rights::Both,
+                Some(r) => match r.as_str() {
+                    "CE" => Rights::Ce,
+                    "PE" => Rights::Pe,
+                    "BOTH" => Rights::Both,
+                    _ => bail!("{place}: right must be \"CE\", \"PE\" or \"both\", got {r:?}"),
+                },
+            };
+            let width = match table.get("width") {
+                None => 0,
+                Some(toml::Value::Integer(w @ 0..=50)) => *w as usize,
+                Some(other) => bail!(
+                    "{place}: width (strikes each side of the at-the-money one) must be 0..=50, got {other}"
+                ),
+            };
+            Selector::Options {
+                underlying,
+                exchange,
+                expiry,
+                rights,
+                width,
+            }
+        }
+        (Some(_), Some(_)) => bail!("{place}: a rule is a future or an option, not both"),
+        (None, None) => bail!(
+            "{place}: say which contracts: future = \"current\" or option = \"nearest\" (or \"monthly\")"
+        ),
+    };
+    Ok(Entry {
+        selector,
+        alias,
+        place,
+    })
+}
+
+/// Resolves `entries` against `master` on `today`: option rules place their strikes at the
+/// underlying's last price, asked of `ltp` once for all of them (the venue's `/quote/ltp`);
+/// each instrument carries its underlying's freeze limit. An instrument two entries pick is
+/// listed once. `origin` names the configuration in errors.
+pub fn resolve(
+    entries: &[Entry],
+    origin: &str,
+    master: &InstrumentMaster,
+    today: Date,
+    freeze: &FreezeLimits,
+    ltp: &mut dyn FnMut(&[String]) -> Result<HashMap<String, Price>>,
+) -> Result<Resolved> {
+    let spots: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.selector.spot_name())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let prices = if spots.is_empty() {
+        HashMap::new()
+    } else {
+        ltp(&spots).with_context(|| {
+            format!(
+                "{origin}: asking the last price of {} to place at-the-money strikes",
+                spots.join(", ")
+            )
+        })?
+    };
+    let mut rows = Vec::new();
+    let mut tokens = HashSet::new();
+    let mut aliases = BTreeMap::new();
+    for e in entries {
+        let spot = e
+            .selector
+            .spot_name()
+            .and_then(|name| prices.get(&name).copied());
+        let picked = e
+            .selector
+            .resolve(master, today, spot)
+            .map_err(|err| anyhow!("{origin}: {}: {err}", e.place))?;
+        if let Some(alias) = &e.alias {
+            aliases.insert(
+                alias.clone(),
+                picked.iter().map(|r| r.tradingsymbol.clone()).collect(),
+            );
+        }
+        for r in picked {
+            if tokens.insert(r.instrument_token) {
+                rows.push(r);
+            }
+        }
+    }
+    let names = rows.iter().map(|r| r.name()).collect();
+    let table = InstrumentTable::new(
+        rows.iter()
+            .map(|r| r.to_instrument(freeze.for_row(r)))
+            .collect(),
+    )
+    .with_context(|| format!("{origin}: building the instrument table"))?;
+    Ok(Resolved {
+        table,
+        aliases,
+        names,
+    })
+}
+
+/// The day's master from the dump cache under `storage_dir` (`kestrel instruments sync`
+/// fills it); an error says how to fill it.
+pub fn master_from_cache(storage_dir: &Path, today: Date) -> Result<InstrumentMaster> {
+    let cache = kestrel_instruments::DumpCache::new(crate::instruments_cmd::cache_dir(storage_dir));
+    match cache.latest(today)? {
+        Some((date, path)) => {
+            if date != today {
+                tracing::warn!(dump = %path.display(), %date, %today, "the newest instrument dump is not today's: run `kestrel instruments sync`");
+            }
+            Ok(cache.load(&path)?)
+        }
+        None => bail!(
+            "[instruments] select names instruments, but no instrument dump is stored in {}: \
+             run `kestrel instruments sync` first",
+            cache.dir().display()
+        ),
+    }
+}
+
+/// Resolves `[instruments]` and binds `config` to the session's table (see
+/// [`Config::bind`]): the default equities when nothing is selected, else the selection
+/// resolved against `master()` (the day's dump) on `today`, option rules placed at the last
+/// prices `market` gives (`/quote/ltp`). Then, unless `[instruments] price_bands = false`,
+/// each instrument's circuit limits from `market`'s `/quote` become its price band in the
+/// risk gate.
+pub fn bind_session<S: StrategySet>(
+    config: &mut Config,
+    today: Date,
+    master: impl FnOnce() -> Result<InstrumentMaster>,
+    market: Option<&MarketData>,
+) -> Result<()> {
+    let origin = config.origin.clone();
+    if config.instruments.is_default() {
+        config.bind::<S>(InstrumentTable::nse_default(), &BTreeMap::new())?;
+    } else {
+        let entries = config
+            .instruments
+            .entries(&config.source_text)
+            .with_context(|| format!("checking config {origin}"))?;
+        let freeze = config.instruments.freeze_limits()?;
+        let master = master()?;
+        let resolved = resolve(&entries, &origin, &master, today, &freeze, &mut |names| {
+            let Some(market) = market else {
+                bail!("the venue's /quote/ltp is needed and there is none here");
+            };
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            Ok(market.ltp(&names)?)
+        })?;
+        for (id, ins) in resolved.table.iter() {
+            tracing::info!(
+                instrument = %resolved.names[id.index()],
+                lot = ins.lot_size.0,
+                tick = %ins.tick_size,
+                freeze = ins.freeze_qty.0,
+                divisor = ins.price_divisor,
+                "selected"
+            );
+        }
+        config.bind::<S>(resolved.table, &resolved.aliases)?;
+    }
+    if config.instruments.price_bands
+        && let Some(market) = market
+    {
+        let n = apply_price_bands(config, market)?;
+        tracing::info!(
+            instruments = n,
+            "price bands from the venue's circuit limits"
+        );
+    }
+    Ok(())
+}
+
+/// Each instrument's circuit limits from `/quote`, set as its price band
+/// ([`InstrumentLimits::circuit`](kestrel_risk::config::InstrumentLimits::circuit)); how many
+/// instruments have one. An instrument quoted without limits keeps the fat-finger band only.
+pub fn apply_price_bands(config: &mut Config, market: &MarketData) -> Result<usize> {
+    let table = &config.table.0;
+    let names: Vec<String> = table
+        .iter()
+        .map(|(_, i)| format!("{}:{}", i.exchange.as_str(), i.symbol))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let quotes = market.quote(&refs).context(
+        "reading the circuit limits from the venue's /quote (set [instruments] price_bands = \
+         false to start without them)",
+    )?;
+    let mut n = 0;
+    for ((_, ins), name) in table.iter().zip(&names) {
+        let Some(q) = quotes.get(name) else {
+            tracing::warn!(instrument = %name, "the venue did not quote it: no circuit limits");
+            continue;
+        };
+        let (low, high) = (q.lower_circuit_limit, q.upper_circuit_limit);
+        if low > Price::ZERO && high >= low {
+            config
+                .risk
+                .instruments
+                .entry(ins.symbol.clone())
+                .or_default()
+                .circuit = Some((low, high));
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Replay: the session's table is the journal's; a rule's `name` stands for the journal's
+/// instruments of the rule's shape (`NIFTY…FUT` for a future rule, `NIFTY…CE`/`…PE` for an
+/// option rule), names given as `EXCHANGE:SYMBOL` for their symbol.
+pub fn bind_journal<S: StrategySet>(config: &mut Config, journal: &InstrumentTable) -> Result<()> {
+    let entries = config
+        .instruments
+        .entries(&config.source_text)
+        .with_context(|| format!("checking config {}", config.origin))?;
+    let mut aliases = BTreeMap::new();
+    for e in &entries {
+        let Some(alias) = &e.alias else { continue };
+        let symbols: Vec<String> = journal
+            .iter()
+            .map(|(_, i)| &i.symbol)
+            .filter(|sym| shaped_like(&e.selector, sym))
+            .cloned()
+            .collect();
+        aliases.insert(alias.clone(), symbols);
+    }
+    config.bind::<S>(journal.clone(), &aliases)
+}
+
+/// Whether `symbol` is a contract of the kind `selector`'s rule picks.
+fn shaped_like(selector: &Selector, symbol: &str) -> bool {
+    let (underlying, suffixes): (&str, &[&str]) = match selector {
+        Selector::Name(_) => return false,
+        Selector::Future { underlying, .. } => (underlying, &["FUT"]),
+        Selector::Options {
+            underlying, rights, ..
+        } => (
+            underlying,
+            match rights {
+                Rights::Ce => &["CE"],
+                Rights::Pe => &["PE"],
+                Rights::Both => &["CE", "PE"],
+            },
+        ),
+    };
+    symbol
+        .strip_prefix(underlying)
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        && suffixes.iter().any(|s| symbol.ends_with(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kestrel_instruments::dump::parse_date;
+
+    fn section(toml_text: &str) -> (InstrumentsSection, String) {
+        #[derive(Deserialize)]
+        struct Doc {
+            instruments: InstrumentsSection,
+        }
+        let doc: Doc = toml::from_str(toml_text).unwrap();
+        (doc.instruments, toml_text.to_string())
+    }
+
+    /// The simulator's listing for 2026-12-03 (a Thursday): NIFTY's chain around 26,000.
+    fn master() -> (InstrumentMaster, Date) {
+        let today = parse_date("2026-12-03").unwrap();
+        let rows = kestrel_exchange_sim::listing::simulated_rows(
+            &InstrumentTable::nse_default(),
+            |_| Some(Price::from_units(2_900)),
+            today,
+        );
+        (InstrumentMaster::from_rows(rows), today)
+    }
+
+    #[test]
+    fn names_and_rules_resolve_into_one_table_with_lots_and_freeze_limits() {
+        let (s, text) = section(
+            "[instruments]\nselect = [\n  \"NSE:INFY\",\n  { underlying = \"NIFTY\", future = \"current\", name = \"fut\" },\n  \
+             { underlying = \"nifty\", option = \"nearest\", right = \"CE\", width = 1, name = \"calls\" },\n  \"NFO:NIFTY26DECFUT\",\n]\n",
+        );
+        let entries = s.entries(&text).unwrap();
+        assert_eq!(entries.len(), 4);
+        let (m, today) = master();
+        let mut asked = Vec::new();
+        let r = resolve(
+            &entries,
+            "t.toml",
+            &m,
+            today,
+            &s.freeze_limits().unwrap(),
+            &mut |names| {
+                asked.extend_from_slice(names);
+                Ok(HashMap::from([(
+                    "NSE:NIFTY 50".to_string(),
+                    Price::parse("26012.35").unwrap(),
+                )]))
+            },
+        )
+        .unwrap();
+        assert_eq!(asked, ["NSE:NIFTY 50"]);
+        // The future twice (by rule and by name) is listed once.
+        assert_eq!(
+            r.names,
+            [
+                "NSE:INFY",
+                "NFO:NIFTY26DECFUT",
+                "NFO:NIFTY26D0825950CE",
+                "NFO:NIFTY26D0826000CE",
+                "NFO:NIFTY26D0826050CE"
+            ]
+        );
+        assert_eq!(r.aliases["fut"], ["NIFTY26DECFUT"]);
+        assert_eq!(r.aliases["calls"].len(), 3);
+        let fut = r.table.get(r.table.by_symbol("NIFTY26DECFUT").unwrap());
+        assert_eq!(
+            (fut.lot_size.0, fut.freeze_qty.0, fut.price_divisor),
+            (75, 1800, 100)
+        );
+        let infy = r.table.get(r.table.by_symbol("INFY").unwrap());
+        assert_eq!((infy.lot_size.0, infy.freeze_qty.0), (1, 0));
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_named_with_its_line_and_the_closest_names() {
+        let (s, text) = section(
+            "[instruments]\nselect = [\n  \"NSE:INFY\",\n  \"NFO:NIFTY26DEC26000CX\",\n]\n",
+        );
+        let (m, today) = master();
+        let err = resolve(
+            &s.entries(&text).unwrap(),
+            "t.toml",
+            &m,
+            today,
+            &FreezeLimits::builtin(),
+            &mut |_| unreachable!("no rule needs a price"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("t.toml: instruments.select[1] (line 4) \"NFO:NIFTY26DEC26000CX\": unknown instrument"),
+            "{err}"
+        );
+        assert!(err.contains("closest: NFO:NIFTY26DEC26000CE"), "{err}");
+    }
+
+    #[test]
+    fn an_expired_contract_and_a_missing_price_are_refused_clearly() {
+        let (m, today) = master();
+        let later = today + time::Duration::days(90);
+        let (s, text) = section("[instruments]\nselect = [\"NFO:NIFTY26DECFUT\"]\n");
+        let err = resolve(
+            &s.entries(&text).unwrap(),
+            "t.toml",
+            &m,
+            later,
+            &FreezeLimits::builtin(),
+            &mut |_| Ok(HashMap::new()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("NFO:NIFTY26DECFUT expired on 2026-12-29: choose a contract that is still trading"),
+            "{err}"
+        );
+        let (s, text) =
+            section("[instruments]\nselect = [{ underlying = \"NIFTY\", option = \"nearest\" }]\n");
+        let err = resolve(
+            &s.entries(&text).unwrap(),
+            "t.toml",
+            &m,
+            today,
+            &FreezeLimits::builtin(),
+            &mut |_| Ok(HashMap::new()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no last price of NSE:NIFTY 50"), "{err}");
+    }
+
+    #[test]
+    fn bad_rules_name_the_entry_and_the_key() {
+        for (entry, expected) in [
+            ("42", "select[0] (line 3): expected a name"),
+            ("{ future = \"current\" }", "a rule needs underlying"),
+            ("{ underlying = \"NIFTY\" }", "say which contracts"),
+            ("{ underlying = \"NIFTY\", future = \"next\" }", "future = \"current\" is the one"),
+            ("{ underlying = \"NIFTY\", option = \"weekly2\" }", "option must be \"nearest\""),
+            ("{ underlying = \"NIFTY\", option = \"nearest\", right = \"XX\" }", "right must be"),
+            ("{ underlying = \"NIFTY\", option = \"nearest\", width = 99 }", "width"),
+            ("{ underlying = \"NIFTY\", future = \"current\", width = 1 }", "belong to option rules"),
+            ("{ underlying = \"NIFTY\", future = \"current\", strike = 1 }", "unknown key \"strike\""),
+            ("{ underlying = \"NIFTY\", future = \"current\", exchange = \"NSE\" }", "derivatives exchange"),
+        ] {
+            let (s, text) = section(&format!("[instruments]\nselect = [\n{entry}]\n"));
+            let err = format!("{:#}", s.entries(&text).unwrap_err());
+            assert!(err.contains(expected), "{entry}: {err}");
+        }
+        let (s, _) = section("[instruments]\nfreeze_qty = { NIFTY = 0 }\n");
+        assert!(s.freeze_limits().unwrap_err().to_string().contains("NIFTY must be positive"));
+    }
+}
