@@ -558,6 +558,67 @@ mod tests {
         assert_eq!((infy.lot_size.0, infy.freeze_qty.0), (1, 0));
     }
 
+    /// The risk gate checks the resolved table's lot (75 for NIFTY, from the dump) and tick.
+    #[test]
+    fn the_risk_gate_takes_lots_and_ticks_from_the_resolved_table() {
+        use kestrel_engine::risk::{Decision, RiskCheck};
+        use kestrel_engine::{
+            InstrumentId, MarketView, Money, OrderRequest, OrderType, Portfolio, RecordTag,
+            RequestKind, RiskReason, Side, Tick, TimeInForce,
+        };
+        let (s, text) = section(
+            "[instruments]\nselect = [{ underlying = \"NIFTY\", future = \"current\" }]\n",
+        );
+        let (m, today) = master();
+        let r = resolve(
+            &s.entries(&text).unwrap(),
+            "t.toml",
+            &m,
+            today,
+            &FreezeLimits::builtin(),
+            &mut |_| Ok(HashMap::new()),
+        )
+        .unwrap();
+        let mut risk = kestrel_risk::RiskConfig::default();
+        risk.session.enabled = false;
+        risk.max_order_notional = 100_000_000;
+        risk.max_gross_exposure = 100_000_000;
+        risk.max_net_exposure = 100_000_000;
+        risk.validate(&r.table).unwrap();
+        let capital = Money::from_units(10_000_000);
+        let mut gate = kestrel_risk::RiskGate::new(&risk, &r.table, capital);
+        let now = 1_796_270_400_000_000_000;
+        let mut market = MarketView::new(1);
+        market.apply(&Tick::trade(InstrumentId(0), now, Price::from_units(26_000), 75));
+        let book = Portfolio::new(1, capital);
+        let mut check = |qty: u32, price: &str| {
+            let mut req = OrderRequest {
+                ts: now,
+                decision_id: 1,
+                client_order_id: u64::from(qty),
+                qty,
+                price: Price::parse(price).unwrap(),
+                instrument: InstrumentId(0),
+                kind: RequestKind::New.code(),
+                side: Side::Buy.code(),
+                order_type: OrderType::Limit.code(),
+                tif: TimeInForce::Day.code(),
+                tag: RecordTag::Order.code(),
+                ..OrderRequest::default()
+            };
+            match gate.check(&mut req, &market, &book, now) {
+                Decision::Accept => None,
+                Decision::Clip(_, r) | Decision::Reject(r) => Some((r.reason, r.observed, r.limit)),
+            }
+        };
+        assert_eq!(check(100, "26000"), Some((RiskReason::LotSize, 100, 75)));
+        assert_eq!(check(150, "26000"), None);
+        assert_eq!(
+            check(75, "26000.03"),
+            Some((RiskReason::TickSize, Price::parse("26000.03").unwrap().0, Price::parse("0.05").unwrap().0))
+        );
+    }
+
     #[test]
     fn a_name_that_does_not_resolve_is_named_with_its_line_and_the_closest_names() {
         let (s, text) = section(
