@@ -64,17 +64,12 @@ impl FreezeLimits {
             if symbol.is_empty() {
                 return Err(err("the symbol is empty".into()));
             }
-            let qty: u32 = qty
-                .trim()
-                .parse()
-                .ok()
-                .filter(|q| *q > 0)
-                .ok_or_else(|| {
-                    err(format!(
-                        "{symbol}: the freeze quantity must be a positive whole number, got {:?}",
-                        qty.trim()
-                    ))
-                })?;
+            let qty: u32 = qty.trim().parse().ok().filter(|q| *q > 0).ok_or_else(|| {
+                err(format!(
+                    "{symbol}: the freeze quantity must be a positive whole number, got {:?}",
+                    qty.trim()
+                ))
+            })?;
             if limits.by_underlying.insert(symbol.clone(), qty).is_some() {
                 return Err(err(format!("{symbol} is listed twice")));
             }
@@ -116,7 +111,11 @@ mod tests {
         assert_eq!(f.get("NIFTY"), Some(1800));
         assert_eq!(f.get("banknifty"), Some(900));
         assert_eq!(f.get("MIDCPNIFTY"), Some(2800));
-        assert_eq!(f.get("RELIANCE"), None, "stock limits are the user's to add");
+        assert_eq!(
+            f.get("RELIANCE"),
+            None,
+            "stock limits are the user's to add"
+        );
         assert!(f.taken.as_deref().is_some_and(|t| t.starts_with("2025-01")));
     }
 
@@ -137,9 +136,18 @@ mod tests {
     #[test]
     fn a_bad_line_is_named_with_its_number() {
         for (text, expected) in [
-            ("SYMBOL,VOL_FRZ_QTY\nNIFTY 1800\n", "f.csv, line 2: expected SYMBOL,VOL_FRZ_QTY"),
-            ("NIFTY,-5\n", "f.csv, line 1: NIFTY: the freeze quantity must be a positive"),
-            ("# x\nNIFTY,1\nnifty,2\n", "f.csv, line 3: NIFTY is listed twice"),
+            (
+                "SYMBOL,VOL_FRZ_QTY\nNIFTY 1800\n",
+                "f.csv, line 2: expected SYMBOL,VOL_FRZ_QTY",
+            ),
+            (
+                "NIFTY,-5\n",
+                "f.csv, line 1: NIFTY: the freeze quantity must be a positive",
+            ),
+            (
+                "# x\nNIFTY,1\nnifty,2\n",
+                "f.csv, line 3: NIFTY is listed twice",
+            ),
             (",5\n", "line 1: the symbol is empty"),
         ] {
             let err = FreezeLimits::parse(text, "f.csv").unwrap_err().to_string();

@@ -153,7 +153,9 @@ impl Selector {
                     });
                 };
                 let expiry = match expiry {
-                    Expiry::Nearest => master.nearest_option_expiry(*exchange, underlying, today)?,
+                    Expiry::Nearest => {
+                        master.nearest_option_expiry(*exchange, underlying, today)?
+                    }
                     Expiry::Monthly => master
                         .current_future(*exchange, underlying, today)?
                         .expiry
@@ -210,9 +212,11 @@ mod tests {
             .nearest_option_expiry(Exchange::Nfo, "BANKNIFTY", today)
             .unwrap();
         assert!(!rows.is_empty());
-        assert!(rows.iter().all(|r| r.expiry == Some(expiry)
-            && r.instrument_type.is_option()
-            && r.lot_size > 0));
+        assert!(
+            rows.iter().all(|r| r.expiry == Some(expiry)
+                && r.instrument_type.is_option()
+                && r.lot_size > 0)
+        );
         assert!(rows.windows(2).all(|w| w[0].strike <= w[1].strike));
         let err = rule.resolve(&m, today, None).unwrap_err().to_string();
         assert!(err.contains("NSE:NIFTY BANK"), "{err}");

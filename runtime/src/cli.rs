@@ -15,8 +15,8 @@ use kestrel_engine::InstrumentTable;
 use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
-    control, credentials, instrument_select, instruments_cmd, journal_cmd, logging, paper, record_cmd, replay,
-    run_cmd, session, sim_cmd, snapshot,
+    control, credentials, instrument_select, instruments_cmd, journal_cmd, logging, paper,
+    record_cmd, replay, run_cmd, session, sim_cmd, snapshot,
 };
 
 #[derive(Parser)]
@@ -308,10 +308,10 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             let mut config = Config::load_sections(Some(&config))?;
             // The session's instruments from the day's dump (`kestrel instruments sync`) and
             // Kite's /quote/ltp and /quote (underlying prices, circuit limits).
-            let credentials = credentials::credentials(
-                config.venue.credentials_file.as_deref(),
-                |name| std::env::var(name).ok(),
-            )?;
+            let credentials =
+                credentials::credentials(config.venue.credentials_file.as_deref(), |name| {
+                    std::env::var(name).ok()
+                })?;
             let market = kestrel_instruments::market_data::MarketData::new(
                 &config.venue.rest_url,
                 credentials.api_key.expose(),

@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use kestrel_engine::instrument::Exchange;
 use kestrel_engine::{InstrumentTable, Price};
+use kestrel_instruments::market_data::MarketData;
 use kestrel_instruments::select::{Expiry, Rights, Selector};
 use kestrel_instruments::{FreezeLimits, InstrumentMaster, dump};
-use kestrel_instruments::market_data::MarketData;
 use serde::Deserialize;
 use time::Date;
 
@@ -193,7 +193,10 @@ fn parse_entry(value: &toml::Value, place: &str) -> Result<Entry> {
         "name",
     ];
     if let Some(k) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        bail!("{place}: unknown key {k:?} (expected one of {})", KEYS.join(", "));
+        bail!(
+            "{place}: unknown key {k:?} (expected one of {})",
+            KEYS.join(", ")
+        );
     }
     let string = |key: &str| -> Result<Option<String>> {
         match table.get(key) {
@@ -209,7 +212,9 @@ fn parse_entry(value: &toml::Value, place: &str) -> Result<Entry> {
         None => Exchange::Nfo,
         Some(e) => match dump::parse_exchange(&e.to_ascii_uppercase()) {
             Some(x @ (Exchange::Nfo | Exchange::Bfo | Exchange::Mcx | Exchange::Cds)) => x,
-            _ => bail!("{place}: exchange must be a derivatives exchange (NFO, BFO, MCX, CDS), got {e:?}"),
+            _ => bail!(
+                "{place}: exchange must be a derivatives exchange (NFO, BFO, MCX, CDS), got {e:?}"
+            ),
         },
     };
     let alias = string("name")?;
@@ -566,9 +571,8 @@ mod tests {
             InstrumentId, MarketView, Money, OrderRequest, OrderType, Portfolio, RecordTag,
             RequestKind, RiskReason, Side, Tick, TimeInForce,
         };
-        let (s, text) = section(
-            "[instruments]\nselect = [{ underlying = \"NIFTY\", future = \"current\" }]\n",
-        );
+        let (s, text) =
+            section("[instruments]\nselect = [{ underlying = \"NIFTY\", future = \"current\" }]\n");
         let (m, today) = master();
         let r = resolve(
             &s.entries(&text).unwrap(),
@@ -589,7 +593,12 @@ mod tests {
         let mut gate = kestrel_risk::RiskGate::new(&risk, &r.table, capital);
         let now = 1_796_270_400_000_000_000;
         let mut market = MarketView::new(1);
-        market.apply(&Tick::trade(InstrumentId(0), now, Price::from_units(26_000), 75));
+        market.apply(&Tick::trade(
+            InstrumentId(0),
+            now,
+            Price::from_units(26_000),
+            75,
+        ));
         let book = Portfolio::new(1, capital);
         let mut check = |qty: u32, price: &str| {
             let mut req = OrderRequest {
@@ -615,7 +624,11 @@ mod tests {
         assert_eq!(check(150, "26000"), None);
         assert_eq!(
             check(75, "26000.03"),
-            Some((RiskReason::TickSize, Price::parse("26000.03").unwrap().0, Price::parse("0.05").unwrap().0))
+            Some((
+                RiskReason::TickSize,
+                Price::parse("26000.03").unwrap().0,
+                Price::parse("0.05").unwrap().0
+            ))
         );
     }
 
@@ -658,7 +671,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("NFO:NIFTY26DECFUT expired on 2026-12-29: choose a contract that is still trading"),
+            err.contains(
+                "NFO:NIFTY26DECFUT expired on 2026-12-29: choose a contract that is still trading"
+            ),
             "{err}"
         );
         let (s, text) =
@@ -682,19 +697,45 @@ mod tests {
             ("42", "select[0] (line 3): expected a name"),
             ("{ future = \"current\" }", "a rule needs underlying"),
             ("{ underlying = \"NIFTY\" }", "say which contracts"),
-            ("{ underlying = \"NIFTY\", future = \"next\" }", "future = \"current\" is the one"),
-            ("{ underlying = \"NIFTY\", option = \"weekly2\" }", "option must be \"nearest\""),
-            ("{ underlying = \"NIFTY\", option = \"nearest\", right = \"XX\" }", "right must be"),
-            ("{ underlying = \"NIFTY\", option = \"nearest\", width = 99 }", "width"),
-            ("{ underlying = \"NIFTY\", future = \"current\", width = 1 }", "belong to option rules"),
-            ("{ underlying = \"NIFTY\", future = \"current\", strike = 1 }", "unknown key \"strike\""),
-            ("{ underlying = \"NIFTY\", future = \"current\", exchange = \"NSE\" }", "derivatives exchange"),
+            (
+                "{ underlying = \"NIFTY\", future = \"next\" }",
+                "future = \"current\" is the one",
+            ),
+            (
+                "{ underlying = \"NIFTY\", option = \"weekly2\" }",
+                "option must be \"nearest\"",
+            ),
+            (
+                "{ underlying = \"NIFTY\", option = \"nearest\", right = \"XX\" }",
+                "right must be",
+            ),
+            (
+                "{ underlying = \"NIFTY\", option = \"nearest\", width = 99 }",
+                "width",
+            ),
+            (
+                "{ underlying = \"NIFTY\", future = \"current\", width = 1 }",
+                "belong to option rules",
+            ),
+            (
+                "{ underlying = \"NIFTY\", future = \"current\", strike = 1 }",
+                "unknown key \"strike\"",
+            ),
+            (
+                "{ underlying = \"NIFTY\", future = \"current\", exchange = \"NSE\" }",
+                "derivatives exchange",
+            ),
         ] {
             let (s, text) = section(&format!("[instruments]\nselect = [\n{entry}]\n"));
             let err = format!("{:#}", s.entries(&text).unwrap_err());
             assert!(err.contains(expected), "{entry}: {err}");
         }
         let (s, _) = section("[instruments]\nfreeze_qty = { NIFTY = 0 }\n");
-        assert!(s.freeze_limits().unwrap_err().to_string().contains("NIFTY must be positive"));
+        assert!(
+            s.freeze_limits()
+                .unwrap_err()
+                .to_string()
+                .contains("NIFTY must be positive")
+        );
     }
 }

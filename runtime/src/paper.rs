@@ -321,7 +321,10 @@ mod tests {
         let t = &p.instruments;
         let symbols: Vec<&str> = t.iter().map(|(_, i)| i.symbol.as_str()).collect();
         assert_eq!(symbols.len(), 2, "{symbols:?}");
-        let (fut, call) = (kestrel_engine::InstrumentId(0), kestrel_engine::InstrumentId(1));
+        let (fut, call) = (
+            kestrel_engine::InstrumentId(0),
+            kestrel_engine::InstrumentId(1),
+        );
         assert!(
             symbols[0].starts_with("NIFTY") && symbols[0].ends_with("FUT"),
             "{symbols:?}"
@@ -375,7 +378,10 @@ mod tests {
             assert_eq!(o.qty % 75, 0, "{o:?}");
             if o.instrument == call {
                 assert_eq!(o.qty, 1875, "{o:?}");
-                assert!(o.has_flag(kestrel_engine::records::order_flags::SLICE), "{o:?}");
+                assert!(
+                    o.has_flag(kestrel_engine::records::order_flags::SLICE),
+                    "{o:?}"
+                );
             } else {
                 assert_eq!(o.qty, 75, "{o:?}");
             }
@@ -387,14 +393,24 @@ mod tests {
             .iter()
             .filter(|o| o.tradingsymbol == symbols[1])
             .collect();
-        assert!(at_venue.iter().any(|o| o.quantity.0 == 1800), "{at_venue:?}");
+        assert!(
+            at_venue.iter().any(|o| o.quantity.0 == 1800),
+            "{at_venue:?}"
+        );
         assert!(at_venue.iter().any(|o| o.quantity.0 == 75), "{at_venue:?}");
         for o in &p.venue_orders {
             assert!(o.quantity.0 <= 1800 && o.quantity.0 % 75 == 0, "{o:?}");
-            assert!(o.price.is_multiple_of(Price::parse("0.05").unwrap()), "{o:?}");
+            assert!(
+                o.price.is_multiple_of(Price::parse("0.05").unwrap()),
+                "{o:?}"
+            );
         }
         let call_parents = orders.iter().filter(|o| o.instrument == call).count();
-        assert_eq!(at_venue.len(), 2 * call_parents, "each parent is two slices");
+        assert_eq!(
+            at_venue.len(),
+            2 * call_parents,
+            "each parent is two slices"
+        );
         assert!(p.orders_received > r.counters.orders_sent, "{p:?}");
 
         // The replay: the journal's table, the rules' names matched to its contracts.
@@ -421,7 +437,10 @@ mod tests {
         for o in &out.orders {
             assert_eq!(o.qty % 75, 0, "{o:?}");
             if o.instrument == call {
-                assert!(o.has_flag(kestrel_engine::records::order_flags::SLICE), "{o:?}");
+                assert!(
+                    o.has_flag(kestrel_engine::records::order_flags::SLICE),
+                    "{o:?}"
+                );
             }
         }
     }

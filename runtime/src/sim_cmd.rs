@@ -444,7 +444,11 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
 fn with_derivatives(
     equities: &InstrumentTable,
     seed: u64,
-) -> Result<(InstrumentTable, Vec<kestrel_instruments::DumpRow>, SyntheticMarket)> {
+) -> Result<(
+    InstrumentTable,
+    Vec<kestrel_instruments::DumpRow>,
+    SyntheticMarket,
+)> {
     use kestrel_exchange_sim::{chains, listing};
     let base = SyntheticMarket::new(equities, seed);
     let today = chains::ist_date(wall_now());

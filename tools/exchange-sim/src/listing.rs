@@ -107,7 +107,11 @@ pub fn simulated_rows(
 /// How the synthetic market prices each instrument of `table` that `rows` list as a
 /// derivative (see [`Derived`]): a stock's futures and options from the stock's walk, an
 /// index's from its current future's (which walks, starting at its listed price).
-pub fn derived_pricing(table: &InstrumentTable, rows: &[DumpRow], today: Date) -> Vec<Option<Derived>> {
+pub fn derived_pricing(
+    table: &InstrumentTable,
+    rows: &[DumpRow],
+    today: Date,
+) -> Vec<Option<Derived>> {
     let by_token: std::collections::HashMap<u32, &DumpRow> =
         rows.iter().map(|r| (r.instrument_token, r)).collect();
     let row_of = |id: InstrumentId| by_token.get(&table.get(id).token).copied();
@@ -115,7 +119,9 @@ pub fn derived_pricing(table: &InstrumentTable, rows: &[DumpRow], today: Date) -
     let base = |underlying: &str| -> Option<InstrumentId> {
         if let Some(id) = table
             .iter()
-            .find(|(_, i)| matches!(i.exchange, Exchange::Nse | Exchange::Bse) && i.symbol == underlying)
+            .find(|(_, i)| {
+                matches!(i.exchange, Exchange::Nse | Exchange::Bse) && i.symbol == underlying
+            })
             .map(|(id, _)| id)
         {
             return Some(id);
@@ -123,7 +129,9 @@ pub fn derived_pricing(table: &InstrumentTable, rows: &[DumpRow], today: Date) -
         table
             .iter()
             .filter_map(|(id, _)| Some((id, row_of(id)?)))
-            .filter(|(_, r)| r.instrument_type == InstrumentType::Fut && r.underlying() == underlying)
+            .filter(|(_, r)| {
+                r.instrument_type == InstrumentType::Fut && r.underlying() == underlying
+            })
             .min_by_key(|(_, r)| r.expiry)
             .map(|(id, _)| id)
     };

@@ -209,8 +209,8 @@ mod tests {
 
     #[test]
     fn derivatives_move_with_their_underlying_and_only_active_instruments_tick() {
-        use kestrel_engine::instrument::{Exchange, Instrument};
         use kestrel_engine::Qty;
+        use kestrel_engine::instrument::{Exchange, Instrument};
         let nfo = |token: u32, symbol: &str| Instrument {
             token,
             symbol: symbol.into(),
@@ -253,7 +253,8 @@ mod tests {
             } else {
                 InstrumentType::Pe
             });
-            let fair = chains::premium(spot, d.strike, d.kind, 6, 14, Price::parse("0.05").unwrap());
+            let fair =
+                chains::premium(spot, d.strike, d.kind, 6, 14, Price::parse("0.05").unwrap());
             assert_eq!(k.bid_px, fair, "{k:?}");
             assert!(k.bid_px > Price::ZERO && k.bid_px < Price::from_units(1_000));
         }
