@@ -217,6 +217,16 @@ impl PaperReport {
             "  simulator  received {} orders, {} trades, {} rejected",
             self.orders_received, self.fills, self.venue_rejects
         );
+        // Per instrument, what reached the venue (sliced parents as their child orders).
+        let mut by_symbol: std::collections::BTreeMap<&str, (usize, i64)> = Default::default();
+        for o in &self.venue_orders {
+            let e = by_symbol.entry(o.tradingsymbol.as_str()).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(o.quantity.0);
+        }
+        for (symbol, (n, largest)) in by_symbol {
+            println!("             {symbol}: {n} orders, the largest {largest}");
+        }
     }
 }
 
@@ -429,6 +439,21 @@ mod tests {
         })
         .unwrap();
         assert_eq!(out.summary.ticks as usize, ticks.len());
+        // The call's 1,875 is filled (the gateway's slicing is taken as done), not refused
+        // at the freeze quantity.
+        assert!(
+            out.fills.iter().any(|f| f.instrument == call),
+            "{:?}",
+            out.summary
+        );
+        assert!(
+            !out.summary
+                .rejected_by_reason
+                .iter()
+                .any(|(reason, _)| reason == "FreezeQty" || reason == "TradingHalted"),
+            "{:?}",
+            out.summary
+        );
         assert!(
             out.orders.iter().any(|o| o.instrument == call),
             "{:?}",
