@@ -228,7 +228,7 @@ pub(crate) enum ConfigCommand {
 pub fn main<S: StrategySet>() -> ExitCode {
     let cli = Cli::parse();
     // Sessions also log JSON lines to a daily file under [storage] dir/logs.
-    let log_dir = session_log_dir::<S>(&cli);
+    let log_dir = session_log_dir(&cli);
     let _log = match logging::init(log_dir.as_deref(), false) {
         Ok(guard) => guard,
         Err(e) => {
@@ -247,7 +247,7 @@ pub fn main<S: StrategySet>() -> ExitCode {
 
 /// The log directory of a `paper` or `run` session; `None` for other commands or when the
 /// configuration does not load (the command then reports that error itself).
-fn session_log_dir<S: StrategySet>(cli: &Cli) -> Option<PathBuf> {
+fn session_log_dir(cli: &Cli) -> Option<PathBuf> {
     let path = match &cli.command {
         Command::Paper { config, .. } => config.clone(),
         Command::Run { config, .. } => Some(config.clone()),
@@ -499,7 +499,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
                 }
             }
         }
-        Command::Ctl(args) => control::run::<S>(&args, &instruments),
+        Command::Ctl(args) => control::run(&args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

@@ -274,6 +274,9 @@ fn parse_entry(value: &toml::Value, place: &str) -> Result<Entry> {
     })
 }
 
+/// The last price of each name asked (`/quote/ltp`); a name it does not know is absent.
+pub type LastPrices<'a> = dyn FnMut(&[String]) -> Result<HashMap<String, Price>> + 'a;
+
 /// Resolves `entries` against `master` on `today`: option rules place their strikes at the
 /// underlying's last price, asked of `ltp` once for all of them (the venue's `/quote/ltp`);
 /// each instrument carries its underlying's freeze limit. An instrument two entries pick is
@@ -284,7 +287,7 @@ pub fn resolve(
     master: &InstrumentMaster,
     today: Date,
     freeze: &FreezeLimits,
-    ltp: &mut dyn FnMut(&[String]) -> Result<HashMap<String, Price>>,
+    ltp: &mut LastPrices<'_>,
 ) -> Result<Resolved> {
     let spots: Vec<String> = entries
         .iter()

@@ -68,10 +68,7 @@ impl CtlCommand {
 
 /// `kestrel ctl ...`: find the socket, send, print the reply. An error reply is an `Err`
 /// (the process exits non-zero).
-pub fn run<S: crate::strategies::StrategySet>(
-    args: &CtlArgs,
-    _instruments: &InstrumentTable,
-) -> Result<()> {
+pub fn run(args: &CtlArgs) -> Result<()> {
     let socket = match &args.socket {
         Some(p) => p.clone(),
         None => {
