@@ -389,7 +389,7 @@ pub fn bind_session<S: StrategySet>(
                 bail!("the venue's /quote/ltp is needed and there is none here");
             };
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            Ok(market.ltp(&names)?)
+            Ok(retrying("/quote/ltp", || market.ltp(&names))?)
         })?;
         for (id, ins) in resolved.table.iter() {
             tracing::info!(
@@ -425,7 +425,7 @@ pub fn apply_price_bands(config: &mut Config, market: &MarketData) -> Result<usi
         .map(|(_, i)| format!("{}:{}", i.exchange.as_str(), i.symbol))
         .collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let quotes = market.quote(&refs).context(
+    let quotes = retrying("/quote", || market.quote(&refs)).context(
         "reading the circuit limits from the venue's /quote (set [instruments] price_bands = \
          false to start without them)",
     )?;
@@ -447,6 +447,26 @@ pub fn apply_price_bands(config: &mut Config, market: &MarketData) -> Result<usi
         }
     }
     Ok(n)
+}
+
+/// A start-up market-data call, tried up to 5 times while it fails on a transient error
+/// (a dropped connection, 429, 5xx), 200 ms apart and doubling; each retry said in the log.
+fn retrying<T>(
+    what: &str,
+    mut call: impl FnMut() -> Result<T, kestrel_instruments::market_data::MarketDataError>,
+) -> Result<T, kestrel_instruments::market_data::MarketDataError> {
+    let mut wait = std::time::Duration::from_millis(200);
+    for attempt in 1.. {
+        match call() {
+            Err(e) if e.is_transient() && attempt < 5 => {
+                tracing::warn!(call = what, attempt, error = %e, "start-up market data failed on a transient venue error; retrying");
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns by its fifth attempt")
 }
 
 /// Replay: the session's table is the journal's; a rule's `name` stands for the journal's
@@ -633,6 +653,65 @@ mod tests {
                 Price::parse("0.05").unwrap().0
             ))
         );
+    }
+
+    /// The price bands come from the simulator's /quote over loopback (retried past two
+    /// injected 503s): each equity's circuit limits land in its risk limits.
+    #[test]
+    fn price_bands_come_from_the_venues_quote_and_survive_a_transient_error() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let sim = crate::sim_cmd::start(&crate::sim_cmd::SimArgs {
+            rest_addr: loopback,
+            ws_addr: loopback,
+            api_key: "k".into(),
+            access_token: Some("t".into()),
+            seed: 1,
+            symbols: None,
+            speed: 1.0,
+            journal_out: None,
+            replay: None,
+            derivatives: false,
+        })
+        .unwrap();
+        let market = MarketData::new(&sim.rest_url, "k", "t", std::time::Duration::from_secs(5));
+        {
+            use std::io::{Read, Write};
+            let addr = sim.rest_url.trim_start_matches("http://");
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let body = "unavailable_next=2";
+            write!(
+                s,
+                "POST /__sim/faults HTTP/1.1\r\nHost: {addr}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut resp = String::new();
+            let _ = s.read_to_string(&mut resp);
+            assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        }
+        let mut config =
+            Config::parse_sections("[strategy]\nkind = \"breakout\"\n", "t.toml").unwrap();
+        bind_session::<crate::strategies::BuiltIn>(
+            &mut config,
+            parse_date("2026-12-03").unwrap(),
+            || unreachable!("nothing selected: no dump needed"),
+            Some(&market),
+        )
+        .unwrap();
+        sim.shutdown();
+        assert_eq!(config.table.0.len(), 5);
+        for (_, ins) in config.table.0.iter() {
+            let (low, high) = config.risk.instruments[&ins.symbol].circuit.unwrap();
+            assert!(
+                Price::ZERO < low && low < high,
+                "{}: {low}..{high}",
+                ins.symbol
+            );
+        }
     }
 
     #[test]
