@@ -7,14 +7,21 @@
 //!   refused, derivatives found by rule (nearest expiry, the current future, strikes around
 //!   a price), and the engine's [`InstrumentTable`](kestrel_engine::InstrumentTable) built
 //!   for the instruments a configuration selects.
+//! * [`select`]: a configuration's entries, names or rules (the current future, the
+//!   nearest expiry's strikes around the underlying's price), resolved to rows.
+//! * [`freeze`]: the exchange's freeze quantities by underlying, from a file the user
+//!   refreshes (a dated default ships in `instruments/data/freeze_qty.csv`).
 //! * [`cache`]: the dump on disk, once a trading day, replaced atomically; a failed or
 //!   corrupt download keeps the last good file and says so.
 
 pub mod cache;
 pub mod dump;
+pub mod freeze;
 pub mod market_data;
 pub mod master;
+pub mod select;
 
 pub use cache::{DumpCache, Refresh};
 pub use dump::{DumpError, DumpRow, InstrumentType};
+pub use freeze::FreezeLimits;
 pub use master::{InstrumentMaster, ResolveError};

@@ -35,6 +35,18 @@ pub enum MarketDataError {
     Malformed { path: String, message: String },
 }
 
+impl MarketDataError {
+    /// Worth trying again: the connection failed, or Kite said it is busy or down (429,
+    /// 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MarketDataError::Transport { .. } => true,
+            MarketDataError::Api { status, .. } => *status == 429 || *status >= 500,
+            MarketDataError::Malformed { .. } => false,
+        }
+    }
+}
+
 /// One instrument's quote: what kestrel uses of Kite's `/quote`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quote {

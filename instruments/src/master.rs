@@ -40,6 +40,8 @@ pub enum ResolveError {
         what: &'static str,
         today: Date,
     },
+    #[error("no last price of {spot} to place {underlying}'s at-the-money strike")]
+    NoSpot { underlying: String, spot: String },
     #[error("the instrument table: {0}")]
     Table(#[from] InstrumentError),
 }

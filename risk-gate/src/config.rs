@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use kestrel_engine::InstrumentTable;
+use kestrel_engine::{InstrumentTable, Price};
 use serde::Deserialize;
 
 /// What to do when an entry would breach a position or exposure limit.
@@ -79,6 +79,12 @@ pub struct InstrumentLimits {
     /// Whole rupees.
     pub max_order_notional: Option<i64>,
     pub max_position: Option<i64>,
+    /// The exchange's price band for the day (circuit limits: lower, upper), which limit
+    /// prices, triggers and market orders' protection price must stay within. Not a key of
+    /// the file: set at start-up from the venue's quote (Kite's `lower_circuit_limit` and
+    /// `upper_circuit_limit`).
+    #[serde(skip)]
+    pub circuit: Option<(Price, Price)>,
 }
 
 /// The `[risk]` section. Money is in whole rupees; rates in basis points of capital

@@ -91,6 +91,9 @@ struct Limits {
     lot: i64,
     tick: Price,
     freeze: i64,
+    /// The exchange's price band (circuit limits); 0 and `i64::MAX` when none is known.
+    circuit_low: Price,
+    circuit_high: Price,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -178,6 +181,8 @@ impl RiskGate {
                     lot: ins.lot_size.0.max(1),
                     tick: ins.tick_size,
                     freeze: ins.freeze_qty.0,
+                    circuit_low: o.circuit.map_or(Price::ZERO, |(low, _)| low),
+                    circuit_high: o.circuit.map_or(Price(i64::MAX), |(_, high)| high),
                 }
             })
             .collect::<Vec<_>>()
@@ -447,9 +452,16 @@ impl RiskGate {
             );
         }
 
-        // 5. Price band (fat finger) and the protection price of market orders.
+        // 5. Price band (fat finger) within the exchange's circuit limits, and the
+        // protection price of market orders.
         let band = Price(mul_div_fast(reference.0, self.band_bps, 10_000));
-        let (low, high) = (reference - band, reference + band);
+        let (mut low, mut high) = (reference - band, reference + band);
+        if low < lim.circuit_low {
+            low = lim.circuit_low;
+        }
+        if high > lim.circuit_high {
+            high = lim.circuit_high;
+        }
         if limit_priced && (req.price < low || req.price > high) {
             return reject(
                 RiskReason::PriceBand,

@@ -15,8 +15,8 @@ use kestrel_engine::InstrumentTable;
 use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
-    control, credentials, doctor, instruments_cmd, journal_cmd, logging, login, paper, record_cmd,
-    replay, run_cmd, session, sim_cmd, snapshot,
+    control, credentials, doctor, instrument_select, instruments_cmd, journal_cmd, logging, login,
+    paper, record_cmd, replay, run_cmd, session, sim_cmd, snapshot,
 };
 
 #[derive(Parser)]
@@ -275,8 +275,9 @@ pub(crate) enum ConfigCommand {
 }
 
 /// `kestrel login`.
-fn login_cmd<S: StrategySet>(args: LoginArgs, instruments: &InstrumentTable) -> Result<()> {
-    let config = Config::load::<S>(Some(&args.config), instruments)?;
+fn login_cmd(args: LoginArgs) -> Result<()> {
+    // The venue and alert sections only: logging in needs no instrument or strategy.
+    let config = Config::load_sections(Some(&args.config))?;
     login::run(
         &config,
         login::LoginArgs {
@@ -291,8 +292,10 @@ fn login_cmd<S: StrategySet>(args: LoginArgs, instruments: &InstrumentTable) -> 
 }
 
 /// `kestrel doctor`: the checklist, then an error (exit 1) when a line failed.
-fn doctor_cmd<S: StrategySet>(args: DoctorArgs, instruments: &InstrumentTable) -> Result<()> {
-    let checks = match Config::load::<S>(Some(&args.config), instruments) {
+fn doctor_cmd(args: DoctorArgs) -> Result<()> {
+    // Every section checked, key by key; the instruments a selection resolves to need the
+    // day's dump and prices, which the dump line checks on its own.
+    let checks = match Config::load_sections(Some(&args.config)) {
         Ok(config) => doctor::checks(
             &config,
             &args.config,
@@ -328,7 +331,7 @@ fn doctor_cmd<S: StrategySet>(args: DoctorArgs, instruments: &InstrumentTable) -
 pub fn main<S: StrategySet>() -> ExitCode {
     let cli = Cli::parse();
     // Sessions also log JSON lines to a daily file under [storage] dir/logs.
-    let log_dir = session_log_dir::<S>(&cli);
+    let log_dir = session_log_dir(&cli);
     let _log = match logging::init(log_dir.as_deref(), false) {
         Ok(guard) => guard,
         Err(e) => {
@@ -347,13 +350,13 @@ pub fn main<S: StrategySet>() -> ExitCode {
 
 /// The log directory of a `paper` or `run` session; `None` for other commands or when the
 /// configuration does not load (the command then reports that error itself).
-fn session_log_dir<S: StrategySet>(cli: &Cli) -> Option<PathBuf> {
+fn session_log_dir(cli: &Cli) -> Option<PathBuf> {
     let path = match &cli.command {
         Command::Paper { config, .. } => config.clone(),
         Command::Run { config, .. } => Some(config.clone()),
         _ => return None,
     };
-    Config::load::<S>(path.as_deref(), &InstrumentTable::nse_default())
+    Config::load_sections(path.as_deref())
         .ok()
         .map(|c| c.storage.log_dir())
 }
@@ -372,13 +375,14 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             config,
             summary_json,
         } => {
-            let config = Config::load::<S>(config.as_deref(), &instruments)?;
+            // The instruments resolve once the simulator is up (its dump and prices).
+            let config = Config::load_sections(config.as_deref())?;
             let stop = Arc::new(AtomicBool::new(false));
             session::install_stop_signals(stop.clone())?;
             println!(
-                "kestrel paper: {} on {} instruments for {}; Ctrl-C stops cleanly",
+                "kestrel paper: {} on {} for {}; Ctrl-C stops cleanly",
                 config.strategies_label(),
-                instruments.len(),
+                instruments_cmd::selection_label(&config.instruments),
                 humantime::format_duration(duration)
             );
             let report = paper::run::<S>(
@@ -393,7 +397,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             report.print();
             print_log_path();
             if let Some(path) = summary_json {
-                let json = serde_json::to_string_pretty(&report.to_json(&instruments))?;
+                let json = serde_json::to_string_pretty(&report.to_json(&report.instruments))?;
                 std::fs::write(&path, json + "\n")
                     .with_context(|| format!("writing the summary to {}", path.display()))?;
             }
@@ -404,7 +408,28 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             dry_run,
             duration,
         } => {
-            let config = Config::load::<S>(Some(&config), &instruments)?;
+            let mut config = Config::load_sections(Some(&config))?;
+            // The session's instruments from the day's dump (`kestrel instruments sync`) and
+            // Kite's /quote/ltp and /quote (underlying prices, circuit limits).
+            let credentials =
+                credentials::credentials(config.venue.credentials_file.as_deref(), |name| {
+                    std::env::var(name).ok()
+                })?;
+            let market = kestrel_instruments::market_data::MarketData::new(
+                &config.venue.rest_url,
+                credentials.api_key.expose(),
+                credentials.access_token.expose(),
+                Duration::from_secs(30),
+            );
+            let today = instruments_cmd::ist_today();
+            let dir = config.storage.dir.clone();
+            instrument_select::bind_session::<S>(
+                &mut config,
+                today,
+                || instrument_select::master_from_cache(&dir, today),
+                Some(&market),
+            )?;
+            let instruments = config.table.0.clone();
             let stop = Arc::new(AtomicBool::new(false));
             session::install_stop_signals(stop.clone())?;
             let mode = if dry_run {
@@ -463,6 +488,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             symbols,
             speed,
             journal_out,
+            derivatives: false,
         }),
         Command::Record { url, out, duration } => {
             let credentials = credentials::credentials(None, |name| std::env::var(name).ok())?;
@@ -505,7 +531,8 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             // The strategy and the risk limits are checked against the journal's own
             // instruments: a journal of NFO contracts replays with a config that names them.
             let journal_table = replay::journal_instruments(&journal)?;
-            let config = Config::load::<S>(config.as_deref(), &journal_table)?;
+            let mut config = Config::load_sections(config.as_deref())?;
+            instrument_select::bind_journal::<S>(&mut config, &journal_table)?;
             let outcome = replay::run::<S>(&replay::ReplayArgs {
                 journal,
                 config,
@@ -549,7 +576,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             } => journal_cmd::import(&csv, &out, dump.as_deref(), &instruments),
         },
         Command::Instruments { config, command } => {
-            let config = Config::load::<S>(config.as_deref(), &instruments)?;
+            let config = Config::load_sections(config.as_deref())?;
             let dir = instruments_cmd::cache_dir(&config.storage.dir);
             let today = instruments_cmd::ist_today();
             let mut out = std::io::stdout().lock();
@@ -579,14 +606,24 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
                 }
             }
         }
-        Command::Ctl(args) => control::run::<S>(&args, &instruments),
-        Command::Login(args) => login_cmd::<S>(args, &instruments),
-        Command::Doctor(args) => doctor_cmd::<S>(args, &instruments),
+        Command::Ctl(args) => control::run(&args),
+        Command::Login(args) => login_cmd(args),
+        Command::Doctor(args) => doctor_cmd(args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
-            Config::load::<S>(Some(&file), &instruments)?;
-            println!("{}: ok", file.display());
+            let config = Config::load_sections(Some(&file))?;
+            if config.instruments.is_default() {
+                Config::load::<S>(Some(&file), &instruments)?;
+                println!("{}: ok", file.display());
+            } else {
+                println!(
+                    "{}: ok (every section; [instruments] select and the strategies' instruments \
+                     are resolved at start-up against the day's dump and prices: \
+                     `kestrel instruments show NAME` looks one up)",
+                    file.display()
+                );
+            }
             Ok(())
         }
     }

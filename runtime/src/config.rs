@@ -1,5 +1,6 @@
 //! The configuration file: one TOML document, every key checked, errors with line numbers.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -7,6 +8,7 @@ use kestrel_engine::{EngineConfig, InstrumentTable, Money, StrategySlot};
 use kestrel_risk::RiskConfig;
 use serde::Deserialize;
 
+use crate::instrument_select::{InstrumentsSection, SessionTable};
 use crate::strategies::StrategySet;
 
 /// The documented defaults (`config/kestrel.toml`), built into the binary.
@@ -36,6 +38,16 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsSection,
     #[serde(default)]
     pub alerts: crate::alerts::AlertsSection,
+    /// `[instruments]`: what the session trades, by name or rule ([`crate::instrument_select`]).
+    #[serde(default)]
+    pub instruments: InstrumentsSection,
+    /// The session's instruments, resolved from `[instruments]` at start-up
+    /// ([`Config::bind`]); the five default equities until then.
+    #[serde(skip)]
+    pub table: SessionTable,
+    /// Where the text came from (a path or "built-in defaults"), for errors.
+    #[serde(skip)]
+    pub origin: String,
     /// The TOML text this was read from, recorded in the order store's `config_changes` when
     /// it changes (secrets never live in it: they come from the environment or 0600 files).
     #[serde(skip)]
@@ -343,53 +355,107 @@ impl Config {
             .collect()
     }
 
-    /// Parse and validate, the strategy as one of `S`'s kinds; `origin` names the source in
-    /// errors (a path or "built-in defaults").
+    /// Parse and validate, the strategy as one of `S`'s kinds, against `instruments` (a
+    /// journal's table in replay, or a table already resolved); `origin` names the source
+    /// in errors (a path or "built-in defaults"). [`parse_sections`](Self::parse_sections)
+    /// then [`bind`](Self::bind).
+    #[cfg(test)]
     pub fn parse<S: StrategySet>(
         text: &str,
         origin: &str,
         instruments: &InstrumentTable,
     ) -> Result<Config> {
+        let mut config = Config::parse_sections(text, origin)?;
+        config.bind::<S>(instruments.clone(), &BTreeMap::new())?;
+        Ok(config)
+    }
+
+    /// The first step of loading: every section parsed and checked on its own, the
+    /// instruments not yet resolved (so nothing is checked against them yet).
+    pub fn parse_sections(text: &str, origin: &str) -> Result<Config> {
         let mut config: Config =
             toml::from_str(text).with_context(|| format!("reading config {origin}"))?;
         config.source_text = text.to_string();
+        config.origin = origin.to_string();
         config
-            .validate(instruments)
+            .validate()
+            .with_context(|| format!("checking config {origin}"))?;
+        config
+            .instruments
+            .validate(text)
+            .with_context(|| format!("checking config {origin}"))?;
+        Ok(config)
+    }
+
+    /// The second step: the session trades `table` (resolved from `[instruments]`, or a
+    /// journal's): the strategies and the risk limits are checked against it. A strategy's
+    /// `instruments` may name a rule's `name` (`aliases`: its symbols) or an instrument as
+    /// `EXCHANGE:SYMBOL`.
+    pub fn bind<S: StrategySet>(
+        &mut self,
+        table: InstrumentTable,
+        aliases: &BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
+        let origin = self.origin.clone();
+        let text = self.source_text.clone();
+        let mut rewritten = false;
+        if let Some(one) = self.strategy.as_mut() {
+            rewritten |= rewrite_instruments(&mut one.params, aliases);
+        }
+        for entry in &mut self.strategies {
+            rewritten |= rewrite_instruments(&mut entry.get_mut().params, aliases);
+        }
+        self.risk
+            .validate(&table)
             .with_context(|| format!("checking config {origin}"))?;
         if let Some(kind) = crate::strategies::duplicate_kind::<S>() {
             bail!("strategy kind {kind:?} is registered twice in this program's strategy set");
         }
-        if config.strategy.is_some() {
-            // From the text, so that an error says where it is.
-            crate::strategies::from_toml::<S>(text, instruments)
-                .with_context(|| format!("checking config {origin}"))?;
+        if let Some(one) = &self.strategy {
+            if rewritten {
+                crate::strategies::from_table::<S>(&one.kind, &one.params, &table)
+                    .map(drop)
+                    .with_context(|| format!("checking config {origin}: [strategy]"))?;
+            } else {
+                // From the text, so that an error says where it is.
+                crate::strategies::from_toml::<S>(&text, &table)
+                    .with_context(|| format!("checking config {origin}"))?;
+            }
         }
-        for (i, entry) in config.strategies.iter().enumerate() {
-            let line = text[..entry.span().start].matches('\n').count() + 1;
+        for (i, entry) in self.strategies.iter().enumerate() {
+            let line = text[..entry.span().start.min(text.len())]
+                .matches('\n')
+                .count()
+                + 1;
             let section = entry.get_ref();
-            crate::strategies::from_table::<S>(&section.kind, &section.params, instruments)
+            crate::strategies::from_table::<S>(&section.kind, &section.params, &table)
                 .map(drop)
                 .with_context(|| {
                     format!("checking config {origin}: strategies[{i}] (the [[strategies]] at line {line})")
                 })?;
         }
-        Ok(config)
+        self.table = SessionTable(table);
+        Ok(())
     }
 
     pub fn load<S: StrategySet>(
         path: Option<&Path>,
         instruments: &InstrumentTable,
     ) -> Result<Config> {
+        let mut config = Config::load_sections(path)?;
+        config.bind::<S>(instruments.clone(), &BTreeMap::new())?;
+        Ok(config)
+    }
+
+    /// [`parse_sections`](Self::parse_sections) of the file at `path`, or of the built-in
+    /// defaults.
+    pub fn load_sections(path: Option<&Path>) -> Result<Config> {
         match path {
-            None => Config::parse::<S>(
-                DEFAULT_TOML,
-                "built-in defaults (config/kestrel.toml)",
-                instruments,
-            ),
+            None => Config::parse_sections(DEFAULT_TOML, "built-in defaults (config/kestrel.toml)"),
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading config {}", p.display()))?;
-                Config::parse::<S>(&text, &p.display().to_string(), instruments)
+                Config::parse_sections(&text, &p.display().to_string())
             }
         }
     }
@@ -432,7 +498,7 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self, instruments: &InstrumentTable) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         self.validate_strategies()?;
         if self.engine.capital <= 0 {
             bail!(
@@ -476,7 +542,11 @@ impl Config {
                 );
             }
         }
-        self.risk.validate(instruments)?;
+        // Against the default table here (the per-instrument overrides again in `bind`,
+        // against the session's).
+        let mut generic = self.risk.clone();
+        generic.instruments.clear();
+        generic.validate(&InstrumentTable::nse_default())?;
         self.metrics.validate()?;
         self.alerts.validate()?;
         Ok(())
@@ -492,6 +562,32 @@ impl Config {
             ..EngineConfig::default()
         }
     }
+}
+
+/// A strategy's `instruments = [...]`: a rule's name becomes the symbols it picked, and
+/// `EXCHANGE:SYMBOL` the symbol. Whether anything changed.
+fn rewrite_instruments(params: &mut toml::Table, aliases: &BTreeMap<String, Vec<String>>) -> bool {
+    let Some(toml::Value::Array(list)) = params.get_mut("instruments") else {
+        return false;
+    };
+    let mut changed = false;
+    let mut out = Vec::with_capacity(list.len());
+    for v in list.drain(..) {
+        match &v {
+            toml::Value::String(s) if aliases.contains_key(s) => {
+                out.extend(aliases[s].iter().cloned().map(toml::Value::String));
+                changed = true;
+            }
+            toml::Value::String(s) if s.contains(':') => {
+                let symbol = s.split_once(':').map_or(s.as_str(), |(_, sym)| sym);
+                out.push(toml::Value::String(symbol.to_ascii_uppercase()));
+                changed = true;
+            }
+            _ => out.push(v),
+        }
+    }
+    *list = out;
+    changed
 }
 
 #[cfg(test)]

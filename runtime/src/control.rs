@@ -41,7 +41,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use kestrel_engine::InstrumentTable;
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;

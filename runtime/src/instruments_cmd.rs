@@ -28,6 +28,16 @@ pub fn ist_today() -> Date {
     Date::from_julian_day((days + 2_440_588) as i32).expect("a Unix day is a date")
 }
 
+/// What a session trades, for its first line: "the 5 default equities" or "3 [instruments]
+/// entries".
+pub fn selection_label(section: &crate::instrument_select::InstrumentsSection) -> String {
+    match section.select.len() {
+        0 => "the 5 default equities".into(),
+        1 => "1 [instruments] entry".into(),
+        n => format!("{n} [instruments] entries"),
+    }
+}
+
 /// What `sync` needs.
 #[derive(Debug)]
 pub struct SyncArgs {

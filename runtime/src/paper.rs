@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kestrel_gateway::{Credentials, Secret};
+use kestrel_instruments::InstrumentMaster;
+use kestrel_instruments::market_data::MarketData;
 
 use crate::config::Config;
 use crate::session::{self, SessionArgs, SessionReport, VenueLink};
@@ -39,12 +41,16 @@ pub struct PaperArgs {
 /// A session's report plus what the simulator saw.
 #[derive(Debug)]
 pub struct PaperReport {
+    /// What the session traded ([instruments], resolved at start-up).
+    pub instruments: kestrel_engine::InstrumentTable,
     pub session: SessionReport,
     /// Orders the simulated venue received over HTTP.
     pub orders_received: u64,
     /// Trades at the simulated venue.
     pub fills: u64,
     pub venue_rejects: u64,
+    /// Every order the simulated venue received (a sliced parent as its child orders).
+    pub venue_orders: Vec<kestrel_exchange_sim::matching::Order>,
 }
 
 pub fn run<S: StrategySet>(args: PaperArgs, stop: Arc<AtomicBool>) -> Result<PaperReport> {
@@ -81,8 +87,34 @@ pub fn run_with<S: StrategySet>(
         speed: config.paper.tick_rate as f64 / 100.0,
         journal_out: None,
         replay: None,
+        derivatives: !config.instruments.is_default(),
     })
     .context("starting the in-process exchange simulator")?;
+
+    // The session's instruments, as `kestrel run` resolves them from Kite: the dump from
+    // the simulator's GET /instruments, the underlyings' prices from its /quote/ltp, the
+    // circuit limits from its /quote.
+    let market = MarketData::new(
+        &sim.rest_url,
+        &sim.api_key,
+        &sim.access_token,
+        Duration::from_secs(10),
+    );
+    let today = crate::instruments_cmd::ist_today();
+    crate::instrument_select::bind_session::<S>(
+        &mut config,
+        today,
+        || {
+            let text = market
+                .instruments(None)
+                .context("reading the simulator's instrument dump")?;
+            Ok(InstrumentMaster::from_csv(&text)?)
+        },
+        Some(&market),
+    )?;
+    let instruments = config.table.0.clone();
+    let tokens: Vec<u32> = instruments.iter().map(|(_, i)| i.token).collect();
+    sim.tick_only(&tokens);
 
     // Each paper session has its own order store: the simulator starts empty every time.
     let store_path = config.storage.dir.join("orders").join(format!(
@@ -111,21 +143,28 @@ pub fn run_with<S: StrategySet>(
         },
         stop,
     )?;
-    let (orders_received, fills, venue_rejects) = {
+    let (orders_received, fills, venue_rejects, venue_orders) = {
         let v = sim.venue.lock().unwrap_or_else(|p| p.into_inner());
         let rejected = v
             .orders()
             .iter()
             .filter(|o| o.status == kestrel_exchange_sim::OrderStatus::Rejected)
             .count() as u64;
-        (v.orders().len() as u64, v.trades().len() as u64, rejected)
+        (
+            v.orders().len() as u64,
+            v.trades().len() as u64,
+            rejected,
+            v.orders().to_vec(),
+        )
     };
     sim.shutdown();
     Ok(PaperReport {
+        instruments,
         session,
         orders_received,
         fills,
         venue_rejects,
+        venue_orders,
     })
 }
 
@@ -180,6 +219,16 @@ impl PaperReport {
             "  simulator  received {} orders, {} trades, {} rejected",
             self.orders_received, self.fills, self.venue_rejects
         );
+        // Per instrument, what reached the venue (sliced parents as their child orders).
+        let mut by_symbol: std::collections::BTreeMap<&str, (usize, i64)> = Default::default();
+        for o in &self.venue_orders {
+            let e = by_symbol.entry(o.tradingsymbol.as_str()).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(o.quantity.0);
+        }
+        for (symbol, (n, largest)) in by_symbol {
+            println!("             {symbol}: {n} orders, the largest {largest}");
+        }
     }
 }
 
@@ -187,7 +236,7 @@ impl PaperReport {
 mod tests {
     use super::*;
     use crate::strategies::BuiltIn;
-    use kestrel_engine::{InstrumentTable, Money};
+    use kestrel_engine::{InstrumentTable, Money, Price};
 
     #[test]
     fn a_short_session_trades_through_every_thread_and_loses_no_fill() {
@@ -256,6 +305,173 @@ mod tests {
             (r.counters.orders_sent, r.counters.fills, r.counters.ticks)
         );
     }
+    /// The must-show of issue 17: `config/examples/nfo.toml` chooses NIFTY's current future
+    /// and the at-the-money call of the nearest weekly expiry by rule, resolved from the
+    /// simulator's dump and its /quote/ltp; the session trades them in whole lots of 75,
+    /// their ticks decoded with Kite's ÷100, and the call's 1,875 (above the freeze quantity
+    /// of 1,800) reaches the simulator as slices of at most 1,800. A replay of the session's
+    /// journal with the same file trades the same contracts.
+    #[test]
+    fn a_paper_session_and_its_replay_trade_rule_chosen_nifty_derivatives_in_lots_sliced_at_the_freeze()
+     {
+        let text = include_str!("../../config/examples/nfo.toml");
+        let mut config = Config::parse_sections(text, "config/examples/nfo.toml").unwrap();
+        config.paper.tick_rate = 2_000;
+        let dir = tempfile::tempdir().unwrap();
+        config.storage.dir = dir.path().to_path_buf();
+        config.metrics.addr = "127.0.0.1:0".parse().unwrap();
+        let p = run::<BuiltIn>(
+            PaperArgs {
+                duration: Duration::from_secs(4),
+                seed: Some(11),
+                config,
+                status: false,
+            },
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        let t = &p.instruments;
+        let symbols: Vec<&str> = t.iter().map(|(_, i)| i.symbol.as_str()).collect();
+        assert_eq!(symbols.len(), 2, "{symbols:?}");
+        let (fut, call) = (
+            kestrel_engine::InstrumentId(0),
+            kestrel_engine::InstrumentId(1),
+        );
+        assert!(
+            symbols[0].starts_with("NIFTY") && symbols[0].ends_with("FUT"),
+            "{symbols:?}"
+        );
+        assert!(
+            symbols[1].starts_with("NIFTY") && symbols[1].ends_with("CE"),
+            "{symbols:?}"
+        );
+        for (_, i) in t.iter() {
+            assert_eq!(
+                (i.lot_size.0, i.freeze_qty.0, i.price_divisor),
+                (75, 1800, 100),
+                "{i:?}"
+            );
+        }
+        let r = &p.session;
+        assert!(r.positions_match(), "{r:?}");
+        assert_eq!(r.gateway_incidents, 0, "{r:?}");
+        // Ticks of both, priced where they trade: the future near NIFTY's 26,000, the call
+        // at a premium of a few hundred rupees (a wrong divisor is off by powers of ten).
+        let reader = kestrel_journal::JournalReader::open(&r.journal_path).unwrap();
+        let records = reader.records();
+        let ticks: Vec<_> = records.iter().filter_map(|j| j.as_tick()).collect();
+        let range = |id| {
+            let px: Vec<_> = ticks
+                .iter()
+                .filter(|k| k.instrument == id)
+                .map(|k| k.last_px)
+                .collect();
+            (px.len(), px.iter().min().copied(), px.iter().max().copied())
+        };
+        let (n, lo, hi) = range(fut);
+        assert!(n > 100, "{n} future ticks");
+        assert!(
+            lo.unwrap() > Price::from_units(24_000) && hi.unwrap() < Price::from_units(28_000),
+            "{lo:?}..{hi:?}"
+        );
+        let (n, lo, hi) = range(call);
+        assert!(n > 100, "{n} call ticks");
+        assert!(
+            lo.unwrap() > Price::ZERO && hi.unwrap() < Price::from_units(1_000),
+            "{lo:?}..{hi:?}"
+        );
+        // The engine's orders are whole lots; the call's 1,875 was marked for slicing.
+        let orders: Vec<_> = records.iter().filter_map(|j| j.as_order()).collect();
+        assert!(
+            orders.iter().any(|o| o.instrument == call),
+            "the call's strategy traded: {r:?}"
+        );
+        for o in &orders {
+            assert_eq!(o.qty % 75, 0, "{o:?}");
+            if o.instrument == call {
+                assert_eq!(o.qty, 1875, "{o:?}");
+                assert!(
+                    o.has_flag(kestrel_engine::records::order_flags::SLICE),
+                    "{o:?}"
+                );
+            } else {
+                assert_eq!(o.qty, 75, "{o:?}");
+            }
+        }
+        // At the simulator: no order above the freeze quantity, every one whole lots, the
+        // call's as 1,800 + 75.
+        let at_venue: Vec<_> = p
+            .venue_orders
+            .iter()
+            .filter(|o| o.tradingsymbol == symbols[1])
+            .collect();
+        assert!(
+            at_venue.iter().any(|o| o.quantity.0 == 1800),
+            "{at_venue:?}"
+        );
+        assert!(at_venue.iter().any(|o| o.quantity.0 == 75), "{at_venue:?}");
+        for o in &p.venue_orders {
+            assert!(o.quantity.0 <= 1800 && o.quantity.0 % 75 == 0, "{o:?}");
+            assert!(
+                o.price.is_multiple_of(Price::parse("0.05").unwrap()),
+                "{o:?}"
+            );
+        }
+        let call_parents = orders.iter().filter(|o| o.instrument == call).count();
+        assert_eq!(
+            at_venue.len(),
+            2 * call_parents,
+            "each parent is two slices"
+        );
+        assert!(p.orders_received > r.counters.orders_sent, "{p:?}");
+
+        // The replay: the journal's table, the rules' names matched to its contracts.
+        let mut config = Config::parse_sections(text, "config/examples/nfo.toml").unwrap();
+        config.storage.dir = dir.path().to_path_buf();
+        crate::instrument_select::bind_journal::<BuiltIn>(&mut config, reader.instruments())
+            .unwrap();
+        let out = crate::replay::run::<BuiltIn>(&crate::replay::ReplayArgs {
+            journal: r.journal_path.clone(),
+            config,
+            fills: crate::replay::FillMode::Simulated,
+            latency: crate::replay::Latency::Constant(Duration::from_micros(200)),
+            slippage_ticks: 0,
+            speed: None,
+            progress: false,
+        })
+        .unwrap();
+        assert_eq!(out.summary.ticks as usize, ticks.len());
+        // The call's 1,875 is filled (the gateway's slicing is taken as done), not refused
+        // at the freeze quantity.
+        assert!(
+            out.fills.iter().any(|f| f.instrument == call),
+            "{:?}",
+            out.summary
+        );
+        assert!(
+            !out.summary
+                .rejected_by_reason
+                .iter()
+                .any(|(reason, _)| reason == "FreezeQty" || reason == "TradingHalted"),
+            "{:?}",
+            out.summary
+        );
+        assert!(
+            out.orders.iter().any(|o| o.instrument == call),
+            "{:?}",
+            out.summary
+        );
+        for o in &out.orders {
+            assert_eq!(o.qty % 75, 0, "{o:?}");
+            if o.instrument == call {
+                assert!(
+                    o.has_flag(kestrel_engine::records::order_flags::SLICE),
+                    "{o:?}"
+                );
+            }
+        }
+    }
+
     /// Two strategies on overlapping instruments in one session: each order carries its
     /// strategy's id, the strategies' P&L sums to the account's exactly, and the account-wide
     /// entry rate holds across both (in no one-second window of risk time do their entries

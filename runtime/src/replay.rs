@@ -238,7 +238,20 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         table.clone(),
         engine_cfg,
     );
-    let mut venue = EngineVenue::new(table.clone(), MatchingConfig::default(), NseFees::default());
+    // The replay's venue stands for the gateway and the exchange: an order above the freeze
+    // quantity reaches it only marked for slicing (the risk gate refuses the others), and the
+    // gateway would place it as slices the exchange accepts, so the venue takes it whole.
+    let venue_table = InstrumentTable::new(
+        table
+            .iter()
+            .map(|(_, i)| kestrel_engine::Instrument {
+                freeze_qty: kestrel_engine::Qty(0),
+                ..i.clone()
+            })
+            .collect(),
+    )
+    .context("the journal's instrument table")?;
+    let mut venue = EngineVenue::new(venue_table, MatchingConfig::default(), NseFees::default());
     let mut out = Collect::default();
     let mut pending: VecDeque<(UnixNanos, OrderRequest)> = VecDeque::new();
     let mut track = Tracker {

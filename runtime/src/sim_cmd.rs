@@ -45,6 +45,10 @@ pub struct SimArgs {
     /// Replay this journal's ticks (or this tick CSV) instead of the synthetic market, at
     /// `speed` × real time (`inf`: as fast as possible).
     pub replay: Option<ReplaySource>,
+    /// List NIFTY's and a stock's futures and options (the simulator's day's dump, see
+    /// `kestrel_exchange_sim::listing`) beside the equities, tradable and priced from their
+    /// underlying; they tick once [`Sim::tick_only`] names them (synthetic market only).
+    pub derivatives: bool,
 }
 
 /// Recorded market data for the simulator to replay.
@@ -85,7 +89,13 @@ impl Market {
     /// For each of `n` instruments, whether the market will tick it.
     fn instruments_with_ticks(&self, n: usize) -> Vec<bool> {
         match self {
-            Market::Synthetic(_) => vec![true; n],
+            Market::Synthetic(m) => {
+                let mut has = vec![false; n];
+                for id in m.active() {
+                    has[id.index()] = true;
+                }
+                has
+            }
             Market::Recorded { ticks, next } => {
                 let mut has = vec![false; n];
                 for t in &ticks[*next..] {
@@ -153,6 +163,8 @@ pub struct Sim {
     pub venue: SharedVenue,
     /// Stops the market thread (the servers stay up until [`Sim::shutdown`]).
     pub market_stop: Arc<AtomicBool>,
+    /// The instruments the market thread is to tick from now on (taken by it).
+    active: Arc<Mutex<Option<Vec<kestrel_engine::InstrumentId>>>>,
     server: kestrel_exchange_sim::http::ServerHandle,
     market: std::thread::JoinHandle<()>,
     ticker_server: TickerServer,
@@ -175,6 +187,17 @@ impl Sim {
             "login_url": format!("{}/connect/login?api_key={}&v=3", self.rest_url, self.api_key),
             "instruments": list,
         })
+    }
+
+    /// Tick only the instruments with these tokens (the session's); unknown tokens are
+    /// ignored. Derivatives move their underlying's walk as they tick.
+    pub fn tick_only(&self, tokens: &[u32]) {
+        let ids: Vec<_> = tokens
+            .iter()
+            .filter_map(|&t| self.instruments.by_token(t))
+            .collect();
+        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(ids);
+        self.market.thread().unpark();
     }
 
     pub fn shutdown(self) {
@@ -244,7 +267,14 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         );
     }
     let mut instruments = universe(args.symbols.as_deref())?;
+    let mut listing = None;
     let mut market = match &args.replay {
+        None if args.derivatives => {
+            let (table, rows, market) = with_derivatives(&instruments, args.seed)?;
+            instruments = table;
+            listing = Some(rows);
+            Market::Synthetic(market)
+        }
         None => Market::Synthetic(SyntheticMarket::new(&instruments, args.seed)),
         Some(source) => {
             let (table, ticks) = load_replay(source, &instruments)?;
@@ -297,6 +327,9 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         .with_context(|| format!("binding the REST server to {}", args.rest_addr))?;
     let rest_addr = listener.local_addr()?;
     let rest = Arc::new(KiteRest::new(rest_cfg, venue.clone()));
+    if let Some(rows) = listing {
+        rest.set_listing(rows);
+    }
     let server = http::serve(listener, rest.clone(), HttpConfig::default())
         .context("starting the REST server")?;
     let ticker_server = TickerServer::start(TickerConfig {
@@ -317,9 +350,11 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         ),
         None => None,
     };
+    let active: Arc<Mutex<Option<Vec<kestrel_engine::InstrumentId>>>> = Arc::default();
     let ticker =
         {
-            let (venue, stop, rest) = (venue.clone(), stop.clone(), rest.clone());
+            let (venue, stop, rest, active) =
+                (venue.clone(), stop.clone(), rest.clone(), active.clone());
             let speed = args.speed;
             let period = Duration::from_secs_f64(1.0 / (BASE_TICKS_PER_SEC * speed));
             std::thread::Builder::new()
@@ -331,6 +366,11 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                 let mut relay = UpdateRelay::new();
                 let mut last_ts = wall_now();
                 while !stop.load(Ordering::SeqCst) {
+                    if let Market::Synthetic(m) = &mut market
+                        && let Some(ids) = active.lock().unwrap_or_else(|p| p.into_inner()).take()
+                    {
+                        m.set_active(&ids);
+                    }
                     // WebSocket faults set through POST /__sim/faults.
                     let mut faults = rest.faults();
                     if faults.ws_silent_ms > 0 {
@@ -408,10 +448,49 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         instruments,
         venue,
         market_stop: stop,
+        active,
         server,
         market: ticker,
         ticker_server,
     })
+}
+
+/// `equities` and the day's futures and options chains ([`listing::simulated_rows`] at
+/// the equities' starting prices): the venue's table, the dump's rows, and a market that
+/// prices the derivatives from their underlying and ticks the equities until told otherwise.
+fn with_derivatives(
+    equities: &InstrumentTable,
+    seed: u64,
+) -> Result<(
+    InstrumentTable,
+    Vec<kestrel_instruments::DumpRow>,
+    SyntheticMarket,
+)> {
+    use kestrel_exchange_sim::{chains, listing};
+    let base = SyntheticMarket::new(equities, seed);
+    let today = chains::ist_date(wall_now());
+    let rows = listing::simulated_rows(equities, |id| Some(base.touch(id).0), today);
+    let mut list: Vec<Instrument> = equities.iter().map(|(_, i)| i.clone()).collect();
+    list.extend(chains::derivative_instruments(&rows));
+    let table = InstrumentTable::new(list).context("the simulator's derivatives")?;
+    let derived = listing::derived_pricing(&table, &rows, today);
+    let listed: std::collections::HashMap<u32, kestrel_engine::Price> = rows
+        .iter()
+        .map(|r| (r.instrument_token, r.last_price))
+        .collect();
+    let mut market = SyntheticMarket::with_prices(
+        &table,
+        seed,
+        |id| {
+            (id.index() >= equities.len())
+                .then(|| listed.get(&table.get(id).token).copied())
+                .flatten()
+        },
+        |id| derived[id.index()],
+    );
+    let ids: Vec<_> = equities.iter().map(|(id, _)| id).collect();
+    market.set_active(&ids);
+    Ok((table, rows, market))
 }
 
 /// The default universe, or the listed symbols of it in the order given.
@@ -511,6 +590,7 @@ mod tests {
             speed: 0.0001, // one tick every 100 s
             journal_out: None,
             replay: None,
+            derivatives: false,
         })
         .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -631,6 +711,7 @@ mod tests {
                 csv: csv_path,
                 dump,
             }),
+            derivatives: false,
         })
         .unwrap();
         let symbols: Vec<&str> = sim
@@ -728,6 +809,7 @@ mod tests {
                 csv: csv_path,
                 dump: None,
             }),
+            derivatives: false,
         }) else {
             panic!("a CSV of an unknown symbol must be refused");
         };

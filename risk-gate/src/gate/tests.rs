@@ -351,6 +351,51 @@ fn limit_prices_must_sit_inside_the_band() {
 }
 
 #[test]
+fn the_exchanges_circuit_limits_narrow_the_band_and_cap_market_protection() {
+    // INFY's circuit for the day: 1,480.00 .. 1,520.00, inside the ±2% fat-finger band
+    // (1,470.00 .. 1,530.00) around the last price of 1,500.
+    let mut cfg = config();
+    cfg.instruments.insert(
+        "INFY".into(),
+        crate::config::InstrumentLimits {
+            circuit: Some((px("1480"), px("1520"))),
+            ..Default::default()
+        },
+    );
+    let mut g = gate_with(&cfg);
+    let mut at_upper = order(INFY, Side::Buy, 1, OrderType::Limit, "1520");
+    assert_eq!(check(&mut g, &mut at_upper, &book()), Decision::Accept);
+    let mut above = order(INFY, Side::Buy, 2, OrderType::Limit, "1520.05");
+    assert_eq!(
+        check(&mut g, &mut above, &book()),
+        Decision::Reject(Rejection::new(
+            RiskReason::PriceBand,
+            px("1520.05").0,
+            px("1520").0
+        ))
+    );
+    let mut below = order(INFY, Side::Sell, 3, OrderType::Limit, "1479.95");
+    assert_eq!(
+        check(&mut g, &mut below, &book()),
+        Decision::Reject(Rejection::new(
+            RiskReason::PriceBand,
+            px("1479.95").0,
+            px("1480").0
+        ))
+    );
+    // A market order's protection price stays inside the circuit.
+    let mut buy = market_buy(4);
+    assert_eq!(check(&mut g, &mut buy, &book()), Decision::Accept);
+    assert_eq!(buy.price, px("1520"));
+    let mut sell = order(INFY, Side::Sell, 5, OrderType::Market, "");
+    assert_eq!(check(&mut g, &mut sell, &book()), Decision::Accept);
+    assert_eq!(sell.price, px("1480"));
+    // A circuit wider than the band changes nothing; TCS has none.
+    let mut tcs = order(TCS, Side::Buy, 1, OrderType::Limit, "1530");
+    assert_eq!(check(&mut g, &mut tcs, &book()), Decision::Accept);
+}
+
+#[test]
 fn quantity_lot_and_tick_must_be_valid() {
     let mut g = gate_with(&config());
     assert_eq!(

@@ -68,14 +68,12 @@ impl CtlCommand {
 
 /// `kestrel ctl ...`: find the socket, send, print the reply. An error reply is an `Err`
 /// (the process exits non-zero).
-pub fn run<S: crate::strategies::StrategySet>(
-    args: &CtlArgs,
-    instruments: &InstrumentTable,
-) -> Result<()> {
+pub fn run(args: &CtlArgs) -> Result<()> {
     let socket = match &args.socket {
         Some(p) => p.clone(),
         None => {
-            let config = Config::load::<S>(args.config.as_deref(), instruments)?;
+            // Only [storage] dir is needed: the instruments are not resolved.
+            let config = Config::load_sections(args.config.as_deref())?;
             default_socket_path(&config.storage.dir)
         }
     };

@@ -10,6 +10,7 @@ use kestrel_engine::{Money, Price};
 use super::client::{CtlCommand, execute, send};
 use super::*;
 use crate::snapshot::{LatencySummary, Mode, PositionRow, RingRow};
+use kestrel_engine::InstrumentTable;
 
 /// Run `f` on its own thread; fail the test if it takes longer than `secs`.
 fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {

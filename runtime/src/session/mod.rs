@@ -123,7 +123,8 @@ impl<S: StrategySet> SessionBuilder<S> {
     /// Runs the session to its end and reports what it did.
     pub fn run(self, stop: Arc<AtomicBool>) -> Result<SessionReport> {
         let args = self.args;
-        let table = InstrumentTable::nse_default();
+        // The instruments [instruments] selected, resolved at start-up (Config::bind).
+        let table = args.config.table.0.clone();
         let config = &args.config;
         let clock = LiveClock::new();
         let dry_run = args.mode == Mode::DryRun;

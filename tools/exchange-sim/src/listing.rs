@@ -16,6 +16,7 @@ use kestrel_instruments::{DumpRow, InstrumentType};
 use time::Date;
 
 use crate::chains::{self, ChainSpec};
+use crate::synthetic::Derived;
 use crate::venue::PaperVenue;
 
 /// NIFTY's level when the venue does not tick `NIFTY 50`, roughly where it trades.
@@ -101,6 +102,62 @@ pub fn simulated_rows(
         rows.extend(chains::chain(&spec, today, spot));
     }
     rows
+}
+
+/// How the synthetic market prices each instrument of `table` that `rows` list as a
+/// derivative (see [`Derived`]): a stock's futures and options from the stock's walk, an
+/// index's from its current future's (which walks, starting at its listed price).
+pub fn derived_pricing(
+    table: &InstrumentTable,
+    rows: &[DumpRow],
+    today: Date,
+) -> Vec<Option<Derived>> {
+    let by_token: std::collections::HashMap<u32, &DumpRow> =
+        rows.iter().map(|r| (r.instrument_token, r)).collect();
+    let row_of = |id: InstrumentId| by_token.get(&table.get(id).token).copied();
+    // Each underlying's walking instrument: the stock itself, else its nearest future.
+    let base = |underlying: &str| -> Option<InstrumentId> {
+        if let Some(id) = table
+            .iter()
+            .find(|(_, i)| {
+                matches!(i.exchange, Exchange::Nse | Exchange::Bse) && i.symbol == underlying
+            })
+            .map(|(id, _)| id)
+        {
+            return Some(id);
+        }
+        table
+            .iter()
+            .filter_map(|(id, _)| Some((id, row_of(id)?)))
+            .filter(|(_, r)| {
+                r.instrument_type == InstrumentType::Fut && r.underlying() == underlying
+            })
+            .min_by_key(|(_, r)| r.expiry)
+            .map(|(id, _)| id)
+    };
+    table
+        .iter()
+        .map(|(id, _)| {
+            let r = row_of(id)?;
+            let expiry = r.expiry?;
+            let underlying = base(r.underlying())?;
+            if underlying == id {
+                return None;
+            }
+            let volatility_pct = if r.underlying() == "NIFTY" {
+                ChainSpec::nifty().volatility_pct
+            } else {
+                ChainSpec::stock(r.underlying(), r.last_price).map_or(25, |s| s.volatility_pct)
+            };
+            Some(Derived {
+                underlying,
+                kind: r.instrument_type,
+                strike: r.strike,
+                days: (expiry - today).whole_days() + 1,
+                volatility_pct,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -615,6 +615,12 @@ fn a_503_during_start_up_reconciliation_is_retried_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim();
     let config = write_config(dir.path(), &sim);
+    // No /quote for price bands before the session: the two 503s land on reconciliation
+    // (the start-up quote's own retry is `instrument_select`'s test).
+    let toml = std::fs::read_to_string(&config).unwrap();
+    assert!(toml.contains("\nprice_bands = true"), "{toml}");
+    let toml = toml.replace("\nprice_bands = true", "\nprice_bands = false");
+    std::fs::write(&config, toml).unwrap();
     common::post_faults(&sim.rest, "unavailable_next=2");
     let out = run_for(&config, &sim, "5s");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
