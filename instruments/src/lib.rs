@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod dump;
 pub mod freeze;
+pub mod history;
 pub mod market_data;
 pub mod master;
 pub mod select;

@@ -129,7 +129,11 @@ impl MarketData {
     }
 
     /// The `data` of a JSON envelope.
-    fn get_data(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, MarketDataError> {
+    pub(crate) fn get_data(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Value, MarketDataError> {
         let body = self.get(path, query)?;
         let malformed = |message: String| MarketDataError::Malformed {
             path: path.to_string(),

@@ -110,3 +110,92 @@ fn refusals_and_unreachable_servers_are_errors_without_the_token() {
     assert!(matches!(e, MarketDataError::Transport { .. }), "{e:?}");
     assert!(e.to_string().starts_with("GET /instruments: "), "{e}");
 }
+
+/// 150 days of 5-minute candles: two pages (Kite allows 100 days per request), joined with
+/// no candle missing or twice, and a 429 on the first try of a page asked again.
+#[test]
+fn a_range_beyond_kite_s_limit_is_fetched_in_pages_that_join_and_a_429_is_retried() {
+    use kestrel_engine::bars::BarInterval;
+    use kestrel_exchange_sim::rest::Faults;
+    use kestrel_instruments::history::Progress;
+
+    const SEC: u64 = 1_000_000_000;
+    let sim = Sim::start();
+    let md = client(&sim);
+    let master = InstrumentMaster::from_csv(&md.instruments(None).unwrap()).unwrap();
+    let token = master.get("NSE:INFY").unwrap().instrument_token;
+    // 2026-06-01 00:00 IST to 2026-10-28 23:59:59 IST: 150 days.
+    let from = 1_780_252_200 * SEC;
+    let to = from + 150 * 86_400 * SEC - SEC;
+    sim.set_faults(Faults {
+        rate_limit_next: 2,
+        ..Faults::default()
+    });
+    let mut pages = Vec::new();
+    let mut all = Vec::new();
+    let n = md
+        .historical_range(token, BarInterval::Minutes(5), from, to, false, |c, p| {
+            pages.push((c.len(), p));
+            all.extend_from_slice(c);
+        })
+        .unwrap();
+    assert_eq!(pages.len(), 2);
+    assert_eq!(
+        pages[1].1,
+        Progress {
+            pages_done: 2,
+            pages: 2
+        }
+    );
+    assert_eq!(n, all.len());
+    // Weekdays only, 75 candles a day, strictly increasing (no duplicate at the seam).
+    assert!(all.windows(2).all(|w| w[0].ts < w[1].ts));
+    assert_eq!(all.len() % 75, 0, "whole sessions");
+    let weekdays = (0..150)
+        .filter(|d| {
+            // 2026-06-01 is a Monday.
+            d % 7 < 5
+        })
+        .count();
+    assert_eq!(all.len(), weekdays * 75);
+    // The same candles as one request each side of the seam asks for.
+    let seam = from + 100 * 86_400 * SEC;
+    let around = md
+        .historical(
+            token,
+            BarInterval::Minutes(5),
+            seam - 86_400 * SEC,
+            seam + 86_400 * SEC,
+            false,
+        )
+        .unwrap();
+    for c in &around {
+        assert!(all.contains(c), "{c:?} missing from the pages");
+    }
+    assert_eq!(sim.faults().rate_limit_next, 0, "both 429s were answered");
+}
+
+#[test]
+fn a_range_over_the_limit_asked_in_one_request_is_kite_s_input_error() {
+    use kestrel_engine::bars::BarInterval;
+    const SEC: u64 = 1_000_000_000;
+    let sim = Sim::start();
+    let md = client(&sim);
+    let master = InstrumentMaster::from_csv(&md.instruments(None).unwrap()).unwrap();
+    let token = master.get("NSE:INFY").unwrap().instrument_token;
+    let from = 1_780_252_200 * SEC;
+    let err = md
+        .historical(
+            token,
+            BarInterval::Minutes(1),
+            from,
+            from + 61 * 86_400 * SEC,
+            false,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("interval exceeds max limit: 60 days"),
+        "{err}"
+    );
+}

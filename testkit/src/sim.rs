@@ -225,6 +225,11 @@ impl Sim {
         self.rest.set_faults(f);
     }
 
+    /// The faults still to come (a count falls as each injected answer is given).
+    pub fn faults(&self) -> Faults {
+        self.rest.faults()
+    }
+
     /// How many venue orders carry `tag`.
     pub fn orders_with_tag(&self, tag: &str) -> usize {
         self.venue
