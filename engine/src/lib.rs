@@ -20,6 +20,7 @@ pub mod records;
 pub mod ring;
 pub mod risk;
 pub mod rng;
+pub mod rupees;
 pub mod sizing;
 pub mod strategy;
 pub mod wake;
@@ -30,6 +31,7 @@ pub use fixed::{Money, Price, Qty};
 pub use instrument::{Exchange, Instrument, InstrumentId, InstrumentTable};
 pub use market::{MarketView, Quote};
 pub use portfolio::{Portfolio, Position};
+pub use rupees::Rupees;
 pub use records::{
     ControlCommand, ControlKind, ExecKind, ExecReport, JournalRecord, OrderRequest, OrderType,
     RecordTag, RequestKind, Side, Tick, TickKind, TimeInForce, UnixNanos,
