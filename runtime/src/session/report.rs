@@ -56,7 +56,7 @@ pub struct SessionReport {
     pub realised: Money,
     pub unrealised: Money,
     pub fees: Money,
-    /// P&L had every fill been at the price the strategy decided on.
+    /// Net P&L had every fill been at its decision's reference price (same fees).
     pub expected_pnl: Money,
     pub open_positions: usize,
     pub rejects_by_reason: Vec<(RiskReason, u64)>,
@@ -130,13 +130,13 @@ pub(super) fn print_status(s: &OpsSnapshot) {
         s.trading_state
     };
     print!(
-        "\r[{:>4}s] ticks {:>9} ({:>6}/s)  orders {:>6}  fills {:>6}  P&L ₹{:>12}  open {}  decide p50 {:>6} p99 {:>6}  {state}   ",
+        "\r[{:>4}s] ticks {:>9} ({:>6}/s)  orders {:>6}  fills {:>6}  P&L {:>14}  open {}  decide p50 {:>6} p99 {:>6}  {state}   ",
         s.uptime_s,
         s.ticks,
         s.ticks_per_sec,
         s.orders_sent,
         s.fills,
-        s.net_pnl(),
+        s.net_pnl().rupees(),
         s.positions.len(),
         fmt_ns(t.p50),
         fmt_ns(t.p99),
@@ -166,9 +166,9 @@ impl SessionReport {
                 .map(|(id, last)| format!("#{} (strategy {id})", last + 1))
                 .collect();
             println!(
-                "  restored   {} fills from today (fees ₹{}), next decision {}, paused {}, kill switch {}",
+                "  restored   {} fills from today (fees {}), next decision {}, paused {}, kill switch {}",
                 r.fills,
-                r.fees,
+                r.fees.rupees(),
                 next.join(", "),
                 r.paused,
                 r.killed
@@ -201,29 +201,32 @@ impl SessionReport {
             self.trading_state.name()
         );
         println!(
-            "  P&L        realised ₹{}  unrealised ₹{}  fees ₹{}  open positions {}",
-            self.realised, self.unrealised, self.fees, self.open_positions
+            "  P&L        realised {}  unrealised {}  fees {}  open positions {}",
+            self.realised.rupees(),
+            self.unrealised.rupees(),
+            self.fees.rupees(),
+            self.open_positions
         );
         if self.strategies.len() > 1 {
             for s in &self.strategies {
                 println!(
-                    "    #{:<3} {:<12} net ₹{}  realised ₹{}  unrealised ₹{}  fees ₹{}  open {}",
+                    "    #{:<3} {:<12} net {}  realised {}  unrealised {}  fees {}  open {}",
                     s.id,
                     s.kind,
-                    s.net_pnl(),
-                    s.realised,
-                    s.unrealised,
-                    s.fees,
+                    s.net_pnl().rupees(),
+                    s.realised.rupees(),
+                    s.unrealised.rupees(),
+                    s.fees.rupees(),
                     s.open_positions
                 );
             }
         }
         let net = Money(self.realised.0 + self.unrealised.0 - self.fees.0);
         println!(
-            "  drift      expected from signals ₹{}  actual ₹{}  difference ₹{}",
-            self.expected_pnl,
-            net,
-            Money(net.0 - self.expected_pnl.0)
+            "  drift      at the decisions' prices {}  actual {}  drift (slippage) {}",
+            self.expected_pnl.rupees(),
+            net.rupees(),
+            Money(net.0 - self.expected_pnl.0).rupees()
         );
         println!(
             "  latency    tick→decision p50 {} p99 {} p99.9 {} max {}  (n={})",
