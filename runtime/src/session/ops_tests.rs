@@ -116,3 +116,55 @@ fn a_paper_sessions_drift_is_its_slippage_against_the_decision_prices() {
         "drift {drift} is under 0.5% of the notional {notional}"
     );
 }
+
+/// The latency kill switch end to end: a paper session whose every decision is slower than a
+/// limit of 0 µs, with `latency_blocks_entries`, refuses every entry for `Latency` and tells a
+/// webhook (a local HTTP server) why.
+#[test]
+fn slow_decisions_alert_and_with_blocking_on_no_entry_is_sent() {
+    use crate::alerts::loopback::{HttpServer, Reply};
+    use kestrel_engine::RiskReason;
+
+    let server = HttpServer::always(Reply::text(200, "ok"));
+    let table = InstrumentTable::nse_default();
+    let mut config = Config::parse::<BuiltIn>(crate::config::DEFAULT_TOML, "defaults", &table)
+        .unwrap();
+    config.paper.tick_rate = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    config.storage.dir = dir.path().to_path_buf();
+    config.metrics.enabled = false;
+    config.risk.latency_alert_us = 0;
+    config.risk.latency_blocks_entries = true;
+    config.alerts.webhook.enabled = true;
+    config.alerts.timeout_s = 1;
+    config.alerts.webhook.url = format!("{}/hook", server.url);
+    let args = PaperArgs {
+        duration: Duration::from_millis(2500),
+        seed: Some(7),
+        config,
+        status: false,
+    };
+    let p = run::<BuiltIn>(args, Arc::new(AtomicBool::new(false))).unwrap();
+    let r = &p.session;
+    assert_eq!(r.counters.orders_sent, 0, "{r:?}");
+    let refused = r
+        .rejects_by_reason
+        .iter()
+        .find(|(why, _)| *why == RiskReason::Latency)
+        .map(|(_, n)| *n);
+    assert!(refused > Some(0), "{r:?}");
+    let texts: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|q| {
+            let body: serde_json::Value = serde_json::from_str(&q.body).unwrap();
+            body["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("tick-to-decision")
+            && t.contains("above the 0.0 µs limit")
+            && t.contains("refuses entries")),
+        "{texts:?}"
+    );
+}
