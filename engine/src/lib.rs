@@ -31,10 +31,10 @@ pub use fixed::{Money, Price, Qty};
 pub use instrument::{Exchange, Instrument, InstrumentId, InstrumentTable};
 pub use market::{MarketView, Quote};
 pub use portfolio::{Portfolio, Position};
-pub use rupees::Rupees;
 pub use records::{
     ControlCommand, ControlKind, ExecKind, ExecReport, JournalRecord, OrderRequest, OrderType,
     RecordTag, RequestKind, Side, Tick, TickKind, TimeInForce, UnixNanos,
 };
 pub use risk::{Approved, Decision, RiskCheck, RiskReason};
+pub use rupees::Rupees;
 pub use strategy::{Intent, OrderIntent, ReasonCode, Strategy};

@@ -88,16 +88,19 @@ mod tests {
         assert_eq!(show("1234567.8"), "₹12,34,567.80");
         assert_eq!(show("-98254"), "-₹98,254.00");
         assert_eq!(show("100000"), "₹1,00,000.00");
-        assert_eq!(
-            Money(i64::MIN).rupees().to_string(),
-            "-₹92,23,37,20,368.55"
-        );
+        assert_eq!(Money(i64::MIN).rupees().to_string(), "-₹92,23,37,20,368.55");
     }
 
     #[test]
     fn honours_width_and_alignment() {
         assert_eq!(format!("{:>12}", show("5.5")), "       ₹5.50");
-        assert_eq!(format!("{:>12}", Money::from_units(5).rupees()), "       ₹5.00");
-        assert_eq!(format!("{:<9}|", Money::from_units(5).rupees()), "₹5.00    |");
+        assert_eq!(
+            format!("{:>12}", Money::from_units(5).rupees()),
+            "       ₹5.00"
+        );
+        assert_eq!(
+            format!("{:<9}|", Money::from_units(5).rupees()),
+            "₹5.00    |"
+        );
     }
 }

@@ -335,8 +335,7 @@ impl RiskGate {
     /// session check off, always); otherwise silence is expected, and counted afresh.
     #[cold]
     fn on_silence(&mut self, now: UnixNanos) {
-        let open = !self.session_enabled
-            || self.calendar.phase(now) == SessionPhase::Continuous;
+        let open = !self.session_enabled || self.calendar.phase(now) == SessionPhase::Continuous;
         if open {
             let silent = now.saturating_sub(self.last_data);
             self.set_state(

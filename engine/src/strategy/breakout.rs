@@ -230,7 +230,13 @@ impl Lane {
     /// Which configured exit, if any, is due for the long at `px` (average price `avg`).
     /// Out of line: the path without exits stays as small as it was.
     #[inline(never)]
-    fn exit_due(&mut self, exit: &Exit, avg: Price, px: Price, now: UnixNanos) -> Option<ReasonCode> {
+    fn exit_due(
+        &mut self,
+        exit: &Exit,
+        avg: Price,
+        px: Price,
+        now: UnixNanos,
+    ) -> Option<ReasonCode> {
         let tick = self.tick_size;
         let held = self.held.get_or_insert_with(|| Held {
             since: now,
@@ -744,7 +750,8 @@ mod tests {
 
     #[test]
     fn exits_parse_from_toml_and_are_validated() {
-        let text = "kind = \"breakout\"\n[exit]\ntarget_bps = 40\ntrailing_bps = 25\nmax_hold_s = 300\n";
+        let text =
+            "kind = \"breakout\"\n[exit]\ntarget_bps = 40\ntrailing_bps = 25\nmax_hold_s = 300\n";
         let config: StrategyConfig = toml::from_str(text).unwrap();
         let StrategyConfig::Breakout(params) = &config else {
             panic!("{config:?}")
@@ -768,8 +775,14 @@ mod tests {
             },
             ..BreakoutParams::default()
         };
-        let err = bad.validate(&InstrumentTable::nse_default()).unwrap_err().to_string();
-        assert!(err.contains("exit.trailing_bps") && err.contains("-1"), "{err}");
+        let err = bad
+            .validate(&InstrumentTable::nse_default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("exit.trailing_bps") && err.contains("-1"),
+            "{err}"
+        );
         assert!(BreakoutParams::default().exit.build().is_none());
     }
 

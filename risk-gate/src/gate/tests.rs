@@ -926,7 +926,11 @@ fn silence_counts_only_with_a_feed_and_while_the_market_is_open() {
     g.on_timer(&b, open + 10 * SEC);
     assert_eq!(g.trading_state(), TradingState::Active, "15 s of silence");
     g.on_timer(&b, open + 60 * SEC);
-    assert_eq!(g.trading_state(), TradingState::Halted, "silent after the open");
+    assert_eq!(
+        g.trading_state(),
+        TradingState::Halted,
+        "silent after the open"
+    );
 }
 
 #[test]

@@ -819,7 +819,11 @@ mod tests {
             a.body
                 .contains("live session, trading halted, NSE continuous, up 3 h 12 min")
         );
-        assert!(a.body.contains("drift -₹73.75 against the decisions"), "{}", a.body);
+        assert!(
+            a.body.contains("drift -₹73.75 against the decisions"),
+            "{}",
+            a.body
+        );
         assert!(
             a.body.contains("Positions: RELIANCE +40 @ ₹2456.35"),
             "{}",

@@ -167,7 +167,9 @@ pub fn status_text(s: &OpsSnapshot) -> String {
                 "  strategy {:<3} net {} · orders {} · fills {} · open {}{paused}",
                 r.id,
                 r.net_pnl.rupees(),
-                r.orders, r.fills, r.open_positions
+                r.orders,
+                r.fills,
+                r.open_positions
             );
         }
     }

@@ -210,9 +210,7 @@ impl Ops {
                     .record(o.ts.saturating_sub(o.tick_ts).max(1));
             }
             let price = reference(o, self.book.position(o.instrument).mark);
-            if o.kind() == Some(RequestKind::New)
-                && price.0 > 0
-                && self.decided_at.len() < 100_000
+            if o.kind() == Some(RequestKind::New) && price.0 > 0 && self.decided_at.len() < 100_000
             {
                 self.decided_at.insert(o.client_order_id, price);
             }

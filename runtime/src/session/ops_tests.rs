@@ -31,7 +31,10 @@ fn order(order_type: OrderType, price: &str, trigger: &str) -> OrderRequest {
 fn a_market_order_is_expected_at_the_last_price_not_its_protection_price() {
     let last = px("2456.35");
     // The gate set a protection price 2% away; the decision was taken at the last price.
-    assert_eq!(reference(&order(OrderType::Market, "2505.45", "0"), last), last);
+    assert_eq!(
+        reference(&order(OrderType::Market, "2505.45", "0"), last),
+        last
+    );
     assert_eq!(
         reference(&order(OrderType::Limit, "2450.00", "0"), last),
         px("2450.00")
@@ -61,8 +64,8 @@ fn the_drift_limit_is_a_share_of_the_traded_notional() {
 #[test]
 fn a_paper_sessions_drift_is_its_slippage_against_the_decision_prices() {
     let table = InstrumentTable::nse_default();
-    let mut config = Config::parse::<BuiltIn>(crate::config::DEFAULT_TOML, "defaults", &table)
-        .unwrap();
+    let mut config =
+        Config::parse::<BuiltIn>(crate::config::DEFAULT_TOML, "defaults", &table).unwrap();
     config.paper.tick_rate = 5_000;
     let dir = tempfile::tempdir().unwrap();
     config.storage.dir = dir.path().to_path_buf();
@@ -88,7 +91,11 @@ fn a_paper_sessions_drift_is_its_slippage_against_the_decision_prices() {
         } else if let Some(o) = rec.as_order()
             && o.kind() == Some(RequestKind::New)
         {
-            assert_eq!(o.order_type(), Some(OrderType::Market), "breakout sends market orders");
+            assert_eq!(
+                o.order_type(),
+                Some(OrderType::Market),
+                "breakout sends market orders"
+            );
             decided.insert(o.client_order_id, last[o.instrument.index()]);
         } else if let Some(e) = rec.as_exec()
             && e.kind() == Some(ExecKind::Fill)
@@ -127,8 +134,8 @@ fn slow_decisions_alert_and_with_blocking_on_no_entry_is_sent() {
 
     let server = HttpServer::always(Reply::text(200, "ok"));
     let table = InstrumentTable::nse_default();
-    let mut config = Config::parse::<BuiltIn>(crate::config::DEFAULT_TOML, "defaults", &table)
-        .unwrap();
+    let mut config =
+        Config::parse::<BuiltIn>(crate::config::DEFAULT_TOML, "defaults", &table).unwrap();
     config.paper.tick_rate = 5_000;
     let dir = tempfile::tempdir().unwrap();
     config.storage.dir = dir.path().to_path_buf();

@@ -763,7 +763,10 @@ fn a_silent_but_connected_feed_halts_trading_after_disconnect_halt_s() {
     let status: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
     let market = &status["status"]["market"];
     assert_eq!(market["feed_connected"], true, "{status}");
-    assert_eq!(market["feed_reconnects"], 0, "heartbeats kept it up: {status}");
+    assert_eq!(
+        market["feed_reconnects"], 0,
+        "heartbeats kept it up: {status}"
+    );
     let out = terminate(run);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
@@ -777,7 +780,10 @@ fn a_silent_but_connected_feed_halts_trading_after_disconnect_halt_s() {
         })
         .expect("a halt in the journal");
     let halt = records[halt_at].as_risk().unwrap();
-    assert_eq!(RiskReason::from_code(halt.reason), Some(RiskReason::Disconnected));
+    assert_eq!(
+        RiskReason::from_code(halt.reason),
+        Some(RiskReason::Disconnected)
+    );
     assert_eq!(halt.limit, 2_000_000_000);
     assert!(halt.observed > halt.limit, "{halt:?}");
     // The feed reported itself up and never down before the halt.
