@@ -335,8 +335,7 @@ impl Alert {
                 } else {
                     "Decisions are slower than [risk] latency_alert_us; entries still pass \
                      (latency_blocks_entries = false)."
-                }
-                .to_string(),
+                },
                 "check the machine's load and `kestrel ctl status` (tick→order latency); a \
                  busy core or a swapping host slows every decision.",
             ),
