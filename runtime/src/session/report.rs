@@ -138,10 +138,19 @@ pub(super) fn print_status(s: &OpsSnapshot) {
         s.fills,
         s.net_pnl().rupees(),
         s.positions.len(),
-        fmt_ns(t.p50),
-        fmt_ns(t.p99),
+        ns_or_na(t.count, t.p50),
+        ns_or_na(t.count, t.p99),
     );
     let _ = std::io::stdout().flush();
+}
+
+/// A latency for people, `n/a` when nothing was measured (`count` = 0).
+fn ns_or_na(count: u64, ns: u64) -> String {
+    if count == 0 {
+        "n/a".to_string()
+    } else {
+        fmt_ns(ns)
+    }
 }
 
 pub fn fmt_ns(ns: u64) -> String {
@@ -156,7 +165,7 @@ impl SessionReport {
     /// The end-of-session summary; `venue` adds lines the caller knows (the simulator's).
     pub fn print(&self, title: &str) {
         let c = &self.counters;
-        let q = |h: &Histogram<u64>, p: f64| fmt_ns(h.value_at_quantile(p));
+        let q = |h: &Histogram<u64>, p: f64| ns_or_na(h.len(), h.value_at_quantile(p));
         println!("{title}: summary ({:.1} s)", self.elapsed.as_secs_f64());
         if self.restored.fills > 0 || self.restored.paused || self.restored.killed {
             let r = &self.restored;
@@ -233,7 +242,7 @@ impl SessionReport {
             q(&self.decision_latency, 0.5),
             q(&self.decision_latency, 0.99),
             q(&self.decision_latency, 0.999),
-            fmt_ns(self.decision_latency.max()),
+            ns_or_na(self.decision_latency.len(), self.decision_latency.max()),
             self.decision_latency.len()
         );
         let positions = match &self.venue_positions {
