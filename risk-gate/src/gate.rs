@@ -466,20 +466,22 @@ impl RiskGate {
             return reject(RiskReason::NoMarketData, 0, 0);
         }
         // Age by our receipt and by the exchange's own stamp (when the venue sends one): a
-        // feed can deliver old ticks promptly. No division: a max of two subtractions.
-        let exch_ts = market.exchange_ts(id);
-        let exch_age = if exch_ts == 0 {
-            0
-        } else {
-            now.saturating_sub(exch_ts)
-        };
-        let age = quote.age(now).max(exch_age);
-        if !reducing && age > self.max_tick_age {
-            return reject(
-                RiskReason::StaleData,
-                age.min(i64::MAX as u64) as i64,
-                self.max_tick_age as i64,
-            );
+        // feed can deliver old ticks promptly. Entries only; no division.
+        if !reducing {
+            let exch_ts = market.exchange_ts(id);
+            let exch_age = if exch_ts == 0 {
+                0
+            } else {
+                now.saturating_sub(exch_ts)
+            };
+            let age = quote.age(now).max(exch_age);
+            if age > self.max_tick_age {
+                return reject(
+                    RiskReason::StaleData,
+                    age.min(i64::MAX as u64) as i64,
+                    self.max_tick_age as i64,
+                );
+            }
         }
 
         // 5. Price band (fat finger) and the protection price of market orders.

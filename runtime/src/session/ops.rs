@@ -294,8 +294,9 @@ impl Ops {
                     if let Some(s) = TradingState::from_code(r.state_after) {
                         self.trading_state = s;
                     }
-                    // A rule that fires without changing the state (a latency alert, a
-                    // repeated halt) is logged below, not announced as a change.
+                    // A rule that fires without changing the state (a repeated halt) is
+                    // logged below, not announced as a change; the latency switch, which
+                    // never changes the state, is announced as what it is.
                     match RiskReason::from_code(r.reason) {
                         Some(reason) if from != self.trading_state => {
                             self.alert(Alert::risk_state(from, self.trading_state, reason));
