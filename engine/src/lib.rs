@@ -21,6 +21,7 @@ pub mod records;
 pub mod ring;
 pub mod risk;
 pub mod rng;
+pub mod rupees;
 pub mod sizing;
 pub mod strategy;
 pub mod wake;
@@ -36,4 +37,5 @@ pub use records::{
     RecordTag, RequestKind, Side, Tick, TickKind, TimeInForce, UnixNanos,
 };
 pub use risk::{Approved, Decision, RiskCheck, RiskReason};
+pub use rupees::Rupees;
 pub use strategy::{Intent, OrderIntent, ReasonCode, Strategy};

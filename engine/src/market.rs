@@ -42,12 +42,16 @@ impl Quote {
 #[derive(Clone, Debug)]
 pub struct MarketView {
     quotes: Box<[Quote]>,
+    /// Per instrument, the latest exchange timestamp seen (0: none). Beside the quotes, not
+    /// in them: a [`Quote`] fills one 64-byte cache line, and only the risk gate reads this.
+    exch_ts: Box<[UnixNanos]>,
 }
 
 impl MarketView {
     pub fn new(instruments: usize) -> MarketView {
         MarketView {
             quotes: vec![Quote::default(); instruments].into_boxed_slice(),
+            exch_ts: vec![0; instruments].into_boxed_slice(),
         }
     }
 
@@ -76,7 +80,19 @@ impl MarketView {
             q.volume = tick.volume;
         }
         q.updated_at = q.updated_at.max(tick.recv_ts);
+        if tick.exch_ts != 0
+            && let Some(e) = self.exch_ts.get_mut(tick.instrument.index())
+        {
+            *e = (*e).max(tick.exch_ts);
+        }
         true
+    }
+
+    /// The latest exchange timestamp of `id`'s ticks (0: the venue gave none). Panics on an
+    /// id outside the table, as [`MarketView::quote`] does.
+    #[inline]
+    pub fn exchange_ts(&self, id: InstrumentId) -> UnixNanos {
+        self.exch_ts[id.index()]
     }
 
     /// Panics on an id outside the table (a programming error; ids come from the table).

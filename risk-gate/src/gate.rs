@@ -153,6 +153,12 @@ pub struct RiskGate {
     state: PersistedRiskState,
     day_known: bool,
     disconnected_since: Option<UnixNanos>,
+    /// A feed reported its connectivity at least once (live and paper sessions, and
+    /// replays of their journals; not a backtest from a CSV): silence then counts as down.
+    feed_seen: bool,
+    /// The last tick (or fill) event time: a feed connected but silent for longer than
+    /// `disconnect_halt` while the market is open halts trading as a disconnection does.
+    last_data: UnixNanos,
     last_latency_alert: UnixNanos,
 
     events: [RiskRecord; EVENT_CAPACITY],
@@ -223,6 +229,8 @@ impl RiskGate {
             state: PersistedRiskState::default(),
             day_known: false,
             disconnected_since: None,
+            feed_seen: false,
+            last_data: 0,
             last_latency_alert: 0,
             events: [RiskRecord::default(); EVENT_CAPACITY],
             events_head: 0,
@@ -326,6 +334,25 @@ impl RiskGate {
         }
         self.events[(self.events_head + self.events_len) % EVENT_CAPACITY] = rec;
         self.events_len += 1;
+    }
+
+    /// No tick for longer than `disconnect_halt`: halt while the market is open (with the
+    /// session check off, always); otherwise silence is expected, and counted afresh.
+    #[cold]
+    fn on_silence(&mut self, now: UnixNanos) {
+        let open = !self.session_enabled || self.calendar.phase(now) == SessionPhase::Continuous;
+        if open {
+            let silent = now.saturating_sub(self.last_data);
+            self.set_state(
+                TradingState::Halted,
+                RiskReason::Disconnected,
+                silent.min(i64::MAX as u64) as i64,
+                self.disconnect_halt as i64,
+                now,
+            );
+        } else {
+            self.last_data = now;
+        }
     }
 
     fn new_day_if_needed(&mut self, book: &Portfolio, now: UnixNanos) {
@@ -443,13 +470,23 @@ impl RiskGate {
         if reference.0 <= 0 {
             return reject(RiskReason::NoMarketData, 0, 0);
         }
-        let age = quote.age(now);
-        if !reducing && age > self.max_tick_age {
-            return reject(
-                RiskReason::StaleData,
-                age.min(i64::MAX as u64) as i64,
-                self.max_tick_age as i64,
-            );
+        // Age by our receipt and by the exchange's own stamp (when the venue sends one): a
+        // feed can deliver old ticks promptly. Entries only; no division.
+        if !reducing {
+            let exch_ts = market.exchange_ts(id);
+            let exch_age = if exch_ts == 0 {
+                0
+            } else {
+                now.saturating_sub(exch_ts)
+            };
+            let age = quote.age(now).max(exch_age);
+            if age > self.max_tick_age {
+                return reject(
+                    RiskReason::StaleData,
+                    age.min(i64::MAX as u64) as i64,
+                    self.max_tick_age as i64,
+                );
+            }
         }
 
         // 5. Price band (fat finger) within the exchange's circuit limits, and the
@@ -808,6 +845,11 @@ impl RiskCheck for RiskGate {
             Some(ControlKind::Kill) => self.state.kill_switch = true,
             Some(ControlKind::ClearKill) => self.state.kill_switch = false,
             Some(ControlKind::Connectivity) => {
+                if !self.feed_seen {
+                    // Silence is counted from the first report on.
+                    self.feed_seen = true;
+                    self.last_data = self.last_data.max(now);
+                }
                 if cmd.arg == 0 {
                     self.disconnected_since.get_or_insert(now);
                 } else {
@@ -856,6 +898,10 @@ impl RiskCheck for RiskGate {
                 );
             }
         }
+        // Connected (or reconnecting) but silent too long: the same switch.
+        if self.feed_seen && now.saturating_sub(self.last_data) > self.disconnect_halt {
+            self.on_silence(now);
+        }
         None
     }
 
@@ -865,6 +911,7 @@ impl RiskCheck for RiskGate {
         book: &Portfolio,
         now: UnixNanos,
     ) -> Option<ForcedAction> {
+        self.last_data = self.last_data.max(now);
         // The position whose mark or fills just changed: its unrealised loss against its cost.
         // Checked per event (not per timer call) so that a replay meets it at the same moment.
         let requested = self.exit_requested.get(id.index()).copied()?;

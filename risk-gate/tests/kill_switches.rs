@@ -665,7 +665,8 @@ fn disconnected_more_than_thirty_seconds_halts_until_reconnect_and_resume() {
     h.control(ControlKind::Resume, 0, h.now + SEC);
     assert_eq!(h.state(), TradingState::Active);
     for i in 0..3 {
-        let sent = h.tick_with(market(A, Side::Buy, 1 + i), 40 * SEC, rupees(100));
+        // (Ticks closer than `disconnect_halt_s`: a longer gap is a silent feed, which halts.)
+        let sent = h.tick_with(market(A, Side::Buy, 1 + i), 20 * SEC, rupees(100));
         assert_eq!(
             sent.len(),
             1,

@@ -160,15 +160,18 @@ pub struct Summary {
     pub fills: u64,
     /// Round trips (flat → position → flat).
     pub trades: u64,
-    pub win_rate: f64,
+    /// Share of round trips that made money; `None` (JSON null, "n/a") without round trips.
+    pub win_rate: Option<f64>,
     pub gross_pnl: String,
     pub fees: String,
     pub net_pnl: String,
     pub max_drawdown: String,
     pub max_drawdown_pct: f64,
-    /// Annualised from one-minute equity returns (375 minutes × 252 days).
-    pub sharpe: f64,
-    pub time_in_market_pct: f64,
+    /// Annualised from one-minute equity returns (375 minutes × 252 days); `None` (JSON null,
+    /// "n/a") with fewer than two returns or none that differ.
+    pub sharpe: Option<f64>,
+    /// `None` when the journal spans no time.
+    pub time_in_market_pct: Option<f64>,
     pub rejected_by_reason: Vec<(String, u64)>,
     pub first_ts: String,
     pub last_ts: String,
@@ -358,11 +361,7 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         orders: counters.orders_sent,
         fills: fills.len() as u64,
         trades: round_trips,
-        win_rate: if round_trips == 0 {
-            0.0
-        } else {
-            wins as f64 / round_trips as f64
-        },
+        win_rate: (round_trips > 0).then(|| wins as f64 / round_trips as f64),
         gross_pnl: (book.realised() + book.unrealised()).to_string(),
         fees: book.fees().to_string(),
         net_pnl: book.net_pnl().to_string(),
@@ -370,8 +369,8 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         max_drawdown_pct: dd_pct,
         sharpe: sharpe(&equity),
         time_in_market_pct: match first_ts {
-            Some(f) if last_ts > f => 100.0 * in_market_ns as f64 / (last_ts - f) as f64,
-            _ => 0.0,
+            Some(f) if last_ts > f => Some(100.0 * in_market_ns as f64 / (last_ts - f) as f64),
+            _ => None,
         },
         rejected_by_reason: Vec::new(),
         first_ts: first_ts.map(ist).unwrap_or_default(),
@@ -469,7 +468,7 @@ fn max_drawdown(equity: &[(UnixNanos, Money)]) -> (Money, f64) {
 }
 
 /// Annualised Sharpe ratio of one-minute equity returns (zero risk-free rate).
-fn sharpe(equity: &[(UnixNanos, Money)]) -> f64 {
+fn sharpe(equity: &[(UnixNanos, Money)]) -> Option<f64> {
     let mut minute_close: Vec<f64> = Vec::new();
     let mut current = None;
     for &(ts, e) in equity {
@@ -487,16 +486,22 @@ fn sharpe(equity: &[(UnixNanos, Money)]) -> f64 {
         .map(|w| w[1] / w[0] - 1.0)
         .collect();
     if returns.len() < 2 {
-        return 0.0;
+        return None;
     }
     let n = returns.len() as f64;
     let mean = returns.iter().sum::<f64>() / n;
     let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    if var <= 0.0 {
-        0.0
-    } else {
-        mean / var.sqrt() * (375.0 * 252.0f64).sqrt()
-    }
+    (var > 0.0).then(|| mean / var.sqrt() * (375.0 * 252.0f64).sqrt())
+}
+
+/// A statistic for people: `n/a` when it is undefined.
+fn shown(v: Option<f64>, decimals: usize, unit: &str) -> String {
+    v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.decimals$}{unit}"))
+}
+
+/// An exact amount from the summary, for people (the summary keeps the exact decimal).
+fn rupees(exact: &str) -> String {
+    Money::parse(exact).map_or_else(|_| exact.to_string(), |m| m.rupees().to_string())
 }
 
 impl ReplayOutcome {
@@ -507,20 +512,25 @@ impl ReplayOutcome {
             println!("  note  {note}");
         }
         println!(
-            "  ticks {}  orders {}  fills {}  round trips {}  win rate {:.1}%",
+            "  ticks {}  orders {}  fills {}  round trips {}  win rate {}",
             s.ticks,
             s.orders,
             s.fills,
             s.trades,
-            100.0 * s.win_rate
+            shown(s.win_rate.map(|w| 100.0 * w), 1, "%")
         );
         println!(
-            "  P&L   gross ₹{}  fees ₹{}  net ₹{}",
-            s.gross_pnl, s.fees, s.net_pnl
+            "  P&L   gross {}  fees {}  net {}",
+            rupees(&s.gross_pnl),
+            rupees(&s.fees),
+            rupees(&s.net_pnl)
         );
         println!(
-            "  risk  max drawdown ₹{} ({:.2}%)  Sharpe {:.2}  time in market {:.1}%",
-            s.max_drawdown, s.max_drawdown_pct, s.sharpe, s.time_in_market_pct
+            "  risk  max drawdown {} ({:.2}%)  Sharpe {}  time in market {}",
+            rupees(&s.max_drawdown),
+            s.max_drawdown_pct,
+            shown(s.sharpe, 2, ""),
+            shown(s.time_in_market_pct, 1, "%")
         );
         if !s.rejected_by_reason.is_empty() {
             let list: Vec<String> = s
@@ -661,6 +671,10 @@ fn equity_svg(equity: &[(UnixNanos, Money)]) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+#[cfg(test)]
+#[path = "replay_stale_tests.rs"]
+mod stale_tests;
 
 #[cfg(test)]
 mod tests {

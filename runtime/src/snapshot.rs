@@ -91,8 +91,9 @@ pub struct OpsSnapshot {
     pub realised: Money,
     pub unrealised: Money,
     pub fees: Money,
-    /// P&L had every fill happened at the price the strategy decided on; `realised +
-    /// unrealised - expected` is the drift (slippage, fees, missed fills).
+    /// Net P&L had every fill happened at its decision's reference price (the last price
+    /// when decided, or the limit), with the same fees; `net - expected` is the drift: the
+    /// slippage.
     pub expected_pnl: Money,
 
     /// Tick received → order decided, from the journal's order records.
@@ -112,7 +113,7 @@ impl OpsSnapshot {
         Money(self.realised.0 + self.unrealised.0 - self.fees.0)
     }
 
-    /// Realised P&L against what the signals expected (positive: better than expected).
+    /// Net P&L against the decisions' prices: the slippage (positive: better than decided).
     pub fn drift(&self) -> Money {
         Money(self.net_pnl().0 - self.expected_pnl.0)
     }

@@ -314,8 +314,14 @@ impl SimProcess {
     /// Starts `kestrel sim` from the binary `kestrel` (20 times the default market speed,
     /// the synthetic market of seed 11) and waits for its ready line (bounded).
     pub fn start(kestrel: impl AsRef<Path>) -> SimProcess {
+        Self::start_at_speed(kestrel, "20")
+    }
+
+    /// [`SimProcess::start`] with the market at `speed` (`--speed`; 1 is 100 ticks a second:
+    /// a tiny one gives a ticker that stays connected, heartbeats and sends no tick).
+    pub fn start_at_speed(kestrel: impl AsRef<Path>, speed: &str) -> SimProcess {
         let mut child = Command::new(kestrel.as_ref())
-            .args(["sim", "--speed", "20", "--seed", "11"])
+            .args(["sim", "--speed", speed, "--seed", "11"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,11 +1,20 @@
 //! Breakout: buy when the last price clears the highest last price of the previous
-//! `lookback` ticks, sell everything when it falls to a stop set at entry.
+//! `lookback` ticks, sell everything when it falls to a stop set at entry, or, with
+//! `[strategy.exit]`, at a profit target, a trailing stop or after a holding time.
 //!
 //! ```text
 //! if flat and nothing working and ltp > swing_high:  Buy  size(...)      BreakoutEntry
 //! elif long and nothing working and ltp <= stop:     Sell position       StopHit, reduce-only
+//! elif long and nothing working and an exit is due:  Sell position       TargetHit |
+//!                                                                        TrailingStop |
+//!                                                                        TimeExit, reduce-only
 //! else                                               Hold
 //! ```
+//!
+//! The exits (each off at 0, all off by default): `target_bps` above the average entry price
+//! (rounded up to the tick), `trailing_bps` below the highest last price since entry (rounded
+//! down), `max_hold_s` since the first tick seen long. Without `[strategy.exit]` they cost one
+//! branch per tick while long.
 //!
 //! Per instrument it keeps the previous `lookback` last prices (the swing high excludes the
 //! current tick), the mean absolute move between them (the volatility handed to sizing),
@@ -43,6 +52,71 @@ fn stop_below(price: Price, bps: i64, tick: Price) -> Price {
     }
 }
 
+/// `price × (10 000 + bps) / 10 000`, rounded up to a multiple of `tick`.
+fn target_above(price: Price, bps: i64, tick: Price) -> Price {
+    let raw = (price.0 as i128 * (10_000 + bps as i128) + 9_999).div_euclid(10_000);
+    let raw = i64::try_from(raw).unwrap_or(i64::MAX);
+    if tick.0 > 0 && raw.rem_euclid(tick.0) != 0 {
+        Price(raw.saturating_add(tick.0 - raw.rem_euclid(tick.0)))
+    } else {
+        Price(raw)
+    }
+}
+
+/// `[strategy.exit]`: ways out of a long besides the stop; each is off at 0 (the default).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExitParams {
+    /// Take profit this many basis points above the average entry price.
+    pub target_bps: i64,
+    /// Sell when the last price falls this many basis points below its highest since entry.
+    pub trailing_bps: i64,
+    /// Sell after holding the position this many seconds.
+    pub max_hold_s: u64,
+}
+
+impl ExitParams {
+    fn validate(&self) -> Result<(), StrategyError> {
+        for (field, v, max, expected) in [
+            ("exit.target_bps", self.target_bps, 10_000, "0..=10000"),
+            ("exit.trailing_bps", self.trailing_bps, 5_000, "0..=5000"),
+        ] {
+            if !(0..=max).contains(&v) {
+                return Err(StrategyError::OutOfRange {
+                    field,
+                    expected,
+                    got: v,
+                });
+            }
+        }
+        if self.max_hold_s > 86_400 {
+            return Err(StrategyError::OutOfRange {
+                field: "exit.max_hold_s",
+                expected: "0..=86400",
+                got: self.max_hold_s as i64,
+            });
+        }
+        Ok(())
+    }
+
+    /// `None` when every exit is off.
+    fn build(&self) -> Option<Exit> {
+        (self.target_bps > 0 || self.trailing_bps > 0 || self.max_hold_s > 0).then_some(Exit {
+            target_bps: self.target_bps,
+            trailing_bps: self.trailing_bps,
+            max_hold_ns: self.max_hold_s * 1_000_000_000,
+        })
+    }
+}
+
+/// The configured exits, in the units the tick path uses.
+#[derive(Clone, Copy, Debug)]
+struct Exit {
+    target_bps: i64,
+    trailing_bps: i64,
+    max_hold_ns: u64,
+}
+
 /// `[strategy]` with `kind = "breakout"`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -55,6 +129,8 @@ pub struct BreakoutParams {
     pub sizing: Sizing,
     /// Symbols to trade; empty (the default) trades every instrument in the table.
     pub instruments: Vec<String>,
+    /// Target, trailing stop and time exit; all off by default.
+    pub exit: ExitParams,
 }
 
 impl Default for BreakoutParams {
@@ -64,6 +140,7 @@ impl Default for BreakoutParams {
             stop_bps: 50,
             sizing: Sizing::default(),
             instruments: Vec::new(),
+            exit: ExitParams::default(),
         }
     }
 }
@@ -79,6 +156,7 @@ impl BreakoutParams {
             });
         }
         self.sizing.validate()?;
+        self.exit.validate()?;
         check_symbols(&self.instruments, instruments)
     }
 }
@@ -92,6 +170,18 @@ struct Pending {
     since: UnixNanos,
 }
 
+/// The open long as the exits see it, from the first tick seen long.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    since: UnixNanos,
+    /// Sell at or above (`i64::MAX` when the target is off).
+    target: Price,
+    /// Highest last price since entry (the average entry price at first).
+    peak: Price,
+    /// Sell at or below (0 when the trailing stop is off).
+    trail: Price,
+}
+
 /// One traded instrument's state.
 #[derive(Clone, Debug)]
 struct Lane {
@@ -103,6 +193,8 @@ struct Lane {
     prev_px: Price,
     /// Stop of the open long, set at entry.
     stop: Option<Price>,
+    /// The open long's exits (only with `[strategy.exit]`).
+    held: Option<Held>,
     pending: Option<Pending>,
     lot: Qty,
     tick_size: Price,
@@ -115,6 +207,7 @@ impl Lane {
             moves: RollingWindow::new(lookback - 1),
             prev_px: Price::ZERO,
             stop: None,
+            held: None,
             pending: None,
             lot,
             tick_size,
@@ -134,6 +227,46 @@ impl Lane {
         false
     }
 
+    /// Which configured exit, if any, is due for the long at `px` (average price `avg`).
+    /// Out of line: the path without exits stays as small as it was.
+    #[inline(never)]
+    fn exit_due(
+        &mut self,
+        exit: &Exit,
+        avg: Price,
+        px: Price,
+        now: UnixNanos,
+    ) -> Option<ReasonCode> {
+        let tick = self.tick_size;
+        let held = self.held.get_or_insert_with(|| Held {
+            since: now,
+            target: if exit.target_bps > 0 {
+                target_above(avg, exit.target_bps, tick)
+            } else {
+                Price(i64::MAX)
+            },
+            peak: avg,
+            trail: if exit.trailing_bps > 0 {
+                stop_below(avg, exit.trailing_bps, tick)
+            } else {
+                Price::ZERO
+            },
+        });
+        if exit.trailing_bps > 0 && px > held.peak {
+            held.peak = px;
+            held.trail = stop_below(px, exit.trailing_bps, tick);
+        }
+        if px >= held.target {
+            Some(ReasonCode::TargetHit)
+        } else if px <= held.trail {
+            Some(ReasonCode::TrailingStop)
+        } else if exit.max_hold_ns > 0 && now.saturating_sub(held.since) >= exit.max_hold_ns {
+            Some(ReasonCode::TimeExit)
+        } else {
+            None
+        }
+    }
+
     fn record(&mut self, px: Price) {
         if self.prev_px.0 > 0 {
             self.moves.push((px.0 - self.prev_px.0).abs());
@@ -148,6 +281,8 @@ impl Lane {
 pub struct Breakout {
     stop_bps: i64,
     sizing: Sizing,
+    /// `None` without `[strategy.exit]`: then the exits cost one branch.
+    exit: Option<Exit>,
     /// Indexed by [`InstrumentId::index`]; `None` for instruments not traded.
     lanes: Box<[Option<Lane>]>,
 }
@@ -168,6 +303,7 @@ impl Breakout {
         Breakout {
             stop_bps: params.stop_bps,
             sizing: params.sizing,
+            exit: params.exit.build(),
             lanes,
         }
     }
@@ -190,14 +326,20 @@ impl Breakout {
             let stop = *lane
                 .stop
                 .get_or_insert_with(|| stop_below(pos.avg_price(), self.stop_bps, lane.tick_size));
-            if px > stop {
+            let reason = if px <= stop {
+                ReasonCode::StopHit
+            } else if let Some(exit) = &self.exit
+                && let Some(reason) = lane.exit_due(exit, pos.avg_price(), px, now)
+            {
+                reason
+            } else {
                 return Intent::Hold;
-            }
+            };
             lane.pending = Some(Pending {
                 projected: pos.projected(),
                 since: now,
             });
-            let exit = OrderIntent::market(id, Side::Sell, pos.qty, ReasonCode::StopHit);
+            let exit = OrderIntent::market(id, Side::Sell, pos.qty, reason);
             return Intent::Order(exit.reducing());
         }
         lane.stop = None;
@@ -221,6 +363,8 @@ impl Breakout {
             return Intent::Hold;
         };
         lane.stop = Some(stop);
+        // (Reset here, on the rare entry, rather than on every flat tick.)
+        lane.held = None;
         lane.pending = Some(Pending {
             projected: pos.projected(),
             since: now,
@@ -518,6 +662,130 @@ mod tests {
         assert_eq!(s.stop_price(RELIANCE), None);
     }
 
+    fn with_exit(exit: ExitParams, table: &InstrumentTable) -> Breakout {
+        let params = BreakoutParams {
+            lookback: 3,
+            sizing: fixed(5),
+            exit,
+            ..BreakoutParams::default()
+        };
+        params.validate(table).unwrap();
+        Breakout::new(params, table)
+    }
+
+    /// Enters at 2456.35 (filled there) after three quieter ticks.
+    fn long_at_2456_35(s: &mut Breakout, desk: &mut Desk) {
+        for p in ["2450", "2452.50", "2455"] {
+            assert_eq!(desk.tick(s, RELIANCE, p), Intent::Hold);
+        }
+        let entry = order(desk.tick(s, RELIANCE, "2456.35"));
+        desk.send(&entry);
+        desk.fill(s, &entry, px("2456.35"));
+    }
+
+    fn sell_all(reason: ReasonCode) -> OrderIntent {
+        OrderIntent::market(RELIANCE, Side::Sell, Qty(5), reason).reducing()
+    }
+
+    #[test]
+    fn takes_profit_at_the_target_rounded_up_to_the_tick() {
+        let table = InstrumentTable::nse_default();
+        let exit = ExitParams {
+            target_bps: 40,
+            ..ExitParams::default()
+        };
+        let mut s = with_exit(exit, &table);
+        let mut desk = Desk::new(&table);
+        long_at_2456_35(&mut s, &mut desk);
+        // 2456.35 × (1 + 40 bps) = 2466.17540, up to the ₹0.05 tick: 2466.20.
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2466.15"), Intent::Hold);
+        let out = order(desk.tick(&mut s, RELIANCE, "2466.20"));
+        assert_eq!(out, sell_all(ReasonCode::TargetHit));
+    }
+
+    #[test]
+    fn the_trailing_stop_follows_the_high_and_never_falls() {
+        let table = InstrumentTable::nse_default();
+        let exit = ExitParams {
+            trailing_bps: 20,
+            ..ExitParams::default()
+        };
+        let mut s = with_exit(exit, &table);
+        let mut desk = Desk::new(&table);
+        long_at_2456_35(&mut s, &mut desk);
+        // High 2480: trail at 2480 × (1 − 20 bps) = 2475.04, down to the tick: 2475.00.
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2480"), Intent::Hold);
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2476"), Intent::Hold);
+        // A lower high leaves the trail where it was.
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2478"), Intent::Hold);
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2475.05"), Intent::Hold);
+        let out = order(desk.tick(&mut s, RELIANCE, "2475"));
+        assert_eq!(out, sell_all(ReasonCode::TrailingStop));
+    }
+
+    #[test]
+    fn leaves_after_the_holding_time_and_the_stop_still_comes_first() {
+        let table = InstrumentTable::nse_default();
+        let exit = ExitParams {
+            max_hold_s: 2,
+            ..ExitParams::default()
+        };
+        let mut s = with_exit(exit, &table);
+        let mut desk = Desk::new(&table);
+        long_at_2456_35(&mut s, &mut desk);
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2457"), Intent::Hold);
+        desk.now += 1_990_000_000;
+        assert_eq!(desk.tick(&mut s, RELIANCE, "2457"), Intent::Hold);
+        desk.now += 10_000_000;
+        let out = order(desk.tick(&mut s, RELIANCE, "2457"));
+        assert_eq!(out, sell_all(ReasonCode::TimeExit));
+        // A fresh long after an exit starts its own clock; below the stop, StopHit wins.
+        let mut s = with_exit(exit, &table);
+        let mut desk = Desk::new(&table);
+        long_at_2456_35(&mut s, &mut desk);
+        desk.now += 5_000_000_000;
+        let out = order(desk.tick(&mut s, RELIANCE, "2440"));
+        assert_eq!(out, sell_all(ReasonCode::StopHit));
+    }
+
+    #[test]
+    fn exits_parse_from_toml_and_are_validated() {
+        let text =
+            "kind = \"breakout\"\n[exit]\ntarget_bps = 40\ntrailing_bps = 25\nmax_hold_s = 300\n";
+        let config: StrategyConfig = toml::from_str(text).unwrap();
+        let StrategyConfig::Breakout(params) = &config else {
+            panic!("{config:?}")
+        };
+        assert_eq!(
+            params.exit,
+            ExitParams {
+                target_bps: 40,
+                trailing_bps: 25,
+                max_hold_s: 300
+            }
+        );
+        let err = toml::from_str::<StrategyConfig>("kind = \"breakout\"\n[exit]\ntarget = 4")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `target`"), "{err}");
+        let bad = BreakoutParams {
+            exit: ExitParams {
+                trailing_bps: -1,
+                ..ExitParams::default()
+            },
+            ..BreakoutParams::default()
+        };
+        let err = bad
+            .validate(&InstrumentTable::nse_default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("exit.trailing_bps") && err.contains("-1"),
+            "{err}"
+        );
+        assert!(BreakoutParams::default().exit.build().is_none());
+    }
+
     #[test]
     fn gives_a_stop_to_a_long_it_did_not_open() {
         let table = InstrumentTable::nse_default();
@@ -618,6 +886,7 @@ mod tests {
                 stop_bps: 50,
                 sizing: fixed(5),
                 instruments: vec![],
+                exit: ExitParams::default(),
             }
         );
         let table = InstrumentTable::nse_default();
@@ -755,10 +1024,12 @@ mod tests {
             stop_bps in 1i64..300,
             sizing in valid_sizing(),
             path in steps(),
+            (target_bps, trailing_bps, max_hold_s) in (0i64..200, 0i64..200, 0u64..3),
         ) {
             let table = lot25_table();
             let id = InstrumentId(0);
-            let params = BreakoutParams { lookback, stop_bps, sizing, instruments: vec![] };
+            let exit = ExitParams { target_bps, trailing_bps, max_hold_s };
+            let params = BreakoutParams { lookback, stop_bps, sizing, instruments: vec![], exit };
             params.validate(&table).unwrap();
             let mut s = Breakout::new(params, &table);
             let mut desk = Desk::new(&table);

@@ -18,7 +18,7 @@ pub mod breakout;
 pub mod sma;
 pub mod window;
 
-pub use breakout::{Breakout, BreakoutParams};
+pub use breakout::{Breakout, BreakoutParams, ExitParams};
 pub use sma::{SmaCross, SmaCrossParams};
 
 code_enum! {
@@ -41,6 +41,12 @@ code_enum! {
         Entry = 7,
         /// A strategy outside the built-ins reduced or closed a position.
         Exit = 8,
+        /// Breakout: the last price reached the profit target (`exit.target_bps`).
+        TargetHit = 9,
+        /// Breakout: the last price fell to the trailing stop (`exit.trailing_bps`).
+        TrailingStop = 10,
+        /// Breakout: the position was held for `exit.max_hold_s`.
+        TimeExit = 11,
     }
 }
 

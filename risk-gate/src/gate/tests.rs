@@ -917,6 +917,112 @@ fn a_feed_down_for_more_than_thirty_seconds_halts() {
 }
 
 #[test]
+fn a_feed_connected_but_silent_for_more_than_thirty_seconds_halts() {
+    // T0 is 10:00 IST on a Monday: the market is open.
+    let mut g = gate_with(&roomy());
+    let b = book();
+    g.on_control(&control(ControlKind::Connectivity, 1), T0);
+    g.on_mark(INFY, &b, T0 + SEC);
+    // Reconnects (what a heartbeat timeout gives) do not restart the silence.
+    g.on_control(&control(ControlKind::Connectivity, 0), T0 + 6 * SEC);
+    g.on_control(&control(ControlKind::Connectivity, 1), T0 + 6 * SEC + MS);
+    g.on_timer(&b, T0 + 31 * SEC);
+    assert_eq!(
+        g.trading_state(),
+        TradingState::Active,
+        "30 s since the last tick is not more than 30 s"
+    );
+    g.on_timer(&b, T0 + 31 * SEC + 1);
+    assert_eq!(g.trading_state(), TradingState::Halted);
+    let e = g.take_event().unwrap();
+    assert_eq!(
+        (e.reason, e.observed, e.limit),
+        (
+            RiskReason::Disconnected.code(),
+            (30 * SEC + 1) as i64,
+            (30 * SEC) as i64
+        )
+    );
+    // Ticks again, then a resume: trading returns.
+    g.on_mark(INFY, &b, T0 + 40 * SEC);
+    g.on_control(&control(ControlKind::Resume, 0), T0 + 40 * SEC);
+    g.on_timer(&b, T0 + 41 * SEC);
+    assert_eq!(g.trading_state(), TradingState::Active);
+}
+
+#[test]
+fn silence_counts_only_with_a_feed_and_while_the_market_is_open() {
+    let b = book();
+    // No feed ever reported (a backtest from a CSV): gaps between ticks are not silence.
+    let mut g = gate_with(&roomy());
+    g.on_mark(INFY, &b, T0);
+    g.on_timer(&b, T0 + 600 * SEC);
+    assert_eq!(g.trading_state(), TradingState::Active);
+    // Before the open (08:15 IST) nothing is expected; silence is counted afresh from the
+    // open (09:15), not from the last tick before it.
+    let open = T0 - 45 * 60 * SEC;
+    let early = open - 3_600 * SEC;
+    let mut g = gate_with(&roomy());
+    g.on_control(&control(ControlKind::Connectivity, 1), early);
+    g.on_mark(INFY, &b, early);
+    g.on_timer(&b, early + 1_800 * SEC);
+    assert_eq!(g.trading_state(), TradingState::Active, "market closed");
+    g.on_timer(&b, open - 5 * SEC);
+    g.on_timer(&b, open + 10 * SEC);
+    assert_eq!(g.trading_state(), TradingState::Active, "15 s of silence");
+    g.on_timer(&b, open + 60 * SEC);
+    assert_eq!(
+        g.trading_state(),
+        TradingState::Halted,
+        "silent after the open"
+    );
+}
+
+#[test]
+fn data_stale_by_the_exchanges_clock_refuses_entries_though_just_received() {
+    let mut g = gate_with(&config());
+    // Received now, stamped by the exchange 2 s and 2 s + 1 ns ago.
+    let stamped = |exch_ts: UnixNanos| {
+        let mut m = market(T0);
+        m.apply(&Tick {
+            recv_ts: T0,
+            exch_ts,
+            last_px: px("1500"),
+            last_qty: 1,
+            instrument: INFY,
+            kind: TickKind::Trade.code(),
+            tag: RecordTag::Tick.code(),
+            ..Tick::default()
+        });
+        m
+    };
+    let m = stamped(T0 - 2_000 * MS);
+    assert_eq!(
+        g.check(&mut market_buy(1), &m, &book(), T0),
+        Decision::Accept,
+        "exactly 2 s behind the exchange"
+    );
+    let m = stamped(T0 - 2_000 * MS - 1);
+    assert_eq!(
+        g.check(&mut market_buy(2), &m, &book(), T0),
+        Decision::Reject(Rejection::new(
+            RiskReason::StaleData,
+            2_000_000_001,
+            2_000_000_000
+        ))
+    );
+    // Exits still pass on stale data.
+    let mut b = book();
+    long(&mut b, INFY, 5, "1500");
+    let mut exit = order(INFY, Side::Sell, 5, OrderType::Market, "");
+    assert_eq!(g.check(&mut exit, &m, &b, T0), Decision::Accept);
+    // Another instrument's stamp is its own: TCS has none (0) and is fresh.
+    let mut tcs = order(TCS, Side::Buy, 1, OrderType::Market, "");
+    tcs.client_order_id = 3;
+    assert_eq!(g.check(&mut tcs, &m, &book(), T0), Decision::Accept);
+}
+
+#[test]
 fn an_error_burst_halts() {
     let mut g = gate_with(&roomy());
     let rejected = ExecReport {

@@ -20,9 +20,10 @@ pub struct AlertsSection {
     pub dedup_window_s: u64,
     /// Connect, read and write timeout of every transport, in seconds.
     pub timeout_s: u64,
-    /// Alert when actual P&L and the P&L the signals expected differ by more than this many
-    /// rupees (slippage, fees, missed fills); 0 turns the drift alert off.
-    pub drift_alert_rupees: i64,
+    /// Alert when actual P&L and the P&L at the decisions' reference prices (the last price
+    /// when decided, or the limit) differ by more than this many basis points of the traded
+    /// notional (slippage); 0 turns the drift alert off.
+    pub drift_alert_bps: i64,
     pub telegram: TelegramSection,
     pub webhook: WebhookSection,
     pub email: EmailSection,
@@ -34,7 +35,7 @@ impl Default for AlertsSection {
             max_per_minute: 20,
             dedup_window_s: 300,
             timeout_s: 5,
-            drift_alert_rupees: 2_000,
+            drift_alert_bps: 25,
             telegram: TelegramSection::default(),
             webhook: WebhookSection::default(),
             email: EmailSection::default(),

@@ -207,7 +207,7 @@ impl Alert {
         decision_id: u64,
     ) -> Alert {
         let side_name = side_name(side);
-        let value = price.notional(qty.abs());
+        let value = price.notional(qty.abs()).rupees();
         Alert::new(
             Severity::Info,
             AlertKind::Trade,
@@ -218,7 +218,7 @@ impl Alert {
             format!("{side_name} {qty} {symbol} @ ₹{price} filled"),
             body(
                 format!(
-                    "Filled {side_name} {qty} {symbol} at ₹{price} (value ₹{value}), decision \
+                    "Filled {side_name} {qty} {symbol} at ₹{price} (value {value}), decision \
                      {decision_id}. Position now {}.",
                     position_text(position.0)
                 ),
@@ -306,16 +306,54 @@ impl Alert {
             severity,
             AlertKind::Connectivity,
             format!("connectivity:down:{}", severity.name()),
-            format!("disconnected for {}", duration_text(secs)),
+            if secs == 0 {
+                "feed disconnected".to_string()
+            } else {
+                format!("disconnected for {}", duration_text(secs))
+            },
             body(
-                format!(
-                    "The market-data feed or the broker link has been down for {}. New entries \
-                     are blocked while it is down; kestrel keeps reconnecting with backoff.",
-                    duration_text(secs)
-                ),
+                if secs == 0 {
+                    "The market-data feed or the broker link went down; kestrel keeps \
+                     reconnecting with backoff. Down (or silent while the market is open) for \
+                     longer than [risk] disconnect_halt_s, trading halts."
+                        .to_string()
+                } else {
+                    format!(
+                        "The market-data feed or the broker link has been down for {}; kestrel \
+                         keeps reconnecting with backoff.",
+                        duration_text(secs)
+                    )
+                },
                 "if it lasts, check the VPS's network and Kite's status page; `kestrel ctl \
                  status` shows the reconnect attempts; `kestrel ctl flatten` closes every \
                  position if you must leave the market.",
+            ),
+        )
+    }
+
+    /// A decision took longer than `[risk] latency_alert_us` from its tick (`observed_ns`
+    /// against `limit_ns`); `blocks`: `latency_blocks_entries` refuses such entries.
+    pub fn slow_decision(observed_ns: i64, limit_ns: i64, blocks: bool) -> Alert {
+        let us = |ns: i64| ns as f64 / 1_000.0;
+        Alert::new(
+            Severity::Warning,
+            AlertKind::RiskState,
+            "risk:latency",
+            format!(
+                "tick-to-decision {:.1} µs, above the {:.1} µs limit",
+                us(observed_ns),
+                us(limit_ns)
+            ),
+            body(
+                if blocks {
+                    "Decisions are slower than [risk] latency_alert_us: the risk gate refuses \
+                     entries that slow (latency_blocks_entries); exits still pass."
+                } else {
+                    "Decisions are slower than [risk] latency_alert_us; entries still pass \
+                     (latency_blocks_entries = false)."
+                },
+                "check the machine's load and `kestrel ctl status` (tick→order latency); a \
+                 busy core or a swapping host slows every decision.",
             ),
         )
     }
@@ -368,13 +406,13 @@ impl Alert {
         );
         let _ = writeln!(
             what,
-            "P&L net ₹{} (realised ₹{}, unrealised ₹{}, fees ₹{}); ₹{} against the signals' \
-             expectation.",
-            s.net_pnl(),
-            s.realised,
-            s.unrealised,
-            s.fees,
-            s.drift()
+            "P&L net {} (realised {}, unrealised {}, fees {}); drift {} against the \
+             decisions' prices.",
+            s.net_pnl().rupees(),
+            s.realised.rupees(),
+            s.unrealised.rupees(),
+            s.fees.rupees(),
+            s.drift().rupees()
         );
         let _ = writeln!(
             what,
@@ -390,8 +428,12 @@ impl Alert {
             for p in open.iter().take(SHOWN) {
                 let _ = write!(
                     what,
-                    " {} {:+} @ ₹{} (last ₹{}, unrealised ₹{});",
-                    p.symbol, p.qty, p.avg_price, p.last_price, p.unrealised
+                    " {} {:+} @ ₹{} (last ₹{}, unrealised {});",
+                    p.symbol,
+                    p.qty,
+                    p.avg_price,
+                    p.last_price,
+                    p.unrealised.rupees()
                 );
             }
             if open.len() > SHOWN {
@@ -420,7 +462,7 @@ impl Alert {
             severity,
             AlertKind::Snapshot,
             format!("snapshot:{label}:{}", ist_day(s.at)),
-            format!("{label} snapshot: net P&L ₹{}", s.net_pnl()),
+            format!("{label} snapshot: net P&L {}", s.net_pnl().rupees()),
             body(what, &todo),
         )
     }
@@ -445,17 +487,20 @@ impl Alert {
 
     /// An operator (or ops-thread) command the engine applied.
     /// Actual P&L has moved away from what the strategy's signals expected.
-    pub fn pnl_drift(expected: Money, actual: Money, limit: Money) -> Alert {
-        let gap = Money(actual.0 - expected.0);
+    /// `limit` is `limit_bps` of the traded notional.
+    pub fn pnl_drift(expected: Money, actual: Money, limit: Money, limit_bps: i64) -> Alert {
+        let gap = Money(actual.0 - expected.0).rupees();
+        let (expected, actual, limit) = (expected.rupees(), actual.rupees(), limit.rupees());
         Alert::new(
             Severity::Warning,
             AlertKind::Drift,
             "pnl-drift",
-            format!("P&L drift ₹{gap}: fills are not where the signals were"),
+            format!("P&L drift {gap}: fills are not where the decisions were"),
             format!(
-                "Expected from signals ₹{expected}, actual from fills ₹{actual} (limit ₹{limit}). \
-                 Slippage, fees or missed fills are costing more than planned. Check fills and \
-                 venue rejects with `kestrel ctl status`; pause with `kestrel ctl pause` if it grows."
+                "At the decisions' prices (last price or limit) P&L would be {expected}; from \
+                 the fills it is {actual} (alert beyond {limit}, {limit_bps} bps of the traded \
+                 notional). Slippage is costing more than planned. Check fills and venue \
+                 rejects with `kestrel ctl status`; pause with `kestrel ctl pause` if it grows."
             ),
         )
     }
@@ -698,7 +743,7 @@ mod tests {
             17,
         );
         assert_eq!(a.title, "SELL 40 RELIANCE @ ₹2456.35 filled");
-        assert!(a.body.contains("value ₹98254.00"), "{}", a.body);
+        assert!(a.body.contains("value ₹98,254.00"), "{}", a.body);
         assert!(a.body.contains("decision 17"), "{}", a.body);
         assert!(a.body.contains("short 15"), "{}", a.body);
         assert_eq!(a.severity, Severity::Info);
@@ -784,12 +829,16 @@ mod tests {
         };
         let a = Alert::snapshot("close", &snap);
         assert_eq!(a.severity, Severity::Warning);
-        assert_eq!(a.title, "close snapshot: net P&L ₹1126.25");
+        assert_eq!(a.title, "close snapshot: net P&L ₹1,126.25");
         assert!(
             a.body
                 .contains("live session, trading halted, NSE continuous, up 3 h 12 min")
         );
-        assert!(a.body.contains("₹-73.75 against the signals"), "{}", a.body);
+        assert!(
+            a.body.contains("drift -₹73.75 against the decisions"),
+            "{}",
+            a.body
+        );
         assert!(
             a.body.contains("Positions: RELIANCE +40 @ ₹2456.35"),
             "{}",

@@ -147,13 +147,13 @@ pub fn status_text(s: &OpsSnapshot) -> String {
     let _ = writeln!(t, "           risk rejects: {}", list(&s.rejects_by_reason));
     let _ = writeln!(
         t,
-        "P&L        net ₹{} (realised ₹{}, unrealised ₹{}, fees ₹{}) · expected ₹{}, drift ₹{}",
-        s.net_pnl(),
-        s.realised,
-        s.unrealised,
-        s.fees,
-        s.expected_pnl,
-        s.drift()
+        "P&L        net {} (realised {}, unrealised {}, fees {}) · at decision prices {}, drift {}",
+        s.net_pnl().rupees(),
+        s.realised.rupees(),
+        s.unrealised.rupees(),
+        s.fees.rupees(),
+        s.expected_pnl.rupees(),
+        s.drift().rupees()
     );
     if s.strategies.len() > 1 {
         for r in &s.strategies {
@@ -164,8 +164,12 @@ pub fn status_text(s: &OpsSnapshot) -> String {
             };
             let _ = writeln!(
                 t,
-                "  strategy {:<3} net ₹{} · orders {} · fills {} · open {}{paused}",
-                r.id, r.net_pnl, r.orders, r.fills, r.open_positions
+                "  strategy {:<3} net {} · orders {} · fills {} · open {}{paused}",
+                r.id,
+                r.net_pnl.rupees(),
+                r.orders,
+                r.fills,
+                r.open_positions
             );
         }
     }
@@ -186,7 +190,7 @@ pub fn status_text(s: &OpsSnapshot) -> String {
                 p.qty,
                 p.avg_price.to_string(),
                 p.last_price.to_string(),
-                p.unrealised.to_string()
+                p.unrealised.rupees()
             );
         }
     }

@@ -663,7 +663,7 @@ fn status_text_reads_like_a_dashboard() {
     assert_eq!(lines[5], "           risk rejects: SessionClosed 3");
     assert_eq!(
         lines[6],
-        "P&L        net ₹1181.75 (realised ₹1000.00, unrealised ₹247.00, fees ₹65.25) · expected ₹1200.00, drift ₹-18.25"
+        "P&L        net ₹1,181.75 (realised ₹1,000.00, unrealised ₹247.00, fees ₹65.25) · at decision prices ₹1,200.00, drift -₹18.25"
     );
     assert_eq!(lines[7], "positions");
     assert_eq!(
@@ -672,11 +672,11 @@ fn status_text_reads_like_a_dashboard() {
     );
     assert_eq!(
         lines[9],
-        "  INFY               10      1500.05      1530.00         299.50"
+        "  INFY               10      1500.05      1530.00        ₹299.50"
     );
     assert_eq!(
         lines[10],
-        "  TCS                -5      3200.00      3210.50         -52.50"
+        "  TCS                -5      3200.00      3210.50        -₹52.50"
     );
     assert_eq!(
         lines[11],

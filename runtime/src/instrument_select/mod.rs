@@ -468,6 +468,8 @@ mod tests {
             journal_out: None,
             replay: None,
             derivatives: false,
+            api_secret: None,
+            redirect_url: None,
         })
         .unwrap();
         let market = MarketData::new(&sim.rest_url, "k", "t", std::time::Duration::from_secs(5));

@@ -202,7 +202,7 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
     );
     w.gauge(
         "kestrel_pnl_drift_rupees",
-        "Net minus expected P&L in rupees (slippage, fees, missed fills); negative is worse.",
+        "Net P&L minus the P&L at the decisions' prices (same fees), rupees: the slippage; negative is worse.",
         s.drift().to_f64(),
     );
 

@@ -596,7 +596,8 @@ fn open_ops(
         restored,
         &ids,
     );
-    ops.drift_limit = Money::from_units(config.alerts.drift_alert_rupees);
+    ops.drift_limit_bps = config.alerts.drift_alert_bps;
+    ops.latency_blocks = config.risk.latency_blocks_entries;
     Ok(ops)
 }
 

@@ -2,6 +2,7 @@
 //! alerts and the snapshot, all from the engine's records, on the session's main thread.
 
 use super::*;
+use kestrel_engine::records::{OrderRequest, OrderType, RequestKind};
 
 pub(super) fn new_histogram() -> Histogram<u64> {
     // 1 ns .. 60 s at 3 significant figures: bounded and allocated once.
@@ -64,11 +65,15 @@ pub(super) struct Ops {
     /// Records that could not be written (the first error is logged).
     pub(super) journal_errors: u64,
     pub(super) book: Portfolio,
-    /// The book had every fill been at the price the strategy decided on (drift).
+    /// The book had every fill been at the decision's reference price, with the same fees:
+    /// its P&L against the real book's is the drift (slippage, nothing else).
     pub(super) expected: Portfolio,
-    /// Decision price per working order, by client order id: an order leaves when its last
-    /// report (filled, cancelled, rejected, expired) arrives; bounded as a guard.
+    /// The decision's reference price per working order, by client order id ([`reference`]):
+    /// an order leaves when its last report (filled, cancelled, rejected, expired) arrives;
+    /// bounded as a guard.
     pub(super) decided_at: std::collections::HashMap<u64, Price>,
+    /// Σ |price × qty| of every fill: the drift alert's limit is a share of it.
+    pub(super) traded_notional: Money,
     pub(super) records: u64,
     pub(super) orders: u64,
     pub(super) fills: u64,
@@ -84,8 +89,11 @@ pub(super) struct Ops {
     pub(super) decision_latency: Histogram<u64>,
     /// Where alerts go; `None` once the session is ending.
     pub(super) alerts: Option<AlertSender>,
-    /// P&L drift beyond which an alert goes out (0: never).
-    pub(super) drift_limit: Money,
+    /// P&L drift beyond this many basis points of the traded notional raises an alert
+    /// (0: never).
+    pub(super) drift_limit_bps: i64,
+    /// `[risk] latency_blocks_entries`, for the latency alert's text.
+    pub(super) latency_blocks: bool,
     pub(super) drift_alerted: bool,
     /// Since when the feed has been down, and whether the long-outage alert went out.
     pub(super) disconnected_at: Option<UnixNanos>,
@@ -117,6 +125,7 @@ impl Ops {
             book: Portfolio::new(table.len(), capital),
             expected: Portfolio::new(table.len(), capital),
             decided_at: std::collections::HashMap::new(),
+            traded_notional: Money::ZERO,
             records: 0,
             orders: 0,
             fills: 0,
@@ -138,7 +147,8 @@ impl Ops {
             killed: restored.killed,
             decision_latency: new_histogram(),
             alerts: None,
-            drift_limit: Money::ZERO,
+            drift_limit_bps: 0,
+            latency_blocks: false,
             drift_alerted: false,
             disconnected_at: None,
             outage_escalated: false,
@@ -156,7 +166,8 @@ impl Ops {
                     book.apply_fill(f.instrument, side, qty, f.price, f.fee);
                 }
                 ops.expected
-                    .apply_fill(f.instrument, side, qty, f.price, Money::ZERO);
+                    .apply_fill(f.instrument, side, qty, f.price, f.fee);
+                ops.traded_notional += f.price.notional(qty).abs();
             }
         }
         ops
@@ -198,10 +209,10 @@ impl Ops {
                     .decision_latency
                     .record(o.ts.saturating_sub(o.tick_ts).max(1));
             }
-            // What the strategy expected to pay: its limit price, or for a market order the
-            // protection price it was sent with.
-            if o.price.0 != 0 && self.decided_at.len() < 100_000 {
-                self.decided_at.insert(o.client_order_id, o.price);
+            let price = reference(o, self.book.position(o.instrument).mark);
+            if o.kind() == Some(RequestKind::New) && price.0 > 0 && self.decided_at.len() < 100_000
+            {
+                self.decided_at.insert(o.client_order_id, price);
             }
         } else if let Some(e) = rec.as_exec() {
             if let (Some(ExecKind::Fill), Some(side)) = (e.kind(), e.side()) {
@@ -219,7 +230,8 @@ impl Ops {
                     .copied()
                     .unwrap_or(e.price);
                 self.expected
-                    .apply_fill(e.instrument, side, qty, decided, Money::ZERO);
+                    .apply_fill(e.instrument, side, qty, decided, e.fee);
+                self.traded_notional += e.price.notional(qty).abs();
                 let position = self.book.position(e.instrument).qty;
                 let symbol = &self.table.get(e.instrument).symbol;
                 self.alert(Alert::fill(
@@ -282,12 +294,20 @@ impl Ops {
                     if let Some(s) = TradingState::from_code(r.state_after) {
                         self.trading_state = s;
                     }
-                    // A rule that fires without changing the state (a latency alert, a
-                    // repeated halt) is logged below, not announced as a change.
-                    if let Some(reason) = RiskReason::from_code(r.reason)
-                        && from != self.trading_state
-                    {
-                        self.alert(Alert::risk_state(from, self.trading_state, reason));
+                    // A rule that fires without changing the state (a repeated halt) is
+                    // logged below, not announced as a change; the latency switch, which
+                    // never changes the state, is announced as what it is.
+                    match RiskReason::from_code(r.reason) {
+                        Some(reason) if from != self.trading_state => {
+                            self.alert(Alert::risk_state(from, self.trading_state, reason));
+                        }
+                        // The latency switch fires (at most once a second) without a change.
+                        Some(RiskReason::Latency) => self.alert(Alert::slow_decision(
+                            r.observed,
+                            r.limit,
+                            self.latency_blocks,
+                        )),
+                        _ => {}
                     }
                     let why = RiskReason::from_code(r.reason).map_or("unknown", RiskReason::name);
                     tracing::warn!(
@@ -328,10 +348,16 @@ impl Ops {
         }
         let actual = s.net_pnl();
         let gap = (actual.0 - s.expected_pnl.0).abs();
-        if self.drift_limit.0 > 0 && gap > self.drift_limit.0 && !self.drift_alerted {
+        let limit = drift_limit(self.traded_notional, self.drift_limit_bps);
+        if limit.0 > 0 && gap > limit.0 && !self.drift_alerted {
             self.drift_alerted = true;
-            self.alert(Alert::pnl_drift(s.expected_pnl, actual, self.drift_limit));
-        } else if gap <= self.drift_limit.0 / 2 {
+            self.alert(Alert::pnl_drift(
+                s.expected_pnl,
+                actual,
+                limit,
+                self.drift_limit_bps,
+            ));
+        } else if gap <= limit.0 / 2 {
             self.drift_alerted = false;
         }
         for (id, kind, detail) in incidents {
@@ -342,8 +368,9 @@ impl Ops {
         }
     }
 
+    /// Net P&L (after the same fees) had every fill been at its decision's reference price.
     pub(super) fn expected_pnl(&self) -> Money {
-        Money(self.expected.realised().0 + self.expected.unrealised().0)
+        self.expected.net_pnl()
     }
 
     pub(super) fn rejects_by_reason(&self) -> Vec<(RiskReason, u64)> {
@@ -478,3 +505,25 @@ pub(super) fn scheduled_report(
     }
     None
 }
+
+/// The price a decision expected to trade at, from its order record: the limit for limit
+/// orders, the trigger for stop-market orders, and for market orders the last price when the
+/// decision was taken (`last`: the mirror's mark, set by the tick journaled just before the
+/// order). Never the market order's protection price, which sits ±2% away by design.
+/// 0 when unknown: the fill then counts at its own price (no drift).
+pub(super) fn reference(o: &OrderRequest, last: Price) -> Price {
+    match o.order_type() {
+        Some(OrderType::Limit | OrderType::StopLimit) => o.price,
+        Some(OrderType::StopMarket) => o.trigger_price,
+        Some(OrderType::Market) | None => last,
+    }
+}
+
+/// The drift the alert tolerates: `bps` basis points of the traded notional (0: no alert).
+pub(super) fn drift_limit(traded_notional: Money, bps: i64) -> Money {
+    traded_notional.mul_div(bps, 10_000)
+}
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod tests;

@@ -59,7 +59,7 @@ pub struct SessionReport {
     pub realised: Money,
     pub unrealised: Money,
     pub fees: Money,
-    /// P&L had every fill been at the price the strategy decided on.
+    /// Net P&L had every fill been at its decision's reference price (same fees).
     pub expected_pnl: Money,
     pub open_positions: usize,
     pub rejects_by_reason: Vec<(RiskReason, u64)>,
@@ -133,18 +133,27 @@ pub(super) fn print_status(s: &OpsSnapshot) {
         s.trading_state
     };
     print!(
-        "\r[{:>4}s] ticks {:>9} ({:>6}/s)  orders {:>6}  fills {:>6}  P&L ₹{:>12}  open {}  decide p50 {:>6} p99 {:>6}  {state}   ",
+        "\r[{:>4}s] ticks {:>9} ({:>6}/s)  orders {:>6}  fills {:>6}  P&L {:>14}  open {}  decide p50 {:>6} p99 {:>6}  {state}   ",
         s.uptime_s,
         s.ticks,
         s.ticks_per_sec,
         s.orders_sent,
         s.fills,
-        s.net_pnl(),
+        s.net_pnl().rupees(),
         s.positions.len(),
-        fmt_ns(t.p50),
-        fmt_ns(t.p99),
+        ns_or_na(t.count, t.p50),
+        ns_or_na(t.count, t.p99),
     );
     let _ = std::io::stdout().flush();
+}
+
+/// A latency for people, `n/a` when nothing was measured (`count` = 0).
+fn ns_or_na(count: u64, ns: u64) -> String {
+    if count == 0 {
+        "n/a".to_string()
+    } else {
+        fmt_ns(ns)
+    }
 }
 
 pub fn fmt_ns(ns: u64) -> String {
@@ -159,7 +168,7 @@ impl SessionReport {
     /// The end-of-session summary; `venue` adds lines the caller knows (the simulator's).
     pub fn print(&self, title: &str) {
         let c = &self.counters;
-        let q = |h: &Histogram<u64>, p: f64| fmt_ns(h.value_at_quantile(p));
+        let q = |h: &Histogram<u64>, p: f64| ns_or_na(h.len(), h.value_at_quantile(p));
         println!("{title}: summary ({:.1} s)", self.elapsed.as_secs_f64());
         if self.restored.fills > 0 || self.restored.paused || self.restored.killed {
             let r = &self.restored;
@@ -169,9 +178,9 @@ impl SessionReport {
                 .map(|(id, last)| format!("#{} (strategy {id})", last + 1))
                 .collect();
             println!(
-                "  restored   {} fills from today (fees ₹{}), next decision {}, paused {}, kill switch {}",
+                "  restored   {} fills from today (fees {}), next decision {}, paused {}, kill switch {}",
                 r.fills,
-                r.fees,
+                r.fees.rupees(),
                 next.join(", "),
                 r.paused,
                 r.killed
@@ -204,36 +213,39 @@ impl SessionReport {
             self.trading_state.name()
         );
         println!(
-            "  P&L        realised ₹{}  unrealised ₹{}  fees ₹{}  open positions {}",
-            self.realised, self.unrealised, self.fees, self.open_positions
+            "  P&L        realised {}  unrealised {}  fees {}  open positions {}",
+            self.realised.rupees(),
+            self.unrealised.rupees(),
+            self.fees.rupees(),
+            self.open_positions
         );
         if self.strategies.len() > 1 {
             for s in &self.strategies {
                 println!(
-                    "    #{:<3} {:<12} net ₹{}  realised ₹{}  unrealised ₹{}  fees ₹{}  open {}",
+                    "    #{:<3} {:<12} net {}  realised {}  unrealised {}  fees {}  open {}",
                     s.id,
                     s.kind,
-                    s.net_pnl(),
-                    s.realised,
-                    s.unrealised,
-                    s.fees,
+                    s.net_pnl().rupees(),
+                    s.realised.rupees(),
+                    s.unrealised.rupees(),
+                    s.fees.rupees(),
                     s.open_positions
                 );
             }
         }
         let net = Money(self.realised.0 + self.unrealised.0 - self.fees.0);
         println!(
-            "  drift      expected from signals ₹{}  actual ₹{}  difference ₹{}",
-            self.expected_pnl,
-            net,
-            Money(net.0 - self.expected_pnl.0)
+            "  drift      at the decisions' prices {}  actual {}  drift (slippage) {}",
+            self.expected_pnl.rupees(),
+            net.rupees(),
+            Money(net.0 - self.expected_pnl.0).rupees()
         );
         println!(
             "  latency    tick→decision p50 {} p99 {} p99.9 {} max {}  (n={})",
             q(&self.decision_latency, 0.5),
             q(&self.decision_latency, 0.99),
             q(&self.decision_latency, 0.999),
-            fmt_ns(self.decision_latency.max()),
+            ns_or_na(self.decision_latency.len(), self.decision_latency.max()),
             self.decision_latency.len()
         );
         let positions = match &self.venue_positions {

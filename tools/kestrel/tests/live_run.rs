@@ -737,3 +737,70 @@ fn ctl_pause_can_name_one_of_two_strategies_and_the_other_trades_on() {
         "the second run restored the pause from the store"
     );
 }
+
+/// A ticker that stays connected and heartbeats but sends no tick (the simulator's market at
+/// a ten-thousandth of its speed: one tick in about 100 s): with no tick for longer than
+/// `disconnect_halt_s` while the market is open (the session check is off, so always), the
+/// risk gate halts trading as for a disconnection, with the feed never down. Before, a silent
+/// feed that kept its connection was never halted.
+#[test]
+fn a_silent_but_connected_feed_halts_trading_after_disconnect_halt_s() {
+    use kestrel_engine::risk::Verdict;
+    use kestrel_engine::{ControlKind, RiskReason};
+    /// `kestrel_risk::TradingState::Halted.code()` (this crate does not depend on the gate).
+    const HALTED: u8 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start_at_speed(KESTREL, "0.0001");
+    let config = write_config(dir.path(), &sim);
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let toml = kestrel_testkit::config::replace(
+        &toml,
+        "disconnect_halt_s = 30 ",
+        "disconnect_halt_s = 2 ",
+    );
+    std::fs::write(&config, toml).unwrap();
+    let socket = dir.path().join("data/kestrel.sock");
+
+    let run = spawn_run(&config, &sim, "60s");
+    wait_status(&socket, "the silent feed to halt trading", |s| {
+        s["trading_state"] == "halted"
+    });
+    let out = ctl(&socket, &["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let market = &status["status"]["market"];
+    assert_eq!(market["feed_connected"], true, "{status}");
+    assert_eq!(
+        market["feed_reconnects"], 0,
+        "heartbeats kept it up: {status}"
+    );
+    let out = terminate(run);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let records = journal_of(&stdout);
+    let halt_at = records
+        .iter()
+        .position(|r| {
+            r.as_risk().is_some_and(|r| {
+                r.verdict == Verdict::StateChange.code() && r.state_after == HALTED
+            })
+        })
+        .expect("a halt in the journal");
+    let halt = records[halt_at].as_risk().unwrap();
+    assert_eq!(
+        RiskReason::from_code(halt.reason),
+        Some(RiskReason::Disconnected)
+    );
+    assert_eq!(halt.limit, 2_000_000_000);
+    assert!(halt.observed > halt.limit, "{halt:?}");
+    // The feed reported itself up and never down before the halt.
+    let connectivity: Vec<i64> = records[..halt_at]
+        .iter()
+        .filter_map(|r| r.as_control())
+        .filter(|c| c.kind() == Some(ControlKind::Connectivity))
+        .map(|c| c.arg)
+        .collect();
+    assert!(
+        !connectivity.is_empty() && connectivity.iter().all(|&up| up != 0),
+        "{connectivity:?}"
+    );
+}
