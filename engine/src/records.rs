@@ -170,6 +170,7 @@ code_enum! {
         Control = 4,
         Risk = 5,
         Marker = 6,
+        Bar = 7,
     }
 }
 
@@ -447,6 +448,28 @@ pub struct MarkerRecord {
     pub tag: u8,
 }
 
+/// One candle of one instrument, as history from the broker is stored (`kestrel history
+/// fetch`): prices in the engine's fixed point.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct BarRecord {
+    /// The candle's start (UTC ns).
+    pub start_ts: UnixNanos,
+    pub open: Price,
+    pub high: Price,
+    pub low: Price,
+    pub close: Price,
+    pub volume: u64,
+    /// Open interest at the candle (0: none asked for or none).
+    pub oi: u64,
+    pub instrument: InstrumentId,
+    /// The interval in minutes; 0 is a day.
+    pub minutes: u16,
+    pub _pad: [u8; 3],
+    /// Always [`RecordTag::Bar`].
+    pub tag: u8,
+}
+
 /// Any record, as stored in the journal: 64 bytes with the [`RecordTag`] in the last byte.
 #[derive(Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C, align(8))]
@@ -463,6 +486,7 @@ impl std::fmt::Debug for JournalRecord {
             Some(RecordTag::Control) => self.as_control().fmt(f),
             Some(RecordTag::Risk) => self.as_risk().fmt(f),
             Some(RecordTag::Marker) => self.as_marker().fmt(f),
+            Some(RecordTag::Bar) => self.as_bar().fmt(f),
             None => write!(f, "JournalRecord(unknown tag {})", self.bytes[63]),
         }
     }
@@ -491,6 +515,7 @@ journal_view!(ExecReport, Exec, from_exec, as_exec);
 journal_view!(ControlCommand, Control, from_control, as_control);
 journal_view!(RiskRecord, Risk, from_risk, as_risk);
 journal_view!(MarkerRecord, Marker, from_marker, as_marker);
+journal_view!(BarRecord, Bar, from_bar, as_bar);
 
 impl JournalRecord {
     pub fn tag(&self) -> Option<RecordTag> {
@@ -533,8 +558,10 @@ assert_layout!(
     ExecReport,
     ControlCommand,
     RiskRecord,
-    MarkerRecord
+    MarkerRecord,
+    BarRecord
 );
+const _: () = assert!(std::mem::offset_of!(BarRecord, start_ts) == 0);
 const _: () = assert!(std::mem::offset_of!(Tick, recv_ts) == 0);
 const _: () = assert!(std::mem::offset_of!(OrderRequest, ts) == 0);
 const _: () = assert!(std::mem::offset_of!(ExecReport, ts) == 0);

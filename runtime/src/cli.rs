@@ -15,8 +15,8 @@ use kestrel_engine::InstrumentTable;
 use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
-    control, credentials, doctor, instrument_select, instruments_cmd, journal_cmd, logging, login,
-    paper, record_cmd, replay, run_cmd, session, sim_cmd, snapshot,
+    control, credentials, doctor, history_cmd, instrument_select, instruments_cmd, journal_cmd,
+    logging, login, paper, record_cmd, replay, run_cmd, session, sim_cmd, snapshot,
 };
 
 #[derive(Parser)]
@@ -164,6 +164,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: InstrumentsCommand,
     },
+    /// Kite's historical candles: `fetch` them into a journal (one bar record per candle;
+    /// resumable). Instruments named as in `kestrel instruments` (today's dump first).
+    History {
+        /// Configuration file ([venue] rest_url and credentials_file, [storage] dir; default:
+        /// the built-in config/kestrel.toml).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// Log in to Kite (the official login flow): prints the login link, catches Kite's
     /// redirect on 127.0.0.1 (or takes the pasted redirect URL or request token) and writes
     /// the day's access token to venue.credentials_file (0600). The API secret comes from
@@ -243,6 +253,32 @@ pub(crate) enum JournalCommand {
         /// equities are known.
         #[arg(long)]
         instruments: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum HistoryCommand {
+    /// Fetch NAME's candles from FROM to TO (IST) into OUT, in pages within Kite's range
+    /// limits, paced to its rate limit, 429s retried; run again to resume an interrupted
+    /// fetch (it continues after the last candle OUT holds).
+    Fetch {
+        /// `NSE:INFY`, `NFO:NIFTY26DECFUT`, or a symbol only one exchange lists.
+        name: String,
+        /// minute, 3minute, 5minute, 10minute, 15minute, 30minute, 60minute or day.
+        #[arg(long, default_value = "5minute")]
+        interval: String,
+        /// First day (yyyy-mm-dd) or time (yyyy-mm-dd hh:mm:ss), IST.
+        #[arg(long)]
+        from: String,
+        /// Last day (included) or time, IST.
+        #[arg(long)]
+        to: String,
+        /// Also fetch open interest (futures and options).
+        #[arg(long)]
+        oi: bool,
+        /// The journal to write (created, or continued when it exists).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -605,6 +641,38 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
                     instruments_cmd::show(&dir, today, &name, &mut out)
                 }
             }
+        }
+        Command::History { config, command } => {
+            let config = Config::load_sections(config.as_deref())?;
+            let HistoryCommand::Fetch {
+                name,
+                interval,
+                from,
+                to,
+                oi,
+                out,
+            } = command;
+            let credentials =
+                credentials::credentials(config.venue.credentials_file.as_deref(), |name| {
+                    std::env::var(name).ok()
+                })?;
+            let interval = kestrel_engine::bars::BarInterval::try_from(interval)
+                .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+            history_cmd::fetch(
+                &history_cmd::FetchArgs {
+                    rest_url: config.venue.rest_url.clone(),
+                    credentials,
+                    dump_dir: instruments_cmd::cache_dir(&config.storage.dir),
+                    name,
+                    interval,
+                    from,
+                    to,
+                    oi,
+                    out,
+                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                },
+                &mut std::io::stdout().lock(),
+            )
         }
         Command::Ctl(args) => control::run(&args),
         Command::Login(args) => login_cmd(args),

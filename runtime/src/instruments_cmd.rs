@@ -122,7 +122,7 @@ fn by_exchange(rows: &[DumpRow]) -> String {
 }
 
 /// The newest stored dump on or before `today`, with a note when it is not today's.
-fn load_latest(dir: &Path, today: Date) -> Result<(InstrumentMaster, Option<String>)> {
+pub(crate) fn load_latest(dir: &Path, today: Date) -> Result<(InstrumentMaster, Option<String>)> {
     let cache = DumpCache::new(dir);
     let Some((date, path)) = cache.latest(today)? else {
         bail!(

@@ -32,8 +32,8 @@ pub fn ist(ts: UnixNanos) -> String {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Inspection {
     pub records: u64,
-    /// Counts by tag: tick, order, exec, control, risk, marker, unknown.
-    pub by_kind: [u64; 7],
+    /// Counts by tag: tick, order, exec, control, risk, marker, bar, unknown.
+    pub by_kind: [u64; 8],
     pub first_ts: UnixNanos,
     pub last_ts: UnixNanos,
     /// Ticks per instrument index.
@@ -69,7 +69,8 @@ pub fn inspect_records(records: &[JournalRecord], instruments: usize) -> Inspect
             Some(RecordTag::Control) => 3,
             Some(RecordTag::Risk) => 4,
             Some(RecordTag::Marker) => 5,
-            None => 6,
+            Some(RecordTag::Bar) => 6,
+            None => 7,
         };
         out.by_kind[slot] += 1;
         if let Some(t) = r.as_tick() {
@@ -115,6 +116,7 @@ pub fn inspect(path: &Path, all: bool) -> Result<()> {
         "control",
         "risk",
         "markers",
+        "bars",
         "unknown",
     ];
     let kinds: Vec<String> = names

@@ -12,6 +12,7 @@ mod config;
 mod control;
 mod credentials;
 mod doctor;
+mod history_cmd;
 mod instrument_select;
 mod instruments_cmd;
 mod journal_cmd;

@@ -496,6 +496,10 @@ fn campaign(seed: u64) -> Report {
         ("kind = \"breakout\"\n", "kind = \"sma_cross\"\n"),
         ("lookback = 20 ", "# lookback = 20 "),
         ("stop_bps = 30 ", "# stop_bps = 30 "),
+        ("[strategy.exit]\n", "# [strategy.exit]\n"),
+        ("target_bps = 40 ", "# target_bps = 40 "),
+        ("trailing_bps = 25 ", "# trailing_bps = 25 "),
+        ("max_hold_s = 300 ", "# max_hold_s = 300 "),
         ("burst_orders = 50 ", "burst_orders = 5000 "),
         ("orders_per_minute = 200\n", "orders_per_minute = 600\n"),
     ] {
