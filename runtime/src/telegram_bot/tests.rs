@@ -234,6 +234,8 @@ fn config(dir: &Path, base_url: &str) -> Config {
     let creds = dir.join("kite.credentials");
     write_0600(&creds, "api_key=tg_test_key\napi_secret=tg_test_secret\n");
     config.venue.credentials_file = Some(creds);
+    // `/doctor`'s token check and `/login`'s link stay on loopback (nothing listens there).
+    config.venue.rest_url = "http://127.0.0.1:9".into();
     config
 }
 
@@ -527,6 +529,10 @@ fn a_paper_session_answers_every_command_from_the_chat() {
     assert!(
         doctor.contains("the running session's configuration loads"),
         "{doctor}"
+    );
+    assert!(
+        doctor.contains("FAIL  token"),
+        "no access token in the file: {doctor}"
     );
     assert!(fake.ask("/help").starts_with("kestrel commands:"));
     assert!(fake.ask("/buy").starts_with("unknown command /buy"));
