@@ -208,8 +208,8 @@ mod client;
 mod render;
 mod server;
 
-pub use client::{CtlArgs, run};
-pub use render::{status_json, status_text};
+pub use client::{CtlArgs, CtlCommand, execute, run, send};
+pub use render::{pnl_text, positions_text, status_json, status_text};
 pub use server::ControlServer;
 
 #[cfg(test)]

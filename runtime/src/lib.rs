@@ -28,6 +28,7 @@ mod session;
 mod sim_cmd;
 mod snapshot;
 pub mod strategies;
+mod telegram_bot;
 mod tick_csv;
 
 /// What [`strategy_set!`] expands to refers to (not a public API).

@@ -56,6 +56,9 @@ pub struct TelegramSection {
     pub token_env: String,
     /// A file holding the bot token (mode 0600); used instead of `token_env` when set.
     pub token_file: Option<PathBuf>,
+    /// Take commands (`/status`, `/flatten`, ...) from `chat_id` by long polling
+    /// (`crate::telegram_bot`); off by default.
+    pub commands: bool,
 }
 
 impl Default for TelegramSection {
@@ -66,6 +69,7 @@ impl Default for TelegramSection {
             chat_id: String::new(),
             token_env: "KESTREL_TELEGRAM_TOKEN".into(),
             token_file: None,
+            commands: false,
         }
     }
 }
@@ -195,6 +199,19 @@ impl AlertsSection {
                 &mut p,
                 ("alerts.telegram.token_env", &t.token_env),
                 ("alerts.telegram.token_file", t.token_file.as_deref()),
+            );
+            if t.commands && t.chat_id.trim().parse::<i64>().is_err() {
+                p.push(format!(
+                    "alerts.telegram.chat_id: commands = true takes commands from one chat, named \
+                     by its numeric id (got {:?}; a @channel cannot send commands)",
+                    t.chat_id
+                ));
+            }
+        } else if t.commands {
+            p.push(
+                "alerts.telegram.commands: needs alerts.telegram.enabled = true (the bot's \
+                 token and chat)"
+                    .into(),
             );
         }
 
@@ -459,6 +476,15 @@ mod tests {
             (
                 "[alerts.telegram]\nenabled = true\nchat_id = \"1\"\ntoken_env = \"\"\n",
                 "alerts.telegram.token_env: ",
+            ),
+            (
+                "[alerts.telegram]\nenabled = true\nchat_id = \"@desk\"\ncommands = true\n",
+                "alerts.telegram.chat_id: commands = true takes commands from one chat, named by \
+                 its numeric id",
+            ),
+            (
+                "[alerts.telegram]\ncommands = true\n",
+                "alerts.telegram.commands: needs alerts.telegram.enabled = true",
             ),
             (
                 "[alerts.webhook]\nenabled = true\n",

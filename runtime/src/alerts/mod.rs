@@ -42,6 +42,7 @@
 //! base_url = "https://api.telegram.org"
 //! token_env = "KESTREL_TELEGRAM_TOKEN"       # the bot token from @BotFather ...
 //! # token_file = "/etc/kestrel/telegram.token" # ... or from this file (chmod 600)
+//! # commands = true   # take /status, /flatten, ... from chat_id (crate::telegram_bot)
 //!
 //! [alerts.webhook]
 //! enabled = true
@@ -78,6 +79,7 @@ use kestrel_risk::TradingState;
 
 pub use alerter::{AlertSender, Alerter};
 pub use config::{AlertsSection, EmailSection, TelegramSection, WebhookFormat, WebhookSection};
+pub(crate) use telegram::TelegramSink;
 
 use crate::snapshot::OpsSnapshot;
 

@@ -13,8 +13,10 @@ use kestrel_gateway::Secret;
 use serde_json::{Value, json};
 
 use super::alerter::{DeliveryError, Retry, Sink};
+use super::config::load_secret;
 use super::http::{HttpClient, Url, scrub};
-use super::{Alert, TelegramSection};
+use super::transport::default_tls;
+use super::{Alert, AlertsSection, TelegramSection};
 
 /// Telegram refuses longer messages (4096 characters).
 const MAX_CHARS: usize = 4000;
@@ -82,12 +84,103 @@ impl Sink for TelegramSink {
     }
 
     fn deliver(&mut self, alert: &Alert) -> Result<(), DeliveryError> {
-        let body = json!({
+        self.send_text(&alert.text(), None)
+    }
+}
+
+impl TelegramSink {
+    /// The `[alerts.telegram]` sink with its token (from the variable or the 0600 file), for
+    /// the command listener's replies; an alert timeout of `cfg.timeout_s`.
+    pub(crate) fn from_config(
+        cfg: &AlertsSection,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<TelegramSink> {
+        let t = &cfg.telegram;
+        let token = load_secret(
+            ("alerts.telegram.token_env", &t.token_env),
+            ("alerts.telegram.token_file", t.token_file.as_deref()),
+            env,
+        )?;
+        let http = HttpClient::new(default_tls()?, cfg.timeout());
+        TelegramSink::new(t, token, http)
+    }
+
+    /// The configured chat.
+    pub(crate) fn chat_id(&self) -> &str {
+        &self.chat_id
+    }
+
+    /// The HTTP agent for [`TelegramSink::get_updates`] polls of up to `poll_timeout`: an
+    /// error status is an answer to read, not a transport error.
+    pub(crate) fn updates_agent(poll_timeout: Duration) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .timeout_global(Some(poll_timeout + Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .user_agent("kestrel")
+            .build()
+            .into()
+    }
+
+    /// `getUpdates` (long polling: the server holds the request up to `timeout` when it has
+    /// nothing): the updates from `offset` on. Errors never show the token.
+    pub(crate) fn get_updates(
+        &self,
+        agent: &ureq::Agent,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, String> {
+        let url = format!(
+            "{}{}/bot{}/getUpdates",
+            self.base.origin(),
+            self.prefix(),
+            self.token.expose()
+        );
+        let shown = self.shown_url().replace("/sendMessage", "/getUpdates");
+        let fail = |m: String| scrub(&format!("GET {shown}: {m}"), &[self.token.expose()]);
+        let mut resp = agent
+            .get(&url)
+            .query("offset", offset.to_string())
+            .query("timeout", timeout.as_secs().to_string())
+            .query("allowed_updates", r#"["message"]"#)
+            .call()
+            .map_err(|e| fail(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(4 << 20)
+            .read_to_string()
+            .map_err(|e| fail(e.to_string()))?;
+        let reply: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        match reply["result"].as_array() {
+            Some(updates) if status == 200 && reply["ok"] == Value::Bool(true) => {
+                Ok(updates.clone())
+            }
+            _ => Err(fail(format!(
+                "HTTP {status}: {}",
+                reply["description"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| body.chars().take(200).collect())
+            ))),
+        }
+    }
+
+    /// `sendMessage` of `text` to the configured chat, as a reply to message `reply_to`.
+    pub(crate) fn send_text(
+        &mut self,
+        text: &str,
+        reply_to: Option<i64>,
+    ) -> Result<(), DeliveryError> {
+        let mut body = json!({
             "chat_id": self.chat_id,
-            "text": truncate(&alert.text(), MAX_CHARS),
+            "text": truncate(text, MAX_CHARS),
             "disable_web_page_preview": true,
-        })
-        .to_string();
+        });
+        if let Some(id) = reply_to {
+            body["reply_to_message_id"] = json!(id);
+        }
+        let body = body.to_string();
         let path = format!("{}/bot{}/sendMessage", self.prefix(), self.token.expose());
         let resp = self
             .http
@@ -145,7 +238,6 @@ mod tests {
     use super::super::alerter::tests::{dispatcher, stats};
     use super::super::alerter::{AlertStats, Alerter, Limits};
     use super::super::loopback::{HttpServer, Reply, capture_logs};
-    use super::super::transport::default_tls;
     use super::*;
 
     const TOKEN: &str = "123456:AAH-s3cr3t-t0ken";
@@ -342,6 +434,48 @@ mod tests {
             "{texts:?}"
         );
         assert!(texts[1].contains("[CRITICAL] kill switch ON"), "{texts:?}");
+    }
+
+    #[test]
+    fn get_updates_asks_from_the_offset_and_never_shows_the_token() {
+        let server = HttpServer::start(vec![
+            Reply::json(
+                200,
+                r#"{"ok":true,"result":[{"update_id":8,"message":{"text":"/status"}}]}"#,
+            ),
+            Reply::json(
+                401,
+                &format!(r#"{{"ok":false,"description":"Unauthorized: bot{TOKEN}"}}"#),
+            ),
+        ]);
+        let s = sink(&server.url);
+        let agent = TelegramSink::updates_agent(Duration::ZERO);
+        let updates = s.get_updates(&agent, 8, Duration::ZERO).unwrap();
+        assert_eq!(updates[0]["message"]["text"], "/status");
+        let err = s.get_updates(&agent, 9, Duration::ZERO).unwrap_err();
+        assert!(err.contains("HTTP 401"), "{err}");
+        assert!(err.contains("/bot<redacted>/getUpdates"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+        let reqs = server.requests();
+        assert_eq!(reqs[0].method, "GET");
+        assert!(
+            reqs[0]
+                .path
+                .starts_with(&format!("/bot{TOKEN}/getUpdates?offset=8&timeout=0")),
+            "{}",
+            reqs[0].path
+        );
+    }
+
+    #[test]
+    fn a_reply_quotes_the_command_it_answers() {
+        let server = HttpServer::start(vec![Reply::json(200, r#"{"ok":true}"#)]);
+        sink(&server.url).send_text("paused", Some(17)).unwrap();
+        let body: Value = serde_json::from_str(&server.requests()[0].body).unwrap();
+        assert_eq!(
+            (body["text"].as_str(), body["reply_to_message_id"].as_i64()),
+            (Some("paused"), Some(17))
+        );
     }
 
     #[test]

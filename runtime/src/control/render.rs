@@ -211,3 +211,56 @@ pub fn status_text(s: &OpsSnapshot) -> String {
     let _ = write!(t, "store      {}", or_dash(&s.store_path));
     t
 }
+
+/// The P&L lines of a `status` object (the reply's `"status"`), for a phone.
+pub fn pnl_text(status: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let p = &status["pnl"];
+    let mut t = format!(
+        "P&L net ₹{} (realised ₹{}, unrealised ₹{}, fees ₹{})\nexpected ₹{}, drift ₹{}",
+        s(&p["net"]),
+        s(&p["realised"]),
+        s(&p["unrealised"]),
+        s(&p["fees"]),
+        s(&p["expected"]),
+        s(&p["drift"])
+    );
+    let strategies = status["strategies"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if strategies.len() > 1 {
+        for r in strategies {
+            t.push_str(&format!(
+                "\n  strategy {} net ₹{} · {} fills · {} open",
+                r["id"],
+                s(&r["net_pnl"]),
+                r["fills"],
+                r["open_positions"]
+            ));
+        }
+    }
+    t
+}
+
+/// The positions of a `status` object, one line each, for a phone.
+pub fn positions_text(status: &Value) -> String {
+    let rows = status["positions"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if rows.is_empty() {
+        return "positions: none".into();
+    }
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut t = format!("positions ({})", rows.len());
+    for p in rows {
+        t.push_str(&format!(
+            "\n{} {} @ ₹{} · last ₹{} · unrealised ₹{}",
+            s(&p["symbol"]),
+            p["qty"],
+            s(&p["avg_price"]),
+            s(&p["last_price"]),
+            s(&p["unrealised"])
+        ));
+    }
+    t
+}

@@ -463,6 +463,8 @@ struct OpsServices {
     alerter: Alerter,
     metrics: Option<crate::metrics::MetricsServer>,
     control: ControlServer,
+    /// Commands from the phone (`[alerts.telegram] commands`), a client of `control`.
+    telegram: Option<crate::telegram_bot::TelegramBot>,
 }
 
 impl OpsServices {
@@ -494,16 +496,20 @@ impl OpsServices {
             "  control    kestrel ctl --socket {} status",
             socket.display()
         );
+        let telegram = crate::telegram_bot::TelegramBot::start(config)
+            .context("starting the Telegram commands ([alerts.telegram] commands)")?;
         Ok(OpsServices {
             alerter,
             metrics,
             control,
+            telegram,
         })
     }
 
     /// Closes the control socket and the metrics endpoint, then delivers what alerts are
     /// queued (bounded).
     fn stop(self, config: &Config) {
+        drop(self.telegram);
         drop(self.control);
         drop(self.metrics);
         for sink in self.alerter.sink_stats() {
