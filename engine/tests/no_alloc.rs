@@ -19,7 +19,7 @@ use kestrel_engine::alloc_counter::{AllocCounts, CountingAllocator, count};
 use kestrel_engine::bars::{Bar, BarInterval};
 use kestrel_engine::engine::{EngineInputs, RingOutput};
 use kestrel_engine::ring::{Producer, channel};
-use kestrel_engine::risk::UncheckedForTestsOnly;
+use kestrel_engine::risk::{RiskCheck, UncheckedForTestsOnly};
 use kestrel_engine::strategy::{BuiltIn, StrategyConfig};
 use kestrel_engine::{
     Approved, ControlCommand, ControlKind, Engine, EngineConfig, EngineCounters, ExecReport,
@@ -71,7 +71,19 @@ struct Outcome {
 
 /// Steps `warm` ticks, then counts what `ticks` more allocate.
 fn drive_steps(strategy: &str, sizing: &str, warm: u64, ticks: u64) -> Outcome {
-    let mut rig = Rig::new(engine(strategy, sizing), START, EVERY);
+    measure(
+        &mut Rig::new(engine(strategy, sizing), START, EVERY),
+        warm,
+        ticks,
+    )
+}
+
+/// Steps `rig` `warm` ticks, then counts what `ticks` more allocate.
+fn measure<R: RiskCheck, S: Strategy, const MANY: bool>(
+    rig: &mut Rig<R, S, MANY>,
+    warm: u64,
+    ticks: u64,
+) -> Outcome {
     rig.steps(warm);
     let (before, venue_before) = (*rig.engine.counters(), rig.venue.stats);
     let ((), counts) = count(|| rig.steps(ticks));
@@ -327,14 +339,7 @@ fn two_strategies_in_one_engine_allocate_nothing() {
         },
     );
     let mut rig = Rig::new(engine, START, EVERY);
-    rig.steps(20_000);
-    let (before, venue_before) = (*rig.engine.counters(), rig.venue.stats);
-    let ((), counts) = count(|| rig.steps(400_000));
-    let o = Outcome {
-        counts,
-        engine: since(rig.engine.counters(), &before),
-        venue: rig.venue.stats.since(&venue_before),
-    };
+    let o = measure(&mut rig, 20_000, 400_000);
     assert_exercised_without_allocating(&o, "breakout #1 + sma_cross #2");
     assert_eq!(rig.engine.counters().fills_unattributed, 0);
     let traded: Vec<bool> = rig
@@ -384,14 +389,7 @@ fn a_strategy_on_bars_allocates_nothing() {
     let mut rig = Rig::new(engine, START, EVERY);
     // 600 ms between ticks: a bar of each instrument about every 100 ticks.
     rig.market.step_ns = 600_000_000;
-    rig.steps(20_000);
-    let (before, venue_before) = (*rig.engine.counters(), rig.venue.stats);
-    let ((), counts) = count(|| rig.steps(400_000));
-    let o = Outcome {
-        counts,
-        engine: since(rig.engine.counters(), &before),
-        venue: rig.venue.stats.since(&venue_before),
-    };
+    let o = measure(&mut rig, 20_000, 400_000);
     assert_exercised_without_allocating(&o, "a strategy on one-minute bars");
     // 400,000 ticks 600 ms apart span 4,000 minutes: at most 20,000 bars of the five
     // instruments, and only a bar decides.

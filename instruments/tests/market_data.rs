@@ -111,6 +111,15 @@ fn refusals_and_unreachable_servers_are_errors_without_the_token() {
     assert!(e.to_string().starts_with("GET /instruments: "), "{e}");
 }
 
+/// The simulator, a client of it, and INFY's token from its dump.
+fn infy() -> (Sim, MarketData, u32) {
+    let sim = Sim::start();
+    let md = client(&sim);
+    let master = InstrumentMaster::from_csv(&md.instruments(None).unwrap()).unwrap();
+    let token = master.get("NSE:INFY").unwrap().instrument_token;
+    (sim, md, token)
+}
+
 /// 150 days of 5-minute candles: two pages (Kite allows 100 days per request), joined with
 /// no candle missing or twice, and a 429 on the first try of a page asked again.
 #[test]
@@ -120,10 +129,7 @@ fn a_range_beyond_kite_s_limit_is_fetched_in_pages_that_join_and_a_429_is_retrie
     use kestrel_instruments::history::Progress;
 
     const SEC: u64 = 1_000_000_000;
-    let sim = Sim::start();
-    let md = client(&sim);
-    let master = InstrumentMaster::from_csv(&md.instruments(None).unwrap()).unwrap();
-    let token = master.get("NSE:INFY").unwrap().instrument_token;
+    let (sim, md, token) = infy();
     // 2026-06-01 00:00 IST to 2026-10-28 23:59:59 IST: 150 days.
     let from = 1_780_252_200 * SEC;
     let to = from + 150 * 86_400 * SEC - SEC;
@@ -179,10 +185,7 @@ fn a_range_beyond_kite_s_limit_is_fetched_in_pages_that_join_and_a_429_is_retrie
 fn a_range_over_the_limit_asked_in_one_request_is_kite_s_input_error() {
     use kestrel_engine::bars::BarInterval;
     const SEC: u64 = 1_000_000_000;
-    let sim = Sim::start();
-    let md = client(&sim);
-    let master = InstrumentMaster::from_csv(&md.instruments(None).unwrap()).unwrap();
-    let token = master.get("NSE:INFY").unwrap().instrument_token;
+    let (sim, md, token) = infy();
     let from = 1_780_252_200 * SEC;
     let err = md
         .historical(
