@@ -185,7 +185,7 @@ fn a_range_beyond_kite_s_limit_is_fetched_in_pages_that_join_and_a_429_is_retrie
 fn a_range_over_the_limit_asked_in_one_request_is_kite_s_input_error() {
     use kestrel_engine::bars::BarInterval;
     const SEC: u64 = 1_000_000_000;
-    let (sim, md, token) = infy();
+    let (_sim, md, token) = infy();
     let from = 1_780_252_200 * SEC;
     let err = md
         .historical(
