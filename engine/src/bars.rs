@@ -57,6 +57,14 @@ impl BarInterval {
             .map_or("?", |(n, _)| n)
     }
 
+    /// Its length in minutes, as a journal's bar record stores it: 0 is a day.
+    pub fn minutes(self) -> u16 {
+        match self {
+            BarInterval::Minutes(m) => m,
+            BarInterval::Day => 0,
+        }
+    }
+
     pub fn len_ns(self) -> u64 {
         match self {
             BarInterval::Minutes(m) => u64::from(m) * MINUTE_NS,

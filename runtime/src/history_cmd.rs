@@ -58,11 +58,8 @@ pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result<()> {
     }
     let table = InstrumentTable::new(vec![row.to_instrument(0)])
         .with_context(|| format!("the instrument table of {symbol}"))?;
-    let minutes = match args.interval {
-        BarInterval::Minutes(m) => m,
-        BarInterval::Day => 0,
-    };
-    let (mut writer, start) = open_out(&args.out, &table, &symbol, minutes, from)?;
+    let minutes = args.interval.minutes();
+    let (mut writer, start) = open_out(&args.out, &table, &symbol, args.interval, from)?;
     if start > to {
         writeln!(
             out,
@@ -147,7 +144,7 @@ fn open_out(
     path: &Path,
     table: &InstrumentTable,
     symbol: &str,
-    minutes: u16,
+    interval: BarInterval,
     from: UnixNanos,
 ) -> Result<(JournalWriter, UnixNanos)> {
     if !path.exists() {
@@ -173,19 +170,13 @@ fn open_out(
         .records()
         .iter()
         .filter_map(JournalRecord::as_bar)
-        .filter(|b| b.minutes == minutes)
+        .filter(|b| b.minutes == interval.minutes())
         .map(|b| b.start_ts)
         .max();
     drop(reader);
     let (w, _) = JournalWriter::open_existing(path)
         .with_context(|| format!("reopening {}", path.display()))?;
-    let step = u64::from(minutes.max(1)) * 60_000_000_000;
-    let step = if minutes == 0 {
-        86_400_000_000_000
-    } else {
-        step
-    };
-    Ok((w, last.map_or(from, |t| (t + step).max(from))))
+    Ok((w, last.map_or(from, |t| (t + interval.len_ns()).max(from))))
 }
 
 fn record(c: &Candle, minutes: u16) -> BarRecord {

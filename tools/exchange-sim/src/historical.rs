@@ -9,6 +9,8 @@
 //! duplicates, as they do against Kite. Kite's per-interval limit on one request's range is
 //! enforced with Kite's error.
 
+use kestrel_engine::bars::BarInterval;
+use kestrel_instruments::history::max_range;
 use serde_json::{Value, json};
 use time::macros::format_description;
 use time::{Date, Duration, PrimitiveDateTime, UtcOffset};
@@ -23,19 +25,6 @@ const IST: UtcOffset = match UtcOffset::from_hms(5, 30, 0) {
 const OPEN_MIN: i64 = 9 * 60 + 15;
 const CLOSE_MIN: i64 = 15 * 60 + 30;
 
-/// Kite's intervals, their length in minutes (0: a day) and the longest range one request
-/// may ask for, in days (Kite's documented limits).
-const INTERVALS: [(&str, i64, i64); 8] = [
-    ("minute", 1, 60),
-    ("3minute", 3, 100),
-    ("5minute", 5, 100),
-    ("10minute", 10, 100),
-    ("15minute", 15, 200),
-    ("30minute", 30, 200),
-    ("60minute", 60, 400),
-    ("day", 0, 2000),
-];
-
 /// The candles of one request. `base` is the instrument's reference price in rupees.
 pub(crate) fn candles(
     token: u32,
@@ -44,10 +33,11 @@ pub(crate) fn candles(
     query: &[(String, String)],
 ) -> Result<Value, ApiError> {
     let input = |m: String| ApiError(400, "InputException", m);
-    let &(_, minutes, max_days) = INTERVALS
-        .iter()
-        .find(|(n, _, _)| *n == interval)
-        .ok_or_else(|| input(format!("invalid interval: {interval}")))?;
+    // Kite's names and its range limits, as kestrel's client knows them.
+    let interval = BarInterval::try_from(interval.to_string())
+        .map_err(|_| input(format!("invalid interval: {interval}")))?;
+    let minutes = i64::from(interval.minutes());
+    let max_days = (max_range(interval).as_secs() / 86_400) as i64;
     let param = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
     let from = parse_time(param("from").ok_or_else(|| input("missing `from`".into()))?)
         .ok_or_else(|| input("invalid from date format".into()))?;
