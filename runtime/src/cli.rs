@@ -162,7 +162,7 @@ pub(crate) enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
-        command: InstrumentsCommand,
+        command: instruments_cmd::InstrumentsCommand,
     },
     /// Kite's historical candles: `fetch` them into a journal (one bar record per candle;
     /// resumable). Instruments named as in `kestrel instruments` (today's dump first).
@@ -172,7 +172,7 @@ pub(crate) enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
-        command: HistoryCommand,
+        command: history_cmd::HistoryCommand,
     },
     /// Log in to Kite (the official login flow): prints the login link, catches Kite's
     /// redirect on 127.0.0.1 (or takes the pasted redirect URL or request token) and writes
@@ -254,54 +254,6 @@ pub(crate) enum JournalCommand {
         #[arg(long)]
         instruments: Option<PathBuf>,
     },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum HistoryCommand {
-    /// Fetch NAME's candles from FROM to TO (IST) into OUT, in pages within Kite's range
-    /// limits, paced to its rate limit, 429s retried; run again to resume an interrupted
-    /// fetch (it continues after the last candle OUT holds).
-    Fetch {
-        /// `NSE:INFY`, `NFO:NIFTY26DECFUT`, or a symbol only one exchange lists.
-        name: String,
-        /// minute, 3minute, 5minute, 10minute, 15minute, 30minute, 60minute or day.
-        #[arg(long, default_value = "5minute")]
-        interval: String,
-        /// First day (yyyy-mm-dd) or time (yyyy-mm-dd hh:mm:ss), IST.
-        #[arg(long)]
-        from: String,
-        /// Last day (included) or time, IST.
-        #[arg(long)]
-        to: String,
-        /// Also fetch open interest (futures and options).
-        #[arg(long)]
-        oi: bool,
-        /// The journal to write (created, or continued when it exists).
-        #[arg(long)]
-        out: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum InstrumentsCommand {
-    /// Download today's instrument dump (every exchange) unless it is already stored; a
-    /// failed download keeps the last good dump and says so.
-    Sync {
-        /// Download again even when today's dump is stored.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Instruments whose symbol or name contains TEXT: exchange:symbol, type, expiry,
-    /// strike, lot, tick.
-    Search {
-        text: String,
-        /// At most this many rows.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-    /// Every column of one instrument (`NSE:INFY`, `NFO:NIFTY26DEC26000CE`, or a symbol one
-    /// exchange lists); an unknown name lists the closest ones.
-    Show { name: String },
 }
 
 #[derive(Subcommand)]
@@ -612,68 +564,9 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             } => journal_cmd::import(&csv, &out, dump.as_deref(), &instruments),
         },
         Command::Instruments { config, command } => {
-            let config = Config::load_sections(config.as_deref())?;
-            let dir = instruments_cmd::cache_dir(&config.storage.dir);
-            let today = instruments_cmd::ist_today();
-            let mut out = std::io::stdout().lock();
-            match command {
-                InstrumentsCommand::Sync { force } => {
-                    let credentials = credentials::credentials(
-                        config.venue.credentials_file.as_deref(),
-                        |name| std::env::var(name).ok(),
-                    )?;
-                    instruments_cmd::sync(
-                        &instruments_cmd::SyncArgs {
-                            rest_url: config.venue.rest_url.clone(),
-                            credentials,
-                            dir,
-                            today,
-                            force,
-                            timeout: Duration::from_secs(60),
-                        },
-                        &mut out,
-                    )
-                }
-                InstrumentsCommand::Search { text, limit } => {
-                    instruments_cmd::search(&dir, today, &text, limit, &mut out)
-                }
-                InstrumentsCommand::Show { name } => {
-                    instruments_cmd::show(&dir, today, &name, &mut out)
-                }
-            }
+            instruments_cmd::run(config.as_deref(), command)
         }
-        Command::History { config, command } => {
-            let config = Config::load_sections(config.as_deref())?;
-            let HistoryCommand::Fetch {
-                name,
-                interval,
-                from,
-                to,
-                oi,
-                out,
-            } = command;
-            let credentials =
-                credentials::credentials(config.venue.credentials_file.as_deref(), |name| {
-                    std::env::var(name).ok()
-                })?;
-            let interval = kestrel_engine::bars::BarInterval::try_from(interval)
-                .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
-            history_cmd::fetch(
-                &history_cmd::FetchArgs {
-                    rest_url: config.venue.rest_url.clone(),
-                    credentials,
-                    dump_dir: instruments_cmd::cache_dir(&config.storage.dir),
-                    name,
-                    interval,
-                    from,
-                    to,
-                    oi,
-                    out,
-                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                },
-                &mut std::io::stdout().lock(),
-            )
-        }
+        Command::History { config, command } => history_cmd::run(config.as_deref(), command),
         Command::Ctl(args) => control::run(&args),
         Command::Login(args) => login_cmd(args),
         Command::Doctor(args) => doctor_cmd(args),

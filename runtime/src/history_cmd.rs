@@ -22,7 +22,69 @@ use kestrel_instruments::history::Candle;
 use kestrel_instruments::market_data::MarketData;
 use kestrel_journal::{JournalReader, JournalWriter};
 
-use crate::instruments_cmd;
+use crate::config::Config;
+use crate::{credentials, instruments_cmd};
+
+/// `kestrel history`'s subcommands.
+#[derive(clap::Subcommand)]
+pub(crate) enum HistoryCommand {
+    /// Fetch NAME's candles from FROM to TO (IST) into OUT, in pages within Kite's range
+    /// limits, paced to its rate limit, 429s retried; run again to resume an interrupted
+    /// fetch (it continues after the last candle OUT holds).
+    Fetch {
+        /// `NSE:INFY`, `NFO:NIFTY26DECFUT`, or a symbol only one exchange lists.
+        name: String,
+        /// minute, 3minute, 5minute, 10minute, 15minute, 30minute, 60minute or day.
+        #[arg(long, default_value = "5minute")]
+        interval: String,
+        /// First day (yyyy-mm-dd) or time (yyyy-mm-dd hh:mm:ss), IST.
+        #[arg(long)]
+        from: String,
+        /// Last day (included) or time, IST.
+        #[arg(long)]
+        to: String,
+        /// Also fetch open interest (futures and options).
+        #[arg(long)]
+        oi: bool,
+        /// The journal to write (created, or continued when it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `kestrel history [--config F] COMMAND`: the configuration's venue, credentials and
+/// storage directory, then the command.
+pub(crate) fn run(config: Option<&Path>, command: HistoryCommand) -> Result<()> {
+    let config = Config::load_sections(config)?;
+    let HistoryCommand::Fetch {
+        name,
+        interval,
+        from,
+        to,
+        oi,
+        out,
+    } = command;
+    let credentials = credentials::credentials(config.venue.credentials_file.as_deref(), |name| {
+        std::env::var(name).ok()
+    })?;
+    let interval = kestrel_engine::bars::BarInterval::try_from(interval)
+        .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+    fetch(
+        &FetchArgs {
+            rest_url: config.venue.rest_url.clone(),
+            credentials,
+            dump_dir: instruments_cmd::cache_dir(&config.storage.dir),
+            name,
+            interval,
+            from,
+            to,
+            oi,
+            out,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+        &mut std::io::stdout().lock(),
+    )
+}
 
 /// What `fetch` needs.
 #[derive(Debug)]

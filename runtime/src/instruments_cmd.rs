@@ -14,6 +14,9 @@ use kestrel_instruments::market_data::MarketData;
 use kestrel_instruments::{DumpCache, DumpRow, InstrumentMaster, Refresh, dump};
 use time::Date;
 
+use crate::config::Config;
+use crate::credentials;
+
 /// Where the day's dumps are kept: `<[storage] dir>/instruments`.
 pub fn cache_dir(storage_dir: &Path) -> PathBuf {
     storage_dir.join("instruments")
@@ -35,6 +38,59 @@ pub fn selection_label(section: &crate::instrument_select::InstrumentsSection) -
         0 => "the 5 default equities".into(),
         1 => "1 [instruments] entry".into(),
         n => format!("{n} [instruments] entries"),
+    }
+}
+
+/// `kestrel instruments`'s subcommands.
+#[derive(clap::Subcommand)]
+pub(crate) enum InstrumentsCommand {
+    /// Download today's instrument dump (every exchange) unless it is already stored; a
+    /// failed download keeps the last good dump and says so.
+    Sync {
+        /// Download again even when today's dump is stored.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Instruments whose symbol or name contains TEXT: exchange:symbol, type, expiry,
+    /// strike, lot, tick.
+    Search {
+        text: String,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Every column of one instrument (`NSE:INFY`, `NFO:NIFTY26DEC26000CE`, or a symbol one
+    /// exchange lists); an unknown name lists the closest ones.
+    Show { name: String },
+}
+
+/// `kestrel instruments [--config F] COMMAND`: the configuration's venue, credentials and
+/// storage directory, then the command.
+pub(crate) fn run(config: Option<&Path>, command: InstrumentsCommand) -> Result<()> {
+    let config = Config::load_sections(config)?;
+    let dir = cache_dir(&config.storage.dir);
+    let today = ist_today();
+    let mut out = std::io::stdout().lock();
+    match command {
+        InstrumentsCommand::Sync { force } => {
+            let credentials =
+                credentials::credentials(config.venue.credentials_file.as_deref(), |name| {
+                    std::env::var(name).ok()
+                })?;
+            sync(
+                &SyncArgs {
+                    rest_url: config.venue.rest_url.clone(),
+                    credentials,
+                    dir,
+                    today,
+                    force,
+                    timeout: Duration::from_secs(60),
+                },
+                &mut out,
+            )
+        }
+        InstrumentsCommand::Search { text, limit } => search(&dir, today, &text, limit, &mut out),
+        InstrumentsCommand::Show { name } => show(&dir, today, &name, &mut out),
     }
 }
 
