@@ -41,6 +41,8 @@ const SIZINGS: [&str; 4] = [
     "method = \"kelly\"\nwin_rate_bps = 5500\npayoff_bps = 15000\nfraction_bps = 5000\ncap_bps = 500\n",
 ];
 const BREAKOUT: &str = "kind = \"breakout\"\nlookback = 20\nstop_bps = 30\n";
+/// The default configuration's breakout: its target, trailing and time exits on.
+const BREAKOUT_EXITS: &str = "kind = \"breakout\"\nlookback = 20\nstop_bps = 30\n[exit]\ntarget_bps = 40\ntrailing_bps = 25\nmax_hold_s = 300\n";
 const SMA_CROSS: &str = "kind = \"sma_cross\"\nfast = 5\nslow = 20\nallow_short = true\n";
 
 type Eng = Engine<BuiltIn, UncheckedForTestsOnly, ReplayClock>;
@@ -397,5 +399,21 @@ fn a_strategy_on_bars_allocates_nothing() {
         o.engine.intents > 1_000 && o.engine.intents <= 20_000,
         "{:?}",
         o.engine
+    );
+}
+
+/// Breakout with its exits (the default configuration's): the exit state each lane keeps
+/// while a position is held allocates nothing either.
+#[test]
+fn breakout_with_its_exits_allocates_nothing() {
+    let o = drive_steps(BREAKOUT_EXITS, SIZINGS[0], 10_000, 400_000);
+    assert_exercised_without_allocating(&o, "breakout with exits");
+    // The exits fired: closing and re-entering, it decides more than breakout without them.
+    let without = drive_steps(BREAKOUT, SIZINGS[0], 10_000, 400_000);
+    assert!(
+        o.engine.intents > without.engine.intents,
+        "{} intents with exits, {} without",
+        o.engine.intents,
+        without.engine.intents
     );
 }
