@@ -390,6 +390,7 @@ fn bare_round_trip(c: &mut Criterion) {
         product: "MIS",
         validity: TimeInForce::Day,
         tag: "ks277a0d9d4010b87f".into(),
+        variety: kestrel_gateway::venue::Variety::Regular,
     };
     let mut group = c.benchmark_group("gateway");
     group.sample_size(20);

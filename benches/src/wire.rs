@@ -1000,6 +1000,7 @@ fn kestrel_side(
         control: ctl_rx,
         operator: None,
         gateway: None,
+        schedule: None,
         execs: exec_rx,
         ticks: tick_rx,
     };

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::clock::IST_OFFSET_NS;
 use crate::fixed::Price;
 use crate::instrument::InstrumentId;
-use crate::records::{Tick, UnixNanos};
+use crate::records::{BarRecord, RecordTag, Tick, UnixNanos};
 
 const MINUTE_NS: u64 = 60 * 1_000_000_000;
 const DAY_NS: u64 = 24 * 60 * MINUTE_NS;
@@ -63,6 +63,15 @@ impl BarInterval {
             BarInterval::Minutes(m) => m,
             BarInterval::Day => 0,
         }
+    }
+
+    /// The interval a journal's bar record names by its minutes (0 is a day); `None` for a
+    /// length that is not one of Kite's intervals.
+    pub fn from_minutes(minutes: u16) -> Option<BarInterval> {
+        Self::ALL
+            .iter()
+            .map(|(_, i)| *i)
+            .find(|i| i.minutes() == minutes)
     }
 
     pub fn len_ns(self) -> u64 {
@@ -136,6 +145,42 @@ pub struct Bar {
 impl Bar {
     pub fn end_ts(&self) -> UnixNanos {
         self.start_ts + self.interval.len_ns()
+    }
+}
+
+impl BarRecord {
+    /// The journal's form of `bar` (one conversion, both ways: the journal keeps the
+    /// interval as minutes, open interest beside the bar, and no tick count).
+    pub fn new(bar: &Bar, oi: u64) -> BarRecord {
+        BarRecord {
+            start_ts: bar.start_ts,
+            open: bar.open,
+            high: bar.high,
+            low: bar.low,
+            close: bar.close,
+            volume: bar.volume,
+            oi,
+            instrument: bar.instrument,
+            minutes: bar.interval.minutes(),
+            _pad: [0; 3],
+            tag: RecordTag::Bar.code(),
+        }
+    }
+
+    /// The engine's bar (`ticks` 0: history does not say); `None` when `minutes` is not an
+    /// interval.
+    pub fn bar(&self) -> Option<Bar> {
+        Some(Bar {
+            instrument: self.instrument,
+            interval: BarInterval::from_minutes(self.minutes)?,
+            start_ts: self.start_ts,
+            open: self.open,
+            high: self.high,
+            low: self.low,
+            close: self.close,
+            volume: self.volume,
+            ticks: 0,
+        })
     }
 }
 
@@ -458,6 +503,37 @@ mod tests {
         );
         b.on_tick(&trade(0, "2026-12-01 09:16:20", 5, 0));
         assert_eq!(drain(&mut b)[0].close, Price::from_units(100));
+    }
+
+    #[test]
+    fn a_bar_and_its_journal_record_convert_both_ways() {
+        let bar = Bar {
+            instrument: InstrumentId(4),
+            interval: BarInterval::Minutes(15),
+            start_ts: at("2026-12-01 09:30:00"),
+            open: Price::from_units(10),
+            high: Price::from_units(12),
+            low: Price::from_units(9),
+            close: Price::from_units(11),
+            volume: 1_234,
+            ticks: 0,
+        };
+        let rec = BarRecord::new(&bar, 77);
+        let j = crate::records::JournalRecord::from_bar(&rec);
+        assert_eq!(j.ts(), bar.start_ts);
+        let back = j.as_bar().expect("a bar record");
+        assert_eq!((back.bar(), back.oi), (Some(bar), 77));
+        let day = BarRecord::new(
+            &Bar {
+                interval: BarInterval::Day,
+                ..bar
+            },
+            0,
+        );
+        assert_eq!(day.minutes, 0);
+        assert_eq!(day.bar().map(|b| b.interval), Some(BarInterval::Day));
+        let odd = BarRecord { minutes: 7, ..rec };
+        assert_eq!(odd.bar(), None, "7 minutes is no interval");
     }
 
     #[test]

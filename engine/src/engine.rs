@@ -30,6 +30,7 @@ use crate::risk::{
 use crate::strategy::{Intent, OrderIntent, ReasonCode, Strategy};
 use crate::wake::Wake;
 
+mod bar_step;
 mod slots;
 use slots::Slots;
 pub use slots::StrategySlot;
@@ -148,6 +149,9 @@ pub struct EngineInputs {
     /// Pauses the gateway decides (reconciliation found what it cannot resolve): a third
     /// ring, the gateway thread being its one producer.
     pub gateway: Option<Consumer<ControlCommand>>,
+    /// The ops thread's scheduled commands (the intraday square-off's entry cut-off and
+    /// flattening): a fourth ring, the ops loop being its one producer.
+    pub schedule: Option<Consumer<ControlCommand>>,
     pub execs: Consumer<ExecReport>,
     pub ticks: Consumer<Tick>,
 }
@@ -207,6 +211,8 @@ pub struct Engine<S, R, C, const MANY: bool = false> {
     /// The latest event timestamp seen (ticks, reports, commands): the time risk rules use.
     event_ts: UnixNanos,
     control: ControlState,
+    /// Per instrument: entries closed for the day ([`ControlKind::CloseEntries`]).
+    entries_closed: Box<[bool]>,
     stop_requested: bool,
     /// Graceful stop: see [`Engine::stop_deciding_on`].
     decision_stop: Option<DecisionStop>,
@@ -291,6 +297,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
             event_ts: 0,
             config,
             control: ControlState::default(),
+            entries_closed: vec![false; n].into_boxed_slice(),
             stop_requested: false,
             decision_stop: None,
             deciding: true,
@@ -403,32 +410,6 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
             return sent;
         }
         sent + self.step_strategies(tick, mark, out, now)
-    }
-
-    /// The bars `tick` closes, each handed to the strategies that take its interval, in
-    /// slot order, before the tick reaches them.
-    #[inline(never)]
-    fn step_bars<O: EngineOutput>(&mut self, tick: &Tick, out: &mut O, now: UnixNanos) -> usize {
-        let mut sent = 0;
-        for b in 0..self.bars.len() {
-            if !self.bars[b].on_tick(tick) {
-                continue;
-            }
-            while let Some(bar) = self.bars[b].next_closed() {
-                for i in 0..self.slots.len() {
-                    let slot = &mut self.slots[i];
-                    if slot.bars != Some(bar.interval) {
-                        continue;
-                    }
-                    let book = slot.book.as_ref().unwrap_or(&self.book);
-                    if let Intent::Order(intent) = slot.strategy.on_bar(&bar, &self.market, book) {
-                        self.counters.intents += 1;
-                        sent += self.submit(out, i, &intent, tick.recv_ts, now) as usize;
-                    }
-                }
-            }
-        }
-        sent
     }
 
     /// [`Engine::step`]'s last part with several strategies: each book marked, each strategy
@@ -583,6 +564,18 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
                 slot.paused = false;
                 return;
             }
+            (Some(ControlKind::CloseEntries), _) => {
+                if let Some(closed) = self.entries_closed.get_mut(cmd.instrument.index()) {
+                    *closed = cmd.arg != 0;
+                }
+            }
+            (Some(ControlKind::Flatten), _)
+                if cmd.instrument != ControlCommand::ALL_INSTRUMENTS =>
+            {
+                if cmd.instrument.index() < self.instruments.len() {
+                    self.flatten_one(out, cmd.instrument, now);
+                }
+            }
             (kind, _) => self.on_engine_control(kind, out, now),
         }
         self.risk.on_control(cmd, now);
@@ -612,7 +605,8 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
             }
             Some(ControlKind::Shutdown) => self.stop_requested = true,
             Some(ControlKind::StopDeciding) => self.deciding = false,
-            Some(ControlKind::Connectivity) | None => {}
+            // Per instrument, handled in `on_control`.
+            Some(ControlKind::CloseEntries) | Some(ControlKind::Connectivity) | None => {}
         }
     }
 
@@ -648,9 +642,13 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
                 self.on_control(&cmd, out);
                 work += 1;
             }
-            for ring in [inputs.operator.as_mut(), inputs.gateway.as_mut()]
-                .into_iter()
-                .flatten()
+            for ring in [
+                inputs.operator.as_mut(),
+                inputs.gateway.as_mut(),
+                inputs.schedule.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 while let Some(cmd) = ring.pop() {
                     self.on_control(&cmd, out);
@@ -744,6 +742,24 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
             }
         }
         sent + self.ensure_flat(out, now)
+    }
+
+    /// Closes `id` alone: cancels its working orders when any would add to a position (a
+    /// resting entry), and exits every strategy's position in it that has nothing working.
+    /// The sender repeats it until the position is flat (an exit waits for a cancel).
+    fn flatten_one<O: EngineOutput>(
+        &mut self,
+        out: &mut O,
+        id: InstrumentId,
+        now: UnixNanos,
+    ) -> usize {
+        let adding = (0..self.slots.len()).any(|slot| {
+            let p = self.position_of(slot, id);
+            // Working orders on the position's side (or with no position) add to it.
+            p.working.0 != 0 && (p.qty.0 == 0 || p.working.0.signum() == p.qty.0.signum())
+        });
+        let cancelled = adding && self.cancel_all(out, id, now);
+        cancelled as usize + self.exit_all(out, id, ReasonCode::Flatten, now)
     }
 
     /// Exits every strategy's open position of every instrument; flat once every
@@ -934,6 +950,9 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
         let is_new = req.kind() == Some(RequestKind::New);
         let block = match self.control.entry_block() {
             None if self.slots[slot].paused => Some(RiskReason::ManualPause),
+            None if self.entries_closed.get(req.instrument.index()) == Some(&true) => {
+                Some(RiskReason::EntryCutoff)
+            }
             block => block,
         };
         if is_new && let Some(reason) = block {

@@ -148,7 +148,8 @@ code_enum! {
         /// Stop new entries until `ClearKill`; persists across restarts (the gateway's store).
         Kill = 3,
         ClearKill = 4,
-        /// Cancel open orders and close every position with market orders.
+        /// Cancel open orders and close every position with market orders (of `instrument`
+        /// alone when it names one: the intraday square-off).
         Flatten = 5,
         /// Leave the run loop after draining what is queued.
         Shutdown = 6,
@@ -158,6 +159,9 @@ code_enum! {
         /// of the engine's own); reports and other commands still apply. The engine journals
         /// it when it sees the session's stop flag ([`crate::Engine::stop_deciding_on`]).
         StopDeciding = 8,
+        /// No new entries in `instrument` (`arg` = 1) or entries allowed again (`arg` = 0):
+        /// the intraday square-off's cut-off; exits and cancels still pass.
+        CloseEntries = 9,
     }
 }
 

@@ -42,6 +42,9 @@ code_enum! {
         /// The engine's order ring was full: a halt condition, never a wait.
         OrderRingFull = 27,
         NoMarketData = 28,
+        /// An entry in an instrument whose entries closed for the day (the intraday
+        /// square-off's cut-off).
+        EntryCutoff = 29,
     }
 }
 

@@ -207,6 +207,7 @@ fn the_run_loop_allocates_nothing_in_steady_state() {
                 control: ctl_rx,
                 operator: Some(op_rx),
                 gateway: None,
+                schedule: None,
                 execs: exec_rx,
                 ticks: tick_rx,
             };
@@ -302,6 +303,49 @@ fn tick_tx_is_empty(tx: &Producer<Tick>) -> bool {
 }
 
 /// The counter itself must see allocations, or the tests above prove nothing.
+/// The intraday square-off's commands: entries closed in every instrument (an entry is then
+/// refused), each instrument flattened on its own, entries opened again; nothing allocates.
+#[test]
+fn the_square_off_commands_allocate_nothing() {
+    // No scheduled operator command: only the square-off's.
+    let mut rig = Rig::new(engine(BREAKOUT, SIZINGS[0]), START, u64::MAX);
+    rig.steps(EVERY);
+    let n = InstrumentTable::nse_default().len() as u16;
+    let cmd = |kind, id, arg| ControlCommand {
+        instrument: kestrel_engine::InstrumentId(id),
+        arg,
+        ..ControlCommand::new(kind, START)
+    };
+    let before = *rig.engine.counters();
+    let ((), counts) = count(|| {
+        for id in 0..n {
+            rig.engine
+                .on_control(&cmd(ControlKind::CloseEntries, id, 1), &mut rig.out);
+        }
+        rig.steps(EVERY);
+        for id in 0..n {
+            rig.engine
+                .on_control(&cmd(ControlKind::Flatten, id, 0), &mut rig.out);
+        }
+        rig.steps(EVERY);
+        for id in 0..n {
+            rig.engine
+                .on_control(&cmd(ControlKind::CloseEntries, id, 0), &mut rig.out);
+        }
+        rig.steps(EVERY);
+    });
+    let e = since(rig.engine.counters(), &before);
+    assert!(
+        e.blocked_by_control > 0 && e.orders_sent > 0,
+        "entries refused while closed, trading after: {e:?}"
+    );
+    assert_eq!(
+        counts,
+        AllocCounts::default(),
+        "the square-off's commands allocate"
+    );
+}
+
 #[test]
 fn the_counting_allocator_counts() {
     let ((), counts) = count(|| drop(std::hint::black_box(Vec::<u64>::with_capacity(16))));
@@ -416,4 +460,31 @@ fn breakout_with_its_exits_allocates_nothing() {
         o.engine.intents,
         without.engine.intents
     );
+}
+
+/// The built-ins on one-minute bars (`bar_interval = "minute"`, the engine building the bars
+/// and handing them to `on_bar`): they trade on bars under the same market, venue and
+/// operator schedule, every decision is a bar's (at most one per instrument a minute), and
+/// nothing allocates.
+#[test]
+fn built_in_strategies_on_bars_allocate_nothing() {
+    for (name, strategy) in [
+        ("breakout on bars", BREAKOUT_EXITS.to_string()),
+        ("sma_cross on bars", SMA_CROSS.to_string()),
+    ] {
+        // `bar_interval` belongs to the strategy's own table, before `[exit]`.
+        let on_bars = strategy.replacen('\n', "\nbar_interval = \"minute\"\n", 1);
+        let engine = engine(&on_bars, SIZINGS[0]);
+        assert_eq!(
+            engine.strategy().bar_interval(),
+            Some(BarInterval::Minutes(1))
+        );
+        let mut rig = Rig::new(engine, START, EVERY);
+        // 600 ms between ticks: a bar of each instrument about every 100 ticks.
+        rig.market.step_ns = 600_000_000;
+        let o = measure(&mut rig, 20_000, 400_000);
+        assert_exercised_without_allocating(&o, name);
+        // 4,000 minutes of five instruments: at most 20,000 bars, and only a bar decides.
+        assert!(o.engine.intents <= 20_000, "{name}: {:?}", o.engine);
+    }
 }

@@ -78,8 +78,9 @@ impl SubscriptionMode {
     }
 }
 
-/// How the client connects and what it asks for.
-#[derive(Clone, Debug)]
+/// How the client connects and what it asks for. Its `Debug` shows neither the API key nor
+/// the access token.
+#[derive(Clone)]
 pub struct FeedConfig {
     /// `ws://host[:port][/path]` or `wss://host[:port][/path]` (ports 80 and 443 by
     /// default); the credentials are appended as the query.
@@ -107,6 +108,22 @@ pub struct FeedConfig {
     /// `wss://` only: trust the certificates in this PEM file instead of the
     /// `webpki-roots` (Mozilla) set, e.g. a test server's self-signed CA.
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for FeedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedConfig")
+            .field("url", &self.url)
+            .field("api_key", &"<not shown>")
+            .field("access_token", &"<not shown>")
+            .field("tokens", &self.tokens.len())
+            .field("mode", &self.mode)
+            .field("limits", &self.limits)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FeedConfig {
@@ -247,6 +264,11 @@ impl FeedCounters {
     }
 }
 
+/// The handshake's path and query: `path` (with its `?` or `&`) and the credentials.
+fn ws_target(path: &str, api_key: &str, access_token: &str) -> String {
+    format!("{path}api_key={api_key}&access_token={access_token}")
+}
+
 /// The mio WebSocket client for the Kite ticker: up to three connections driven by one
 /// poller. See the module docs.
 #[derive(Debug)]
@@ -267,6 +289,10 @@ pub struct FeedClient {
     stats: Option<std::sync::Arc<crate::stats::FeedStats>>,
     /// When [`FeedClient::turn`] last published the stats.
     published: Instant,
+    /// The WebSocket path and its query separator, before the credentials.
+    path: String,
+    /// New access tokens from another thread ([`FeedClient::token_handoff`]).
+    tokens: Option<std::sync::Arc<crate::token::TokenHandoff>>,
 }
 
 impl FeedClient {
@@ -300,10 +326,8 @@ impl FeedClient {
             None
         };
         let sep = if path.contains('?') { '&' } else { '?' };
-        let target = format!(
-            "{path}{sep}api_key={}&access_token={}",
-            cfg.api_key, cfg.access_token
-        );
+        let path = format!("{path}{sep}");
+        let target = ws_target(&path, &cfg.api_key, &cfg.access_token);
         let conns: Vec<Connection> = subscription::spread(&cfg.tokens, &cfg.limits)?
             .into_iter()
             .enumerate()
@@ -333,8 +357,36 @@ impl FeedClient {
             control_ring_full: 0,
             stats: None,
             published: Instant::now(),
+            path,
+            tokens: None,
             cfg,
         })
+    }
+
+    /// Stamps receive times with `clock`, a clone of the engine's (clones share one mapping
+    /// and its re-anchoring), so that a tick's age and a decision's latency compare two
+    /// readings of one clock. A client's own clock (the default) is anchored once at start
+    /// and drifts from a session's re-anchored one by the counter's rate error (hundreds of
+    /// ppm measured), which would bias every age and latency by that much.
+    pub fn use_clock(&mut self, clock: kestrel_engine::LiveClock) {
+        self.sinks.clock = clock;
+    }
+
+    /// Where another thread hands this client a new access token: from the next turn on,
+    /// every connection (re)connects with it, and a connection waiting out its backoff
+    /// (refused with the old token) tries at once. An open connection stays as it is.
+    pub fn token_handoff(&mut self) -> std::sync::Arc<crate::token::TokenHandoff> {
+        self.tokens.get_or_insert_with(Default::default).clone()
+    }
+
+    /// Connects with `access_token` from now on (see [`FeedClient::token_handoff`]).
+    pub fn set_access_token(&mut self, access_token: &str) {
+        self.cfg.access_token = access_token.to_string();
+        self.endpoint.target = ws_target(&self.path, &self.cfg.api_key, access_token);
+        for c in &mut self.conns {
+            c.retry_now();
+        }
+        tracing::info!("feed: a new access token; connections refused before retry now");
     }
 
     /// The connection furthest from open: `Open` only when every connection is.
@@ -396,6 +448,9 @@ impl FeedClient {
     /// watchdog of every connection as due. `Some(Duration::ZERO)` busy-polls; `None` waits
     /// for an event or a deadline. Returns the ticks pushed during the call.
     pub fn poll_once(&mut self, timeout: Option<Duration>) -> u64 {
+        if let Some(token) = self.tokens.as_ref().and_then(|t| t.take()) {
+            self.set_access_token(&token);
+        }
         let before = self.ticks();
         let busy = timeout == Some(Duration::ZERO);
         for c in &mut self.conns {

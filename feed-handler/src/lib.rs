@@ -39,6 +39,7 @@ pub mod stats;
 pub mod subscription;
 pub mod text;
 pub mod tls;
+pub mod token;
 pub mod url;
 pub mod ws;
 
@@ -57,6 +58,7 @@ pub use kite::{
 pub use stats::{FeedStats, FeedStatsView};
 pub use subscription::{FeedLimits, SubscriptionError};
 pub use text::{TEXT_CAPACITY, TextKind, TextRecord};
+pub use token::TokenHandoff;
 pub use ws::{HandshakeError, RequestError, WsError};
 
 /// Any failure of this crate, for callers that handle them together (the feed thread's

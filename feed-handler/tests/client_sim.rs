@@ -276,3 +276,55 @@ fn run_publishes_its_counters_for_other_threads() {
     // After `run` returns the connection is closed, and the last copy says so.
     assert!(!stats.load().connected);
 }
+
+/// The client's `Debug` (its configuration and endpoint included) shows neither the API
+/// key nor the access token, which the connection's query carries.
+#[test]
+fn debug_output_never_shows_the_credentials() {
+    let cfg = FeedConfig::new(
+        "ws://127.0.0.1:9/",
+        "key-must-not-show",
+        "token-must-not-show",
+        &[408_065],
+    );
+    let (tp, _ticks) = ring::channel(64);
+    let sinks = FeedSinks {
+        ticks: tp,
+        texts_wake: None,
+        texts: None,
+        control: None,
+    };
+    let client = FeedClient::new(cfg, InstrumentTable::nse_default(), sinks).unwrap();
+    let shown = format!("{client:?}");
+    assert!(shown.contains("127.0.0.1"), "{shown}");
+    assert!(!shown.contains("must-not-show"), "{shown}");
+}
+
+/// Receive times come from the clock the session hands the client (the engine's, which it
+/// re-anchors), not from a clock of the client's own: a clock anchored in 2001 stamps 2001.
+#[test]
+fn receive_times_come_from_the_clock_it_is_given() {
+    const YEAR_2001: u64 = 1_000_000_000 * 1_000_000_000;
+    let server = TickerServer::start(TickerConfig::new("k", "t")).unwrap();
+    let h = server.handle();
+    let mut rig = rig(&server, "t", |_| {});
+    rig.client
+        .use_clock(kestrel_engine::LiveClock::with_counter(
+            quanta::Clock::new(),
+            YEAR_2001,
+        ));
+    assert!(poll_until(&mut rig, Duration::from_secs(10), |_| {
+        h.stats().mode_messages == 1
+    }));
+    h.publish_batch(&[published(0)]);
+    let mut got = None;
+    assert!(poll_until(&mut rig, Duration::from_secs(10), |r| {
+        got = r.ticks.pop();
+        got.is_some()
+    }));
+    let recv_ts = got.unwrap().recv_ts;
+    assert!(
+        (YEAR_2001..YEAR_2001 + 60 * 1_000_000_000).contains(&recv_ts),
+        "{recv_ts}"
+    );
+}

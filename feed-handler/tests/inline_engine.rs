@@ -109,6 +109,7 @@ fn the_engine_thread_polls_the_socket_and_steps_every_tick() {
                 control: ctl_rx,
                 operator: None,
                 gateway: None,
+                schedule: None,
                 execs: exec_rx,
                 ticks: tick_rx,
             };

@@ -43,7 +43,9 @@ use kestrel_feed::TextRecord;
 use crate::fills::{self, FromUpdate};
 use crate::fsm::{Applied, Event, FsmError, OrderFsm, OrderState};
 use crate::group_commit::{GroupCommit, GroupCommitConfig, SyncPoint};
-use crate::idempotency::{MAX_SLICE_CHILDREN, child_client_order_id, tag_for};
+use crate::idempotency::{
+    MAX_SLICE_CHILDREN, child_client_order_id, freeze_in_lots, slice_quantities, tag_for,
+};
 use crate::intent::{IntentLog, IntentLogError, IntentRecovery};
 use crate::store::{PAUSED_KEY, Reservation, Store, StoreError};
 use crate::venue::{
@@ -255,6 +257,8 @@ pub struct GatewayCounters {
     pub order_updates_malformed: u64,
     /// Other venue texts (errors, broadcast messages): logged.
     pub venue_messages: u64,
+    /// New orders refused unsent while the venue refused the access token ([`crate::token`]).
+    pub token_held: u64,
 }
 
 /// Kite's order-rate limits, on a rolling window of send times.
@@ -470,7 +474,7 @@ pub struct Gateway<V> {
     rng: Rng,
     pub(crate) limiter: RateLimiter,
     pub(crate) orders: HashMap<u64, Tracked>,
-    reports: VecDeque<ExecReport>,
+    pub(crate) reports: VecDeque<ExecReport>,
     hook: Option<Hook>,
     pub(crate) counters: GatewayCounters,
     /// Sliced parents by parent id, and each child's parent.
@@ -505,6 +509,10 @@ pub struct Gateway<V> {
     /// Where a pause the gateway decides (reconciliation, a foreign or duplicated tag) reaches
     /// the engine at once, besides the store (which carries it to the next start).
     engine_control: Option<Producer<ControlCommand>>,
+    /// The access token's state, shared with the session ([`crate::token`]).
+    pub(crate) token: Option<std::sync::Arc<crate::token::TokenState>>,
+    /// A new token was installed: reconcile with it (again) at this time.
+    pub(crate) token_retry_at: Option<Instant>,
 }
 
 impl<V: std::fmt::Debug> std::fmt::Debug for Gateway<V> {
@@ -625,6 +633,8 @@ impl<V: Venue> Gateway<V> {
             intent_recovery,
             foreign_tags: HashSet::new(),
             engine_control: None,
+            token: None,
+            token_retry_at: None,
         })
     }
 
@@ -759,6 +769,7 @@ impl<V: Venue> Gateway<V> {
         let mut idle_since: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             let mut busy = false;
+            self.take_new_token()?;
             if let Some(texts) = rings.updates.as_deref_mut() {
                 busy |= self.drain_updates(texts)? > 0;
                 self.flush(rings.execs);
@@ -773,15 +784,32 @@ impl<V: Venue> Gateway<V> {
                 busy = true;
             }
             let now = Instant::now();
-            if self.poll_now || now.duration_since(last_poll) >= self.poll_interval(now) {
+            // While the token is refused every call would be: nothing is polled until a new
+            // one is reconciled with (which polls at once).
+            let held = self.token_refused();
+            if !held && (self.poll_now || now.duration_since(last_poll) >= self.poll_interval(now))
+            {
                 self.poll_now = false;
-                if let Err(e) = self.poll() {
-                    tracing::warn!(error = %e, "venue poll failed; retrying at the next interval");
+                match self.poll() {
+                    Ok(_) => {}
+                    Err(GatewayError::Venue(e @ VenueError::Token { .. })) => {
+                        self.on_token_refused("poll", &e);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "venue poll failed; retrying at the next interval");
+                    }
                 }
                 last_poll = Instant::now();
             }
-            match self.reconcile_if_due(Instant::now()) {
+            match if held {
+                Ok(None)
+            } else {
+                self.reconcile_if_due(Instant::now())
+            } {
                 Ok(_) => {}
+                Err(GatewayError::Venue(e @ VenueError::Token { .. })) => {
+                    self.on_token_refused("periodic reconciliation", &e);
+                }
                 Err(GatewayError::Venue(e)) => {
                     tracing::warn!(error = %e, "periodic reconciliation failed; retrying at the next interval");
                 }
@@ -1027,6 +1055,9 @@ impl<V: Venue> Gateway<V> {
         if self.foreign_tags.contains(&coid) {
             return self.refuse_foreign(&req, coid);
         }
+        if self.hold_new_order(&req).is_some() {
+            return Ok(());
+        }
         let ins = self.instruments.get(req.instrument);
         let (exchange, symbol, token) = (
             ins.exchange.as_str().to_string(),
@@ -1143,17 +1174,7 @@ impl<V: Venue> Gateway<V> {
                 ins.freeze_qty.0.clamp(0, u32::MAX as i64) as u32,
                 |(_, q)| *q,
             );
-        let lot = ins.lot_size.0.clamp(1, u32::MAX as i64) as u32;
-        freeze - freeze % lot
-    }
-
-    /// Child quantities of `qty` at `freeze`: full slices, then the remainder.
-    pub fn slice_quantities(qty: u32, freeze: u32) -> Vec<u32> {
-        let mut out = vec![freeze; (qty / freeze) as usize];
-        if !qty.is_multiple_of(freeze) {
-            out.push(qty % freeze);
-        }
-        out
+        freeze_in_lots(freeze, ins.lot_size.0.clamp(1, u32::MAX as i64) as u32)
     }
 
     /// Refuses a new order before anything is stored: a Rejected report and an incident.
@@ -1180,7 +1201,7 @@ impl<V: Venue> Gateway<V> {
         token: u32,
     ) -> Result<(), GatewayError> {
         let parent = req.client_order_id;
-        let qtys = Self::slice_quantities(req.qty, freeze);
+        let qtys = slice_quantities(req.qty, freeze);
         if qtys.len() > MAX_SLICE_CHILDREN {
             let detail = format!(
                 "quantity {} at freeze quantity {freeze} needs {} child orders (at most {MAX_SLICE_CHILDREN})",
@@ -1388,6 +1409,7 @@ impl<V: Venue> Gateway<V> {
             product,
             validity: t.req.tif().unwrap_or(TimeInForce::Day),
             tag: tag_for(t.req.client_order_id),
+            variety: crate::venue::Variety::Regular,
         }
     }
 
@@ -1549,6 +1571,8 @@ impl<V: Venue> Gateway<V> {
                 Ok(ControlFlow::Break(()))
             }
             Err(e @ VenueError::Token { .. }) => {
+                // Refused with the token: not placed, and final; entries hold from here.
+                self.on_token_refused("placement", &e);
                 let detail = e.to_string();
                 self.apply(coid, Event::Reject, None, &detail, reject_code::TOKEN)?;
                 Ok(ControlFlow::Break(()))
@@ -1624,6 +1648,11 @@ impl<V: Venue> Gateway<V> {
                             Ok(Lookup::Adopted)
                         }
                     };
+                }
+                Err(e @ VenueError::Token { .. }) => {
+                    // Looked up again with the next token (its reconciliation, then polls).
+                    self.on_token_refused("order look-up", &e);
+                    return Ok(Lookup::StillUnknown);
                 }
                 Err(e) if e.is_transient() => {
                     self.counters.transient_retries += 1;
@@ -2016,6 +2045,9 @@ impl<V: Venue> Gateway<V> {
             match self.venue.cancel(venue_id) {
                 Ok(()) => break,
                 Err(e @ (VenueError::Rejected { .. } | VenueError::Token { .. })) => {
+                    if let VenueError::Token { .. } = e {
+                        self.on_token_refused("cancel", &e);
+                    }
                     self.apply(coid, Event::CancelReject, None, &e.to_string(), 0)?;
                     break;
                 }

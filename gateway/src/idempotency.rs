@@ -32,6 +32,23 @@ pub const MAX_TAG_LEN: usize = 20;
 /// At most this many child orders per sliced parent.
 pub const MAX_SLICE_CHILDREN: usize = 10;
 
+/// The freeze quantity an order is sliced at: `freeze` rounded down to whole lots of `lot`
+/// (a lot of 0 counts as 1).
+pub const fn freeze_in_lots(freeze: u32, lot: u32) -> u32 {
+    let lot = if lot == 0 { 1 } else { lot };
+    freeze - freeze % lot
+}
+
+/// Child quantities of `qty` at `freeze` (> 0): full slices, then the remainder. The live
+/// gateway and the replay venue both slice with it, so they place the same children.
+pub fn slice_quantities(qty: u32, freeze: u32) -> Vec<u32> {
+    let mut out = vec![freeze; (qty / freeze) as usize];
+    if !qty.is_multiple_of(freeze) {
+        out.push(qty % freeze);
+    }
+    out
+}
+
 /// The client order id of child `index` of a sliced parent (see the module docs).
 pub const fn child_client_order_id(parent: u64, index: u32) -> u64 {
     let mut z = parent ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);

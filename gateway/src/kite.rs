@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use crate::transport::{Connector, Transport, parse_base_url};
 use crate::venue::{
-    ModifyOrder, PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus, VenueTrade,
+    ModifyOrder, PlaceOrder, Variety, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus,
+    VenueTrade,
 };
 
 /// A value that must never reach a log, a `Debug` dump or an error message.
@@ -82,8 +83,9 @@ pub struct KiteClient {
     /// The `Host` header: `host`, or `host:port` for a port other than the scheme's.
     host: String,
     connector: Connector,
-    /// `token api_key:access_token`, built once.
+    /// `token api_key:access_token`, built once per access token.
     auth: Secret,
+    api_key: Secret,
     conn: Option<BufReader<Transport>>,
     /// Reusable request buffer.
     buf: Vec<u8>,
@@ -91,6 +93,9 @@ pub struct KiteClient {
     /// and then one untaken branch per request.
     probe_writes: bool,
     last_write_done: Option<std::time::Instant>,
+    /// The variety of each order this client placed other than `regular`: Kite's modify
+    /// and cancel routes name it. An order placed before a restart is taken as regular.
+    varieties: std::collections::HashMap<u64, Variety>,
 }
 
 impl fmt::Debug for KiteClient {
@@ -145,6 +150,7 @@ impl KiteClient {
                 creds.api_key.expose(),
                 creds.access_token.expose()
             )),
+            api_key: creds.api_key.clone(),
             cfg,
             host,
             connector,
@@ -152,7 +158,15 @@ impl KiteClient {
             buf: Vec::with_capacity(1024),
             probe_writes: false,
             last_write_done: None,
+            varieties: std::collections::HashMap::new(),
         })
+    }
+
+    /// The variety in an order's modify and cancel routes.
+    fn variety_of(&self, venue_order_id: u64) -> &'static str {
+        self.varieties
+            .get(&venue_order_id)
+            .map_or("regular", |v| v.name())
     }
 
     /// Turns on (or off) recording when each request's bytes were fully written to the
@@ -253,6 +267,7 @@ impl KiteClient {
                 product: o.product,
                 validity: o.validity,
                 tag: &o.tag,
+                variety: o.variety,
             },
         );
         String::from_utf8(form).expect("the form is ASCII")
@@ -318,6 +333,9 @@ pub(crate) struct PlaceFields<'a, T: fmt::Display + ?Sized> {
     pub validity: TimeInForce,
     /// The order's tag ([`crate::idempotency::Tag`]): alphanumeric, written as is.
     pub tag: &'a T,
+    /// An iceberg adds its legs and leg quantity; the route is the caller's
+    /// ([`Variety::place_path`]).
+    pub variety: Variety,
 }
 
 /// Appends a placement's form (`application/x-www-form-urlencoded`); no allocation while
@@ -347,6 +365,10 @@ pub(crate) fn write_place_form<T: fmt::Display + ?Sized>(
         },
     );
     form.value("tag", o.tag);
+    if let Variety::Iceberg { legs, leg_quantity } = o.variety {
+        form.value("iceberg_legs", legs);
+        form.value("iceberg_quantity", leg_quantity);
+    }
 }
 
 /// Writes `key=value` pairs joined by `&`.
@@ -660,7 +682,21 @@ fn parse_trade(v: &Value) -> Result<VenueTrade, VenueError> {
 impl Venue for KiteClient {
     fn submit(&mut self, order: &PlaceOrder) -> Result<u64, VenueError> {
         let form = self.place_form(order);
-        placed_order_id(&self.call("POST", "/orders/regular", &form)?)
+        let id = placed_order_id(&self.call("POST", order.variety.place_path(), &form)?)?;
+        if order.variety != Variety::Regular {
+            self.varieties.insert(id, order.variety);
+        }
+        Ok(id)
+    }
+
+    fn set_access_token(&mut self, access_token: &Secret) {
+        self.auth = Secret(format!(
+            "token {}:{}",
+            self.api_key.expose(),
+            access_token.expose()
+        ));
+        // The next request opens a fresh connection: nothing in flight carries the old token.
+        self.conn = None;
     }
 
     fn order_connection(&mut self) -> Result<OrderConnection, VenueError> {
@@ -683,13 +719,19 @@ impl Venue for KiteClient {
             f.text("order_type", order_type_str(t));
         }
         let form = String::from_utf8(form).expect("the form is ASCII");
-        self.call("PUT", &format!("/orders/regular/{venue_order_id}"), &form)
-            .map(drop)
+        let path = format!(
+            "/orders/{}/{venue_order_id}",
+            self.variety_of(venue_order_id)
+        );
+        self.call("PUT", &path, &form).map(drop)
     }
 
     fn cancel(&mut self, venue_order_id: u64) -> Result<(), VenueError> {
-        self.call("DELETE", &format!("/orders/regular/{venue_order_id}"), "")
-            .map(drop)
+        let path = format!(
+            "/orders/{}/{venue_order_id}",
+            self.variety_of(venue_order_id)
+        );
+        self.call("DELETE", &path, "").map(drop)
     }
 
     fn orders(&mut self) -> Result<Vec<VenueOrder>, VenueError> {
@@ -831,6 +873,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(u64_of(&ok["order_id"]), Some(12));
+    }
+
+    #[test]
+    fn an_iceberg_placement_adds_its_legs_and_each_variety_has_its_route() {
+        let fields = |variety| PlaceFields {
+            exchange: "NFO",
+            tradingsymbol: "NIFTY26DECFUT",
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            quantity: 3000,
+            price: Price::from_scaled(2_450_000, 100),
+            trigger_price: Price::ZERO,
+            product: "NRML",
+            validity: TimeInForce::Day,
+            tag: "k1",
+            variety,
+        };
+        let form = |variety| {
+            let mut out = Vec::new();
+            write_place_form(&mut out, &fields(variety));
+            String::from_utf8(out).unwrap()
+        };
+        let ice = Variety::iceberg_for(3000, 1800, 75).unwrap();
+        assert_eq!(
+            form(ice),
+            "tradingsymbol=NIFTY26DECFUT&exchange=NFO&transaction_type=BUY&order_type=LIMIT\
+             &quantity=3000&price=24500.00&product=NRML&validity=DAY&tag=k1\
+             &iceberg_legs=2&iceberg_quantity=1500"
+        );
+        assert!(!form(Variety::Amo).contains("iceberg"));
+        assert_eq!(form(Variety::Amo), form(Variety::Regular));
+        assert_eq!(
+            [Variety::Regular, Variety::Amo, ice].map(Variety::place_path),
+            ["/orders/regular", "/orders/amo", "/orders/iceberg"]
+        );
     }
 
     #[test]

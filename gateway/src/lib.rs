@@ -19,6 +19,7 @@
 //! * [`updates`]: the venue's order updates (ticker WebSocket text frames) applied to orders.
 //! * [`fills`]: the one rule by which every source (updates, polls) appends fills.
 //! * [`reconcile`]: reconciliation of the store with the venue, at start-up and periodically.
+//! * [`token`]: the access token refused mid-session, and a new one taken without a restart.
 #![forbid(unsafe_code)]
 
 pub mod adoption;
@@ -32,6 +33,7 @@ pub mod intent;
 pub mod kite;
 pub mod reconcile;
 pub mod store;
+pub mod token;
 mod transport;
 pub mod updates;
 pub mod venue;
@@ -47,6 +49,7 @@ pub use intent::{IntentLog, IntentLogError, IntentRecovery};
 pub use kite::{Credentials, KiteClient, KiteConfig, OrderConnection, Secret};
 pub use reconcile::{ReconcileOutcome, ReconcileReport};
 pub use store::{KILL_KEY, PAUSED_KEY, PositionSource, Store, StoreError, StoredFill};
+pub use token::TokenState;
 pub use updates::UpdateOutcome;
 pub use venue::{
     PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus, VenueTrade,

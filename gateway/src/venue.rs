@@ -5,6 +5,97 @@ use std::time::Duration;
 
 use kestrel_engine::{OrderType, Price, Side, TimeInForce, UnixNanos};
 
+/// Kite's `variety`: how the broker handles an order before the exchange sees it. The
+/// placement's route (`POST /orders/{variety}`) and, for an iceberg, two more fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variety {
+    #[default]
+    Regular,
+    /// After-market order: queued by the broker until the session opens.
+    Amo,
+    /// Kite places `legs` orders of `leg_quantity` (the last one the rest), each after the
+    /// one before completes: the broker's own slicing above the freeze quantity.
+    Iceberg { legs: u16, leg_quantity: u32 },
+}
+
+impl Variety {
+    /// Kite's name, as in the route.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Variety::Regular => "regular",
+            Variety::Amo => "amo",
+            Variety::Iceberg { .. } => "iceberg",
+        }
+    }
+
+    /// `POST` here to place.
+    pub const fn place_path(self) -> &'static str {
+        match self {
+            Variety::Regular => "/orders/regular",
+            Variety::Amo => "/orders/amo",
+            Variety::Iceberg { .. } => "/orders/iceberg",
+        }
+    }
+
+    /// The iceberg Kite accepts for `qty` in legs of at most `max_leg` (the freeze
+    /// quantity), in whole lots of `lot`: as few legs as fit, each the quantity over the
+    /// legs rounded up to a lot (Kite's rule for `iceberg_quantity`). `None` when `qty`
+    /// fits in one order or needs more than Kite's 50 legs.
+    pub fn iceberg_for(qty: u32, max_leg: u32, lot: u32) -> Option<Variety> {
+        let lot = lot.max(1);
+        let max_lots = max_leg / lot;
+        if qty <= max_leg || max_lots == 0 {
+            return None;
+        }
+        let lots = qty.div_ceil(lot);
+        let legs = lots.div_ceil(max_lots);
+        if !(2..=50).contains(&legs) {
+            return None;
+        }
+        Some(Variety::Iceberg {
+            legs: legs as u16,
+            leg_quantity: lots.div_ceil(legs) * lot,
+        })
+    }
+}
+
+#[cfg(test)]
+mod variety_tests {
+    use super::Variety;
+
+    #[test]
+    fn an_iceberg_takes_as_few_legs_as_the_freeze_allows_in_whole_lots() {
+        // NIFTY: lot 75, freeze 1800 (24 lots): 40 lots in 2 legs of 20.
+        assert_eq!(
+            Variety::iceberg_for(3000, 1800, 75),
+            Some(Variety::Iceberg {
+                legs: 2,
+                leg_quantity: 1500
+            })
+        );
+        // 31 lots of 65 in 2 legs: the first leg takes 16 lots (Kite's rounding).
+        assert_eq!(
+            Variety::iceberg_for(31 * 65, 1755, 65),
+            Some(Variety::Iceberg {
+                legs: 2,
+                leg_quantity: 16 * 65
+            })
+        );
+        assert_eq!(
+            Variety::iceberg_for(90, 25, 1),
+            Some(Variety::Iceberg {
+                legs: 4,
+                leg_quantity: 23
+            })
+        );
+        // Within the freeze: a regular order. Beyond Kite's 50 legs, or a freeze below a
+        // lot: no iceberg.
+        assert_eq!(Variety::iceberg_for(1800, 1800, 75), None);
+        assert_eq!(Variety::iceberg_for(51 * 10, 10, 1), None);
+        assert_eq!(Variety::iceberg_for(100, 50, 75), None);
+    }
+}
+
 /// A placement, with the instrument resolved to the venue's names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlaceOrder {
@@ -21,6 +112,7 @@ pub struct PlaceOrder {
     pub validity: TimeInForce,
     /// The client order id as a Kite tag ([`crate::idempotency::tag_for`]).
     pub tag: String,
+    pub variety: Variety,
 }
 
 /// A modification; `None` keeps the current value.
@@ -208,6 +300,12 @@ pub trait Venue {
         Err(VenueError::Config(
             "this venue has no connection for the engine thread's order writer".into(),
         ))
+    }
+
+    /// Uses `access_token` from the next request on (a new Kite session; [`crate::token`]).
+    /// A venue without access tokens (the in-process paper venue) has nothing to change.
+    fn set_access_token(&mut self, access_token: &crate::kite::Secret) {
+        let _ = access_token;
     }
 
     /// Orders still working.

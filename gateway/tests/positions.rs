@@ -61,6 +61,7 @@ fn manual(side: Side, qty: u32) -> PlaceOrder {
         product: "MIS",
         validity: TimeInForce::Day,
         tag: "manual".into(),
+        variety: kestrel_gateway::venue::Variety::Regular,
     }
 }
 

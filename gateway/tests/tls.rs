@@ -213,6 +213,7 @@ fn placement() -> PlaceOrder {
         product: "MIS",
         validity: TimeInForce::Day,
         tag: "ks0000000000000001".into(),
+        variety: kestrel_gateway::venue::Variety::Regular,
     }
 }
 

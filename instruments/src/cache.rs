@@ -219,6 +219,24 @@ mod tests {
         assert_eq!(cache.latest(date("2026-12-01")).unwrap(), None);
     }
 
+    /// A stored file damaged after it was written (by hand, a full disk) is refused when
+    /// loaded, naming the file, the line and the column.
+    #[test]
+    fn a_corrupt_stored_dump_names_its_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DumpCache::new(dir.path());
+        let day = date("2026-12-03");
+        let (path, _) = cache.store(day, REAL).unwrap();
+        let mut lines: Vec<String> = REAL.lines().map(str::to_string).collect();
+        let mut cells: Vec<String> = lines[2].split(',').map(str::to_string).collect();
+        cells[0] = "12a".into();
+        lines[2] = cells.join(",");
+        fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let err = cache.load(&path).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("line 3, column instrument_token"), "{err}");
+    }
+
     #[test]
     fn nothing_stored_and_no_download_is_an_error_that_says_what_to_do() {
         let dir = tempfile::tempdir().unwrap();

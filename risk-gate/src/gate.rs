@@ -856,7 +856,13 @@ impl RiskCheck for RiskGate {
                     self.disconnected_since = None;
                 }
             }
-            Some(ControlKind::Flatten | ControlKind::Shutdown | ControlKind::StopDeciding)
+            // The engine closes entries per instrument itself (the square-off's cut-off).
+            Some(
+                ControlKind::Flatten
+                | ControlKind::Shutdown
+                | ControlKind::StopDeciding
+                | ControlKind::CloseEntries,
+            )
             | None => {}
         }
     }

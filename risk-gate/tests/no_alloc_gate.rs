@@ -286,6 +286,75 @@ fn forced_exits_from_the_loss_limits_allocate_nothing() {
     assert_eq!(counts, AllocCounts::default(), "allocations and frees");
 }
 
+/// The intraday square-off through the risk gate: entries closed in every instrument (an
+/// entry is then refused), each instrument flattened (its exits checked by the gate), entries
+/// opened again; nothing allocates.
+#[test]
+fn the_square_off_through_the_risk_gate_allocates_nothing() {
+    let cfg: StrategyConfig = toml::from_str(
+        "kind = \"breakout\"\nlookback = 20\nstop_bps = 30\n[sizing]\nmethod = \"fixed\"\nqty = 5\n",
+    )
+    .expect("strategy config parses");
+    let table = InstrumentTable::nse_default();
+    let n = table.len() as u16;
+    let mut risk = gate_config();
+    // The venue rejects one order in six: that must not halt trading.
+    risk.max_errors_per_minute = 100_000;
+    let capital = Money::from_units(1_000_000);
+    let gate = RiskGate::new(&risk, &table, capital);
+    let strategy = BuiltIn::new(&cfg, &table);
+    let engine = Engine::new(
+        strategy,
+        gate,
+        ReplayClock::default(),
+        table,
+        EngineConfig {
+            journal_ticks: true,
+            capital,
+            ..EngineConfig::default()
+        },
+    );
+    // Monday 2026-11-23 09:30 IST; no scheduled operator command.
+    let start = 1_795_406_400_000_000_000;
+    let mut rig = hot_path::Rig::new(engine, start, u64::MAX);
+    rig.steps(40_000);
+    let cmd = |kind, id, arg| kestrel_engine::ControlCommand {
+        instrument: InstrumentId(id),
+        arg,
+        ..kestrel_engine::ControlCommand::new(kind, start)
+    };
+    let before = rig.engine.counters().blocked_by_control;
+    let ((), counts) = count(|| {
+        for id in 0..n {
+            rig.engine.on_control(
+                &cmd(kestrel_engine::ControlKind::CloseEntries, id, 1),
+                &mut rig.out,
+            );
+        }
+        rig.steps(40_000);
+        for id in 0..n {
+            rig.engine.on_control(
+                &cmd(kestrel_engine::ControlKind::Flatten, id, 0),
+                &mut rig.out,
+            );
+        }
+        rig.steps(100);
+        for id in 0..n {
+            rig.engine.on_control(
+                &cmd(kestrel_engine::ControlKind::CloseEntries, id, 0),
+                &mut rig.out,
+            );
+        }
+        rig.steps(40_000);
+    });
+    assert!(
+        rig.engine.counters().blocked_by_control > before,
+        "no entry refused while closed: {:?}",
+        rig.engine.counters()
+    );
+    assert_eq!(counts, AllocCounts::default(), "allocations and frees");
+}
+
 /// The counter itself must see allocations, or the tests above prove nothing.
 #[test]
 fn the_counting_allocator_counts() {

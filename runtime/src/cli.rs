@@ -2,6 +2,7 @@
 //! `kestrel` binary is [`main`] with the built-in strategies; a strategy crate's binary is
 //! `main` with its own set (see [`crate::strategies`]).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,20 +10,34 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kestrel_engine::InstrumentTable;
 
 use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
-    control, credentials, doctor, history_cmd, instrument_select, instruments_cmd, journal_cmd,
-    logging, login, paper, record_cmd, replay, run_cmd, session, sim_cmd, snapshot,
+    alerts, control, credentials, doctor, history_cmd, instrument_select, instruments_cmd,
+    journal_cmd, logging, login, paper, record_cmd, replay, run_cmd, session, sim_cmd, snapshot,
+    systemd,
 };
+
+mod ending;
+pub(crate) use ending::Reported;
+use ending::{error_json, is_broken_pipe};
+
+/// `kestrel --version`: the crate's version and the git revision it was built from
+/// ("unknown" from a tarball without `.git`; see `runtime/build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("KESTREL_GIT_REV"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "kestrel",
-    version,
+    version = VERSION,
     about = "A low-latency trading engine for NSE through Kite Connect"
 )]
 pub(crate) struct Cli {
@@ -46,6 +61,14 @@ pub(crate) enum Command {
         /// Also write the summary as JSON to this file.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// Run the intraday square-off ([square_off]) on a simulated clock starting at this
+        /// IST time today (HH:MM or HH:MM:SS), e.g. 15:08 to see the cut-off and the
+        /// square-off; without it paper does not apply them.
+        #[arg(long, value_parser = |s: &str| crate::square_off::IstTime::parse(s))]
+        clock: Option<crate::square_off::IstTime>,
+        /// How many times faster than real time the simulated clock runs.
+        #[arg(long, default_value_t = 1, requires = "clock")]
+        clock_speed: u32,
     },
     /// Trade live against the venue in [venue] (Kite Connect). Credentials from
     /// KITE_API_KEY and KITE_ACCESS_TOKEN or venue.credentials_file (0600).
@@ -61,7 +84,9 @@ pub(crate) enum Command {
         duration: Option<Duration>,
     },
     /// Run the Kite-compatible exchange simulator (REST API over a synthetic market); prints
-    /// one JSON line with its addresses and credentials when ready.
+    /// one JSON line with its addresses and credentials when ready. It lists and trades the
+    /// equities and NIFTY's and a stock's futures and options, and ticks what its ticker's
+    /// clients subscribe to.
     Sim {
         #[arg(long, default_value = "127.0.0.1:0")]
         rest_addr: std::net::SocketAddr,
@@ -103,13 +128,24 @@ pub(crate) enum Command {
         /// CSV's symbols against (without it, only the five default equities are known).
         #[arg(long, requires = "csv")]
         instruments: Option<PathBuf>,
+        /// Stop when standard input closes (a parent script that holds a pipe to it went
+        /// away). Without it, end-of-input stops the simulator only at a terminal (Ctrl-D):
+        /// under cron, systemd or `</dev/null` it runs until SIGTERM or Ctrl-C.
+        #[arg(long)]
+        stop_on_eof: bool,
     },
     /// Capture a Kite ticker feed into a new journal without trading. Credentials come from
     /// KITE_API_KEY and KITE_ACCESS_TOKEN.
     Record {
-        /// The ticker WebSocket (ws://; `kestrel sim` prints its own in the ready line).
+        /// Configuration file: its `[instruments]` selection is what is recorded (resolved
+        /// as `kestrel run` resolves it), its `[venue]` where (default: the built-in
+        /// config/kestrel.toml, the five default equities).
         #[arg(long)]
-        url: String,
+        config: Option<PathBuf>,
+        /// The ticker WebSocket (ws://; `kestrel sim` prints its own in the ready line;
+        /// default: the configuration's `[venue] ws_url`).
+        #[arg(long)]
+        url: Option<String>,
         /// The journal to create (must not exist).
         #[arg(long)]
         out: PathBuf,
@@ -186,6 +222,32 @@ pub(crate) enum Command {
     /// Operate a running kestrel through its control socket (<[storage] dir>/kestrel.sock):
     /// status, pause, resume, kill, flatten.
     Ctl(control::CtlArgs),
+    /// Alert channels: `test` sends one message to each enabled one and reports each result.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+    /// Print a shell completion script: `kestrel completions bash > /etc/bash_completion.d/kestrel`
+    /// (zsh: into a directory on $fpath as `_kestrel`; fish: ~/.config/fish/completions/kestrel.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AlertsCommand {
+    /// Send one test message to every enabled channel of [alerts] (secrets from the
+    /// environment, their 0600 files or systemd's credentials) and report each: pass, or
+    /// FAIL with the reason (never a secret). Exits non-zero when one failed.
+    Test {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -231,6 +293,9 @@ pub(crate) enum JournalCommand {
         /// List every instrument of the table (default: the first 40).
         #[arg(long)]
         all: bool,
+        /// One JSON document instead of text (errors as JSON too).
+        #[arg(long)]
+        json: bool,
     },
     /// Write the journal's ticks as CSV (the schema is in the README), or every record with --events.
     ExportCsv {
@@ -258,8 +323,15 @@ pub(crate) enum JournalCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Check a configuration file and report every problem with its key and line.
-    Check { file: PathBuf },
+    /// Check a configuration file and report every problem with its key and line; resolve
+    /// `[instruments] select` against the stored dump (`kestrel instruments sync`) and list
+    /// each instrument's token, lot, tick and freeze quantity.
+    Check {
+        file: PathBuf,
+        /// `{"ok":true,...}` or `{"ok":false,"problems":[{file,line,column,message}]}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `kestrel login`.
@@ -314,10 +386,28 @@ fn doctor_cmd(args: DoctorArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether the command asked for JSON (`--json`): its errors are JSON on standard output too.
+fn wants_json(cli: &Cli) -> bool {
+    match &cli.command {
+        Command::Ctl(args) => args.json,
+        Command::Journal {
+            command: JournalCommand::Inspect { json, .. },
+        }
+        | Command::Config {
+            command: ConfigCommand::Check { json, .. },
+        }
+        | Command::Alerts {
+            command: AlertsCommand::Test { json, .. },
+        } => *json,
+        _ => false,
+    }
+}
+
 /// Runs the `kestrel` command line with the process's arguments; `[strategy] kind` may be
 /// any kind of `S` (`kestrel_runtime::cli::main::<BuiltIn>()` is the `kestrel` binary).
 pub fn main<S: StrategySet>() -> ExitCode {
     let cli = Cli::parse();
+    let json = wants_json(&cli);
     // Sessions also log JSON lines to a daily file under [storage] dir/logs.
     let log_dir = session_log_dir(&cli);
     let _log = match logging::init(log_dir.as_deref(), false) {
@@ -329,6 +419,14 @@ pub fn main<S: StrategySet>() -> ExitCode {
     };
     match run::<S>(cli, &_log) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): what it wanted it has; end quietly.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Reported>().is_some() => ExitCode::FAILURE,
+        Err(e) if json => {
+            // Standard output may be the closed pipe itself: a failed write changes nothing.
+            let _ = writeln!(std::io::stdout(), "{}", error_json(&e));
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -362,9 +460,20 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             seed,
             config,
             summary_json,
+            clock,
+            clock_speed,
         } => {
             // The instruments resolve once the simulator is up (its dump and prices).
-            let config = Config::load_sections(config.as_deref())?;
+            let mut config = Config::load_sections(config.as_deref())?;
+            if let Some(at) = clock {
+                let today = kestrel_engine::clock::ist_day(kestrel_engine::Clock::now(
+                    &kestrel_engine::LiveClock::new(),
+                ));
+                config.square_off.clock = crate::square_off::ScheduleClock::simulated(
+                    crate::square_off::ScheduleClock::ist(today, at),
+                    clock_speed,
+                );
+            }
             let stop = Arc::new(AtomicBool::new(false));
             session::install_stop_signals(stop.clone())?;
             println!(
@@ -397,6 +506,11 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             duration,
         } => {
             let mut config = Config::load_sections(Some(&config))?;
+            let env = |k: &str| std::env::var(k).ok();
+            // Under systemd, LoadCredential=kite.secrets:... stands in for credentials_file.
+            if config.venue.credentials_file.is_none() {
+                config.venue.credentials_file = systemd::kite_credentials_file(&env);
+            }
             // The session's instruments from the day's dump (`kestrel instruments sync`) and
             // Kite's /quote/ltp and /quote (underlying prices, circuit limits).
             let credentials =
@@ -425,6 +539,10 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             } else {
                 snapshot::Mode::Live
             };
+            let shared = snapshot::shared(mode);
+            // Type=notify: READY=1 at the session's first snapshot, WATCHDOG=1 while its ops
+            // loop keeps publishing (see crate::systemd).
+            let notifier = systemd::start(&env, &shared, &stop)?;
             println!(
                 "kestrel run ({}): {} on {} instruments via {}; Ctrl-C or SIGTERM stops cleanly",
                 mode.name(),
@@ -439,9 +557,14 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
                     duration,
                     status: std::io::IsTerminal::is_terminal(&std::io::stdout()),
                 },
-                stop,
-                snapshot::shared(mode),
-            )?;
+                stop.clone(),
+                shared,
+            );
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(thread) = notifier {
+                let _ = thread.join();
+            }
+            let report = report?;
             report.print(&format!("kestrel run ({})", mode.name()));
             print_log_path();
             Ok(())
@@ -460,26 +583,46 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             journal,
             csv,
             instruments: dump,
-        } => sim_cmd::run(sim_cmd::SimArgs {
-            replay: match (journal, csv) {
-                (Some(j), _) => Some(sim_cmd::ReplaySource::Journal(j)),
-                (None, Some(csv)) => Some(sim_cmd::ReplaySource::Csv { csv, dump }),
-                (None, None) => None,
+            stop_on_eof,
+        } => sim_cmd::run(
+            sim_cmd::SimArgs {
+                replay: match (journal, csv) {
+                    (Some(j), _) => Some(sim_cmd::ReplaySource::Journal(j)),
+                    (None, Some(csv)) => Some(sim_cmd::ReplaySource::Csv { csv, dump }),
+                    (None, None) => None,
+                },
+                rest_addr,
+                ws_addr,
+                api_key,
+                access_token,
+                api_secret,
+                redirect_url,
+                seed,
+                symbols,
+                speed,
+                journal_out,
+                // What paper lists and trades: NIFTY's and a stock's futures and options too.
+                derivatives: true,
             },
-            rest_addr,
-            ws_addr,
-            api_key,
-            access_token,
-            api_secret,
-            redirect_url,
-            seed,
-            symbols,
-            speed,
-            journal_out,
-            derivatives: false,
-        }),
-        Command::Record { url, out, duration } => {
-            let credentials = credentials::credentials(None, |name| std::env::var(name).ok())?;
+            sim_cmd::stops_on_eof(
+                stop_on_eof,
+                std::io::IsTerminal::is_terminal(&std::io::stdin()),
+            ),
+        ),
+        Command::Record {
+            config,
+            url,
+            out,
+            duration,
+        } => {
+            let config = Config::load_sections(config.as_deref())?;
+            let credentials =
+                credentials::credentials(config.venue.credentials_file.as_deref(), |name| {
+                    std::env::var(name).ok()
+                })?;
+            let instruments =
+                record_cmd::instruments(&config, &credentials, instruments_cmd::ist_today())?;
+            let url = url.unwrap_or_else(|| config.venue.ws_url.clone());
             let stop = Arc::new(AtomicBool::new(false));
             session::install_stop_signals(stop.clone())?;
             let args = record_cmd::RecordArgs {
@@ -551,7 +694,9 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             Ok(())
         }
         Command::Journal { command } => match command {
-            JournalCommand::Inspect { journal, all } => journal_cmd::inspect(&journal, all),
+            JournalCommand::Inspect { journal, all, json } => {
+                journal_cmd::inspect(&journal, all, json, &mut std::io::stdout().lock())
+            }
             JournalCommand::ExportCsv {
                 journal,
                 out,
@@ -571,21 +716,20 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
         Command::Login(args) => login_cmd(args),
         Command::Doctor(args) => doctor_cmd(args),
         Command::Config {
-            command: ConfigCommand::Check { file },
-        } => {
-            let config = Config::load_sections(Some(&file))?;
-            if config.instruments.is_default() {
-                Config::load::<S>(Some(&file), &instruments)?;
-                println!("{}: ok", file.display());
-            } else {
-                println!(
-                    "{}: ok (every section; [instruments] select and the strategies' instruments \
-                     are resolved at start-up against the day's dump and prices: \
-                     `kestrel instruments show NAME` looks one up)",
-                    file.display()
-                );
-            }
+            command: ConfigCommand::Check { file, json },
+        } => crate::config::check::command::<S>(&file, json),
+        Command::Alerts {
+            command: AlertsCommand::Test { config, json },
+        } => alerts::check::command(&config, json),
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "kestrel", &mut out);
+            out.flush()?;
             Ok(())
         }
     }
 }
+
+#[cfg(test)]
+#[path = "cli_mentions_tests.rs"]
+mod mentions;

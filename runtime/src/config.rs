@@ -11,6 +11,10 @@ use serde::Deserialize;
 use crate::instrument_select::{InstrumentsSection, SessionTable};
 use crate::strategies::StrategySet;
 
+pub(crate) mod check;
+mod location;
+pub use location::ConfigError;
+
 /// The documented defaults (`config/kestrel.toml`), built into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../config/kestrel.toml");
 
@@ -19,7 +23,8 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/kestrel.toml");
 pub struct Config {
     #[serde(default)]
     pub engine: EngineSection,
-    /// `[strategy]`: one strategy, identified by `[engine] strategy_id`.
+    /// `[strategy]`: one strategy, identified by `[engine] strategy_id`. A file with neither
+    /// this nor `[[strategies]]` runs the built-in default's (see [`Config::strategy_defaulted`]).
     #[serde(default)]
     pub strategy: Option<StrategySection>,
     /// `[[strategies]]`: several in one engine, each with its own `id`. A file has this or
@@ -41,6 +46,9 @@ pub struct Config {
     /// `[instruments]`: what the session trades, by name or rule ([`crate::instrument_select`]).
     #[serde(default)]
     pub instruments: InstrumentsSection,
+    /// `[square_off]`: the intraday square-off ([`crate::square_off`]).
+    #[serde(default)]
+    pub square_off: crate::square_off::SquareOffSection,
     /// The session's instruments, resolved from `[instruments]` at start-up
     /// ([`Config::bind`]); the five default equities until then.
     #[serde(skip)]
@@ -48,6 +56,9 @@ pub struct Config {
     /// Where the text came from (a path or "built-in defaults"), for errors.
     #[serde(skip)]
     pub origin: String,
+    /// The file has no strategy of its own: `strategy` is the built-in defaults' `[strategy]`.
+    #[serde(skip)]
+    pub strategy_defaulted: bool,
     /// The TOML text this was read from, recorded in the order store's `config_changes` when
     /// it changes (secrets never live in it: they come from the environment or 0600 files).
     #[serde(skip)]
@@ -117,6 +128,9 @@ pub struct VenueSection {
     /// The static IP registered with the broker (SEBI: orders only from it); `kestrel
     /// doctor` checks the machine has it.
     pub static_ip: Option<std::net::IpAddr>,
+    /// `HH:MM` IST: a running session that has no valid access token by then alerts once
+    /// with the login link (Kite's tokens expire at 06:00 IST; the market opens at 09:15).
+    pub login_alert_at: String,
 }
 
 impl Default for VenueSection {
@@ -130,6 +144,7 @@ impl Default for VenueSection {
             login_url: None,
             login_callback_port: 5000,
             static_ip: None,
+            login_alert_at: "08:45".into(),
         }
     }
 }
@@ -147,6 +162,20 @@ impl VenueSection {
     }
 
     /// The product the gateway places (and estimates charges) with.
+    /// [`VenueSection::login_alert_at`] as minutes after midnight IST.
+    pub fn login_alert_minute(&self) -> Result<u32> {
+        let t = self.login_alert_at.trim();
+        let parsed = t.split_once(':').and_then(|(h, m)| {
+            let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+            (h < 24 && m < 60 && t.len() == 5).then_some(h * 60 + m)
+        });
+        parsed.ok_or_else(|| {
+            anyhow::anyhow!(
+                "venue.login_alert_at must be HH:MM (IST, 24-hour), e.g. \"08:45\"; got {t:?}"
+            )
+        })
+    }
+
     pub fn product(&self) -> kestrel_engine::fees::Product {
         match self.product.as_str() {
             "CNC" => kestrel_engine::fees::Product::Delivery,
@@ -374,12 +403,16 @@ impl Config {
     /// instruments not yet resolved (so nothing is checked against them yet).
     pub fn parse_sections(text: &str, origin: &str) -> Result<Config> {
         let mut config: Config =
-            toml::from_str(text).with_context(|| format!("reading config {origin}"))?;
+            toml::from_str(text).map_err(|e| ConfigError::toml(&e, text, origin))?;
         config.source_text = text.to_string();
         config.origin = origin.to_string();
+        if config.strategy.is_none() && config.strategies.is_empty() {
+            config.strategy = Some(default_strategy());
+            config.strategy_defaulted = true;
+        }
         config
             .validate()
-            .with_context(|| format!("checking config {origin}"))?;
+            .map_err(|e| ConfigError::locate(&e, text, origin))?;
         config
             .instruments
             .validate(text)
@@ -407,19 +440,29 @@ impl Config {
         }
         self.risk
             .validate(&table)
-            .with_context(|| format!("checking config {origin}"))?;
+            .map_err(|e| ConfigError::locate(&e.into(), &text, &origin))?;
         if let Some(kind) = crate::strategies::duplicate_kind::<S>() {
             bail!("strategy kind {kind:?} is registered twice in this program's strategy set");
         }
         if let Some(one) = &self.strategy {
-            if rewritten {
+            if self.strategy_defaulted {
+                crate::strategies::from_table::<S>(&one.kind, &one.params, &table)
+                    .map(drop)
+                    .with_context(|| {
+                        format!(
+                            "checking config {origin}: it has no [strategy], and the default \
+                             ({:?}, from config/kestrel.toml) does not build",
+                            one.kind
+                        )
+                    })?;
+            } else if rewritten {
                 crate::strategies::from_table::<S>(&one.kind, &one.params, &table)
                     .map(drop)
                     .with_context(|| format!("checking config {origin}: [strategy]"))?;
             } else {
                 // From the text, so that an error says where it is.
                 crate::strategies::from_toml::<S>(&text, &table)
-                    .with_context(|| format!("checking config {origin}"))?;
+                    .map_err(|e| ConfigError::toml(&e, &text, &origin))?;
             }
         }
         for (i, entry) in self.strategies.iter().enumerate() {
@@ -462,7 +505,6 @@ impl Config {
 
     fn validate_strategies(&self) -> Result<()> {
         match (&self.strategy, self.strategies.len()) {
-            (None, 0) => bail!("no strategy: add a [strategy] table (or [[strategies]] entries)"),
             (Some(_), n) if n > 0 => bail!(
                 "both [strategy] and [[strategies]]: use [strategy] for one strategy or \
                  [[strategies]] (each with its id) for several, not both"
@@ -515,12 +557,14 @@ impl Config {
                 self.paper.tick_rate
             );
         }
+        self.square_off.validate()?;
         if !["MIS", "CNC"].contains(&self.venue.product.as_str()) {
             bail!(
                 "venue.product must be \"MIS\" (intraday) or \"CNC\" (delivery), got {:?}",
                 self.venue.product
             );
         }
+        self.venue.login_alert_minute()?;
         for (key, url, schemes) in [
             (
                 "venue.rest_url",
@@ -562,6 +606,17 @@ impl Config {
             ..EngineConfig::default()
         }
     }
+}
+
+/// The built-in defaults' `[strategy]`: what a file without one runs.
+fn default_strategy() -> StrategySection {
+    #[derive(Deserialize)]
+    struct Defaults {
+        strategy: StrategySection,
+    }
+    toml::from_str::<Defaults>(DEFAULT_TOML)
+        .expect("config/kestrel.toml has a [strategy] (the_built_in_defaults_are_valid)")
+        .strategy
 }
 
 /// A strategy's `instruments = [...]`: a rule's name becomes the symbols it picked, and
@@ -610,7 +665,10 @@ mod tests {
         assert_eq!(c.engine.mode, EngineMode::Split);
         let err = parse(&format!("[engine]\nmode = \"fast\"\n{base}")).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("line 2") && msg.contains("inline"), "{msg}");
+        assert!(
+            msg.contains("test.toml:2:8:") && msg.contains("inline"),
+            "{msg}"
+        );
     }
 
     fn parse(text: &str) -> Result<Config> {
@@ -719,7 +777,6 @@ mod tests {
         assert_eq!(one.strategy_sections()[0].0, 9);
 
         for (text, expected) in [
-            ("", "no strategy"),
             (
                 "[strategy]\nkind = \"breakout\"\n[[strategies]]\nid = 1\nkind = \"breakout\"\n",
                 "both [strategy] and [[strategies]]",
@@ -762,9 +819,83 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("test.toml"), "{text}");
         assert!(
-            text.contains("capitol") && text.contains("line 3"),
+            text.contains("capitol") && text.contains("test.toml:3:1:"),
             "{text}"
         );
+    }
+
+    /// Semantic errors (a value out of range, an unknown strategy kind, a required key
+    /// missing) say `file:line:column:` as syntax errors do, each problem on its own line.
+    #[test]
+    fn semantic_errors_name_the_file_line_and_column() {
+        for (text, expected) in [
+            (
+                "[engine]\ncapital = -5\n[strategy]\nkind = \"breakout\"\n",
+                "test.toml:2:11: engine.capital must be a positive number",
+            ),
+            ("[strategy]\nkind = \"martingale\"\n", "test.toml:2:8:"),
+            (
+                "[strategy]\nkind = \"breakout\"\nlookback = 1\n",
+                "test.toml:3:12: strategy.lookback must be 2..=4096",
+            ),
+            (
+                "[strategy]\nkind = \"breakout\"\n\n[risk]\ndaily_loss_block_bps = 600\n",
+                "test.toml:5:24: risk.daily_loss_block_bps",
+            ),
+            (
+                "[strategy]\nkind = \"breakout\"\n[venue]\nproduct = \"FUT\"\n",
+                "test.toml:4:11: venue.product",
+            ),
+            (
+                "[strategy]\nkind = \"breakout\"\n[risk.session]\nholidays = [\"2026-01-26\", \"2026-02-30\"]\n",
+                "test.toml:4:27: risk.session.holidays[1]",
+            ),
+            (
+                "[[strategies]]\nid = 3\nkind = \"breakout\"\n[[strategies]]\nid = 3\nkind = \"sma_cross\"\n",
+                "test.toml:5:6: strategies[1].id = 3",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(
+                err.contains(expected),
+                "{text}\n→ {err}\nexpected {expected}"
+            );
+        }
+        // Every problem of [alerts] at once, each at its table (the key is missing).
+        let err = parse(
+            "[strategy]\nkind = \"breakout\"\n[alerts.telegram]\nenabled = true\n\
+             [alerts.email]\nenabled = true\n",
+        )
+        .unwrap_err();
+        let problems = &err.downcast_ref::<ConfigError>().unwrap().problems;
+        let at: Vec<(Option<usize>, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.message.split(':').next().unwrap()))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                (Some(3), "alerts.telegram.chat_id"),
+                (Some(5), "alerts.email.smtp_host"),
+                (Some(5), "alerts.email.from"),
+                (Some(5), "alerts.email.to"),
+            ]
+        );
+    }
+
+    /// A file without `[strategy]` (or `[[strategies]]`) runs the built-in default's.
+    #[test]
+    fn a_config_without_a_strategy_runs_the_default_one() {
+        let c = parse("[engine]\ncapital = 500000\n").unwrap();
+        assert!(c.strategy_defaulted);
+        let default = parse(DEFAULT_TOML).unwrap();
+        assert_eq!(c.strategy, default.strategy);
+        assert_eq!(c.strategies_label(), "breakout");
+        let built = c
+            .build_strategies::<BuiltIn>(&InstrumentTable::nse_default(), |_| 1)
+            .unwrap();
+        assert_eq!(built.len(), 1);
+        assert!(!default.strategy_defaulted);
     }
 
     #[test]
@@ -821,6 +952,6 @@ mod tests {
         }
         // The line of a TOML error is part of the message.
         let err = parse(&format!("{base}\n[venue]\nproduct = 7\n")).unwrap_err();
-        assert!(format!("{err:#}").contains("line 5"), "{err:#}");
+        assert!(format!("{err:#}").contains("test.toml:5:11:"), "{err:#}");
     }
 }

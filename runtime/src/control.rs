@@ -14,6 +14,7 @@
 //! | `kill` | kill switch: entries refused until `clear-kill`; persists | `kill` |
 //! | `clear-kill` | lifts the kill switch, then resumes as `resume` does | `resume --clear-kill` |
 //! | `flatten` | cancels every open order and closes every position at market | `flatten` |
+//! | `token T` | a new Kite access token `T` for the running session (never logged) | `token` (reads stdin) |
 //!
 //! Replies: `{"ok":true,"message":"..."}` when a command was carried out,
 //! `{"ok":true,"status":{...},"text":"..."}` for `status` (the object of [`status_json`]
@@ -84,6 +85,50 @@ pub enum Request {
     PauseStrategy(u8),
     /// `resume ID`: lifts that strategy's own pause (not an engine-wide one).
     ResumeStrategy(u8),
+    /// `token T`: a new access token for the session (`kestrel ctl token` reads it from
+    /// stdin, never from the command line).
+    Token(TokenText),
+}
+
+/// Longest access token the control socket takes (Kite's are 32 characters).
+pub const MAX_TOKEN: usize = 128;
+
+/// An access token on the control socket: a fixed buffer, so that [`Request`] stays `Copy`;
+/// `Debug` never shows it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenText {
+    len: u8,
+    bytes: [u8; MAX_TOKEN],
+}
+
+impl std::fmt::Debug for TokenText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenText(<{} characters>)", self.len)
+    }
+}
+
+impl TokenText {
+    /// `text` (surrounding whitespace trimmed): 1 to [`MAX_TOKEN`] ASCII letters and
+    /// digits, as Kite's tokens are. The error never repeats the text.
+    pub fn new(text: &str) -> Result<TokenText, String> {
+        let t = text.trim();
+        if t.is_empty() || t.len() > MAX_TOKEN || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "an access token is 1 to {MAX_TOKEN} letters and digits (Kite's are 32);                  this one is not (its {} characters are not shown)",
+                t.chars().count()
+            ));
+        }
+        let mut bytes = [0u8; MAX_TOKEN];
+        bytes[..t.len()].copy_from_slice(t.as_bytes());
+        Ok(TokenText {
+            len: t.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn expose(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("ASCII by construction")
+    }
 }
 
 impl Request {
@@ -105,6 +150,7 @@ impl Request {
             Request::Kill => "kill",
             Request::ClearKill => "clear-kill",
             Request::Flatten => "flatten",
+            Request::Token(_) => "token",
         }
     }
 
@@ -114,6 +160,7 @@ impl Request {
             Request::PauseStrategy(id) | Request::ResumeStrategy(id) => {
                 format!("{} {id}", self.wire())
             }
+            Request::Token(t) => format!("token {}", t.expose()),
             _ => self.wire().to_string(),
         }
     }
@@ -122,6 +169,13 @@ impl Request {
     pub fn parse(line: &str) -> Result<Request, String> {
         let mut words = line.split_whitespace();
         let (word, arg) = (words.next().unwrap_or(""), words.next());
+        if word == "token" {
+            // Checked before anything that could echo the argument.
+            return match (arg, words.next()) {
+                (Some(t), None) => TokenText::new(t).map(Request::Token),
+                _ => Err("token takes exactly one word: the access token".into()),
+            };
+        }
         if words.next().is_some() {
             return Err(format!(
                 "too many words in {:?}: send a command and at most one strategy id",

@@ -58,6 +58,29 @@ pub fn credentials(
     })
 }
 
+/// The credentials a session starts with: as [`credentials`], except that a credentials
+/// file without an access token gives an empty one (the session waits for `kestrel login`
+/// to write one, or for `kestrel ctl token`). The API key is always required.
+pub fn session_credentials(
+    file: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Credentials> {
+    let Some(path) = file else {
+        return credentials(None, env);
+    };
+    let read = || -> Result<Credentials> {
+        let f = CredentialsFile::read(path)?;
+        Ok(Credentials {
+            api_key: f.require(API_KEY)?,
+            access_token: f
+                .get(ACCESS_TOKEN)
+                .cloned()
+                .unwrap_or_else(|| Secret::new("")),
+        })
+    };
+    read().context("reading Kite credentials from venue.credentials_file")
+}
+
 /// What `kestrel login` needs: the app's key and secret.
 #[derive(Clone, Debug)]
 pub struct AppKeys {

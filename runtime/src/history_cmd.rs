@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use kestrel_engine::bars::BarInterval;
+use kestrel_engine::bars::{Bar, BarInterval};
 use kestrel_engine::clock::parse_ist_datetime;
 use kestrel_engine::records::BarRecord;
 use kestrel_engine::{InstrumentId, InstrumentTable, JournalRecord, UnixNanos};
@@ -120,7 +120,6 @@ pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result<()> {
     }
     let table = InstrumentTable::new(vec![row.to_instrument(0)])
         .with_context(|| format!("the instrument table of {symbol}"))?;
-    let minutes = args.interval.minutes();
     let (mut writer, start) = open_out(&args.out, &table, &symbol, args.interval, from)?;
     if start > to {
         writeln!(
@@ -165,7 +164,9 @@ pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result<()> {
             bar.set_position(progress.pages_done as u64);
             let result = candles
                 .iter()
-                .try_for_each(|c| writer.append(&JournalRecord::from_bar(&record(c, minutes))))
+                .try_for_each(|c| {
+                    writer.append(&JournalRecord::from_bar(&record(c, args.interval)))
+                })
                 .and_then(|()| writer.flush());
             match result {
                 Ok(()) => {
@@ -241,19 +242,20 @@ fn open_out(
     Ok((w, last.map_or(from, |t| (t + interval.len_ns()).max(from))))
 }
 
-fn record(c: &Candle, minutes: u16) -> BarRecord {
-    BarRecord {
+/// A candle of the journal's one instrument (id 0) as the engine's bar, then as its record.
+fn record(c: &Candle, interval: BarInterval) -> BarRecord {
+    let bar = Bar {
+        instrument: InstrumentId(0),
+        interval,
         start_ts: c.ts,
         open: c.open,
         high: c.high,
         low: c.low,
         close: c.close,
         volume: c.volume,
-        oi: c.oi.unwrap_or(0),
-        instrument: InstrumentId(0),
-        minutes,
-        ..BarRecord::default()
-    }
+        ticks: 0,
+    };
+    BarRecord::new(&bar, c.oi.unwrap_or(0))
 }
 
 /// `yyyy-mm-dd` or `yyyy-mm-dd hh:mm:ss` in IST; a bare date ends the day when `end`.

@@ -88,47 +88,64 @@ pub fn inspect_records(records: &[JournalRecord], instruments: usize) -> Inspect
     out
 }
 
-pub fn inspect(path: &Path, all: bool) -> Result<()> {
+/// The record kinds of [`Inspection::by_kind`], in its order, for people and for JSON.
+const KIND_NAMES: [&str; 8] = [
+    "ticks",
+    "orders",
+    "exec reports",
+    "control",
+    "risk",
+    "markers",
+    "bars",
+    "unknown",
+];
+
+/// `kestrel journal inspect`: the summary for people, or with `json` one JSON document,
+/// written to `out` (standard output in the command; a closed pipe is an `io::Error` the
+/// command line ends quietly on).
+pub fn inspect(path: &Path, all: bool, json: bool, out: &mut dyn Write) -> Result<()> {
     let reader =
         JournalReader::open(path).with_context(|| format!("opening journal {}", path.display()))?;
     let table = reader.instruments();
     let i = inspect_records(reader.records(), table.len());
-    println!(
+    if json {
+        let doc = inspection_json(path, &reader, &i, all);
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        out.flush()?;
+        return Ok(());
+    }
+    writeln!(
+        out,
         "{}: {} records (format v{})",
         path.display(),
         i.records,
         reader.version()
-    );
-    println!("  created   {}", ist(reader.created_ns()));
+    )?;
+    writeln!(out, "  created   {}", ist(reader.created_ns()))?;
     if i.records > 0 {
         let span = i.last_ts.saturating_sub(i.first_ts);
-        println!("  from      {}", ist(i.first_ts));
-        println!(
+        writeln!(out, "  from      {}", ist(i.first_ts))?;
+        writeln!(
+            out,
             "  to        {}  ({:.3} s)",
             ist(i.last_ts),
             span as f64 / 1e9
-        );
+        )?;
     }
-    let names = [
-        "ticks",
-        "orders",
-        "exec reports",
-        "control",
-        "risk",
-        "markers",
-        "bars",
-        "unknown",
-    ];
-    let kinds: Vec<String> = names
+    let kinds: Vec<String> = KIND_NAMES
         .iter()
         .zip(i.by_kind)
         .filter(|(_, n)| *n > 0)
         .map(|(name, n)| format!("{name} {n}"))
         .collect();
-    println!("  kinds     {}", kinds.join(", "));
-    print!("{}", describe_table(table, &i.ticks_per_instrument, all));
+    writeln!(out, "  kinds     {}", kinds.join(", "))?;
+    write!(
+        out,
+        "{}",
+        describe_table(table, &i.ticks_per_instrument, all)
+    )?;
     if let Some(note) = reader.table_source().note() {
-        println!("  note      {note}");
+        writeln!(out, "  note      {note}")?;
     }
     if !i.gaps.is_empty() {
         let gaps: Vec<String> = i
@@ -136,15 +153,67 @@ pub fn inspect(path: &Path, all: bool) -> Result<()> {
             .iter()
             .map(|(g, at)| format!("{:.3} s before {}", *g as f64 / 1e9, ist(*at)))
             .collect();
-        println!("  longest gaps between ticks: {}", gaps.join("; "));
+        writeln!(out, "  longest gaps between ticks: {}", gaps.join("; "))?;
     }
     if i.out_of_order > 0 {
-        println!(
+        writeln!(
+            out,
             "  warning   {} records are earlier than the record before them",
             i.out_of_order
-        );
+        )?;
     }
+    out.flush()?;
     Ok(())
+}
+
+/// `inspect --json`: the same facts as the text, times as UTC nanoseconds and IST text, the
+/// instruments (every one with `all`, else the first [`INSPECT_LISTED`]) with their ticks.
+fn inspection_json(
+    path: &Path,
+    reader: &JournalReader,
+    i: &Inspection,
+    all: bool,
+) -> serde_json::Value {
+    use serde_json::json;
+    let table = reader.instruments();
+    let shown = if all { table.len() } else { INSPECT_LISTED };
+    let instruments: Vec<serde_json::Value> = table
+        .iter()
+        .take(shown)
+        .map(|(id, ins)| {
+            json!({
+                "exchange": ins.exchange.as_str(),
+                "symbol": ins.symbol.clone(),
+                "token": ins.token,
+                "lot_size": ins.lot_size.to_string(),
+                "tick_size": ins.tick_size.to_string(),
+                "freeze_qty": (ins.freeze_qty.0 > 0).then(|| ins.freeze_qty.to_string()),
+                "ticks": i.ticks_per_instrument.get(id.index()).copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    let kinds: serde_json::Map<String, serde_json::Value> = KIND_NAMES
+        .iter()
+        .zip(i.by_kind)
+        .map(|(name, n)| (name.replace(' ', "_"), json!(n)))
+        .collect();
+    let time = |ts: UnixNanos| json!({ "utc_ns": ts, "ist": ist(ts) });
+    json!({
+        "path": path.display().to_string(),
+        "format_version": reader.version(),
+        "records": i.records,
+        "created": time(reader.created_ns()),
+        "from": (i.records > 0).then(|| time(i.first_ts)),
+        "to": (i.records > 0).then(|| time(i.last_ts)),
+        "kinds": kinds,
+        "instruments_in_table": table.len(),
+        "instruments_with_ticks": i.ticks_per_instrument.iter().filter(|&&n| n > 0).count(),
+        "instruments": instruments,
+        "instruments_listed_all": table.len() <= shown,
+        "note": reader.table_source().note().map(|n| n.to_string()),
+        "longest_gaps": i.gaps.iter().map(|(g, at)| json!({ "gap_ns": g, "before": time(*at) })).collect::<Vec<_>>(),
+        "out_of_order": i.out_of_order,
+    })
 }
 
 pub fn export(path: &Path, out: Option<&Path>, events: bool) -> Result<()> {

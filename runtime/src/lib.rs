@@ -7,8 +7,12 @@
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod bar_fills;
+#[cfg(test)]
+mod bar_parity_tests;
 pub mod cli;
 mod config;
+mod config_check;
 mod control;
 mod credentials;
 mod doctor;
@@ -27,9 +31,12 @@ mod run_cmd;
 mod session;
 mod sim_cmd;
 mod snapshot;
+mod square_off;
 pub mod strategies;
+mod systemd;
 mod telegram_bot;
 mod tick_csv;
+mod warm_up;
 
 /// What [`strategy_set!`] expands to refers to (not a public API).
 #[doc(hidden)]

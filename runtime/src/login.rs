@@ -53,6 +53,21 @@ pub enum TokenSource {
     },
 }
 
+/// Kite's login page for `api_key` at `login_base`, with `redirect_params` when given (a
+/// running session's alert has none: `kestrel login` is not waiting for that redirect).
+pub fn login_url(login_base: &str, api_key: &str, redirect_params: Option<&str>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("api_key", api_key).append_pair("v", "3");
+    if let Some(p) = redirect_params {
+        query.append_pair("redirect_params", p);
+    }
+    format!(
+        "{}/connect/login?{}",
+        login_base.trim_end_matches('/'),
+        query.finish()
+    )
+}
+
 /// One login: the app's keys, where Kite is, and this run's nonce.
 #[derive(Debug)]
 pub struct Login {
@@ -94,12 +109,8 @@ impl Login {
 
     /// The Kite login URL for the API key.
     pub fn url(&self) -> String {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("api_key", self.keys.api_key.expose())
-            .append_pair("v", "3")
-            .append_pair("redirect_params", &format!("state={}", self.state))
-            .finish();
-        format!("{}/connect/login?{query}", self.login_base)
+        let state = format!("state={}", self.state);
+        login_url(&self.login_base, self.keys.api_key.expose(), Some(&state))
     }
 
     /// The request token from `source`.

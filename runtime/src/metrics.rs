@@ -1,12 +1,14 @@
 //! The Prometheus endpoint: [`render`] turns an [`OpsSnapshot`] into the text exposition
 //! format 0.0.4, and [`MetricsServer`] serves it (`GET /metrics`) with a freshness check
-//! (`GET /healthz`) on its own thread.
+//! (`GET /healthz`) on its own thread, with the `process_*` metrics of [`process`].
 //!
-//! The server is deliberately small: a blocking `std` listener polled for a stop flag, one
-//! connection at a time, `Connection: close`, per-connection deadlines. A scrape is a few KiB
-//! once every few seconds; serving connections in turn bounds the memory and threads a flood
-//! of connections can take. It has no authentication, so it listens on loopback unless
-//! `[metrics] allow_remote = true` says otherwise.
+//! The server is deliberately small: a blocking `std` listener polled for a stop flag, a
+//! thread per connection (at most [`MAX_CONNECTIONS`] at once; more get a 503 at once),
+//! `Connection: close`, per-connection deadlines. Connections are served side by side, so
+//! a client that connects and sends nothing (a stuck agent, a port scanner) delays no
+//! scrape: it only holds its own thread until its read deadline. The cap and the deadlines
+//! bound the memory and threads a flood of connections can take. It has no authentication,
+//! so it listens on loopback unless `[metrics] allow_remote = true` says otherwise.
 //!
 //! Conventions: counters end in `_total`; times are seconds; rupees are floats for display
 //! only (the books stay in fixed point); enumerations (trading state, session phase) are one
@@ -41,6 +43,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How long a client has to send its request, and then to take the response.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections served at once; one more is answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 16;
 /// After the response, how long unread request bytes are drained before closing (closing on
 /// unread bytes would reset the connection under the client's feet).
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(250);
@@ -90,7 +94,7 @@ impl MetricsSection {
 fn check_exposure(addr: SocketAddr, allow_remote: bool) -> Result<()> {
     if !addr.ip().is_loopback() && !allow_remote {
         bail!(
-            "metrics: refusing to listen on {addr}: it is not a loopback address and the \
+            "metrics.addr: refusing to listen on {addr}: it is not a loopback address and the \
              endpoint has no authentication (it shows positions and P&L) — set [metrics] addr \
              to 127.0.0.1:PORT and scrape through a local agent or an SSH tunnel, or set \
              [metrics] allow_remote = true"
@@ -108,10 +112,29 @@ pub struct MetricsServer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The accept loop's state: what it serves, with which deadline, and the connections it
+/// is serving (joined at stop, each bounded by its deadlines).
+struct Acceptor {
+    snapshot: SharedSnapshot,
+    io_timeout: Duration,
+    serving: Vec<JoinHandle<()>>,
+}
+
 impl MetricsServer {
     /// Serves `snapshot` on `addr`; refuses an address that is not loopback unless
     /// `allow_remote` ([`MetricsSection::allow_remote`]).
     fn bind(addr: SocketAddr, allow_remote: bool, snapshot: SharedSnapshot) -> Result<Self> {
+        Self::bind_with(addr, allow_remote, snapshot, IO_TIMEOUT)
+    }
+
+    /// [`MetricsServer::bind`] with `io_timeout` as each connection's deadline to send its
+    /// request (tests hold an idle connection open longer than the default).
+    fn bind_with(
+        addr: SocketAddr,
+        allow_remote: bool,
+        snapshot: SharedSnapshot,
+        io_timeout: Duration,
+    ) -> Result<Self> {
         check_exposure(addr, allow_remote)?;
         let listener = TcpListener::bind(addr).map_err(|e| {
             let why = match e.kind() {
@@ -136,7 +159,14 @@ impl MetricsServer {
             let stop = stop.clone();
             thread::Builder::new()
                 .name("metrics".into())
-                .spawn(move || accept_loop(&listener, &snapshot, &stop))
+                .spawn(move || {
+                    let mut acceptor = Acceptor {
+                        snapshot,
+                        io_timeout,
+                        serving: Vec::new(),
+                    };
+                    acceptor.run(&listener, &stop);
+                })
                 .context("metrics: starting the server thread")?
         };
         tracing::info!(addr = %local_addr, "metrics: serving /metrics and /healthz");
@@ -170,28 +200,65 @@ impl Drop for MetricsServer {
     }
 }
 
-fn accept_loop(listener: &TcpListener, snapshot: &SharedSnapshot, stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                if let Err(e) = serve_connection(stream, snapshot) {
-                    tracing::debug!(%peer, error = %e, "metrics: connection ended early");
+impl Acceptor {
+    fn run(&mut self, listener: &TcpListener, stop: &AtomicBool) {
+        while !stop.load(Ordering::Acquire) {
+            match listener.accept() {
+                Ok((stream, peer)) => self.serve(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "metrics: accept failed");
+                    thread::sleep(ACCEPT_POLL);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        }
+        for connection in self.serving.drain(..) {
+            let _ = connection.join();
+        }
+    }
+
+    /// Serves `stream` on a thread of its own, or answers 503 when [`MAX_CONNECTIONS`] are
+    /// being served already.
+    fn serve(&mut self, stream: TcpStream, peer: SocketAddr) {
+        self.serving.retain(|c| !c.is_finished());
+        if self.serving.len() >= MAX_CONNECTIONS {
+            let busy = Response::text(503, "too many connections: retry");
+            let _ = stream
+                .set_nonblocking(false)
+                .and_then(|()| {
+                    write_before(&stream, &busy.into_bytes(), Instant::now() + IO_TIMEOUT)
+                })
+                .and_then(|()| stream.shutdown(Shutdown::Both));
+            tracing::debug!(%peer, "metrics: connection refused, {MAX_CONNECTIONS} served already");
+            return;
+        }
+        let snapshot = self.snapshot.clone();
+        let io_timeout = self.io_timeout;
+        let spawned = thread::Builder::new()
+            .name("metrics-conn".into())
+            .spawn(move || {
+                if let Err(e) = serve_connection(stream, &snapshot, io_timeout) {
+                    tracing::debug!(%peer, error = %e, "metrics: connection ended early");
+                }
+            });
+        match spawned {
+            Ok(handle) => self.serving.push(handle),
             Err(e) => {
-                // Out of file descriptors and the like: wait rather than spin.
-                tracing::warn!(error = %e, "metrics: accept failed");
-                thread::sleep(ACCEPT_POLL);
+                tracing::warn!(%peer, error = %e, "metrics: cannot start a connection thread")
             }
         }
     }
 }
 
-fn serve_connection(mut stream: TcpStream, snapshot: &SharedSnapshot) -> io::Result<()> {
+fn serve_connection(
+    mut stream: TcpStream,
+    snapshot: &SharedSnapshot,
+    io_timeout: Duration,
+) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    let response = match read_head(&mut stream, Instant::now() + IO_TIMEOUT) {
+    let response = match read_head(&mut stream, Instant::now() + io_timeout) {
         Ok(Some(head)) => match parse_request(&head) {
             Ok(request) => respond(request, snapshot),
             Err(why) => Response::text(400, why),
@@ -201,11 +268,7 @@ fn serve_connection(mut stream: TcpStream, snapshot: &SharedSnapshot) -> io::Res
         Err(HeadError::TimedOut) => Response::text(408, "request not received in time"),
         Err(HeadError::Io(e)) => return Err(e),
     };
-    write_before(
-        &mut stream,
-        &response.into_bytes(),
-        Instant::now() + IO_TIMEOUT,
-    )?;
+    write_before(&stream, &response.into_bytes(), Instant::now() + IO_TIMEOUT)?;
     stream.shutdown(Shutdown::Write)?;
     drain(&mut stream);
     Ok(())
@@ -260,14 +323,15 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
 }
 
 /// `write_all` that gives up at `deadline`, however slowly the client reads.
-fn write_before(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+fn write_before(stream: &TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    let mut writer = stream;
     while !bytes.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
         stream.set_write_timeout(Some(left))?;
-        match stream.write(bytes) {
+        match writer.write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -388,6 +452,7 @@ fn respond(request: Request<'_>, shared: &SharedSnapshot) -> Response {
     if request.path == "/metrics" {
         let mut body = String::with_capacity(8 * 1024);
         render(&snapshot, &mut body);
+        process::ProcessStats::read().render(&mut body);
         return Response {
             status: 200,
             content_type: CONTENT_TYPE,
@@ -427,6 +492,7 @@ fn unix_nanos_now() -> UnixNanos {
 }
 
 mod exposition;
+mod process;
 
 pub use exposition::render;
 

@@ -30,6 +30,8 @@ pub struct Operator {
     snapshot: SharedSnapshot,
     alerts: AlertSender,
     clock: LiveClock,
+    /// Where `kestrel ctl token` leaves a new access token (`None`: the session takes none).
+    tokens: Option<std::sync::Arc<crate::session::TokenInbox>>,
 }
 
 impl Operator {
@@ -54,12 +56,66 @@ impl Operator {
             snapshot,
             alerts,
             clock: LiveClock::new(),
+            tokens: None,
         })
+    }
+
+    /// `kestrel ctl token` hands its token to `inbox`.
+    pub fn with_tokens(mut self, inbox: std::sync::Arc<crate::session::TokenInbox>) -> Operator {
+        self.tokens = Some(inbox);
+        self
+    }
+
+    /// Holds every strategy's entries while the broker refuses the access token (`on`), or
+    /// lifts that hold (each strategy's own pause, from the store, stays): per-strategy
+    /// pauses in the engine, so that no pause, halt or kill switch of anyone else is
+    /// touched. Not persisted: a restart checks the token afresh.
+    pub fn hold_for_token(&mut self, on: bool) -> Result<()> {
+        for &id in &self.strategy_ids.clone() {
+            let own_pause = self
+                .store
+                .risk_state(&strategy_paused_key(id))
+                .with_context(|| format!("reading strategy {id}'s pause from the order store"))?
+                .as_deref()
+                == Some("1");
+            let kind = match (on, own_pause) {
+                (true, _) => ControlKind::Pause,
+                (false, false) => ControlKind::Resume,
+                (false, true) => continue,
+            };
+            let cmd = ControlCommand::new(kind, self.clock.now()).for_strategy(id);
+            if self.engine.push(cmd).is_err() {
+                anyhow::bail!("the engine's operator ring is full (is the engine stopped?)");
+            }
+        }
+        Ok(())
+    }
+
+    fn token(&mut self, token: &str) -> Response {
+        let Some(inbox) = &self.tokens else {
+            return Response::refused(
+                "this session takes no access token (paper trading needs none)",
+            );
+        };
+        let now_unix = self.clock.now() / 1_000_000_000;
+        match inbox.receive(token, now_unix) {
+            Ok(stored) => Response::done(format!(
+                "token received{}: the session reconnects with it and, once the broker accepts \
+                 it, entries are no longer blocked for the token (`kestrel ctl status`)",
+                if stored {
+                    " and stored in venue.credentials_file"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => Response::refused(format!("{e:#}; the session did not take the token")),
+        }
     }
 
     pub fn handle(&mut self, request: Request) -> Response {
         let result = match request {
             Request::Status => return Response::Status(Box::new(snapshot::read(&self.snapshot))),
+            Request::Token(t) => return self.token(t.expose()),
             Request::Pause => self
                 .persist(PAUSED_KEY, true)
                 .and_then(|()| self.send(&[ControlKind::Pause]))

@@ -72,6 +72,14 @@ pub fn run_with<S: StrategySet>(
         );
         config.risk.session.enabled = false;
     }
+    // Nor does the intraday square-off, unless a simulated clock drives it (a test, a
+    // demonstration): on the wall clock it would refuse every entry after 15:10 IST.
+    if config.square_off.enabled && !config.square_off.clock.is_simulated() {
+        tracing::info!(
+            "paper mode: [square_off] not applied on the wall clock; the simulated market trades around the clock"
+        );
+        config.square_off.enabled = false;
+    }
 
     // The exchange simulator, in-process on loopback ports: REST, ticker WebSocket, market.
     let loopback: std::net::SocketAddr = "127.0.0.1:0".parse().expect("a loopback address");
@@ -131,7 +139,8 @@ pub fn run_with<S: StrategySet>(
                     api_key: Secret::new(sim.api_key.clone()),
                     access_token: Secret::new(sim.access_token.clone()),
                 },
-                product: kestrel_engine::fees::Product::Intraday,
+                credentials_file: None,
+                product: config.venue.product(),
             },
             store_path,
             duration: Some(args.duration),
@@ -470,6 +479,52 @@ mod tests {
                 );
             }
         }
+        // Replay and paper agree on the child orders: each of the call's parents reached
+        // the replay's venue as 1,800 + 75, tagged as the gateway tags children 0 and 1.
+        use kestrel_gateway::idempotency::{child_client_order_id, tag_for};
+        // (A parent still in flight when the journal ends never reached the venue.)
+        use kestrel_engine::OrderRequest;
+        let children = |orders: &[kestrel_exchange_sim::matching::Order], parents: &[u64]| {
+            let mut got: Vec<(String, u64)> = orders
+                .iter()
+                .filter(|o| o.tradingsymbol == symbols[1])
+                .map(|o| (o.tag.clone().unwrap_or_default(), o.quantity.0 as u64))
+                .collect();
+            got.sort();
+            let reached = |p: u64| {
+                let tags = [
+                    tag_for(p),
+                    tag_for(child_client_order_id(p, 0)),
+                    tag_for(child_client_order_id(p, 1)),
+                ];
+                got.iter().any(|(t, _)| tags.contains(t))
+            };
+            let mut want: Vec<(String, u64)> = parents
+                .iter()
+                .filter(|&&p| reached(p))
+                .flat_map(|&p| {
+                    [
+                        (tag_for(child_client_order_id(p, 0)), 1800),
+                        (tag_for(child_client_order_id(p, 1)), 75),
+                    ]
+                })
+                .collect();
+            want.sort();
+            (got, want)
+        };
+        let parents_of = |orders: &[OrderRequest]| -> Vec<u64> {
+            orders
+                .iter()
+                .filter(|o| o.instrument == call)
+                .map(|o| o.client_order_id)
+                .collect()
+        };
+        let paper_orders: Vec<OrderRequest> = orders.iter().map(|o| **o).collect();
+        let (got, want) = children(&p.venue_orders, &parents_of(&paper_orders));
+        assert_eq!(got, want, "paper");
+        let (got, want) = children(&out.venue_orders, &parents_of(&out.orders));
+        assert!(!got.is_empty());
+        assert_eq!(got, want, "replay");
     }
 
     /// Two strategies on overlapping instruments in one session: each order carries its

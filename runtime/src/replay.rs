@@ -7,6 +7,10 @@
 //! * `--fills recorded` (parity): ticks, execution reports and commands are fed in the order the
 //!   engine handled them when the journal was written, so the same code must make the same
 //!   decisions, with the same decision ids and client order ids.
+//! * A journal of bars (`kestrel history fetch`): each bar goes through the same engine and
+//!   risk gate ([`Engine::step_bar`]) to the strategies that take its interval, and orders
+//!   fill by the bar fill model ([`crate::bar_fills`]: at the next bar's open), whatever
+//!   `--fills` says.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -28,6 +32,7 @@ use kestrel_journal::JournalReader;
 use kestrel_risk::RiskGate;
 use serde::Serialize;
 
+use crate::bar_fills::BarFills;
 use crate::config::Config;
 use crate::journal_cmd::ist;
 use crate::strategies::StrategySet;
@@ -156,6 +161,8 @@ fn count_reject(rejects: &mut [u64; 256], r: &RiskRecord) {
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
     pub ticks: u64,
+    /// Bars of a journal of history handed to the strategies.
+    pub bars: u64,
     pub orders: u64,
     pub fills: u64,
     /// Round trips (flat → position → flat).
@@ -187,6 +194,9 @@ pub struct ReplayOutcome {
     /// (time, equity) at every fill and every minute of market time.
     pub equity: Vec<(UnixNanos, Money)>,
     pub instruments: InstrumentTable,
+    /// Every order the simulated venue received (a sliced parent as its child orders);
+    /// empty with `--fills recorded`.
+    pub venue_orders: Vec<kestrel_exchange_sim::matching::Order>,
 }
 
 /// Per-instrument round-trip bookkeeping for the win rate.
@@ -242,19 +252,8 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         engine_cfg,
     );
     // The replay's venue stands for the gateway and the exchange: an order above the freeze
-    // quantity reaches it only marked for slicing (the risk gate refuses the others), and the
-    // gateway would place it as slices the exchange accepts, so the venue takes it whole.
-    let venue_table = InstrumentTable::new(
-        table
-            .iter()
-            .map(|(_, i)| kestrel_engine::Instrument {
-                freeze_qty: kestrel_engine::Qty(0),
-                ..i.clone()
-            })
-            .collect(),
-    )
-    .context("the journal's instrument table")?;
-    let mut venue = EngineVenue::new(venue_table, MatchingConfig::default(), NseFees::default());
+    // quantity is placed as the gateway's child orders (`kestrel_exchange_sim::slicing`).
+    let mut venue = EngineVenue::new(table.clone(), MatchingConfig::default(), NseFees::default());
     let mut out = Collect::default();
     let mut pending: VecDeque<(UnixNanos, OrderRequest)> = VecDeque::new();
     let mut track = Tracker {
@@ -265,6 +264,10 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
     let mut next_sample = 0u64;
     // A copy: each run draws the same latencies from the same seed.
     let mut latency = args.latency.clone();
+    let mut bar_fills = BarFills::new(args.slippage_ticks);
+    let mut bars = 0u64;
+    // The bars of the latest period, handed to the engine when a later one starts.
+    let mut closing: Vec<kestrel_engine::bars::Bar> = Vec::new();
 
     let bar = if args.progress {
         let b = ProgressBar::new(records.len() as u64);
@@ -335,6 +338,53 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
                 track.equity.push((tick.recv_ts, engine.book().equity()));
                 next_sample = tick.recv_ts - tick.recv_ts % 60_000_000_000 + 60_000_000_000;
             }
+        } else if let Some(record) = rec.as_bar() {
+            let Some(b) = record.bar() else {
+                bail!(
+                    "{} record {i}: a bar of {} minutes, which is no bar interval",
+                    args.journal.display(),
+                    record.minutes
+                );
+            };
+            if bars == 0
+                && !engine
+                    .strategies()
+                    .any(|(_, s, _)| s.bar_interval() == Some(b.interval))
+            {
+                bail!(
+                    "{} holds {} bars but no strategy takes them: set bar_interval = \"{}\" in the strategy's table",
+                    args.journal.display(),
+                    b.interval,
+                    b.interval
+                );
+            }
+            bars += 1;
+            // A later period's bar: the bars of the one before are over (as the first tick
+            // of a later period closes them live), then the new bar's open fills what they
+            // decided.
+            if closing.first().is_some_and(|c| c.start_ts < b.start_ts) {
+                step_bars(
+                    &mut engine,
+                    &mut out,
+                    &mut bar_fills,
+                    &mut track,
+                    &mut closing,
+                    b.start_ts,
+                );
+            }
+            for r in &bar_fills.on_bar(&b, &table) {
+                track.apply(&mut engine, &mut out, r);
+            }
+            let end = b.end_ts();
+            if last_ts != 0 && engine.book().positions().any(|(_, p)| !p.qty.is_zero()) {
+                in_market_ns += end.saturating_sub(last_ts);
+            }
+            last_ts = last_ts.max(end);
+            closing.push(b);
+            if end >= next_sample {
+                track.equity.push((end, engine.book().equity()));
+                next_sample = end - end % 60_000_000_000 + 60_000_000_000;
+            }
         } else if args.fills == FillMode::Recorded {
             if let Some(r) = rec.as_exec() {
                 track.apply(&mut engine, &mut out, r);
@@ -342,6 +392,12 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
                 engine.on_control(c, &mut out);
             }
         }
+    }
+    // The last period's bars are not decided on, as the last bar of a tick journal is not:
+    // no later data shows them over, and no later bar could fill an order of theirs. The
+    // book is marked to their closes, as to a tick journal's last ticks.
+    for b in closing.drain(..) {
+        engine.mark_bar(&b, b.end_ts());
     }
     bar.finish_and_clear();
 
@@ -358,6 +414,7 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
     let (dd, dd_pct) = max_drawdown(&equity);
     let mut summary = Summary {
         ticks: counters.ticks,
+        bars,
         orders: counters.orders_sent,
         fills: fills.len() as u64,
         trades: round_trips,
@@ -388,7 +445,31 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         fills,
         equity,
         instruments: table,
+        venue_orders: venue.venue().orders().to_vec(),
     })
+}
+
+/// The bars of one period to the engine at `ts` (see [`Engine::step_bar`]), their orders to
+/// the bar fill model.
+fn step_bars<S: StrategySet>(
+    engine: &mut Engine<S, RiskGate, ReplayClock, true>,
+    out: &mut Collect,
+    fills: &mut BarFills,
+    track: &mut Tracker,
+    closing: &mut Vec<kestrel_engine::bars::Bar>,
+    ts: UnixNanos,
+) {
+    for b in closing.drain(..) {
+        let before = out.orders.len();
+        engine.step_bar(&b, ts, out);
+        let reports: Vec<ExecReport> = out.orders[before..]
+            .iter()
+            .filter_map(|req| fills.submit(req, ts))
+            .collect();
+        for r in &reports {
+            track.apply(engine, out, r);
+        }
+    }
 }
 
 /// A fill made `ticks` instrument ticks worse for us (slippage); other reports unchanged.
@@ -511,8 +592,13 @@ impl ReplayOutcome {
         for note in &self.notes {
             println!("  note  {note}");
         }
+        let bars = if s.bars > 0 {
+            format!("  bars {}", s.bars)
+        } else {
+            String::new()
+        };
         println!(
-            "  ticks {}  orders {}  fills {}  round trips {}  win rate {}",
+            "  ticks {}{bars}  orders {}  fills {}  round trips {}  win rate {}",
             s.ticks,
             s.orders,
             s.fills,
@@ -539,6 +625,17 @@ impl ReplayOutcome {
                 .map(|(r, n)| format!("{r} {n}"))
                 .collect();
             println!("  rejected by the risk gate: {}", list.join(", "));
+        }
+        let new = self
+            .orders
+            .iter()
+            .filter(|o| o.kind() == Some(kestrel_engine::RequestKind::New))
+            .count();
+        if self.venue_orders.len() > new {
+            println!(
+                "  venue {} orders for {new} new ones: those above the freeze quantity placed as slices",
+                self.venue_orders.len()
+            );
         }
     }
 
@@ -830,7 +927,9 @@ mod tests {
                 "instruments = [\"NIFTY18JANFUT\"]",
             )
             .replace("lookback = 20", "lookback = 10")
-            .replace("qty = 10", "qty = 160")
+            // A stop the fall below reaches (the default's 80 bps lies under it).
+            .replace("stop_bps = 80", "stop_bps = 30")
+            .replace("qty = 10", "qty = 150")
             .replace(
                 "max_order_notional = 500000",
                 "max_order_notional = 5000000",
@@ -858,7 +957,7 @@ mod tests {
         );
         for o in &out.orders {
             assert_eq!(o.instrument, future, "{o:?}");
-            // 160 units sized down to whole lots of 75: two lots.
+            // Two lots of 75 (a fixed size must be whole lots).
             assert_eq!(o.qty % 75, 0, "{o:?}");
             assert!(o.qty > 0);
         }

@@ -35,7 +35,7 @@ pub fn run<S: crate::strategies::StrategySet>(
 ) -> Result<SessionReport> {
     let config = args.config;
     let credentials =
-        crate::credentials::credentials(config.venue.credentials_file.as_deref(), |k| {
+        crate::credentials::session_credentials(config.venue.credentials_file.as_deref(), |k| {
             std::env::var(k).ok()
         })?;
     if !config.risk.session.enabled {
@@ -56,6 +56,7 @@ pub fn run<S: crate::strategies::StrategySet>(
                 rest_url: config.venue.rest_url.clone(),
                 ws_url: config.venue.ws_url.clone(),
                 credentials,
+                credentials_file: config.venue.credentials_file.clone(),
                 product: config.venue.product(),
             },
             store_path: store_path(&config),

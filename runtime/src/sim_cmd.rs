@@ -2,7 +2,17 @@
 //! synthetic market into the matching engine, serves the Kite REST API and the Kite ticker
 //! WebSocket (every tick the matching engine sees is broadcast, and every order status change
 //! is pushed as an order update), prints one JSON line on stdout when ready, and runs until
-//! stdin closes, SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C (or standard input closes, with `--stop-on-eof` or at a terminal).
+//!
+//! The synthetic market lists and trades what `kestrel paper` does: the equities, NIFTY's
+//! and a stock's futures and options chains ([`SimArgs::derivatives`]). It ticks what the
+//! ticker's clients subscribe to (the equities while nobody has subscribed), so `kestrel run`
+//! against `kestrel sim` trades an NFO selection as paper does; `kestrel paper` names its
+//! instruments itself ([`Sim::tick_only`]).
+
+mod market;
+
+use market::{Market, Subscribed, load_replay, with_derivatives};
 
 use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -47,8 +57,33 @@ pub struct SimArgs {
     pub replay: Option<ReplaySource>,
     /// List NIFTY's and a stock's futures and options (the simulator's day's dump, see
     /// `kestrel_exchange_sim::listing`) beside the equities, tradable and priced from their
-    /// underlying; they tick once [`Sim::tick_only`] names them (synthetic market only).
+    /// underlying (synthetic market only). The market then ticks what the ticker's clients
+    /// subscribe to (the equities while nobody has), until [`Sim::tick_only`] names the
+    /// instruments itself.
     pub derivatives: bool,
+}
+
+#[cfg(test)]
+impl SimArgs {
+    /// A test's simulator: both servers on ephemeral loopback ports, API key `k`, access
+    /// token `t`, no login secret, seed `seed`, the equities at speed 1, nothing replayed or
+    /// journaled. Tests change what they need with `..SimArgs::loopback(seed)`.
+    pub(crate) fn loopback(seed: u64) -> SimArgs {
+        SimArgs {
+            rest_addr: "127.0.0.1:0".parse().expect("a loopback address"),
+            ws_addr: "127.0.0.1:0".parse().expect("a loopback address"),
+            api_key: "k".into(),
+            access_token: Some("t".into()),
+            api_secret: None,
+            redirect_url: None,
+            seed,
+            symbols: None,
+            speed: 1.0,
+            journal_out: None,
+            replay: None,
+            derivatives: false,
+        }
+    }
 }
 
 /// Recorded market data for the simulator to replay.
@@ -64,94 +99,6 @@ pub enum ReplaySource {
     },
 }
 
-/// Where the market thread's ticks come from.
-enum Market {
-    Synthetic(SyntheticMarket),
-    /// Recorded ticks, re-stamped with the wall clock as they are released.
-    Recorded {
-        ticks: Vec<kestrel_engine::Tick>,
-        next: usize,
-    },
-}
-
-impl Market {
-    fn next_tick(&mut self) -> Option<kestrel_engine::Tick> {
-        match self {
-            Market::Synthetic(m) => Some(m.next_tick(wall_now())),
-            Market::Recorded { ticks, next } => {
-                let t = ticks.get(*next).copied()?;
-                *next += 1;
-                Some(t)
-            }
-        }
-    }
-
-    /// For each of `n` instruments, whether the market will tick it.
-    fn instruments_with_ticks(&self, n: usize) -> Vec<bool> {
-        match self {
-            Market::Synthetic(m) => {
-                let mut has = vec![false; n];
-                for id in m.active() {
-                    has[id.index()] = true;
-                }
-                has
-            }
-            Market::Recorded { ticks, next } => {
-                let mut has = vec![false; n];
-                for t in &ticks[*next..] {
-                    if let Some(h) = has.get_mut(t.instrument.index()) {
-                        *h = true;
-                    }
-                }
-                has
-            }
-        }
-    }
-
-    /// How long after the previous tick this one is due, at `speed` × real time.
-    fn gap(&self, speed: f64) -> Option<Duration> {
-        match self {
-            Market::Synthetic(_) => None,
-            Market::Recorded { ticks, next } => {
-                let (prev, cur) = (ticks.get(next.wrapping_sub(1))?, ticks.get(*next)?);
-                let ns = cur.recv_ts.saturating_sub(prev.recv_ts) as f64 / speed;
-                Some(Duration::from_nanos(if ns.is_finite() {
-                    ns as u64
-                } else {
-                    0
-                }))
-            }
-        }
-    }
-}
-
-/// Ticks and their instrument table from a journal or a CSV file.
-fn load_replay(
-    source: &ReplaySource,
-    default: &InstrumentTable,
-) -> Result<(InstrumentTable, Vec<kestrel_engine::Tick>)> {
-    match source {
-        ReplaySource::Journal(path) => {
-            let reader = kestrel_journal::JournalReader::open(path)
-                .with_context(|| format!("opening journal {}", path.display()))?;
-            let ticks: Vec<_> = reader
-                .records()
-                .iter()
-                .filter_map(|r| r.as_tick().copied())
-                .collect();
-            Ok((reader.instruments().clone(), ticks))
-        }
-        ReplaySource::Csv { csv, dump } => {
-            let table = crate::tick_csv::table_for_csv(csv, dump.as_deref(), default)?;
-            let file =
-                std::fs::File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
-            let ticks = kestrel_journal::import_csv(std::io::BufReader::new(file), &table)
-                .with_context(|| format!("reading {}", csv.display()))?;
-            Ok((table, ticks))
-        }
-    }
-}
-
 /// A running simulator: REST and ticker servers on loopback and the market thread.
 pub struct Sim {
     pub rest_url: String,
@@ -161,6 +108,8 @@ pub struct Sim {
     pub api_secret: String,
     pub instruments: InstrumentTable,
     pub venue: SharedVenue,
+    /// The app's login sessions (its live access tokens), shared by REST and the ticker.
+    pub sessions: kestrel_exchange_sim::auth::Sessions,
     /// Stops the market thread (the servers stay up until [`Sim::shutdown`]).
     pub market_stop: Arc<AtomicBool>,
     /// The instruments the market thread is to tick from now on (taken by it).
@@ -209,8 +158,16 @@ impl Sim {
     }
 }
 
-/// `kestrel sim`: start, print the ready line, run until stdin closes, SIGTERM or Ctrl-C.
-pub fn run(args: SimArgs) -> Result<()> {
+/// Whether `kestrel sim` stops when its standard input ends: when asked (`--stop-on-eof`: a
+/// parent holding a pipe went away), or at a terminal (Ctrl-D). Under cron, systemd or
+/// `</dev/null` input ends at once, and that is no request to stop.
+pub fn stops_on_eof(asked: bool, stdin_is_terminal: bool) -> bool {
+    asked || stdin_is_terminal
+}
+
+/// `kestrel sim`: start, print the ready line, run until SIGTERM or Ctrl-C, or until
+/// standard input ends when `stop_on_eof` ([`stops_on_eof`]).
+pub fn run(args: SimArgs, stop_on_eof: bool) -> Result<()> {
     let sim = start(&args)?;
     let stop = sim.market_stop.clone();
     {
@@ -225,8 +182,8 @@ pub fn run(args: SimArgs) -> Result<()> {
     }
     tracing::info!(rest = %sim.rest_url, api_key = %mask(&sim.api_key), access_token = %mask(&sim.access_token),
         seed = args.seed, instruments = sim.instruments.len(), "simulator ready");
-    // Stdin closing is a stop request too (the parent script went away).
-    {
+    // Stdin closing is a stop request too when asked (the parent script went away).
+    if stop_on_eof {
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("sim-stdin".into())
@@ -244,7 +201,10 @@ pub fn run(args: SimArgs) -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    tracing::info!("simulator stopping");
+    tracing::info!(
+        requests_refused_for_their_token = sim.sessions.refused_requests(),
+        "simulator stopping"
+    );
     sim.shutdown();
     Ok(())
 }
@@ -351,13 +311,19 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         None => None,
     };
     let active: Arc<Mutex<Option<Vec<kestrel_engine::InstrumentId>>>> = Arc::default();
-    let ticker =
-        {
-            let (venue, stop, rest, active) =
-                (venue.clone(), stop.clone(), rest.clone(), active.clone());
-            let speed = args.speed;
-            let period = Duration::from_secs_f64(1.0 / (BASE_TICKS_PER_SEC * speed));
-            std::thread::Builder::new()
+    // With derivatives listed, the market follows the subscriptions until told otherwise.
+    let mut follow = match (&market, args.derivatives) {
+        (Market::Synthetic(m), true) => {
+            Some(Subscribed::new(instruments.clone(), m.active().to_vec()))
+        }
+        _ => None,
+    };
+    let ticker = {
+        let (venue, stop, rest, active) =
+            (venue.clone(), stop.clone(), rest.clone(), active.clone());
+        let speed = args.speed;
+        let period = Duration::from_secs_f64(1.0 / (BASE_TICKS_PER_SEC * speed));
+        std::thread::Builder::new()
             .name("sim-market".into())
             .spawn(move || {
                 let start = Instant::now();
@@ -366,10 +332,19 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                 let mut relay = UpdateRelay::new();
                 let mut last_ts = wall_now();
                 while !stop.load(Ordering::SeqCst) {
-                    if let Market::Synthetic(m) = &mut market
-                        && let Some(ids) = active.lock().unwrap_or_else(|p| p.into_inner()).take()
-                    {
-                        m.set_active(&ids);
+                    if let Market::Synthetic(m) = &mut market {
+                        if let Some(ids) = active.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            m.set_active(&ids);
+                            follow = None;
+                        } else if let Some(ids) =
+                            follow.as_mut().and_then(|f| f.changed(&broadcast))
+                        {
+                            tracing::info!(
+                                instruments = ids.len(),
+                                "ticking the subscribed instruments"
+                            );
+                            m.set_active(&ids);
+                        }
                     }
                     // WebSocket faults set through POST /__sim/faults.
                     let mut faults = rest.faults();
@@ -416,7 +391,9 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                         Some(gap) => Instant::now() + gap.min(Duration::from_secs(1)),
                         None => {
                             n = n.wrapping_add(1);
-                            period.checked_mul(n).map_or_else(Instant::now, |d| start + d)
+                            period
+                                .checked_mul(n)
+                                .map_or_else(Instant::now, |d| start + d)
                         }
                     };
                     loop {
@@ -436,7 +413,7 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                 }
             })
             .context("starting the market thread")?
-        };
+    };
     rest.wake_on_change(ticker.thread().clone());
 
     Ok(Sim {
@@ -447,50 +424,13 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         api_secret,
         instruments,
         venue,
+        sessions: rest.sessions(),
         market_stop: stop,
         active,
         server,
         market: ticker,
         ticker_server,
     })
-}
-
-/// `equities` and the day's futures and options chains ([`listing::simulated_rows`] at
-/// the equities' starting prices): the venue's table, the dump's rows, and a market that
-/// prices the derivatives from their underlying and ticks the equities until told otherwise.
-fn with_derivatives(
-    equities: &InstrumentTable,
-    seed: u64,
-) -> Result<(
-    InstrumentTable,
-    Vec<kestrel_instruments::DumpRow>,
-    SyntheticMarket,
-)> {
-    use kestrel_exchange_sim::{chains, listing};
-    let base = SyntheticMarket::new(equities, seed);
-    let today = chains::ist_date(wall_now());
-    let rows = listing::simulated_rows(equities, |id| Some(base.touch(id).0), today);
-    let mut list: Vec<Instrument> = equities.iter().map(|(_, i)| i.clone()).collect();
-    list.extend(chains::derivative_instruments(&rows));
-    let table = InstrumentTable::new(list).context("the simulator's derivatives")?;
-    let derived = listing::derived_pricing(&table, &rows, today);
-    let listed: std::collections::HashMap<u32, kestrel_engine::Price> = rows
-        .iter()
-        .map(|r| (r.instrument_token, r.last_price))
-        .collect();
-    let mut market = SyntheticMarket::with_prices(
-        &table,
-        seed,
-        |id| {
-            (id.index() >= equities.len())
-                .then(|| listed.get(&table.get(id).token).copied())
-                .flatten()
-        },
-        |id| derived[id.index()],
-    );
-    let ids: Vec<_> = equities.iter().map(|(id, _)| id).collect();
-    market.set_active(&ids);
-    Ok((table, rows, market))
 }
 
 /// The default universe, or the listed symbols of it in the order given.
@@ -542,283 +482,4 @@ fn mask(secret: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn picks_listed_symbols_and_names_unknown_ones() {
-        let t = universe(Some(&["TCS".into(), "INFY".into()])).unwrap();
-        assert_eq!(t.len(), 2);
-        assert_eq!(t.get(kestrel_engine::InstrumentId(0)).token, 2_953_217);
-        let e = universe(Some(&["NOPE".into()])).unwrap_err();
-        assert!(format!("{e:#}").contains("unknown symbol 'NOPE'"));
-    }
-
-    #[test]
-    fn day_orders_expire_when_the_clock_crosses_the_ist_close() {
-        // 2026-11-23 15:30 IST = 10:00 UTC.
-        let close = (1_795_392_000 + 10 * 3600) * 1_000_000_000u64;
-        assert!(crossed_session_end(close - 1, close));
-        assert!(crossed_session_end(close - 1_000, close + 1_000));
-        assert!(!crossed_session_end(close, close + 1_000), "only once");
-        assert!(!crossed_session_end(close - 2_000, close - 1_000));
-        assert!(!crossed_session_end(
-            close + 3_600_000_000_000,
-            close + 7_200_000_000_000
-        ));
-    }
-
-    /// A REST action's order update goes out when it happens, not with the next market
-    /// tick: with a tick due only every 100 s, the update to a new order must arrive while
-    /// no tick has come (before, it waited for the tick and came right after it).
-    #[test]
-    fn a_rest_action_is_relayed_without_waiting_for_a_tick() {
-        use kestrel_engine::ring::channel;
-        use kestrel_engine::{OrderType, Price, Side, TimeInForce};
-        use kestrel_feed::client::{FeedClient, FeedConfig, FeedSinks};
-        use kestrel_gateway::{Credentials, KiteClient, KiteConfig, PlaceOrder, Secret, Venue};
-
-        let sim = start(&SimArgs {
-            rest_addr: "127.0.0.1:0".parse().unwrap(),
-            ws_addr: "127.0.0.1:0".parse().unwrap(),
-            api_key: "k".into(),
-            access_token: Some("t".into()),
-            api_secret: None,
-            redirect_url: None,
-            seed: 7,
-            symbols: Some(vec!["INFY".into()]),
-            speed: 0.0001, // one tick every 100 s
-            journal_out: None,
-            replay: None,
-            derivatives: false,
-        })
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let (tick_tx, mut ticks) = channel::<kestrel_engine::Tick>(64);
-        let (text_tx, mut texts) = channel(64);
-        let tokens: Vec<u32> = sim.instruments.iter().map(|(_, i)| i.token).collect();
-        let mut feed = FeedClient::new(
-            FeedConfig::new(&sim.ws_root, "k", "t", &tokens),
-            sim.instruments.clone(),
-            FeedSinks {
-                ticks: tick_tx,
-                texts_wake: None,
-                texts: Some(text_tx),
-                control: None,
-            },
-        )
-        .unwrap();
-        while feed.counters().connections == 0 {
-            assert!(Instant::now() < deadline, "the feed never connected");
-            feed.poll_once(Some(Duration::from_millis(10)));
-        }
-        // Settle: let the subscription land, and forget the tick sent at start-up, if any.
-        let settle = Instant::now() + Duration::from_millis(200);
-        while Instant::now() < settle {
-            feed.poll_once(Some(Duration::from_millis(10)));
-        }
-        while ticks.pop().is_some() {}
-        let last = sim
-            .venue
-            .lock()
-            .unwrap()
-            .matcher()
-            .last_tick(kestrel_engine::InstrumentId(0))
-            .expect("the market is primed")
-            .last_px;
-        let creds = Credentials {
-            api_key: Secret::new("k"),
-            access_token: Secret::new("t"),
-        };
-        let mut rest = KiteClient::new(KiteConfig::new(&sim.rest_url), &creds).unwrap();
-        rest.submit(&PlaceOrder {
-            exchange: "NSE".into(),
-            tradingsymbol: "INFY".into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            quantity: 1,
-            // A tick below the last price: rests on the book as OPEN.
-            price: Price(last.0 - 5_000_000),
-            trigger_price: Price(0),
-            product: "MIS",
-            validity: TimeInForce::Day,
-            tag: "relaytest".into(),
-        })
-        .unwrap();
-        let update = loop {
-            assert!(
-                Instant::now() < deadline,
-                "no order update within 20 s of the placement"
-            );
-            feed.poll_once(Some(Duration::from_millis(10)));
-            if let Some(t) = texts.pop() {
-                break t;
-            }
-        };
-        assert!(update.as_str().contains("relaytest"), "{}", update.as_str());
-        assert!(
-            ticks.pop().is_none(),
-            "a market tick came first: the update waited for it"
-        );
-        feed.close();
-        sim.shutdown();
-    }
-
-    /// Starts `sim --csv` on `rows` (`(symbol, price in paise)`, 10 ms apart: 30 s at
-    /// `--speed 1` for 3,000 rows, longer than the test waits), checks the simulator's
-    /// table is `expect_symbols`, and has a feed client on loopback receive five ticks of
-    /// `watch`, at the CSV's prices (from `lo` to `hi` paise).
-    fn ticks_from_a_csv(
-        rows: impl Fn(u64) -> (&'static str, u64),
-        dump: bool,
-        expect_symbols: &[&str],
-        watch: &str,
-        (lo, hi): (u64, u64),
-    ) {
-        use crate::tick_csv::tests::dump_with_future;
-        use kestrel_engine::Price;
-        use kestrel_engine::ring::channel;
-        use kestrel_feed::client::{FeedClient, FeedConfig, FeedSinks};
-
-        let dir = tempfile::tempdir().unwrap();
-        let dump = dump.then(|| dump_with_future(dir.path()));
-        let mut csv = String::from(
-            "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n",
-        );
-        for i in 0..3_000u64 {
-            let (symbol, px) = rows(i);
-            csv.push_str(&format!(
-                "{},{symbol},{}.{:02},75,0.00,0,0.00,0,{i}\n",
-                1_516_070_000_000_000_000 + i * 10_000_000,
-                px / 100,
-                px % 100
-            ));
-        }
-        let csv_path = dir.path().join("ticks.csv");
-        std::fs::write(&csv_path, csv).unwrap();
-        let sim = start(&SimArgs {
-            rest_addr: "127.0.0.1:0".parse().unwrap(),
-            ws_addr: "127.0.0.1:0".parse().unwrap(),
-            api_key: "k".into(),
-            access_token: Some("t".into()),
-            api_secret: None,
-            redirect_url: None,
-            seed: 7,
-            symbols: None,
-            speed: 1.0,
-            journal_out: None,
-            replay: Some(ReplaySource::Csv {
-                csv: csv_path,
-                dump,
-            }),
-            derivatives: false,
-        })
-        .unwrap();
-        let symbols: Vec<&str> = sim
-            .instruments
-            .iter()
-            .map(|(_, i)| i.symbol.as_str())
-            .collect();
-        assert_eq!(symbols, expect_symbols);
-        let watched = sim.instruments.by_symbol(watch).unwrap();
-
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let (tick_tx, mut ticks) = channel::<kestrel_engine::Tick>(4096);
-        let tokens: Vec<u32> = sim.instruments.iter().map(|(_, i)| i.token).collect();
-        let mut feed = FeedClient::new(
-            FeedConfig::new(&sim.ws_root, "k", "t", &tokens),
-            sim.instruments.clone(),
-            FeedSinks {
-                ticks: tick_tx,
-                texts_wake: None,
-                texts: None,
-                control: None,
-            },
-        )
-        .unwrap();
-        let mut seen = 0;
-        while seen < 5 {
-            assert!(
-                Instant::now() < deadline,
-                "{seen} ticks of {watch} within 20 s"
-            );
-            feed.poll_once(Some(Duration::from_millis(10)));
-            while let Some(t) = ticks.pop() {
-                if t.instrument == watched {
-                    let (lo, hi) = (Price(lo as i64 * 1_000_000), Price(hi as i64 * 1_000_000));
-                    assert!(lo <= t.last_px && t.last_px <= hi, "{t:?}");
-                    seen += 1;
-                }
-            }
-        }
-        feed.close();
-        sim.shutdown();
-    }
-
-    /// `sim --csv` of an NFO future and option, no default instrument among them: the
-    /// simulator's table is the CSV's, resolved in the instrument file.
-    #[test]
-    fn a_csv_of_non_default_symbols_ticks_them() {
-        ticks_from_a_csv(
-            |i| match i % 2 {
-                0 => ("NIFTY18JANFUT", 1_050_000 + i % 20),
-                _ => ("BANKNIFTY18JAN23500CE", 252_840),
-            },
-            true,
-            &["NIFTY18JANFUT", "BANKNIFTY18JAN23500CE"],
-            "NIFTY18JANFUT",
-            (1_050_000, 1_050_019),
-        );
-    }
-
-    /// A CSV of one default symbol: the default table, and the four without ticks are not
-    /// waited for (before, priming them consumed the whole replay).
-    #[test]
-    fn a_csv_missing_default_symbols_still_ticks() {
-        ticks_from_a_csv(
-            |i| ("TCS", 410_000 + i % 10),
-            false,
-            &["RELIANCE", "TCS", "HDFCBANK", "INFY", "ICICIBANK"],
-            "TCS",
-            (410_000, 410_009),
-        );
-    }
-
-    #[test]
-    fn a_csv_of_unknown_symbols_is_refused_naming_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let csv_path = dir.path().join("ticks.csv");
-        std::fs::write(
-            &csv_path,
-            "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n\
-             1,TCS,1.00,1,1.00,1,1.05,1,1\n2,NIFTY18JANFUT,1.00,1,1.00,1,1.05,1,1\n",
-        )
-        .unwrap();
-        let Err(e) = start(&SimArgs {
-            rest_addr: "127.0.0.1:0".parse().unwrap(),
-            ws_addr: "127.0.0.1:0".parse().unwrap(),
-            api_key: "k".into(),
-            access_token: Some("t".into()),
-            api_secret: None,
-            redirect_url: None,
-            seed: 7,
-            symbols: None,
-            speed: 1.0,
-            journal_out: None,
-            replay: Some(ReplaySource::Csv {
-                csv: csv_path,
-                dump: None,
-            }),
-            derivatives: false,
-        }) else {
-            panic!("a CSV of an unknown symbol must be refused");
-        };
-        let err = format!("{e:#}");
-        assert!(err.contains("'NIFTY18JANFUT' (line 3)"), "{err}");
-    }
-
-    #[test]
-    fn masks_secrets_in_logs() {
-        assert_eq!(mask("sim_token"), "sim_…(9 chars)");
-    }
-}
+mod tests;

@@ -64,6 +64,9 @@ pub struct OpsSnapshot {
     pub strategies: Vec<StrategyRow>,
     /// Kill switch (persists across restarts).
     pub killed: bool,
+    /// Why the session has no access token the broker accepts (entries are blocked until a
+    /// new one arrives); `None` when it has one.
+    pub token_problem: Option<String>,
     /// NSE session phase now: "closed", "pre-open", "continuous", "closing", "holiday".
     pub session_phase: &'static str,
 

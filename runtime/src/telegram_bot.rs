@@ -133,6 +133,8 @@ fn ctl_command(r: Request) -> CtlCommand {
         },
         Request::Kill => CtlCommand::Kill,
         Request::Flatten => CtlCommand::Flatten,
+        // Not among the words above: a token never travels through a chat.
+        Request::Token(_) => CtlCommand::Token,
     }
 }
 
@@ -156,6 +158,7 @@ fn what(c: CtlCommand) -> String {
         CtlCommand::Flatten => {
             "flatten (cancel open orders, close every position at market)".into()
         }
+        CtlCommand::Token => "hand the session a new access token".into(),
     }
 }
 

@@ -37,13 +37,19 @@ pub fn at_sim(text: &str, rest: &str, ws: &str) -> String {
     )
 }
 
-/// `text` with the NSE session check off: the simulator trades around the clock, and the
-/// test runs at any hour.
+/// `text` with the NSE session check and the intraday square-off off: the simulator trades
+/// around the clock, and the test runs at any hour (after 15:10 IST the square-off would
+/// refuse its entries).
 pub fn any_hour(text: &str) -> String {
-    replace(
+    let text = replace(
         text,
         "\nenabled = true\n# Also accept",
         "\nenabled = false\n# Also accept",
+    );
+    replace(
+        &text,
+        "\nenabled = true\nproducts = [\"MIS\"]",
+        "\nenabled = false\nproducts = [\"MIS\"]",
     )
 }
 

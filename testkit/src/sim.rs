@@ -321,7 +321,7 @@ impl SimProcess {
     /// a tiny one gives a ticker that stays connected, heartbeats and sends no tick).
     pub fn start_at_speed(kestrel: impl AsRef<Path>, speed: &str) -> SimProcess {
         let mut child = Command::new(kestrel.as_ref())
-            .args(["sim", "--speed", speed, "--seed", "11"])
+            .args(["sim", "--speed", speed, "--seed", "11", "--stop-on-eof"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

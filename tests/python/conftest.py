@@ -14,7 +14,8 @@ KESTREL_BIN = os.environ.get("KESTREL_BIN", "target/debug/kestrel")
 def sim():
     """A `kestrel sim` on loopback; yields its ready line (addresses, credentials)."""
     proc = subprocess.Popen(
-        [KESTREL_BIN, "sim", "--rest-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--seed", "7"],
+        [KESTREL_BIN, "sim", "--rest-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--seed", "7",
+         "--stop-on-eof"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

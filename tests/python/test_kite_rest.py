@@ -133,3 +133,58 @@ def test_rate_limit_raises_network_exception_with_429(sim):
             codes.append(e.code)
     assert 429 in codes
     assert codes.index(429) == 10
+
+
+def set_market(info, is_open):
+    body = f"open={'true' if is_open else 'false'}".encode()
+    req = urllib.request.Request(info["rest"] + "/__sim/market", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert json.load(r)["data"]["open"] is is_open
+
+
+def wait_complete(kite, order_id):
+    deadline = time.monotonic() + 10
+    while last_state(kite, order_id)["status"] != "COMPLETE":
+        assert time.monotonic() < deadline, last_state(kite, order_id)
+        time.sleep(0.05)
+
+
+def test_amo_iceberg_and_a_crossed_stop_loss_through_the_official_client(sim):
+    kite = client(sim)
+    time.sleep(1.1)  # leave the previous tests' rolling second behind
+
+    # Kite's RMS: a buy stop-loss whose trigger is below the last price is refused.
+    ltp = kite.ltp("NSE:RELIANCE")["NSE:RELIANCE"]["last_price"]
+    with pytest.raises(ex.InputException) as e:
+        place(kite, order_type=kite.ORDER_TYPE_SLM, trigger_price=round(round(ltp * 0.9 / 0.05) * 0.05, 2))
+    assert e.value.code == 400
+    assert str(e.value) == "Trigger price for stoploss buy orders should be higher than the last traded price."
+
+    # An AMO: refused while the market is open, held while it is closed, traded at the open.
+    with pytest.raises(ex.InputException):
+        place(kite, variety=kite.VARIETY_AMO)
+    set_market(sim, False)
+    try:
+        amo = place(kite, variety=kite.VARIETY_AMO, quantity=3, tag="py-amo")
+        time.sleep(0.3)  # ticks go on arriving: nothing trades
+        held = last_state(kite, amo)
+        assert (held["status"], held["variety"], held["filled_quantity"]) == ("AMO REQ RECEIVED", "amo", 0)
+    finally:
+        set_market(sim, True)
+    wait_complete(kite, amo)
+
+    # An iceberg of 10 in 2 legs of 5: the second leg follows the first, same tag.
+    ice = place(kite, variety=kite.VARIETY_ICEBERG, quantity=10, iceberg_legs=2, iceberg_quantity=5, tag="py-ice")
+    wait_complete(kite, ice)
+    deadline = time.monotonic() + 10
+    while True:
+        legs = [o for o in kite.orders() if o["tag"] == "py-ice"]
+        if len(legs) == 2 and all(o["status"] == "COMPLETE" for o in legs):
+            break
+        assert time.monotonic() < deadline, legs
+        time.sleep(0.05)
+    assert [o["meta"]["iceberg"]["leg"] for o in legs] == [1, 2]
+    assert all(o["variety"] == "iceberg" and o["quantity"] == 5 for o in legs)
+    with pytest.raises(ex.InputException) as e:
+        place(kite, variety=kite.VARIETY_ICEBERG, quantity=10, iceberg_legs=2, iceberg_quantity=4)
+    assert "iceberg_quantity" in str(e.value)

@@ -19,7 +19,7 @@ KESTREL_BIN = os.environ.get("KESTREL_BIN", "target/debug/kestrel")
 def start_sim(journal):
     proc = subprocess.Popen(
         [KESTREL_BIN, "sim", "--rest-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0",
-         "--seed", "11", "--speed", "5", "--journal-out", journal],
+         "--seed", "11", "--speed", "5", "--journal-out", journal, "--stop-on-eof"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     ready, _, _ = select.select([proc.stdout], [], [], 20)

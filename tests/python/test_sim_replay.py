@@ -29,7 +29,7 @@ def test_replayed_csv_prices_are_what_orders_fill_at():
             f.write(CSV)
         proc = subprocess.Popen(
             [KESTREL_BIN, "sim", "--rest-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0",
-             "--csv", csv_path, "--speed", "inf"],
+             "--csv", csv_path, "--speed", "inf", "--stop-on-eof"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         try:

@@ -380,6 +380,7 @@ fn run_split<R: RiskCheck + Send + 'static>(
                 control: ctl_rx,
                 operator: None,
                 gateway: None,
+                schedule: None,
                 execs: exec_rx,
                 ticks: tick_rx,
             };

@@ -106,6 +106,10 @@ max_errors_per_minute = 1000
 [risk.session]
 enabled = false
 
+# The stand-in trades at any hour: no entry cut-off or square-off at NSE's close.
+[square_off]
+enabled = false
+
 [storage]
 dir = "{dir}"
 order_durability = "{durability}"

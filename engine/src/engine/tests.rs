@@ -249,6 +249,95 @@ fn flatten_cancels_working_orders_and_closes_every_position() {
     );
 }
 
+/// The intraday square-off's commands, for one instrument.
+fn for_instrument(kind: ControlKind, id: InstrumentId, arg: i64) -> ControlCommand {
+    ControlCommand {
+        instrument: id,
+        arg,
+        ..control(kind)
+    }
+}
+
+#[test]
+fn closed_entries_refuse_new_risk_in_that_instrument_only_and_exits_still_pass() {
+    let mut e = engine_with(
+        vec![buy(A, 10), buy(A, 5), buy(B, 4), sell(A, 10)],
+        UncheckedForTestsOnly,
+    );
+    let mut out = Collect::new();
+    e.step(&tick(A, 1, 100), &mut out);
+    e.on_exec(&fill(&out.orders[0], 10, 100, 0), &mut out);
+    e.on_control(&for_instrument(ControlKind::CloseEntries, A, 1), &mut out);
+    assert_eq!(
+        e.step(&tick(A, 2, 100), &mut out),
+        0,
+        "an entry in A after its cut-off"
+    );
+    let refused = out.risk_records();
+    assert_eq!(
+        RiskReason::from_code(refused.last().unwrap().reason),
+        Some(RiskReason::EntryCutoff)
+    );
+    assert_eq!(
+        e.step(&tick(B, 3, 50), &mut out),
+        1,
+        "B's entries are still open"
+    );
+    assert_eq!(e.step(&tick(A, 4, 100), &mut out), 1, "an exit of A passes");
+    assert_eq!(e.counters().blocked_by_control, 1);
+    // Opened again (the next day).
+    e.on_control(&for_instrument(ControlKind::CloseEntries, A, 0), &mut out);
+    assert!(!e.entries_closed[A.index()]);
+}
+
+#[test]
+fn flattening_one_instrument_leaves_the_others_and_cancels_a_resting_entry_first() {
+    let mut e = engine_with(
+        vec![buy(A, 10), sell(B, 4), buy(A, 3)],
+        UncheckedForTestsOnly,
+    );
+    let mut out = Collect::new();
+    e.step(&tick(A, 1, 100), &mut out);
+    e.step(&tick(B, 2, 50), &mut out);
+    e.on_exec(&fill(&out.orders[0], 10, 100, 0), &mut out);
+    e.on_exec(&fill(&out.orders[1], 4, 50, 0), &mut out);
+    e.step(&tick(A, 3, 100), &mut out); // buy 3 more: working
+    let before = out.orders.len();
+    e.on_control(&for_instrument(ControlKind::Flatten, B, 0), &mut out);
+    let sent: Vec<_> = out.orders[before..].to_vec();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (
+            sent[0].instrument,
+            sent[0].side(),
+            sent[0].qty,
+            sent[0].reason
+        ),
+        (B, Some(Side::Buy), 4, ReasonCode::Flatten.code())
+    );
+    assert!(
+        !e.control_state().flattening,
+        "the rest of the book is not being flattened"
+    );
+    // A has a resting entry: cancelled first; the exit comes with the next request.
+    e.on_control(&for_instrument(ControlKind::Flatten, A, 0), &mut out);
+    assert_eq!(
+        out.orders.last().unwrap().kind(),
+        Some(RequestKind::CancelAll)
+    );
+    e.on_exec(&report(&out.orders[2], ExecKind::Cancelled, 3), &mut out);
+    e.on_control(&for_instrument(ControlKind::Flatten, A, 0), &mut out);
+    let exit = *out.orders.last().unwrap();
+    assert_eq!(
+        (exit.instrument, exit.side(), exit.qty),
+        (A, Some(Side::Sell), 10)
+    );
+    // Repeated while the exit works: nothing more goes out.
+    let n = out.orders.len();
+    e.on_control(&for_instrument(ControlKind::Flatten, A, 0), &mut out);
+    assert_eq!(out.orders.len(), n);
+}
+
 #[test]
 fn a_full_order_ring_halts_entries_until_resume() {
     let mut e = engine_with(vec![buy(A, 1), buy(A, 1), buy(A, 1)], UncheckedForTestsOnly);
@@ -361,6 +450,7 @@ fn run_drains_rings_in_order_and_stops_on_shutdown() {
         control: ctl_rx,
         operator: None,
         gateway: None,
+        schedule: None,
         execs: exec_rx,
         ticks: tick_rx,
     };
@@ -419,6 +509,7 @@ fn run_takes_operator_commands_from_their_own_ring_before_the_next_tick() {
         control: ctl_rx,
         operator: Some(op_rx),
         gateway: None,
+        schedule: None,
         execs: exec_rx,
         ticks: tick_rx,
     };
@@ -465,6 +556,7 @@ fn after_the_decision_stop_no_tick_is_stepped_and_fills_still_reach_the_book() {
         control: ctl_rx,
         operator: None,
         gateway: None,
+        schedule: None,
         execs: exec_rx,
         ticks: tick_rx,
     };

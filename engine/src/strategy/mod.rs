@@ -12,7 +12,7 @@ use crate::instrument::{InstrumentId, InstrumentTable};
 use crate::market::MarketView;
 use crate::portfolio::Portfolio;
 use crate::records::{ExecReport, OrderType, Side, Tick, TickKind, TimeInForce, code_enum};
-use crate::sizing::SizingError;
+use crate::sizing::{Sizing, SizingError};
 
 pub mod breakout;
 pub mod sma;
@@ -122,6 +122,17 @@ pub trait Strategy {
     fn on_bar(&mut self, _bar: &Bar, _view: &MarketView, _book: &Portfolio) -> Intent {
         Intent::Hold
     }
+
+    /// Take one bar of history into the indicators, deciding nothing (warm-up before the
+    /// first live tick, or before a backtest's first bar). Bars of another interval than
+    /// [`Strategy::bar_interval`] are ignored.
+    fn warm_up(&mut self, _bar: &Bar) {}
+
+    /// How many bars of [`Strategy::bar_interval`] its indicators need before it can
+    /// decide: what a session fetches from the broker's history to warm it up (0: none).
+    fn lookback(&self) -> usize {
+        0
+    }
 }
 
 /// A built-in strategy chosen by configuration (`kind = "breakout"` or `"sma_cross"`).
@@ -150,6 +161,16 @@ pub enum StrategyError {
     UnknownSymbol(String),
     #[error("strategy.{0}")]
     Sizing(#[from] SizingError),
+    #[error(
+        "strategy.sizing.qty = {qty} is not a whole number of lots of {symbol} (lot {lot}): \
+         orders are whole lots, so it would trade {rounded}; give a multiple of {lot}"
+    )]
+    NotWholeLots {
+        qty: i64,
+        symbol: String,
+        lot: i64,
+        rounded: i64,
+    },
 }
 
 impl StrategyError {
@@ -179,6 +200,32 @@ pub(crate) fn check_symbols(
 ) -> Result<(), StrategyError> {
     match symbols.iter().find(|s| instruments.by_symbol(s).is_none()) {
         Some(unknown) => Err(StrategyError::UnknownSymbol(unknown.clone())),
+        None => Ok(()),
+    }
+}
+
+/// A fixed size must be a whole number of lots of every instrument the strategy trades (the
+/// listed symbols, or the whole table): sizing rounds down to the lot, and a size silently
+/// rounded (to nothing, for 10 units of a 75-unit lot) is not what the trader wrote.
+pub(crate) fn check_lots(
+    sizing: &Sizing,
+    symbols: &[String],
+    instruments: &InstrumentTable,
+) -> Result<(), StrategyError> {
+    let Sizing::Fixed { qty } = *sizing else {
+        return Ok(());
+    };
+    let chosen = selected(symbols, instruments);
+    match instruments
+        .iter()
+        .find(|(id, ins)| chosen[id.index()] && ins.lot_size.0 > 1 && qty % ins.lot_size.0 != 0)
+    {
+        Some((_, ins)) => Err(StrategyError::NotWholeLots {
+            qty,
+            symbol: ins.symbol.clone(),
+            lot: ins.lot_size.0,
+            rounded: qty / ins.lot_size.0 * ins.lot_size.0,
+        }),
         None => Ok(()),
     }
 }
@@ -259,6 +306,20 @@ impl Strategy for BuiltIn {
         match self {
             BuiltIn::Breakout(s) => s.on_bar(bar, view, book),
             BuiltIn::SmaCross(s) => s.on_bar(bar, view, book),
+        }
+    }
+
+    fn warm_up(&mut self, bar: &Bar) {
+        match self {
+            BuiltIn::Breakout(s) => s.warm_up(bar),
+            BuiltIn::SmaCross(s) => s.warm_up(bar),
+        }
+    }
+
+    fn lookback(&self) -> usize {
+        match self {
+            BuiltIn::Breakout(s) => s.lookback(),
+            BuiltIn::SmaCross(s) => s.lookback(),
         }
     }
 }

@@ -291,7 +291,9 @@ pub fn control_at(n: u64, every: u64, ts: u64) -> Option<ControlCommand> {
 /// The engine, its rings and what stands at their other ends, stepped on one thread.
 pub struct Rig<R, S = BuiltIn, const MANY: bool = false> {
     pub engine: Engine<S, R, ReplayClock, MANY>,
-    out: RingOutput,
+    /// The engine's output (a command from outside the schedule is handled with it; what
+    /// it sends reaches the venue at the next step).
+    pub out: RingOutput,
     orders: Consumer<Approved>,
     journal: Consumer<JournalRecord>,
     exec_tx: Producer<ExecReport>,

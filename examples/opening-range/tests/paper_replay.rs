@@ -158,7 +158,7 @@ fn config_check_names_the_kinds_and_the_line_of_a_mistake() {
             "kind = \"opening_range\"",
             "kind = \"opening_rnage\"",
             &[
-                "line 9",
+                ".toml:9:",
                 "\"opening_rnage\" is not a strategy of this program",
                 "\"opening_range\"",
             ][..],
@@ -166,12 +166,12 @@ fn config_check_names_the_kinds_and_the_line_of_a_mistake() {
         (
             "range_secs = 3",
             "range_sec = 3",
-            &["line 12", "unknown field `range_sec`"][..],
+            &[".toml:12:", "unknown field `range_sec`"][..],
         ),
         (
             "max_entries = 3",
             "max_entries = 0",
-            &["strategy.max_entries must be 1..=1000, got 0", "line 8"][..],
+            &["strategy.max_entries must be 1..=1000, got 0", ".toml:15:"][..],
         ),
     ] {
         assert!(base.contains(from), "{from}");

@@ -23,8 +23,8 @@ use crate::ws::{
     client_request, encode_close_payload, encode_frame, parse_frame_with, validate_response,
 };
 
-/// Where every connection goes, and how long it may take: shared by all of them.
-#[derive(Debug)]
+/// Where every connection goes, and how long it may take: shared by all of them. Its
+/// `Debug` leaves the target (it carries the credentials) out.
 pub(super) struct Endpoint {
     pub(super) host: String,
     pub(super) port: u16,
@@ -34,6 +34,19 @@ pub(super) struct Endpoint {
     pub(super) tls: Option<TlsSetup>,
     pub(super) heartbeat_timeout: Duration,
     pub(super) connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("target", &"<credentials: not shown>")
+            .field("tls", &self.tls.is_some())
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 /// What `wss://` needs to start a session: the configuration and the name to verify.
@@ -591,6 +604,15 @@ impl Connection {
         self.last_error = Some(why);
         self.state = ConnState::Backoff;
         self.deadline = Instant::now() + delay;
+    }
+
+    /// A connection waiting out its backoff tries again at the next turn, its backoff
+    /// started afresh (a new access token makes the last refusals moot).
+    pub(super) fn retry_now(&mut self) {
+        if self.state == ConnState::Backoff {
+            self.backoff.reset();
+            self.deadline = Instant::now();
+        }
     }
 
     /// Sends a close (1000) if connected, flushes what it can, and drops the socket; the

@@ -246,7 +246,21 @@ impl<V: Venue> Gateway<V> {
         Ok(())
     }
 
+    /// The writer closes its connection at its next turn (a new access token, or the old
+    /// one refused); what awaited an answer on it is looked up by tag.
+    pub(crate) fn inline_drop_connection(&mut self) {
+        if let Some(f) = self.inline.as_mut() {
+            f.discarding = true;
+            f.shared.discard.store(true, Ordering::Relaxed);
+        }
+    }
+
     fn inline_reconnect_if_due(&mut self) {
+        // With a refused token the writer stays without a connection: entries come through
+        // the gateway, which holds them.
+        if self.token_refused() {
+            return;
+        }
         let Some(f) = self.inline.as_mut() else {
             return;
         };

@@ -260,6 +260,9 @@ impl OrderWriter {
                 product: self.product,
                 validity: req.tif().unwrap_or(TimeInForce::Day),
                 tag: &Tag(req.client_order_id),
+                // The engine thread writes regular orders only (slices go through the
+                // gateway thread).
+                variety: crate::venue::Variety::Regular,
             },
         );
         self.request.clear();

@@ -85,6 +85,72 @@ pub(crate) trait Sink: Send + fmt::Debug {
     fn deliver(&mut self, alert: &Alert) -> Result<(), DeliveryError>;
 }
 
+/// One kind of sink, as `[alerts]` configures it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Telegram,
+    Webhook,
+    Email,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Telegram, Channel::Webhook, Channel::Email];
+
+    /// Its name, as the sink and `[alerts.NAME]` call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Telegram => "telegram",
+            Channel::Webhook => "webhook",
+            Channel::Email => "email",
+        }
+    }
+
+    pub fn enabled(self, cfg: &AlertsSection) -> bool {
+        match self {
+            Channel::Telegram => cfg.telegram.enabled,
+            Channel::Webhook => cfg.webhook.enabled,
+            Channel::Email => cfg.email.enabled,
+        }
+    }
+
+    /// The sink, its secret loaded (errors name the key, never the value).
+    pub(crate) fn sink(
+        self,
+        cfg: &AlertsSection,
+        env: &dyn Fn(&str) -> Option<String>,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<Box<dyn Sink>> {
+        let http = || HttpClient::new(tls.clone(), cfg.timeout());
+        Ok(match self {
+            Channel::Telegram => {
+                let t = &cfg.telegram;
+                let token = load_secret(
+                    ("alerts.telegram.token_env", &t.token_env),
+                    ("alerts.telegram.token_file", t.token_file.as_deref()),
+                    env,
+                )?;
+                Box::new(TelegramSink::new(t, token, http())?)
+            }
+            Channel::Webhook => {
+                let url = cfg.webhook.load_url(env)?;
+                Box::new(WebhookSink::new(&cfg.webhook, &url, http())?)
+            }
+            Channel::Email => {
+                let e = &cfg.email;
+                let password = match &e.username {
+                    None => None,
+                    Some(_) => Some(load_secret(
+                        ("alerts.email.password_env", &e.password_env),
+                        ("alerts.email.password_file", e.password_file.as_deref()),
+                        env,
+                    )?),
+                };
+                Box::new(EmailSink::new(e, password, tls.clone(), cfg.timeout()))
+            }
+        })
+    }
+}
+
 /// Attempts per delivery and the waits between them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RetryPolicy {
@@ -248,32 +314,11 @@ impl Alerter {
             return Ok(Alerter::disabled());
         }
         let tls = transport::default_tls().context("alerts: building the TLS configuration")?;
-        let http = HttpClient::new(tls.clone(), cfg.timeout());
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        if cfg.telegram.enabled {
-            let t = &cfg.telegram;
-            let token = load_secret(
-                ("alerts.telegram.token_env", &t.token_env),
-                ("alerts.telegram.token_file", t.token_file.as_deref()),
-                env,
-            )?;
-            sinks.push(Box::new(TelegramSink::new(t, token, http.clone())?));
-        }
-        if cfg.webhook.enabled {
-            sinks.push(Box::new(WebhookSink::new(&cfg.webhook, http.clone())?));
-        }
-        if cfg.email.enabled {
-            let e = &cfg.email;
-            let password = match &e.username {
-                None => None,
-                Some(_) => Some(load_secret(
-                    ("alerts.email.password_env", &e.password_env),
-                    ("alerts.email.password_file", e.password_file.as_deref()),
-                    env,
-                )?),
-            };
-            sinks.push(Box::new(EmailSink::new(e, password, tls, cfg.timeout())));
-        }
+        let sinks = Channel::ALL
+            .into_iter()
+            .filter(|c| c.enabled(cfg))
+            .map(|c| c.sink(cfg, env, &tls))
+            .collect::<Result<Vec<_>>>()?;
         info!(
             sinks = %sinks.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
             max_per_minute = cfg.max_per_minute,

@@ -59,6 +59,9 @@ pub struct TelegramSection {
     /// Take commands (`/status`, `/flatten`, ...) from `chat_id` by long polling
     /// (`crate::telegram_bot`); off by default.
     pub commands: bool,
+    /// Never set: a `token` written in the file is refused (see [`refuse_token`]).
+    #[serde(rename = "token", deserialize_with = "refuse_token")]
+    pub token_in_file: (),
 }
 
 impl Default for TelegramSection {
@@ -70,6 +73,7 @@ impl Default for TelegramSection {
             token_env: "KESTREL_TELEGRAM_TOKEN".into(),
             token_file: None,
             commands: false,
+            token_in_file: (),
         }
     }
 }
@@ -85,14 +89,34 @@ pub enum WebhookFormat {
     Discord,
 }
 
-/// `[alerts.webhook]`: a JSON POST.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+/// `[alerts.webhook]`: a JSON POST. The URL is a credential (anyone holding it can post):
+/// it comes from the environment or a 0600 file, never from the configuration file.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookSection {
     pub enabled: bool,
-    /// Its path is a credential: `Debug` and errors show only the scheme and host.
+    /// The URL itself, for a program that builds its configuration in code (tests); a
+    /// configuration file may not set it (`url = ...` is refused, see [`refuse_url`]).
+    /// `Debug` and errors show only the scheme and host.
+    #[serde(deserialize_with = "refuse_url")]
     pub url: String,
+    /// The environment variable holding the URL.
+    pub url_env: String,
+    /// A file holding the URL (mode 0600); used instead of `url_env` when set.
+    pub url_file: Option<PathBuf>,
     pub format: WebhookFormat,
+}
+
+impl Default for WebhookSection {
+    fn default() -> Self {
+        WebhookSection {
+            enabled: false,
+            url: String::new(),
+            url_env: "KESTREL_WEBHOOK_URL".into(),
+            url_file: None,
+            format: WebhookFormat::default(),
+        }
+    }
 }
 
 impl fmt::Debug for WebhookSection {
@@ -100,9 +124,64 @@ impl fmt::Debug for WebhookSection {
         f.debug_struct("WebhookSection")
             .field("enabled", &self.enabled)
             .field("url", &Url::redact(&self.url))
+            .field("url_env", &self.url_env)
+            .field("url_file", &self.url_file)
             .field("format", &self.format)
             .finish()
     }
+}
+
+impl WebhookSection {
+    /// The URL: [`WebhookSection::url`] when a program set it, else from `url_file` or
+    /// `url_env` ([`load_secret`]).
+    pub(crate) fn load_url(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret> {
+        if !self.url.trim().is_empty() {
+            return Ok(Secret::new(self.url.trim()));
+        }
+        load_secret(
+            ("alerts.webhook.url_env", &self.url_env),
+            ("alerts.webhook.url_file", self.url_file.as_deref()),
+            env,
+        )
+    }
+}
+
+/// Secrets written into the configuration file are refused, naming the key and where the
+/// secret goes instead: the file is copied, diffed, recorded in the order store
+/// (`config_changes`) and shown by `kestrel doctor`.
+fn refuse_secret<E: serde::de::Error>(key: &str, instead: &str) -> E {
+    E::custom(format!(
+        "{key}: a secret never goes in the configuration file (it is copied, diffed and \
+         recorded); {instead}, or under systemd put the file in LoadCredential= \
+         (docs/DEPLOY.md)"
+    ))
+}
+
+fn refuse_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    serde::de::IgnoredAny::deserialize(d)?;
+    Err(refuse_secret(
+        "alerts.webhook.url",
+        "export it as KESTREL_WEBHOOK_URL (the variable alerts.webhook.url_env names) or \
+         write it to a file of mode 0600 named by alerts.webhook.url_file",
+    ))
+}
+
+fn refuse_token<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    serde::de::IgnoredAny::deserialize(d)?;
+    Err(refuse_secret(
+        "alerts.telegram.token",
+        "export it as KESTREL_TELEGRAM_TOKEN (the variable alerts.telegram.token_env names) \
+         or write it to a file of mode 0600 named by alerts.telegram.token_file",
+    ))
+}
+
+fn refuse_password<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    serde::de::IgnoredAny::deserialize(d)?;
+    Err(refuse_secret(
+        "alerts.email.password",
+        "export it as KESTREL_SMTP_PASSWORD (the variable alerts.email.password_env names) \
+         or write it to a file of mode 0600 named by alerts.email.password_file",
+    ))
 }
 
 /// `[alerts.email]`: SMTP submission.
@@ -122,6 +201,9 @@ pub struct EmailSection {
     pub password_env: String,
     /// A file holding the password (mode 0600); used instead of `password_env` when set.
     pub password_file: Option<PathBuf>,
+    /// Never set: a `password` written in the file is refused (see [`refuse_password`]).
+    #[serde(rename = "password", deserialize_with = "refuse_password")]
+    pub password_in_file: (),
 }
 
 impl Default for EmailSection {
@@ -136,6 +218,7 @@ impl Default for EmailSection {
             username: None,
             password_env: "KESTREL_SMTP_PASSWORD".into(),
             password_file: None,
+            password_in_file: (),
         }
     }
 }
@@ -218,7 +301,11 @@ impl AlertsSection {
         let w = &self.webhook;
         if w.enabled {
             if w.url.trim().is_empty() {
-                p.push("alerts.webhook.url: required when alerts.webhook.enabled = true".into());
+                check_secret_source(
+                    &mut p,
+                    ("alerts.webhook.url_env", &w.url_env),
+                    ("alerts.webhook.url_file", w.url_file.as_deref()),
+                );
             } else if let Err(e) = Url::parse(&w.url) {
                 p.push(format!("alerts.webhook.url: {e}"));
             }
@@ -340,7 +427,9 @@ fn string_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error
     })
 }
 
-/// Where a secret comes from: a file (mode 0600 or stricter) when configured, otherwise an
+/// Where a secret comes from: a file (mode 0600 or stricter) when configured; otherwise,
+/// under systemd, the credential named like the variable in `$CREDENTIALS_DIRECTORY`
+/// (`LoadCredential=KESTREL_TELEGRAM_TOKEN:/etc/kestrel/telegram.token`); otherwise the
 /// environment variable. `env` looks variables up (the process environment outside tests).
 /// Errors name the key, the variable or the file, never the value.
 pub(crate) fn load_secret(
@@ -348,17 +437,26 @@ pub(crate) fn load_secret(
     (file_key, file): (&str, Option<&Path>),
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Secret> {
-    match file {
-        Some(path) => read_secret_file(file_key, path),
-        None => match env(env_name).map(|v| v.trim().to_string()) {
-            Some(v) if !v.is_empty() => Ok(Secret::new(v)),
-            _ => bail!(
-                "{env_key}: environment variable {env_name} is not set; export it, or set \
-                 {file_key} to a file of mode 0600"
-            ),
-        },
+    if let Some(path) = file {
+        return read_secret_file(file_key, path);
+    }
+    if let Some(dir) = env(CREDENTIALS_DIRECTORY).filter(|d| !d.is_empty()) {
+        let path = Path::new(&dir).join(env_name);
+        if !env_name.is_empty() && path.is_file() {
+            return read_secret_file(&format!("{env_key} (systemd credential)"), &path);
+        }
+    }
+    match env(env_name).map(|v| v.trim().to_string()) {
+        Some(v) if !v.is_empty() => Ok(Secret::new(v)),
+        _ => bail!(
+            "{env_key}: environment variable {env_name} is not set; export it, or set \
+             {file_key} to a file of mode 0600"
+        ),
     }
 }
+
+/// systemd's directory of the unit's `LoadCredential=` files (systemd.exec(5)).
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
 fn read_secret_file(key: &str, path: &Path) -> Result<Secret> {
     use std::os::unix::fs::PermissionsExt;
@@ -487,12 +585,8 @@ mod tests {
                 "alerts.telegram.commands: needs alerts.telegram.enabled = true",
             ),
             (
-                "[alerts.webhook]\nenabled = true\n",
-                "alerts.webhook.url: required when alerts.webhook.enabled = true",
-            ),
-            (
-                "[alerts.webhook]\nenabled = true\nurl = \"ftp://x/y\"\n",
-                "alerts.webhook.url: ",
+                "[alerts.webhook]\nenabled = true\nurl_env = \"\"\n",
+                "alerts.webhook.url_env: must name an environment variable",
             ),
             (
                 "[alerts.email]\nenabled = true\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\n",
@@ -537,11 +631,11 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let got = problems(
-            "[alerts.telegram]\nenabled = true\n[alerts.webhook]\nenabled = true\n[alerts.email]\nenabled = true\n",
+            "[alerts.telegram]\nenabled = true\n[alerts.webhook]\nenabled = true\nurl_env = \" \"\n[alerts.email]\nenabled = true\n",
         );
         for key in [
             "alerts.telegram.chat_id",
-            "alerts.webhook.url",
+            "alerts.webhook.url_env",
             "alerts.email.smtp_host",
             "alerts.email.from",
             "alerts.email.to",
@@ -567,12 +661,85 @@ mod tests {
 
     #[test]
     fn the_webhook_url_never_shows_in_debug() {
-        let a = parse(
-            "[alerts.webhook]\nenabled = true\nurl = \"https://hooks.slack.com/services/T0/B0/s3cr3tpath\"\n",
-        );
+        let mut a = parse("[alerts.webhook]\nenabled = true\n");
+        a.webhook.url = "https://hooks.slack.com/services/T0/B0/s3cr3tpath".into();
         let shown = format!("{a:?}");
         assert!(!shown.contains("s3cr3tpath"), "{shown}");
         assert!(shown.contains("hooks.slack.com"), "{shown}");
+    }
+
+    /// A secret written into the file is refused at its line, naming the key and where the
+    /// secret goes instead, and the value is not repeated.
+    #[test]
+    fn a_secret_written_in_the_file_is_refused_with_where_it_belongs() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Doc {
+            alerts: AlertsSection,
+        }
+        for (text, key, goes) in [
+            (
+                "[alerts.webhook]\nenabled = true\nurl = \"https://hooks.example/T0/s3cr3t\"\n",
+                "alerts.webhook.url:",
+                "KESTREL_WEBHOOK_URL",
+            ),
+            (
+                "[alerts.telegram]\nenabled = true\nchat_id = 1\ntoken = \"123:s3cr3t\"\n",
+                "alerts.telegram.token:",
+                "alerts.telegram.token_file",
+            ),
+            (
+                "[alerts.email]\npassword = \"s3cr3t\"\n",
+                "alerts.email.password:",
+                "KESTREL_SMTP_PASSWORD",
+            ),
+        ] {
+            let e = toml::from_str::<Doc>(text).unwrap_err();
+            let msg = e.message();
+            assert!(msg.contains(key) && msg.contains(goes), "{text}: {msg}");
+            assert!(msg.contains("LoadCredential="), "{msg}");
+            assert!(!msg.contains("s3cr3t"), "{msg}");
+            let line = text[..e.span().unwrap().start].matches('\n').count() + 1;
+            assert_eq!(line, text.lines().count(), "{text}: the secret's own line");
+        }
+    }
+
+    #[test]
+    fn the_webhook_url_comes_from_the_environment_a_file_or_the_credentials_directory() {
+        let a = parse("[alerts.webhook]\nenabled = true\n");
+        a.validate().unwrap();
+        let env = |k: &str| (k == "KESTREL_WEBHOOK_URL").then(|| "http://127.0.0.1:9/h".into());
+        assert_eq!(
+            a.webhook.load_url(&env).unwrap().expose(),
+            "http://127.0.0.1:9/h"
+        );
+        let err = a.webhook.load_url(&|_| None).unwrap_err().to_string();
+        assert!(err.contains("KESTREL_WEBHOOK_URL is not set"), "{err}");
+
+        // systemd's LoadCredential=KESTREL_WEBHOOK_URL:... lands in $CREDENTIALS_DIRECTORY
+        // (mode 0400), and wins over the variable.
+        let dir = tempfile::tempdir().unwrap();
+        let cred = dir.path().join("KESTREL_WEBHOOK_URL");
+        std::fs::write(&cred, "http://127.0.0.1:9/from-credential\n").unwrap();
+        std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let shown = dir.path().display().to_string();
+        let env = |k: &str| match k {
+            CREDENTIALS_DIRECTORY => Some(shown.clone()),
+            "KESTREL_WEBHOOK_URL" => Some("http://127.0.0.1:9/h".into()),
+            _ => None,
+        };
+        assert_eq!(
+            a.webhook.load_url(&env).unwrap().expose(),
+            "http://127.0.0.1:9/from-credential"
+        );
+        // An explicit file wins over both.
+        let (_d, file) = secret_file(0o600, "http://127.0.0.1:9/from-file\n");
+        let mut b = a.clone();
+        b.webhook.url_file = Some(file);
+        assert_eq!(
+            b.webhook.load_url(&env).unwrap().expose(),
+            "http://127.0.0.1:9/from-file"
+        );
     }
 
     fn secret_file(mode: u32, content: &str) -> (tempfile::TempDir, PathBuf) {

@@ -133,13 +133,18 @@ impl HttpServer {
     /// Answers every request with `reply` until [`HttpServer::requests`] is called (or its
     /// deadline passes), for a client that sends an unknown number of requests.
     pub fn always(reply: Reply) -> HttpServer {
+        HttpServer::always_within(reply, SERVER_DEADLINE)
+    }
+
+    /// [`HttpServer::always`] for a test that runs longer: gives up after `limit`.
+    pub fn always_within(reply: Reply, limit: Duration) -> HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let deadline = Instant::now() + SERVER_DEADLINE;
+                let deadline = Instant::now() + limit;
                 let mut requests = Vec::new();
                 while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
                     let Some(sock) = accept(&listener, Instant::now() + Duration::from_millis(50))

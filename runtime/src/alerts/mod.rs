@@ -21,8 +21,9 @@
 //!   suppressed" message. Critical alerts are never held back.
 //! * **Delivery**: three attempts with backoff (Telegram's and webhooks' `retry_after` is
 //!   honoured), then the failure is counted and logged. [`Alerter::stats`] has the counts.
-//! * **Secrets** (the Telegram bot token, the SMTP password) come from an environment
-//!   variable or a file of mode 0600, live in [`kestrel_gateway::Secret`]s, and never reach
+//! * **Secrets** (the Telegram bot token, the webhook URL, the SMTP password) come from an
+//!   environment variable, a file of mode 0600 or systemd's `$CREDENTIALS_DIRECTORY` (a
+//!   secret written in the configuration file is refused), live in [`kestrel_gateway::Secret`]s, and never reach
 //!   a log line, an error or `Debug` output; the Telegram token sits in the URL path, so
 //!   errors show that URL as `.../bot<redacted>/sendMessage`.
 //!
@@ -46,7 +47,8 @@
 //!
 //! [alerts.webhook]
 //! enabled = true
-//! url = "https://hooks.slack.com/services/T000/B000/XXXXXXXX"   # a credential: keep it private
+//! url_env = "KESTREL_WEBHOOK_URL"            # the URL (a credential) from this variable ...
+//! # url_file = "/etc/kestrel/webhook.url"    # ... or from this file (chmod 600)
 //! format = "slack"                           # "slack" ({"text":..}) or "discord" ({"content":..})
 //!
 //! [alerts.email]
@@ -62,6 +64,7 @@
 //! ```
 
 mod alerter;
+pub mod check;
 mod config;
 mod http;
 #[cfg(test)]
@@ -78,7 +81,10 @@ use kestrel_engine::{ControlKind, Money, Price, Qty, RiskReason, Side};
 use kestrel_risk::TradingState;
 
 pub use alerter::{AlertSender, Alerter};
-pub use config::{AlertsSection, EmailSection, TelegramSection, WebhookFormat, WebhookSection};
+pub use config::{
+    AlertsSection, CREDENTIALS_DIRECTORY, EmailSection, TelegramSection, WebhookFormat,
+    WebhookSection,
+};
 pub(crate) use telegram::TelegramSink;
 
 use crate::snapshot::OpsSnapshot;
@@ -184,6 +190,25 @@ impl Alert {
                 format!("Kite needs today's login. Open this link and log in:\n{url}"),
                 "log in with the link; `kestrel login` stores the token it gets (or run \
                  `kestrel login --redirect-url URL` with the URL the browser ended on).",
+            ),
+        )
+    }
+
+    /// A running session has no access token Kite accepts (`why`): entries are blocked until
+    /// a new one arrives; `url` is the login page.
+    pub fn token_problem(why: &str, url: &str) -> Alert {
+        Alert::new(
+            Severity::Critical,
+            AlertKind::Incident,
+            "token-problem",
+            "kestrel: no valid Kite token, entries blocked",
+            body(
+                format!(
+                    "{why}. New entries are blocked; open positions stay watched. Log in here:\n{url}"
+                ),
+                "log in with the link and run `kestrel login` (it stores the token, and the \
+                 running session picks it up), or hand a token to the session with \
+                 `kestrel ctl token`; trading resumes by itself.",
             ),
         )
     }
@@ -570,6 +595,13 @@ impl Alert {
                 "Open orders are being cancelled and every position closed with market orders.",
                 "watch the fills; `kestrel ctl status` should show no positions within a minute.",
             ),
+            ControlKind::CloseEntries => (
+                Severity::Info,
+                "entries closed in an instrument",
+                "The intraday square-off's cut-off passed: no new entry in it today; exits \
+                 still pass.",
+                "nothing; `kestrel ctl status` shows the book.",
+            ),
             ControlKind::Shutdown => (
                 Severity::Warning,
                 "kestrel shutting down",
@@ -664,6 +696,7 @@ fn reason_text(r: RiskReason) -> &'static str {
         RiskReason::KillSwitch => "the kill switch",
         RiskReason::OrderRingFull => "the engine's order ring was full",
         RiskReason::NoMarketData => "no market data",
+        RiskReason::EntryCutoff => "the intraday entry cut-off",
     }
 }
 

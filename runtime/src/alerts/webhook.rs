@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
+use kestrel_gateway::Secret;
 use serde_json::json;
 
 use super::alerter::{DeliveryError, Retry, Sink};
@@ -34,8 +35,18 @@ impl fmt::Debug for WebhookSink {
 }
 
 impl WebhookSink {
-    pub fn new(cfg: &WebhookSection, http: HttpClient) -> Result<WebhookSink> {
-        let url = Url::parse(cfg.url.trim()).map_err(|e| anyhow!("alerts.webhook.url: {e}"))?;
+    /// `url` from [`WebhookSection::load_url`]; errors never show its path.
+    pub fn new(cfg: &WebhookSection, url: &Secret, http: HttpClient) -> Result<WebhookSink> {
+        let url = Url::parse(url.expose().trim()).map_err(|e| {
+            anyhow!(
+                "alerts.webhook.url ({}): {e}",
+                if cfg.url_file.is_some() {
+                    "alerts.webhook.url_file"
+                } else {
+                    cfg.url_env.as_str()
+                }
+            )
+        })?;
         Ok(WebhookSink {
             http,
             url,
@@ -122,11 +133,12 @@ mod tests {
     fn sink(url: &str, format: WebhookFormat) -> WebhookSink {
         let cfg = WebhookSection {
             enabled: true,
-            url: url.into(),
             format,
+            ..WebhookSection::default()
         };
         WebhookSink::new(
             &cfg,
+            &Secret::new(url),
             HttpClient::new(default_tls().unwrap(), Duration::from_secs(5)),
         )
         .unwrap()

@@ -43,11 +43,17 @@ pub enum CtlCommand {
     Kill,
     /// Cancel every open order and close every position at market, now. Asks nothing.
     Flatten,
+    /// Hand the running session a new Kite access token, read from stdin (never the command
+    /// line, which other users can see): it reconnects with it and, once the broker accepts
+    /// it, trading resumes. Also stored in venue.credentials_file when there is one.
+    Token,
 }
 
 impl CtlCommand {
-    pub fn request(self) -> Request {
-        match self {
+    /// The request this command sends; `token` reads its token from stdin instead
+    /// ([`token_request`]), so it has none here and is refused.
+    pub fn request(self) -> Result<Request> {
+        Ok(match self {
             CtlCommand::Status => Request::Status,
             CtlCommand::Pause { strategy: None } => Request::Pause,
             CtlCommand::Pause { strategy: Some(id) } => Request::PauseStrategy(id),
@@ -62,8 +68,29 @@ impl CtlCommand {
             } => Request::ClearKill,
             CtlCommand::Kill => Request::Kill,
             CtlCommand::Flatten => Request::Flatten,
-        }
+            CtlCommand::Token => {
+                bail!(
+                    "`kestrel ctl token` reads the token from stdin (`echo TOKEN | kestrel ctl token`)"
+                )
+            }
+        })
     }
+}
+
+/// `kestrel ctl token`'s request: the token is the first line of `input`.
+pub fn token_request(input: &mut dyn io::BufRead) -> Result<Request> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .context("reading the access token from stdin")?;
+    if line.trim().is_empty() {
+        bail!(
+            "no access token on stdin: run `echo TOKEN | kestrel ctl token` (or paste it and press Enter)"
+        );
+    }
+    TokenText::new(&line)
+        .map(Request::Token)
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// `kestrel ctl ...`: find the socket, send, print the reply. An error reply is an `Err`
@@ -78,12 +105,25 @@ pub fn run(args: &CtlArgs) -> Result<()> {
         }
     };
     let mut out = io::stdout().lock();
+    if args.command == CtlCommand::Token {
+        let request = token_request(&mut io::stdin().lock())?;
+        return execute_request(args, request, &socket, &mut out);
+    }
     execute(args, &socket, &mut out)
 }
 
 /// Send `args.command` to the kestrel at `socket` and write what it said to `out`.
 pub fn execute(args: &CtlArgs, socket: &Path, out: &mut dyn Write) -> Result<()> {
-    let request = args.command.request();
+    execute_request(args, args.command.request()?, socket, out)
+}
+
+/// Send `request` to the kestrel at `socket` and write what it said to `out`.
+pub fn execute_request(
+    args: &CtlArgs,
+    request: Request,
+    socket: &Path,
+    out: &mut dyn Write,
+) -> Result<()> {
     let reply = send(socket, request, args.timeout)?;
     let field = |k: &str| reply.get(k).and_then(Value::as_str);
     let ok = reply.get("ok").and_then(Value::as_bool).ok_or_else(|| {

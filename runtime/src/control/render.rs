@@ -29,6 +29,7 @@ pub fn status_json(s: &OpsSnapshot) -> Value {
             "open_positions": r.open_positions,
         })).collect::<Vec<_>>(),
         "killed": s.killed,
+        "token_problem": s.token_problem,
         "session_phase": s.session_phase,
         "market": {
             "ticks": s.ticks,
@@ -104,6 +105,11 @@ pub fn status_text(s: &OpsSnapshot) -> String {
     }
     if s.killed {
         flags.push("KILL SWITCH ON");
+    }
+    let token_flag;
+    if let Some(why) = &s.token_problem {
+        token_flag = format!("ENTRIES BLOCKED: {why}");
+        flags.push(&token_flag);
     }
     let strategies_paused;
     if !s.paused_strategies.is_empty() {

@@ -39,6 +39,7 @@ fn sample() -> OpsSnapshot {
         paused_strategies: vec![3],
         strategies: Vec::new(),
         killed: false,
+        token_problem: None,
         session_phase: "continuous",
         ticks: 5_000_000,
         ticks_per_sec: 1_234,
@@ -580,9 +581,9 @@ fn ctl_options_go_before_or_after_the_command() {
     assert!(a.json);
     assert_eq!(a.command, CtlCommand::Status);
     let a = ctl(&["resume", "--clear-kill", "--timeout", "1s"]);
-    assert_eq!(a.command.request(), Request::ClearKill);
+    assert_eq!(a.command.request().unwrap(), Request::ClearKill);
     assert_eq!(a.timeout, Duration::from_secs(1));
-    assert_eq!(ctl(&["resume"]).command.request(), Request::Resume);
+    assert_eq!(ctl(&["resume"]).command.request().unwrap(), Request::Resume);
     assert_eq!(ctl(&["kill"]).timeout, Duration::from_secs(5));
     let argv = ["kestrel", "ctl", "--socket", "a", "--config", "b", "status"];
     assert!(
@@ -696,4 +697,35 @@ fn status_text_reads_like_a_dashboard() {
     assert!(quiet.contains("feed DISCONNECTED, no frame yet"), "{quiet}");
     assert!(quiet.contains("positions  none"), "{quiet}");
     assert!(quiet.contains("tick→order: no orders yet"), "{quiet}");
+}
+
+#[test]
+fn a_token_request_carries_the_token_and_never_shows_it() {
+    let r = Request::parse("token AbC123xyz").unwrap();
+    match r {
+        Request::Token(t) => assert_eq!(t.expose(), "AbC123xyz"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.line(), "token AbC123xyz");
+    assert!(!format!("{r:?}").contains("AbC123xyz"), "{r:?}");
+    for bad in [
+        "token",
+        "token a b",
+        "token s3cr3t;rm",
+        &format!("token {}", "a".repeat(129)),
+    ] {
+        let e = Request::parse(bad).unwrap_err();
+        assert!(!e.contains("s3cr3t") && !e.contains("aaaa"), "{e}");
+    }
+    // `kestrel ctl token` reads the token from stdin, never from its arguments.
+    let mut stdin: &[u8] = b"  AbC123xyz \n";
+    assert_eq!(
+        super::client::token_request(&mut stdin).unwrap(),
+        Request::parse("token AbC123xyz").unwrap()
+    );
+    let mut empty: &[u8] = b"\n";
+    let e = super::client::token_request(&mut empty)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("echo TOKEN | kestrel ctl token"), "{e}");
 }

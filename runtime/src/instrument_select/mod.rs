@@ -158,6 +158,46 @@ pub fn master_from_cache(storage_dir: &Path, today: Date) -> Result<InstrumentMa
     }
 }
 
+/// The session's instruments from `config`'s `[instruments]`, resolved as a session starts:
+/// `None` when nothing is selected (the five default equities), else the selection resolved
+/// against `master()` (the day's dump) on `today`, option rules placed at the last prices
+/// `market` gives (`/quote/ltp`). Each instrument is logged with its lot, tick and freeze.
+pub fn resolve_config(
+    config: &Config,
+    today: Date,
+    master: impl FnOnce() -> Result<InstrumentMaster>,
+    market: Option<&MarketData>,
+) -> Result<Option<Resolved>> {
+    if config.instruments.is_default() {
+        return Ok(None);
+    }
+    let origin = &config.origin;
+    let entries = config
+        .instruments
+        .entries(&config.source_text)
+        .with_context(|| format!("checking config {origin}"))?;
+    let freeze = config.instruments.freeze_limits()?;
+    let master = master()?;
+    let resolved = resolve(&entries, origin, &master, today, &freeze, &mut |names| {
+        let Some(market) = market else {
+            bail!("the venue's /quote/ltp is needed and there is none here");
+        };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Ok(retrying("/quote/ltp", || market.ltp(&names))?)
+    })?;
+    for (id, ins) in resolved.table.iter() {
+        tracing::info!(
+            instrument = %resolved.names[id.index()],
+            lot = ins.lot_size.0,
+            tick = %ins.tick_size,
+            freeze = ins.freeze_qty.0,
+            divisor = ins.price_divisor,
+            "selected"
+        );
+    }
+    Ok(Some(resolved))
+}
+
 /// Resolves `[instruments]` and binds `config` to the session's table (see
 /// [`Config::bind`]): the default equities when nothing is selected, else the selection
 /// resolved against `master()` (the day's dump) on `today`, option rules placed at the last
@@ -170,34 +210,9 @@ pub fn bind_session<S: StrategySet>(
     master: impl FnOnce() -> Result<InstrumentMaster>,
     market: Option<&MarketData>,
 ) -> Result<()> {
-    let origin = config.origin.clone();
-    if config.instruments.is_default() {
-        config.bind::<S>(InstrumentTable::nse_default(), &BTreeMap::new())?;
-    } else {
-        let entries = config
-            .instruments
-            .entries(&config.source_text)
-            .with_context(|| format!("checking config {origin}"))?;
-        let freeze = config.instruments.freeze_limits()?;
-        let master = master()?;
-        let resolved = resolve(&entries, &origin, &master, today, &freeze, &mut |names| {
-            let Some(market) = market else {
-                bail!("the venue's /quote/ltp is needed and there is none here");
-            };
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            Ok(retrying("/quote/ltp", || market.ltp(&names))?)
-        })?;
-        for (id, ins) in resolved.table.iter() {
-            tracing::info!(
-                instrument = %resolved.names[id.index()],
-                lot = ins.lot_size.0,
-                tick = %ins.tick_size,
-                freeze = ins.freeze_qty.0,
-                divisor = ins.price_divisor,
-                "selected"
-            );
-        }
-        config.bind::<S>(resolved.table, &resolved.aliases)?;
+    match resolve_config(config, today, master, market)? {
+        None => config.bind::<S>(InstrumentTable::nse_default(), &BTreeMap::new())?,
+        Some(resolved) => config.bind::<S>(resolved.table, &resolved.aliases)?,
     }
     if config.instruments.price_bands
         && let Some(market) = market
@@ -460,16 +475,7 @@ mod tests {
         let sim = crate::sim_cmd::start(&crate::sim_cmd::SimArgs {
             rest_addr: loopback,
             ws_addr: loopback,
-            api_key: "k".into(),
-            access_token: Some("t".into()),
-            seed: 1,
-            symbols: None,
-            speed: 1.0,
-            journal_out: None,
-            replay: None,
-            derivatives: false,
-            api_secret: None,
-            redirect_url: None,
+            ..crate::sim_cmd::SimArgs::loopback(1)
         })
         .unwrap();
         let market = MarketData::new(&sim.rest_url, "k", "t", std::time::Duration::from_secs(5));

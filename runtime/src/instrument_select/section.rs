@@ -276,4 +276,32 @@ mod tests {
                 .contains("NIFTY must be positive")
         );
     }
+
+    /// The user's refreshed freeze file replaces the shipped list, and a single override
+    /// in the config wins over both; an underlying in neither has no limit.
+    #[test]
+    fn a_refreshed_freeze_file_and_an_override_set_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("freeze.csv");
+        std::fs::write(&file, "SYMBOL,VOL_FRZ_QTY\nNIFTY,1350\nRELIANCE,5000\n").unwrap();
+        let (s, _) = section(&format!(
+            "[instruments]\nfreeze_file = \"{}\"\nfreeze_qty = {{ RELIANCE = 6000, TCS = 2625 }}\n",
+            file.display()
+        ));
+        let limits = s.freeze_limits().unwrap();
+        assert_eq!(
+            limits.get("NIFTY"),
+            Some(1350),
+            "the file, not the shipped 1,800"
+        );
+        assert_eq!(limits.get("RELIANCE"), Some(6000), "the override wins");
+        assert_eq!(limits.get("TCS"), Some(2625));
+        assert_eq!(limits.get("BANKNIFTY"), None, "not in the refreshed file");
+        let (s, _) = section("[instruments]\nfreeze_file = \"/nonexistent/freeze.csv\"\n");
+        let err = format!("{:#}", s.freeze_limits().unwrap_err());
+        assert!(
+            err.contains("reading instruments.freeze_file /nonexistent/freeze.csv"),
+            "{err}"
+        );
+    }
 }

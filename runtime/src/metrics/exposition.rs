@@ -8,7 +8,8 @@ const SESSION_PHASES: [&str; 5] = ["closed", "pre-open", "continuous", "closing"
 
 /// Appends `snapshot` to `out` in the Prometheus text format 0.0.4.
 ///
-/// A family with no rows (no positions yet, no rejections yet) is left out, and so is
+/// A family with no rows (no positions yet) is left out (the risk rejections are there from
+/// the start, every reason at 0), and so is
 /// `kestrel_heartbeat_age_seconds` before the first frame: an absent series is what
 /// `absent()` and staleness handling expect, where a NaN would silently fail every
 /// `> threshold` alert. Latency quantiles before the first measurement are NaN, as the
@@ -115,12 +116,28 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
         "state",
         s.orders_by_state.iter().map(|(k, v)| (k.as_str(), *v)),
     );
+    // Every reason from the start, at 0 until it happens: `increase()` and `rate()` need a
+    // series that existed before the first rejection to count that rejection.
+    let rejected = |name: &str| {
+        s.rejects_by_reason
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, count)| count)
+            .sum::<u64>()
+    };
     w.labelled(
         "kestrel_risk_rejections_total",
         Kind::Counter,
         "Orders the risk gate rejected, by reason.",
         "reason",
-        s.rejects_by_reason.iter().copied(),
+        kestrel_engine::RiskReason::ALL
+            .iter()
+            .map(|r| (r.name(), rejected(r.name())))
+            .chain(s.rejects_by_reason.iter().copied().filter(|(n, _)| {
+                !kestrel_engine::RiskReason::ALL
+                    .iter()
+                    .any(|r| r.name() == *n)
+            })),
     );
     w.counter(
         "kestrel_venue_rejections_total",

@@ -35,6 +35,7 @@ fn full_snapshot() -> OpsSnapshot {
             },
         ],
         killed: false,
+        token_problem: None,
         session_phase: "continuous",
         ticks: 1_234_567,
         ticks_per_sec: 20_000,
@@ -930,4 +931,101 @@ proptest::proptest! {
             proptest::prop_assert!(r.path.starts_with('/'));
         }
     }
+}
+
+/// A server whose connections wait `LONG` for their request: longer than any test runs.
+fn patient_server() -> MetricsServer {
+    let shared = snapshot::shared(Mode::Paper);
+    let mut s = full_snapshot();
+    s.at = unix_nanos_now();
+    snapshot::publish(&shared, s);
+    MetricsServer::bind_with(loopback(), false, shared, Duration::from_secs(120)).unwrap()
+}
+
+/// Issue 19's must-show: a client that connects and sends nothing holds its own connection
+/// only. Two scrapes from two threads both get their whole answer while it is still open
+/// (the server has not even timed it out: it has nothing to read); served one at a time,
+/// they would wait behind it for its 120 s deadline, past their own 60 s bound.
+#[test]
+fn two_concurrent_scrapes_are_answered_while_a_third_client_idles() {
+    let server = patient_server();
+    let addr = server.local_addr();
+    let idle = TcpStream::connect(addr).unwrap();
+    let scrapes: Vec<_> = (0..2)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                stream
+                    .write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+                    .unwrap();
+                let mut response = String::new();
+                stream.read_to_string(&mut response).map(|_| response)
+            })
+        })
+        .collect();
+    for scrape in scrapes {
+        let response = scrape.join().unwrap().expect("the scrape was answered");
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        let body = response.split_once("\r\n\r\n").unwrap().1;
+        check_exposition(body).unwrap();
+    }
+    // The idle client is still connected and has been sent nothing.
+    idle.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    let read = (&idle).read(&mut buf);
+    assert!(
+        matches!(&read, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+        "the idle connection was answered or closed: {read:?}"
+    );
+    drop(idle);
+    drop(server);
+}
+
+/// Past [`MAX_CONNECTIONS`] at once, a connection is told 503 at once instead of waiting.
+#[test]
+fn connections_past_the_cap_get_503_at_once() {
+    let server = patient_server();
+    let addr = server.local_addr();
+    let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let (status, _, body) = get(addr, "/metrics");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("too many connections"), "{body}");
+    drop(idle);
+    drop(server);
+}
+
+/// The scrape carries the process_* families of the Prometheus client libraries, read from
+/// this process, and stays valid exposition with them.
+#[test]
+fn a_scrape_has_the_process_metrics() {
+    let (server, _) = server_with(full_snapshot());
+    let (status, _, body) = get(server.local_addr(), "/metrics");
+    assert_eq!(status, 200);
+    let samples = check_exposition(&body).unwrap();
+    let value = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+    };
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_threads",
+        "process_open_fds",
+        "process_max_fds",
+    ] {
+        assert!(samples.iter().any(|(n, _)| n == name), "{name}");
+    }
+    assert!(value("process_resident_memory_bytes") > 0.0);
+    // The test's own server thread and this one at least; the listener and the connection
+    // at least.
+    assert!(value("process_threads") >= 2.0);
+    assert!(value("process_open_fds") >= 2.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
 }

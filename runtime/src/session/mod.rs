@@ -63,14 +63,21 @@ use crate::strategies::StrategySet;
 mod ops;
 mod report;
 mod restore;
+mod startup;
 mod threads;
+mod token;
+#[cfg(test)]
+mod token_tests;
 
 use ops::{Ops, StoreReader};
 pub use report::{SessionReport, fmt_ns};
 use report::{net_positions, print_status};
 pub use restore::Restored;
 use restore::restore;
+use startup::{Startup, start_gateway};
 use threads::{EngineRings, GatewayEnds, SessionEngine, Threads};
+pub use token::TokenInbox;
+use token::TokenWatch;
 
 /// Where the venue is and who we are there.
 pub struct VenueLink {
@@ -78,7 +85,12 @@ pub struct VenueLink {
     pub rest_url: String,
     /// `ws://host:port` or `wss://host`.
     pub ws_url: String,
+    /// The access token may be empty: the session then waits for one (`kestrel login`
+    /// writing the credentials file, or `kestrel ctl token`).
     pub credentials: Credentials,
+    /// Where `kestrel login` writes new tokens: watched during the session (`None`: the
+    /// environment's token, replaced only by `kestrel ctl token`).
+    pub credentials_file: Option<PathBuf>,
     /// Kite `product` for placements (and the fee model's rates).
     pub product: kestrel_engine::fees::Product,
 }
@@ -130,7 +142,13 @@ impl<S: StrategySet> SessionBuilder<S> {
         let dry_run = args.mode == Mode::DryRun;
         let store = open_store(&args, &clock)?;
         let rings = Rings::new();
-        let services = OpsServices::start(&args, rings.operator_tx)?;
+        let mut watch = TokenWatch::new(
+            &args.venue.credentials,
+            args.venue.credentials_file.clone(),
+            &config.venue.login_base(),
+            config.venue.login_alert_minute()?,
+        );
+        let services = OpsServices::start(&args, rings.operator_tx, watch.inbox.clone())?;
         let mut control_tx = rings.control_tx;
         let strategy_ids: Vec<u8> = config
             .strategy_sections()
@@ -145,7 +163,14 @@ impl<S: StrategySet> SessionBuilder<S> {
             // A dry run sends nothing: it reads the store and lets it go.
             (None, restore(&store, &table, &strategy_ids, clock.now())?)
         } else {
-            let mut gateway = start_gateway(&args, store, &table, rings.gateway_control_tx, &stop)?;
+            let startup = Startup {
+                stop: &stop,
+                watch: &mut watch,
+                alerts: services.alerter.sender(),
+                clock: &clock,
+            };
+            let mut gateway =
+                start_gateway(&args, store, &table, rings.gateway_control_tx, startup)?;
             let restored = restore(gateway.store(), &table, &strategy_ids, clock.now())?;
             // What reconciliation learned (fills recovered after a crash, orders it closed)
             // is in the store, so the restore above has it; its reports must not reach the
@@ -175,6 +200,16 @@ impl<S: StrategySet> SessionBuilder<S> {
         for &(strategy, id, side, qty) in &restore_working {
             engine.restore_working(strategy, id, side, qty);
         }
+        // Strategies on bars start with their indicators filled from the venue's history.
+        let creds = &args.venue.credentials;
+        let history = crate::warm_up::client(
+            &args.venue.rest_url,
+            creds.api_key.expose(),
+            creds.access_token.expose(),
+        );
+        if let Err(e) = crate::warm_up::warm_up(&mut engine, &history, clock.now()) {
+            tracing::warn!(error = %format!("{e:#}"), "no warm-up from history: strategies on bars start cold");
+        }
         let capital = engine.book().capital();
         // A signal sets `stop`; the engine reads it directly, so no decision follows it.
         let decisions_stopped = engine.stop_deciding_on(stop.clone());
@@ -183,6 +218,7 @@ impl<S: StrategySet> SessionBuilder<S> {
         let gateway_wake = Arc::new(kestrel_engine::wake::Wake::new());
         let mut feed = feed_client(
             &args,
+            watch.current(),
             &table,
             FeedSinks {
                 ticks: rings.tick_tx,
@@ -191,7 +227,9 @@ impl<S: StrategySet> SessionBuilder<S> {
                 control: Some(control_tx),
             },
         )?;
+        feed.use_clock(clock.clone());
         let feed_stats = feed.shared_stats();
+        watch.attach_feed(feed.token_handoff());
         let layout = config.engine.mode.resolve(core_count());
         tracing::info!(
             mode = ?layout,
@@ -216,6 +254,7 @@ impl<S: StrategySet> SessionBuilder<S> {
                 control: rings.control_rx,
                 operator: Some(rings.operator_rx),
                 gateway: Some(rings.gateway_control_rx),
+                schedule: Some(rings.schedule_rx),
                 execs: rings.exec_rx,
                 ticks: rings.tick_rx,
             },
@@ -265,7 +304,7 @@ impl<S: StrategySet> SessionBuilder<S> {
         let store_reader = StoreReader::open(&args.store_path);
         let mut journal_rx = rings.journal_rx;
         let mut dry_orders_seen = 0u64;
-        let publish = |ops: &mut Ops, dry_orders_seen: u64| {
+        let publish = |ops: &mut Ops, dry_orders_seen: u64, token_problem: Option<String>| {
             // Once a second, with the snapshot: the clock's drift corrected, off the hot path
             // (the snapshot reports the offset found).
             clock.reanchor();
@@ -279,9 +318,17 @@ impl<S: StrategySet> SessionBuilder<S> {
             s.incidents = incidents.len() as u64;
             ops.alert_on(&s, &incidents);
             s.store_path = args.store_path.display().to_string();
+            s.token_problem = token_problem;
             snapshot::publish(&args.snapshot, s);
         };
-        publish(&mut ops, 0);
+        let unix_now = || clock.now() / 1_000_000_000;
+        publish(&mut ops, 0, watch.problem(unix_now()));
+        let mut square_off = crate::square_off::SquareOff::new(
+            &config.square_off,
+            &table,
+            args.venue.product.kite(),
+            rings.schedule_tx,
+        );
         let deadline = args.duration.map(|d| started + d);
         let mut next_status = Instant::now() + Duration::from_secs(1);
         while deadline.is_none_or(|d| Instant::now() < d)
@@ -297,9 +344,25 @@ impl<S: StrategySet> SessionBuilder<S> {
             if work == 0 {
                 thread::sleep(Duration::from_millis(1));
             }
+            // The gateway refused the token (entries held there at once) or took a new one.
+            if let Some(on) = watch.hold_change() {
+                services.hold_for_token(on);
+            }
             if Instant::now() >= next_status {
                 next_status += Duration::from_secs(1);
-                publish(&mut ops, dry_orders_seen);
+                if let Some(s) = square_off.as_mut() {
+                    s.run(&clock, |id| ops.book.position(id).qty.0, |a| ops.alert(a));
+                }
+                if let Some(source) = watch.take_new(unix_now()) {
+                    tracing::info!(
+                        source,
+                        "a new Kite access token: the gateway reconciles with it, the feed reconnects with it"
+                    );
+                }
+                if let Some(alert) = watch.alert(clock.now()) {
+                    ops.alert(alert);
+                }
+                publish(&mut ops, dry_orders_seen, watch.problem(unix_now()));
                 if args.status {
                     print_status(&snapshot::read(&args.snapshot));
                 }
@@ -333,7 +396,7 @@ impl<S: StrategySet> SessionBuilder<S> {
         });
         ops.drain(&mut journal_rx);
         ops.journal.sync().context("syncing the journal to disk")?;
-        publish(&mut ops, dry_orders_seen);
+        publish(&mut ops, dry_orders_seen, watch.problem(unix_now()));
         let (gateway_counters, venue_positions) = match venue_positions {
             Some((c, p)) => (Some(c), p),
             None => (None, None),
@@ -403,6 +466,9 @@ struct Rings {
     /// Pauses the gateway decides.
     gateway_control_tx: Producer<ControlCommand>,
     gateway_control_rx: Consumer<ControlCommand>,
+    /// The intraday square-off's commands, from the ops loop ([`crate::square_off`]).
+    schedule_tx: Producer<ControlCommand>,
+    schedule_rx: Consumer<ControlCommand>,
     journal_tx: Producer<JournalRecord>,
     journal_rx: Consumer<JournalRecord>,
     /// Kite's text frames (order updates) from the feed to the gateway.
@@ -418,6 +484,7 @@ impl Rings {
         let (control_tx, control_rx) = channel(64);
         let (operator_tx, operator_rx) = channel(64);
         let (gateway_control_tx, gateway_control_rx) = channel(64);
+        let (schedule_tx, schedule_rx) = channel(1 << 12);
         let (journal_tx, journal_rx) = channel(1 << 18);
         let (texts_tx, texts_rx) = channel(256);
         Rings {
@@ -433,6 +500,8 @@ impl Rings {
             operator_rx,
             gateway_control_tx,
             gateway_control_rx,
+            schedule_tx,
+            schedule_rx,
             journal_tx,
             journal_rx,
             texts_tx,
@@ -461,6 +530,8 @@ fn open_store(args: &SessionArgs, clock: &LiveClock) -> Result<Store> {
 /// off this storage directory).
 struct OpsServices {
     alerter: Alerter,
+    /// The control socket's handler, shared with the ops loop (the token hold).
+    operator: Arc<std::sync::Mutex<Operator>>,
     metrics: Option<crate::metrics::MetricsServer>,
     control: ControlServer,
     /// Commands from the phone (`[alerts.telegram] commands`), a client of `control`.
@@ -468,7 +539,11 @@ struct OpsServices {
 }
 
 impl OpsServices {
-    fn start(args: &SessionArgs, operator_tx: Producer<ControlCommand>) -> Result<OpsServices> {
+    fn start(
+        args: &SessionArgs,
+        operator_tx: Producer<ControlCommand>,
+        tokens: Arc<TokenInbox>,
+    ) -> Result<OpsServices> {
         let config = &args.config;
         let alerter = Alerter::start(&config.alerts).context("starting alerts ([alerts])")?;
         let metrics = config
@@ -479,7 +554,7 @@ impl OpsServices {
             println!("  metrics    http://{}/metrics", m.local_addr());
         }
         let socket = config.storage.socket_path();
-        let mut operator = Operator::new(
+        let operator = Operator::new(
             &args.store_path,
             operator_tx,
             args.snapshot.clone(),
@@ -490,8 +565,15 @@ impl OpsServices {
                 .map(|(id, _)| *id)
                 .collect(),
         )?;
-        let control = ControlServer::start(&socket, move |req| operator.handle(req))
-            .context("starting the control socket")?;
+        let operator = Arc::new(std::sync::Mutex::new(operator.with_tokens(tokens)));
+        let handler = operator.clone();
+        let control = ControlServer::start(&socket, move |req| {
+            handler
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .handle(req)
+        })
+        .context("starting the control socket")?;
         println!(
             "  control    kestrel ctl --socket {} status",
             socket.display()
@@ -500,10 +582,31 @@ impl OpsServices {
             .context("starting the Telegram commands ([alerts.telegram] commands)")?;
         Ok(OpsServices {
             alerter,
+            operator,
             metrics,
             control,
             telegram,
         })
+    }
+
+    /// Holds (`on`) or releases every strategy's entries for the access token, said in the
+    /// log ([`Operator::hold_for_token`]).
+    fn hold_for_token(&self, on: bool) {
+        let mut operator = self.operator.lock().unwrap_or_else(|e| e.into_inner());
+        match operator.hold_for_token(on) {
+            Ok(()) if on => tracing::error!(
+                "entries blocked: the broker refused the access token; positions stay watched; \
+                 waiting for a new token (`kestrel login`, or `kestrel ctl token`)"
+            ),
+            Ok(()) => tracing::info!(
+                "the new access token works: entries resume (strategies the operator paused stay paused)"
+            ),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                on,
+                "holding entries for the access token"
+            ),
+        }
     }
 
     /// Closes the control socket and the metrics endpoint, then delivers what alerts are
@@ -548,16 +651,16 @@ fn build_engine<S: StrategySet>(
 /// The feed client for the venue's ticker, subscribed to every instrument of `table`.
 fn feed_client(
     args: &SessionArgs,
+    access_token: &kestrel_gateway::Secret,
     table: &InstrumentTable,
     sinks: FeedSinks,
 ) -> Result<FeedClient> {
     let tokens: Vec<u32> = table.iter().map(|(_, i)| i.token).collect();
-    let creds = &args.venue.credentials;
     FeedClient::new(
         FeedConfig::new(
             &args.venue.ws_url,
-            creds.api_key.expose(),
-            creds.access_token.expose(),
+            args.venue.credentials.api_key.expose(),
+            access_token.expose(),
             &tokens,
         ),
         table.clone(),
@@ -620,102 +723,6 @@ fn inline_writer(gateway: &mut Gateway<KiteClient>) -> Option<kestrel_gateway::O
         Err(e) => {
             tracing::warn!(error = %e, "the engine thread's order connection did not open; the gateway writes every order");
             None
-        }
-    }
-}
-
-fn start_gateway(
-    args: &SessionArgs,
-    store: Store,
-    table: &InstrumentTable,
-    engine_control: kestrel_engine::ring::Producer<ControlCommand>,
-    stop: &AtomicBool,
-) -> Result<Gateway<KiteClient>> {
-    let kite = KiteClient::new(
-        KiteConfig::new(args.venue.rest_url.clone()),
-        &args.venue.credentials,
-    )
-    .map_err(|e| anyhow::anyhow!("the venue's REST API at {}: {e}", args.venue.rest_url))?;
-    let mut gateway = Gateway::new(
-        kite,
-        store,
-        table.clone(),
-        GatewayConfig {
-            poll_interval: Duration::from_millis(100),
-            // Order updates bring the fills; polling is the fallback. Short enough that the
-            // settle at the end sees a poll after the market stops.
-            poll_interval_with_updates: Duration::from_millis(250),
-            // `[engine] gateway_idle`: by default it spins for the next order with a core of
-            // its own, and on a smaller machine spins briefly, then parks until woken.
-            idle_spin: if args.config.engine.gateway_idle.spins(core_count()) {
-                Duration::MAX
-            } else {
-                GatewayConfig::default().idle_spin
-            },
-            product: args.venue.product,
-            durability: match args.config.storage.order_durability {
-                OrderDurability::Full => Durability::Full,
-                OrderDurability::Process => Durability::Process {
-                    intent_log: args.store_path.with_extension("intents"),
-                },
-                OrderDurability::Group => Durability::Group(GroupCommitConfig::new(
-                    args.store_path.with_extension("intents"),
-                )),
-            },
-            ..GatewayConfig::default()
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("starting the gateway: {e}"))?;
-    gateway.attach_engine_control(engine_control);
-    let reconciled = reconcile_riding_out_hiccups(&mut gateway, &args.venue.rest_url, stop)?;
-    if reconciled.outcome != ReconcileOutcome::Clean {
-        // The reconciliation paused trading in the store; the engine starts paused and the
-        // operator decides (`kestrel ctl status`, then `kestrel ctl resume`).
-        tracing::error!(
-            incidents = reconciled.incidents.len(),
-            store = %args.store_path.display(),
-            "reconciliation found differences it cannot resolve: trading starts paused; \
-             inspect the incidents table, then run `kestrel ctl resume`"
-        );
-    }
-    Ok(gateway)
-}
-
-/// Start-up reconciliation that rides out a broker hiccup: a transient failure (503, 429,
-/// a timeout, a dropped connection) is retried with backoff, saying so, for as long as it
-/// takes (nothing trades before it succeeds) or until `stop` is set; any other failure ends
-/// the start.
-fn reconcile_riding_out_hiccups(
-    gateway: &mut Gateway<KiteClient>,
-    rest_url: &str,
-    stop: &AtomicBool,
-) -> Result<kestrel_gateway::ReconcileReport> {
-    let mut wait = Duration::from_millis(500);
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        match gateway.reconcile() {
-            Ok(r) => return Ok(r),
-            Err(kestrel_gateway::GatewayError::Venue(e)) if e.is_transient() => {
-                if stop.load(Ordering::Relaxed) {
-                    anyhow::bail!(
-                        "stopped before the venue at {rest_url} could be reconciled: {e}"
-                    );
-                }
-                tracing::warn!(
-                    attempt,
-                    error = %e,
-                    retry_in = ?wait,
-                    "start-up reconciliation failed on a transient venue error; nothing trades \
-                     until it succeeds; retrying"
-                );
-                let until = Instant::now() + wait;
-                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                    thread::sleep(Duration::from_millis(20));
-                }
-                wait = (wait * 2).min(Duration::from_secs(30));
-            }
-            Err(e) => anyhow::bail!("reconciling with the venue at {rest_url}: {e}"),
         }
     }
 }

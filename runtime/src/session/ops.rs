@@ -423,6 +423,8 @@ impl Ops {
             uptime_s: uptime.as_secs(),
             trading_state: self.trading_state.name(),
             paused: self.paused,
+            // Set by the session from its token watch.
+            token_problem: None,
             paused_strategies: self.paused_strategies.clone(),
             strategies: self
                 .strategies

@@ -47,6 +47,8 @@ struct State {
     access_tokens: HashSet<String>,
     /// Request tokens not yet exchanged, with when they were issued.
     request_tokens: HashMap<String, Instant>,
+    /// REST requests refused for their token ([`Sessions::admits`]).
+    refused: u64,
 }
 
 impl fmt::Debug for Sessions {
@@ -71,6 +73,7 @@ impl Sessions {
                 redirect_url: cfg.redirect_url.clone(),
                 access_tokens: HashSet::from([cfg.access_token.clone()]),
                 request_tokens: HashMap::new(),
+                refused: 0,
             })),
         }
     }
@@ -79,6 +82,29 @@ impl Sessions {
     pub fn is_valid(&self, api_key: &str, access_token: &str) -> bool {
         let s = lock(&self.inner);
         s.api_key == api_key && s.access_tokens.contains(access_token)
+    }
+
+    /// [`Sessions::is_valid`] for a REST request, counting the ones refused
+    /// ([`Sessions::refused_requests`]).
+    pub fn admits(&self, api_key: &str, access_token: &str) -> bool {
+        let mut s = lock(&self.inner);
+        let ok = s.api_key == api_key && s.access_tokens.contains(access_token);
+        s.refused += u64::from(!ok);
+        ok
+    }
+
+    /// REST requests refused so far for their token (403 `TokenException`): how many
+    /// requests a client sent with a token it should know is dead.
+    pub fn refused_requests(&self) -> u64 {
+        lock(&self.inner).refused
+    }
+
+    /// Makes `access_token` live, as a login and `POST /session/token` would (a test's
+    /// shortcut to "the trader logged in again").
+    pub fn grant(&self, access_token: &str) {
+        lock(&self.inner)
+            .access_tokens
+            .insert(access_token.to_string());
     }
 
     /// Invalidates `access_token` (as `DELETE /session/token` does, or as Kite does at its

@@ -1,7 +1,8 @@
 //! [`EngineVenue`]: the engine's order requests into the [`PaperVenue`], and the venue's fills
-//! and status changes back out as the engine's execution reports, with fees. Replay,
-//! backtests and `kestrel paper` trade through it: the same matching code the simulator's REST
-//! API uses, with no sockets.
+//! and status changes back out as the engine's execution reports, with fees. Replay and
+//! backtests trade through it: the same matching code the simulator's REST API uses, with no
+//! sockets. It stands for the gateway too: an order above the freeze quantity is placed as
+//! the gateway's child orders ([`crate::slicing`]) and reported back as the parent.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,7 @@ use kestrel_engine::{
 };
 
 use crate::matching::{MatchingConfig, OrderParams, OrderStatus, Product, Validity};
+use crate::slicing::{Placement, SliceBook};
 use crate::venue::PaperVenue;
 use kestrel_engine::{InstrumentTable, Tick};
 
@@ -27,8 +29,9 @@ pub struct EngineVenue<F> {
     trades_seen: usize,
     /// Reports produced and not yet taken.
     out: Vec<ExecReport>,
-    /// Orders refused before reaching the matcher (bad input).
+    /// Orders refused before reaching the matcher (bad input, or unsliceable).
     pub refused: u64,
+    slices: SliceBook,
 }
 
 impl<F: FeeModel> EngineVenue<F> {
@@ -41,6 +44,7 @@ impl<F: FeeModel> EngineVenue<F> {
             trades_seen: 0,
             out: Vec::new(),
             refused: 0,
+            slices: SliceBook::default(),
         }
     }
 
@@ -66,12 +70,18 @@ impl<F: FeeModel> EngineVenue<F> {
                 }
             }
             Some(RequestKind::Cancel) => {
-                let target = self
+                // A sliced parent is cancelled as its children.
+                let children = self.slices.children_of(req.client_order_id);
+                let targets: Vec<u64> = self
                     .requests
                     .iter()
-                    .find(|(_, r)| r.client_order_id == req.client_order_id)
-                    .map(|(id, _)| *id);
-                if let Some(id) = target {
+                    .filter(|(_, r)| {
+                        r.client_order_id == req.client_order_id
+                            || children.contains(&r.client_order_id)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in targets {
                     let _ = self.venue.cancel(id);
                 }
             }
@@ -100,10 +110,63 @@ impl<F: FeeModel> EngineVenue<F> {
         }
     }
 
+    /// A new order: whole, or as the gateway's slices (placed in order until one is
+    /// rejected; the rest are then refused unsent, as the gateway does).
     fn place(&mut self, req: &OrderRequest, now: UnixNanos) {
-        let (Some(side), Some(otype), Some(tif)) = (req.side(), req.order_type(), req.tif()) else {
+        if req.instrument.index() >= self.venue.instruments().len() {
             self.refuse(req, now);
             return;
+        }
+        let ins = self.venue.instruments().get(req.instrument).clone();
+        match self.slices.plan(req, &ins) {
+            Placement::Whole => {
+                self.place_one(req, now);
+            }
+            Placement::Refused(code) => {
+                self.refused += 1;
+                self.out.push(ExecReport {
+                    leaves_qty: req.qty,
+                    reject_code: code,
+                    ..ExecReport::about(req, ExecKind::Rejected, now)
+                });
+            }
+            Placement::Sliced(children) => {
+                let mut failed = false;
+                for c in &children {
+                    if failed {
+                        let code = kestrel_gateway::gateway::reject_code::SIBLING_REJECTED;
+                        self.refuse_child(c, now, code);
+                    } else if !self.place_one(c, now) {
+                        // Its rejection first, then the unsent siblings'.
+                        self.collect(now);
+                        failed = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A slice child not sent: its Rejected report, folded into the parent's.
+    fn refuse_child(&mut self, child: &OrderRequest, now: UnixNanos, code: u8) {
+        let r = ExecReport {
+            leaves_qty: child.qty,
+            reject_code: code,
+            ..ExecReport::about(child, ExecKind::Rejected, now)
+        };
+        self.push(r);
+    }
+
+    /// Hands a report to the queue, a slice child's as its parent's.
+    fn push(&mut self, r: ExecReport) {
+        let out = &mut self.out;
+        self.slices.fold(r, |r| out.push(r));
+    }
+
+    /// Places one order; false if it was refused or rejected at once.
+    fn place_one(&mut self, req: &OrderRequest, now: UnixNanos) -> bool {
+        let (Some(side), Some(otype), Some(tif)) = (req.side(), req.order_type(), req.tif()) else {
+            self.refuse(req, now);
+            return false;
         };
         let limit_priced = matches!(otype, OrderType::Limit | OrderType::StopLimit);
         let params = OrderParams {
@@ -123,20 +186,30 @@ impl<F: FeeModel> EngineVenue<F> {
                 kestrel_engine::Price::ZERO
             },
             trigger_price: req.trigger_price,
-            tag: Some(format!("k{:x}", req.client_order_id & 0xffff_ffff_ffff)),
+            // The tag the live gateway sends for this client order id.
+            tag: Some(kestrel_gateway::idempotency::tag_for(req.client_order_id)),
             market_protection: None,
+            variety: crate::matching::Variety::Regular,
+            iceberg: None,
         };
         match self.venue.place(params) {
             Ok(id) => {
                 self.requests.insert(id, *req);
+                self.venue
+                    .matcher()
+                    .order(id)
+                    .is_none_or(|o| o.status != OrderStatus::Rejected)
             }
-            Err(_) => self.refuse(req, now),
+            Err(_) => {
+                self.refuse(req, now);
+                false
+            }
         }
     }
 
     fn refuse(&mut self, req: &OrderRequest, now: UnixNanos) {
         self.refused += 1;
-        self.out.push(ExecReport {
+        self.push(ExecReport {
             leaves_qty: req.qty,
             ..ExecReport::about(req, ExecKind::Rejected, now)
         });
@@ -161,19 +234,24 @@ impl<F: FeeModel> EngineVenue<F> {
             *filled += t.quantity.0;
             *turnover += t.price.notional(t.quantity);
             let leaves = (req.qty as i64 - *filled).max(0) as u32;
-            self.out.push(ExecReport {
-                venue_order_id: t.order_id,
-                fee,
-                ..ExecReport::fill(
-                    req,
-                    t.timestamp.max(now),
-                    t.price,
-                    t.quantity.0 as u32,
-                    leaves,
-                )
-            });
+            let out = &mut self.out;
+            self.slices.fold(
+                ExecReport {
+                    venue_order_id: t.order_id,
+                    fee,
+                    ..ExecReport::fill(
+                        req,
+                        t.timestamp.max(now),
+                        t.price,
+                        t.quantity.0 as u32,
+                        leaves,
+                    )
+                },
+                |r| out.push(r),
+            );
         }
         self.trades_seen = self.venue.trades().len();
+        let mut cascade = Vec::new();
         for o in self.venue.drain_updates() {
             let Some(req) = self.requests.get(&o.order_id).copied() else {
                 continue;
@@ -186,12 +264,45 @@ impl<F: FeeModel> EngineVenue<F> {
                 ),
                 _ => continue,
             };
-            self.out.push(ExecReport {
-                venue_order_id: o.order_id,
-                leaves_qty: leaves.0.clamp(0, u32::MAX as i64) as u32,
-                price: o.price,
-                ..ExecReport::about(&req, kind, now)
-            });
+            let out = &mut self.out;
+            self.slices.fold(
+                ExecReport {
+                    venue_order_id: o.order_id,
+                    leaves_qty: leaves.0.clamp(0, u32::MAX as i64) as u32,
+                    price: o.price,
+                    ..ExecReport::about(&req, kind, now)
+                },
+                |r| out.push(r),
+            );
+            // A rejected child: its working siblings are cancelled (the gateway's cascade).
+            if kind == ExecKind::Rejected
+                && let Some(parent) = self.slices.parent_of(req.client_order_id)
+            {
+                cascade.push(parent);
+            }
+        }
+        for parent in cascade {
+            let children = self.slices.children_of(parent).to_vec();
+            let working: Vec<u64> = self
+                .venue
+                .orders()
+                .iter()
+                .filter(|o| {
+                    is_live(o.status)
+                        && self
+                            .requests
+                            .get(&o.order_id)
+                            .is_some_and(|r| children.contains(&r.client_order_id))
+                })
+                .map(|o| o.order_id)
+                .collect();
+            if working.is_empty() {
+                continue;
+            }
+            for id in working {
+                let _ = self.venue.cancel(id);
+            }
+            self.collect(now);
         }
     }
 }
@@ -332,5 +443,116 @@ mod tests {
             (r[0].kind(), r[0].leaves_qty),
             (Some(ExecKind::Rejected), 10)
         );
+    }
+}
+
+#[cfg(test)]
+mod slicing_tests {
+    use super::*;
+    use kestrel_engine::fees::NoFees;
+    use kestrel_engine::records::{RecordTag, TickKind, order_flags};
+    use kestrel_engine::{Instrument, InstrumentId, Price, Qty, Side};
+    use kestrel_gateway::idempotency::{child_client_order_id, tag_for};
+
+    /// One instrument traded in lots of 75 with a freeze quantity of 1,800 (NIFTY's).
+    fn nifty_like() -> InstrumentTable {
+        let base = InstrumentTable::nse_default().get(InstrumentId(0)).clone();
+        InstrumentTable::new(vec![Instrument {
+            lot_size: Qty(75),
+            freeze_qty: Qty(1_800),
+            ..base
+        }])
+        .unwrap()
+    }
+
+    fn quote(ts: u64, qty: u32) -> Tick {
+        Tick {
+            recv_ts: ts,
+            last_px: Price::from_units(100),
+            last_qty: 75,
+            bid_px: Price::from_units(100),
+            bid_qty: qty,
+            ask_px: Price::parse("100.05").unwrap(),
+            ask_qty: qty,
+            instrument: InstrumentId(0),
+            kind: TickKind::Quote.code(),
+            tag: RecordTag::Tick.code(),
+            ..Tick::default()
+        }
+    }
+
+    fn buy(qty: u32, price: &str, flags: u8) -> OrderRequest {
+        OrderRequest {
+            ts: 10,
+            decision_id: 7,
+            client_order_id: 0x1234,
+            price: Price::parse(price).unwrap(),
+            qty,
+            instrument: InstrumentId(0),
+            kind: RequestKind::New.code(),
+            side: Side::Buy.code(),
+            order_type: OrderType::Limit.code(),
+            tif: TimeInForce::Day.code(),
+            tag: RecordTag::Order.code(),
+            flags,
+            ..OrderRequest::default()
+        }
+    }
+
+    /// 1,875 above the freeze of 1,800 reaches the venue as the live gateway places it
+    /// (1,800 then 75, tagged as children 0 and 1), and comes back as fills of the parent.
+    #[test]
+    fn an_order_above_the_freeze_reaches_the_venue_as_slices_and_fills_as_the_parent() {
+        let mut v = EngineVenue::new(nifty_like(), MatchingConfig::default(), NoFees);
+        v.on_tick(&quote(1, 10_000));
+        v.submit(&buy(1_875, "100.05", order_flags::SLICE), 2);
+        let placed: Vec<(Option<String>, i64)> = v
+            .venue()
+            .orders()
+            .iter()
+            .map(|o| (o.tag.clone(), o.quantity.0))
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                (Some(tag_for(child_client_order_id(0x1234, 0))), 1_800),
+                (Some(tag_for(child_client_order_id(0x1234, 1))), 75),
+            ]
+        );
+        let mut r = Vec::new();
+        v.drain(|x| r.push(x));
+        assert!(
+            r.iter()
+                .all(|x| x.client_order_id == 0x1234 && x.decision_id == 7)
+        );
+        assert!(r.iter().all(|x| x.kind() == Some(ExecKind::Fill)), "{r:?}");
+        assert_eq!(r.iter().map(|x| x.qty).sum::<u32>(), 1_875);
+        assert_eq!(r.last().unwrap().leaves_qty, 0);
+        // Without a freeze quantity the same order goes whole.
+        let mut whole = EngineVenue::new(
+            InstrumentTable::nse_default(),
+            MatchingConfig::default(),
+            NoFees,
+        );
+        whole.on_tick(&quote(1, 10_000));
+        whole.submit(&buy(1_875, "100.05", 0), 2);
+        assert_eq!(whole.venue().orders().len(), 1);
+    }
+
+    /// A child the venue rejects (priced off the tick grid here) ends the parent: the
+    /// unsent sibling is refused too, and the engine hears one Rejected for all of it.
+    #[test]
+    fn a_rejected_slice_rejects_the_parent_once() {
+        let mut v = EngineVenue::new(nifty_like(), MatchingConfig::default(), NoFees);
+        v.on_tick(&quote(1, 10_000));
+        v.submit(&buy(1_875, "100.03", order_flags::SLICE), 2);
+        assert_eq!(v.venue().orders().len(), 1, "the second slice is not sent");
+        let mut r = Vec::new();
+        v.drain(|x| r.push(x));
+        let seen: Vec<(Option<ExecKind>, u64, u32)> = r
+            .iter()
+            .map(|x| (x.kind(), x.client_order_id, x.leaves_qty))
+            .collect();
+        assert_eq!(seen, [(Some(ExecKind::Rejected), 0x1234, 1_875)]);
     }
 }

@@ -176,6 +176,22 @@ impl Venue for InProcessVenue {
             },
             tag: Some(order.tag.clone()).filter(|t| !t.is_empty()),
             market_protection: None,
+            variety: match order.variety {
+                kestrel_gateway::venue::Variety::Regular => crate::matching::Variety::Regular,
+                kestrel_gateway::venue::Variety::Amo => crate::matching::Variety::Amo,
+                kestrel_gateway::venue::Variety::Iceberg { .. } => {
+                    crate::matching::Variety::Iceberg
+                }
+            },
+            iceberg: match order.variety {
+                kestrel_gateway::venue::Variety::Iceberg { legs, leg_quantity } => {
+                    Some(crate::matching::Iceberg {
+                        legs: u32::from(legs),
+                        leg_quantity: parse_qty("iceberg_quantity", &leg_quantity.to_string())?,
+                    })
+                }
+                _ => None,
+            },
         })
         .map_err(refused)
     }

@@ -30,6 +30,7 @@ pub mod market_data;
 pub mod matching;
 pub mod order_updates;
 pub mod rest;
+pub mod slicing;
 pub mod synthetic;
 pub mod ticker;
 pub mod venue;

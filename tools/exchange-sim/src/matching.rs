@@ -29,6 +29,22 @@
 //! * Rule rejections (price band, freeze quantity, lot multiple, tick size, SL price on the
 //!   wrong side of its trigger) create an order in REJECTED with a Kite-style
 //!   `status_message`, as Kite's RMS does; malformed input is an error and creates nothing.
+//! * Kite's RMS refuses a stop-loss whose trigger is on the wrong side of the last price (a
+//!   buy's trigger at or below it, a sell's at or above it: it would trigger at once) with
+//!   Kite's message as an InputException; no order is created.
+//!
+//! # Varieties
+//! * **regular**: as above.
+//! * **amo** (after-market order): accepted only while the market is closed
+//!   ([`Matcher::set_market_open`]; the simulator's market is open unless told otherwise) and
+//!   held in AMO REQ RECEIVED, neither matched nor expired, until the market opens; it then
+//!   goes OPEN (or TRIGGER PENDING) and matches like a regular order.
+//! * **iceberg**: `quantity` is the total, placed as `iceberg_legs` (2..=50) legs of
+//!   `iceberg_quantity` (the total over the legs, rounded up to whole lots; the last leg takes
+//!   the rest). Only the first leg is placed at once; each next leg is placed, as an order of
+//!   its own with the same tag and a new id, when the one before it is COMPLETE. A leg that
+//!   ends otherwise (cancelled, rejected, expired) ends the iceberg. Each leg carries Kite's
+//!   `meta.iceberg` ([`IcebergLeg`]). Not accepted while the market is closed (no iceberg AMO).
 //! * The price band is ± [`MatchingConfig::band_bps`] around the instrument's reference price
 //!   (set with [`Matcher::set_reference`], else the first tick's last price), rounded inward to
 //!   the tick size. Without a reference there is no band check.
@@ -132,6 +148,56 @@ pub fn parse_order_type(s: &str) -> Option<OrderType> {
     }
 }
 
+/// Kite `variety`: how an order is handled before it reaches the book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variety {
+    Regular,
+    /// After-market order: held until the market opens.
+    Amo,
+    /// Placed as legs, one after another ([`IcebergLeg`]).
+    Iceberg,
+}
+
+impl Variety {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Variety::Regular => "regular",
+            Variety::Amo => "amo",
+            Variety::Iceberg => "iceberg",
+        }
+    }
+
+    /// Kite's name; `None` for one the simulator does not take (`co`, `auction`).
+    pub fn parse(s: &str) -> Option<Variety> {
+        match s {
+            "regular" => Some(Variety::Regular),
+            "amo" => Some(Variety::Amo),
+            "iceberg" => Some(Variety::Iceberg),
+            _ => None,
+        }
+    }
+}
+
+/// An iceberg placement's split: `legs` legs of `leg_quantity` (Kite's `iceberg_legs` and
+/// `iceberg_quantity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Iceberg {
+    pub legs: u32,
+    pub leg_quantity: Qty,
+}
+
+/// One iceberg leg's place in its iceberg (Kite's `meta.iceberg`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcebergLeg {
+    /// 1-based.
+    pub leg: u32,
+    pub legs: u32,
+    pub leg_quantity: Qty,
+    pub total_quantity: Qty,
+    /// The total less every leg placed so far, this one included.
+    pub remaining_quantity: Qty,
+}
+
 /// Kite order statuses, transitional ones included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OrderStatus {
@@ -145,6 +211,8 @@ pub enum OrderStatus {
     Rejected,
     ModifyPending,
     CancelPending,
+    /// An after-market order waiting for the market to open.
+    AmoReqReceived,
 }
 
 impl OrderStatus {
@@ -160,6 +228,7 @@ impl OrderStatus {
             OrderStatus::Rejected => "REJECTED",
             OrderStatus::ModifyPending => "MODIFY PENDING",
             OrderStatus::CancelPending => "CANCEL PENDING",
+            OrderStatus::AmoReqReceived => "AMO REQ RECEIVED",
         }
     }
 
@@ -225,6 +294,9 @@ pub struct OrderParams {
     pub tag: Option<String>,
     /// Market protection in percent (1..=100); `None`, 0 or -1 use the configured default.
     pub market_protection: Option<i64>,
+    pub variety: Variety,
+    /// Iceberg only: its split (`quantity` is then the total).
+    pub iceberg: Option<Iceberg>,
 }
 
 /// What a client asks to change; `None` keeps the current value.
@@ -302,6 +374,9 @@ pub struct Order {
     pub exchange_update_timestamp: UnixNanos,
     /// SL/SL-M: the trigger has fired.
     pub triggered: bool,
+    pub variety: Variety,
+    /// An iceberg leg: which one (Kite's `meta.iceberg`).
+    pub iceberg: Option<IcebergLeg>,
     /// The MARKET protection price, fixed at the first quote met.
     pub protection_price: Option<Price>,
     filled_value: Money,
@@ -444,6 +519,10 @@ pub struct Matcher {
     positions: Vec<Position>,
     updates: Vec<Order>,
     now: UnixNanos,
+    /// False between sessions: AMOs are taken, iceberg orders are not.
+    market_open: bool,
+    /// Iceberg legs just completed whose next leg is to be placed.
+    next_legs: Vec<usize>,
 }
 
 impl Matcher {
@@ -462,6 +541,8 @@ impl Matcher {
             positions: Vec::new(),
             updates: Vec::new(),
             now: 0,
+            market_open: true,
+            next_legs: Vec::new(),
         }
     }
 
@@ -537,6 +618,22 @@ impl Matcher {
     /// input returns an error and creates nothing.
     pub fn place(&mut self, p: OrderParams) -> Result<u64, VenueError> {
         self.check_input(&p)?;
+        self.check_variety(&p)?;
+        self.check_trigger_against_last(&p)?;
+        let (quantity, iceberg) = match p.iceberg {
+            Some(ice) if p.variety == Variety::Iceberg => {
+                let first = ice.leg_quantity.min(p.quantity);
+                let leg = IcebergLeg {
+                    leg: 1,
+                    legs: ice.legs,
+                    leg_quantity: ice.leg_quantity,
+                    total_quantity: p.quantity,
+                    remaining_quantity: p.quantity - first,
+                };
+                (first, Some(leg))
+            }
+            _ => (p.quantity, None),
+        };
         let ins = self.instruments.get(p.instrument);
         let order_id = self.cfg.first_order_id + self.orders.len() as u64;
         let mp = match p.market_protection {
@@ -553,14 +650,14 @@ impl Matcher {
             order_type: p.order_type,
             product: p.product,
             validity: p.validity,
-            quantity: p.quantity,
+            quantity,
             price: p.price,
             trigger_price: p.trigger_price,
             tag: p.tag,
             status: OrderStatus::PutOrderReqReceived,
             status_message: None,
             filled_quantity: Qty::ZERO,
-            pending_quantity: p.quantity,
+            pending_quantity: quantity,
             cancelled_quantity: Qty::ZERO,
             average_price: Price::ZERO,
             market_protection: mp / 100,
@@ -570,7 +667,17 @@ impl Matcher {
             triggered: false,
             protection_price: None,
             filled_value: Money::ZERO,
+            variety: p.variety,
+            iceberg,
         };
+        Ok(self.enter(order))
+    }
+
+    /// Books a new order (a placement, or an iceberg's next leg): its checks, then the book.
+    fn enter(&mut self, order: Order) -> u64 {
+        let (order_id, instrument, order_type) =
+            (order.order_id, order.instrument, order.order_type);
+        let amo = order.variety == Variety::Amo;
         self.orders.push(order);
         self.history.push(Vec::new());
         let i = self.orders.len() - 1;
@@ -579,22 +686,93 @@ impl Matcher {
         if let Some(msg) = self.rule_violation(i) {
             self.orders[i].pending_quantity = Qty::ZERO;
             self.set_status(i, OrderStatus::Rejected, Some(msg));
-            return Ok(order_id);
+            return order_id;
         }
+        self.live[instrument.index()].push(i);
+        if amo {
+            self.set_status(i, OrderStatus::AmoReqReceived, None);
+            return order_id;
+        }
+        self.open(i, order_type);
+        self.retire_terminal(instrument);
+        self.place_next_legs();
+        order_id
+    }
+
+    /// A validated order reaches the book: OPEN (matched at once) or TRIGGER PENDING.
+    fn open(&mut self, i: usize, order_type: OrderType) {
         self.set_status(i, OrderStatus::OpenPending, None);
-        let stop = matches!(p.order_type, OrderType::StopLimit | OrderType::StopMarket);
+        let stop = matches!(order_type, OrderType::StopLimit | OrderType::StopMarket);
         let status = if stop {
             OrderStatus::TriggerPending
         } else {
             OrderStatus::Open
         };
         self.set_status(i, status, None);
-        self.live[p.instrument.index()].push(i);
         if !stop {
             self.match_one(i, false);
         }
-        self.retire_terminal(p.instrument);
-        Ok(order_id)
+    }
+
+    /// Places the next leg of every iceberg whose leg just completed (each may complete at
+    /// once, and its next leg follow).
+    fn place_next_legs(&mut self) {
+        while let Some(i) = self.next_legs.pop() {
+            let prev = &self.orders[i];
+            let Some(ice) = prev.iceberg else { continue };
+            if ice.remaining_quantity.is_zero() {
+                continue;
+            }
+            let quantity = ice.leg_quantity.min(ice.remaining_quantity);
+            let order = Order {
+                order_id: self.cfg.first_order_id + self.orders.len() as u64,
+                quantity,
+                pending_quantity: quantity,
+                filled_quantity: Qty::ZERO,
+                cancelled_quantity: Qty::ZERO,
+                average_price: Price::ZERO,
+                filled_value: Money::ZERO,
+                status: OrderStatus::PutOrderReqReceived,
+                status_message: None,
+                modified: false,
+                order_timestamp: self.now,
+                exchange_update_timestamp: self.now,
+                triggered: false,
+                protection_price: None,
+                iceberg: Some(IcebergLeg {
+                    leg: ice.leg + 1,
+                    remaining_quantity: ice.remaining_quantity - quantity,
+                    ..ice
+                }),
+                ..prev.clone()
+            };
+            let instrument = order.instrument;
+            self.enter(order);
+            self.retire_terminal(instrument);
+        }
+    }
+
+    /// Whether the market is open (the default). Opening it releases the AMOs, in the order
+    /// they were placed; closing it changes nothing else ([`Matcher::expire_day`] ends the
+    /// day's orders).
+    pub fn set_market_open(&mut self, open: bool) {
+        let was = std::mem::replace(&mut self.market_open, open);
+        if open && !was {
+            for k in 0..self.live.len() {
+                for i in self.live[k].clone() {
+                    if self.orders[i].status == OrderStatus::AmoReqReceived {
+                        let t = self.orders[i].order_type;
+                        self.open(i, t);
+                    }
+                }
+                self.retire_terminal(InstrumentId(k as u16));
+            }
+            self.place_next_legs();
+        }
+    }
+
+    pub fn market_open(&self) -> bool {
+        self.market_open
     }
 
     /// Changes a live order. Re-checks the rules; a violation is an error and leaves the
@@ -653,6 +831,7 @@ impl Matcher {
         }
         let ins = self.orders[i].instrument;
         self.retire_terminal(ins);
+        self.place_next_legs();
         Ok(order_id)
     }
 
@@ -670,7 +849,8 @@ impl Matcher {
         let mut n = 0;
         for ins in 0..self.live.len() {
             for i in self.live[ins].clone() {
-                if self.orders[i].validity == Validity::Day {
+                let o = &self.orders[i];
+                if o.validity == Validity::Day && o.status != OrderStatus::AmoReqReceived {
                     self.cancel_rest(
                         i,
                         Some("Order expired at the end of the trading session.".into()),
@@ -718,7 +898,7 @@ impl Matcher {
                     // The triggering print is the market's, not a fill for us.
                     self.match_one(i, false);
                 }
-            } else {
+            } else if o.status != OrderStatus::AmoReqReceived {
                 self.match_one(i, true);
             }
         }
@@ -730,6 +910,7 @@ impl Matcher {
             }
         }
         self.retire_terminal(tick.instrument);
+        self.place_next_legs();
     }
 
     fn live_index(&self, order_id: u64, verb: &str) -> Result<usize, VenueError> {
@@ -790,6 +971,80 @@ impl Matcher {
             ));
         }
         Ok(())
+    }
+
+    /// The variety's own rules: an AMO only while the market is closed, an iceberg only while
+    /// it is open and with a split Kite accepts.
+    fn check_variety(&self, p: &OrderParams) -> Result<(), VenueError> {
+        match p.variety {
+            Variety::Regular => Ok(()),
+            // Kite's RMS blocks AMOs during market hours; the wording is the simulator's.
+            Variety::Amo if self.market_open => Err(VenueError::input(
+                "variety",
+                "AMO orders can be placed only while the market is closed; place a regular order.",
+            )),
+            Variety::Amo => Ok(()),
+            Variety::Iceberg if !self.market_open => Err(VenueError::input(
+                "variety",
+                "Iceberg orders cannot be placed after market hours (no iceberg AMO).",
+            )),
+            Variety::Iceberg => {
+                let Some(ice) = p.iceberg else {
+                    return Err(VenueError::input(
+                        "iceberg_legs",
+                        "Missing `iceberg_legs` or `iceberg_quantity`: an iceberg order needs both.",
+                    ));
+                };
+                if !(2..=50).contains(&ice.legs) {
+                    return Err(VenueError::input(
+                        "iceberg_legs",
+                        format!(
+                            "Invalid `iceberg_legs` {}: an iceberg has 2 to 50 legs.",
+                            ice.legs
+                        ),
+                    ));
+                }
+                // Positive: checked by `check_input`.
+                let lot = self.instruments.get(p.instrument).lot_size.0.max(1) as u64;
+                let lots = (p.quantity.0 as u64).div_ceil(lot);
+                let expected = Qty((lots.div_ceil(u64::from(ice.legs)) * lot) as i64);
+                if ice.leg_quantity != expected {
+                    // Kite's message; the hint after it is the simulator's.
+                    return Err(VenueError::input(
+                        "iceberg_quantity",
+                        format!(
+                            "Invalid `iceberg_quantity`. It is the quantity over the legs in whole lots: {expected} for {} in {} legs.",
+                            p.quantity, ice.legs
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Kite's RMS: a stop-loss whose trigger the last price has already crossed would
+    /// trigger at once, so it is refused (the message is Kite's).
+    fn check_trigger_against_last(&self, p: &OrderParams) -> Result<(), VenueError> {
+        if !matches!(p.order_type, OrderType::StopLimit | OrderType::StopMarket) {
+            return Ok(());
+        }
+        let Some(last) = self.last[p.instrument.index()]
+            .map(|t| t.last_px)
+            .filter(|px| px.0 > 0)
+        else {
+            return Ok(());
+        };
+        let message = match p.side {
+            Side::Buy if p.trigger_price <= last => {
+                "Trigger price for stoploss buy orders should be higher than the last traded price."
+            }
+            Side::Sell if p.trigger_price >= last => {
+                "Trigger price for stoploss sell orders should be lower than the last traded price."
+            }
+            _ => return Ok(()),
+        };
+        Err(VenueError::input("trigger_price", message))
     }
 
     /// The Kite-style message of the first exchange or RMS rule the order breaks.
@@ -989,6 +1244,9 @@ impl Matcher {
         pos.apply(side, px, qty);
         pos.last_price = last;
         self.set_status(i, status, None);
+        if status == OrderStatus::Complete && self.orders[i].iceberg.is_some() {
+            self.next_legs.push(i);
+        }
     }
 
     fn cancel_rest(&mut self, i: usize, message: Option<String>) {
@@ -1097,6 +1355,8 @@ mod tests {
             trigger_price: Price::ZERO,
             tag: None,
             market_protection: None,
+            variety: crate::matching::Variety::Regular,
+            iceberg: None,
         }
     }
 
@@ -1541,6 +1801,8 @@ mod tests {
                     trigger_price: Price::ZERO,
                     tag: None,
                     market_protection: None,
+                    variety: crate::matching::Variety::Regular,
+                    iceberg: None,
                 })
                 .unwrap();
             }

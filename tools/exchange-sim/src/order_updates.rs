@@ -188,6 +188,8 @@ mod tests {
                     trigger_price: Price::ZERO,
                     tag: Some(tag.into()),
                     market_protection: None,
+                    variety: crate::matching::Variety::Regular,
+                    iceberg: None,
                 })
                 .unwrap();
             }

@@ -18,6 +18,7 @@
 //! | GET | `/instruments/historical/{token}/{interval}` | candles ([`crate::historical`]) |
 //! | GET | `/quote`, `/quote/ohlc`, `/quote/ltp` | quotes of `i=EXCHANGE:SYMBOL`... ([`crate::market_data`]) |
 //! | GET, POST | `/__sim/faults` | read or set the injected faults (no auth; see [`Faults`]) |
+//! | GET, POST | `/__sim/market` | whether the market is open; `open=false` takes AMOs, `open=true` releases them (no auth) |
 //! | GET, POST, DELETE | `/connect/login`, `/session/token` | Kite's login flow and sessions ([`crate::auth`]) |
 //!
 //! Every Kite route needs `X-Kite-Version: 3` and `Authorization: token api_key:access_token`;
@@ -31,6 +32,9 @@
 //! Rule rejections (price band, freeze quantity, lot, tick size) answer success with an
 //! order id whose order is REJECTED with Kite's message, as Kite's RMS does; malformed input
 //! is an InputException naming the field; changing a finished order is an OrderException.
+//! Varieties `regular`, `amo` and `iceberg` (with `iceberg_legs` and `iceberg_quantity`) are
+//! taken, with the rules of [`crate::matching`] (an AMO only while the market is closed, a
+//! stop-loss trigger the last price has crossed refused as Kite's RMS does).
 
 use std::collections::VecDeque;
 use std::fmt::Display;
@@ -49,8 +53,8 @@ use crate::http::{Handler, Reply, Request, Response};
 use crate::listing::{self, venue_today};
 use crate::market_data::{QuoteMode, quotes};
 use crate::matching::{
-    ModifyParams, Order, OrderParams, Position, Product, Trade, Validity, order_type_str,
-    parse_order_type, parse_side, side_str,
+    Iceberg, ModifyParams, Order, OrderParams, Position, Product, Trade, Validity, Variety,
+    order_type_str, parse_order_type, parse_side, side_str,
 };
 use crate::venue::{PaperVenue, VenueError};
 
@@ -260,6 +264,8 @@ impl KiteRest {
             return match (m, segs.as_slice()) {
                 ("GET", ["__sim", "faults"]) => Ok(success(self.faults().to_json())),
                 ("POST", ["__sim", "faults"]) => self.post_faults(req).map(success),
+                ("GET", ["__sim", "market"]) => Ok(success(self.market())),
+                ("POST", ["__sim", "market"]) => self.post_market(req).map(success),
                 _ => Err(not_found(req)),
             };
         }
@@ -334,7 +340,7 @@ impl KiteRest {
             .header("authorization")
             .and_then(|h| h.strip_prefix("token "))
             .and_then(|h| h.split_once(':'))
-            .is_some_and(|(key, token)| self.sessions.is_valid(key, token));
+            .is_some_and(|(key, token)| self.sessions.admits(key, token));
         if !valid {
             return Err(ApiError(
                 403,
@@ -343,6 +349,33 @@ impl KiteRest {
             ));
         }
         Ok(())
+    }
+
+    fn market(&self) -> Value {
+        json!({ "open": lock(&self.venue).market_open() })
+    }
+
+    /// `open=true|false`: opening the market releases the AMOs.
+    fn post_market(&self, req: &Request) -> ApiResult {
+        let params = req.params();
+        let open = match params
+            .iter()
+            .find(|(k, _)| k == "open")
+            .map(|(_, v)| v.as_str())
+        {
+            Some("1" | "true") => true,
+            Some("0" | "false") => false,
+            other => {
+                return Err(ApiError::input(format!(
+                    "Invalid `open`: {other:?}; send open=true or open=false."
+                )));
+            }
+        };
+        let mut v = lock(&self.venue);
+        v.set_time(wall_now());
+        v.set_market_open(open);
+        drop(v);
+        Ok(self.market())
     }
 
     fn post_faults(&self, req: &Request) -> ApiResult {
@@ -397,7 +430,7 @@ impl KiteRest {
     }
 
     fn place(&self, req: &Request, variety: &str) -> Result<Reply, ApiError> {
-        check_variety(variety)?;
+        let variety = check_variety(variety)?;
         let params = req.params();
         let p = |k: &str| {
             params
@@ -435,6 +468,17 @@ impl KiteRest {
             })
             .transpose()?;
         let tag = p("tag").map(str::to_string);
+        let iceberg = match (p("iceberg_legs"), p("iceberg_quantity")) {
+            (Some(legs), Some(q)) if variety == Variety::Iceberg => Some(Iceberg {
+                legs: legs.parse().map_err(|_| {
+                    ApiError::input(format!(
+                        "Invalid `iceberg_legs`: '{legs}' is not a whole number."
+                    ))
+                })?,
+                leg_quantity: parse_qty("iceberg_quantity", q)?,
+            }),
+            _ => None,
+        };
         let mut faults = lock(&self.faults);
         if faults.reject_next > 0 {
             faults.reject_next -= 1;
@@ -483,6 +527,8 @@ impl KiteRest {
                 trigger_price: trigger.unwrap_or(Price::ZERO),
                 tag,
                 market_protection,
+                variety,
+                iceberg,
             })?
         };
         if drop_response {
@@ -511,8 +557,9 @@ impl KiteRest {
     }
 
     fn modify(&self, req: &Request, variety: &str, id: &str) -> ApiResult {
-        check_variety(variety)?;
+        let variety = check_variety(variety)?;
         let order_id = parse_order_id(id)?;
+        self.check_order_variety(order_id, variety)?;
         let mut m = ModifyParams::default();
         for (k, v) in req.params() {
             if v.is_empty() {
@@ -543,12 +590,27 @@ impl KiteRest {
     }
 
     fn cancel(&self, variety: &str, id: &str) -> ApiResult {
-        check_variety(variety)?;
+        let variety = check_variety(variety)?;
         let order_id = parse_order_id(id)?;
+        self.check_order_variety(order_id, variety)?;
         let mut v = lock(&self.venue);
         v.set_time(wall_now());
         let id = v.cancel(order_id)?;
         Ok(json!({ "order_id": id.to_string() }))
+    }
+
+    /// The route of a modification or cancellation names the order's own variety (the
+    /// simulator's rule: Kite's routes are per variety).
+    fn check_order_variety(&self, order_id: u64, variety: Variety) -> Result<(), ApiError> {
+        match lock(&self.venue).order(order_id) {
+            Some(o) if o.variety != variety => Err(ApiError::input(format!(
+                "Invalid `variety` '{}': order {order_id} is an {} order; use /orders/{}/{order_id}.",
+                variety.as_str(),
+                o.variety.as_str(),
+                o.variety.as_str()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn orders(&self) -> Value {
@@ -761,7 +823,7 @@ impl KiteRest {
                 Value::Null
             },
         );
-        m.insert("variety".into(), json!("regular"));
+        m.insert("variety".into(), json!(o.variety.as_str()));
         m.insert("modified".into(), json!(o.modified));
         m.insert("exchange".into(), json!(o.exchange));
         m.insert("tradingsymbol".into(), json!(o.tradingsymbol));
@@ -788,7 +850,19 @@ impl KiteRest {
                 }
             ),
         );
-        m.insert("meta".into(), json!({}));
+        m.insert(
+            "meta".into(),
+            match o.iceberg {
+                Some(i) => json!({ "iceberg": {
+                    "leg": i.leg,
+                    "legs": i.legs,
+                    "leg_quantity": i.leg_quantity.0,
+                    "total_quantity": i.total_quantity.0,
+                    "remaining_quantity": i.remaining_quantity.0,
+                }}),
+                None => json!({}),
+            },
+        );
         m.insert("tag".into(), json!(o.tag));
         m.insert(
             "tags".into(),
@@ -838,14 +912,12 @@ fn not_found(req: &Request) -> ApiError {
     )
 }
 
-fn check_variety(variety: &str) -> Result<(), ApiError> {
-    if variety == "regular" {
-        Ok(())
-    } else {
-        Err(ApiError::input(format!(
-            "Invalid `variety` '{variety}': the simulator takes regular orders only."
-        )))
-    }
+fn check_variety(variety: &str) -> Result<Variety, ApiError> {
+    Variety::parse(variety).ok_or_else(|| {
+        ApiError::input(format!(
+            "Invalid `variety` '{variety}': the simulator takes regular, amo and iceberg orders."
+        ))
+    })
 }
 
 fn parse_order_id(id: &str) -> Result<u64, ApiError> {

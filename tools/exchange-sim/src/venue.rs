@@ -55,6 +55,16 @@ impl PaperVenue {
             })
     }
 
+    /// Opens or closes the market: AMOs are taken while it is closed and released when it
+    /// opens ([`Matcher::set_market_open`]).
+    pub fn set_market_open(&mut self, open: bool) {
+        self.matcher.set_market_open(open);
+    }
+
+    pub fn market_open(&self) -> bool {
+        self.matcher.market_open()
+    }
+
     /// Stamps the next placements, modifications and cancellations (ticks also move it).
     pub fn set_time(&mut self, now: UnixNanos) {
         self.matcher.set_time(now);
@@ -157,6 +167,8 @@ mod tests {
                 trigger_price: Price::ZERO,
                 tag: Some("t1".into()),
                 market_protection: None,
+                variety: crate::matching::Variety::Regular,
+                iceberg: None,
             })
             .unwrap();
         assert_eq!(

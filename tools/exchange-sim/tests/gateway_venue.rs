@@ -193,6 +193,7 @@ fn place(exchange: &str, symbol: &str, qty: u32, limit: &str, tag: &str) -> Plac
         product: "MIS",
         validity: TimeInForce::Day,
         tag: tag.into(),
+        variety: kestrel_gateway::venue::Variety::Regular,
     }
 }
 
@@ -366,5 +367,72 @@ fn kite_client_over_rest_and_in_process_venue_report_the_same_orders_and_trades(
         ] {
             assert!(t.answers[i].contains(kind), "{i}: {}", t.answers[i]);
         }
+    });
+}
+
+/// The Kite client places an AMO and an iceberg on their own routes over loopback, and
+/// modifies and cancels them on their order's route (the simulator refuses another).
+#[test]
+fn the_kite_client_places_and_cancels_amo_and_iceberg_orders_on_their_routes() {
+    use kestrel_exchange_sim::matching::{OrderStatus, Variety as SimVariety};
+    use kestrel_gateway::venue::Variety;
+    bounded(|| {
+        let sim = Sim::start();
+        let mut kc = KiteConfig::new(sim.url());
+        kc.connect_timeout = Duration::from_secs(2);
+        kc.io_timeout = Duration::from_secs(2);
+        let mut client = KiteClient::new(kc, &creds()).unwrap();
+        // After hours: an AMO waits at the broker; it is changed and cancelled there.
+        sim.venue.lock().unwrap().set_market_open(false);
+        let amo = PlaceOrder {
+            variety: Variety::Amo,
+            ..place("NSE", "RELIANCE", 5, "2899", "kAmo1")
+        };
+        let id = client.submit(&amo).unwrap();
+        let status = |id| {
+            let v = sim.venue.lock().unwrap();
+            let o = v.order(id).unwrap();
+            (o.variety, o.status, o.quantity.0)
+        };
+        assert_eq!(
+            status(id),
+            (SimVariety::Amo, OrderStatus::AmoReqReceived, 5)
+        );
+        client
+            .modify(
+                id,
+                &ModifyOrder {
+                    quantity: Some(7),
+                    ..ModifyOrder::default()
+                },
+            )
+            .unwrap();
+        client.cancel(id).unwrap();
+        assert_eq!(status(id), (SimVariety::Amo, OrderStatus::Cancelled, 7));
+
+        // In the session: 90 above a freeze of 25 as Kite's iceberg of 4 legs; the resting
+        // first leg is cancelled on the iceberg route, and no leg follows it.
+        sim.venue.lock().unwrap().set_market_open(true);
+        let variety = Variety::iceberg_for(90, 25, 1).unwrap();
+        let ice = PlaceOrder {
+            variety,
+            ..place("NSE", "RELIANCE", 90, "2899", "kIce1")
+        };
+        let id = client.submit(&ice).unwrap();
+        let leg = sim
+            .venue
+            .lock()
+            .unwrap()
+            .order(id)
+            .unwrap()
+            .iceberg
+            .unwrap();
+        assert_eq!((leg.leg, leg.legs, leg.leg_quantity.0), (1, 4, 23));
+        client.cancel(id).unwrap();
+        assert_eq!(
+            status(id),
+            (SimVariety::Iceberg, OrderStatus::Cancelled, 23)
+        );
+        assert_eq!(sim.venue.lock().unwrap().orders().len(), 2);
     });
 }

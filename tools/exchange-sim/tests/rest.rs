@@ -653,3 +653,223 @@ fn holdings_and_one_segments_margins_have_kites_shapes() {
     let (st, v) = sim.call("GET", "/user/margins/crypto", "");
     assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
 }
+
+/// The market's state at the simulator (its admin route, no auth).
+fn set_market_open(sim: &Sim, open: bool) {
+    let (st, v) = call(
+        sim.addr(),
+        "POST",
+        "/__sim/market",
+        &[],
+        &format!("open={open}"),
+    )
+    .unwrap();
+    assert_eq!((st, v["data"]["open"].as_bool()), (200, Some(open)), "{v}");
+}
+
+fn statuses(sim: &Sim, id: &str) -> Vec<String> {
+    let (_, v) = sim.call("GET", &format!("/orders/{id}"), "");
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn order_id(v: &Value) -> String {
+    v["data"]["order_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_amo_waits_while_the_market_is_closed_and_trades_when_it_opens() {
+    let sim = Sim::start();
+    // Kite blocks AMOs during market hours.
+    let (st, v) = sim.call("POST", "/orders/amo", BUY_MARKET);
+    assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("AMO"), "{v}");
+    set_market_open(&sim, false);
+    let (st, v) = sim.call("POST", "/orders/amo", BUY_MARKET);
+    assert_eq!(st, 200, "{v}");
+    let id = order_id(&v);
+    // Held: a tick while the market is closed matches nothing.
+    sim.quote("2900.05", "2900", "2900.05", 100, 500);
+    let (_, v) = sim.call("GET", "/orders", "");
+    let o = &v["data"][0];
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["variety"].as_str(),
+            o["filled_quantity"].as_i64()
+        ),
+        (Some("AMO REQ RECEIVED"), Some("amo"), Some(0))
+    );
+    // No iceberg AMO.
+    let (st, v) = sim.call(
+        "POST",
+        "/orders/iceberg",
+        "exchange=NSE&tradingsymbol=RELIANCE&transaction_type=BUY&quantity=100&product=MIS&order_type=LIMIT&price=2900.05&iceberg_legs=2&iceberg_quantity=50",
+    );
+    assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
+    // An AMO can be modified while it waits, on its own variety's route only.
+    let (st, v) = sim.call("PUT", &format!("/orders/regular/{id}"), "quantity=30");
+    assert_eq!((st, error_type(&v)), (400, "InputException"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/orders/amo/{id}")),
+        "{v}"
+    );
+    let (st, _) = sim.call("PUT", &format!("/orders/amo/{id}"), "quantity=30");
+    assert_eq!(st, 200);
+    // The market opens: the AMO goes to the book and trades against the latest quote.
+    set_market_open(&sim, true);
+    assert_eq!(
+        statuses(&sim, &id),
+        [
+            "PUT ORDER REQ RECEIVED",
+            "VALIDATION PENDING",
+            "AMO REQ RECEIVED",
+            "AMO REQ RECEIVED",
+            "OPEN PENDING",
+            "OPEN",
+            "COMPLETE"
+        ]
+    );
+    let (_, v) = sim.call("GET", "/portfolio/positions", "");
+    assert_eq!(v["data"]["net"][0]["quantity"].as_i64(), Some(30));
+}
+
+#[test]
+fn an_iceberg_is_placed_leg_after_leg_with_kites_meta() {
+    let sim = Sim::start();
+    const ICEBERG: &str = "exchange=NSE&tradingsymbol=RELIANCE&transaction_type=BUY&quantity=90&product=MIS&order_type=LIMIT&price=2900.05&tag=ice1";
+    // 90 in 4 legs: 23, 23, 23 and the rest, 21.
+    for (body, field) in [
+        ("iceberg_legs=4&iceberg_quantity=22", "iceberg_quantity"),
+        ("iceberg_legs=1&iceberg_quantity=90", "iceberg_legs"),
+        ("iceberg_legs=51&iceberg_quantity=2", "iceberg_legs"),
+        ("iceberg_legs=4", "iceberg_legs"),
+    ] {
+        let (st, v) = sim.call("POST", "/orders/iceberg", &format!("{ICEBERG}&{body}"));
+        assert_eq!((st, error_type(&v)), (400, "InputException"), "{body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(field),
+            "{body}: {v}"
+        );
+    }
+    assert_eq!(
+        sim.call("GET", "/orders", "").1["data"],
+        serde_json::json!([])
+    );
+    // 40 offered: the first leg fills, the second fills 17 and waits.
+    let (st, v) = sim.call(
+        "POST",
+        "/orders/iceberg",
+        &format!("{ICEBERG}&iceberg_legs=4&iceberg_quantity=23"),
+    );
+    assert_eq!(st, 200, "{v}");
+    let first = order_id(&v);
+    let legs = |sim: &Sim| -> Vec<Value> {
+        sim.call("GET", "/orders", "").1["data"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let now = legs(&sim);
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(now[0]["order_id"], first.as_str());
+    assert_eq!(
+        (
+            now[0]["status"].as_str(),
+            now[1]["status"].as_str(),
+            now[1]["filled_quantity"].as_i64()
+        ),
+        (Some("COMPLETE"), Some("OPEN"), Some(17))
+    );
+    // Kite's meta, in the shape of a real iceberg order.
+    let real = kite("orders.json")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["variety"] == "iceberg")
+        .unwrap()
+        .clone();
+    assert_same_shape(&now[1]["meta"], &real["meta"], "meta");
+    assert_eq!(
+        now[1]["meta"]["iceberg"],
+        serde_json::json!({"leg": 2, "legs": 4, "leg_quantity": 23, "total_quantity": 90, "remaining_quantity": 44})
+    );
+    // Plenty offered: the second leg completes, the third and the last follow.
+    sim.quote("2900.05", "2900", "2900.05", 100, 500);
+    let all = legs(&sim);
+    let quantities: Vec<i64> = all
+        .iter()
+        .map(|o| o["quantity"].as_i64().unwrap())
+        .collect();
+    assert_eq!(quantities, [23, 23, 23, 21]);
+    for o in &all {
+        assert_eq!(
+            (
+                o["status"].as_str(),
+                o["variety"].as_str(),
+                o["tag"].as_str()
+            ),
+            (Some("COMPLETE"), Some("iceberg"), Some("ice1"))
+        );
+    }
+    let (_, v) = sim.call("GET", "/portfolio/positions", "");
+    assert_eq!(v["data"]["net"][0]["quantity"].as_i64(), Some(90));
+
+    // Cancelling a working leg ends the iceberg: no leg follows it.
+    sim.quote("2900.05", "2900", "2900.05", 100, 0);
+    let (_, v) = sim.call(
+        "POST",
+        "/orders/iceberg",
+        "exchange=NSE&tradingsymbol=RELIANCE&transaction_type=SELL&quantity=50&product=MIS&order_type=LIMIT&price=2950&iceberg_legs=2&iceberg_quantity=25",
+    );
+    let id = order_id(&v);
+    let (st, _) = sim.call("DELETE", &format!("/orders/iceberg/{id}"), "");
+    assert_eq!(st, 200);
+    sim.quote("2950", "2950", "2950.05", 500, 500);
+    assert_eq!(legs(&sim).len(), 5);
+}
+
+#[test]
+fn a_stop_loss_trigger_the_last_price_crossed_is_refused_with_kites_message() {
+    let sim = Sim::start();
+    // Last 2900.00: a buy stop at or below it, or a sell stop at or above it, would trigger
+    // at once; Kite's RMS refuses them and nothing is created.
+    for (body, message) in [
+        (
+            "transaction_type=BUY&order_type=SL-M&trigger_price=2890",
+            "Trigger price for stoploss buy orders should be higher than the last traded price.",
+        ),
+        (
+            "transaction_type=BUY&order_type=SL&trigger_price=2900&price=2901",
+            "Trigger price for stoploss buy orders should be higher than the last traded price.",
+        ),
+        (
+            "transaction_type=SELL&order_type=SL&trigger_price=2910&price=2909",
+            "Trigger price for stoploss sell orders should be lower than the last traded price.",
+        ),
+    ] {
+        let (st, v) = sim.place(&format!(
+            "exchange=NSE&tradingsymbol=RELIANCE&quantity=5&product=MIS&{body}"
+        ));
+        assert_eq!((st, error_type(&v)), (400, "InputException"), "{body}: {v}");
+        assert_eq!(v["message"], message, "{body}");
+    }
+    assert_eq!(
+        sim.call("GET", "/orders", "").1["data"],
+        serde_json::json!([])
+    );
+    // On the right side, it waits for its trigger.
+    let (st, v) = sim.place("exchange=NSE&tradingsymbol=RELIANCE&quantity=5&product=MIS&transaction_type=SELL&order_type=SL-M&trigger_price=2890");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        statuses(&sim, &order_id(&v)).last().map(String::as_str),
+        Some("TRIGGER PENDING")
+    );
+}

@@ -495,10 +495,10 @@ fn campaign(seed: u64) -> Report {
     for (from, to) in [
         ("kind = \"breakout\"\n", "kind = \"sma_cross\"\n"),
         ("lookback = 20 ", "# lookback = 20 "),
-        ("stop_bps = 30 ", "# stop_bps = 30 "),
+        ("stop_bps = 80 ", "# stop_bps = 80 "),
         ("[strategy.exit]\n", "# [strategy.exit]\n"),
-        ("target_bps = 40 ", "# target_bps = 40 "),
-        ("trailing_bps = 25 ", "# trailing_bps = 25 "),
+        ("target_bps = 0 ", "# target_bps = 0 "),
+        ("trailing_bps = 0 ", "# trailing_bps = 0 "),
         ("max_hold_s = 300 ", "# max_hold_s = 300 "),
         ("burst_orders = 50 ", "burst_orders = 5000 "),
         ("orders_per_minute = 200\n", "orders_per_minute = 600\n"),
@@ -964,6 +964,7 @@ impl Campaign {
                 product: "MIS",
                 validity: TimeInForce::Day,
                 tag: "campaignoffset".into(),
+                variety: kestrel_gateway::venue::Variety::Regular,
             };
             // The venue takes 10 placements a second: bounded retries.
             let mut tries = 0;

@@ -18,6 +18,7 @@ pub fn start_sim() -> SimProcess {
 
 /// `config/kestrel.toml` pointed at the simulator, storing under `dir/data`, metrics on an
 /// ephemeral port: `dir/live.toml`.
+#[allow(dead_code)] // each test binary compiles this module; sim_nfo writes its own config
 pub fn write_config(dir: &Path, sim: &SimProcess) -> PathBuf {
     let text = config::in_dir(config::KESTREL_TOML, dir);
     let text = config::any_hour(&config::at_sim(&text, &sim.rest, &sim.ws));
