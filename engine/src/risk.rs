@@ -100,6 +100,22 @@ pub trait RiskCheck {
         now: UnixNanos,
     ) -> Decision;
 
+    /// The same judgement as [`RiskCheck::check`] with nothing recorded: no rate window,
+    /// duplicate memory, open-order count, state change or event. The engine calls it on a
+    /// made-up order while idle so that the order path's code and data stay in the cache
+    /// for the next real order (a check that last ran 200 ms ago runs from memory:
+    /// measured at several µs in the deployed binary). A check without its own state may
+    /// leave the default, which does nothing.
+    fn rehearse(
+        &mut self,
+        _req: &mut OrderRequest,
+        _market: &MarketView,
+        _book: &Portfolio,
+        _now: UnixNanos,
+    ) -> Decision {
+        Decision::Accept
+    }
+
     /// Every execution report, after the portfolio has been updated.
     fn on_exec(&mut self, _report: &ExecReport, _book: &Portfolio, _now: UnixNanos) {}
 

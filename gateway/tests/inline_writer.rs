@@ -256,6 +256,38 @@ fn writing_an_order_and_reading_its_answer_allocate_nothing_on_the_engine_thread
     );
 }
 
+/// The engine's idle rehearsal formats an order and throws it away: nothing reaches the
+/// venue or the intent log, nothing is allocated, and the next real order is written inline
+/// as usual, also right after an order whose answer is still awaited.
+#[test]
+fn a_rehearsed_order_is_formatted_and_never_sent() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.sqlite");
+    let (mut gw, mut writer) = started(&sim, &db);
+    let (mut tx, mut rx) = ring::channel(16);
+    let rehearsed = approve(801, 1, Some("2890"));
+    writer.rehearse(rehearsed.request());
+    let ((), c) = alloc_counter::count(|| {
+        for _ in 0..1_000 {
+            writer.rehearse(rehearsed.request());
+        }
+    });
+    assert_eq!(c, AllocCounts::default(), "rehearsals allocated");
+    let real = send(&mut writer, &mut tx, approve(802, 1, Some("2890")));
+    assert!(real.request().has_flag(order_flags::SENT), "written inline");
+    // Awaiting the answer: a rehearsal now must not disturb the request on the wire.
+    writer.rehearse(rehearsed.request());
+    assert!(run_until(&mut writer, &mut gw, &mut rx, |g| acked(
+        g,
+        coid(&real)
+    )));
+    assert_eq!(sim.orders_with_tag(&tag_for(coid(&real))), 1);
+    assert_eq!(sim.orders_with_tag(&tag_for(coid(&rehearsed))), 0);
+    assert_eq!((writer.written, writer.passed_on), (1, 0));
+    assert_eq!(gw.store().state(coid(&rehearsed)).unwrap(), None);
+}
+
 /// `full` durability keeps its fsync before the write on the gateway thread: no writer.
 #[test]
 fn full_durability_has_no_inline_writer() {

@@ -382,12 +382,18 @@ impl RiskGate {
         }
     }
 
+    /// The checks of a new or modified order. `dry` ([`RiskCheck::rehearse`]): the same
+    /// code to the same verdict, with nothing recorded (no rate window, duplicate memory,
+    /// open-order count, state change or event). Never inlined, so that the rehearsal and
+    /// the real check run one copy of the machine code and keep the same cache lines warm.
+    #[inline(never)]
     fn check_new(
         &mut self,
         req: &mut OrderRequest,
         market: &MarketView,
         book: &Portfolio,
         now: UnixNanos,
+        dry: bool,
     ) -> Decision {
         let id = req.instrument;
         let Some(&lim) = self.limits.get(id.index()) else {
@@ -534,7 +540,7 @@ impl RiskGate {
         }
 
         if reducing {
-            return self.accept(req, now);
+            return self.accept(req, now, dry);
         }
 
         // 7. Order size (entries).
@@ -570,7 +576,9 @@ impl RiskGate {
         }
         if self.burst.is_full(now) && self.burst_since_resume as usize >= self.burst.capacity() {
             let n = self.burst.capacity() as i64;
-            self.set_state(TradingState::Halted, RiskReason::BurstHalt, n + 1, n, now);
+            if !dry {
+                self.set_state(TradingState::Halted, RiskReason::BurstHalt, n + 1, n, now);
+            }
             return reject(RiskReason::BurstHalt, n + 1, n);
         }
         if self.per_minute.is_full(now) {
@@ -587,7 +595,7 @@ impl RiskGate {
             // The engine's own stamps: decision time minus the tick's receive time.
             let latency = req.ts.saturating_sub(req.tick_ts);
             if latency > self.latency_alert {
-                if now.saturating_sub(self.last_latency_alert) >= SEC {
+                if !dry && now.saturating_sub(self.last_latency_alert) >= SEC {
                     self.last_latency_alert = now;
                     self.event(
                         RiskReason::Latency,
@@ -666,12 +674,12 @@ impl RiskGate {
                 return Decision::Reject(binding);
             }
             req.qty = allowed as u32;
-            return match self.accept(req, now) {
+            return match self.accept(req, now, dry) {
                 Decision::Accept => Decision::Clip(Qty(allowed), binding),
                 other => other,
             };
         }
-        self.accept(req, now)
+        self.accept(req, now, dry)
     }
 
     fn is_duplicate(&self, req: &OrderRequest, now: UnixNanos) -> bool {
@@ -688,7 +696,11 @@ impl RiskGate {
     }
 
     /// Book an accepted order into the rate windows, the duplicate memory and the open-order counts.
-    fn accept(&mut self, req: &OrderRequest, now: UnixNanos) -> Decision {
+    /// `dry`: a rehearsal, nothing booked.
+    fn accept(&mut self, req: &OrderRequest, now: UnixNanos, dry: bool) -> Decision {
+        if dry {
+            return Decision::Accept;
+        }
         self.per_second.record(now);
         self.per_minute.record(now);
         self.burst.record(now);
@@ -792,8 +804,25 @@ impl RiskCheck for RiskGate {
         match req.kind() {
             // Cancels always pass: the kill switch never stops an unwind.
             Some(RequestKind::Cancel | RequestKind::CancelAll) => Decision::Accept,
-            Some(RequestKind::New | RequestKind::Modify) => self.check_new(req, market, book, now),
+            Some(RequestKind::New | RequestKind::Modify) => {
+                self.check_new(req, market, book, now, false)
+            }
             None => reject(RiskReason::InvalidQty, req.kind as i64, 0),
+        }
+    }
+
+    fn rehearse(
+        &mut self,
+        req: &mut OrderRequest,
+        market: &MarketView,
+        book: &Portfolio,
+        now: UnixNanos,
+    ) -> Decision {
+        match req.kind() {
+            Some(RequestKind::New | RequestKind::Modify) => {
+                self.check_new(req, market, book, now, true)
+            }
+            _ => Decision::Accept,
         }
     }
 

@@ -221,6 +221,17 @@ impl OrderWriter {
         a.sent()
     }
 
+    /// What [`OrderWriter::try_write`] would do for `req` short of the intent and the
+    /// write: the checks and the request's bytes, then discarded (the engine's idle
+    /// rehearsal, [`EngineOutput::rehearse`]). Nothing is written, logged or counted.
+    pub fn rehearse(&mut self, req: &OrderRequest) {
+        if self.request_written == self.request.len() && self.can_write(req) {
+            self.format(req);
+            self.request.clear();
+            self.request_written = 0;
+        }
+    }
+
     fn can_write(&mut self, req: &OrderRequest) -> bool {
         if self.conn.is_none()
             || self.broken
@@ -406,6 +417,12 @@ impl EngineOutput for WriterOutput {
     fn poll(&mut self) {
         if let Some(w) = self.writer.as_mut() {
             w.poll();
+        }
+    }
+
+    fn rehearse(&mut self, req: &OrderRequest) {
+        if let Some(w) = self.writer.as_mut() {
+            w.rehearse(req);
         }
     }
 }

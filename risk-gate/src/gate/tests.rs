@@ -1088,3 +1088,37 @@ fn a_restart_on_the_same_day_keeps_the_daily_state() {
     next_day.restore(saved, T0 + 86_400 * SEC);
     assert_eq!(next_day.trading_state(), TradingState::Active);
 }
+
+#[test]
+fn a_rehearsal_judges_like_a_check_and_records_nothing() {
+    let mut cfg = roomy();
+    cfg.orders_per_second = 2;
+    cfg.max_open_orders_per_instrument = 100;
+    cfg.max_open_orders = 100;
+    let mut g = gate_with(&cfg);
+    let (m, b) = (market(T0), book());
+    // The same verdict as the check, on a refusal and on an acceptance (with the market
+    // order's protection price set the same way).
+    let mut too_big = market_buy(1_000_000);
+    assert_eq!(
+        reason(g.rehearse(&mut too_big, &m, &b, T0)),
+        reason(g.check(&mut market_buy(1_000_000), &m, &b, T0)),
+    );
+    let (mut rehearsed, mut checked) = (market_buy(1), market_buy(1));
+    assert_eq!(g.rehearse(&mut rehearsed, &m, &b, T0), Decision::Accept);
+    // Thousands of identical rehearsals: no rate window, duplicate memory, open-order count
+    // or burst halt moves (each would refuse the real orders below).
+    for _ in 0..10_000 {
+        g.rehearse(&mut market_buy(1), &m, &b, T0);
+    }
+    assert_eq!(g.check(&mut checked, &m, &b, T0), Decision::Accept);
+    assert_eq!(rehearsed.price, checked.price, "the protection price");
+    assert_eq!(g.check(&mut market_buy(2), &m, &b, T0), Decision::Accept);
+    assert_eq!(
+        reason(g.check(&mut market_buy(3), &m, &b, T0)),
+        Some(RiskReason::RatePerSecond),
+        "the two real orders, and only they, fill the one-second window"
+    );
+    assert_eq!(g.trading_state(), TradingState::Active);
+    assert!(g.take_event().is_none(), "a rehearsal emits no event");
+}

@@ -464,6 +464,9 @@ fn a_paper_session_answers_every_command_from_the_chat() {
     );
     let read = || crate::snapshot::read(&snapshot);
     assert!(!read().paused);
+    // The session trades before it is paused: on a loaded machine its first decision can
+    // come after the pause below, which would leave nothing to flatten (seen in CI).
+    wait_for("the session's first order", || read().orders_sent > 0);
 
     // Pause: asked, not done; confirmed, done.
     assert!(
