@@ -339,6 +339,7 @@ fn after_hours_amo_lets_day_limit_orders_through_marked_while_the_market_is_clos
         Some(RiskReason::SessionClosed)
     );
     // In the session an order is a regular one.
+    let mut g = gate_with(&cfg);
     let mut limit = order(INFY, Side::Buy, 1, OrderType::Limit, "1500");
     assert_eq!(check(&mut g, &mut limit, &book()), Decision::Accept);
     assert!(!limit.has_flag(order_flags::AFTER_HOURS));
