@@ -231,6 +231,10 @@ pub mod order_flags {
     /// Already written to the venue by the engine thread's inline order writer: the gateway
     /// follows it (stores its row, reads its answer) and never sends it again.
     pub const SENT: u8 = 8;
+    /// Decided outside the session and let through by the risk gate because `[venue]
+    /// after_hours = "amo"`: the gateway places it as an after-market order (Kite `amo`),
+    /// and the engine thread's inline writer passes it on to the gateway.
+    pub const AFTER_HOURS: u8 = 16;
 }
 
 /// A request from the engine to the gateway. Only [`crate::risk::Approved`] ones travel.

@@ -49,7 +49,8 @@ use crate::idempotency::{
 use crate::intent::{IntentLog, IntentLogError, IntentRecovery};
 use crate::store::{PAUSED_KEY, Reservation, Store, StoreError};
 use crate::venue::{
-    ModifyOrder, PlaceOrder, Venue, VenueError, VenueOrder, VenueStatus, VenueTrade,
+    AboveFreeze, MAX_ICEBERG_LEGS, ModifyOrder, PlaceOrder, Variety, Venue, VenueError,
+    VenueOrder, VenueStatus, VenueTrade,
 };
 
 /// The gateway's errors. Venue failures are handled inside (retries, Unknown, incidents);
@@ -180,6 +181,9 @@ pub struct GatewayConfig {
     pub fees: NseFees,
     /// What is durable before a new order's request is written ([`Durability`]).
     pub durability: Durability,
+    /// An order above the freeze quantity: sliced into child orders, or one Kite iceberg
+    /// when it fits ([`AboveFreeze`]).
+    pub above_freeze: AboveFreeze,
 }
 
 impl Default for GatewayConfig {
@@ -204,6 +208,7 @@ impl Default for GatewayConfig {
             product: Product::Intraday,
             fees: NseFees::default(),
             durability: Durability::Full,
+            above_freeze: AboveFreeze::Slice,
         }
     }
 }
@@ -1065,11 +1070,20 @@ impl<V: Venue> Gateway<V> {
             ins.token,
         );
         let freeze = self.freeze_qty(req.instrument);
-        if (freeze > 0 && req.qty > freeze) || req.has_flag(order_flags::SLICE) {
+        if let Variety::Iceberg { legs, leg_quantity } = self.variety_for(&req) {
+            tracing::info!(decision_id = req.decision_id, tag = %tag_for(coid), qty = req.qty, freeze,
+                legs, leg_quantity, "order above the freeze quantity placed as one iceberg");
+        } else if (freeze > 0 && req.qty > freeze) || req.has_flag(order_flags::SLICE) {
             if freeze == 0 {
                 return self.refuse(&req, reject_code::NO_FREEZE_QTY, "no freeze quantity known");
             }
             if req.qty > freeze {
+                if self.cfg.above_freeze == AboveFreeze::Iceberg {
+                    tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), qty = req.qty, freeze,
+                        after_hours = req.has_flag(order_flags::AFTER_HOURS),
+                        "above_freeze = iceberg, but Kite takes no iceberg for this order (more than \
+                         {MAX_ICEBERG_LEGS} legs of at most the freeze quantity, or after hours): slicing it");
+                }
                 return self.place_sliced(req, freeze, exchange, symbol, token);
             }
         }
@@ -1397,7 +1411,32 @@ impl<V: Venue> Gateway<V> {
         Ok(())
     }
 
-    fn place_order(t: &Tracked, product: &'static str) -> PlaceOrder {
+    /// Kite's variety for a new order (a pure function of the request and the
+    /// configuration, so a resend after a restart is placed as the first send was): `amo`
+    /// when the risk gate let it through after hours ([`order_flags::AFTER_HOURS`]); one
+    /// `iceberg` above the freeze quantity when configured ([`AboveFreeze::Iceberg`]) and it
+    /// fits in [`MAX_ICEBERG_LEGS`] legs (Kite takes no iceberg after hours); else `regular`.
+    /// A slice child is at most the freeze quantity: `regular` or `amo`.
+    pub fn variety_for(&self, req: &OrderRequest) -> Variety {
+        if req.has_flag(order_flags::AFTER_HOURS) {
+            return Variety::Amo;
+        }
+        let freeze = self.freeze_qty(req.instrument);
+        if self.cfg.above_freeze == AboveFreeze::Iceberg && freeze > 0 && req.qty > freeze {
+            let lot = self.instruments.get(req.instrument).lot_size.0;
+            let lot = lot.clamp(1, u32::MAX as i64) as u32;
+            if let Some(v @ Variety::Iceberg { legs, .. }) =
+                Variety::iceberg_for(req.qty, freeze, lot)
+                && legs <= MAX_ICEBERG_LEGS
+            {
+                return v;
+            }
+        }
+        Variety::Regular
+    }
+
+    fn place_order(&self, t: &Tracked) -> PlaceOrder {
+        let product = self.cfg.product.kite();
         PlaceOrder {
             exchange: t.exchange.clone(),
             tradingsymbol: t.symbol.clone(),
@@ -1409,7 +1448,7 @@ impl<V: Venue> Gateway<V> {
             product,
             validity: t.req.tif().unwrap_or(TimeInForce::Day),
             tag: tag_for(t.req.client_order_id),
-            variety: crate::venue::Variety::Regular,
+            variety: self.variety_for(&t.req),
         }
     }
 
@@ -1521,7 +1560,7 @@ impl<V: Venue> Gateway<V> {
         let Some(t) = self.orders.get(&coid) else {
             return Ok(ControlFlow::Break(()));
         };
-        let place = Self::place_order(t, self.cfg.product.kite());
+        let place = self.place_order(t);
         self.counters.submits += 1;
         let answer = self.venue.submit(&place);
         if unstored {
@@ -1607,11 +1646,7 @@ impl<V: Venue> Gateway<V> {
         std::thread::sleep(self.cfg.unknown_settle);
         let tag = tag_for(coid);
         for attempt in 0..self.cfg.max_lookup_attempts {
-            let listed = self
-                .venue
-                .orders()
-                .and_then(|o| Ok((o, self.venue.trades()?)));
-            match listed {
+            match self.venue.book() {
                 Ok((orders, trades)) => {
                     let found: Vec<&VenueOrder> = orders
                         .iter()
@@ -1768,8 +1803,7 @@ impl<V: Venue> Gateway<V> {
             return Ok(0);
         }
         self.counters.polls += 1;
-        let orders = self.venue.orders()?;
-        let trades = self.venue.trades()?;
+        let (orders, trades) = self.venue.book()?;
         for coid in &watched {
             let Some(t) = self.orders.get(coid) else {
                 continue;
@@ -2039,6 +2073,7 @@ impl<V: Venue> Gateway<V> {
             tracing::warn!(tag = %tag_for(coid), state = t.fsm.state().as_str(), "nothing to cancel");
             return Ok(false);
         };
+        let venue_id = self.working_leg(coid, venue_id);
         self.limiter.acquire();
         self.apply(coid, Event::CancelRequest, None, "", 0)?;
         for attempt in 0..self.cfg.max_place_attempts {
@@ -2084,6 +2119,10 @@ impl<V: Venue> Gateway<V> {
         let Some(venue_id) = t.venue_order_id else {
             return Ok(());
         };
+        let venue_id = self.working_leg(coid, venue_id);
+        let Some(t) = self.orders.get(&coid) else {
+            return Ok(());
+        };
         let m = ModifyOrder {
             price: Some(req.price),
             trigger_price: (req.trigger_price.0 != 0).then_some(req.trigger_price),
@@ -2096,6 +2135,35 @@ impl<V: Venue> Gateway<V> {
             Err(e) => tracing::warn!(tag = %tag_for(coid), error = %e, "modify failed"),
         }
         Ok(())
+    }
+
+    /// The venue order a cancel or modification of `coid` goes to: `venue_id` (the id the
+    /// placement returned), except for an iceberg, whose working leg is a venue order of its
+    /// own once the first leg completed: found in the venue's order book (one more request,
+    /// for icebergs only; if it fails, the first leg's id is used and the venue says why).
+    fn working_leg(&mut self, coid: u64, venue_id: u64) -> u64 {
+        let Some(t) = self.orders.get(&coid) else {
+            return venue_id;
+        };
+        if !matches!(self.variety_for(&t.req), Variety::Iceberg { .. }) {
+            return venue_id;
+        }
+        let tag = tag_for(coid);
+        match self.venue.orders() {
+            Ok(orders) => orders
+                .iter()
+                .filter(|o| {
+                    o.tag.as_deref() == Some(tag.as_str())
+                        && o.status == VenueStatus::Working
+                        && o.iceberg.is_some()
+                })
+                .max_by_key(|o| o.iceberg.map_or(0, |l| l.leg))
+                .map_or(venue_id, |o| o.order_id),
+            Err(e) => {
+                tracing::warn!(%tag, error = %e, "listing an iceberg's legs failed; acting on its first leg");
+                venue_id
+            }
+        }
     }
 
     fn cancel_all(&mut self, instrument: kestrel_engine::InstrumentId) -> Result<(), GatewayError> {

@@ -162,6 +162,26 @@ impl KiteClient {
         })
     }
 
+    /// Remembers the variety of every listed order that is not `regular`: an iceberg's later
+    /// legs (placed by Kite) and orders placed before a restart are modified and cancelled
+    /// on their own variety's route.
+    fn learn_varieties(&mut self, listed: &Value) {
+        for o in listed.as_array().into_iter().flatten() {
+            let variety = match o["variety"].as_str() {
+                Some("amo") => Variety::Amo,
+                // Only the name reaches a route.
+                Some("iceberg") => Variety::Iceberg {
+                    legs: 0,
+                    leg_quantity: 0,
+                },
+                _ => continue,
+            };
+            if let Some(id) = u64_of(&o["order_id"]) {
+                self.varieties.insert(id, variety);
+            }
+        }
+    }
+
     /// The variety in an order's modify and cancel routes.
     fn variety_of(&self, venue_order_id: u64) -> &'static str {
         self.varieties
@@ -645,6 +665,17 @@ pub fn parse_order(v: &Value) -> Result<VenueOrder, VenueError> {
             Some("IOC") => Some(TimeInForce::Ioc),
             _ => None,
         },
+        iceberg: iceberg_leg(&v["meta"]["iceberg"]),
+    })
+}
+
+/// Kite's `meta.iceberg` of an iceberg leg; `None` when absent or unreadable.
+fn iceberg_leg(v: &Value) -> Option<crate::venue::IcebergLeg> {
+    let num = |k: &str| u64_of(&v[k]);
+    Some(crate::venue::IcebergLeg {
+        leg: u16::try_from(num("leg")?).ok()?,
+        legs: u16::try_from(num("legs")?).ok()?,
+        total_quantity: u32::try_from(num("total_quantity")?).ok()?,
     })
 }
 
@@ -735,7 +766,9 @@ impl Venue for KiteClient {
     }
 
     fn orders(&mut self) -> Result<Vec<VenueOrder>, VenueError> {
-        parse_list(self.call("GET", "/orders", "")?, parse_order)
+        let data = self.call("GET", "/orders", "")?;
+        self.learn_varieties(&data);
+        parse_list(data, parse_order)
     }
 
     fn order_history(&mut self, venue_order_id: u64) -> Result<Vec<VenueOrder>, VenueError> {

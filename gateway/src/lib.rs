@@ -18,6 +18,7 @@
 //!   request itself; the gateway thread stores it and applies the answer.
 //! * [`updates`]: the venue's order updates (ticker WebSocket text frames) applied to orders.
 //! * [`fills`]: the one rule by which every source (updates, polls) appends fills.
+//! * [`iceberg`]: a Kite iceberg's legs folded into the one order the gateway follows.
 //! * [`reconcile`]: reconciliation of the store with the venue, at start-up and periodically.
 //! * [`token`]: the access token refused mid-session, and a new one taken without a restart.
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod fills;
 pub mod fsm;
 pub mod gateway;
 pub mod group_commit;
+pub mod iceberg;
 pub mod idempotency;
 pub mod inline;
 pub mod intent;
@@ -52,5 +54,6 @@ pub use store::{KILL_KEY, PAUSED_KEY, PositionSource, Store, StoreError, StoredF
 pub use token::TokenState;
 pub use updates::UpdateOutcome;
 pub use venue::{
-    PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus, VenueTrade,
+    AboveFreeze, PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus,
+    VenueTrade,
 };

@@ -56,8 +56,7 @@ impl<V: Venue> Gateway<V> {
     /// execution reports it produces are queued ([`Gateway::take_reports`]).
     pub fn reconcile(&mut self) -> Result<ReconcileReport, GatewayError> {
         self.last_reconcile = std::time::Instant::now();
-        let orders = self.venue.orders()?;
-        let trades = self.venue.trades()?;
+        let (orders, trades) = self.venue.book()?;
         let positions = self.venue.positions()?;
         self.snapshot_venue_positions(&positions, "reconcile")?;
         let fills_before = self.counters.fills;
@@ -196,8 +195,7 @@ impl<V: Venue> Gateway<V> {
         if !differences.is_empty() {
             // The three books were read one after another: a fill in between shows in one and
             // not yet in the other. Read them again once; only a difference that stays counts.
-            let orders = self.venue.orders()?;
-            let trades = self.venue.trades()?;
+            let (orders, trades) = self.venue.book()?;
             let positions = self.venue.positions()?;
             self.snapshot_venue_positions(&positions, "reconcile")?;
             differences = self.position_differences(&followed, &orders, &trades, &positions)?;

@@ -171,6 +171,7 @@ impl<V: Venue> Gateway<V> {
         };
         if let Some(ours) = t.venue_order_id
             && ours != vo.order_id
+            && vo.iceberg.is_none()
         {
             let req = t.req;
             self.incident(
@@ -186,6 +187,12 @@ impl<V: Venue> Gateway<V> {
         }
         self.counters.order_updates += 1;
         self.last_update = Some(Instant::now());
+        if vo.iceberg.is_some() {
+            // One leg's cumulative fill is not the iceberg's: the poll folds every leg with
+            // the trade book ([`crate::iceberg`]).
+            self.poll_now = true;
+            return Ok(UpdateOutcome::Applied);
+        }
         self.apply_venue_view(coid, vo, FillSource::Cumulative, "order update")?;
         self.settle()?;
         Ok(UpdateOutcome::Applied)

@@ -59,6 +59,34 @@ impl Variety {
     }
 }
 
+/// At most this many legs for an iceberg the gateway places (`[venue] above_freeze =
+/// "iceberg"`), as for a sliced order's children
+/// ([`crate::idempotency::MAX_SLICE_CHILDREN`]); a larger order is sliced.
+pub const MAX_ICEBERG_LEGS: u16 = 10;
+
+/// What the gateway does with an order above the instrument's freeze quantity
+/// (`[venue] above_freeze`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AboveFreeze {
+    /// Child orders of its own, each with its own tag ([`crate::idempotency`]).
+    #[default]
+    Slice,
+    /// One Kite iceberg order (the broker places the legs) when it fits in
+    /// [`MAX_ICEBERG_LEGS`] legs of at most the freeze quantity; sliced otherwise.
+    Iceberg,
+}
+
+/// One leg of a Kite iceberg as the venue lists it (`meta.iceberg`): every leg is an order
+/// of its own with the iceberg's tag ([`crate::iceberg`] folds them into one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcebergLeg {
+    /// 1-based.
+    pub leg: u16,
+    pub legs: u16,
+    /// The whole iceberg's quantity.
+    pub total_quantity: u32,
+}
+
 #[cfg(test)]
 mod variety_tests {
     use super::Variety;
@@ -184,6 +212,8 @@ pub struct VenueOrder {
     pub trigger_price: Price,
     /// `DAY` or `IOC`; `None` when absent or unknown.
     pub validity: Option<TimeInForce>,
+    /// A leg of an iceberg (Kite `meta.iceberg`); `None` for any other order.
+    pub iceberg: Option<IcebergLeg>,
 }
 
 /// One fill as the venue reports it.
@@ -292,6 +322,14 @@ pub trait Venue {
     fn order_history(&mut self, venue_order_id: u64) -> Result<Vec<VenueOrder>, VenueError>;
     /// Every fill of the day.
     fn trades(&mut self) -> Result<Vec<VenueTrade>, VenueError>;
+
+    /// Every order and fill of the day, an iceberg's legs folded into one order
+    /// ([`crate::iceberg::fold_legs`]): what the gateway compares its orders with.
+    fn book(&mut self) -> Result<(Vec<VenueOrder>, Vec<VenueTrade>), VenueError> {
+        let orders = self.orders()?;
+        let trades = self.trades()?;
+        Ok(crate::iceberg::fold_legs(orders, trades))
+    }
     fn positions(&mut self) -> Result<Vec<VenuePosition>, VenueError>;
 
     /// A new connection of its own for the engine thread's inline order writer

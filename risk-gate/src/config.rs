@@ -42,6 +42,12 @@ pub struct SessionConfig {
     pub holidays: Vec<String>,
     /// Sessions outside the timetable (Muhurat trading); none by default.
     pub special_sessions: Vec<SpecialSessionConfig>,
+    /// Let limit orders decided while the market is closed (between sessions, weekends,
+    /// holidays) through, marked [`kestrel_engine::records::order_flags::AFTER_HOURS`] for
+    /// the gateway to place as after-market orders. Not a key of this section: set from
+    /// `[venue] after_hours = "amo"`, the one place that says so.
+    #[serde(skip)]
+    pub after_hours_amo: bool,
 }
 
 impl Default for SessionConfig {
@@ -54,6 +60,7 @@ impl Default for SessionConfig {
                 .map(|(date, _)| date.to_string())
                 .collect(),
             special_sessions: Vec::new(),
+            after_hours_amo: false,
         }
     }
 }

@@ -118,6 +118,7 @@ pub struct RiskGate {
     freeze_action: FreezeAction,
     session_enabled: bool,
     allow_pre_open: bool,
+    after_hours_amo: bool,
     calendar: Calendar,
     max_tick_age: u64,
     band_bps: i64,
@@ -199,6 +200,7 @@ impl RiskGate {
             freeze_action: config.freeze_action,
             session_enabled: config.session.enabled,
             allow_pre_open: config.session.allow_pre_open,
+            after_hours_amo: config.session.after_hours_amo,
             calendar: Calendar::from_config(&config.session)
                 .expect("RiskGate::new: the config must pass RiskConfig::validate first"),
             max_tick_age: config.max_tick_age_ms * MS,
@@ -443,6 +445,16 @@ impl RiskGate {
                     if stop || tif == TimeInForce::Ioc {
                         return reject(RiskReason::SessionClosed, otype.code() as i64, 0);
                     }
+                }
+                // `after_hours = "amo"`: a DAY limit order while the market is closed goes
+                // to the broker as an after-market order, queued until the next open (a
+                // market or stop order would meet whatever the open brings: refused).
+                SessionPhase::Closed | SessionPhase::Holiday
+                    if self.after_hours_amo
+                        && otype == OrderType::Limit
+                        && tif == TimeInForce::Day =>
+                {
+                    req.flags |= order_flags::AFTER_HOURS;
                 }
                 p @ (SessionPhase::PreOpen
                 | SessionPhase::Closed

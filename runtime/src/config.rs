@@ -13,7 +13,9 @@ use crate::strategies::StrategySet;
 
 pub(crate) mod check;
 mod location;
+mod varieties;
 pub use location::ConfigError;
+pub use varieties::{AboveFreeze, AfterHours};
 
 /// The documented defaults (`config/kestrel.toml`), built into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../config/kestrel.toml");
@@ -131,6 +133,10 @@ pub struct VenueSection {
     /// `HH:MM` IST: a running session that has no valid access token by then alerts once
     /// with the login link (Kite's tokens expire at 06:00 IST; the market opens at 09:15).
     pub login_alert_at: String,
+    /// An order above the freeze quantity: sliced, or one Kite iceberg ([`AboveFreeze`]).
+    pub above_freeze: AboveFreeze,
+    /// An order decided while the market is closed: refused, or an AMO ([`AfterHours`]).
+    pub after_hours: AfterHours,
 }
 
 impl Default for VenueSection {
@@ -145,6 +151,8 @@ impl Default for VenueSection {
             login_callback_port: 5000,
             static_ip: None,
             login_alert_at: "08:45".into(),
+            above_freeze: AboveFreeze::Slice,
+            after_hours: AfterHours::Refuse,
         }
     }
 }
@@ -413,6 +421,8 @@ impl Config {
         config
             .validate()
             .map_err(|e| ConfigError::locate(&e, text, origin))?;
+        // The risk gate lets after-hours limit orders through, marked for an AMO.
+        config.risk.session.after_hours_amo = config.venue.after_hours == AfterHours::Amo;
         config
             .instruments
             .validate(text)
@@ -565,6 +575,11 @@ impl Config {
             );
         }
         self.venue.login_alert_minute()?;
+        varieties::validate(
+            self.venue.after_hours,
+            &self.venue.product,
+            self.risk.session.enabled,
+        )?;
         for (key, url, schemes) in [
             (
                 "venue.rest_url",

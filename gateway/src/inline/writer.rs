@@ -244,9 +244,12 @@ impl OrderWriter {
         let Some(named) = self.names.get(req.instrument.index()) else {
             return false;
         };
+        // Regular orders only: above the freeze quantity (sliced, or one iceberg) and after
+        // hours (an AMO) the gateway thread places it.
         req.kind() == Some(RequestKind::New)
             && req.side().is_some()
             && !req.has_flag(order_flags::SLICE)
+            && !req.has_flag(order_flags::AFTER_HOURS)
             && (named.freeze == 0 || req.qty <= named.freeze)
             && self.refused.binary_search(&req.client_order_id).is_err()
             && self.limiter.day_allows()

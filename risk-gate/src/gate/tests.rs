@@ -304,6 +304,55 @@ fn the_session_check_is_off_when_disabled_even_on_a_holiday() {
 }
 
 #[test]
+fn after_hours_amo_lets_day_limit_orders_through_marked_while_the_market_is_closed() {
+    let mut cfg = config();
+    cfg.session.after_hours_amo = true;
+    let mut g = gate_with(&cfg);
+    let night = T0 + 12 * 3600 * SEC; // Monday 22:00 IST
+    let holiday = T0 + 86_400 * SEC; // Tuesday, a holiday, 10:00 IST
+    let closing = T0 + (5 * 3600 + 45 * 60) * SEC; // 15:45 IST: the closing session
+    for now in [night, holiday] {
+        let mut limit = order(INFY, Side::Buy, 1, OrderType::Limit, "1500");
+        assert_eq!(check_at(&mut g, &mut limit, &book(), now), Decision::Accept);
+        assert!(limit.has_flag(order_flags::AFTER_HOURS));
+        // Market, stop and IOC orders stay refused: they would meet whatever the open brings.
+        let mut ioc = OrderRequest {
+            tif: TimeInForce::Ioc.code(),
+            ..order(INFY, Side::Buy, 1, OrderType::Limit, "1500")
+        };
+        let mut sl = OrderRequest {
+            trigger_price: px("1500"),
+            ..order(INFY, Side::Buy, 1, OrderType::StopLimit, "1500")
+        };
+        for req in [&mut market_buy(1), &mut ioc, &mut sl] {
+            assert_eq!(
+                reason(check_at(&mut g, req, &book(), now)),
+                Some(RiskReason::SessionClosed)
+            );
+            assert!(!req.has_flag(order_flags::AFTER_HOURS));
+        }
+    }
+    // The closing session is not "closed": refused as before, unmarked.
+    let mut limit = order(INFY, Side::Buy, 1, OrderType::Limit, "1500");
+    assert_eq!(
+        reason(check_at(&mut g, &mut limit, &book(), closing)),
+        Some(RiskReason::SessionClosed)
+    );
+    // In the session an order is a regular one.
+    let mut g = gate_with(&cfg);
+    let mut limit = order(INFY, Side::Buy, 1, OrderType::Limit, "1500");
+    assert_eq!(check(&mut g, &mut limit, &book()), Decision::Accept);
+    assert!(!limit.has_flag(order_flags::AFTER_HOURS));
+    // Off (the default): refused while closed.
+    let mut g = gate_with(&config());
+    let mut limit = order(INFY, Side::Buy, 1, OrderType::Limit, "1500");
+    assert_eq!(
+        reason(check_at(&mut g, &mut limit, &book(), night)),
+        Some(RiskReason::SessionClosed)
+    );
+}
+
+#[test]
 fn stale_market_data_refuses_entries_at_the_boundary() {
     let mut g = gate_with(&config());
     let m = market(T0);

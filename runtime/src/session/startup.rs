@@ -33,6 +33,7 @@ pub(super) fn start_gateway(
                 GatewayConfig::default().idle_spin
             },
             product: args.venue.product,
+            above_freeze: args.config.venue.above_freeze.into(),
             durability: match args.config.storage.order_durability {
                 OrderDurability::Full => Durability::Full,
                 OrderDurability::Process => Durability::Process {

@@ -125,6 +125,14 @@ pub fn venue_order(o: &Order) -> Result<VenueOrder, VenueError> {
             Validity::Day => TimeInForce::Day,
             Validity::Ioc => TimeInForce::Ioc,
         }),
+        iceberg: match o.iceberg {
+            Some(i) => Some(kestrel_gateway::venue::IcebergLeg {
+                leg: u16::try_from(i.leg).unwrap_or(u16::MAX),
+                legs: u16::try_from(i.legs).unwrap_or(u16::MAX),
+                total_quantity: qty("total_quantity", i.total_quantity)?,
+            }),
+            None => None,
+        },
     })
 }
 
