@@ -232,7 +232,10 @@ mod tests {
         let decided = t("2026-12-02 09:15:00");
         fills.submit(&order(Side::Buy, OrderType::Market, "0", decided), decided);
         let r = fills.on_bar(&day, &table);
-        assert_eq!((r[0].price, r[0].ts), (Price::parse("101").unwrap(), decided));
+        assert_eq!(
+            (r[0].price, r[0].ts),
+            (Price::parse("101").unwrap(), decided)
+        );
         assert_eq!(r[0].fee.0, 0, "--fees none");
     }
 }

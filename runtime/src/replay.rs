@@ -43,16 +43,15 @@ use kestrel_risk::RiskGate;
 
 pub(crate) use assumptions::on_nse_hours;
 pub use assumptions::{AtEnd, Fees, fill_at_parser};
-pub use at_end::EndPosition;
 pub use latency::{Latency, LatencySampler};
 pub use stats::Summary;
 
-use crate::bar_fills::{self, BarFills};
+use crate::bar_fills::{BarFills, close_ts, open_ts};
 use crate::config::Config;
 use crate::journal_cmd::ist;
 use crate::strategies::StrategySet;
 use assumptions::Assumptions;
-use stats::{RoundTrip, Tracker};
+use stats::{RoundTrip, Tracker, max_drawdown, sharpe};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FillMode {
@@ -333,13 +332,13 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
                     &mut bar_fills,
                     &mut track,
                     &mut closing,
-                    bar_fills::open_ts(&b, exchange),
+                    open_ts(&b, exchange),
                 );
             }
             for r in &bar_fills.on_bar(&b, &table) {
                 track.apply(&mut engine, &mut out, r);
             }
-            let end = bar_fills::close_ts(&b, exchange);
+            let end = close_ts(&b, exchange);
             if last_ts != 0 && engine.book().positions().any(|(_, p)| !p.qty.is_zero()) {
                 in_market_ns += end.saturating_sub(last_ts);
             }
@@ -361,7 +360,7 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
     // no later data shows them over, and no later bar could fill an order of theirs. The
     // book is marked to their closes, as to a tick journal's last ticks.
     for b in closing.drain(..) {
-        engine.mark_bar(&b, bar_fills::close_ts(&b, table.get(b.instrument).exchange));
+        engine.mark_bar(&b, close_ts(&b, table.get(b.instrument).exchange));
     }
     bar.finish_and_clear();
 
@@ -369,7 +368,14 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
     // replay leaves the book as the recorded session left it).
     let simulated = args.fills == FillMode::Simulated || bars > 0;
     let close = simulated && args.at_end == AtEnd::Close;
-    let at_end = at_end::settle(&mut engine, &mut out, &mut track, &args.fees, close, last_ts);
+    let at_end = at_end::settle(
+        &mut engine,
+        &mut out,
+        &mut track,
+        &args.fees,
+        close,
+        last_ts,
+    );
     let assumptions = Assumptions {
         fills: if bars > 0 {
             assumptions::BAR_FILLS.to_string()
@@ -390,8 +396,14 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         session: session_said,
         at_end: match (close, simulated) {
             (true, _) if at_end.is_empty() => "close: nothing was open".to_string(),
-            (true, _) => format!("close: {} position(s) closed at the last price", at_end.len()),
-            (false, true) => format!("leave: {} position(s) left open at the last price", at_end.len()),
+            (true, _) => format!(
+                "close: {} position(s) closed at the last price",
+                at_end.len()
+            ),
+            (false, true) => format!(
+                "leave: {} position(s) left open at the last price",
+                at_end.len()
+            ),
             (false, false) => format!(
                 "as recorded: {} position(s) open, marked at the last price",
                 at_end.len()

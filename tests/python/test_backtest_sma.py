@@ -26,6 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from backtesting import Backtest, Strategy
 from backtesting.lib import crossover
 from kiteconnect import KiteConnect
@@ -85,8 +86,12 @@ def backtesting_py(candles, finalize):
         },
         index=pd.DatetimeIndex([c["date"].date() for c in candles]),
     )
-    stats = Backtest(frame, sma_cross(FAST, SLOW), cash=10_000_000, commission=0,
-                     finalize_trades=finalize).run()
+    bt = Backtest(frame, sma_cross(FAST, SLOW), cash=10_000_000, commission=0, finalize_trades=finalize)
+    if finalize:
+        stats = bt.run()
+    else:
+        with pytest.warns(UserWarning, match="remain open"):
+            stats = bt.run()
     fills = []
     for t in stats["_trades"].itertuples():
         assert t.Size == QTY, t

@@ -34,7 +34,10 @@ fn table(exchange: Exchange) -> InstrumentTable {
 /// (the default breakout enters) to the end, well inside its stop and its 300 s time exit.
 /// Quoted ₹0.05 either side of the last price, 500 shown.
 fn journal(dir: &Path, exchange: Exchange, start: &str) -> (PathBuf, Vec<Tick>) {
-    let path = dir.join(format!("{exchange:?}-{}.kjnl", start.replace([' ', ':'], "-")));
+    let path = dir.join(format!(
+        "{exchange:?}-{}.kjnl",
+        start.replace([' ', ':'], "-")
+    ));
     let t0 = parse_ist_datetime(start).unwrap();
     let mut w = JournalWriter::create(&path, &table(exchange), t0).unwrap();
     let mut ticks = Vec::new();
@@ -70,7 +73,10 @@ fn config(dir: &Path, exchange: Exchange) -> Config {
     let mut c = Config::parse::<BuiltIn>(crate::config::DEFAULT_TOML, "defaults", &table(exchange))
         .unwrap();
     c.storage.dir = dir.to_path_buf();
-    assert!(c.risk.session.enabled, "the shipped configuration enforces NSE hours");
+    assert!(
+        c.risk.session.enabled,
+        "the shipped configuration enforces NSE hours"
+    );
     c
 }
 
@@ -108,7 +114,11 @@ fn the_session_check_follows_the_journal_s_exchange_not_a_blanket_setting() {
     let (other, _) = journal(dir.path(), Exchange::Other, evening);
     let out = replay(ReplayArgs::new(other, config(dir.path(), Exchange::Other)));
     assert!(!out.fills.is_empty(), "{:?}", out.summary);
-    assert!(out.summary.rejected_by_reason.is_empty(), "{:?}", out.summary);
+    assert!(
+        out.summary.rejected_by_reason.is_empty(),
+        "{:?}",
+        out.summary
+    );
     assert!(
         out.summary.assumptions.session.contains("around the clock"),
         "{:?}",
@@ -128,7 +138,10 @@ fn at_the_end_an_open_position_is_closed_at_the_last_price_or_left_and_listed() 
     let dir = tempfile::tempdir().unwrap();
     let (path, ticks) = journal(dir.path(), Exchange::Nse, "2026-12-01 10:00:00");
     let last = ticks.last().unwrap();
-    let closed = replay(ReplayArgs::new(path.clone(), config(dir.path(), Exchange::Nse)));
+    let closed = replay(ReplayArgs::new(
+        path.clone(),
+        config(dir.path(), Exchange::Nse),
+    ));
     let exit = closed.fills.last().unwrap();
     assert_eq!(
         (exit.side(), exit.qty, exit.price, exit.ts, exit.decision_id),
@@ -137,7 +150,10 @@ fn at_the_end_an_open_position_is_closed_at_the_last_price_or_left_and_listed() 
         closed.fills
     );
     assert!(exit.fee > Money::ZERO, "NSE fees on the close too");
-    assert_eq!(closed.summary.trades, 1, "the closed position is a round trip");
+    assert_eq!(
+        closed.summary.trades, 1,
+        "the closed position is a round trip"
+    );
     assert_eq!(closed.summary.at_end.len(), 1);
     let listed = &closed.summary.at_end[0];
     assert_eq!((listed.symbol.as_str(), listed.qty), ("RELIANCE", 10));
@@ -160,7 +176,10 @@ fn at_the_end_an_open_position_is_closed_at_the_last_price_or_left_and_listed() 
     assert_eq!(left.summary.trades, 0);
     assert_eq!(left.summary.at_end, closed.summary.at_end);
     assert!(
-        left.summary.assumptions.at_end.starts_with("leave: 1 position"),
+        left.summary
+            .assumptions
+            .at_end
+            .starts_with("leave: 1 position"),
         "{:?}",
         left.summary.assumptions
     );
@@ -197,7 +216,10 @@ fn fills_follow_the_chosen_model_and_fees_can_be_switched_off() {
     assert!(said.starts_with("touch:"), "{said}");
     let (px, at, said) = entry(Some(FillModel::NextTick));
     assert_eq!(px, ticks[at + 1].last_px);
-    assert_ne!(px, ticks[at].ask_px, "a different price: the test tells them apart");
+    assert_ne!(
+        px, ticks[at].ask_px,
+        "a different price: the test tells them apart"
+    );
     assert!(said.starts_with("next-tick:"), "{said}");
 }
 

@@ -39,7 +39,14 @@ impl FeeModel for Fees {
         }
     }
 
-    fn fill_fee(&self, side: Side, price: Price, qty: Qty, product: Product, prior: Money) -> Money {
+    fn fill_fee(
+        &self,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        product: Product,
+        prior: Money,
+    ) -> Money {
         match self {
             Fees::None => Money::ZERO,
             // Built per fill (a few integers, no allocation): fills are rare next to ticks.
@@ -130,12 +137,7 @@ pub(super) fn session_for(
             exchanges.push(ins.exchange);
         }
     }
-    let names = |xs: &[Exchange]| {
-        xs.iter()
-            .map(|x| x.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = |xs: &[Exchange]| xs.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ");
     if let Some((_, ins)) = table
         .iter()
         .find(|(_, i)| !on_nse_hours(i.exchange) && i.exchange != Exchange::Other)
@@ -202,9 +204,15 @@ mod tests {
         let on = SessionConfig::default();
         let (s, said) = session_for(&table(&[Exchange::Nse, Exchange::Nfo]), &on).unwrap();
         assert!(s.enabled);
-        assert!(said.contains("NSE hours") && said.contains("NSE, NFO"), "{said}");
+        assert!(
+            said.contains("NSE hours") && said.contains("NSE, NFO"),
+            "{said}"
+        );
         let (s, said) = session_for(&table(&[Exchange::Other]), &on).unwrap();
-        assert!(!s.enabled, "a venue that trades around the clock has no hours");
+        assert!(
+            !s.enabled,
+            "a venue that trades around the clock has no hours"
+        );
         assert!(said.contains("around the clock"), "{said}");
         let err = session_for(&table(&[Exchange::Nse, Exchange::Mcx]), &on)
             .unwrap_err()
@@ -226,7 +234,10 @@ mod tests {
     #[test]
     fn no_fees_charge_nothing_and_nse_fees_charge_the_schedule() {
         let (px, q) = (Price::from_units(1_500), Qty(10));
-        assert_eq!(Fees::None.fee(Side::Buy, px, q, Product::Intraday), Money::ZERO);
+        assert_eq!(
+            Fees::None.fee(Side::Buy, px, q, Product::Intraday),
+            Money::ZERO
+        );
         let nse = Fees::Nse.fill_fee(Side::Sell, px, q, Product::Intraday, Money::ZERO);
         assert!(nse > Money::ZERO);
         assert_eq!(

@@ -26,7 +26,9 @@ impl Latency {
         match self {
             Latency::Constant(d) => format!("{d:?} per order"),
             Latency::Sampled(s) => {
-                let median = s.points[s.points.partition_point(|(p, _)| *p < 0.5)
+                let median = s.points[s
+                    .points
+                    .partition_point(|(p, _)| *p < 0.5)
                     .min(s.points.len() - 1)]
                 .1;
                 let max = s.points.last().map_or(0, |p| p.1);

@@ -221,4 +221,3 @@ fn equity_svg(equity: &[(UnixNanos, Money)]) -> String {
     s.push_str("</svg>\n");
     s
 }
-

@@ -140,4 +140,3 @@ pub(super) fn sharpe(equity: &[(UnixNanos, Money)]) -> Option<f64> {
     let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (var > 0.0).then(|| mean / var.sqrt() * (375.0 * 252.0f64).sqrt())
 }
-

@@ -139,8 +139,7 @@ fn a_journal_of_an_nfo_future_replays_and_trades_it_in_whole_lots() {
     let mut config = Config::parse::<BuiltIn>(&toml, "test", &table).unwrap();
     config.risk.session.enabled = false;
     config.storage.dir = dir.path().to_path_buf();
-    let out = run::<BuiltIn>(&ReplayArgs::new(journal.clone(), config))
-    .unwrap();
+    let out = run::<BuiltIn>(&ReplayArgs::new(journal.clone(), config)).unwrap();
     assert_eq!(out.summary.ticks, 600);
     assert!(out.notes.is_empty(), "{:?}", out.notes);
     assert!(

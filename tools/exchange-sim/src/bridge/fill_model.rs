@@ -8,6 +8,8 @@
 //! | `touch` | when it reaches the venue | the same touch | all of it |
 //! | `next-tick` | at the first tick of its instrument after it reached the venue | that tick's last price | all of it |
 //!
+//! "All of it" means up to 10^8 units a tick, more than any order.
+//!
 //! A journal's ticks carry one level of depth (the best bid and ask with their quantities),
 //! so `depth` walks that level: an order larger than it fills in parts over the following
 //! ticks. Limit orders follow the matcher's rules against the same view (in `next-tick`, bid
@@ -49,7 +51,9 @@ impl FillModel {
     /// without limit (`touch`), or the last price as both bid and ask without limit
     /// (`next-tick`; a tick without a trade price then offers nothing).
     pub(crate) fn market(self, tick: &Tick) -> Tick {
-        const ANY: u32 = u32::MAX;
+        // "Without limit": more than any order, and small enough that the paper venue's
+        // depth packet (five levels summed, times four) stays within a u32.
+        const ANY: u32 = 100_000_000;
         match self {
             FillModel::Depth => *tick,
             FillModel::Touch => Tick {
@@ -150,9 +154,17 @@ mod tests {
         let mut depth = venue(FillModel::Depth);
         depth.on_tick(&tick(1, "2500"));
         depth.submit(&buy(100), 2);
-        assert_eq!(fills(&mut depth), [(60, px("2500.05"), 40)], "what is shown");
+        assert_eq!(
+            fills(&mut depth),
+            [(60, px("2500.05"), 40)],
+            "what is shown"
+        );
         depth.on_tick(&tick(3, "2501"));
-        assert_eq!(fills(&mut depth), [(40, px("2501.05"), 0)], "the rest later");
+        assert_eq!(
+            fills(&mut depth),
+            [(40, px("2501.05"), 0)],
+            "the rest later"
+        );
 
         let mut touch = venue(FillModel::Touch);
         touch.on_tick(&tick(1, "2500"));
