@@ -19,7 +19,7 @@ use kestrel_testkit::sim::Sim;
 use crate::config::{Config, DEFAULT_TOML};
 use crate::history_cmd::{FetchArgs, fetch};
 use crate::instruments_cmd;
-use crate::replay::{FillMode, Latency, ReplayArgs, ReplayOutcome, run};
+use crate::replay::{AtEnd, Latency, ReplayArgs, ReplayOutcome, run};
 
 const STRATEGY: &str = "[strategy]\nkind = \"sma_cross\"\nfast = 3\nslow = 8\nallow_short = true\n\
                         bar_interval = \"5minute\"\n[strategy.sizing]\nmethod = \"fixed\"\nqty = 10\n\n";
@@ -48,13 +48,11 @@ fn config(journal: &Path) -> Config {
 
 fn replay(journal: &Path) -> ReplayOutcome {
     run::<BuiltIn>(&ReplayArgs {
-        journal: journal.to_path_buf(),
-        config: config(journal),
-        fills: FillMode::Simulated,
         latency: Latency::Constant(Duration::ZERO),
-        slippage_ticks: 0,
-        speed: None,
-        progress: false,
+        // The decisions are compared; a close at the end would be stamped at the last
+        // tick, a second before the last bar's end.
+        at_end: AtEnd::Leave,
+        ..ReplayArgs::new(journal.to_path_buf(), config(journal))
     })
     .unwrap()
 }

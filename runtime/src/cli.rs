@@ -179,6 +179,18 @@ pub(crate) enum Command {
         /// Pace: times real time (e.g. 10); default as fast as possible.
         #[arg(long)]
         speed: Option<f64>,
+        /// Charges per simulated fill: nse (Zerodha's NSE intraday schedule) or none.
+        #[arg(long, value_enum, default_value = "nse")]
+        fees: replay::Fees,
+        /// How simulated orders fill (docs/BACKTESTING.md): depth (the touch up to its
+        /// displayed quantity, the rest later; the default on ticks), touch (all at the
+        /// touch) or next-tick (all at the next tick's last price; bars: the next bar's open).
+        #[arg(long, value_parser = replay::fill_at_parser())]
+        fill_at: Option<kestrel_exchange_sim::bridge::FillModel>,
+        /// Positions open when the data ends: close (at the last price) or leave (listed
+        /// in the summary, marked at the last price).
+        #[arg(long, value_enum, default_value = "close")]
+        at_end: replay::AtEnd,
     },
     /// Work with configuration files.
     Config {
@@ -653,6 +665,9 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             latency_hgrm,
             slippage_ticks,
             speed,
+            fees,
+            fill_at,
+            at_end,
         } => {
             if let Some(x) = speed
                 && !(x > 0.0 && x.is_finite())
@@ -665,9 +680,10 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             let mut config = Config::load_sections(config.as_deref())?;
             instrument_select::bind_journal::<S>(&mut config, &journal_table)?;
             let outcome = replay::run::<S>(&replay::ReplayArgs {
-                journal,
-                config,
                 fills,
+                fill_at,
+                fees,
+                at_end,
                 latency: match latency_hgrm {
                     None => replay::Latency::Constant(Duration::from_micros(latency_us)),
                     Some(path) => {
@@ -682,6 +698,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
                 slippage_ticks,
                 speed,
                 progress: true,
+                ..replay::ReplayArgs::new(journal, config)
             })?;
             outcome.print();
             if let Some(dir) = report {

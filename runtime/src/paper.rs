@@ -439,15 +439,10 @@ mod tests {
         config.storage.dir = dir.path().to_path_buf();
         crate::instrument_select::bind_journal::<BuiltIn>(&mut config, reader.instruments())
             .unwrap();
-        let out = crate::replay::run::<BuiltIn>(&crate::replay::ReplayArgs {
-            journal: r.journal_path.clone(),
+        let out = crate::replay::run::<BuiltIn>(&crate::replay::ReplayArgs::new(
+            r.journal_path.clone(),
             config,
-            fills: crate::replay::FillMode::Simulated,
-            latency: crate::replay::Latency::Constant(Duration::from_micros(200)),
-            slippage_ticks: 0,
-            speed: None,
-            progress: false,
-        })
+        ))
         .unwrap();
         assert_eq!(out.summary.ticks as usize, ticks.len());
         // The call's 1,875 is filled (the gateway's slicing is taken as done), not refused

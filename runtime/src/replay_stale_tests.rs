@@ -8,7 +8,7 @@ use kestrel_engine::records::{RecordTag, TickKind};
 use kestrel_engine::{InstrumentId, InstrumentTable, JournalRecord, Price, Tick};
 use kestrel_journal::JournalWriter;
 
-use super::{FillMode, Latency, ReplayArgs, run};
+use super::{Latency, ReplayArgs, run};
 use crate::config::Config;
 use crate::strategies::BuiltIn;
 
@@ -58,13 +58,8 @@ fn replay(dir: &Path, journal: PathBuf) -> super::ReplayOutcome {
     config.storage.dir = dir.to_path_buf();
     assert_eq!(config.risk.max_tick_age_ms, 2_000, "the shipped limit");
     run::<BuiltIn>(&ReplayArgs {
-        journal,
-        config,
-        fills: FillMode::Simulated,
         latency: Latency::Constant(Duration::ZERO),
-        slippage_ticks: 0,
-        speed: None,
-        progress: false,
+        ..ReplayArgs::new(journal, config)
     })
     .unwrap()
 }

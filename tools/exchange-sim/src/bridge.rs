@@ -2,7 +2,10 @@
 //! and status changes back out as the engine's execution reports, with fees. Replay and
 //! backtests trade through it: the same matching code the simulator's REST API uses, with no
 //! sockets. It stands for the gateway too: an order above the freeze quantity is placed as
-//! the gateway's child orders ([`crate::slicing`]) and reported back as the parent.
+//! the gateway's child orders ([`crate::slicing`]) and reported back as the parent. How its
+//! orders meet each tick is a [`FillModel`] (the matcher's own rules by default).
+
+mod fill_model;
 
 use std::collections::HashMap;
 
@@ -14,6 +17,7 @@ use kestrel_engine::{
 use crate::matching::{MatchingConfig, OrderParams, OrderStatus, Product, Validity};
 use crate::slicing::{Placement, SliceBook};
 use crate::venue::PaperVenue;
+pub use fill_model::FillModel;
 use kestrel_engine::{InstrumentTable, Tick};
 
 /// The engine's view of the venue: submit requests, feed ticks, collect reports.
@@ -32,6 +36,10 @@ pub struct EngineVenue<F> {
     /// Orders refused before reaching the matcher (bad input, or unsliceable).
     pub refused: u64,
     slices: SliceBook,
+    model: FillModel,
+    /// New orders that reached the venue and wait for their instrument's next tick
+    /// ([`FillModel::NextTick`]), in arrival order.
+    waiting: Vec<OrderRequest>,
 }
 
 impl<F: FeeModel> EngineVenue<F> {
@@ -45,7 +53,19 @@ impl<F: FeeModel> EngineVenue<F> {
             out: Vec::new(),
             refused: 0,
             slices: SliceBook::default(),
+            model: FillModel::default(),
+            waiting: Vec::new(),
         }
+    }
+
+    /// The same venue with orders meeting the market by `model`.
+    pub fn with_fill_model(mut self, model: FillModel) -> EngineVenue<F> {
+        self.model = model;
+        self
+    }
+
+    pub fn fill_model(&self) -> FillModel {
+        self.model
     }
 
     pub fn venue(&self) -> &PaperVenue {
@@ -56,8 +76,10 @@ impl<F: FeeModel> EngineVenue<F> {
     pub fn submit(&mut self, req: &OrderRequest, now: UnixNanos) {
         self.venue.set_time(now);
         match req.kind() {
+            Some(RequestKind::New) if self.model.waits_for_next_tick() => self.waiting.push(*req),
             Some(RequestKind::New) => self.place(req, now),
             Some(RequestKind::CancelAll) => {
+                self.cancel_waiting(now, |w| w.instrument == req.instrument);
                 let live: Vec<u64> = self
                     .venue
                     .orders()
@@ -70,6 +92,7 @@ impl<F: FeeModel> EngineVenue<F> {
                 }
             }
             Some(RequestKind::Cancel) => {
+                self.cancel_waiting(now, |w| w.client_order_id == req.client_order_id);
                 // A sliced parent is cancelled as its children.
                 let children = self.slices.children_of(req.client_order_id);
                 let targets: Vec<u64> = self
@@ -91,10 +114,44 @@ impl<F: FeeModel> EngineVenue<F> {
         self.collect(now);
     }
 
-    /// Feed one market tick (fills resting and triggered orders).
+    /// Feed one market tick, as the fill model shows it (fills resting and triggered
+    /// orders), then place the orders waiting for this instrument's next tick.
     pub fn on_tick(&mut self, tick: &Tick) {
-        self.venue.on_tick(tick);
+        self.venue.on_tick(&self.model.market(tick));
         self.collect(tick.recv_ts);
+        if self.waiting.iter().any(|w| w.instrument == tick.instrument) {
+            let (now, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+                .into_iter()
+                .partition(|w| w.instrument == tick.instrument);
+            self.waiting = rest;
+            self.venue.set_time(tick.recv_ts);
+            for req in &now {
+                self.place(req, tick.recv_ts);
+            }
+            self.collect(tick.recv_ts);
+        }
+    }
+
+    /// Orders still waiting for a tick (none but with [`FillModel::NextTick`]).
+    pub fn waiting(&self) -> &[OrderRequest] {
+        &self.waiting
+    }
+
+    /// Takes the waiting orders `which` picks off before they were placed: each is
+    /// reported cancelled with its whole quantity.
+    fn cancel_waiting(&mut self, now: UnixNanos, which: impl Fn(&OrderRequest) -> bool) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if which(&self.waiting[i]) {
+                let w = self.waiting.remove(i);
+                self.out.push(ExecReport {
+                    leaves_qty: w.qty,
+                    ..ExecReport::about(&w, ExecKind::Cancelled, now)
+                });
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Session end: every live DAY order expires.
