@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::bar_fills::BarFills;
 use crate::config::Config;
 use crate::journal_cmd::ist;
+use crate::report;
 use crate::strategies::StrategySet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -172,10 +173,12 @@ pub struct Summary {
     pub gross_pnl: String,
     pub fees: String,
     pub net_pnl: String,
+    /// The deepest fall below a running peak (deepest as a share of the peak,
+    /// [`crate::report::stats::max_drawdown`]), and that share in percent.
     pub max_drawdown: String,
     pub max_drawdown_pct: f64,
-    /// Annualised from one-minute equity returns (375 minutes × 252 days); `None` (JSON null,
-    /// "n/a") with fewer than two returns or none that differ.
+    /// Annualised from IST daily equity returns (× √252, [`crate::report::stats`]); `None`
+    /// (JSON null, "n/a") with fewer than two daily returns or none that differ.
     pub sharpe: Option<f64>,
     /// `None` when the journal spans no time.
     pub time_in_market_pct: Option<f64>,
@@ -186,6 +189,8 @@ pub struct Summary {
 
 pub struct ReplayOutcome {
     pub summary: Summary,
+    /// The journal replayed (the report reads its prices back).
+    pub journal: PathBuf,
     /// What people should know about the journal (a version-1 table lacks freeze quantities).
     pub notes: Vec<String>,
     /// Every order request the engine sent, in order.
@@ -411,7 +416,7 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
     } = track;
     equity.push((last_ts, book.equity()));
     let counters = engine.counters();
-    let (dd, dd_pct) = max_drawdown(&equity);
+    let drawdown = report::stats::max_drawdown(&equity);
     let mut summary = Summary {
         ticks: counters.ticks,
         bars,
@@ -422,9 +427,9 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         gross_pnl: (book.realised() + book.unrealised()).to_string(),
         fees: book.fees().to_string(),
         net_pnl: book.net_pnl().to_string(),
-        max_drawdown: dd.to_string(),
-        max_drawdown_pct: dd_pct,
-        sharpe: sharpe(&equity),
+        max_drawdown: drawdown.map_or(Money::ZERO, |d| d.amount).to_string(),
+        max_drawdown_pct: drawdown.map_or(0.0, |d| 100.0 * d.depth),
+        sharpe: report::stats::sharpe(&report::periods::daily_returns(&equity)),
         time_in_market_pct: match first_ts {
             Some(f) if last_ts > f => Some(100.0 * in_market_ns as f64 / (last_ts - f) as f64),
             _ => None,
@@ -440,6 +445,7 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         .collect();
     Ok(ReplayOutcome {
         summary,
+        journal: args.journal.clone(),
         notes,
         orders: out.orders,
         fills,
@@ -527,54 +533,6 @@ impl Tracker {
     }
 }
 
-/// Largest fall from a running peak, in money and as a percentage of that peak.
-fn max_drawdown(equity: &[(UnixNanos, Money)]) -> (Money, f64) {
-    let mut peak = Money(i64::MIN);
-    let mut worst = (Money::ZERO, 0.0);
-    for &(_, e) in equity {
-        peak = peak.max(e);
-        let dd = peak - e;
-        if dd > worst.0 {
-            worst = (
-                dd,
-                if peak.0 > 0 {
-                    100.0 * dd.to_f64() / peak.to_f64()
-                } else {
-                    0.0
-                },
-            );
-        }
-    }
-    worst
-}
-
-/// Annualised Sharpe ratio of one-minute equity returns (zero risk-free rate).
-fn sharpe(equity: &[(UnixNanos, Money)]) -> Option<f64> {
-    let mut minute_close: Vec<f64> = Vec::new();
-    let mut current = None;
-    for &(ts, e) in equity {
-        let minute = ts / 60_000_000_000;
-        if current != Some(minute) {
-            minute_close.push(e.to_f64());
-            current = Some(minute);
-        } else if let Some(last) = minute_close.last_mut() {
-            *last = e.to_f64();
-        }
-    }
-    let returns: Vec<f64> = minute_close
-        .windows(2)
-        .filter(|w| w[0] != 0.0)
-        .map(|w| w[1] / w[0] - 1.0)
-        .collect();
-    if returns.len() < 2 {
-        return None;
-    }
-    let n = returns.len() as f64;
-    let mean = returns.iter().sum::<f64>() / n;
-    let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (var > 0.0).then(|| mean / var.sqrt() * (375.0 * 252.0f64).sqrt())
-}
-
 /// A statistic for people: `n/a` when it is undefined.
 fn shown(v: Option<f64>, decimals: usize, unit: &str) -> String {
     v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.decimals$}{unit}"))
@@ -639,7 +597,7 @@ impl ReplayOutcome {
         }
     }
 
-    /// trades.csv, orders.csv, equity.svg and summary.json in `dir`.
+    /// trades.csv, orders.csv, report.html ([`crate::report`]) and summary.json in `dir`.
     pub fn write_report(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut csv = String::from(
@@ -686,87 +644,12 @@ impl ReplayOutcome {
             );
         }
         write("orders.csv", orders.as_bytes())?;
-        write("equity.svg", equity_svg(&self.equity).as_bytes())?;
         write(
             "summary.json",
             serde_json::to_string_pretty(&self.summary)?.as_bytes(),
         )?;
-        Ok(())
+        report::write_html(self, &dir.join("report.html"))
     }
-}
-
-/// Equity (top) and drawdown (bottom) over time, decimated to at most 2,000 points.
-fn equity_svg(equity: &[(UnixNanos, Money)]) -> String {
-    const W: f64 = 900.0;
-    const H: f64 = 520.0;
-    let step = (equity.len() / 2000).max(1);
-    let pts: Vec<(f64, f64)> = equity
-        .iter()
-        .step_by(step)
-        .map(|(t, e)| (*t as f64, e.to_f64()))
-        .collect();
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#
-    );
-    if pts.len() < 2 {
-        s.push_str(r#"<text x="20" y="30">not enough data for a chart</text></svg>"#);
-        return s;
-    }
-    let (t0, t1) = (pts[0].0, pts[pts.len() - 1].0.max(pts[0].0 + 1.0));
-    let (lo, hi) = pts.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
-    });
-    let hi = if hi > lo { hi } else { lo + 1.0 };
-    let x = |t: f64| 70.0 + (t - t0) / (t1 - t0) * (W - 90.0);
-    let y_eq = |e: f64| 40.0 + (hi - e) / (hi - lo) * 280.0;
-    let mut peak = f64::MIN;
-    let dds: Vec<f64> = pts
-        .iter()
-        .map(|p| {
-            peak = peak.max(p.1);
-            peak - p.1
-        })
-        .collect();
-    let max_dd = dds.iter().cloned().fold(0.0, f64::max).max(1e-9);
-    let y_dd = |d: f64| 360.0 + d / max_dd * 120.0;
-    let line = |f: &dyn Fn(usize) -> (f64, f64)| {
-        (0..pts.len())
-            .map(|i| {
-                let (a, b) = f(i);
-                format!("{a:.1},{b:.1}")
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let _ = write!(
-        s,
-        r#"<text x="70" y="24" font-size="15">equity (₹{lo:.0} – ₹{hi:.0})</text>"#
-    );
-    let _ = write!(
-        s,
-        r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##,
-        line(&|i| (x(pts[i].0), y_eq(pts[i].1)))
-    );
-    let _ = write!(
-        s,
-        r#"<text x="70" y="352" font-size="15">drawdown (max ₹{max_dd:.0})</text>"#
-    );
-    let _ = write!(
-        s,
-        r##"<polyline fill="none" stroke="#d62728" stroke-width="1.5" points="{}"/>"##,
-        line(&|i| (x(pts[i].0), y_dd(dds[i])))
-    );
-    let _ = write!(
-        s,
-        r#"<text x="70" y="{}">{}</text><text x="{}" y="{}" text-anchor="end">{}</text>"#,
-        H - 12.0,
-        ist(t0 as u64),
-        W - 20.0,
-        H - 12.0,
-        ist(t1 as u64)
-    );
-    s.push_str("</svg>\n");
-    s
 }
 
 #[cfg(test)]
@@ -1026,11 +909,8 @@ mod tests {
         out.write_report(&report).unwrap();
         let trades = std::fs::read_to_string(report.join("trades.csv")).unwrap();
         assert_eq!(trades.lines().count(), out.fills.len() + 1);
-        assert!(
-            std::fs::read_to_string(report.join("equity.svg"))
-                .unwrap()
-                .contains("<polyline")
-        );
+        let page = std::fs::read_to_string(report.join("report.html")).unwrap();
+        assert!(page.contains("<svg") && page.contains("Statistics"));
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
                 .unwrap();
