@@ -17,6 +17,8 @@ const BLUE: RGBColor = RGBColor(31, 119, 180);
 const RED: RGBColor = RGBColor(214, 39, 40);
 const GREEN: RGBColor = RGBColor(44, 160, 44);
 const GREY: RGBColor = RGBColor(127, 127, 127);
+/// The minor grid lines.
+const LIGHT: RGBColor = RGBColor(244, 244, 244);
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type Drawn = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
@@ -102,26 +104,29 @@ pub fn equity_and_drawdown(equity: &[(UnixNanos, Money)]) -> Result<String> {
     let (t0, t1) = time_range(&points);
     let axis = TimeAxis::new(t0, t1, 10);
     let label = |t: &UnixNanos| axis.label(*t);
-    let (lo, hi) = points
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (lo, hi) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
     let deepest = drawdown.iter().fold(0.0f64, |m, p| m.min(p.1));
     svg((WIDTH, 560), |root| {
         let (top, bottom) = root.split_vertically(340);
         let mut c = ChartBuilder::on(&top)
-            .caption("Equity (₹)", (FONT, 18))
+            .caption("Equity (₹)", (FONT, 22))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(120)
             .build_cartesian_2d((t0..t1).with_key_points(axis.ticks.clone()), padded(lo, hi))?;
         c.configure_mesh()
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 15))
+            .light_line_style(LIGHT)
             .x_label_formatter(&label)
             .y_label_formatter(&|v| rupee_label(*v))
             .y_labels(6)
             .draw()?;
         c.draw_series(LineSeries::new(points, BLUE.stroke_width(2)))?;
         let mut d = ChartBuilder::on(&bottom)
-            .caption("Drawdown from the running peak (%)", (FONT, 16))
+            .caption("Drawdown from the running peak (%)", (FONT, 20))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(120)
@@ -130,8 +135,12 @@ pub fn equity_and_drawdown(equity: &[(UnixNanos, Money)]) -> Result<String> {
                 (deepest * 1.1).min(-0.01)..0.0,
             )?;
         d.configure_mesh()
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 15))
+            .light_line_style(LIGHT)
             .x_label_formatter(&label)
-            .y_label_formatter(&|v| format!("{v:.2}%"))
+            // No "-0.00%" at the top.
+            .y_label_formatter(&|v| format!("{:.2}%", if v.abs() < 0.005 { 0.0 } else { *v }))
             .y_labels(4)
             .x_desc("IST")
             .draw()?;
@@ -154,9 +163,9 @@ pub fn price_with_fills(
         .filter_map(|f| Some((f.ts, price_f64(f.price), f.side()?)))
         .collect();
     let (mut t0, mut t1) = time_range(&line);
-    let (mut lo, mut hi) = line
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (mut lo, mut hi) = line.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
     for &(t, p, _) in &marks {
         (t0, t1) = (t0.min(t), t1.max(t));
         (lo, hi) = (lo.min(p), hi.max(p));
@@ -165,12 +174,15 @@ pub fn price_with_fills(
     let label = |t: &UnixNanos| axis.label(*t);
     svg((WIDTH, 340), |root| {
         let mut c = ChartBuilder::on(root)
-            .caption(format!("{symbol}: price and fills"), (FONT, 18))
+            .caption(format!("{symbol}: price and fills"), (FONT, 22))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(120)
             .build_cartesian_2d((t0..t1).with_key_points(axis.ticks.clone()), padded(lo, hi))?;
         c.configure_mesh()
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 15))
+            .light_line_style(LIGHT)
             .x_label_formatter(&label)
             .y_label_formatter(&|v| rupee_label(*v))
             .y_labels(6)
@@ -196,21 +208,21 @@ pub fn price_with_fills(
             .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(GREY)
-            .label_font((FONT, 13))
+            .label_font((FONT, 16))
             .draw()?;
         Ok(())
     })
 }
 
 /// The bins of a histogram of `values`: a round width, edges on its multiples (so zero is an
-/// edge and no bin mixes gains and losses), about √n bins (5 to 40).
+/// edge and no bin mixes gains and losses), about 2√n bins (5 to 40).
 pub fn bins(values: &[f64]) -> (f64, Vec<(f64, usize)>) {
     let lo = values.iter().copied().fold(f64::MAX, f64::min);
     let hi = values.iter().copied().fold(f64::MIN, f64::max);
     if values.is_empty() || !lo.is_finite() || !hi.is_finite() {
         return (1.0, Vec::new());
     }
-    let target = ((values.len() as f64).sqrt().round() as usize).clamp(5, 40);
+    let target = ((2.0 * (values.len() as f64).sqrt()).round() as usize).clamp(5, 40);
     let raw = ((hi - lo) / target as f64).max(0.01);
     let magnitude = 10f64.powf(raw.log10().floor());
     let width = [1.0, 2.0, 2.5, 5.0, 10.0]
@@ -241,12 +253,15 @@ pub fn pnl_histogram(pnl: &[Money]) -> Result<String> {
     let top = bins.iter().map(|b| b.1).max().unwrap_or(1) as f64;
     svg((WIDTH, 320), |root| {
         let mut c = ChartBuilder::on(root)
-            .caption("Net P&L per closed trade (₹)", (FONT, 18))
+            .caption("Net P&L per closed trade (₹)", (FONT, 22))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, 0.0..top * 1.1)?;
         c.configure_mesh()
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 15))
+            .light_line_style(LIGHT)
             .x_label_formatter(&|v| rupee_label(*v))
             .y_label_formatter(&|v| format!("{v:.0}"))
             .x_labels(8)
@@ -254,7 +269,10 @@ pub fn pnl_histogram(pnl: &[Money]) -> Result<String> {
             .draw()?;
         c.draw_series(bins.iter().map(|&(edge, n)| {
             let colour = if edge >= 0.0 { GREEN } else { RED };
-            Rectangle::new([(edge, 0.0), (edge + width, n as f64)], colour.mix(0.75).filled())
+            Rectangle::new(
+                [(edge, 0.0), (edge + width, n as f64)],
+                colour.mix(0.75).filled(),
+            )
         }))?;
         Ok(())
     })
@@ -266,7 +284,7 @@ mod tests {
 
     #[test]
     fn bins_have_round_widths_with_zero_as_an_edge() {
-        // Nine values from −25 to 60: √9 = 3 → at least 5 bins: (60 + 25) / 5 = 17 → width 20.
+        // Nine values from −25 to 60: 2√9 = 6 bins: (60 + 25) / 6 ≈ 14.2 → width 20.
         let v = [-25.0, -5.0, -1.0, 0.0, 3.0, 19.9, 20.0, 41.0, 60.0];
         let (width, bins) = bins(&v);
         assert_eq!(width, 20.0);
@@ -304,9 +322,15 @@ mod tests {
         ];
         let s = equity_and_drawdown(&equity).unwrap();
         assert!(s.starts_with("<svg"), "{}", &s[..80]);
-        assert!(s.contains("<polyline") || s.contains("<path"), "lines are drawn");
+        assert!(
+            s.contains("<polyline") || s.contains("<path"),
+            "lines are drawn"
+        );
         assert!(s.contains("Drawdown"));
-        assert!(s.contains("₹1,00,000.00") || s.contains("₹99,"), "rupee labels");
+        assert!(
+            s.contains("₹1,00,000.00") || s.contains("₹99,"),
+            "rupee labels"
+        );
         let fills = [ExecReport {
             ts: t(60),
             price: Price::from_units(250),
@@ -315,10 +339,16 @@ mod tests {
             qty: 1,
             ..ExecReport::default()
         }];
-        let prices = [(t(0), Price::from_units(240)), (t(375), Price::from_units(260))];
+        let prices = [
+            (t(0), Price::from_units(240)),
+            (t(375), Price::from_units(260)),
+        ];
         let p = price_with_fills("INFY", &prices, &fills).unwrap();
         assert!(p.contains("INFY: price and fills") && p.contains("<polygon"));
         let h = pnl_histogram(&[Money::from_units(-5), Money::from_units(12)]).unwrap();
-        assert!(h.matches("<rect").count() >= 3, "the background and two bars");
+        assert!(
+            h.matches("<rect").count() >= 3,
+            "the background and two bars"
+        );
     }
 }

@@ -89,6 +89,13 @@ pub fn duration(ns: u64) -> String {
     }
 }
 
+/// An IST time to the second, for the trades table (its header says IST).
+fn when(ts: UnixNanos) -> String {
+    let mut s = ist(ts);
+    s.truncate("2026-01-30 09:15:00".len());
+    s
+}
+
 /// `pos` or `neg` for a signed amount's cell.
 fn sign_class(v: i64) -> &'static str {
     match v.signum() {
@@ -112,15 +119,14 @@ pub fn page(p: &Page<'_>) -> Result<String> {
     );
     let _ = write!(
         h,
-        "<h1>kestrel replay</h1><p class=\"meta\">{} · {} → {} · {} ticks{} · {} orders · {} fills</p>\n",
+        "<h1>kestrel replay</h1><p class=\"meta\">{} · {} → {} · {} · {} orders · {} fills</p>\n",
         esc(&o.journal.display().to_string()),
         esc(&s.first_ts),
         esc(&s.last_ts),
-        s.ticks,
         if s.bars > 0 {
-            format!(" · {} bars", s.bars)
+            format!("{} bars", s.bars)
         } else {
-            String::new()
+            format!("{} ticks", s.ticks)
         },
         s.orders,
         s.fills
@@ -227,7 +233,11 @@ fn statistics(h: &mut String, st: &Stats, rejected: &[(String, u64)]) {
         ),
         ("Exposure (time in market)", pct(st.exposure), ""),
         ("Fees", rupees(st.fees), ""),
-        ("Period", duration(st.end_ts.saturating_sub(st.start_ts)), ""),
+        (
+            "Period",
+            duration(st.end_ts.saturating_sub(st.start_ts)),
+            "",
+        ),
     ];
     h.push_str("<h2 id=\"statistics\">Statistics</h2>\n<table class=\"stats\">\n");
     // Two columns of label and value.
@@ -326,7 +336,7 @@ fn trades(h: &mut String, o: &ReplayOutcome, trades: &[Trade]) {
     for (i, t) in trades.iter().take(TRADE_ROWS).enumerate() {
         let symbol = &o.instruments.get(t.instrument).symbol;
         let side = if t.side == Side::Buy { "long" } else { "short" };
-        let exit = t.exit_ts.map_or_else(|| "open".to_string(), ist);
+        let exit = t.exit_ts.map_or_else(|| "open".to_string(), when);
         let held = t
             .exit_ts
             .map_or_else(String::new, |x| duration(x.saturating_sub(t.entry_ts)));
@@ -341,7 +351,7 @@ fn trades(h: &mut String, o: &ReplayOutcome, trades: &[Trade]) {
              <td>{}</td><td{class}>{pnl}</td></tr>",
             i + 1,
             esc(symbol),
-            ist(t.entry_ts),
+            when(t.entry_ts),
             t.qty,
             price(t.entry_price),
             rupees(t.fees),
@@ -386,6 +396,10 @@ mod tests {
         assert!(h.contains("<b>-1.00%</b>"), "{h}");
         assert!(h.contains("rgba(44,160,44,0.62)\">10.00%"), "{h}");
         assert!(h.contains("rgba(214,39,40,0.62)\">-10.00%"), "{h}");
-        assert_eq!(h.matches("<td></td>").count(), 10, "ten months without data");
+        assert_eq!(
+            h.matches("<td></td>").count(),
+            10,
+            "ten months without data"
+        );
     }
 }

@@ -86,7 +86,10 @@ pub(crate) mod tests {
 
     #[test]
     fn the_fixture_time_is_0915_ist_on_30_january() {
-        assert_eq!(crate::journal_cmd::ist(at(0, 0)), "2026-01-30 09:15:00.000 IST");
+        assert_eq!(
+            crate::journal_cmd::ist(at(0, 0)),
+            "2026-01-30 09:15:00.000 IST"
+        );
         assert_eq!(ist_date(at(2, 0)), (2026, 2, 1));
     }
 

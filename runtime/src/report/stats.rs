@@ -38,7 +38,9 @@ pub struct Drawdown {
 impl Drawdown {
     /// From the peak to the recovery, or to `end` when there was none.
     pub fn duration_ns(&self, end: UnixNanos) -> u64 {
-        self.recovered_ts.unwrap_or(end).saturating_sub(self.peak_ts)
+        self.recovered_ts
+            .unwrap_or(end)
+            .saturating_sub(self.peak_ts)
     }
 }
 
@@ -259,7 +261,10 @@ mod tests {
         let dd = s.max_drawdown.unwrap();
         assert_eq!(dd.amount, rupees(230));
         assert!(close(dd.depth, 0.20));
-        assert_eq!((dd.peak_ts, dd.trough_ts, dd.recovered_ts), (at(2, 300), at(3, 300), None));
+        assert_eq!(
+            (dd.peak_ts, dd.trough_ts, dd.recovered_ts),
+            (at(2, 300), at(3, 300), None)
+        );
         assert_eq!(dd.duration_ns(s.end_ts), at(365, 0) - at(2, 300));
         assert!(close(s.calmar.unwrap(), s.cagr.unwrap() / 0.20));
     }
@@ -274,7 +279,10 @@ mod tests {
             (at(0, 4), rupees(96)),
         ];
         let dd = max_drawdown(&e).unwrap();
-        assert_eq!((dd.amount, dd.peak_ts, dd.trough_ts), (rupees(10), at(0, 0), at(0, 1)));
+        assert_eq!(
+            (dd.amount, dd.peak_ts, dd.trough_ts),
+            (rupees(10), at(0, 0), at(0, 1))
+        );
         assert_eq!(dd.recovered_ts, Some(at(0, 3)));
         assert_eq!(dd.duration_ns(at(0, 4)), 3 * 60_000_000_000);
         assert_eq!(max_drawdown(&[(1, rupees(5)), (2, rupees(6))]), None);
@@ -299,14 +307,23 @@ mod tests {
         // In the market 10..30, 50..60 and 90..100 of 100 minutes.
         assert!(close(s.exposure.unwrap(), 0.40));
         // One day of data: no CAGR, no Calmar, no Sharpe from a single daily return.
-        assert_eq!((s.cagr, s.calmar, s.sharpe, s.sortino), (None, None, None, None));
+        assert_eq!(
+            (s.cagr, s.calmar, s.sharpe, s.sortino),
+            (None, None, None, None)
+        );
     }
 
     #[test]
     fn undefined_statistics_are_none() {
         let s = Stats::compute(&[], &[]);
         assert_eq!(
-            (s.total_return, s.exposure, s.win_rate, s.profit_factor, s.expectancy),
+            (
+                s.total_return,
+                s.exposure,
+                s.win_rate,
+                s.profit_factor,
+                s.expectancy
+            ),
             (None, None, None, None, None)
         );
         assert_eq!(s.max_drawdown, None);

@@ -31,7 +31,9 @@ const MONTHS: [&str; 12] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Unit {
     /// Hours and minutes, with the day when the axis spans more than one.
-    Clock { dated: bool },
+    Clock {
+        dated: bool,
+    },
     Day,
     Month,
 }
@@ -111,7 +113,10 @@ mod tests {
     fn one_session_is_marked_on_round_ist_hours() {
         let a = TimeAxis::new(ist("2026-06-01 09:15:00"), ist("2026-06-01 15:30:00"), 8);
         let labels: Vec<String> = a.ticks.iter().map(|t| a.label(*t)).collect();
-        assert_eq!(labels, ["10:00", "11:00", "12:00", "13:00", "14:00", "15:00"]);
+        assert_eq!(
+            labels,
+            ["10:00", "11:00", "12:00", "13:00", "14:00", "15:00"]
+        );
     }
 
     #[test]
