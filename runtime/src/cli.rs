@@ -159,7 +159,7 @@ pub(crate) enum Command {
         /// Configuration file (default: the built-in config/kestrel.toml).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Write trades.csv, orders.csv, equity.svg and summary.json here.
+        /// Write report.html, trades.csv, orders.csv and summary.json here.
         #[arg(long)]
         report: Option<PathBuf>,
         /// simulated: fills from the matching simulator (a backtest); recorded: the journal's own
@@ -704,7 +704,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             if let Some(dir) = report {
                 outcome.write_report(&dir)?;
                 println!(
-                    "  report {}/{{trades.csv, orders.csv, equity.svg, summary.json}}",
+                    "  report {}/report.html (and trades.csv, orders.csv, summary.json)",
                     dir.display()
                 );
             }

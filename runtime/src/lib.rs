@@ -27,6 +27,7 @@ mod operator;
 mod paper;
 mod record_cmd;
 mod replay;
+mod report;
 mod run_cmd;
 mod session;
 mod sim_cmd;

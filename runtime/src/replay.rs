@@ -49,9 +49,10 @@ pub use stats::Summary;
 use crate::bar_fills::{BarFills, close_ts, open_ts};
 use crate::config::Config;
 use crate::journal_cmd::ist;
+use crate::report;
 use crate::strategies::StrategySet;
 use assumptions::Assumptions;
-use stats::{RoundTrip, Tracker, max_drawdown, sharpe};
+use stats::{RoundTrip, Tracker};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FillMode {
@@ -136,6 +137,8 @@ fn count_reject(rejects: &mut [u64; 256], r: &RiskRecord) {
 /// The backtest: its figures, and everything they were computed from.
 pub struct ReplayOutcome {
     pub summary: Summary,
+    /// The journal replayed (the report reads its prices back).
+    pub journal: PathBuf,
     /// What people should know about the journal (a version-1 table lacks freeze quantities).
     pub notes: Vec<String>,
     /// Every order request the engine sent, in order.
@@ -421,7 +424,7 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
     } = track;
     equity.push((last_ts, book.equity()));
     let counters = engine.counters();
-    let (dd, dd_pct) = max_drawdown(&equity);
+    let drawdown = report::stats::max_drawdown(&equity);
     let mut summary = Summary {
         ticks: counters.ticks,
         bars,
@@ -432,9 +435,9 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         gross_pnl: (book.realised() + book.unrealised()).to_string(),
         fees: book.fees().to_string(),
         net_pnl: book.net_pnl().to_string(),
-        max_drawdown: dd.to_string(),
-        max_drawdown_pct: dd_pct,
-        sharpe: sharpe(&equity),
+        max_drawdown: drawdown.map_or(Money::ZERO, |d| d.amount).to_string(),
+        max_drawdown_pct: drawdown.map_or(0.0, |d| 100.0 * d.depth),
+        sharpe: report::stats::sharpe(&report::periods::daily_returns(&equity)),
         time_in_market_pct: match first_ts {
             Some(f) if last_ts > f => Some(100.0 * in_market_ns as f64 / (last_ts - f) as f64),
             _ => None,
@@ -452,6 +455,7 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
         .collect();
     Ok(ReplayOutcome {
         summary,
+        journal: args.journal.clone(),
         notes,
         orders: out.orders,
         fills,

@@ -1,5 +1,5 @@
 //! What a replay shows people: the printed summary and the report files (trades.csv,
-//! orders.csv, equity.svg, summary.json).
+//! orders.csv, report.html, summary.json).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -92,7 +92,7 @@ impl ReplayOutcome {
         }
     }
 
-    /// trades.csv, orders.csv, equity.svg and summary.json in `dir`.
+    /// trades.csv, orders.csv, report.html ([`crate::report`]) and summary.json in `dir`.
     pub fn write_report(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut csv = String::from(
@@ -139,85 +139,10 @@ impl ReplayOutcome {
             );
         }
         write("orders.csv", orders.as_bytes())?;
-        write("equity.svg", equity_svg(&self.equity).as_bytes())?;
         write(
             "summary.json",
             serde_json::to_string_pretty(&self.summary)?.as_bytes(),
         )?;
-        Ok(())
+        crate::report::write_html(self, &dir.join("report.html"))
     }
-}
-
-/// Equity (top) and drawdown (bottom) over time, decimated to at most 2,000 points.
-fn equity_svg(equity: &[(UnixNanos, Money)]) -> String {
-    const W: f64 = 900.0;
-    const H: f64 = 520.0;
-    let step = (equity.len() / 2000).max(1);
-    let pts: Vec<(f64, f64)> = equity
-        .iter()
-        .step_by(step)
-        .map(|(t, e)| (*t as f64, e.to_f64()))
-        .collect();
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#
-    );
-    if pts.len() < 2 {
-        s.push_str(r#"<text x="20" y="30">not enough data for a chart</text></svg>"#);
-        return s;
-    }
-    let (t0, t1) = (pts[0].0, pts[pts.len() - 1].0.max(pts[0].0 + 1.0));
-    let (lo, hi) = pts.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
-    });
-    let hi = if hi > lo { hi } else { lo + 1.0 };
-    let x = |t: f64| 70.0 + (t - t0) / (t1 - t0) * (W - 90.0);
-    let y_eq = |e: f64| 40.0 + (hi - e) / (hi - lo) * 280.0;
-    let mut peak = f64::MIN;
-    let dds: Vec<f64> = pts
-        .iter()
-        .map(|p| {
-            peak = peak.max(p.1);
-            peak - p.1
-        })
-        .collect();
-    let max_dd = dds.iter().cloned().fold(0.0, f64::max).max(1e-9);
-    let y_dd = |d: f64| 360.0 + d / max_dd * 120.0;
-    let line = |f: &dyn Fn(usize) -> (f64, f64)| {
-        (0..pts.len())
-            .map(|i| {
-                let (a, b) = f(i);
-                format!("{a:.1},{b:.1}")
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let _ = write!(
-        s,
-        r#"<text x="70" y="24" font-size="15">equity (₹{lo:.0} – ₹{hi:.0})</text>"#
-    );
-    let _ = write!(
-        s,
-        r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##,
-        line(&|i| (x(pts[i].0), y_eq(pts[i].1)))
-    );
-    let _ = write!(
-        s,
-        r#"<text x="70" y="352" font-size="15">drawdown (max ₹{max_dd:.0})</text>"#
-    );
-    let _ = write!(
-        s,
-        r##"<polyline fill="none" stroke="#d62728" stroke-width="1.5" points="{}"/>"##,
-        line(&|i| (x(pts[i].0), y_dd(dds[i])))
-    );
-    let _ = write!(
-        s,
-        r#"<text x="70" y="{}">{}</text><text x="{}" y="{}" text-anchor="end">{}</text>"#,
-        H - 12.0,
-        ist(t0 as u64),
-        W - 20.0,
-        H - 12.0,
-        ist(t1 as u64)
-    );
-    s.push_str("</svg>\n");
-    s
 }

@@ -25,10 +25,12 @@ pub struct Summary {
     pub gross_pnl: String,
     pub fees: String,
     pub net_pnl: String,
+    /// The deepest fall below a running peak (deepest as a share of the peak,
+    /// [`crate::report::stats::max_drawdown`]), and that share in percent.
     pub max_drawdown: String,
     pub max_drawdown_pct: f64,
-    /// Annualised from one-minute equity returns (375 minutes × 252 days); `None` (JSON null,
-    /// "n/a") with fewer than two returns or none that differ.
+    /// Annualised from IST daily equity returns (× √252, [`crate::report::stats`]); `None`
+    /// (JSON null, "n/a") with fewer than two daily returns or none that differ.
     pub sharpe: Option<f64>,
     /// `None` when the journal spans no time.
     pub time_in_market_pct: Option<f64>,
@@ -91,52 +93,4 @@ impl Tracker {
         }
         self.equity.push((r.ts, book.equity()));
     }
-}
-
-/// Largest fall from a running peak, in money and as a percentage of that peak.
-pub(super) fn max_drawdown(equity: &[(UnixNanos, Money)]) -> (Money, f64) {
-    let mut peak = Money(i64::MIN);
-    let mut worst = (Money::ZERO, 0.0);
-    for &(_, e) in equity {
-        peak = peak.max(e);
-        let dd = peak - e;
-        if dd > worst.0 {
-            worst = (
-                dd,
-                if peak.0 > 0 {
-                    100.0 * dd.to_f64() / peak.to_f64()
-                } else {
-                    0.0
-                },
-            );
-        }
-    }
-    worst
-}
-
-/// Annualised Sharpe ratio of one-minute equity returns (zero risk-free rate).
-pub(super) fn sharpe(equity: &[(UnixNanos, Money)]) -> Option<f64> {
-    let mut minute_close: Vec<f64> = Vec::new();
-    let mut current = None;
-    for &(ts, e) in equity {
-        let minute = ts / 60_000_000_000;
-        if current != Some(minute) {
-            minute_close.push(e.to_f64());
-            current = Some(minute);
-        } else if let Some(last) = minute_close.last_mut() {
-            *last = e.to_f64();
-        }
-    }
-    let returns: Vec<f64> = minute_close
-        .windows(2)
-        .filter(|w| w[0] != 0.0)
-        .map(|w| w[1] / w[0] - 1.0)
-        .collect();
-    if returns.len() < 2 {
-        return None;
-    }
-    let n = returns.len() as f64;
-    let mean = returns.iter().sum::<f64>() / n;
-    let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (var > 0.0).then(|| mean / var.sqrt() * (375.0 * 252.0f64).sqrt())
 }
