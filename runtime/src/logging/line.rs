@@ -49,7 +49,13 @@ impl Line {
             ("message", v) => self.message = v.to_string(),
             ("component", v) => self.component = Some(text(v)),
             ("event", v) => self.event = Some(text(v)),
-            (name, v) if ID_FIELDS.contains(&name) => self.fields.push((name, Value::String(text(v)))),
+            // The line's own keys are the formatter's: a field of the same name is renamed.
+            ("ts", v) => self.fields.push(("field_ts", v)),
+            ("level", v) => self.fields.push(("field_level", v)),
+            ("target", v) => self.fields.push(("field_target", v)),
+            (name, v) if ID_FIELDS.contains(&name) => {
+                self.fields.push((name, Value::String(text(v))))
+            }
             (name, v) => self.fields.push((name, v)),
         }
     }

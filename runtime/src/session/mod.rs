@@ -623,7 +623,13 @@ impl OpsServices {
         }
         let alert_stats = self.alerter.shutdown(Duration::from_secs(10));
         if config.alerts.any_enabled() && alert_stats.failed + alert_stats.dropped > 0 {
-            tracing::warn!(?alert_stats, "some alerts were not delivered");
+            tracing::warn!(
+                event = event::ALERT,
+                sent = alert_stats.sent,
+                failed = alert_stats.failed,
+                dropped = alert_stats.dropped,
+                "some alerts were not delivered"
+            );
         }
     }
 }
