@@ -24,7 +24,6 @@
 //! and the summary compares its book with the venue's positions.
 
 use kestrel_engine::log_event::event;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -180,7 +180,9 @@ fn the_readmes_jq_line_reconstructs_a_decision_from_the_log() {
             .arg("-c")
             .arg(&line)
             .env("ID", fill.decision_id.to_string())
-            .env("LOG", &s.log_files[0]),
+            .env("LOG", &s.log_files[0])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
         Duration::from_secs(30),
         "the README's jq line",
     );
