@@ -61,43 +61,35 @@ fn order_line(t: &Tracked, ev: &str, message: &str, from: &str, to: &str, cause:
     let side = req.side().map_or("unknown", Side::name);
     let client_order_id = tag_for(req.client_order_id);
     let order_type = req.order_type().map_or("unknown", OrderType::name);
-    // A market order has no price of its own (its request carries the protection price,
-    // which is not what it is expected to trade at): its line has none.
+    // One line, with the prices the order type has.
+    macro_rules! line {
+        ($($prices:tt)*) => {
+            tracing::info!(
+                component = component::GATEWAY,
+                event = ev,
+                decision_id = req.decision_id,
+                client_order_id,
+                strategy = req.strategy,
+                symbol = t.symbol,
+                side,
+                qty = req.qty,
+                $($prices)*
+                order_type,
+                venue_order_id = t.venue_order_id.unwrap_or(0),
+                from,
+                to,
+                cause,
+                "{message}"
+            )
+        };
+    }
+    // A market order's request carries its protection price, which is not what it is
+    // expected to trade at: its line has no price.
     match req.order_type() {
-        Some(OrderType::Market | OrderType::StopMarket) | None => tracing::info!(
-            component = component::GATEWAY,
-            event = ev,
-            decision_id = req.decision_id,
-            client_order_id,
-            strategy = req.strategy,
-            symbol = t.symbol,
-            side,
-            qty = req.qty,
-            trigger_price = %req.trigger_price,
-            order_type,
-            venue_order_id = t.venue_order_id.unwrap_or(0),
-            from,
-            to,
-            cause,
-            "{message}"
-        ),
-        Some(_) => tracing::info!(
-            component = component::GATEWAY,
-            event = ev,
-            decision_id = req.decision_id,
-            client_order_id,
-            strategy = req.strategy,
-            symbol = t.symbol,
-            side,
-            qty = req.qty,
-            price = %req.price,
-            trigger_price = %req.trigger_price,
-            order_type,
-            venue_order_id = t.venue_order_id.unwrap_or(0),
-            from,
-            to,
-            cause,
-            "{message}"
-        ),
+        Some(OrderType::Limit | OrderType::StopLimit) => {
+            line!(price = %req.price, trigger_price = %req.trigger_price,)
+        }
+        Some(OrderType::StopMarket) => line!(trigger_price = %req.trigger_price,),
+        Some(OrderType::Market) | None => line!(),
     }
 }

@@ -32,11 +32,11 @@ pub use terminal::{status_line, status_line_end};
 pub const FILE_PREFIX: &str = "kestrel.log";
 /// The filter when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "warn,kestrel=info";
-/// The terminal's default: the log file keeps every order transition and simulator event
-/// (the audit trail); the terminal shows kestrel's own lines and every warning, so that
-/// the status line stays readable.
-pub const TERMINAL_FILTER: &str =
-    "warn,kestrel=info,kestrel_gateway=warn,kestrel_exchange_sim=warn,kestrel_feed=warn";
+/// The terminal's default: the log file keeps every decision, verdict and order transition
+/// (the audit trail: the session's `log_lines` and the gateway); the terminal shows kestrel's
+/// own lines and every warning, so that the status line stays readable.
+pub const TERMINAL_FILTER: &str = "warn,kestrel=info,kestrel_gateway=warn,kestrel_exchange_sim=warn,\
+     kestrel_feed=warn,kestrel_runtime::session::log_lines=warn";
 /// The filter when `RUST_LOG` is unset and `verbose` is asked for.
 pub const VERBOSE_FILTER: &str = "info,kestrel=debug";
 

@@ -140,6 +140,7 @@ fn the_terminal_leaves_out_library_info_lines_that_the_file_keeps() {
     let path = guard.current_file().unwrap();
     tracing::subscriber::with_default(subscriber, || {
         tracing::info!(target: "kestrel_gateway::gateway", client_order_id = "ks01", "order transition");
+        tracing::info!(target: "kestrel_runtime::session::log_lines", event = event::DECISION, "decision");
         tracing::warn!(target: "kestrel_gateway::gateway", "venue rejected an order");
         tracing::info!(target: "kestrel::session", event = event::SESSION_START, "session started");
     });
@@ -148,12 +149,13 @@ fn the_terminal_leaves_out_library_info_lines_that_the_file_keeps() {
     let shown = terminal.text();
     for line in [
         "order transition",
+        "\"event\":\"decision\"",
         "venue rejected an order",
         "session started",
     ] {
         assert!(file.contains(line), "file lacks {line:?}: {file}");
     }
-    assert!(!shown.contains("order transition"), "{shown}");
+    assert!(!shown.contains("order transition") && !shown.contains("decision"), "{shown}");
     assert!(shown.contains("venue rejected an order") && shown.contains("session started"));
     assert!(!shown.contains('\x1b'), "{shown:?}");
     for row in shown.lines() {
