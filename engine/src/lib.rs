@@ -13,6 +13,7 @@ pub mod engine;
 pub mod fees;
 pub mod fixed;
 pub mod instrument;
+pub mod log_event;
 pub mod market;
 pub mod order_id;
 pub mod pin;

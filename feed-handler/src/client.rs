@@ -386,7 +386,9 @@ impl FeedClient {
         for c in &mut self.conns {
             c.retry_now();
         }
-        tracing::info!("feed: a new access token; connections refused before retry now");
+        tracing::info!(
+            event = kestrel_engine::log_event::event::TOKEN,
+            "feed: a new access token; connections refused before retry now");
     }
 
     /// The connection furthest from open: `Open` only when every connection is.

@@ -144,7 +144,7 @@ impl<V: Venue> Gateway<V> {
             if let Reservation::AlreadyKnown(_) = stored {
                 continue;
             }
-            tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid),
+            tracing::warn!(decision_id = req.decision_id, client_order_id = %tag_for(coid),
                 venue_order_id = vo.order_id, strategy = f.strategy, seq = f.seq,
                 "order the store had lost (power loss) found at the venue: adopting it");
             if let Some(g) = self.group.as_ref() {

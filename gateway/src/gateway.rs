@@ -969,14 +969,7 @@ impl<V: Venue> Gateway<V> {
             detail,
             now_ns(),
         )?;
-        tracing::info!(
-            decision_id = next.req.decision_id,
-            tag = %tag_for(coid),
-            from = from.as_str(),
-            to = to.as_str(),
-            event = kind.as_str(),
-            "order transition"
-        );
+        crate::order_log::transition(&next, kind, from, to, fill.as_ref());
         let fill_report = fill.as_ref().map(|(f, fee)| {
             self.counters.fills += 1;
             let leaves = if to.may_be_working() {
@@ -1054,7 +1047,7 @@ impl<V: Venue> Gateway<V> {
             r.reject_code = reject_code::SHUTTING_DOWN;
             self.counters.rejects += 1;
             self.reports.push_back(r);
-            tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), "new order refused: shutting down");
+            tracing::warn!(decision_id = req.decision_id, client_order_id = %tag_for(coid), "new order refused: shutting down");
             return Ok(());
         }
         if self.foreign_tags.contains(&coid) {
@@ -1103,7 +1096,7 @@ impl<V: Venue> Gateway<V> {
         };
         match reserved {
             Reservation::AlreadyKnown(state) => {
-                tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), state = state.as_str(),
+                tracing::warn!(decision_id = req.decision_id, client_order_id = %tag_for(coid), state = state.as_str(),
                     "client order id already in the store; not sending it again");
                 return Ok(());
             }
@@ -1145,12 +1138,12 @@ impl<V: Venue> Gateway<V> {
     ) -> Result<(), GatewayError> {
         let coid = req.client_order_id;
         if let Some(state) = self.store.state(coid)? {
-            tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid), state = state.as_str(),
+            tracing::warn!(decision_id = req.decision_id, client_order_id = %tag_for(coid), state = state.as_str(),
                 "client order id already in the store; not sending it again");
             return Ok(());
         }
         if self.orders.contains_key(&coid) {
-            tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid),
+            tracing::warn!(decision_id = req.decision_id, client_order_id = %tag_for(coid),
                 "client order id already followed; not sending it again");
             return Ok(());
         }
@@ -1245,7 +1238,7 @@ impl<V: Venue> Gateway<V> {
             .reserve_slices(parent, &children, &exchange, &symbol, token, now_ns())?
         {
             Reservation::AlreadyKnown(state) => {
-                tracing::warn!(decision_id = req.decision_id, tag = %tag_for(parent), state = state.as_str(),
+                tracing::warn!(decision_id = req.decision_id, client_order_id = %tag_for(parent), state = state.as_str(),
                     "sliced order already in the store; not sending it again");
                 return Ok(());
             }
@@ -1254,7 +1247,7 @@ impl<V: Venue> Gateway<V> {
         if let Some(g) = self.group.as_ref() {
             g.committed(req.decision_id);
         }
-        tracing::info!(decision_id = req.decision_id, tag = %tag_for(parent), qty = req.qty, freeze,
+        tracing::info!(decision_id = req.decision_id, client_order_id = %tag_for(parent), qty = req.qty, freeze,
             children = children.len(), "order sliced at the freeze quantity");
         self.slices.insert(
             parent,
@@ -1338,7 +1331,7 @@ impl<V: Venue> Gateway<V> {
                     if !s.failed {
                         s.failed = true;
                         self.pending_cascades.push(parent);
-                        tracing::warn!(tag = %tag_for(parent), child = %tag_for(child),
+                        tracing::warn!(client_order_id = %tag_for(parent), child = %tag_for(child),
                             "slice child rejected; rejecting or cancelling its siblings");
                     }
                     if !matches!(s.ended, Some((ExecKind::Rejected, _))) {
@@ -1475,6 +1468,9 @@ impl<V: Venue> Gateway<V> {
                     }
                     attempt += 1;
                     self.limiter.acquire();
+                    if let Some(t) = self.orders.get(&coid) {
+                        crate::order_log::sent(t, "gateway");
+                    }
                     if let ControlFlow::Break(()) = self.send_placement(coid, attempt, logged)? {
                         return Ok(());
                     }
@@ -1620,7 +1616,7 @@ impl<V: Venue> Gateway<V> {
                 self.counters.rate_limited += 1;
                 self.apply(coid, Event::NotPlaced, None, "HTTP 429", 0)?;
                 let wait = self.backoff(attempt).max(retry_after.unwrap_or_default());
-                tracing::warn!(tag = %tag_for(coid), ?wait, "rate limited by the venue; backing off");
+                tracing::warn!(client_order_id = %tag_for(coid), ?wait, "rate limited by the venue; backing off");
                 std::thread::sleep(wait);
                 Ok(ControlFlow::Continue(()))
             }
@@ -1692,7 +1688,7 @@ impl<V: Venue> Gateway<V> {
                 Err(e) if e.is_transient() => {
                     self.counters.transient_retries += 1;
                     let wait = self.backoff(attempt);
-                    tracing::warn!(%tag, error = %e, ?wait, "order look-up failed; retrying");
+                    tracing::warn!(client_order_id = %tag, error = %e, ?wait, "order look-up failed; retrying");
                     std::thread::sleep(wait);
                 }
                 Err(e) => {
@@ -1754,7 +1750,7 @@ impl<V: Venue> Gateway<V> {
                     FromUpdate::Nothing => Vec::new(),
                     FromUpdate::Fill(f) => vec![f],
                     FromUpdate::NeedsTrades => {
-                        tracing::warn!(tag = %tag_for(coid), venue_filled = vo.filled_quantity,
+                        tracing::warn!(client_order_id = %tag_for(coid), venue_filled = vo.filled_quantity,
                             filled, "order update without a usable average price; polling the trade book");
                         self.poll_now = true;
                         Vec::new()
@@ -1783,7 +1779,7 @@ impl<V: Venue> Gateway<V> {
             }
             VenueStatus::Working if state == OrderState::CancelInFlight => {}
             VenueStatus::Unsupported(s) => {
-                tracing::warn!(tag = %tag_for(coid), status = %s, "unsupported venue order status");
+                tracing::warn!(client_order_id = %tag_for(coid), status = %s, "unsupported venue order status");
             }
             _ => {}
         }
@@ -2007,7 +2003,15 @@ impl<V: Venue> Gateway<V> {
             rep.errors.push(format!("store checkpoint: {e}"));
         }
         rep.elapsed = t0.elapsed();
-        tracing::info!(?rep, "gateway shut down");
+        tracing::info!(
+            cancels_sent = rep.cancels_sent,
+            closed = rep.closed,
+            still_open = rep.still_open.len(),
+            deadline_hit = rep.deadline_hit,
+            errors = rep.errors.len(),
+            elapsed_ms = rep.elapsed.as_millis() as u64,
+            "gateway shut down"
+        );
         rep
     }
 
@@ -2064,13 +2068,13 @@ impl<V: Venue> Gateway<V> {
     /// CancelInFlight.
     fn send_cancel(&mut self, coid: u64) -> Result<bool, GatewayError> {
         let Some(t) = self.orders.get(&coid) else {
-            tracing::warn!(tag = %tag_for(coid), "cancel for an order the gateway does not follow");
+            tracing::warn!(client_order_id = %tag_for(coid), "cancel for an order the gateway does not follow");
             return Ok(false);
         };
         let (Some(venue_id), OrderState::Open | OrderState::PartiallyFilled) =
             (t.venue_order_id, t.fsm.state())
         else {
-            tracing::warn!(tag = %tag_for(coid), state = t.fsm.state().as_str(), "nothing to cancel");
+            tracing::warn!(client_order_id = %tag_for(coid), state = t.fsm.state().as_str(), "nothing to cancel");
             return Ok(false);
         };
         let venue_id = self.working_leg(coid, venue_id);
@@ -2089,7 +2093,7 @@ impl<V: Venue> Gateway<V> {
                 Err(e) => {
                     self.counters.transient_retries += 1;
                     let wait = self.backoff(attempt);
-                    tracing::warn!(tag = %tag_for(coid), error = %e, ?wait, "cancel failed; retrying");
+                    tracing::warn!(client_order_id = %tag_for(coid), error = %e, ?wait, "cancel failed; retrying");
                     std::thread::sleep(wait);
                 }
             }
@@ -2132,7 +2136,7 @@ impl<V: Venue> Gateway<V> {
         let tracked = t.clone();
         match self.venue.modify(venue_id, &m) {
             Ok(()) => self.report(&tracked, ExecKind::Modified, 0),
-            Err(e) => tracing::warn!(tag = %tag_for(coid), error = %e, "modify failed"),
+            Err(e) => tracing::warn!(client_order_id = %tag_for(coid), error = %e, "modify failed"),
         }
         Ok(())
     }

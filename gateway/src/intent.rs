@@ -222,7 +222,7 @@ fn recover(path: &Path, store: &mut Store) -> Result<IntentRecovery, IntentLogEr
         {
             Reservation::Reserved => {
                 out.recovered += 1;
-                tracing::warn!(decision_id = req.decision_id, tag = %tag_for(coid),
+                tracing::warn!(decision_id = req.decision_id, client_order_id = %tag_for(coid),
                     "order found only in the intent log: stored in flight, the venue decides");
             }
             Reservation::AlreadyKnown(_) => {}

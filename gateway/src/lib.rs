@@ -33,6 +33,7 @@ pub mod idempotency;
 pub mod inline;
 pub mod intent;
 pub mod kite;
+mod order_log;
 pub mod reconcile;
 pub mod store;
 pub mod token;

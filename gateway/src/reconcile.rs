@@ -15,6 +15,7 @@
 //! venue with the store's fills plus other clients' trades; a difference that is still there
 //! when the venue is read a second time is an incident (the same pause).
 
+use kestrel_engine::log_event::event;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::fsm::{Event, OrderState};
@@ -222,7 +223,17 @@ impl<V: Venue> Gateway<V> {
             abandoned,
             incidents,
         };
-        tracing::info!(?report, "reconciliation finished");
+        tracing::info!(
+            event = event::RECONCILE,
+            outcome = ?report.outcome,
+            checked,
+            adopted,
+            lost_adopted,
+            fills_applied = report.fills_applied,
+            abandoned,
+            incidents = report.incidents.len(),
+            "reconciliation finished"
+        );
         Ok(report)
     }
 

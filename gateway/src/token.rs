@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use kestrel_engine::OrderRequest;
 use kestrel_engine::records::{ExecKind, ExecReport};
+use kestrel_engine::log_event::event;
 pub use kestrel_feed::TokenHandoff;
 
 use crate::gateway::{Gateway, GatewayError, now_ns, reject_code};
@@ -108,7 +109,7 @@ impl<V: Venue> Gateway<V> {
             return;
         }
         tracing::error!(
-            request = what,
+            event = event::TOKEN, request = what,
             error = %e,
             "the broker refused the access token: new orders are held until a new token \
              arrives (`kestrel login`, or `kestrel ctl token`)"
@@ -133,7 +134,7 @@ impl<V: Venue> Gateway<V> {
         if let Some(token) = offered {
             self.venue.set_access_token(&Secret::new(token));
             self.inline_drop_connection();
-            tracing::info!("a new access token: reconciling with the venue before trading on");
+            tracing::info!(event = event::TOKEN, "a new access token: reconciling with the venue before trading on");
             self.token_retry_at = Some(Instant::now());
         }
         match self.token_retry_at {
@@ -149,7 +150,7 @@ impl<V: Venue> Gateway<V> {
                 t.record_accepted();
                 self.poll_now = true;
                 tracing::info!(
-                    outcome = ?report.outcome,
+                    event = event::TOKEN, outcome = ?report.outcome,
                     "the new access token works and the store agrees with the venue: entries \
                      are no longer held by the gateway"
                 );
@@ -164,7 +165,7 @@ impl<V: Venue> Gateway<V> {
             }
             Err(GatewayError::Venue(e)) => {
                 self.token_retry_at = Some(Instant::now() + RETRY_EVERY);
-                tracing::warn!(error = %e, retry_in = ?RETRY_EVERY,
+                tracing::warn!(event = event::TOKEN, error = %e, retry_in = ?RETRY_EVERY,
                     "reconciling with the new access token failed; entries stay held; retrying");
                 Ok(())
             }
@@ -184,8 +185,8 @@ impl<V: Venue> Gateway<V> {
         self.counters.token_held += 1;
         self.reports.push_back(r);
         tracing::warn!(
-            decision_id = req.decision_id,
-            tag = %tag_for(req.client_order_id),
+            event = event::TOKEN, decision_id = req.decision_id,
+            client_order_id = %tag_for(req.client_order_id),
             "new order not sent: the broker refused the access token; waiting for a new one"
         );
         Some(())

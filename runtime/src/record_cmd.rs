@@ -118,14 +118,14 @@ pub fn run(
         if args.status && Instant::now() >= next_status {
             next_status += Duration::from_secs(1);
             let c = client.counters();
-            eprint!(
-                "\r[{:>4}s] {:?}  ticks {ticks}  reconnects {}  decode errors {}  ring full {}   ",
+            crate::logging::status_line(&format!(
+                "[{:>4}s] {:?}  ticks {ticks}  reconnects {}  decode errors {}  ring full {}   ",
                 started.elapsed().as_secs(),
                 client.state(),
                 c.connections.saturating_sub(1),
                 c.decode_errors,
                 c.ring_full
-            );
+            ));
         }
         if done {
             break;
@@ -133,9 +133,7 @@ pub fn run(
     }
     client.close();
     writer.sync().context("syncing the journal")?;
-    if args.status {
-        eprintln!();
-    }
+    crate::logging::status_line_end();
     if let Some(e) = write_error {
         bail!(
             "writing {}: {e} (the records before the error are kept)",

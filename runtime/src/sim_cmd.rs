@@ -339,7 +339,7 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
                         } else if let Some(ids) =
                             follow.as_mut().and_then(|f| f.changed(&broadcast))
                         {
-                            tracing::info!(
+                            tracing::debug!(
                                 instruments = ids.len(),
                                 "ticking the subscribed instruments"
                             );

@@ -23,6 +23,7 @@
 //! Time comes from a [`ScheduleClock`]: the wall clock, or a simulated one (a paper session
 //! that shows the square-off without waiting for 15:15).
 
+use kestrel_engine::log_event::event;
 use std::fmt;
 use std::time::Instant;
 
@@ -358,7 +359,7 @@ impl SquareOff {
         engine: Producer<ControlCommand>,
     ) -> Option<SquareOff> {
         if !config.applies_to(product) {
-            tracing::info!(
+            tracing::info!(event = event::SQUARE_OFF,
                 product,
                 enabled = config.enabled,
                 "intraday square-off: not applied to this session's product"
@@ -389,6 +390,7 @@ impl SquareOff {
             if rows.iter().any(|r| r.segment == s) {
                 let t = config.times(s);
                 tracing::info!(
+                    event = event::SQUARE_OFF,
                     product,
                     segment = s.name(),
                     entry_cutoff = %t.entry_cutoff,
@@ -489,7 +491,7 @@ impl SquareOff {
             };
             if self.engine.push(cmd).is_err() {
                 // Asked again at the next turn for a flatten; a cut-off is re-sent below.
-                tracing::error!(
+                tracing::error!(event = event::SQUARE_OFF,
                     ?action,
                     "the engine's schedule ring is full; the square-off step is retried"
                 );
@@ -501,7 +503,7 @@ impl SquareOff {
                     }
                 }
             } else {
-                tracing::info!(
+                tracing::info!(event = event::SQUARE_OFF,
                     ?action,
                     schedule_ns = now,
                     "intraday square-off step sent to the engine"

@@ -454,6 +454,7 @@ impl Connection {
                     self.out.queue(Opcode::Text, r.as_bytes());
                 }
                 tracing::info!(
+                    event = kestrel_engine::log_event::event::FEED_CONNECT,
                     %addr,
                     connection = self.index,
                     tokens = self.tokens.len(),
@@ -595,6 +596,7 @@ impl Connection {
         }
         let delay = self.backoff.next_delay();
         tracing::warn!(
+            event = kestrel_engine::log_event::event::FEED_DISCONNECT,
             connection = self.index,
             error = %why,
             retry_in = ?delay,

@@ -124,10 +124,9 @@ impl<V: Venue> Gateway<V> {
         }
         let ins = self.instruments.get(req.instrument);
         let (exchange, symbol) = (ins.exchange.as_str().to_string(), ins.symbol.clone());
-        self.orders.insert(
-            coid,
-            crate::gateway::Tracked::in_flight(req, exchange, symbol),
-        );
+        let t = crate::gateway::Tracked::in_flight(req, exchange, symbol);
+        crate::order_log::sent(&t, "engine_thread");
+        self.orders.insert(coid, t);
         self.store_logged(coid)?;
         // Its order updates may have come first (a fill on the ticker before the approval
         // left the ring).

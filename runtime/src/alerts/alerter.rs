@@ -1,6 +1,7 @@
 //! [`Alerter`]: the bounded queue, the one delivery thread, de-duplication, per-sink rate
 //! limits, retries and the counters.
 
+use kestrel_engine::log_event::event;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -233,7 +234,7 @@ impl Shared {
     fn drop_one(&self, why: &str) {
         let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         if n.is_power_of_two() {
-            warn!(dropped = n, why, "alert dropped");
+            warn!(event = event::ALERT, dropped = n, why, "alert dropped");
         }
     }
 }
@@ -535,7 +536,7 @@ impl Dispatcher {
                     }
                 }
                 for slot in self.sinks.iter().filter(|s| s.suppressed > 0) {
-                    warn!(
+                    warn!(event = event::ALERT,
                         sink = slot.sink.name(),
                         suppressed = slot.suppressed,
                         "alerts held back by the rate limit were never summarised (shutdown)"
@@ -616,7 +617,7 @@ impl Dispatcher {
                 .1
                 .rate_limited
                 .fetch_add(1, Ordering::Relaxed);
-            info!(sink = slot.sink.name(), key = %alert.key, title = %alert.title, "alert held back by the rate limit");
+            info!(event = event::ALERT, sink = slot.sink.name(), key = %alert.key, title = %alert.title, "alert held back by the rate limit");
             return;
         }
         self.deliver(i, alert, now);
@@ -653,7 +654,7 @@ impl Dispatcher {
             let err = match slot.sink.deliver(alert) {
                 Ok(()) => {
                     counters.sent.fetch_add(1, Ordering::Relaxed);
-                    debug!(sink = name, key = %alert.key, attempt, "alert sent");
+                    debug!(event = event::ALERT, sink = name, key = %alert.key, attempt, "alert sent");
                     return;
                 }
                 Err(e) => e,
@@ -678,7 +679,7 @@ impl Dispatcher {
                 }
                 _ => {
                     counters.failed.fetch_add(1, Ordering::Relaxed);
-                    warn!(sink = name, key = %alert.key, title = %alert.title, attempts = attempt, error = %err.message, "alert not delivered");
+                    warn!(event = event::ALERT, sink = name, key = %alert.key, title = %alert.title, attempts = attempt, error = %err.message, "alert not delivered");
                     return;
                 }
             }

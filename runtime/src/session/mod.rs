@@ -23,7 +23,7 @@
 //! when not cancelling), while it keeps handing fills to the engine; then the engine stops
 //! and the summary compares its book with the venue's positions.
 
-use std::io::Write;
+use kestrel_engine::log_event::event;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +60,7 @@ use crate::snapshot::{
 };
 use crate::strategies::StrategySet;
 
+mod log_lines;
 mod ops;
 mod report;
 mod restore;
@@ -290,6 +291,7 @@ impl<S: StrategySet> SessionBuilder<S> {
             args.cancel_open_on_exit,
             decisions_stopped,
         )?;
+        log_lines::session_start(args.mode, table.len(), &config.strategies_label());
 
         // The ops loop: drain the journal, keep a mirror of the book, publish the snapshot.
         let mut ops = open_ops(
@@ -354,7 +356,7 @@ impl<S: StrategySet> SessionBuilder<S> {
                     s.run(&clock, |id| ops.book.position(id).qty.0, |a| ops.alert(a));
                 }
                 if let Some(source) = watch.take_new(unix_now()) {
-                    tracing::info!(
+                    tracing::info!(event = event::TOKEN,
                         source,
                         "a new Kite access token: the gateway reconciles with it, the feed reconnects with it"
                     );
@@ -416,13 +418,11 @@ impl<S: StrategySet> SessionBuilder<S> {
         if let Some(e) = ended.gateway_failure {
             return Err(e);
         }
-        if args.status {
-            println!();
-        }
+        crate::logging::status_line_end();
 
         let book = engine.book();
         let fc = ended.feed.counters();
-        Ok(SessionReport {
+        let report = SessionReport {
             counters: *engine.counters(),
             strategies: report::StrategyPnl::of_engine(&engine, config),
             ticks_received: fc.ticks + fc.ring_full,
@@ -446,7 +446,9 @@ impl<S: StrategySet> SessionBuilder<S> {
             journal_dropped: engine.counters().journal_dropped,
             restored,
             elapsed: started.elapsed(),
-        })
+        };
+        log_lines::session_summary(&report);
+        Ok(report)
     }
 }
 
@@ -594,14 +596,14 @@ impl OpsServices {
     fn hold_for_token(&self, on: bool) {
         let mut operator = self.operator.lock().unwrap_or_else(|e| e.into_inner());
         match operator.hold_for_token(on) {
-            Ok(()) if on => tracing::error!(
+            Ok(()) if on => tracing::error!(event = event::TOKEN,
                 "entries blocked: the broker refused the access token; positions stay watched; \
                  waiting for a new token (`kestrel login`, or `kestrel ctl token`)"
             ),
-            Ok(()) => tracing::info!(
+            Ok(()) => tracing::info!(event = event::TOKEN,
                 "the new access token works: entries resume (strategies the operator paused stay paused)"
             ),
-            Err(e) => tracing::error!(
+            Err(e) => tracing::error!(event = event::TOKEN,
                 error = format!("{e:#}"),
                 on,
                 "holding entries for the access token"
@@ -620,7 +622,13 @@ impl OpsServices {
         }
         let alert_stats = self.alerter.shutdown(Duration::from_secs(10));
         if config.alerts.any_enabled() && alert_stats.failed + alert_stats.dropped > 0 {
-            tracing::warn!(?alert_stats, "some alerts were not delivered");
+            tracing::warn!(
+                event = event::ALERT,
+                sent = alert_stats.sent,
+                failed = alert_stats.failed,
+                dropped = alert_stats.dropped,
+                "some alerts were not delivered"
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The ops side of the journal ring: the journal file, a mirror of the book, counts,
 //! alerts and the snapshot, all from the engine's records, on the session's main thread.
 
+use super::log_lines;
 use super::*;
 use kestrel_engine::records::{OrderRequest, OrderType, RequestKind};
 
@@ -186,6 +187,15 @@ impl Ops {
         })
     }
 
+    /// The symbol of `id` in the session's table (`?` for an id beyond it).
+    fn symbol(&self, id: kestrel_engine::InstrumentId) -> &str {
+        if id.index() < self.table.len() {
+            &self.table.get(id).symbol
+        } else {
+            "?"
+        }
+    }
+
     /// Strategy `id`'s row and book, if the session runs it.
     fn strategy(&mut self, id: u8) -> Option<&mut (StrategyRow, Portfolio)> {
         self.strategies.iter_mut().find(|(row, _)| row.id == id)
@@ -210,6 +220,7 @@ impl Ops {
                     .record(o.ts.saturating_sub(o.tick_ts).max(1));
             }
             let price = reference(o, self.book.position(o.instrument).mark);
+            log_lines::decision(o, self.symbol(o.instrument), price);
             if o.kind() == Some(RequestKind::New) && price.0 > 0 && self.decided_at.len() < 100_000
             {
                 self.decided_at.insert(o.client_order_id, price);
@@ -252,6 +263,7 @@ impl Ops {
                 self.decided_at.remove(&e.client_order_id);
             }
         } else if let Some(c) = rec.as_control() {
+            log_lines::control(c);
             match c.kind() {
                 Some(ControlKind::Pause | ControlKind::Resume)
                     if c.strategy != ControlCommand::ALL_STRATEGIES =>
@@ -284,7 +296,11 @@ impl Ops {
                 _ => {}
             }
         } else if let Some(r) = rec.as_risk() {
-            match Verdict::from_code(r.verdict) {
+            let verdict = Verdict::from_code(r.verdict);
+            if let Some(v @ (Verdict::Accept | Verdict::Clip | Verdict::Reject)) = verdict {
+                log_lines::verdict(r, v, self.symbol(r.instrument));
+            }
+            match verdict {
                 Some(Verdict::Reject) => {
                     self.rejects += 1;
                     self.rejects_by_reason[r.reason as usize] += 1;
@@ -309,14 +325,7 @@ impl Ops {
                         )),
                         _ => {}
                     }
-                    let why = RiskReason::from_code(r.reason).map_or("unknown", RiskReason::name);
-                    tracing::warn!(
-                        reason = why,
-                        state = self.trading_state.name(),
-                        observed = r.observed,
-                        limit = r.limit,
-                        "risk state change"
-                    );
+                    log_lines::state_change(r, self.trading_state);
                 }
                 _ => {}
             }

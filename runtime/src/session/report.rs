@@ -132,8 +132,8 @@ pub(super) fn print_status(s: &OpsSnapshot) {
     } else {
         s.trading_state
     };
-    print!(
-        "\r[{:>4}s] ticks {:>9} ({:>6}/s)  orders {:>6}  fills {:>6}  P&L {:>14}  open {}  decide p50 {:>6} p99 {:>6}  {state}   ",
+    crate::logging::status_line(&format!(
+        "[{:>4}s] ticks {:>9} ({:>6}/s)  orders {:>6}  fills {:>6}  P&L {:>14}  open {}  decide p50 {:>6} p99 {:>6}  {state}   ",
         s.uptime_s,
         s.ticks,
         s.ticks_per_sec,
@@ -143,8 +143,7 @@ pub(super) fn print_status(s: &OpsSnapshot) {
         s.positions.len(),
         ns_or_na(t.count, t.p50),
         ns_or_na(t.count, t.p99),
-    );
-    let _ = std::io::stdout().flush();
+    ));
 }
 
 /// A latency for people, `n/a` when nothing was measured (`count` = 0).

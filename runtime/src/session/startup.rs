@@ -1,6 +1,7 @@
 //! Start-up against the venue: the gateway over the store, reconciled before anything
 //! trades, riding out a broker hiccup and waiting for a valid access token.
 
+use kestrel_engine::log_event::event;
 use super::*;
 
 /// The gateway at the venue of `args`, reconciled ([`reconcile_riding_out_hiccups`]).
@@ -53,7 +54,7 @@ pub(super) fn start_gateway(
     if reconciled.outcome != ReconcileOutcome::Clean {
         // The reconciliation paused trading in the store; the engine starts paused and the
         // operator decides (`kestrel ctl status`, then `kestrel ctl resume`).
-        tracing::error!(
+        tracing::error!(event = event::HALT,
             incidents = reconciled.incidents.len(),
             store = %args.store_path.display(),
             "reconciliation found differences it cannot resolve: trading starts paused; \
@@ -99,7 +100,7 @@ fn reconcile_riding_out_hiccups(
                 e @ kestrel_gateway::VenueError::Token { .. },
             )) => {
                 startup.watch.state.record_refusal();
-                tracing::error!(error = %e, "the broker refused the access token at start-up");
+                tracing::error!(event = event::TOKEN, error = %e, "the broker refused the access token at start-up");
             }
             Err(kestrel_gateway::GatewayError::Venue(e)) if e.is_transient() => {
                 if stop.load(Ordering::Relaxed) {
@@ -145,13 +146,13 @@ fn wait_for_token(
                 .venue_mut()
                 .set_access_token(startup.watch.current());
             startup.watch.state.token_replaced();
-            tracing::info!(source, "a new Kite access token: reconciling with it");
+            tracing::info!(event = event::TOKEN, source, "a new Kite access token: reconciling with it");
         }
         let Some(why) = startup.watch.problem(now / 1_000_000_000) else {
             return Ok(());
         };
         if said.as_deref() != Some(why.as_str()) {
-            tracing::warn!(
+            tracing::warn!(event = event::TOKEN,
                 problem = %why,
                 "waiting for a valid Kite access token; nothing trades until then. Run `kestrel \
                  login --config FILE` (the session picks the token up from \

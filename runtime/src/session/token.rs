@@ -15,6 +15,7 @@
 //!   that alert. When the gateway has reconciled with a new token the hold lifts, except for
 //!   strategies the operator paused.
 
+use kestrel_engine::log_event::event;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -144,7 +145,7 @@ impl TokenWatch {
                     .then_some("the credentials file")
             }
             Err(e) => {
-                tracing::warn!(
+                tracing::warn!(event = event::TOKEN,
                     error = format!("{e:#}"),
                     "the credentials file changed but holds no usable token"
                 );
@@ -206,7 +207,7 @@ impl TokenWatch {
             return None;
         }
         self.alerted_day = Some(today);
-        tracing::warn!(problem = %why, "no valid Kite access token: alerting with the login link");
+        tracing::warn!(event = event::TOKEN, problem = %why, "no valid Kite access token: alerting with the login link");
         Some(Alert::token_problem(&why, &self.link))
     }
 

@@ -155,7 +155,7 @@ impl Sessions {
         }
         let access_token = random_token();
         s.access_tokens.insert(access_token.clone());
-        tracing::info!(user_id = %s.user_id, "session created");
+        tracing::debug!(user_id = %s.user_id, "session created");
         Ok(json!({
             "user_type": "individual",
             "email": "sim@kestrel.invalid",
@@ -209,7 +209,7 @@ impl Sessions {
                     let revoked = param("api_key") == lock(&self.inner).api_key
                         && self.revoke(&param("access_token"));
                     if revoked {
-                        tracing::info!("session invalidated");
+                        tracing::debug!("session invalidated");
                     }
                     Ok(success(Value::Bool(true)))
                 }

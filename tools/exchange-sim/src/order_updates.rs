@@ -39,7 +39,7 @@ impl UpdateRelay {
         ticker: &TickerHandle,
     ) {
         for o in updates {
-            tracing::info!(order_id = o.order_id, symbol = %o.tradingsymbol,
+            tracing::debug!(order_id = o.order_id, symbol = %o.tradingsymbol,
                 status = o.status.as_str(), filled = o.filled_quantity.0, "order update");
             let json = rest.order_json(o).to_string();
             if faults.ws_reorder_updates {

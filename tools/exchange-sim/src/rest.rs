@@ -227,7 +227,7 @@ impl KiteRest {
             Listing::Daily(day, m) if *day == today => m.clone(),
             _ => {
                 let m = Arc::new(InstrumentMaster::from_rows(listing::simulated(&v, today)));
-                tracing::info!(%today, instruments = m.len(), "instrument dump made");
+                tracing::debug!(%today, instruments = m.len(), "instrument dump made");
                 *l = Listing::Daily(today, m.clone());
                 m
             }
@@ -416,7 +416,7 @@ impl KiteRest {
             }
         }
         self.set_faults(f.clone());
-        tracing::info!(?f, "faults set");
+        tracing::debug!(?f, "faults set");
         Ok(f.to_json())
     }
 
@@ -532,7 +532,7 @@ impl KiteRest {
             })?
         };
         if drop_response {
-            tracing::info!(order_id, "placed; dropping the response (injected fault)");
+            tracing::debug!(order_id, "placed; dropping the response (injected fault)");
             return Ok(Reply::Drop);
         }
         self.ack(Ok(json!({ "order_id": order_id.to_string() })))

@@ -423,7 +423,7 @@ impl TickerHandle {
         match client {
             Some(c) => {
                 c.close();
-                tracing::info!(
+                tracing::debug!(
                     client = id,
                     "ticker: fault injected: dropped one connection"
                 );
@@ -578,7 +578,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream) {
         lock(&shared.clients).push(Arc::clone(&client));
     }
     bump(&shared.stats.connections, 1);
-    tracing::info!(client = client.id, "ticker: client connected");
+    tracing::debug!(client = client.id, "ticker: client connected");
 
     // Bytes after the head are already frames.
     rbuf.copy_within(head_len..end, 0);
@@ -636,7 +636,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream) {
         }
     }
     client.close();
-    tracing::info!(client = client.id, "ticker: client disconnected");
+    tracing::debug!(client = client.id, "ticker: client disconnected");
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -919,7 +919,7 @@ impl Broadcaster {
                 for c in lock(&shared.clients).drain(..) {
                     c.close();
                 }
-                tracing::info!("ticker: fault injected: dropped every connection");
+                tracing::debug!("ticker: fault injected: dropped every connection");
             }
             self.generate(shared);
             let clients: Vec<Arc<Client>> = {
@@ -933,7 +933,7 @@ impl Broadcaster {
                 for c in &clients {
                     if !sessions.is_valid(&shared.api_key, &c.access_token) {
                         c.close();
-                        tracing::info!(
+                        tracing::debug!(
                             client = c.id,
                             "ticker: access token invalidated: connection closed"
                         );
