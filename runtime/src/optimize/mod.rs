@@ -189,16 +189,7 @@ pub fn optimise<S: StrategySet>(bt: &Backtest, plan: &Plan) -> Result<Optimisati
     let mut runs = bt.run_all::<S>(&plan.grid, &plan.points, Window::ALL, plan.threads, &bar)?;
     rank(&mut runs, plan.metric);
     let walk_forward = match plan.walk_forward {
-        Some((_, pct)) => Some(walk_forward::run::<S>(
-            bt,
-            &plan.grid,
-            &plan.points,
-            plan.metric,
-            &windows,
-            pct,
-            plan.threads,
-            &bar,
-        )?),
+        Some(_) => Some(walk_forward::run::<S>(bt, plan, &windows, &bar)?),
         None => None,
     };
     let seconds = start.elapsed().as_secs_f64();

@@ -19,7 +19,7 @@ use serde::{Serialize, Serializer};
 
 use crate::journal_cmd::ist;
 use crate::optimize::figures::{Metric, Run, decimal, rank};
-use crate::optimize::grid::Grid;
+use crate::optimize::Plan;
 use crate::optimize::parallel::Backtest;
 use crate::replay::{Window, max_drawdown};
 use crate::strategies::StrategySet;
@@ -115,17 +115,12 @@ pub struct WalkForward {
     pub trades: Vec<Money>,
 }
 
-/// Optimises `points` of `grid` in each fold's in-sample window by `metric` and backtests
+/// Optimises the plan's points in each fold's in-sample window by its metric and backtests
 /// the winner out of sample.
-#[allow(clippy::too_many_arguments)]
 pub fn run<S: StrategySet>(
     bt: &Backtest,
-    grid: &Grid,
-    points: &[u64],
-    metric: Metric,
+    plan: &Plan,
     windows: &[(Window, Window)],
-    in_sample_pct: u32,
-    threads: usize,
     bar: &ProgressBar,
 ) -> Result<WalkForward> {
     let capital = bt.config.engine_config().capital;
@@ -134,12 +129,12 @@ pub fn run<S: StrategySet>(
     let mut base = capital;
     for (n, &(is, oos)) in windows.iter().enumerate() {
         let mut runs = bt
-            .run_all::<S>(grid, points, is, threads, bar)
+            .run_all::<S>(&plan.grid, &plan.points, is, plan.threads, bar)
             .with_context(|| format!("fold {} in sample", n + 1))?;
-        rank(&mut runs, metric);
+        rank(&mut runs, plan.metric);
         let best = runs.swap_remove(0);
         let out = bt
-            .run::<S>(grid, best.point, oos)
+            .run::<S>(&plan.grid, best.point, oos)
             .with_context(|| format!("fold {} out of sample", n + 1))?;
         bar.inc(1);
         // (A window without data ends its curve at time 0: not a point of this window.)
@@ -160,8 +155,8 @@ pub fn run<S: StrategySet>(
     }
     let (dd, dd_pct) = max_drawdown(&equity);
     Ok(WalkForward {
-        metric,
-        in_sample_pct,
+        metric: plan.metric,
+        in_sample_pct: plan.walk_forward.map_or(0, |(_, pct)| pct),
         out_of_sample_net_pnl: folds
             .iter()
             .map(|f| f.out_of_sample_run.figures.net_pnl)
