@@ -17,8 +17,8 @@ use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
     alerts, control, credentials, doctor, history_cmd, instrument_select, instruments_cmd,
-    journal_cmd, logging, login, optimize, paper, record_cmd, replay, run_cmd, session, sim_cmd, snapshot,
-    systemd,
+    journal_cmd, logging, login, optimize, paper, record_cmd, replay, run_cmd, session, sim_cmd,
+    snapshot, systemd,
 };
 
 mod ending;

@@ -111,9 +111,15 @@ impl Figures {
 /// Gross profit of the winners over the gross loss of the losers: `inf` with winners and no
 /// loser, `None` with neither.
 pub fn profit_factor(trades: &[Money]) -> Option<f64> {
-    let (won, lost) = trades.iter().fold((Money::ZERO, Money::ZERO), |(w, l), &t| {
-        if t > Money::ZERO { (w + t, l) } else { (w, l - t) }
-    });
+    let (won, lost) = trades
+        .iter()
+        .fold((Money::ZERO, Money::ZERO), |(w, l), &t| {
+            if t > Money::ZERO {
+                (w + t, l)
+            } else {
+                (w, l - t)
+            }
+        });
     match (won.0, lost.0) {
         (0, 0) => None,
         (_, 0) => Some(f64::INFINITY),

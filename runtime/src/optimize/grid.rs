@@ -68,7 +68,9 @@ fn range(text: &str, from: &str, rest: &str) -> Result<Vec<toml::Value>> {
     if n as u64 > MAX_GRID {
         bail!("--param {text}: {n} values; at most {MAX_GRID}");
     }
-    Ok((0..n).map(|i| toml::Value::Integer(from + i * step)).collect())
+    Ok((0..n)
+        .map(|i| toml::Value::Integer(from + i * step))
+        .collect())
 }
 
 /// A TOML value (`80`, `0.5`, `true`, `"x"`), or the text as a string.
@@ -341,7 +343,14 @@ mod tests {
         let p = Param::parse("f=0.5,true").unwrap();
         assert_eq!(p.values[0].as_float(), Some(0.5));
         assert_eq!(p.values[1].as_bool(), Some(true));
-        for bad in ["lookback", "=1", "x=1..0", "x=0.5..2:0.5", "x=1..5:0", "x=1,,2"] {
+        for bad in [
+            "lookback",
+            "=1",
+            "x=1..0",
+            "x=0.5..2:0.5",
+            "x=1..5:0",
+            "x=1,,2",
+        ] {
             assert!(Param::parse(bad).is_err(), "{bad}");
         }
     }

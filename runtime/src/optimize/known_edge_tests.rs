@@ -193,7 +193,10 @@ fn walk_forward_picks_the_in_sample_winner_and_shows_its_decay_out_of_sample() {
     assert_eq!(out.runs[0].figures.trades, 10);
     // One day of data: VaR is that day's result (a gain here: a negative loss).
     assert_eq!(out.daily_risk.days, 1);
-    assert_eq!(out.daily_risk.var_95, Some(Money::ZERO - wf.out_of_sample_net_pnl));
+    assert_eq!(
+        out.daily_risk.var_95,
+        Some(Money::ZERO - wf.out_of_sample_net_pnl)
+    );
     let mc = out.monte_carlo.as_ref().unwrap();
     assert_eq!(mc.trades, wf.trades.len());
     let json = serde_json::to_value(&out).unwrap();
@@ -300,7 +303,10 @@ fn the_command_runs_from_a_config_file_and_refuses_a_bad_parameter() {
     let text = format!("{}{STRATEGY}{}", &base[..start], &base[end..]);
     let config = kestrel_testkit::config::write(dir.path(), "edge.toml", &text);
     let a = args(&journal, &config, &["exit.target_bps=100,300"]);
-    assert_eq!((a.metric, a.in_sample, a.walk_forward), (Metric::NetPnl, 50, Some(4)));
+    assert_eq!(
+        (a.metric, a.in_sample, a.walk_forward),
+        (Metric::NetPnl, 50, Some(4))
+    );
     main::<BuiltIn>(a).unwrap();
     let e = main::<BuiltIn>(args(&journal, &config, &["lookbak=3,5"]))
         .unwrap_err()

@@ -282,7 +282,9 @@ impl Optimisation {
             Some(_) => "stitched out of sample".to_string(),
             None => format!(
                 "best run ({})",
-                self.runs.first().map_or(String::new(), |r| grid::label(&r.params))
+                self.runs
+                    .first()
+                    .map_or(String::new(), |r| grid::label(&r.params))
             ),
         };
         println!("{of}: {}", self.daily_risk.line());

@@ -160,7 +160,11 @@ mod tests {
         // Every path draws ten of these trades: its P&L lies between 10 × the worst and
         // 10 × the best, and the spread is real.
         let (lo, hi) = (Money::from_units(-2_000), Money::from_units(3_100));
-        assert!(a.percentiles.iter().all(|p| p.final_pnl >= lo && p.final_pnl <= hi));
+        assert!(
+            a.percentiles
+                .iter()
+                .all(|p| p.final_pnl >= lo && p.final_pnl <= hi)
+        );
         assert!(a.percentiles[0].final_pnl < a.percentiles[6].final_pnl);
         // The median of a resampled sum sits near the original sum (230).
         let median = a.percentiles[3].final_pnl.to_f64();
@@ -178,7 +182,10 @@ mod tests {
         assert_eq!(at.loss_threshold, Money::from_units(100));
         assert_eq!(at.percentiles[3].max_drawdown, Money::from_units(100));
         assert_eq!(at.percentiles[3].max_drawdown_pct, 10.0);
-        assert_eq!(simulate(&one, capital, 50, 1, 1_001).unwrap().prob_loss, 0.0);
+        assert_eq!(
+            simulate(&one, capital, 50, 1, 1_001).unwrap().prob_loss,
+            0.0
+        );
         assert!(simulate(&[], capital, 50, 1, 1_000).is_none());
     }
 }

@@ -100,12 +100,13 @@ impl DailyRisk {
     pub fn line(&self) -> String {
         let r = |m: Option<Money>| m.map_or("n/a".to_string(), |m| m.rupees().to_string());
         format!(
-            "daily VaR 95% {}  99% {}   expected shortfall 95% {}  99% {}   (historical, {} days)",
+            "daily VaR 95% {}  99% {}   expected shortfall 95% {}  99% {}   (historical, {} day{})",
             r(self.var_95),
             r(self.var_99),
             r(self.es_95),
             r(self.es_99),
-            self.days
+            self.days,
+            if self.days == 1 { "" } else { "s" }
         )
     }
 }

@@ -18,8 +18,8 @@ use kestrel_journal::JournalReader;
 use serde::{Serialize, Serializer};
 
 use crate::journal_cmd::ist;
-use crate::optimize::figures::{Metric, Run, decimal, rank};
 use crate::optimize::Plan;
+use crate::optimize::figures::{Metric, Run, decimal, rank};
 use crate::optimize::parallel::Backtest;
 use crate::replay::{Window, max_drawdown};
 use crate::strategies::StrategySet;
