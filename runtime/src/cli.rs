@@ -17,8 +17,8 @@ use crate::config::Config;
 use crate::strategies::StrategySet;
 use crate::{
     alerts, control, credentials, doctor, history_cmd, instrument_select, instruments_cmd,
-    journal_cmd, logging, login, paper, record_cmd, replay, run_cmd, session, sim_cmd, snapshot,
-    systemd,
+    journal_cmd, logging, login, optimize, paper, record_cmd, replay, run_cmd, session, sim_cmd,
+    snapshot, systemd,
 };
 
 mod ending;
@@ -192,6 +192,9 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "close")]
         at_end: replay::AtEnd,
     },
+    /// Optimise the strategy's parameters over a journal: a grid or random sample, run in
+    /// parallel, ranked; walk-forward folds, Monte Carlo, daily VaR and expected shortfall.
+    Optimize(optimize::OptimizeArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -656,6 +659,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             );
             Ok(())
         }
+        Command::Optimize(args) => optimize::main::<S>(args),
         Command::Replay {
             journal,
             config,

@@ -24,6 +24,7 @@ mod logging;
 mod login;
 mod metrics;
 mod operator;
+mod optimize;
 mod paper;
 mod record_cmd;
 mod replay;

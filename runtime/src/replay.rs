@@ -160,7 +160,26 @@ pub fn journal_instruments(journal: &Path) -> Result<InstrumentTable> {
     Ok(reader.instruments().clone())
 }
 
+/// A part of a journal's time: the records with `from <= ts < to` (walk-forward folds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub from: UnixNanos,
+    pub to: UnixNanos,
+}
+
+impl Window {
+    pub const ALL: Window = Window {
+        from: 0,
+        to: UnixNanos::MAX,
+    };
+}
+
 pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
+    run_window::<S>(args, Window::ALL)
+}
+
+/// [`run`] over the records of `window` only: the engine starts flat and cold at its start.
+pub fn run_window<S: StrategySet>(args: &ReplayArgs, window: Window) -> Result<ReplayOutcome> {
     let reader = JournalReader::open(&args.journal)
         .with_context(|| format!("opening journal {}", args.journal.display()))?;
     // The engine trades the journal's instruments, whatever they are: the ids in its
@@ -243,6 +262,9 @@ pub fn run<S: StrategySet>(args: &ReplayArgs) -> Result<ReplayOutcome> {
             bar.set_position(i as u64);
         }
         let ts = rec.ts();
+        if ts < window.from || ts >= window.to {
+            continue;
+        }
         if let Some(speed) = args.speed {
             let first = *first_ts.get_or_insert(ts);
             let due = Duration::from_nanos((ts.saturating_sub(first) as f64 / speed) as u64);
