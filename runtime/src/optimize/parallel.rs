@@ -36,13 +36,10 @@ impl Backtest {
             .context("optimise one [strategy]")?;
         grid::apply(section, &point);
         let args = ReplayArgs {
-            journal: self.journal.clone(),
-            config,
             fills: FillMode::Simulated,
             latency: self.latency.clone(),
             slippage_ticks: self.slippage_ticks,
-            speed: None,
-            progress: false,
+            ..ReplayArgs::new(self.journal.clone(), config)
         };
         let outcome = replay::run_window::<S>(&args, window)
             .with_context(|| format!("backtesting {}", grid::label(&point)))?;

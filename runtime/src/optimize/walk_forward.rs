@@ -21,7 +21,8 @@ use crate::journal_cmd::ist;
 use crate::optimize::Plan;
 use crate::optimize::figures::{Metric, Run, decimal, rank};
 use crate::optimize::parallel::Backtest;
-use crate::replay::{Window, max_drawdown};
+use crate::replay::Window;
+use crate::report::stats::max_drawdown;
 use crate::strategies::StrategySet;
 
 /// The time of the first and the last tick or bar of a journal.
@@ -153,7 +154,8 @@ pub fn run<S: StrategySet>(
             out_of_sample_run: out,
         });
     }
-    let (dd, dd_pct) = max_drawdown(&equity);
+    let drawdown = max_drawdown(&equity);
+    let (dd, dd_pct) = drawdown.map_or((Money::ZERO, 0.0), |d| (d.amount, 100.0 * d.depth));
     Ok(WalkForward {
         metric: plan.metric,
         in_sample_pct: plan.walk_forward.map_or(0, |(_, pct)| pct),

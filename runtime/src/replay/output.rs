@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use kestrel_engine::{Money, UnixNanos};
+use kestrel_engine::Money;
 
 use super::ReplayOutcome;
 use crate::journal_cmd::ist;

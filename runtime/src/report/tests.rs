@@ -17,7 +17,7 @@ use kestrel_journal::JournalWriter;
 use super::stats::Stats;
 use super::trades::round_trips;
 use crate::config::{Config, DEFAULT_TOML};
-use crate::replay::{FillMode, Latency, ReplayArgs, ReplayOutcome, run};
+use crate::replay::{Latency, ReplayArgs, ReplayOutcome, run};
 
 const STRATEGY: &str = "[strategy]\nkind = \"sma_cross\"\nfast = 3\nslow = 8\nallow_short = true\n\
                         bar_interval = \"day\"\n[strategy.sizing]\nmethod = \"fixed\"\nqty = 10\n\n";
@@ -85,13 +85,8 @@ fn backtest(dir: &Path) -> ReplayOutcome {
     let mut config = Config::parse::<BuiltIn>(&text, "test", &table).unwrap();
     config.storage.dir = dir.to_path_buf();
     run::<BuiltIn>(&ReplayArgs {
-        journal,
-        config,
-        fills: FillMode::Simulated,
         latency: Latency::Constant(Duration::ZERO),
-        slippage_ticks: 0,
-        speed: None,
-        progress: false,
+        ..ReplayArgs::new(journal, config)
     })
     .unwrap()
 }
