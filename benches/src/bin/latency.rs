@@ -119,8 +119,8 @@ struct Args {
     /// deployed: trigger ticks (each makes every bot place one order) per second.
     #[arg(long, default_value_t = 5)]
     triggers: u64,
-    /// deployed: the bots to run, by name (comma-separated) [default: kestrel-inline-full,
-    /// kestrel-split-full, kestrel-inline-process, kestrel-split-process, floor, tokio].
+    /// deployed: the bots to run, by name (comma-separated) [default: all eight, kestrel in
+    /// each durability (group, full, process) and layout (inline, split), floor, tokio].
     #[arg(long, value_delimiter = ',')]
     bots: Vec<String>,
     /// deployed: unmeasured ticks at the start of each bot's run, in ms.
