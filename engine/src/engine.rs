@@ -990,9 +990,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
         let intent = OrderIntent::market(id, Side::Buy, lot, ReasonCode::BreakoutEntry);
         let seq = self.slots[0].next_seq;
         let mut req = self.request_numbered(0, &intent, now, seq);
-        let _ = self
-            .risk
-            .rehearse(&mut req, &self.market, &self.book, now);
+        let _ = self.risk.rehearse(&mut req, &self.market, &self.book, now);
         out.rehearse(&req);
     }
 

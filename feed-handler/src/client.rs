@@ -388,7 +388,8 @@ impl FeedClient {
         }
         tracing::info!(
             event = kestrel_engine::log_event::event::TOKEN,
-            "feed: a new access token; connections refused before retry now");
+            "feed: a new access token; connections refused before retry now"
+        );
     }
 
     /// The connection furthest from open: `Open` only when every connection is.

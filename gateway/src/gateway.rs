@@ -49,8 +49,8 @@ use crate::idempotency::{
 use crate::intent::{IntentLog, IntentLogError, IntentRecovery};
 use crate::store::{PAUSED_KEY, Reservation, Store, StoreError};
 use crate::venue::{
-    AboveFreeze, MAX_ICEBERG_LEGS, ModifyOrder, PlaceOrder, Variety, Venue, VenueError,
-    VenueOrder, VenueStatus, VenueTrade,
+    AboveFreeze, MAX_ICEBERG_LEGS, ModifyOrder, PlaceOrder, Variety, Venue, VenueError, VenueOrder,
+    VenueStatus, VenueTrade,
 };
 
 /// The gateway's errors. Venue failures are handled inside (retries, Unknown, incidents);

@@ -185,7 +185,10 @@ mod tests {
         let (orders, trades) = fold_legs(orders, trades);
         assert_eq!(orders.len(), 2);
         let one = &orders[0];
-        assert_eq!((one.order_id, one.quantity, one.filled_quantity), (10, 250, 140));
+        assert_eq!(
+            (one.order_id, one.quantity, one.filled_quantity),
+            (10, 250, 140)
+        );
         assert_eq!(one.status, VenueStatus::Working);
         // (1500 × 100 + 1501 × 40) / 140
         assert_eq!(one.average_price, Price(150_028_571_428));
@@ -206,7 +209,11 @@ mod tests {
     #[test]
     fn an_iceberg_is_complete_only_when_its_total_is_filled() {
         let (o, _) = fold_legs(vec![leg(10, 1, "COMPLETE", 100, 100, "1500")], vec![]);
-        assert_eq!(o[0].status, VenueStatus::Working, "the next leg is on its way");
+        assert_eq!(
+            o[0].status,
+            VenueStatus::Working,
+            "the next leg is on its way"
+        );
         let (o, _) = fold_legs(
             vec![
                 leg(10, 1, "COMPLETE", 100, 100, "1500"),
@@ -227,7 +234,12 @@ mod tests {
             vec![],
         );
         assert_eq!(o[0].status, VenueStatus::Cancelled);
-        assert!(o[0].status_message.as_deref().unwrap().contains("RMS: margin"));
+        assert!(
+            o[0].status_message
+                .as_deref()
+                .unwrap()
+                .contains("RMS: margin")
+        );
         // Rejected before any fill: rejected.
         let (o, _) = fold_legs(vec![leg(10, 1, "REJECTED", 100, 0, "0")], vec![]);
         assert_eq!(o[0].status, VenueStatus::Rejected);

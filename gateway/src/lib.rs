@@ -55,6 +55,5 @@ pub use store::{KILL_KEY, PAUSED_KEY, PositionSource, Store, StoreError, StoredF
 pub use token::TokenState;
 pub use updates::UpdateOutcome;
 pub use venue::{
-    AboveFreeze, PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus,
-    VenueTrade,
+    AboveFreeze, PlaceOrder, Venue, VenueError, VenueOrder, VenuePosition, VenueStatus, VenueTrade,
 };

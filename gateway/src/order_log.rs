@@ -47,13 +47,27 @@ pub(crate) fn transition(
     if kind == EventKind::Submit {
         return sent(t, "gateway");
     }
-    order_line(t, event::ORDER_UPDATE, "order update", from.as_str(), to.as_str(), kind.as_str());
+    order_line(
+        t,
+        event::ORDER_UPDATE,
+        "order update",
+        from.as_str(),
+        to.as_str(),
+        kind.as_str(),
+    );
 }
 
 /// `t`'s request left for the venue, written by `writer` (the gateway, or the engine thread
 /// itself: its order is followed in flight without a `Submit` transition).
 pub(crate) fn sent(t: &Tracked, writer: &'static str) {
-    order_line(t, event::ORDER_SENT, "order sent", "", OrderState::InFlight.as_str(), writer);
+    order_line(
+        t,
+        event::ORDER_SENT,
+        "order sent",
+        "",
+        OrderState::InFlight.as_str(),
+        writer,
+    );
 }
 
 fn order_line(t: &Tracked, ev: &str, message: &str, from: &str, to: &str, cause: &str) {

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kestrel_engine::OrderRequest;
-use kestrel_engine::records::{ExecKind, ExecReport};
 use kestrel_engine::log_event::event;
+use kestrel_engine::records::{ExecKind, ExecReport};
 pub use kestrel_feed::TokenHandoff;
 
 use crate::gateway::{Gateway, GatewayError, now_ns, reject_code};
@@ -134,7 +134,10 @@ impl<V: Venue> Gateway<V> {
         if let Some(token) = offered {
             self.venue.set_access_token(&Secret::new(token));
             self.inline_drop_connection();
-            tracing::info!(event = event::TOKEN, "a new access token: reconciling with the venue before trading on");
+            tracing::info!(
+                event = event::TOKEN,
+                "a new access token: reconciling with the venue before trading on"
+            );
             self.token_retry_at = Some(Instant::now());
         }
         match self.token_retry_at {

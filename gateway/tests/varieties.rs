@@ -60,7 +60,12 @@ fn rows(gw: &Gateway<KiteClient>, sql: &str) -> i64 {
 
 /// Prints through the resting leg until the order is filled (each leg rests before the
 /// print that fills it: one print per leg), polling after each.
-fn fill_by_prints(sim: &Sim, gw: &mut Gateway<KiteClient>, coid: u64, reports: &mut Vec<ExecReport>) {
+fn fill_by_prints(
+    sim: &Sim,
+    gw: &mut Gateway<KiteClient>,
+    coid: u64,
+    reports: &mut Vec<ExecReport>,
+) {
     for _ in 0..20 {
         sim.print("2889.95", 3_500);
         gw.poll().unwrap();
@@ -98,7 +103,10 @@ fn an_order_above_the_freeze_quantity_is_one_iceberg_whose_legs_fill_it_once() {
         at_venue(&sim, &tag),
         [(Variety::Iceberg, OrderStatus::Open, 875)]
     );
-    assert_eq!(sim.orders_with_tag(&tag_for(child_client_order_id(coid, 0))), 0);
+    assert_eq!(
+        sim.orders_with_tag(&tag_for(child_client_order_id(coid, 0))),
+        0
+    );
     assert_eq!(rows(&gw, "SELECT count(*) FROM orders"), 1);
     let mut reports = gw.take_reports();
     assert_eq!(kinds(&reports), [ExecKind::Accepted]);
@@ -108,7 +116,10 @@ fn an_order_above_the_freeze_quantity_is_one_iceberg_whose_legs_fill_it_once() {
     // order, each recorded once, all under the one row.
     let legs = at_venue(&sim, &tag);
     assert_eq!(legs.len(), 4, "{legs:?}");
-    assert!(legs.iter().all(|l| l.0 == Variety::Iceberg && l.1 == OrderStatus::Complete));
+    assert!(
+        legs.iter()
+            .all(|l| l.0 == Variety::Iceberg && l.1 == OrderStatus::Complete)
+    );
     assert_eq!(legs.iter().map(|l| l.2).sum::<i64>(), 3_500);
     assert_eq!(rows(&gw, "SELECT count(*) FROM orders"), 1);
     assert_eq!(rows(&gw, "SELECT sum(quantity) FROM fills"), 3_500);
@@ -118,8 +129,15 @@ fn an_order_above_the_freeze_quantity_is_one_iceberg_whose_legs_fill_it_once() {
         .collect();
     assert_eq!(fills.iter().map(|r| r.qty).sum::<u32>(), 3_500);
     assert_eq!(fills.last().map(|r| r.leaves_qty), Some(0));
-    assert!(reports.iter().all(|r| r.client_order_id == coid), "{reports:?}");
-    assert_eq!(gw.counters().submits, 1, "the later legs are Kite's, not resends");
+    assert!(
+        reports.iter().all(|r| r.client_order_id == coid),
+        "{reports:?}"
+    );
+    assert_eq!(
+        gw.counters().submits,
+        1,
+        "the later legs are Kite's, not resends"
+    );
 
     // Reconciliation sees one order under the tag, not four duplicates.
     gw.poll().unwrap();
@@ -203,7 +221,10 @@ fn an_order_decided_after_hours_is_an_amo_that_fills_when_the_session_opens() {
 fn after_hours_a_market_order_is_refused_and_without_amo_every_order_is() {
     // Refused by the risk gate's session check (unit-tested with its reason in risk-gate's
     // gate tests): the engine hands the gateway nothing.
-    assert!(decide_with(52, 10, None, gate(true)).is_none(), "a market order");
+    assert!(
+        decide_with(52, 10, None, gate(true)).is_none(),
+        "a market order"
+    );
     assert!(
         decide_with(53, 10, Some("2890"), gate(false)).is_none(),
         "after_hours = refuse"

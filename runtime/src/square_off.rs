@@ -359,7 +359,8 @@ impl SquareOff {
         engine: Producer<ControlCommand>,
     ) -> Option<SquareOff> {
         if !config.applies_to(product) {
-            tracing::info!(event = event::SQUARE_OFF,
+            tracing::info!(
+                event = event::SQUARE_OFF,
                 product,
                 enabled = config.enabled,
                 "intraday square-off: not applied to this session's product"
@@ -491,7 +492,8 @@ impl SquareOff {
             };
             if self.engine.push(cmd).is_err() {
                 // Asked again at the next turn for a flatten; a cut-off is re-sent below.
-                tracing::error!(event = event::SQUARE_OFF,
+                tracing::error!(
+                    event = event::SQUARE_OFF,
                     ?action,
                     "the engine's schedule ring is full; the square-off step is retried"
                 );
@@ -503,7 +505,8 @@ impl SquareOff {
                     }
                 }
             } else {
-                tracing::info!(event = event::SQUARE_OFF,
+                tracing::info!(
+                    event = event::SQUARE_OFF,
                     ?action,
                     schedule_ns = now,
                     "intraday square-off step sent to the engine"

@@ -536,7 +536,8 @@ impl Dispatcher {
                     }
                 }
                 for slot in self.sinks.iter().filter(|s| s.suppressed > 0) {
-                    warn!(event = event::ALERT,
+                    warn!(
+                        event = event::ALERT,
                         sink = slot.sink.name(),
                         suppressed = slot.suppressed,
                         "alerts held back by the rate limit were never summarised (shutdown)"

@@ -119,9 +119,7 @@ pub(super) fn component_of(target: &str) -> &str {
             Some("replay") => component::REPLAY,
             Some("sim_cmd") => component::SIM,
             Some("journal_cmd" | "record_cmd") => component::JOURNAL,
-            Some("instruments_cmd" | "instrument_select" | "history_cmd") => {
-                component::INSTRUMENTS
-            }
+            Some("instruments_cmd" | "instrument_select" | "history_cmd") => component::INSTRUMENTS,
             _ => component::RUNTIME,
         },
         // Another crate (rustls, ureq ...): its own name.

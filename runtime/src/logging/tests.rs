@@ -74,8 +74,14 @@ fn writes_one_json_object_per_event_with_its_fields_to_the_daily_file() {
     let first = raw.lines().next().unwrap();
     let at = |k: &str| first.find(&format!("\"{k}\":")).unwrap();
     assert!(first.starts_with("{\"ts\":"), "{first}");
-    assert!(at("ts") < at("level") && at("level") < at("component"), "{first}");
-    assert!(at("component") < at("event") && at("event") < at("symbol"), "{first}");
+    assert!(
+        at("ts") < at("level") && at("level") < at("component"),
+        "{first}"
+    );
+    assert!(
+        at("component") < at("event") && at("event") < at("symbol"),
+        "{first}"
+    );
     assert_eq!(filled["message"], "order filled");
     assert_eq!(filled["level"], "INFO");
     assert_eq!(filled["component"], "gateway");
@@ -155,7 +161,10 @@ fn the_terminal_leaves_out_library_info_lines_that_the_file_keeps() {
     ] {
         assert!(file.contains(line), "file lacks {line:?}: {file}");
     }
-    assert!(!shown.contains("order transition") && !shown.contains("decision"), "{shown}");
+    assert!(
+        !shown.contains("order transition") && !shown.contains("decision"),
+        "{shown}"
+    );
     assert!(shown.contains("venue rejected an order") && shown.contains("session started"));
     assert!(!shown.contains('\x1b'), "{shown:?}");
     for row in shown.lines() {
@@ -188,7 +197,11 @@ fn colour_only_on_a_terminal_without_no_color() {
     )
     .unwrap();
     tracing::subscriber::with_default(subscriber, || tracing::warn!("slow"));
-    assert!(terminal.text().contains("\x1b[33m WARN\x1b[0m"), "{:?}", terminal.text());
+    assert!(
+        terminal.text().contains("\x1b[33m WARN\x1b[0m"),
+        "{:?}",
+        terminal.text()
+    );
 }
 
 #[test]

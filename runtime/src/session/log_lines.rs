@@ -83,9 +83,10 @@ pub(super) fn control(c: &ControlCommand) {
         ),
         Some(ControlKind::ClearKill) => (event::RESUME, "kill switch cleared"),
         // One instrument's flatten is the square-off's, logged there.
-        Some(ControlKind::Flatten) if c.instrument == ControlCommand::ALL_INSTRUMENTS => {
-            (event::HALT, "flatten: cancelling orders and closing positions")
-        }
+        Some(ControlKind::Flatten) if c.instrument == ControlCommand::ALL_INSTRUMENTS => (
+            event::HALT,
+            "flatten: cancelling orders and closing positions",
+        ),
         _ => return,
     };
     let strategy = match c.strategy {

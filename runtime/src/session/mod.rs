@@ -356,7 +356,8 @@ impl<S: StrategySet> SessionBuilder<S> {
                     s.run(&clock, |id| ops.book.position(id).qty.0, |a| ops.alert(a));
                 }
                 if let Some(source) = watch.take_new(unix_now()) {
-                    tracing::info!(event = event::TOKEN,
+                    tracing::info!(
+                        event = event::TOKEN,
                         source,
                         "a new Kite access token: the gateway reconciles with it, the feed reconnects with it"
                     );
@@ -596,14 +597,17 @@ impl OpsServices {
     fn hold_for_token(&self, on: bool) {
         let mut operator = self.operator.lock().unwrap_or_else(|e| e.into_inner());
         match operator.hold_for_token(on) {
-            Ok(()) if on => tracing::error!(event = event::TOKEN,
+            Ok(()) if on => tracing::error!(
+                event = event::TOKEN,
                 "entries blocked: the broker refused the access token; positions stay watched; \
                  waiting for a new token (`kestrel login`, or `kestrel ctl token`)"
             ),
-            Ok(()) => tracing::info!(event = event::TOKEN,
+            Ok(()) => tracing::info!(
+                event = event::TOKEN,
                 "the new access token works: entries resume (strategies the operator paused stay paused)"
             ),
-            Err(e) => tracing::error!(event = event::TOKEN,
+            Err(e) => tracing::error!(
+                event = event::TOKEN,
                 error = format!("{e:#}"),
                 on,
                 "holding entries for the access token"

@@ -1,8 +1,8 @@
 //! Start-up against the venue: the gateway over the store, reconciled before anything
 //! trades, riding out a broker hiccup and waiting for a valid access token.
 
-use kestrel_engine::log_event::event;
 use super::*;
+use kestrel_engine::log_event::event;
 
 /// The gateway at the venue of `args`, reconciled ([`reconcile_riding_out_hiccups`]).
 pub(super) fn start_gateway(
@@ -146,7 +146,11 @@ fn wait_for_token(
                 .venue_mut()
                 .set_access_token(startup.watch.current());
             startup.watch.state.token_replaced();
-            tracing::info!(event = event::TOKEN, source, "a new Kite access token: reconciling with it");
+            tracing::info!(
+                event = event::TOKEN,
+                source,
+                "a new Kite access token: reconciling with it"
+            );
         }
         let Some(why) = startup.watch.problem(now / 1_000_000_000) else {
             return Ok(());

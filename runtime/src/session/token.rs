@@ -145,7 +145,8 @@ impl TokenWatch {
                     .then_some("the credentials file")
             }
             Err(e) => {
-                tracing::warn!(event = event::TOKEN,
+                tracing::warn!(
+                    event = event::TOKEN,
                     error = format!("{e:#}"),
                     "the credentials file changed but holds no usable token"
                 );

@@ -70,7 +70,13 @@ fn session() -> &'static Session {
         let mut log_files: Vec<PathBuf> = std::fs::read_dir(&logs)
             .unwrap_or_else(|e| panic!("{}: {e}", logs.display()))
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("kestrel.log."))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("kestrel.log.")
+            })
             .collect();
         log_files.sort();
         let log = log_files
@@ -159,8 +165,9 @@ fn every_line_of_a_paper_sessions_log_is_json_with_a_component_and_an_event() {
 #[test]
 #[ignore = "needs jq (installed by .ci/run)"]
 fn the_readmes_jq_line_reconstructs_a_decision_from_the_log() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
     let line = readme
         .lines()
         .find(|l| l.starts_with("jq -sc --arg id \"$ID\""))
@@ -187,19 +194,36 @@ fn the_readmes_jq_line_reconstructs_a_decision_from_the_log() {
         "the README's jq line",
     );
     let text = process::text(&out.stdout);
-    assert!(out.status.success(), "{line}\n{text}\n{}", process::text(&out.stderr));
-    let steps: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "{line}\n{text}\n{}",
+        process::text(&out.stderr)
+    );
+    let steps: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let events: Vec<&str> = steps.iter().map(|l| l["event"].as_str().unwrap()).collect();
-    assert_eq!(&events[..3], ["decision", "risk_verdict", "order_sent"], "{text}");
+    assert_eq!(
+        &events[..3],
+        ["decision", "risk_verdict", "order_sent"],
+        "{text}"
+    );
     assert!(events.contains(&"fill"), "{text}");
     assert!(
-        events[3..].iter().all(|e| *e == "order_update" || *e == "fill"),
+        events[3..]
+            .iter()
+            .all(|e| *e == "order_update" || *e == "fill"),
         "{text}"
     );
     assert_eq!(steps[1]["verdict"], "Accept", "{text}");
     // The log's fill is the journal's: same order, quantity and exact price.
     let logged = steps.iter().find(|l| l["event"] == "fill").unwrap();
-    assert_eq!(logged["client_order_id"], tag_for(fill.client_order_id), "{text}");
+    assert_eq!(
+        logged["client_order_id"],
+        tag_for(fill.client_order_id),
+        "{text}"
+    );
     assert_eq!(logged["qty"], fill.qty, "{text}");
     assert_eq!(
         Price::parse(logged["price"].as_str().unwrap()).unwrap(),
