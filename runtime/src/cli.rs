@@ -166,31 +166,11 @@ pub(crate) enum Command {
         /// fills, in the order the engine saw them (a parity check).
         #[arg(long, value_enum, default_value = "simulated")]
         fills: replay::FillMode,
-        /// Order-to-venue latency in microseconds (simulated fills).
-        #[arg(long, default_value_t = 200)]
-        latency_us: u64,
-        /// Draw the latency from a measured distribution instead (a `.hgrm` file written by
-        /// the latency harness).
-        #[arg(long)]
-        latency_hgrm: Option<PathBuf>,
-        /// Make every simulated fill this many ticks worse.
-        #[arg(long, default_value_t = 0)]
-        slippage_ticks: i64,
+        #[command(flatten)]
+        fill: replay::FillFlags,
         /// Pace: times real time (e.g. 10); default as fast as possible.
         #[arg(long)]
         speed: Option<f64>,
-        /// Charges per simulated fill: nse (Zerodha's NSE intraday schedule) or none.
-        #[arg(long, value_enum, default_value = "nse")]
-        fees: replay::Fees,
-        /// How simulated orders fill (docs/BACKTESTING.md): depth (the touch up to its
-        /// displayed quantity, the rest later; the default on ticks), touch (all at the
-        /// touch) or next-tick (all at the next tick's last price; bars: the next bar's open).
-        #[arg(long, value_parser = replay::fill_at_parser())]
-        fill_at: Option<kestrel_exchange_sim::bridge::FillModel>,
-        /// Positions open when the data ends: close (at the last price) or leave (listed
-        /// in the summary, marked at the last price).
-        #[arg(long, value_enum, default_value = "close")]
-        at_end: replay::AtEnd,
     },
     /// Optimise the strategy's parameters over a journal: a grid or random sample, run in
     /// parallel, ranked; walk-forward folds, Monte Carlo, daily VaR and expected shortfall.
@@ -665,13 +645,8 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             config,
             report,
             fills,
-            latency_us,
-            latency_hgrm,
-            slippage_ticks,
+            fill,
             speed,
-            fees,
-            fill_at,
-            at_end,
         } => {
             if let Some(x) = speed
                 && !(x > 0.0 && x.is_finite())
@@ -683,27 +658,16 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             let journal_table = replay::journal_instruments(&journal)?;
             let mut config = Config::load_sections(config.as_deref())?;
             instrument_select::bind_journal::<S>(&mut config, &journal_table)?;
-            let outcome = replay::run::<S>(&replay::ReplayArgs {
-                fills,
-                fill_at,
-                fees,
-                at_end,
-                latency: match latency_hgrm {
-                    None => replay::Latency::Constant(Duration::from_micros(latency_us)),
-                    Some(path) => {
-                        let text = std::fs::read_to_string(&path)
-                            .with_context(|| format!("reading {}", path.display()))?;
-                        replay::Latency::Sampled(
-                            replay::LatencySampler::from_hgrm(&text, 1)
-                                .with_context(|| format!("reading {}", path.display()))?,
-                        )
-                    }
+            let latency = fill.latency()?;
+            let outcome = replay::run::<S>(&fill.apply(
+                latency,
+                replay::ReplayArgs {
+                    fills,
+                    speed,
+                    progress: true,
+                    ..replay::ReplayArgs::new(journal, config)
                 },
-                slippage_ticks,
-                speed,
-                progress: true,
-                ..replay::ReplayArgs::new(journal, config)
-            })?;
+            ))?;
             outcome.print();
             if let Some(dir) = report {
                 outcome.write_report(&dir)?;

@@ -19,6 +19,7 @@
 
 mod assumptions;
 mod at_end;
+mod flags;
 mod latency;
 mod output;
 mod stats;
@@ -43,6 +44,7 @@ use kestrel_risk::RiskGate;
 
 pub(crate) use assumptions::on_nse_hours;
 pub use assumptions::{AtEnd, Fees, fill_at_parser};
+pub use flags::FillFlags;
 pub use latency::{Latency, LatencySampler};
 pub use stats::Summary;
 

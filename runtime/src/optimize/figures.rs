@@ -11,7 +11,7 @@ use crate::replay::ReplayOutcome;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
-    /// Annualised Sharpe ratio of one-minute equity returns (as `kestrel replay` prints it).
+    /// Annualised Sharpe ratio of daily equity returns (as `kestrel replay` prints it).
     Sharpe,
     /// Net P&L (after fees), at the last mark.
     #[value(name = "net_pnl")]

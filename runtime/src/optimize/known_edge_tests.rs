@@ -29,6 +29,7 @@ use kestrel_engine::{InstrumentTable, JournalRecord, Money, Price, Tick};
 use kestrel_journal::JournalWriter;
 
 use super::*;
+use crate::replay::Latency;
 use crate::strategies::BuiltIn;
 
 const SECOND: u64 = 1_000_000_000;
@@ -80,8 +81,8 @@ fn backtest(journal: &Path) -> Backtest {
     Backtest {
         journal: journal.to_path_buf(),
         config: Config::parse::<BuiltIn>(&text, "test", &table).unwrap(),
+        fill: replay::FillFlags::default(),
         latency: Latency::Constant(Duration::ZERO),
-        slippage_ticks: 0,
     }
 }
 
@@ -317,4 +318,60 @@ fn the_command_runs_from_a_config_file_and_refuses_a_bad_parameter() {
         main::<BuiltIn>(args(&journal, &config, &["lookback=1,5"])).unwrap_err()
     );
     assert!(e.contains("lookback=1") && e.contains("2..=4096"), "{e}");
+}
+
+/// The optimiser's runs assume what `kestrel replay` is told: `--fees none` parsed from the
+/// command line reaches every run (no fees, a better net P&L), and a run equals the replay
+/// of its point with the same flags.
+#[test]
+fn the_replay_flags_reach_every_run() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(dir.path());
+    let nse = backtest(&journal);
+    let parsed = crate::cli::Cli::try_parse_from([
+        "kestrel",
+        "optimize",
+        journal.to_str().unwrap(),
+        "--param",
+        "lookback=4",
+        "--fees",
+        "none",
+        "--fill-at",
+        "touch",
+        "--latency-us",
+        "0",
+    ])
+    .unwrap();
+    let crate::cli::Command::Optimize(flags) = parsed.command else {
+        panic!("not optimize")
+    };
+    assert_eq!(flags.fill.fees, replay::Fees::None);
+    let free = Backtest {
+        latency: flags.fill.latency().unwrap(),
+        fill: flags.fill.clone(),
+        ..backtest(&journal)
+    };
+    let p = plan(&["lookback=4"], 1);
+    let run = |bt: &Backtest| {
+        bt.run::<BuiltIn>(&p.grid, p.points[0], Window::ALL)
+            .unwrap()
+    };
+    let (paid, unpaid) = (run(&nse), run(&free));
+    assert!(paid.figures.fees > Money::ZERO, "{:?}", paid.figures);
+    assert_eq!(unpaid.figures.fees, Money::ZERO);
+    assert!(unpaid.figures.net_pnl > paid.figures.net_pnl);
+    // The same point through replay, with the same flags.
+    let mut config = free.config.clone();
+    grid::apply(
+        config.strategy.as_mut().unwrap(),
+        &p.grid.point(p.points[0]),
+    );
+    let replayed = replay::run::<BuiltIn>(&flags.fill.apply(
+        flags.fill.latency().unwrap(),
+        replay::ReplayArgs::new(journal.clone(), config),
+    ))
+    .unwrap();
+    assert_eq!(replayed.summary.net_pnl, unpaid.figures.net_pnl.to_string());
+    assert_eq!(money(&replayed.summary.fees), Money::ZERO);
 }

@@ -21,7 +21,7 @@ pub mod walk_forward;
 mod known_edge_tests;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::instrument_select;
-use crate::replay::{self, Latency, Window};
+use crate::replay::{self, Window};
 use crate::strategies::StrategySet;
 use figures::{Metric, Run, rank};
 use grid::{Grid, Param};
@@ -75,12 +75,9 @@ pub struct OptimizeArgs {
     /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Order-to-venue latency in microseconds (simulated fills, as in replay).
-    #[arg(long, default_value_t = 200)]
-    pub latency_us: u64,
-    /// Make every simulated fill this many ticks worse.
-    #[arg(long, default_value_t = 0)]
-    pub slippage_ticks: i64,
+    /// How fills are simulated: the flags of `kestrel replay`, with its defaults.
+    #[command(flatten)]
+    pub fill: replay::FillFlags,
     /// Rows of the ranked table shown (--json has every run).
     #[arg(long, default_value_t = 20)]
     pub top: usize,
@@ -158,8 +155,8 @@ pub fn main<S: StrategySet>(args: OptimizeArgs) -> Result<()> {
     let bt = Backtest {
         journal: args.journal,
         config,
-        latency: Latency::Constant(Duration::from_micros(args.latency_us)),
-        slippage_ticks: args.slippage_ticks,
+        latency: args.fill.latency()?,
+        fill: args.fill,
     };
     let result = optimise::<S>(&bt, &plan)?;
     if args.json {

@@ -13,7 +13,7 @@ use indicatif::ProgressBar;
 use crate::config::Config;
 use crate::optimize::figures::Run;
 use crate::optimize::grid::{self, Grid};
-use crate::replay::{self, FillMode, Latency, ReplayArgs, Window};
+use crate::replay::{self, FillFlags, FillMode, Latency, ReplayArgs, Window};
 use crate::strategies::StrategySet;
 
 /// What every run shares: the journal, the configuration (bound to the journal's
@@ -21,8 +21,9 @@ use crate::strategies::StrategySet;
 pub struct Backtest {
     pub journal: PathBuf,
     pub config: Config,
+    /// The fill models, with the latency model read once.
+    pub fill: FillFlags,
     pub latency: Latency,
-    pub slippage_ticks: i64,
 }
 
 impl Backtest {
@@ -35,12 +36,13 @@ impl Backtest {
             .as_mut()
             .context("optimise one [strategy]")?;
         grid::apply(section, &point);
-        let args = ReplayArgs {
-            fills: FillMode::Simulated,
-            latency: self.latency.clone(),
-            slippage_ticks: self.slippage_ticks,
-            ..ReplayArgs::new(self.journal.clone(), config)
-        };
+        let args = self.fill.apply(
+            self.latency.clone(),
+            ReplayArgs {
+                fills: FillMode::Simulated,
+                ..ReplayArgs::new(self.journal.clone(), config)
+            },
+        );
         let outcome = replay::run_window::<S>(&args, window)
             .with_context(|| format!("backtesting {}", grid::label(&point)))?;
         Run::of(i, point, outcome)
