@@ -346,8 +346,9 @@ impl<S: StrategySet> SessionBuilder<S> {
             if work == 0 {
                 thread::sleep(Duration::from_millis(1));
             }
-            // The gateway refused the token (entries held there at once) or took a new one.
-            if let Some(on) = watch.hold_change() {
+            // The gateway refused the token (entries held there at once), the token expired,
+            // or a new one is in use.
+            if let Some(on) = watch.hold_change(unix_now()) {
                 services.hold_for_token(on);
             }
             if Instant::now() >= next_status {

@@ -8,9 +8,9 @@
 //! * **No good.** None at all, past the broker's daily expiry (06:00 IST after it was issued:
 //!   [`credentials::token_expiry`]), or refused by the broker (`TokenException`, recorded by
 //!   the gateway in [`TokenState`]).
-//! * **Then.** Entries are blocked: the gateway refuses them at once, and the session holds
-//!   every strategy in the engine ([`crate::operator::Operator::hold_for_token`]); positions
-//!   stay watched. One alert with the login link per refused token, and one at
+//! * **Then.** Entries are blocked: the session holds every strategy in the engine
+//!   ([`crate::operator::Operator::hold_for_token`]), and after a refusal the gateway refuses
+//!   them at once too; positions stay watched. One alert with the login link per refused token, and one at
 //!   `[venue] login_alert_at` on a day that reached it without a good token and without
 //!   that alert. When the gateway has reconciled with a new token the hold lifts, except for
 //!   strategies the operator paused.
@@ -176,13 +176,18 @@ impl TokenWatch {
         if self.state.refused() {
             return Some("the broker refused the access token (TokenException)".into());
         }
-        let expiry = credentials::token_expiry(self.issued_at?);
-        (now_unix >= expiry).then(|| {
+        self.expired(now_unix).map(|expiry| {
             format!(
                 "the access token expired at {} (Kite's tokens last until 06:00 IST)",
                 credentials::rfc3339_utc(expiry)
             )
         })
+    }
+
+    /// The expiry of the token in use (Unix seconds), when `now_unix` is past it.
+    fn expired(&self, now_unix: u64) -> Option<u64> {
+        let expiry = credentials::token_expiry(self.issued_at?);
+        (now_unix >= expiry).then_some(expiry)
     }
 
     /// What to alert at `now` (called once a second): a refusal not yet alerted, a token
@@ -193,11 +198,11 @@ impl TokenWatch {
         let why = self.problem(now_unix)?;
         let today = ist_day(now);
         let refusals = self.state.refusals();
-        let expiry = self.issued_at.map(credentials::token_expiry);
+        let expiry = self.expired(now_unix);
         let due = if refusals > self.refusals_alerted {
             self.refusals_alerted = refusals;
             true
-        } else if expiry.is_some_and(|e| now_unix >= e) && self.expiry_alerted != expiry {
+        } else if expiry.is_some() && self.expiry_alerted != expiry {
             self.expiry_alerted = expiry;
             true
         } else {
@@ -212,10 +217,12 @@ impl TokenWatch {
         Some(Alert::token_problem(&why, &self.link))
     }
 
-    /// `Some(on)` when the hold on entries must change: on while the broker refuses the
-    /// token, off once the gateway has reconciled with a new one.
-    pub(super) fn hold_change(&mut self) -> Option<bool> {
-        let want = self.state.refused();
+    /// `Some(on)` when the hold on entries must change at `now_unix`: on while the broker
+    /// refuses the token or once it is past Kite's daily expiry (the broker would refuse
+    /// it), off once a new one is in use (after a refusal: once the gateway has reconciled
+    /// with it).
+    pub(super) fn hold_change(&mut self, now_unix: u64) -> Option<bool> {
+        let want = self.state.refused() || self.expired(now_unix).is_some();
         (want != self.held).then(|| {
             self.held = want;
             want
@@ -297,11 +304,11 @@ mod tests {
         let (mut w, file) = watch(dir.path(), &text);
         let now = dec3_ist(10, 0);
         assert_eq!(w.problem(now / 1_000_000_000), None);
-        assert_eq!(w.hold_change(), None);
+        assert_eq!(w.hold_change(now / 1_000_000_000), None);
         assert!(w.state.record_refusal());
         assert!(!w.state.record_refusal(), "the same token counts once");
-        assert_eq!(w.hold_change(), Some(true));
-        assert_eq!(w.hold_change(), None);
+        assert_eq!(w.hold_change(now / 1_000_000_000), Some(true));
+        assert_eq!(w.hold_change(now / 1_000_000_000), None);
         assert!(w.alert(now).is_some());
         assert!(
             w.alert(now + 1_000_000_000).is_none(),
@@ -327,9 +334,13 @@ mod tests {
         );
         assert_eq!(w.current().expose(), "new");
         assert_eq!(w.state.handoff.take().as_deref(), Some("new"));
-        assert_eq!(w.hold_change(), None, "held until the gateway accepts it");
+        assert_eq!(
+            w.hold_change(now / 1_000_000_000),
+            None,
+            "held until the gateway accepts it"
+        );
         w.state.record_accepted();
-        assert_eq!(w.hold_change(), Some(false));
+        assert_eq!(w.hold_change(now / 1_000_000_000), Some(false));
         assert_eq!(w.problem(now / 1_000_000_000), None);
     }
 
@@ -346,6 +357,14 @@ mod tests {
         let why = w.problem(next_morning / 1_000_000_000).unwrap();
         assert!(why.contains("expired at 2026-12-04T00:30:00Z"), "{why}");
         assert!(w.alert(next_morning).is_some(), "the expiry is alerted");
+        let (at, before) = (next_morning / 1_000_000_000, issued + 3600);
+        assert_eq!(w.hold_change(before), None, "good until 06:00 IST");
+        assert_eq!(
+            w.hold_change(at),
+            Some(true),
+            "entries held once it expired"
+        );
+        assert_eq!(w.hold_change(at), None);
         assert!(w.alert(next_morning + 1_000_000_000).is_none());
         assert!(
             w.inbox
@@ -357,6 +376,11 @@ mod tests {
             Some("kestrel ctl token")
         );
         assert_eq!(w.problem(next_morning / 1_000_000_000), None);
+        assert_eq!(
+            w.hold_change(at),
+            Some(false),
+            "a fresh token lifts the hold"
+        );
         let stored = credentials::credentials(Some(&file), |_| None).unwrap();
         assert_eq!(
             stored.access_token.expose(),
