@@ -67,7 +67,7 @@ pub fn simulate(
         let (mut equity, mut peak) = (capital, capital);
         let (mut worst, mut worst_pct) = (Money::ZERO, 0.0f64);
         for _ in 0..trades.len() {
-            equity = equity + trades[rng.below(trades.len() as u64) as usize];
+            equity += trades[rng.below(trades.len() as u64) as usize];
             peak = peak.max(equity);
             let dd = peak - equity;
             worst = worst.max(dd);

@@ -117,9 +117,9 @@ pub fn page(p: &Page<'_>) -> Result<String> {
          <title>kestrel replay: {}</title><style>{CSS}</style></head><body>\n",
         esc(&o.journal.display().to_string())
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<h1>kestrel replay</h1><p class=\"meta\">{} · {} → {} · {} · {} orders · {} fills</p>\n",
+        "<h1>kestrel replay</h1><p class=\"meta\">{} · {} → {} · {} · {} orders · {} fills</p>",
         esc(&o.journal.display().to_string()),
         esc(&s.first_ts),
         esc(&s.last_ts),
