@@ -121,7 +121,7 @@ impl Channel {
         env: &dyn Fn(&str) -> Option<String>,
         tls: &Arc<rustls::ClientConfig>,
     ) -> Result<Box<dyn Sink>> {
-        let http = || HttpClient::new(tls.clone(), cfg.timeout());
+        let http = || HttpClient::new(cfg.timeout());
         Ok(match self {
             Channel::Telegram => {
                 let t = &cfg.telegram;

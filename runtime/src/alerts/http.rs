@@ -1,21 +1,17 @@
-//! The little HTTP/1.1 the alert sinks need: one JSON `POST` per connection
-//! (`Connection: close`), over `http://` or `https://`, with a bounded response.
+//! The HTTP the alert sinks need: one JSON `POST` at a time over `http://` or `https://`,
+//! by ureq (HTTP/1.1 with sized, chunked or close-delimited bodies; TLS by rustls with the
+//! Mozilla roots), every status an answer, the body read up to a bound. [`Url`] is the
+//! configured endpoint as the sinks show it.
 //!
 //! Paths may carry credentials (the Telegram bot token, a webhook's secret path): nothing
 //! here puts a path into an error, and [`Url`]'s `Debug` hides it.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::sync::Arc;
+use std::io::{self, Read};
 use std::time::Duration;
 
-use rustls::ClientConfig;
-
-use super::transport::{self, Conn};
-
-/// Responses larger than this are cut (alert endpoints answer in a few hundred bytes).
-const MAX_BODY: usize = 64 * 1024;
-const MAX_HEADERS: usize = 100;
+/// Responses longer than this are cut (alert endpoints answer in a few hundred bytes).
+const MAX_BODY: u64 = 64 * 1024;
 
 /// An `http://` or `https://` URL, split for the request line.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,15 +93,6 @@ impl Url {
             Err(_) => "<unparsable URL, redacted>".into(),
         }
     }
-
-    fn host_header(&self) -> String {
-        let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -125,175 +112,60 @@ impl Response {
     }
 }
 
-/// A one-request-per-connection client.
+/// A client with its timeout for the whole exchange (connect, send, answer).
 #[derive(Clone)]
 pub(crate) struct HttpClient {
-    tls: Arc<ClientConfig>,
-    timeout: Duration,
+    agent: ureq::Agent,
 }
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpClient")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        f.debug_struct("HttpClient").finish_non_exhaustive()
     }
 }
 
 impl HttpClient {
-    pub fn new(tls: Arc<ClientConfig>, timeout: Duration) -> HttpClient {
-        HttpClient { tls, timeout }
+    pub fn new(timeout: Duration) -> HttpClient {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .user_agent(concat!("kestrel/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        HttpClient { agent }
     }
 
-    /// `POST` `body` as JSON to `url`'s host at `path` (which may hold a credential: it is
-    /// written to the socket and nowhere else). Errors are I/O and protocol failures; any
-    /// HTTP status is a [`Response`].
+    /// `POST` `body` as JSON to `url`'s origin at `path` (which may hold a credential: it
+    /// goes into the request and nowhere else). Errors are I/O and protocol failures, with
+    /// the path scrubbed from their text; any HTTP status is a [`Response`].
     pub fn post_json(&self, url: &Url, path: &str, body: &str) -> io::Result<Response> {
-        let sock = transport::connect(&url.host, url.port, self.timeout)?;
-        let mut conn = if url.tls {
-            Conn::tls(sock, &url.host, &self.tls)?
-        } else {
-            Conn::Plain(sock)
-        };
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: kestrel/{}\r\n\
-             Content-Type: application/json\r\nAccept: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
-            url.host_header(),
-            env!("CARGO_PKG_VERSION"),
-            body.len()
-        );
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body.as_bytes());
-        conn.write_all(&request)?;
-        conn.flush()?;
-        read_response(&mut BufReader::new(conn))
-    }
-}
-
-fn protocol(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-/// One line without its CRLF, at most 8 KiB.
-fn read_line(r: &mut impl BufRead) -> io::Result<String> {
-    let mut line = Vec::new();
-    let n = r.take(8 * 1024 + 2).read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the server closed the connection without a response",
-        ));
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(protocol("response header line too long"));
-    }
-    while matches!(line.last(), Some(b'\n' | b'\r')) {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| protocol("response header is not UTF-8"))
-}
-
-/// A status line and headers.
-fn read_head(r: &mut impl BufRead) -> io::Result<(u16, Vec<(String, String)>)> {
-    let status_line = read_line(r)?;
-    let mut parts = status_line.splitn(3, ' ');
-    let (version, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if !version.starts_with("HTTP/1.") {
-        return Err(protocol(format!(
-            "not an HTTP/1.x response: {:?}",
-            status_line.chars().take(40).collect::<String>()
-        )));
-    }
-    let status = code
-        .parse::<u16>()
-        .map_err(|_| protocol(format!("bad status code {code:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(r)?;
-        if line.is_empty() {
-            return Ok((status, headers));
-        }
-        if headers.len() == MAX_HEADERS {
-            return Err(protocol("too many response headers"));
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| protocol("malformed response header"))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-}
-
-pub(crate) fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
-    // Interim 1xx responses (a `100 Continue` nobody asked for) are skipped, a few at most.
-    let mut interim = 0;
-    let (status, headers) = loop {
-        let head = read_head(r)?;
-        if !(100..200).contains(&head.0) {
-            break head;
-        }
-        interim += 1;
-        if interim > 4 {
-            return Err(protocol("too many interim (1xx) responses"));
-        }
-    };
-    let mut response = Response {
-        status,
-        headers,
-        body: String::new(),
-    };
-    let chunked = response
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let body = if status == 204 || status == 304 {
-        Vec::new() // never a body, whatever the headers say
-    } else if chunked {
-        read_chunked(r)?
-    } else if let Some(len) = response.header("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| protocol(format!("bad Content-Length {len:?}")))?;
-        let mut body = vec![0; len.min(MAX_BODY)];
-        r.read_exact(&mut body)?;
-        body
-    } else {
-        read_to_close(r)?
-    };
-    response.body = String::from_utf8_lossy(&body).into_owned();
-    Ok(response)
-}
-
-fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(r)?;
-        let size = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size, 16)
-            .map_err(|_| protocol(format!("bad chunk size {size:?}")))?;
-        if size == 0 {
-            return Ok(body); // trailers are not read: the connection closes anyway
-        }
-        if body.len() + size > MAX_BODY {
-            let mut rest = vec![0; MAX_BODY - body.len()];
-            r.read_exact(&mut rest)?;
-            body.extend_from_slice(&rest);
-            return Ok(body);
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        r.read_exact(&mut body[start..])?;
-        read_line(r)?;
-    }
-}
-
-/// A body delimited by the end of the connection. A TLS peer that closes without
-/// `close_notify` still ends the body.
-fn read_to_close(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    match r.take(MAX_BODY as u64).read_to_end(&mut body) {
-        Ok(_) => Ok(body),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(body),
-        Err(e) => Err(e),
+        let hide = |e: &dyn fmt::Display| io::Error::other(scrub(&e.to_string(), &[path]));
+        let mut resp = self
+            .agent
+            .post(format!("{}{path}", url.origin()))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .send(body)
+            .map_err(|e| hide(&e))?;
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_string(), v)
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(MAX_BODY)
+            .read_to_end(&mut bytes)
+            .map_err(|e| hide(&e))?;
+        Ok(Response {
+            status: resp.status().as_u16(),
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
     }
 }
 
@@ -337,28 +209,6 @@ mod tests {
         assert_eq!(shown, "https://discord.com/<redacted>");
         let u = Url::parse("https://hooks.slack.com/services/T/B/s3cr3t").unwrap();
         assert!(!format!("{u:?}").contains("s3cr3t"));
-    }
-
-    #[test]
-    fn responses_by_length_chunks_or_close() {
-        let mut r = &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"[..];
-        let resp = read_response(&mut r).unwrap();
-        assert_eq!((resp.status, resp.body.as_str()), (200, "ok"));
-
-        let mut r = &b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"[..];
-        let resp = read_response(&mut r).unwrap();
-        assert_eq!((resp.status, resp.body.as_str()), (429, "abcde"));
-        assert_eq!(resp.header("Retry-After"), Some("3"));
-
-        // A 204 has no body even when the connection stays open.
-        let mut r = &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\nnext"[..];
-        let resp = read_response(&mut r).unwrap();
-        assert_eq!((resp.status, resp.body.as_str()), (204, ""));
-
-        let mut r = &b"SSH-2.0-OpenSSH\r\n"[..];
-        assert!(read_response(&mut r).is_err());
-        let mut r = &b""[..];
-        assert!(read_response(&mut r).is_err());
     }
 
     #[test]

@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 use super::alerter::{DeliveryError, Retry, Sink};
 use super::config::load_secret;
 use super::http::{HttpClient, Url, scrub};
-use super::transport::default_tls;
 use super::{Alert, AlertsSection, TelegramSection};
 
 /// Telegram refuses longer messages (4096 characters).
@@ -101,7 +100,7 @@ impl TelegramSink {
             ("alerts.telegram.token_file", t.token_file.as_deref()),
             env,
         )?;
-        let http = HttpClient::new(default_tls()?, cfg.timeout());
+        let http = HttpClient::new(cfg.timeout());
         TelegramSink::new(t, token, http)
     }
 
@@ -249,7 +248,7 @@ mod tests {
             chat_id: "-100777".into(),
             ..TelegramSection::default()
         };
-        let http = HttpClient::new(default_tls().unwrap(), Duration::from_secs(5));
+        let http = HttpClient::new(Duration::from_secs(5));
         TelegramSink::new(&cfg, Secret::new(TOKEN), http).unwrap()
     }
 

@@ -1,5 +1,5 @@
 //! A blocking TCP connection with timeouts, plain or TLS (rustls, `ring` provider, the
-//! Mozilla roots of `webpki-roots`), shared by the HTTP and SMTP clients. A plain
+//! Mozilla roots of `webpki-roots`), for the SMTP client (the HTTP sinks use ureq). A plain
 //! connection can be upgraded in place (SMTP STARTTLS).
 
 use std::fmt;

@@ -126,7 +126,6 @@ mod tests {
     use super::super::alerter::tests::{dispatcher, stats};
     use super::super::alerter::{AlertStats, Limits};
     use super::super::loopback::{HttpServer, Reply};
-    use super::super::transport::default_tls;
     use super::super::{AlertsSection, Severity};
     use super::*;
 
@@ -139,7 +138,7 @@ mod tests {
         WebhookSink::new(
             &cfg,
             &Secret::new(url),
-            HttpClient::new(default_tls().unwrap(), Duration::from_secs(5)),
+            HttpClient::new(Duration::from_secs(5)),
         )
         .unwrap()
     }
