@@ -193,7 +193,8 @@ impl Clock for ReplayClock {
 /// India Standard Time is UTC+05:30 all year (no daylight saving), in nanoseconds.
 pub const IST_OFFSET_NS: u64 = (5 * 3600 + 30 * 60) * 1_000_000_000;
 
-const DAY_NS: u64 = 86_400 * 1_000_000_000;
+/// A day in nanoseconds.
+pub const DAY_NS: u64 = 86_400 * 1_000_000_000;
 
 /// The IST calendar day of `ts` as days since 1970-01-01 (IST). NSE trading days, daily loss
 /// limits and journal files all turn over at IST midnight.

@@ -17,7 +17,7 @@ use kestrel_engine::{
 };
 
 use crate::config::{FreezeAction, LimitAction, RiskConfig};
-use kestrel_engine::clock::ist_day;
+use kestrel_engine::clock::{DAY_NS, IST_OFFSET_NS, ist_day};
 
 use crate::session::{Calendar, SessionPhase};
 use crate::window::EventWindow;
@@ -153,6 +153,9 @@ pub struct RiskGate {
 
     state: PersistedRiskState,
     day_known: bool,
+    /// The IST day `state.day` as UTC ns `[start, end)`: a tick inside it is the same day
+    /// without a division (the per-tick timer's cost in a replay).
+    day_span: (UnixNanos, UnixNanos),
     disconnected_since: Option<UnixNanos>,
     /// A feed reported its connectivity at least once (live and paper sessions, and
     /// replays of their journals; not a backtest from a CSV): silence then counts as down.
@@ -230,6 +233,7 @@ impl RiskGate {
             errors: EventWindow::new(config.max_errors_per_minute as usize, 60 * SEC),
             state: PersistedRiskState::default(),
             day_known: false,
+            day_span: (0, 0),
             disconnected_since: None,
             feed_seen: false,
             last_data: 0,
@@ -358,7 +362,16 @@ impl RiskGate {
     }
 
     fn new_day_if_needed(&mut self, book: &Portfolio, now: UnixNanos) {
+        if self.day_known && (self.day_span.0..self.day_span.1).contains(&now) {
+            return;
+        }
         let today = ist_day(now);
+        self.day_span = (
+            today.saturating_mul(DAY_NS).saturating_sub(IST_OFFSET_NS),
+            (today + 1)
+                .saturating_mul(DAY_NS)
+                .saturating_sub(IST_OFFSET_NS),
+        );
         if self.day_known && self.state.day == today {
             return;
         }
@@ -374,14 +387,25 @@ impl RiskGate {
         }
     }
 
-    /// Loss today in basis points of capital (positive = losing).
-    fn daily_loss_bps(&self, book: &Portfolio) -> i64 {
-        let loss = self.state.day_baseline - book.net_pnl();
+    /// Loss today (positive = losing).
+    fn daily_loss(&self, book: &Portfolio) -> Money {
+        self.state.day_baseline - book.net_pnl()
+    }
+
+    /// `loss` in basis points of capital, truncated (0 without capital).
+    fn loss_bps(&self, loss: Money) -> i64 {
         if self.capital.0 <= 0 {
             0
         } else {
             loss.mul_div(10_000, self.capital.0).0
         }
+    }
+
+    /// `loss_bps(loss) >= bps` for a positive `bps` (the config's daily levels are), by
+    /// multiplication only: the timer runs on every tick, and an `i128` division is a
+    /// library call (11% of a replay's samples when it ran twice a tick).
+    fn loss_reaches(&self, loss: Money, bps: i64) -> bool {
+        self.capital.0 > 0 && loss.0 as i128 * 10_000 >= bps as i128 * self.capital.0 as i128
     }
 
     /// The checks of a new or modified order. `dry` ([`RiskCheck::rehearse`]): the same
@@ -911,23 +935,23 @@ impl RiskCheck for RiskGate {
     fn on_timer(&mut self, book: &Portfolio, now: UnixNanos) -> Option<ForcedAction> {
         self.new_day_if_needed(book, now);
         // Daily loss: block entries at one level, flatten and halt at the next.
-        let loss = self.daily_loss_bps(book);
-        if loss >= self.daily_flatten_bps && !self.state.flattened_today {
+        let loss = self.daily_loss(book);
+        if self.loss_reaches(loss, self.daily_flatten_bps) && !self.state.flattened_today {
             self.state.flattened_today = true;
             self.set_state(
                 TradingState::Halted,
                 RiskReason::DailyLoss,
-                loss,
+                self.loss_bps(loss),
                 self.daily_flatten_bps,
                 now,
             );
             return Some(ForcedAction::FlattenAll);
         }
-        if loss >= self.daily_block_bps {
+        if self.loss_reaches(loss, self.daily_block_bps) {
             self.set_state(
                 TradingState::ReduceOnly,
                 RiskReason::DailyLoss,
-                loss,
+                self.loss_bps(loss),
                 self.daily_block_bps,
                 now,
             );

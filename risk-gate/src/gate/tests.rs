@@ -912,6 +912,31 @@ fn daily_loss_blocks_entries_at_three_percent_and_flattens_once_at_five() {
     assert_eq!(g.trading_state(), TradingState::Active);
 }
 
+/// The daily figures roll at IST midnight to the nanosecond (the timer tells the day by a
+/// cached span, not by dividing every tick's time).
+#[test]
+fn the_daily_loss_halt_lifts_exactly_at_ist_midnight() {
+    use kestrel_engine::clock::{DAY_NS, IST_OFFSET_NS, ist_day};
+    let mut g = gate_with(&roomy());
+    let mut b = book();
+    assert_eq!(g.on_timer(&b, T0), None);
+    long(&mut b, INFY, 1_000, "1500");
+    b.mark(INFY, px("1450"));
+    assert_eq!(g.on_timer(&b, T0), Some(ForcedAction::FlattenAll));
+    let midnight = (ist_day(T0) + 1) * DAY_NS - IST_OFFSET_NS;
+    g.on_timer(&b, midnight - 1);
+    assert_eq!(
+        g.trading_state(),
+        TradingState::Halted,
+        "still the same IST day"
+    );
+    g.on_timer(&b, midnight);
+    assert_eq!(g.trading_state(), TradingState::Active, "a new IST day");
+    // The new day's baseline is the loss so far: the same marks lose nothing more today.
+    g.on_timer(&b, midnight + 1);
+    assert_eq!(g.trading_state(), TradingState::Active);
+}
+
 #[test]
 fn a_position_losing_five_percent_is_forced_out() {
     let mut g = gate_with(&roomy());
