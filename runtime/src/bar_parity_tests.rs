@@ -31,35 +31,43 @@ fn credentials() -> Credentials {
     }
 }
 
-/// The default configuration with `STRATEGY` in place of its `[strategy]` tables.
-fn config(journal: &Path) -> Config {
+/// The default configuration's text with `STRATEGY` in place of its `[strategy]` tables.
+fn config_text() -> String {
     let (start, end) = (
         DEFAULT_TOML.find("[strategy]\n").unwrap(),
         DEFAULT_TOML.find("[instruments]\n").unwrap(),
     );
-    let text = format!(
+    format!(
         "{}{STRATEGY}{}",
         &DEFAULT_TOML[..start],
         &DEFAULT_TOML[end..]
-    );
+    )
+}
+
+/// [`config_text`] for a replay of `journal`.
+fn config(journal: &Path) -> Config {
     let table = crate::replay::journal_instruments(journal).unwrap();
-    Config::parse::<BuiltIn>(&text, "test", &table).unwrap()
+    Config::parse::<BuiltIn>(&config_text(), "test", &table).unwrap()
 }
 
 fn replay(journal: &Path) -> ReplayOutcome {
+    replay_with(journal, config(journal))
+}
+
+fn replay_with(journal: &Path, config: Config) -> ReplayOutcome {
     run::<BuiltIn>(&ReplayArgs {
         latency: Latency::Constant(Duration::ZERO),
         // The decisions are compared; a close at the end would be stamped at the last
         // tick, a second before the last bar's end.
         at_end: AtEnd::Leave,
-        ..ReplayArgs::new(journal.to_path_buf(), config(journal))
+        ..ReplayArgs::new(journal.to_path_buf(), config)
     })
     .unwrap()
 }
 
-/// INFY's 5-minute candles of one week from the simulator, as `kestrel history fetch`
-/// stores them.
-fn fetched(sim: &Sim, dir: &Path) -> PathBuf {
+/// INFY's 5-minute candles from 2026-06-01 (a Monday) to `to` from the simulator, as
+/// `kestrel history fetch` stores them.
+fn fetched(sim: &Sim, dir: &Path, to: &str) -> PathBuf {
     let dump_dir = instruments_cmd::cache_dir(dir);
     instruments_cmd::sync(
         &instruments_cmd::SyncArgs {
@@ -82,7 +90,7 @@ fn fetched(sim: &Sim, dir: &Path) -> PathBuf {
             name: "NSE:INFY".into(),
             interval: kestrel_engine::bars::BarInterval::Minutes(5),
             from: "2026-06-01".into(),
-            to: "2026-06-05".into(),
+            to: to.into(),
             oi: false,
             out: out.clone(),
             progress: false,
@@ -124,7 +132,7 @@ fn ticks_of(bars: &Path, out: &Path) -> usize {
 fn a_strategy_on_five_minute_bars_decides_the_same_on_ticks_and_on_fetched_history() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
-    let bars = fetched(&sim, dir.path());
+    let bars = fetched(&sim, dir.path(), "2026-06-05");
     let ticks = dir.path().join("ticks.kjnl");
     // Five weekdays of 75 candles, four ticks each.
     assert_eq!(ticks_of(&bars, &ticks), 5 * 75 * 4);
@@ -149,4 +157,155 @@ fn a_strategy_on_five_minute_bars_decides_the_same_on_ticks_and_on_fetched_histo
     };
     assert_eq!(fills(&on_history), fills(&on_ticks));
     assert_eq!(on_history.summary.net_pnl, on_ticks.summary.net_pnl);
+}
+
+/// What a decision is, whoever made it: the exchange time of the tick or bar it was made on
+/// (the next bar's start), the instrument, side, quantity and reason.
+type Decision = (u64, u16, u8, u32, u8);
+
+fn decision(o: &OrderRequest, exch_ts_of: impl Fn(u64) -> u64) -> Decision {
+    (
+        exch_ts_of(o.tick_ts),
+        o.instrument.0,
+        o.side,
+        o.qty,
+        o.reason,
+    )
+}
+
+/// A live session (`kestrel run`'s code) against the simulator, which plays the candles' ticks
+/// over its Kite WebSocket 3,000 times faster than real time, decides as a backtest of the
+/// same candles fetched as history does: the same orders on the same bars.
+///
+/// Three settings differ from the backtest's, all because the data is from June: no warm-up
+/// from history (it would fill the averages with the simulator's candles of today), the
+/// exchange-time staleness check opened up (each tick's exchange stamp is months old by the
+/// live clock; its receipt age is still checked), and any hour allowed (the session runs
+/// whenever the test does). The session's own journal, replayed with the same settings,
+/// decides the same once more.
+#[test]
+fn a_live_session_on_five_minute_bars_decides_as_the_backtest_of_fetched_history() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use kestrel_testkit::config as test_config;
+    use kestrel_testkit::wait::wait_until;
+
+    use crate::run_cmd::RunArgs;
+    use crate::sim_cmd::{self, ReplaySource, SimArgs};
+    use crate::snapshot::{self, SharedSnapshot};
+
+    let history_sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Two weekdays: 150 candles, 600 ticks.
+    let bars = fetched(&history_sim, dir.path(), "2026-06-02");
+    let ticks = dir.path().join("ticks.kjnl");
+    let n_ticks = ticks_of(&bars, &ticks) as u64;
+    assert_eq!(n_ticks, 2 * 75 * 4);
+    let backtest = replay(&bars);
+
+    let sim = sim_cmd::start(&SimArgs {
+        replay: Some(ReplaySource::Journal(ticks)),
+        speed: 3_000.0,
+        wait_for_subscriber: true,
+        ..SimArgs::loopback(3)
+    })
+    .expect("starting the simulator");
+    let secrets = dir.path().join("kite.secrets");
+    std::fs::write(&secrets, format!("api_key={}\n", sim.api_key)).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    crate::credentials::store_access_token(
+        &secrets,
+        &Secret::new(sim.api_key.clone()),
+        &Secret::new(sim.access_token.clone()),
+        now,
+    )
+    .unwrap();
+    let text = test_config::in_dir(&config_text(), dir.path());
+    let text = test_config::any_hour(&test_config::at_sim(&text, &sim.rest_url, &sim.ws_root));
+    let as_live = |table: &kestrel_engine::InstrumentTable| {
+        let mut config = Config::parse::<BuiltIn>(&text, "test", table).unwrap();
+        config.engine.warm_up = false;
+        config.risk.max_tick_age_ms = 10 * 365 * 86_400_000;
+        config
+    };
+    let mut config = as_live(&sim.instruments);
+    config.venue.credentials_file = Some(secrets);
+    config.metrics.enabled = false;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = SharedSnapshot::default();
+    let session = {
+        let (stop, shared) = (stop.clone(), shared.clone());
+        std::thread::spawn(move || {
+            crate::run_cmd::run::<crate::strategies::BuiltIn>(
+                RunArgs {
+                    config,
+                    dry_run: false,
+                    duration: Some(Duration::from_secs(240)),
+                    status: false,
+                },
+                stop,
+                shared,
+            )
+        })
+    };
+    wait_until(Duration::from_secs(180), "every tick of the replay", || {
+        snapshot::read(&shared).ticks >= n_ticks
+    });
+    // The last decision's fill.
+    wait_until(Duration::from_secs(30), "every order answered", || {
+        let s = snapshot::read(&shared);
+        s.orders_sent > 0 && s.orders_sent == s.fills
+    });
+    stop.store(true, Ordering::SeqCst);
+    let report = session.join().unwrap().expect("the live session");
+    sim.shutdown();
+
+    let records = JournalReader::open(&report.journal_path)
+        .unwrap()
+        .records()
+        .to_vec();
+    // The session journals each tick before the orders decided on it; the tick carries the
+    // exchange time (a live decision is stamped with its tick's receipt time).
+    let (mut live, mut ticks_seen, mut exch_ts) = (Vec::new(), 0u64, 0u64);
+    for rec in &records {
+        if let Some(t) = rec.as_tick() {
+            (ticks_seen, exch_ts) = (ticks_seen + 1, t.exch_ts);
+        } else if let Some(o) = rec.as_order() {
+            live.push(decision(o, |_| exch_ts));
+        }
+    }
+    let tested: Vec<Decision> = backtest
+        .orders
+        .iter()
+        .map(|o| decision(o, |ts| ts))
+        .collect();
+    assert_eq!(ticks_seen, n_ticks, "every tick reached the session");
+    assert!(
+        tested.len() >= 4,
+        "the strategy must trade: {:?}",
+        backtest.summary
+    );
+    assert_eq!(live, tested);
+    // And the session's own journal, replayed, decides the same again, on the same ticks.
+    let as_is = |orders: &mut dyn Iterator<Item = &OrderRequest>| -> Vec<Decision> {
+        orders.map(|o| decision(o, |ts| ts)).collect()
+    };
+    assert_eq!(
+        as_is(
+            &mut replay_with(
+                &report.journal_path,
+                as_live(&crate::replay::journal_instruments(&report.journal_path).unwrap())
+            )
+            .orders
+            .iter()
+        ),
+        as_is(&mut records.iter().filter_map(JournalRecord::as_order))
+    );
 }

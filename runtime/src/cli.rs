@@ -128,6 +128,10 @@ pub(crate) enum Command {
         /// CSV's symbols against (without it, only the five default equities are known).
         #[arg(long, requires = "csv")]
         instruments: Option<PathBuf>,
+        /// Hold the market until a ticker client subscribes (a replay then starts at its
+        /// first tick for that client, however late it connects).
+        #[arg(long)]
+        wait_for_subscriber: bool,
         /// Stop when standard input closes (a parent script that holds a pipe to it went
         /// away). Without it, end-of-input stops the simulator only at a terminal (Ctrl-D):
         /// under cron, systemd or `</dev/null` it runs until SIGTERM or Ctrl-C.
@@ -578,6 +582,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             journal,
             csv,
             instruments: dump,
+            wait_for_subscriber,
             stop_on_eof,
         } => sim_cmd::run(
             sim_cmd::SimArgs {
@@ -596,6 +601,7 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
                 symbols,
                 speed,
                 journal_out,
+                wait_for_subscriber,
                 // What paper lists and trades: NIFTY's and a stock's futures and options too.
                 derivatives: true,
             },

@@ -252,6 +252,9 @@ pub struct EngineSection {
     pub mode: EngineMode,
     /// What the gateway thread does while no order is waiting.
     pub gateway_idle: GatewayIdle,
+    /// Fill the indicators of strategies on bars from the venue's historical candles at
+    /// start; off: they start cold, as a backtest of the same data does.
+    pub warm_up: bool,
 }
 
 impl Default for EngineSection {
@@ -263,6 +266,7 @@ impl Default for EngineSection {
             journal_ticks: true,
             mode: EngineMode::Auto,
             gateway_idle: GatewayIdle::Auto,
+            warm_up: true,
         }
     }
 }

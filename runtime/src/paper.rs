@@ -95,6 +95,7 @@ pub fn run_with<S: StrategySet>(
         speed: config.paper.tick_rate as f64 / 100.0,
         journal_out: None,
         replay: None,
+        wait_for_subscriber: false,
         derivatives: !config.instruments.is_default(),
     })
     .context("starting the in-process exchange simulator")?;

@@ -25,9 +25,10 @@ use kestrel_engine::rng::Rng;
 use kestrel_engine::{Instrument, InstrumentTable};
 use kestrel_exchange_sim::http::{self, HttpConfig};
 use kestrel_exchange_sim::rest::{KiteRest, RestConfig, SharedVenue};
+use kestrel_exchange_sim::ticker::ClientInfo;
 use kestrel_exchange_sim::{
-    MatchingConfig, PaperVenue, SyntheticMarket, TickSource, TickerConfig, TickerServer,
-    UpdateRelay,
+    MatchingConfig, PaperVenue, SyntheticMarket, TickSource, TickerConfig, TickerHandle,
+    TickerServer, UpdateRelay,
 };
 
 /// Synthetic ticks per second at `--speed 1`.
@@ -55,6 +56,10 @@ pub struct SimArgs {
     /// Replay this journal's ticks (or this tick CSV) instead of the synthetic market, at
     /// `speed` × real time (`inf`: as fast as possible).
     pub replay: Option<ReplaySource>,
+    /// Hold the market until a ticker client has subscribed to an instrument, so that a
+    /// replay reaches its client from the first tick (a client that connects late would miss
+    /// the start).
+    pub wait_for_subscriber: bool,
     /// List NIFTY's and a stock's futures and options (the simulator's day's dump, see
     /// `kestrel_exchange_sim::listing`) beside the equities, tradable and priced from their
     /// underlying (synthetic market only). The market then ticks what the ticker's clients
@@ -81,6 +86,7 @@ impl SimArgs {
             speed: 1.0,
             journal_out: None,
             replay: None,
+            wait_for_subscriber: false,
             derivatives: false,
         }
     }
@@ -210,6 +216,28 @@ pub fn run(args: SimArgs, stop_on_eof: bool) -> Result<()> {
 }
 
 /// Start the simulator's servers and market thread (nothing printed, no signal handlers).
+/// Returns once a ticker client has subscribed and its subscriptions (tokens and modes) have
+/// stayed the same for [`SUBSCRIPTION_SETTLE`]: a Kite client subscribes, then sets the mode
+/// in a second message, and a tick sent between the two would reach it in the wrong mode.
+fn hold_for_subscriber(broadcast: &TickerHandle, stop: &AtomicBool) {
+    let mut seen: Vec<ClientInfo> = Vec::new();
+    let mut since = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let now = broadcast.clients();
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        } else if seen.iter().any(|c| !c.subscriptions.is_empty())
+            && since.elapsed() >= SUBSCRIPTION_SETTLE
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How long a subscription must stay unchanged before a held market starts.
+const SUBSCRIPTION_SETTLE: Duration = Duration::from_millis(100);
+
 pub fn start(args: &SimArgs) -> Result<Sim> {
     // `inf` (as fast as possible) only makes sense for a replay.
     if args.speed.is_nan()
@@ -270,6 +298,8 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
         }
         v.drain_updates();
     }
+    // A replay still publishes every one of its ticks, the priming ones included.
+    market.rewind();
 
     let api_secret = args.api_secret.clone().unwrap_or_else(random_token);
     let defaults = RestConfig::default();
@@ -321,16 +351,20 @@ pub fn start(args: &SimArgs) -> Result<Sim> {
     let ticker = {
         let (venue, stop, rest, active) =
             (venue.clone(), stop.clone(), rest.clone(), active.clone());
-        let speed = args.speed;
+        let (speed, wait_for_subscriber) = (args.speed, args.wait_for_subscriber);
         let period = Duration::from_secs_f64(1.0 / (BASE_TICKS_PER_SEC * speed));
         std::thread::Builder::new()
             .name("sim-market".into())
             .spawn(move || {
-                let start = Instant::now();
                 let mut n: u32 = 0;
                 let mut last_drop = Instant::now();
                 let mut relay = UpdateRelay::new();
                 let mut last_ts = wall_now();
+                if wait_for_subscriber {
+                    tracing::info!("market held until a ticker client subscribes");
+                    hold_for_subscriber(&broadcast, &stop);
+                }
+                let start = Instant::now();
                 while !stop.load(Ordering::SeqCst) {
                     if let Market::Synthetic(m) = &mut market {
                         if let Some(ids) = active.lock().unwrap_or_else(|p| p.into_inner()).take() {

@@ -202,14 +202,16 @@ impl<S: StrategySet> SessionBuilder<S> {
             engine.restore_working(strategy, id, side, qty);
         }
         // Strategies on bars start with their indicators filled from the venue's history.
-        let creds = &args.venue.credentials;
-        let history = crate::warm_up::client(
-            &args.venue.rest_url,
-            creds.api_key.expose(),
-            creds.access_token.expose(),
-        );
-        if let Err(e) = crate::warm_up::warm_up(&mut engine, &history, clock.now()) {
-            tracing::warn!(error = %format!("{e:#}"), "no warm-up from history: strategies on bars start cold");
+        if config.engine.warm_up {
+            let creds = &args.venue.credentials;
+            let history = crate::warm_up::client(
+                &args.venue.rest_url,
+                creds.api_key.expose(),
+                creds.access_token.expose(),
+            );
+            if let Err(e) = crate::warm_up::warm_up(&mut engine, &history, clock.now()) {
+                tracing::warn!(error = %format!("{e:#}"), "no warm-up from history: strategies on bars start cold");
+            }
         }
         let capital = engine.book().capital();
         // A signal sets `stop`; the engine reads it directly, so no decision follows it.

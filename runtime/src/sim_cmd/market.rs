@@ -32,6 +32,13 @@ impl Market {
         }
     }
 
+    /// Starts a recorded market over from its first tick (a synthetic one has no start).
+    pub(super) fn rewind(&mut self) {
+        if let Market::Recorded { next, .. } = self {
+            *next = 0;
+        }
+    }
+
     /// For each of `n` instruments, whether the market will tick it.
     pub(super) fn instruments_with_ticks(&self, n: usize) -> Vec<bool> {
         match self {

@@ -159,6 +159,7 @@ fn ticks_from_a_csv(
             csv: csv_path,
             dump,
         }),
+        wait_for_subscriber: false,
         derivatives: false,
     })
     .unwrap();
@@ -257,6 +258,7 @@ fn a_csv_of_unknown_symbols_is_refused_naming_them() {
             csv: csv_path,
             dump: None,
         }),
+        wait_for_subscriber: false,
         derivatives: false,
     }) else {
         panic!("a CSV of an unknown symbol must be refused");
