@@ -11,7 +11,7 @@
 //!
 //! | column | meaning | format |
 //! |---|---|---|
-//! | `ts_utc_ns` | when kestrel received the tick (`Tick::recv_ts`) | nanoseconds since the Unix epoch, UTC, a whole number |
+//! | `ts_utc_ns` | when kestrel received the tick (`Tick::recv_ts`) | nanoseconds since the Unix epoch, UTC, a whole number; on import also an ISO 8601 time with its offset (`2026-06-01T09:15:00.25+05:30` in IST, `…Z` in UTC) |
 //! | `symbol` | the instrument | its trading symbol in the instrument table (exact, case-sensitive), or `EXCHANGE:SYMBOL` (export writes that form for a symbol listed on two exchanges) |
 //! | `last_price` | last traded price | decimal, up to 8 decimal places, exact (`Price::parse`); may be negative |
 //! | `last_qty` | last traded quantity | whole number, 0 to 4294967295 |
@@ -23,14 +23,15 @@
 //!
 //! On import the columns may come in any order; the first nine are required, the last two
 //! optional, and any other column is an error (so a misspelt column is never silently
-//! ignored). Cells are trimmed of spaces; quoting is not supported (symbols never need it: a
-//! journal refuses symbols with commas, quotes or spaces). Blank lines are skipped. An error
+//! ignored). Cells are trimmed of spaces and may be quoted (RFC 4180: `"NSE:INFY"`; export
+//! never quotes, as no cell it writes needs it). Blank lines are skipped. An error
 //! names the line (the header is line 1) and the column:
 //! `line 17, column last_price: '12a' is not a decimal number (expected digits like 2456.35)`.
 //!
 //! Import streams: [`TickCsvReader`] reads one line at a time (the `csv` crate's reader, one
-//! reused record), so a file of any size takes constant memory; [`scan_symbols`] lists the
-//! symbols a file uses, so a caller can build the instrument table before the ticks.
+//! reused record), so a file of any size takes constant memory; for a table of the file's
+//! own symbols, [`TickCsvReader::discovering`] reads the ticks numbered by symbol and lists
+//! the symbols in the same pass (the caller builds the table after and maps the numbers).
 //!
 //! Export writes all eleven columns in the order above, prices as `Price`'s `Display` (two to
 //! eight decimals, trailing zeros trimmed down to two: `1234.50`, `0.05`, `83.50125`), whole
@@ -164,7 +165,7 @@ pub fn import_csv(input: impl Read, table: &InstrumentTable) -> Result<Vec<Tick>
     Ok(ticks)
 }
 
-/// One symbol a tick CSV uses (see [`scan_symbols`]).
+/// One symbol a tick CSV uses (see [`TickCsvReader::discovering`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SymbolUse {
     /// The cell as written (trimmed).
@@ -175,44 +176,6 @@ pub struct SymbolUse {
     pub ticks: u64,
 }
 
-/// The symbols of a tick CSV, in the order they first appear, without checking any other
-/// cell (reading the ticks does that). Streams: memory grows with the distinct symbols only.
-pub fn scan_symbols(input: impl Read) -> Result<Vec<SymbolUse>, JournalError> {
-    let mut reader = csv_reader(input);
-    let mut record = csv::ByteRecord::new();
-    let layout = read_header(&mut reader, &mut record)?;
-    let column = layout
-        .iter()
-        .position(|&c| c == Column::Symbol)
-        .expect("parse_header requires the symbol column");
-    let mut uses: Vec<SymbolUse> = Vec::new();
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    while read_record(&mut reader, &mut record)? {
-        let line = line_of(&record);
-        if is_blank(&record) {
-            continue;
-        }
-        let Some(cell) = record.get(column) else {
-            continue;
-        };
-        if let Some(&i) = index.get(cell) {
-            uses[i].ticks += 1;
-            continue;
-        }
-        let symbol = std::str::from_utf8(cell).map_err(|_| JournalError::CsvLine {
-            line,
-            problem: "is not UTF-8 text".into(),
-        })?;
-        index.insert(cell.to_vec(), uses.len());
-        uses.push(SymbolUse {
-            symbol: symbol.to_string(),
-            first_line: line,
-            ticks: 1,
-        });
-    }
-    Ok(uses)
-}
-
 /// Reads tick CSV one tick at a time (see the module documentation), with constant memory.
 pub struct TickCsvReader<R: Read> {
     reader: csv::Reader<R>,
@@ -220,10 +183,13 @@ pub struct TickCsvReader<R: Read> {
     record: csv::ByteRecord,
     /// `layout[i]` is the column of field `i`.
     layout: Vec<Column>,
-    /// Symbol and `EXCHANGE:SYMBOL` → id.
+    /// Symbol and `EXCHANGE:SYMBOL` → id (discovering: each distinct cell → its number).
     ids: HashMap<String, InstrumentId>,
     /// For messages about an unknown symbol.
     known: String,
+    /// Discovering ([`TickCsvReader::discovering`]): the symbols met so far, in the order
+    /// they first appear; a tick's instrument is its symbol's index here.
+    discovered: Option<Vec<SymbolUse>>,
 }
 
 impl<R: Read> std::fmt::Debug for TickCsvReader<R> {
@@ -263,7 +229,33 @@ impl<R: Read> TickCsvReader<R> {
             layout,
             ids,
             known,
+            discovered: None,
         })
+    }
+
+    /// Reads and checks the header line; the ticks' symbols are not looked up but numbered
+    /// as they first appear: a tick's instrument is `InstrumentId(k)` for the `k`-th distinct
+    /// symbol cell ([`TickCsvReader::symbols`]), so that one pass over a file both reads its
+    /// ticks and lists its symbols (a caller builds the instrument table afterwards and maps
+    /// the numbers to it).
+    pub fn discovering(input: R) -> Result<TickCsvReader<R>, JournalError> {
+        let mut reader = csv_reader(input);
+        let mut record = csv::ByteRecord::new();
+        let layout = read_header(&mut reader, &mut record)?;
+        Ok(TickCsvReader {
+            reader,
+            record,
+            layout,
+            ids: HashMap::new(),
+            known: String::new(),
+            discovered: Some(Vec::new()),
+        })
+    }
+
+    /// Discovering: the symbols read so far, in the order they first appear (entry `k` is
+    /// the ticks' `InstrumentId(k)`). Empty for a reader of a known table.
+    pub fn symbols(&self) -> &[SymbolUse] {
+        self.discovered.as_deref().unwrap_or_default()
     }
 
     /// The next tick; `None` at the end of the input. Blank lines are skipped.
@@ -278,7 +270,7 @@ impl<R: Read> TickCsvReader<R> {
         }
     }
 
-    fn parse(&self) -> Result<Tick, JournalError> {
+    fn parse(&mut self) -> Result<Tick, JournalError> {
         let line = line_of(&self.record);
         let not_utf8 = || JournalError::CsvLine {
             line,
@@ -309,14 +301,9 @@ impl<R: Read> TickCsvReader<R> {
                 problem,
             };
             let cell = std::str::from_utf8(cell).map_err(|_| not_utf8())?;
-            if cell.contains('"') {
-                return Err(bad(format!(
-                    "'{cell}' is quoted; quoting is not supported (no field needs it)"
-                )));
-            }
             match column {
-                Column::Ts => tick.recv_ts = whole(cell).map_err(bad)?,
-                Column::ExchTs => tick.exch_ts = whole(cell).map_err(bad)?,
+                Column::Ts => tick.recv_ts = timestamp(cell).map_err(bad)?,
+                Column::ExchTs => tick.exch_ts = timestamp(cell).map_err(bad)?,
                 Column::Volume => tick.volume = whole(cell).map_err(bad)?,
                 Column::LastQty => tick.last_qty = whole(cell).map_err(bad)?,
                 Column::BidQty => tick.bid_qty = whole(cell).map_err(bad)?,
@@ -325,12 +312,39 @@ impl<R: Read> TickCsvReader<R> {
                 Column::BidPrice => tick.bid_px = price(cell).map_err(bad)?,
                 Column::AskPrice => tick.ask_px = price(cell).map_err(bad)?,
                 Column::Symbol => {
-                    tick.instrument = *self.ids.get(cell).ok_or_else(|| {
-                        bad(format!(
-                            "'{cell}' is not in the instrument table (known: {})",
-                            self.known
-                        ))
-                    })?;
+                    tick.instrument = match (self.ids.get(cell), self.discovered.as_mut()) {
+                        (Some(&id), None) => id,
+                        (Some(&id), Some(uses)) => {
+                            uses[id.index()].ticks += 1;
+                            id
+                        }
+                        (None, Some(uses)) => {
+                            let id = u16::try_from(uses.len())
+                                .ok()
+                                .filter(|&k| usize::from(k) < crate::format::MAX_INSTRUMENTS)
+                                .map(InstrumentId)
+                                .ok_or_else(|| {
+                                    bad(format!(
+                                        "'{cell}' is one symbol more than a journal can hold \
+                                         ({} instruments)",
+                                        crate::format::MAX_INSTRUMENTS
+                                    ))
+                                })?;
+                            self.ids.insert(cell.to_string(), id);
+                            uses.push(SymbolUse {
+                                symbol: cell.to_string(),
+                                first_line: line,
+                                ticks: 1,
+                            });
+                            id
+                        }
+                        (None, None) => {
+                            return Err(bad(format!(
+                                "'{cell}' is not in the instrument table (known: {})",
+                                self.known
+                            )));
+                        }
+                    };
                 }
                 Column::Kind => tick.kind = tick_kind(cell).map_err(bad)?,
             }
@@ -373,13 +387,12 @@ pub(crate) fn symbol_of(
         })
 }
 
-/// The CSV reader for tick files: no quoting (a quote is a cell's own character, refused
-/// with a message), every line ending, cells trimmed, lines of any length (checked by us,
+/// The CSV reader for tick files: RFC 4180 quoting (a quoted cell may hold commas and
+/// doubled quotes), every line ending, cells trimmed, lines of any length (checked by us,
 /// with the line number).
 fn csv_reader<R: Read>(input: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .has_headers(false)
-        .quoting(false)
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(input)
@@ -481,6 +494,24 @@ fn whole<T: std::str::FromStr + Bounded>(cell: &str) -> Result<T, String> {
         "'{cell}' is not a whole number from 0 to {}",
         T::MAX_TEXT
     ))
+}
+
+/// A timestamp cell: nanoseconds since the Unix epoch (a whole number), or an RFC 3339 /
+/// ISO 8601 date and time with its offset (`2026-06-01T09:15:00.25+05:30` in IST,
+/// `2026-06-01T03:45:00Z` in UTC), to the nanosecond.
+fn timestamp(cell: &str) -> Result<u64, String> {
+    if cell.bytes().all(|b| b.is_ascii_digit()) {
+        return whole(cell);
+    }
+    let t = time::OffsetDateTime::parse(cell, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            format!(
+                "'{cell}' is neither nanoseconds since the Unix epoch nor an ISO 8601 time with \
+                 an offset like 2026-06-01T09:15:00+05:30 ({e})"
+            )
+        })?;
+    u64::try_from(t.unix_timestamp_nanos())
+        .map_err(|_| format!("'{cell}' is before 1970-01-01T00:00:00Z"))
 }
 
 /// The largest value of an unsigned type, for messages.
@@ -610,10 +641,64 @@ mod tests {
             "line 2, column ask_qty: '4294967296' is not a whole number from 0 to 4294967295"
         );
         assert_eq!(
-            err(&format!("{HEAD}1,\"TCS\",1.00,1,1.00,1,1.00,1,1\n")),
-            "line 2, column symbol: '\"TCS\"' is quoted; quoting is not supported (no field needs it)"
+            err(&format!(
+                "{HEAD}2026-06-01T09:15:00,TCS,1.00,1,1.00,1,1.00,1,1\n"
+            )),
+            "line 2, column ts_utc_ns: '2026-06-01T09:15:00' is neither nanoseconds since the \
+             Unix epoch nor an ISO 8601 time with an offset like 2026-06-01T09:15:00+05:30 \
+             (the 'offset hour' component could not be parsed)"
         );
         assert!(err("").starts_with("line 1: the input is empty"));
+    }
+
+    #[test]
+    fn quoted_cells_and_iso_times_in_ist_or_utc_are_read() {
+        let csv = format!(
+            "{HEAD}1780285500000000000,TCS,1.00,1,1.00,1,1.00,1,1\n\
+             \"2026-06-01T09:15:00+05:30\",\"TCS\",\" 1.00\",1,1.00,1,1.00,1,1\n\
+             2026-06-01T03:45:00.000000001Z,TCS,1.00,1,1.00,1,1.00,1,1\n"
+        );
+        let ticks = import_csv(csv.as_bytes(), &table()).unwrap();
+        let ts: Vec<u64> = ticks.iter().map(|t| t.recv_ts).collect();
+        assert_eq!(
+            ts,
+            [
+                1_780_285_500_000_000_000,
+                1_780_285_500_000_000_000,
+                1_780_285_500_000_000_001
+            ]
+        );
+        assert!(ticks.iter().all(|t| t.instrument == ticks[0].instrument));
+    }
+
+    #[test]
+    fn a_discovering_reader_numbers_symbols_as_they_first_appear() {
+        let csv = format!(
+            "{HEAD}1,TCS,1.00,1,1.00,1,1.00,1,1\n\
+             2,NFO:NIFTY26JUNFUT,1.00,1,1.00,1,1.00,1,1\n\
+             3,TCS,1.00,1,1.00,1,1.00,1,1\n"
+        );
+        let mut r = TickCsvReader::discovering(csv.as_bytes()).unwrap();
+        let mut ids = Vec::new();
+        while let Some(t) = r.next_tick().unwrap() {
+            ids.push(t.instrument.0);
+        }
+        assert_eq!(ids, [0, 1, 0]);
+        assert_eq!(
+            r.symbols(),
+            [
+                SymbolUse {
+                    symbol: "TCS".into(),
+                    first_line: 2,
+                    ticks: 2
+                },
+                SymbolUse {
+                    symbol: "NFO:NIFTY26JUNFUT".into(),
+                    first_line: 3,
+                    ticks: 1
+                }
+            ]
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub mod rolling;
 pub mod table;
 pub mod writer;
 
-pub use csv::{ExportStats, TickCsvReader, export_csv, import_csv, scan_symbols};
+pub use csv::{ExportStats, TickCsvReader, export_csv, import_csv};
 pub use error::JournalError;
 pub use events::export_events_csv;
 pub use kestrel_engine::JournalRecord;

@@ -13,7 +13,7 @@ use kestrel_journal::format::{self, Header, records_offset_for};
 use kestrel_journal::table::V1Entry;
 use kestrel_journal::{
     JournalReader, JournalWriter, RollOptions, RollingJournal, TableSource, TickCsvReader,
-    export_csv, import_csv, scan_symbols,
+    export_csv, import_csv,
 };
 
 /// The broker's real dump, plus one NFO future in Kite's format (the shared dump lists
@@ -232,8 +232,10 @@ ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume,
 1516070000000002000,CDSL-BE,250.05,1,0.00,0,0.00,0,1,0,Trade
 1516070000000003000,NIFTY18JANFUT,10512.40,150,10512.35,75,10512.45,75,900,0,Full
 ";
-    let uses = scan_symbols(CSV.as_bytes()).unwrap();
-    let symbols: Vec<(&str, u64, u64)> = uses
+    let mut discovering = TickCsvReader::discovering(CSV.as_bytes()).unwrap();
+    while discovering.next_tick().unwrap().is_some() {}
+    let symbols: Vec<(&str, u64, u64)> = discovering
+        .symbols()
         .iter()
         .map(|u| (u.symbol.as_str(), u.first_line, u.ticks))
         .collect();

@@ -1,16 +1,17 @@
 //! `kestrel journal inspect | export-csv | import-csv`.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use kestrel_engine::clock::ist_second_of_day;
 use kestrel_engine::{InstrumentTable, JournalRecord, RecordTag, UnixNanos};
 use kestrel_journal::rolling::ist_date;
-use kestrel_journal::{JournalReader, JournalWriter, TickCsvReader, export_csv, export_events_csv};
+use kestrel_journal::{JournalReader, JournalWriter, export_csv, export_events_csv};
 
-use crate::tick_csv::table_for_csv;
+use crate::tick_csv::read_ticks;
 
 /// Instruments `inspect` lists one per line unless asked for all.
 const INSPECT_LISTED: usize = 40;
@@ -274,6 +275,12 @@ pub fn describe_table(table: &InstrumentTable, ticks: &[u64], all: bool) -> Stri
 
 /// `import-csv`: the CSV's instruments (from `dump`, a Kite instrument file, or the default
 /// table) become the journal's table; the ticks stream from the file into the journal.
+///
+/// One pass over the CSV (parsing it is the cost): the ticks, numbered by symbol as they
+/// first appear, go to a spill file of raw records beside `out` while the symbols are
+/// collected; then the table is resolved, the journal created with it, and the spill copied
+/// in with each tick's instrument mapped (a sequential copy, a few percent of the parse).
+/// Memory stays flat whatever the file's size; nothing is left behind on an error.
 pub fn import(
     csv: &Path,
     out: &Path,
@@ -286,40 +293,103 @@ pub fn import(
             out.display()
         );
     }
-    let table = table_for_csv(csv, dump, default)?;
-    let file = File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
-    let reading = || format!("reading {}", csv.display());
-    let mut ticks = TickCsvReader::new(BufReader::new(file), &table).with_context(reading)?;
-    let Some(first) = ticks.next_tick().with_context(reading)? else {
-        bail!("{} holds no ticks", csv.display());
-    };
-    let mut writer = JournalWriter::create(out, &table, first.recv_ts)?;
-    let written = (|| -> Result<u64> {
-        writer.append(&JournalRecord::from_tick(&first))?;
-        let mut n = 1u64;
-        while let Some(t) = ticks.next_tick().with_context(reading)? {
-            writer.append(&JournalRecord::from_tick(&t))?;
-            n += 1;
-        }
-        writer.sync()?;
-        Ok(n)
-    })();
-    let n = match written {
-        Ok(n) => n,
-        Err(e) => {
-            // A journal of half a file would pass for the whole: leave none.
-            drop(writer);
-            let _ = std::fs::remove_file(out);
-            return Err(e.context(format!("nothing written to {}", out.display())));
-        }
-    };
+    let (n, instruments) = import_via(csv, out, dump, default)?;
     println!(
-        "{}: {n} ticks of {} instruments from {}",
+        "{}: {n} ticks of {instruments} instruments from {}",
         out.display(),
-        table.len(),
         csv.display()
     );
     Ok(())
+}
+
+/// [`import`]'s work: the ticks written and the table's size.
+fn import_via(
+    csv: &Path,
+    out: &Path,
+    dump: Option<&Path>,
+    default: &InstrumentTable,
+) -> Result<(u64, usize)> {
+    let size = std::fs::metadata(csv)
+        .with_context(|| format!("opening {}", csv.display()))?
+        .len();
+    let bar = progress_bar(size, "bytes read");
+    // Beside the journal (the same file system, which must hold it anyway); deleted when
+    // dropped, whatever happens.
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let spill_file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a spill file in {}", dir.display()))?;
+    let spill_path = spill_file.path().to_path_buf();
+    let mut spill = BufWriter::with_capacity(1 << 20, spill_file.reopen()?);
+    let spilling = || format!("writing the spill file {}", spill_path.display());
+    let mut n = 0u64;
+    let found = read_ticks(
+        csv,
+        |f| bar.wrap_read(f),
+        dump,
+        default,
+        |t| {
+            n += 1;
+            spill
+                .write_all(bytemuck::bytes_of(&JournalRecord::from_tick(&t)))
+                .with_context(spilling)
+        },
+    )?;
+    bar.finish_and_clear();
+    spill.flush().with_context(spilling)?;
+    drop(spill);
+    if n == 0 {
+        bail!("{} holds no ticks", csv.display());
+    }
+
+    let mut spill = BufReader::with_capacity(
+        1 << 20,
+        File::open(&spill_path).with_context(|| format!("reading {}", spill_path.display()))?,
+    );
+    let mut record: JournalRecord = bytemuck::Zeroable::zeroed();
+    spill
+        .read_exact(bytemuck::bytes_of_mut(&mut record))
+        .with_context(|| format!("reading {}", spill_path.display()))?;
+    let first = found.place(*record.as_tick().expect("the spill holds ticks"));
+    let mut writer = JournalWriter::create(out, &found.table, first.recv_ts)?;
+    let written = (|| -> Result<()> {
+        writer.reserve(n)?;
+        let bar = progress_bar(n, "ticks written");
+        writer.append(&JournalRecord::from_tick(&first))?;
+        for i in 1..n {
+            spill
+                .read_exact(bytemuck::bytes_of_mut(&mut record))
+                .with_context(|| format!("reading {}", spill_path.display()))?;
+            let tick = found.place(*record.as_tick().expect("the spill holds ticks"));
+            writer.append(&JournalRecord::from_tick(&tick))?;
+            if i % 65_536 == 0 {
+                bar.set_position(i);
+            }
+        }
+        bar.finish_and_clear();
+        writer.sync()?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        // A journal of half a file would pass for the whole: leave none.
+        drop(writer);
+        let _ = std::fs::remove_file(out);
+        return Err(e.context(format!("nothing written to {}", out.display())));
+    }
+    Ok((n, found.table.len()))
+}
+
+/// A progress bar on standard error (drawn only at a terminal) over `len` `unit`.
+fn progress_bar(len: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let template =
+        format!("{{bar:40}} {{percent:>3}}% {{human_pos}}/{{human_len}} {unit}  eta {{eta}}");
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 #[cfg(test)]
@@ -402,6 +472,13 @@ ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume,
         );
         assert!(err.contains("line 5, column last_price: '12a'"), "{err}");
         assert!(!journal.exists());
+        // Nor a spill file: the directory holds the inputs only.
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["in.csv", "instruments.csv"]);
     }
 
     #[test]

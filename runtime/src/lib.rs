@@ -27,7 +27,7 @@ mod operator;
 mod optimize;
 mod paper;
 mod record_cmd;
-mod replay;
+pub mod replay;
 mod report;
 mod run_cmd;
 mod session;
@@ -39,6 +39,10 @@ mod systemd;
 mod telegram_bot;
 mod tick_csv;
 mod warm_up;
+
+/// A configuration file, parsed and checked (what `replay::ReplayArgs` takes), and the
+/// built-in defaults' text.
+pub use config::{Config, DEFAULT_TOML};
 
 /// What [`strategy_set!`] expands to refers to (not a public API).
 #[doc(hidden)]

@@ -64,6 +64,7 @@ pub enum FillMode {
 
 /// What to replay and how. Build it with [`ReplayArgs::new`] (the command line's
 /// defaults) and change the fields that differ.
+#[derive(Debug)]
 pub struct ReplayArgs {
     pub journal: PathBuf,
     pub config: Config,
@@ -137,6 +138,7 @@ fn count_reject(rejects: &mut [u64; 256], r: &RiskRecord) {
 }
 
 /// The backtest: its figures, and everything they were computed from.
+#[derive(Debug)]
 pub struct ReplayOutcome {
     pub summary: Summary,
     /// The journal replayed (the report reads its prices back).

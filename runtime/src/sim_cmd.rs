@@ -98,7 +98,7 @@ pub enum ReplaySource {
     /// A journal: its own instrument table.
     Journal(std::path::PathBuf),
     /// A tick CSV, its symbols resolved against `dump` (a Kite instrument dump) or, without
-    /// one, the default instruments (see [`crate::tick_csv::table_for_csv`]).
+    /// one, the default instruments (see [`crate::tick_csv::resolve`]).
     Csv {
         csv: std::path::PathBuf,
         dump: Option<std::path::PathBuf>,

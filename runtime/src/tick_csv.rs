@@ -2,19 +2,76 @@
 //! the file's symbols, resolved against a Kite instrument dump or the default table.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use kestrel_engine::{Instrument, InstrumentTable};
+use kestrel_engine::{Instrument, InstrumentId, InstrumentTable, Tick};
 use kestrel_instruments::{InstrumentMaster, ResolveError};
+use kestrel_journal::TickCsvReader;
 use kestrel_journal::csv::SymbolUse;
-use kestrel_journal::scan_symbols;
 
 /// Unknown symbols listed by name in an error; the rest are counted.
 const LISTED: usize = 20;
 
-/// The table for the ticks of `csv` (read once, streamed, to list its symbols):
+/// A tick CSV's instruments: the table, and for each symbol the file uses (in the order
+/// they first appear, as [`TickCsvReader::discovering`] numbers them) its id in the table.
+#[derive(Debug)]
+pub struct CsvInstruments {
+    pub table: InstrumentTable,
+    pub ids: Vec<InstrumentId>,
+}
+
+impl CsvInstruments {
+    /// `tick` as read by a discovering reader, with its instrument in the table.
+    pub fn place(&self, mut tick: Tick) -> Tick {
+        tick.instrument = self.ids[tick.instrument.index()];
+        tick
+    }
+}
+
+/// Reads every tick of `csv` in one pass, streamed, handing each to `each` numbered by its
+/// symbol (see [`TickCsvReader::discovering`]; map it with [`CsvInstruments::place`]), then
+/// resolves the symbols ([`resolve`]). `input` wraps the file (a progress bar, say).
+pub fn read_ticks<R: Read>(
+    csv: &Path,
+    input: impl FnOnce(File) -> R,
+    dump: Option<&Path>,
+    default: &InstrumentTable,
+    mut each: impl FnMut(Tick) -> Result<()>,
+) -> Result<CsvInstruments> {
+    let file = File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
+    let reading = || format!("reading {}", csv.display());
+    let mut reader = TickCsvReader::discovering(BufReader::with_capacity(1 << 20, input(file)))
+        .with_context(reading)?;
+    while let Some(tick) = reader.next_tick().with_context(reading)? {
+        each(tick)?;
+    }
+    resolve(csv, reader.symbols(), dump, default)
+}
+
+/// The whole of `csv` in memory (the simulator's `--csv`): its instruments and its ticks.
+pub fn read_all(
+    csv: &Path,
+    dump: Option<&Path>,
+    default: &InstrumentTable,
+) -> Result<(InstrumentTable, Vec<Tick>)> {
+    let mut ticks = Vec::new();
+    let found = read_ticks(
+        csv,
+        |f| f,
+        dump,
+        default,
+        |t| {
+            ticks.push(t);
+            Ok(())
+        },
+    )?;
+    let ticks = ticks.into_iter().map(|t| found.place(t)).collect();
+    Ok((found.table, ticks))
+}
+
+/// The instruments of the symbols a tick CSV uses (`uses`, in first-appearance order):
 ///
 /// * with `dump` (a Kite instrument dump, `GET /instruments`): the file's instruments, in the
 ///   order they first appear, each resolved by [`InstrumentMaster::get`] (`SYMBOL` or
@@ -24,25 +81,23 @@ const LISTED: usize = 20;
 /// Symbols that do not resolve are one error naming each (the first [`LISTED`], then a
 /// count), with its first line and the closest names. Freeze quantities are 0: a dump does
 /// not carry them.
-pub fn table_for_csv(
+pub fn resolve(
     csv: &Path,
+    uses: &[SymbolUse],
     dump: Option<&Path>,
     default: &InstrumentTable,
-) -> Result<InstrumentTable> {
-    let file = File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
-    let uses =
-        scan_symbols(BufReader::new(file)).with_context(|| format!("reading {}", csv.display()))?;
+) -> Result<CsvInstruments> {
     if uses.is_empty() {
         bail!("{} holds no ticks", csv.display());
     }
     match dump {
-        None => from_default(csv, &uses, default),
+        None => from_default(csv, uses, default),
         Some(dump) => {
             let text = std::fs::read_to_string(dump)
                 .with_context(|| format!("reading the instrument file {}", dump.display()))?;
             let master = InstrumentMaster::from_csv(&text)
                 .with_context(|| format!("reading the instrument file {}", dump.display()))?;
-            from_master(csv, dump, &uses, &master)
+            from_master(csv, dump, uses, &master)
         }
     }
 }
@@ -51,21 +106,27 @@ fn from_default(
     csv: &Path,
     uses: &[SymbolUse],
     default: &InstrumentTable,
-) -> Result<InstrumentTable> {
-    let known = |s: &str| {
-        default.iter().any(|(_, i)| {
-            i.symbol == s
+) -> Result<CsvInstruments> {
+    let id_of = |s: &str| {
+        default.iter().find_map(|(id, i)| {
+            (i.symbol == s
                 || s.split_once(':')
-                    .is_some_and(|(x, sym)| x == i.exchange.as_str() && sym == i.symbol)
+                    .is_some_and(|(x, sym)| x == i.exchange.as_str() && sym == i.symbol))
+            .then_some(id)
         })
     };
+    let ids: Vec<Option<InstrumentId>> = uses.iter().map(|u| id_of(&u.symbol)).collect();
     let unknown: Vec<String> = uses
         .iter()
-        .filter(|u| !known(&u.symbol))
-        .map(|u| format!("'{}' (line {})", u.symbol, u.first_line))
+        .zip(&ids)
+        .filter(|(_, id)| id.is_none())
+        .map(|(u, _)| format!("'{}' (line {})", u.symbol, u.first_line))
         .collect();
     if unknown.is_empty() {
-        return Ok(default.clone());
+        return Ok(CsvInstruments {
+            table: default.clone(),
+            ids: ids.into_iter().flatten().collect(),
+        });
     }
     let names: Vec<&str> = default.iter().map(|(_, i)| i.symbol.as_str()).collect();
     bail!(
@@ -84,14 +145,25 @@ fn from_master(
     dump: &Path,
     uses: &[SymbolUse],
     master: &InstrumentMaster,
-) -> Result<InstrumentTable> {
+) -> Result<CsvInstruments> {
     let mut list: Vec<Instrument> = Vec::with_capacity(uses.len());
+    let mut ids = Vec::with_capacity(uses.len());
     let mut problems = Vec::new();
     for u in uses {
         match master.get(&u.symbol) {
-            // `INFY` and `NSE:INFY` in one file are one instrument.
-            Ok(row) if list.iter().any(|i| i.token == row.instrument_token) => {}
-            Ok(row) => list.push(row.to_instrument(0)),
+            Ok(row) => {
+                // `INFY` and `NSE:INFY` in one file are one instrument.
+                let at = match list.iter().position(|i| i.token == row.instrument_token) {
+                    Some(at) => at,
+                    None => {
+                        list.push(row.to_instrument(0));
+                        list.len() - 1
+                    }
+                };
+                ids.push(InstrumentId(u16::try_from(at).expect(
+                    "a discovering reader numbers fewer than 65,536 symbols",
+                )));
+            }
             Err(ResolveError::Unknown { suggestions, .. }) if suggestions.is_empty() => {
                 problems.push(format!("'{}' (line {})", u.symbol, u.first_line));
             }
@@ -114,7 +186,9 @@ fn from_master(
             listed(&problems)
         );
     }
-    InstrumentTable::new(list).with_context(|| format!("the instruments of {}", csv.display()))
+    let table = InstrumentTable::new(list)
+        .with_context(|| format!("the instruments of {}", csv.display()))?;
+    Ok(CsvInstruments { table, ids })
 }
 
 /// The first [`LISTED`] items, then how many more.
@@ -174,7 +248,10 @@ pub(crate) mod tests {
             ],
         );
         let default = InstrumentTable::nse_default();
-        let table = table_for_csv(&ticks, Some(&dump), &default).unwrap();
+        let (table, read) = read_all(&ticks, Some(&dump), &default).unwrap();
+        // `NIFTY18JANFUT` and `NFO:NIFTY18JANFUT` are one instrument.
+        let ids: Vec<u16> = read.iter().map(|t| t.instrument.0).collect();
+        assert_eq!(ids, [0, 1, 0, 0]);
         let got: Vec<(&str, Exchange, Qty)> = table
             .iter()
             .map(|(_, i)| (i.symbol.as_str(), i.exchange, i.lot_size))
@@ -188,9 +265,9 @@ pub(crate) mod tests {
         );
         // Default symbols need no file; others do, and the error says so.
         let ticks = csv(dir.path(), &["TCS", "NSE:INFY"]);
-        assert_eq!(table_for_csv(&ticks, None, &default).unwrap().len(), 5);
+        assert_eq!(read_all(&ticks, None, &default).unwrap().0.len(), 5);
         let ticks = csv(dir.path(), &["TCS", "NIFTY18JANFUT"]);
-        let err = format!("{:#}", table_for_csv(&ticks, None, &default).unwrap_err());
+        let err = format!("{:#}", read_all(&ticks, None, &default).unwrap_err());
         assert!(
             err.contains(
                 "1 symbol is not in the default instruments (RELIANCE, TCS, HDFCBANK, INFY, \
@@ -215,7 +292,7 @@ pub(crate) mod tests {
         );
         let err = format!(
             "{:#}",
-            table_for_csv(&ticks, Some(&dump), &InstrumentTable::nse_default()).unwrap_err()
+            read_all(&ticks, Some(&dump), &InstrumentTable::nse_default()).unwrap_err()
         );
         assert!(
             err.contains("2 symbols are not in the instrument file"),
@@ -236,7 +313,7 @@ pub(crate) mod tests {
         let ticks = csv(dir.path(), &refs);
         let err = format!(
             "{:#}",
-            table_for_csv(&ticks, Some(&dump), &InstrumentTable::nse_default()).unwrap_err()
+            read_all(&ticks, Some(&dump), &InstrumentTable::nse_default()).unwrap_err()
         );
         assert!(
             err.contains("25 symbols are not in the instrument file"),

@@ -94,14 +94,7 @@ pub(super) fn load_replay(
                 .collect();
             Ok((reader.instruments().clone(), ticks))
         }
-        ReplaySource::Csv { csv, dump } => {
-            let table = crate::tick_csv::table_for_csv(csv, dump.as_deref(), default)?;
-            let file =
-                std::fs::File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
-            let ticks = kestrel_journal::import_csv(std::io::BufReader::new(file), &table)
-                .with_context(|| format!("reading {}", csv.display()))?;
-            Ok((table, ticks))
-        }
+        ReplaySource::Csv { csv, dump } => crate::tick_csv::read_all(csv, dump.as_deref(), default),
     }
 }
 
