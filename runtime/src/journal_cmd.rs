@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kestrel_engine::clock::ist_second_of_day;
 use kestrel_engine::{InstrumentTable, JournalRecord, RecordTag, UnixNanos};
 use kestrel_journal::rolling::ist_date;
-use kestrel_journal::{JournalReader, JournalWriter, export_csv, export_events_csv};
+use kestrel_journal::{JournalReader, JournalWriter, TickCsvReader, export_csv, export_events_csv};
 
 use crate::tick_csv::read_ticks;
 
@@ -276,11 +276,13 @@ pub fn describe_table(table: &InstrumentTable, ticks: &[u64], all: bool) -> Stri
 /// `import-csv`: the CSV's instruments (from `dump`, a Kite instrument file, or the default
 /// table) become the journal's table; the ticks stream from the file into the journal.
 ///
-/// One pass over the CSV (parsing it is the cost): the ticks, numbered by symbol as they
-/// first appear, go to a spill file of raw records beside `out` while the symbols are
+/// One pass over the CSV (parsing it is the cost). Without a dump the table is known first
+/// and the ticks go straight into the journal. With one, the ticks, numbered by symbol as
+/// they first appear, go to a spill file of raw records beside `out` while the symbols are
 /// collected; then the table is resolved, the journal created with it, and the spill copied
-/// in with each tick's instrument mapped (a sequential copy, a few percent of the parse).
-/// Memory stays flat whatever the file's size; nothing is left behind on an error.
+/// in with each tick's instrument mapped (a sequential copy). Memory stays flat whatever the
+/// file's size (the journal's mapping is one 64 MiB chunk at a time); nothing is left
+/// behind on an error.
 pub fn import(
     csv: &Path,
     out: &Path,
@@ -293,7 +295,10 @@ pub fn import(
             out.display()
         );
     }
-    let (n, instruments) = import_via(csv, out, dump, default)?;
+    let (n, instruments) = match dump {
+        None => (import_known(csv, out, default)?, default.len()),
+        Some(_) => import_via(csv, out, dump, default)?,
+    };
     println!(
         "{}: {n} ticks of {instruments} instruments from {}",
         out.display(),
@@ -302,7 +307,54 @@ pub fn import(
     Ok(())
 }
 
-/// [`import`]'s work: the ticks written and the table's size.
+/// [`import`] without a dump: the table is the default one, known before the first line, so
+/// the ticks go straight into the journal (no spill). The ticks written.
+fn import_known(csv: &Path, out: &Path, table: &InstrumentTable) -> Result<u64> {
+    let file = File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
+    let bar = progress_bar(file.metadata().map_or(0, |m| m.len()), "bytes read");
+    let reading = || format!("reading {}", csv.display());
+    let hint = |e: kestrel_journal::JournalError| {
+        let unknown_symbol =
+            matches!(&e, kestrel_journal::JournalError::Csv { column, .. } if column == "symbol");
+        let e = anyhow::Error::from(e).context(reading());
+        if unknown_symbol {
+            e.context(
+                "pass --instruments FILE (a Kite instrument dump, `GET /instruments`) to use any \
+                 instrument Kite lists",
+            )
+        } else {
+            e
+        }
+    };
+    let mut ticks = TickCsvReader::new(
+        BufReader::with_capacity(1 << 20, bar.wrap_read(file)),
+        table,
+    )
+    .map_err(hint)?;
+    let Some(first) = ticks.next_tick().map_err(hint)? else {
+        bail!("{} holds no ticks", csv.display());
+    };
+    let mut writer = JournalWriter::create(out, table, first.recv_ts)?;
+    let written = (|| -> Result<u64> {
+        writer.append(&JournalRecord::from_tick(&first))?;
+        let mut n = 1u64;
+        while let Some(t) = ticks.next_tick().map_err(hint)? {
+            writer.append(&JournalRecord::from_tick(&t))?;
+            n += 1;
+        }
+        bar.finish_and_clear();
+        writer.sync()?;
+        Ok(n)
+    })();
+    written.or_else(|e| {
+        // A journal of half a file would pass for the whole: leave none.
+        drop(writer);
+        let _ = std::fs::remove_file(out);
+        Err(e.context(format!("nothing written to {}", out.display())))
+    })
+}
+
+/// [`import`] with a dump: the ticks written and the table's size.
 fn import_via(
     csv: &Path,
     out: &Path,
@@ -355,7 +407,8 @@ fn import_via(
     let first = found.place(*record.as_tick().expect("the spill holds ticks"));
     let mut writer = JournalWriter::create(out, &found.table, first.recv_ts)?;
     let written = (|| -> Result<()> {
-        writer.reserve(n)?;
+        // No `reserve(n)` up front: the writer maps the file anew at each chunk it grows, so
+        // the pages mapped (resident, counted in RSS) stay one chunk's whatever the size.
         let bar = progress_bar(n, "ticks written");
         writer.append(&JournalRecord::from_tick(&first))?;
         for i in 1..n {
@@ -479,6 +532,41 @@ ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume,
             .collect();
         left.sort();
         assert_eq!(left, ["in.csv", "instruments.csv"]);
+    }
+
+    #[test]
+    fn import_without_a_dump_names_a_symbol_outside_the_defaults_and_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("in.csv");
+        std::fs::write(&csv, DERIVATIVES).unwrap();
+        let journal = dir.path().join("never.kjnl");
+        let err = format!(
+            "{:#}",
+            import(&csv, &journal, None, &InstrumentTable::nse_default()).unwrap_err()
+        );
+        assert!(
+            err.contains("pass --instruments FILE")
+                && err.contains("line 2, column symbol: 'NIFTY18JANFUT' is not in the instrument")
+                && err.contains("(known: RELIANCE, TCS, HDFCBANK, INFY, ICICIBANK)"),
+            "{err}"
+        );
+        assert!(!journal.exists());
+        // The default symbols import straight, in the default table's order.
+        std::fs::write(
+            &csv,
+            "ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume\n\
+             1,INFY,1.00,1,1.00,1,1.05,1,1\n2,NSE:TCS,1.00,1,1.00,1,1.05,1,1\n",
+        )
+        .unwrap();
+        import(&csv, &journal, None, &InstrumentTable::nse_default()).unwrap();
+        let r = JournalReader::open(&journal).unwrap();
+        let ids: Vec<u16> = r
+            .records()
+            .iter()
+            .filter_map(JournalRecord::as_tick)
+            .map(|t| t.instrument.0)
+            .collect();
+        assert_eq!(ids, [3, 1]);
     }
 
     #[test]

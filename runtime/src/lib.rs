@@ -40,9 +40,8 @@ mod telegram_bot;
 mod tick_csv;
 mod warm_up;
 
-/// A configuration file, parsed and checked (what `replay::ReplayArgs` takes), and the
-/// built-in defaults' text.
-pub use config::{Config, DEFAULT_TOML};
+/// A configuration file, parsed and checked (what `replay::ReplayArgs` takes).
+pub use config::Config;
 
 /// What [`strategy_set!`] expands to refers to (not a public API).
 #[doc(hidden)]
