@@ -260,6 +260,11 @@ impl fmt::Debug for AlertSender {
 }
 
 impl AlertSender {
+    /// The delivery counters so far, totals over every sink.
+    pub fn stats(&self) -> AlertStats {
+        self.shared.stats()
+    }
+
     /// Queues `alert` for delivery, or counts it as dropped (queue full, alerting disabled
     /// or shut down). Never blocks.
     pub fn send(&self, alert: Alert) {

@@ -80,7 +80,7 @@ use kestrel_engine::clock::ist_day;
 use kestrel_engine::{ControlKind, Money, Price, Qty, RiskReason, Side};
 use kestrel_risk::TradingState;
 
-pub use alerter::{AlertSender, Alerter};
+pub use alerter::{AlertSender, AlertStats, Alerter};
 pub use config::{
     AlertsSection, CREDENTIALS_DIRECTORY, EmailSection, SmtpSecurity, TelegramSection,
     WebhookFormat, WebhookSection,
