@@ -241,6 +241,11 @@ impl EmailSink {
                     Retry::Never,
                 ));
             }
+            // Known gap (lettre 0.11.23): bytes a man in the middle appends to the plaintext
+            // "220" stay buffered and are read as the first reply inside TLS (the "NO
+            // STARTTLS" response injection; the hand-written client refused them). The
+            // password still goes only to the certificate-checked server, but the offered
+            // extensions can be forged. Implicit TLS (port 465) has no such window.
             conn.starttls(&self.tls, &self.hello)
                 .map_err(|e| self.smtp_fail("STARTTLS", &e))?;
         }
