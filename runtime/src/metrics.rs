@@ -1,6 +1,8 @@
 //! The Prometheus endpoint: [`render`] turns an [`OpsSnapshot`] into the text exposition
-//! format 0.0.4, and [`MetricsServer`] serves it (`GET /metrics`) with a freshness check
-//! (`GET /healthz`) on its own thread, with the `process_*` metrics of [`process`].
+//! format 0.0.4 through a `prometheus-client` registry, and [`MetricsServer`] serves it
+//! (`GET /metrics`) with a freshness check (`GET /healthz`) on its own thread, with the
+//! `process_*` metrics of [`process`]. Each scrape builds its own registry from the latest
+//! snapshot; the engine thread never touches one.
 //!
 //! The server is deliberately small: a blocking `std` listener polled for a stop flag, a
 //! thread per connection (at most [`MAX_CONNECTIONS`] at once; more get a 503 at once),
@@ -15,10 +17,8 @@
 //! series per value with 1 on the current one.
 // Started by `kestrel paper` and `run` once `[metrics]` is wired into the config.
 
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::ops::AddAssign;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use kestrel_engine::UnixNanos;
+use prometheus_client::encoding::prometheus_text;
 use serde::Deserialize;
 
 use crate::snapshot::{self, OpsSnapshot, SharedSnapshot};
@@ -39,7 +40,7 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
 
 /// The exposition format this module writes.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// How long a client has to send its request, and then to take the response.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -451,8 +452,7 @@ fn respond(request: Request<'_>, shared: &SharedSnapshot) -> Response {
     let snapshot = snapshot::read(shared);
     if request.path == "/metrics" {
         let mut body = String::with_capacity(8 * 1024);
-        render(&snapshot, &mut body);
-        process::ProcessStats::read().render(&mut body);
+        render(&snapshot, Some(&process::ProcessStats::read()), &mut body);
         return Response {
             status: 200,
             content_type: CONTENT_TYPE,

@@ -105,6 +105,11 @@ pub struct OpsSnapshot {
 
     pub journal_path: String,
     pub store_path: String,
+    /// Records the ops thread took off the journal ring, and appends of them that failed.
+    pub journal_records: u64,
+    pub journal_write_errors: u64,
+    /// The alerter's delivery counters (zeros with alerting off).
+    pub alerts: crate::alerts::AlertStats,
 
     /// The system clock minus kestrel's clock at the last re-anchoring, nanoseconds (the
     /// timestamps of the journal, the stale-data checks and the latencies rest on it).
@@ -142,6 +147,12 @@ pub struct PositionRow {
     pub unrealised: Money,
 }
 
+/// The upper bounds of the tick-to-order histogram's buckets, in nanoseconds (1 µs to 10 ms).
+pub const LATENCY_BUCKETS_NS: [u64; 12] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    10_000_000,
+];
+
 /// Nanoseconds; zeros when nothing was measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LatencySummary {
@@ -151,6 +162,10 @@ pub struct LatencySummary {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
+    /// The sum of every measurement (as the histogram resolves them).
+    pub sum_ns: u64,
+    /// How many measurements are at most each bound of [`LATENCY_BUCKETS_NS`] (cumulative).
+    pub buckets: [u64; LATENCY_BUCKETS_NS.len()],
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -15,9 +15,8 @@ use tracing::{debug, info, warn};
 
 use super::config::load_secret;
 use super::http::HttpClient;
-use super::smtp::EmailSink;
+use super::smtp::{EmailSink, TrustedRoots};
 use super::telegram::TelegramSink;
-use super::transport;
 use super::webhook::WebhookSink;
 use super::{Alert, AlertKind, AlertsSection, Severity};
 
@@ -119,7 +118,7 @@ impl Channel {
         self,
         cfg: &AlertsSection,
         env: &dyn Fn(&str) -> Option<String>,
-        tls: &Arc<rustls::ClientConfig>,
+        roots: &TrustedRoots,
     ) -> Result<Box<dyn Sink>> {
         let http = || HttpClient::new(cfg.timeout());
         Ok(match self {
@@ -146,7 +145,7 @@ impl Channel {
                         env,
                     )?),
                 };
-                Box::new(EmailSink::new(e, password, tls.clone(), cfg.timeout()))
+                Box::new(EmailSink::new(e, password, roots, cfg.timeout())?)
             }
         })
     }
@@ -261,6 +260,11 @@ impl fmt::Debug for AlertSender {
 }
 
 impl AlertSender {
+    /// The delivery counters so far, totals over every sink.
+    pub fn stats(&self) -> AlertStats {
+        self.shared.stats()
+    }
+
     /// Queues `alert` for delivery, or counts it as dropped (queue full, alerting disabled
     /// or shut down). Never blocks.
     pub fn send(&self, alert: Alert) {
@@ -314,11 +318,10 @@ impl Alerter {
         if !cfg.any_enabled() {
             return Ok(Alerter::disabled());
         }
-        let tls = transport::default_tls().context("alerts: building the TLS configuration")?;
         let sinks = Channel::ALL
             .into_iter()
             .filter(|c| c.enabled(cfg))
-            .map(|c| c.sink(cfg, env, &tls))
+            .map(|c| c.sink(cfg, env, &TrustedRoots::Mozilla))
             .collect::<Result<Vec<_>>>()?;
         info!(
             sinks = %sinks.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),

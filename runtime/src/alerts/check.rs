@@ -5,12 +5,12 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::alerter::Channel;
+use super::smtp::TrustedRoots;
 use super::{Alert, AlertKind, AlertsSection, Severity};
 use crate::config::Config;
 
@@ -35,12 +35,12 @@ pub fn test_alert(host: &str) -> Alert {
 }
 
 /// Sends [`test_alert`] to every enabled channel in `cfg` with secrets from `env` (the
-/// process environment in the command), TLS by `tls`. An error only when the table is
-/// invalid or no channel is enabled.
-pub fn test_channels(
+/// process environment in the command), e-mail's TLS trusting `roots`. An error only when
+/// the table is invalid or no channel is enabled.
+pub(crate) fn test_channels(
     cfg: &AlertsSection,
     env: &dyn Fn(&str) -> Option<String>,
-    tls: &Arc<rustls::ClientConfig>,
+    roots: &TrustedRoots,
     host: &str,
 ) -> Result<Vec<ChannelResult>> {
     cfg.validate().context("checking [alerts]")?;
@@ -57,7 +57,7 @@ pub fn test_channels(
         .map(|c| ChannelResult {
             channel: c.name(),
             outcome: c
-                .sink(cfg, env, tls)
+                .sink(cfg, env, roots)
                 .map_err(|e| format!("{e:#}"))
                 .and_then(|mut sink| sink.deliver(&alert).map_err(|e| e.message)),
         })
@@ -90,11 +90,15 @@ pub fn render_json(results: &[ChannelResult]) -> serde_json::Value {
 /// error (exit 1) when a channel failed.
 pub(crate) fn command(config: &Path, json: bool) -> Result<()> {
     let config = Config::load_sections(Some(config))?;
-    let tls = kestrel_feed::tls::client_config(None).context("building the TLS configuration")?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "this machine".into());
-    let results = test_channels(&config.alerts, &|k| std::env::var(k).ok(), &tls, &host)?;
+    let results = test_channels(
+        &config.alerts,
+        &|k| std::env::var(k).ok(),
+        &TrustedRoots::Mozilla,
+        &host,
+    )?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", render_json(&results))?;
@@ -120,7 +124,6 @@ pub(crate) fn command(config: &Path, json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::loopback::{HttpServer, Reply, SmtpOptions, SmtpServer};
-    use super::super::transport::default_tls;
     use super::*;
 
     const TOKEN: &str = "123456:s3cr3t-bot-token";
@@ -155,7 +158,7 @@ mod tests {
             "KESTREL_SMTP_PASSWORD" => Some("s3cr3t-smtp".to_string()),
             _ => None,
         };
-        let results = test_channels(&cfg, &env, &default_tls().unwrap(), "box1").unwrap();
+        let results = test_channels(&cfg, &env, &TrustedRoots::Mozilla, "box1").unwrap();
         let text = render_text(&results);
         let json = render_json(&results).to_string();
         assert_eq!(
@@ -190,7 +193,7 @@ mod tests {
         cfg.webhook.enabled = true;
         let hook = format!("{}/hook", webhook.url);
         let env = |k: &str| (k == "KESTREL_WEBHOOK_URL").then(|| hook.clone());
-        let results = test_channels(&cfg, &env, &default_tls().unwrap(), "box1").unwrap();
+        let results = test_channels(&cfg, &env, &TrustedRoots::Mozilla, "box1").unwrap();
         let why = results[0].outcome.as_ref().unwrap_err();
         assert!(why.contains("KESTREL_TELEGRAM_TOKEN is not set"), "{why}");
         assert_eq!(results[1].outcome, Ok(()));
@@ -202,7 +205,7 @@ mod tests {
         let err = test_channels(
             &AlertsSection::default(),
             &|_| None,
-            &default_tls().unwrap(),
+            &TrustedRoots::Mozilla,
             "box1",
         )
         .unwrap_err();

@@ -193,6 +193,9 @@ pub struct EmailSection {
     pub smtp_port: u16,
     /// Upgrade the connection with STARTTLS (and refuse a server that does not offer it).
     pub starttls: bool,
+    /// TLS from the first byte (RFC 8314 submissions), in place of STARTTLS; unset: on port
+    /// 465 only.
+    pub implicit_tls: Option<bool>,
     pub from: String,
     pub to: Vec<String>,
     /// AUTH user name; no AUTH when unset.
@@ -213,12 +216,36 @@ impl Default for EmailSection {
             smtp_host: String::new(),
             smtp_port: 587,
             starttls: true,
+            implicit_tls: None,
             from: String::new(),
             to: Vec::new(),
             username: None,
             password_env: "KESTREL_SMTP_PASSWORD".into(),
             password_file: None,
             password_in_file: (),
+        }
+    }
+}
+
+/// How the SMTP connection is protected, from `implicit_tls`, `smtp_port` and `starttls`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// TLS from the first byte (port 465).
+    ImplicitTls,
+    /// Plain, upgraded by STARTTLS before anything else is sent.
+    Starttls,
+    /// Plain throughout: a relay on this machine.
+    Plain,
+}
+
+impl EmailSection {
+    pub fn security(&self) -> SmtpSecurity {
+        if self.implicit_tls.unwrap_or(self.smtp_port == 465) {
+            SmtpSecurity::ImplicitTls
+        } else if self.starttls {
+            SmtpSecurity::Starttls
+        } else {
+            SmtpSecurity::Plain
         }
     }
 }
@@ -356,10 +383,11 @@ impl AlertsSection {
                     ("alerts.email.password_env", &e.password_env),
                     ("alerts.email.password_file", e.password_file.as_deref()),
                 );
-                if !e.starttls && !is_loopback_host(&e.smtp_host) {
+                if e.security() == SmtpSecurity::Plain && !is_loopback_host(&e.smtp_host) {
                     p.push(format!(
-                        "alerts.email.starttls: must be true to send the password to {} \
-                         (plain SMTP with AUTH is allowed to this machine only)",
+                        "alerts.email.starttls: must be true to send the password to {} (or \
+                         implicit TLS: smtp_port = 465; plain SMTP with AUTH is allowed to this \
+                         machine only)",
                         e.smtp_host
                     ));
                 }
@@ -406,7 +434,7 @@ fn check_address(addr: &str) -> Result<(), String> {
     }
 }
 
-fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost")
         || bare
@@ -650,6 +678,24 @@ mod tests {
         parse(local).validate().unwrap();
         let no_auth = "[alerts.email]\nenabled = true\nsmtp_host = \"relay.lan\"\nstarttls = false\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\n";
         parse(no_auth).validate().unwrap();
+    }
+
+    #[test]
+    fn port_465_is_implicit_tls_unless_told_otherwise() {
+        let remote = "[alerts.email]\nenabled = true\nsmtp_host = \"smtp.example.com\"\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\nusername = \"u\"\n";
+        let security = |extra: &str| parse(&format!("{remote}{extra}")).email.security();
+        assert_eq!(security(""), SmtpSecurity::Starttls);
+        assert_eq!(security("smtp_port = 465\n"), SmtpSecurity::ImplicitTls);
+        assert_eq!(security("implicit_tls = true\n"), SmtpSecurity::ImplicitTls);
+        assert_eq!(
+            security("smtp_port = 465\nimplicit_tls = false\n"),
+            SmtpSecurity::Starttls
+        );
+        assert_eq!(security("starttls = false\n"), SmtpSecurity::Plain);
+        // Implicit TLS protects the password without STARTTLS.
+        parse(&format!("{remote}smtp_port = 465\nstarttls = false\n"))
+            .validate()
+            .unwrap();
     }
 
     #[test]

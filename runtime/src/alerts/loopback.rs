@@ -10,7 +10,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kestrel_testkit::certs::Pki;
-use rustls::{ClientConfig, ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use super::smtp::TrustedRoots;
 
 /// A test server stops waiting for connections after this long.
 pub(crate) const SERVER_DEADLINE: Duration = Duration::from_secs(20);
@@ -225,8 +227,10 @@ pub(crate) struct SmtpOptions {
     /// EHLO keywords after the greeting line, e.g. `"AUTH PLAIN LOGIN"`, `"8BITMIME"`,
     /// `"STARTTLS"` (only offered before TLS).
     pub extensions: Vec<&'static str>,
-    /// Serve STARTTLS with this configuration.
+    /// Serve STARTTLS with this configuration (or implicit TLS, below).
     pub tls: Option<Arc<ServerConfig>>,
+    /// TLS from the first byte, with `tls` (port 465).
+    pub implicit_tls: bool,
     /// The first command starting with `.0` (upper case) gets reply `.1` instead.
     pub reject: Option<(&'static str, &'static str)>,
 }
@@ -304,7 +308,13 @@ impl SmtpServer {
 }
 
 fn serve_smtp(sock: TcpStream, opts: &SmtpOptions, s: &mut SmtpSession) -> Option<()> {
-    let mut conn = BufReader::new(Stream::Plain(sock));
+    let mut conn = if opts.implicit_tls {
+        let tls = ServerConnection::new(opts.tls.clone()?).ok()?;
+        s.tls_at = Some(0);
+        BufReader::new(Stream::Tls(Box::new(StreamOwned::new(tls, sock))))
+    } else {
+        BufReader::new(Stream::Plain(sock))
+    };
     let send = |conn: &mut BufReader<Stream>, text: &str| -> Option<()> {
         conn.get_mut().write_all(text.as_bytes()).ok()?;
         conn.get_mut().flush().ok()
@@ -391,11 +401,11 @@ fn serve_smtp(sock: TcpStream, opts: &SmtpOptions, s: &mut SmtpSession) -> Optio
     None
 }
 
-/// A CA and a leaf for 127.0.0.1 made for this run: the server's configuration, and a
-/// client configuration that trusts only that CA.
-pub(crate) fn tls_pair() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+/// A CA and a leaf for 127.0.0.1 made for this run: the server's configuration, and the
+/// roots an SMTP client trusts to accept only that CA.
+pub(crate) fn tls_pair() -> (Arc<ServerConfig>, TrustedRoots) {
     let pki = Pki::new("kestrel alerts test CA", &["127.0.0.1", "localhost"]);
-    (pki.server_config(), pki.client_config())
+    (pki.server_config(), TrustedRoots::Only(pki.ca.to_vec()))
 }
 
 /// Runs `f` with a tracing subscriber on this thread that records everything (TRACE and

@@ -56,6 +56,7 @@
 //! smtp_host = "smtp.example.com"
 //! smtp_port = 587
 //! starttls = true                            # false only for a relay on this machine
+//! # implicit_tls = true   # TLS from the first byte instead of STARTTLS (the default on port 465)
 //! from = "kestrel@example.com"
 //! to = ["me@example.com", "desk@example.com"]
 //! username = "kestrel@example.com"           # omit for a relay without AUTH
@@ -71,7 +72,6 @@ mod http;
 pub(crate) mod loopback;
 mod smtp;
 mod telegram;
-mod transport;
 mod webhook;
 
 use std::fmt::Write as _;
@@ -80,10 +80,10 @@ use kestrel_engine::clock::ist_day;
 use kestrel_engine::{ControlKind, Money, Price, Qty, RiskReason, Side};
 use kestrel_risk::TradingState;
 
-pub use alerter::{AlertSender, Alerter};
+pub use alerter::{AlertSender, AlertStats, Alerter};
 pub use config::{
-    AlertsSection, CREDENTIALS_DIRECTORY, EmailSection, TelegramSection, WebhookFormat,
-    WebhookSection,
+    AlertsSection, CREDENTIALS_DIRECTORY, EmailSection, SmtpSecurity, TelegramSection,
+    WebhookFormat, WebhookSection,
 };
 pub(crate) use telegram::TelegramSink;
 

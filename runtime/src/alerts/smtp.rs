@@ -1,46 +1,62 @@
-//! E-mail by SMTP submission (RFC 5321): EHLO, STARTTLS (then EHLO again), AUTH PLAIN or
-//! LOGIN, MAIL FROM, RCPT TO for each recipient, DATA with dot-stuffing and CRLF line
-//! endings, QUIT. Every reply code is checked and a failure names its step.
+//! E-mail by SMTP submission on `lettre`: its client speaks the protocol (replies, EHLO,
+//! STARTTLS and implicit TLS on rustls, AUTH PLAIN and LOGIN, dot-stuffing) and its builder
+//! makes the MIME message (text/plain, UTF-8, encoded headers and body).
 //!
-//! The password is sent only after STARTTLS (the configuration refuses plain AUTH to any
-//! host but this machine) and is scrubbed, with its base64 forms, from any server text an
-//! error quotes.
+//! What stays here, and why it is not `lettre::SmtpTransport`: the transport's `send` runs
+//! the whole conversation and its error does not say which step failed, so this file drives
+//! lettre's own connection through the steps (connect, STARTTLS, AUTH, MAIL FROM, each RCPT
+//! TO, DATA, the message) and names the step in every error. It also holds the rules lettre
+//! leaves to its caller: the password goes only over TLS or to this machine, and is scrubbed
+//! (with its base64 forms) from any server text an error quotes.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use kestrel_engine::clock::civil_from_days;
 use kestrel_gateway::Secret;
-use rustls::ClientConfig;
+use lettre::Message;
+use lettre::message::header::{ContentType, MIME_VERSION_1_0};
+use lettre::message::{Mailbox, MessageBuilder};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{CertificateStore, SmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::ClientId;
 use tracing::debug;
 
 use super::alerter::{DeliveryError, Retry, Sink};
+use super::config::is_loopback_host;
 use super::http::scrub;
-use super::transport::{self, Conn};
-use super::{Alert, EmailSection};
+use super::{Alert, EmailSection, SmtpSecurity};
 
-/// Longest line SMTP allows, without its CRLF.
-const MAX_LINE: usize = 998;
-const MAX_REPLY_LINES: usize = 64;
 /// Subjects are cut to this many characters.
 const MAX_SUBJECT_CHARS: usize = 200;
 
+/// The certificates an SMTP server's chain must end in.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum TrustedRoots {
+    /// The Mozilla set of `webpki-roots`.
+    #[default]
+    Mozilla,
+    /// Only this CA certificate (DER): a test's CA made for the run.
+    #[cfg(test)]
+    Only(Vec<u8>),
+}
+
 pub(crate) struct EmailSink {
+    /// As configured (an IPv6 address in brackets), for messages.
     host: String,
     port: u16,
-    starttls: bool,
-    from: String,
-    to: Vec<String>,
+    security: SmtpSecurity,
+    from: Mailbox,
+    to: Vec<Mailbox>,
     username: Option<String>,
     password: Option<Secret>,
     /// Where the password came from, for the hint on a refused AUTH.
     password_source: String,
-    tls: Arc<ClientConfig>,
+    tls: TlsParameters,
+    /// What EHLO says: this machine's host name.
+    hello: ClientId,
     timeout: Duration,
 }
 
@@ -48,7 +64,7 @@ impl fmt::Debug for EmailSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmailSink")
             .field("server", &format_args!("{}:{}", self.host, self.port))
-            .field("starttls", &self.starttls)
+            .field("security", &self.security)
             .field("from", &self.from)
             .field("to", &self.to)
             .field("username", &self.username)
@@ -57,69 +73,43 @@ impl fmt::Debug for EmailSink {
     }
 }
 
-/// What the server's EHLO reply offers.
-#[derive(Debug, Default)]
-struct Extensions {
-    starttls: bool,
-    eight_bit: bool,
-    auth_plain: bool,
-    auth_login: bool,
-}
-
-impl Extensions {
-    fn parse(lines: &[String]) -> Extensions {
-        let mut x = Extensions::default();
-        for line in lines.iter().skip(1) {
-            let upper = line.to_ascii_uppercase();
-            let mut words = upper.split([' ', '=']);
-            match words.next() {
-                Some("STARTTLS") => x.starttls = true,
-                Some("8BITMIME") => x.eight_bit = true,
-                Some("AUTH") => {
-                    for m in words {
-                        x.auth_plain |= m == "PLAIN";
-                        x.auth_login |= m == "LOGIN";
-                    }
-                }
-                _ => {}
-            }
-        }
-        x
-    }
-}
-
-/// One server reply: its code and its lines' text.
-#[derive(Debug)]
-struct Reply {
-    code: u16,
-    lines: Vec<String>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        self.lines.join(" / ")
-    }
-}
-
-/// A conversation with the server; every failure carries the step it happened at.
-struct Session<'a> {
-    conn: BufReader<Conn>,
-    sink: &'a EmailSink,
-}
-
 impl EmailSink {
+    /// Fails on an address lettre cannot parse or on a TLS set-up error.
     pub fn new(
         cfg: &EmailSection,
         password: Option<Secret>,
-        tls: Arc<ClientConfig>,
+        roots: &TrustedRoots,
         timeout: Duration,
-    ) -> EmailSink {
-        EmailSink {
-            host: cfg.smtp_host.trim().to_string(),
+    ) -> anyhow::Result<EmailSink> {
+        use anyhow::Context as _;
+        let host = cfg.smtp_host.trim().to_string();
+        let mailbox = |key: String, addr: &str| {
+            addr.parse::<Mailbox>()
+                .with_context(|| format!("{key}: {addr:?} is not an e-mail address"))
+        };
+        let from = mailbox("alerts.email.from".into(), &cfg.from)?;
+        let to = (cfg.to.iter().enumerate())
+            .map(|(i, addr)| mailbox(format!("alerts.email.to[{i}]"), addr))
+            .collect::<anyhow::Result<_>>()?;
+        let tls = TlsParameters::builder(bare(&host).to_string());
+        let tls = match roots {
+            TrustedRoots::Mozilla => tls.certificate_store(CertificateStore::WebpkiRoots),
+            #[cfg(test)]
+            TrustedRoots::Only(der) => tls
+                .certificate_store(CertificateStore::None)
+                .add_root_certificate(lettre::transport::smtp::client::Certificate::from_der(
+                    der.clone(),
+                )?),
+        };
+        let tls = tls
+            .build_rustls()
+            .with_context(|| format!("alerts.email: TLS parameters for {host}"))?;
+        Ok(EmailSink {
+            host,
             port: cfg.smtp_port,
-            starttls: cfg.starttls,
-            from: cfg.from.clone(),
-            to: cfg.to.clone(),
+            security: cfg.security(),
+            from,
+            to,
             username: cfg.username.clone(),
             password,
             password_source: match &cfg.password_file {
@@ -127,8 +117,9 @@ impl EmailSink {
                 None => cfg.password_env.clone(),
             },
             tls,
+            hello: ClientId::default(),
             timeout,
-        }
+        })
     }
 
     /// Secrets that must not appear in an error: the password and what AUTH sends.
@@ -156,9 +147,20 @@ impl EmailSink {
         }
     }
 
-    fn io_fail(&self, step: &str, e: io::Error) -> DeliveryError {
-        // A certificate or protocol failure will not mend itself within a retry.
-        let retry = if e.kind() == io::ErrorKind::InvalidData {
+    /// A failure of lettre's at `step`: a 4xx reply and a broken connection are retried; a
+    /// 5xx reply, a certificate or TLS failure and a protocol error are not.
+    fn smtp_fail(&self, step: &str, e: &lettre::transport::smtp::Error) -> DeliveryError {
+        if let Some(code) = e.status() {
+            let text = std::error::Error::source(e).map(ToString::to_string);
+            let retry = if e.is_transient() {
+                Retry::Backoff
+            } else {
+                Retry::Never
+            };
+            let what = format!("the server replied {code} {}", text.unwrap_or_default());
+            return self.fail(step, what.trim_end(), retry);
+        }
+        let retry = if e.is_tls() || e.is_client() || invalid_data(e) {
             Retry::Never
         } else {
             Retry::Backoff
@@ -166,215 +168,164 @@ impl EmailSink {
         self.fail(step, e, retry)
     }
 
+    /// The message as DATA sends it (lettre dot-stuffs it on the way).
+    fn compose(
+        &self,
+        subject: &str,
+        body: &str,
+        date: SystemTime,
+    ) -> Result<Message, DeliveryError> {
+        // One line of at most MAX_SUBJECT_CHARS; lettre encodes what is not ASCII.
+        let subject: String = subject
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_SUBJECT_CHARS)
+            .collect();
+        let builder = (self.to.iter().cloned()).fold(
+            MessageBuilder::new().from(self.from.clone()),
+            MessageBuilder::to,
+        );
+        // A text body picks 7bit, quoted-printable or base64: the message is ASCII, so MAIL
+        // FROM needs no BODY=8BITMIME.
+        builder
+            .subject(subject)
+            .date(date)
+            .message_id(None)
+            .header(MIME_VERSION_1_0)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body.to_string())
+            .map_err(|e| self.fail("composing the message", e, Retry::Never))
+    }
+
     /// Sends one message to every recipient.
     fn send(&self, subject: &str, body: &str, date: SystemTime) -> Result<(), DeliveryError> {
-        let sock = transport::connect(&self.host, self.port, self.timeout)
-            .map_err(|e| self.io_fail("connect", e))?;
-        let ehlo_name = match sock.local_addr().map(|a| a.ip()) {
-            Ok(IpAddr::V4(ip)) => format!("[{ip}]"),
-            Ok(IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
-            Err(_) => "[127.0.0.1]".into(),
+        let message = self.compose(subject, body, date)?;
+        let implicit = (self.security == SmtpSecurity::ImplicitTls).then_some(&self.tls);
+        let step = match implicit {
+            Some(_) => "connect (TLS, greeting, EHLO)",
+            None => "connect (greeting, EHLO)",
         };
-        let mut s = Session {
-            conn: BufReader::new(Conn::Plain(sock)),
-            sink: self,
-        };
-        s.expect("greeting", &[220])?;
-        let mut ext = s.ehlo(&ehlo_name, "EHLO")?;
-        if self.starttls {
-            if !ext.starttls {
+        let mut conn = SmtpConnection::connect(
+            (bare(&self.host), self.port),
+            Some(self.timeout),
+            &self.hello,
+            implicit,
+            None,
+        )
+        .map_err(|e| self.smtp_fail(step, &e))?;
+        match self.converse(&mut conn, &message) {
+            Ok(()) => {
+                // The message is accepted: a failed QUIT changes nothing.
+                if let Err(e) = conn.quit() {
+                    let error = self.smtp_fail("QUIT", &e).message;
+                    debug!(%error, "SMTP QUIT failed after the message was accepted");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                conn.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything after the greeting's EHLO.
+    fn converse(&self, conn: &mut SmtpConnection, message: &Message) -> Result<(), DeliveryError> {
+        if self.security == SmtpSecurity::Starttls {
+            if !conn.can_starttls() {
                 return Err(self.fail(
                     "STARTTLS",
-                    "the server does not offer STARTTLS (port 465 needs implicit TLS, which \
-                     kestrel does not speak: use 587; or set alerts.email.starttls = false for a \
+                    "the server does not offer STARTTLS (port 465 speaks implicit TLS: set \
+                     alerts.email.smtp_port = 465; or set alerts.email.starttls = false for a \
                      relay on this machine)",
                     Retry::Never,
                 ));
             }
-            s.command("STARTTLS", "STARTTLS", &[220])?;
-            s = s.upgrade()?;
-            ext = s.ehlo(&ehlo_name, "EHLO after STARTTLS")?;
+            // Known gap (lettre 0.11.23): bytes a man in the middle appends to the plaintext
+            // "220" stay buffered and are read as the first reply inside TLS (the "NO
+            // STARTTLS" response injection; the hand-written client refused them). The
+            // password still goes only to the certificate-checked server, but the offered
+            // extensions can be forged. Implicit TLS (port 465) has no such window.
+            conn.starttls(&self.tls, &self.hello)
+                .map_err(|e| self.smtp_fail("STARTTLS", &e))?;
         }
         if let (Some(user), Some(password)) = (&self.username, &self.password) {
-            s.auth(&ext, user, password)?;
+            self.auth(conn, user, password)?;
         }
-
-        let ascii = subject.is_ascii() && body.is_ascii();
-        let eight_bit = !ascii && ext.eight_bit;
-        let mail_from = if eight_bit {
-            format!("MAIL FROM:<{}> BODY=8BITMIME", self.from)
-        } else {
-            format!("MAIL FROM:<{}>", self.from)
-        };
-        s.command(&mail_from, "MAIL FROM", &[250])?;
-        for rcpt in &self.to {
-            s.command(
-                &format!("RCPT TO:<{rcpt}>"),
-                &format!("RCPT TO <{rcpt}>"),
-                &[250, 251],
-            )?;
+        let envelope = message.envelope();
+        conn.command(Mail::new(envelope.from().cloned(), Vec::new()))
+            .map_err(|e| self.smtp_fail("MAIL FROM", &e))?;
+        for rcpt in envelope.to() {
+            conn.command(Rcpt::new(rcpt.clone(), Vec::new()))
+                .map_err(|e| self.smtp_fail(&format!("RCPT TO <{rcpt}>"), &e))?;
         }
-        s.command("DATA", "DATA", &[354])?;
-        let message = compose(&Message {
-            from: &self.from,
-            to: &self.to,
-            subject,
-            body,
-            date,
-            eight_bit,
-        });
-        s.write_raw(&dot_stuff(&message), "message")?;
-        s.write_raw(".\r\n", "message")?;
-        s.expect("message accepted (end of DATA)", &[250])?;
-        // The message is accepted: a failed QUIT changes nothing.
-        if let Err(e) = s.command("QUIT", "QUIT", &[221]) {
-            debug!(error = %e.message, "SMTP QUIT failed after the message was accepted");
-        }
+        conn.command(Data).map_err(|e| self.smtp_fail("DATA", &e))?;
+        conn.message(&message.formatted())
+            .map_err(|e| self.smtp_fail("message accepted (end of DATA)", &e))?;
         Ok(())
-    }
-}
-
-impl<'a> Session<'a> {
-    /// STARTTLS accepted: the rest of the session runs over TLS. Anything the server sent
-    /// before the handshake would be plaintext injected into the TLS session: refused.
-    fn upgrade(self) -> Result<Session<'a>, DeliveryError> {
-        let sink = self.sink;
-        if !self.conn.buffer().is_empty() {
-            return Err(sink.fail(
-                "STARTTLS",
-                "the server sent data before the TLS handshake",
-                Retry::Never,
-            ));
-        }
-        let Conn::Plain(sock) = self.conn.into_inner() else {
-            return Err(sink.fail("STARTTLS", "the connection is already TLS", Retry::Never));
-        };
-        let conn =
-            Conn::tls(sock, &sink.host, &sink.tls).map_err(|e| sink.io_fail("TLS handshake", e))?;
-        Ok(Session {
-            conn: BufReader::new(conn),
-            sink,
-        })
-    }
-
-    fn read_reply(&mut self, step: &str) -> Result<Reply, DeliveryError> {
-        let mut lines = Vec::new();
-        loop {
-            let mut raw = Vec::new();
-            (&mut self.conn)
-                .take(MAX_LINE as u64 + 2)
-                .read_until(b'\n', &mut raw)
-                .map_err(|e| self.sink.io_fail(step, e))?;
-            if raw.is_empty() {
-                return Err(self.sink.fail(
-                    step,
-                    "the server closed the connection",
-                    Retry::Backoff,
-                ));
-            }
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\r', '\n']);
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
-                .filter(|c| (200..600).contains(c));
-            let Some(code) = code else {
-                return Err(self.sink.fail(
-                    step,
-                    format_args!(
-                        "not an SMTP reply: {:?}",
-                        line.chars().take(60).collect::<String>()
-                    ),
-                    Retry::Never,
-                ));
-            };
-            let more = line.as_bytes().get(3) == Some(&b'-');
-            lines.push(line.get(4..).unwrap_or("").to_string());
-            if !more {
-                return Ok(Reply { code, lines });
-            }
-            if lines.len() == MAX_REPLY_LINES {
-                return Err(self.sink.fail(step, "reply too long", Retry::Never));
-            }
-        }
-    }
-
-    /// Reads a reply and checks its code against `ok`.
-    fn expect(&mut self, step: &str, ok: &[u16]) -> Result<Reply, DeliveryError> {
-        let reply = self.read_reply(step)?;
-        if ok.contains(&reply.code) {
-            return Ok(reply);
-        }
-        let retry = if (400..500).contains(&reply.code) {
-            Retry::Backoff
-        } else {
-            Retry::Never
-        };
-        Err(self.sink.fail(
-            step,
-            format_args!("the server replied {} {}", reply.code, reply.text()),
-            retry,
-        ))
-    }
-
-    fn write_raw(&mut self, data: &str, step: &str) -> Result<(), DeliveryError> {
-        let conn = self.conn.get_mut();
-        conn.write_all(data.as_bytes())
-            .and_then(|()| conn.flush())
-            .map_err(|e| self.sink.io_fail(step, e))
-    }
-
-    /// Sends `line` and checks the reply's code. `step` names it in errors (never the
-    /// line itself, which may hold credentials).
-    fn command(&mut self, line: &str, step: &str, ok: &[u16]) -> Result<Reply, DeliveryError> {
-        debug!(step, "SMTP");
-        self.write_raw(&format!("{line}\r\n"), step)?;
-        self.expect(step, ok)
-    }
-
-    fn ehlo(&mut self, name: &str, step: &str) -> Result<Extensions, DeliveryError> {
-        let reply = self.command(&format!("EHLO {name}"), step, &[250])?;
-        Ok(Extensions::parse(&reply.lines))
     }
 
     fn auth(
-        &mut self,
-        ext: &Extensions,
+        &self,
+        conn: &mut SmtpConnection,
         user: &str,
         password: &Secret,
     ) -> Result<(), DeliveryError> {
-        let hint = format!(
-            "check alerts.email.username and the password in {}",
-            self.sink.password_source
-        );
-        let refused = |e: DeliveryError| DeliveryError {
-            message: format!("{} ({hint})", e.message),
-            ..e
-        };
-        if ext.auth_plain {
-            let token = BASE64.encode(format!("\0{user}\0{}", password.expose()));
-            self.command(&format!("AUTH PLAIN {token}"), "AUTH PLAIN", &[235])
-                .map_err(refused)?;
-        } else if ext.auth_login {
-            self.command("AUTH LOGIN", "AUTH LOGIN", &[334])?;
-            self.command(&BASE64.encode(user), "AUTH LOGIN user name", &[334])
-                .map_err(refused)?;
-            self.command(
-                &BASE64.encode(password.expose()),
-                "AUTH LOGIN password",
-                &[235],
-            )
-            .map_err(refused)?;
+        // The configuration refuses plain AUTH to another machine; held here too, since a
+        // password sent in clear cannot be taken back.
+        if !conn.is_encrypted() && !is_loopback_host(&self.host) {
+            return Err(self.fail(
+                "AUTH",
+                "refused to send the password without TLS to another machine",
+                Retry::Never,
+            ));
+        }
+        let info = conn.server_info();
+        let (mechanism, step) = if info.supports_auth_mechanism(Mechanism::Plain) {
+            (Mechanism::Plain, "AUTH PLAIN")
+        } else if info.supports_auth_mechanism(Mechanism::Login) {
+            (Mechanism::Login, "AUTH LOGIN")
         } else {
-            return Err(self.sink.fail(
+            return Err(self.fail(
                 "AUTH",
                 "the server offers neither AUTH PLAIN nor AUTH LOGIN (on port 587 it may want \
                  STARTTLS first; or omit alerts.email.username for a relay without AUTH)",
                 Retry::Never,
             ));
-        }
+        };
+        debug!(step, "SMTP");
+        let credentials = Credentials::new(user.to_string(), password.expose().to_string());
+        conn.auth(&[mechanism], &credentials).map_err(|e| {
+            let e = self.smtp_fail(step, &e);
+            DeliveryError {
+                message: format!(
+                    "{} (check alerts.email.username and the password in {})",
+                    e.message, self.password_source
+                ),
+                ..e
+            }
+        })?;
         Ok(())
     }
+}
+
+/// `host` without the brackets of an IPv6 address: what to resolve and what the
+/// certificate must name.
+fn bare(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// A TLS alert or a bad certificate reaches lettre as an I/O error of this kind (rustls):
+/// it will not mend itself within a retry.
+fn invalid_data(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::InvalidData;
+        }
+        source = s.source();
+    }
+    false
 }
 
 impl Sink for EmailSink {
@@ -387,143 +338,13 @@ impl Sink for EmailSink {
     }
 }
 
-/// What [`compose`] needs.
-struct Message<'a> {
-    from: &'a str,
-    to: &'a [String],
-    subject: &'a str,
-    body: &'a str,
-    date: SystemTime,
-    /// The server takes 8-bit text (`BODY=8BITMIME` was sent); otherwise a non-ASCII body
-    /// goes as base64.
-    eight_bit: bool,
-}
-
-/// The message as DATA sends it before dot-stuffing: headers, a blank line, the body, every
-/// line ending in CRLF.
-fn compose(m: &Message<'_>) -> String {
-    let secs = m.date.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let domain = m.from.rsplit_once('@').map_or("localhost", |(_, d)| d);
-    let body = crlf(m.body);
-    let long_line = body.split("\r\n").any(|l| l.len() > MAX_LINE);
-    let encoding = if body.is_ascii() && !long_line {
-        "7bit"
-    } else if m.eight_bit && !long_line {
-        "8bit"
-    } else {
-        "base64"
-    };
-    let mut out = String::new();
-    let mut header = |name: &str, value: &str| {
-        out.push_str(name);
-        out.push_str(": ");
-        out.push_str(value);
-        out.push_str("\r\n");
-    };
-    header("Date", &rfc5322_date(secs.as_secs()));
-    header("From", m.from);
-    header("To", &m.to.join(", "));
-    header("Subject", &encode_subject(m.subject));
-    header(
-        "Message-ID",
-        &format!(
-            "<{}.{}.kestrel@{domain}>",
-            secs.as_nanos(),
-            std::process::id()
-        ),
-    );
-    header("MIME-Version", "1.0");
-    header("Content-Type", "text/plain; charset=utf-8");
-    header("Content-Transfer-Encoding", encoding);
-    out.push_str("\r\n");
-    if encoding == "base64" {
-        let encoded = BASE64.encode(body.as_bytes());
-        for chunk in encoded.as_bytes().chunks(76) {
-            out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-            out.push_str("\r\n");
-        }
-    } else {
-        out.push_str(&body);
-        if !body.ends_with("\r\n") {
-            out.push_str("\r\n");
-        }
-    }
-    out
-}
-
-/// Every line ending (`\n`, `\r\n`, a lone `\r`) as CRLF.
-fn crlf(text: &str) -> String {
-    text.replace("\r\n", "\n")
-        .replace('\r', "\n")
-        .replace('\n', "\r\n")
-}
-
-/// RFC 5321 §4.5.2: a line that starts with `.` gets one more.
-fn dot_stuff(message: &str) -> String {
-    let mut out = String::with_capacity(message.len() + 8);
-    for line in message.split_inclusive("\r\n") {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-    }
-    out
-}
-
-/// The subject as is when it is printable ASCII, else RFC 2047 encoded-words (UTF-8,
-/// base64), folded so that no word exceeds 75 characters.
-fn encode_subject(subject: &str) -> String {
-    let subject: String = subject
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_SUBJECT_CHARS)
-        .collect();
-    if subject.is_ascii() {
-        return subject;
-    }
-    let mut words = Vec::new();
-    let mut chunk = String::new();
-    for c in subject.chars() {
-        if chunk.len() + c.len_utf8() > 45 {
-            words.push(format!("=?UTF-8?B?{}?=", BASE64.encode(&chunk)));
-            chunk.clear();
-        }
-        chunk.push(c);
-    }
-    if !chunk.is_empty() {
-        words.push(format!("=?UTF-8?B?{}?=", BASE64.encode(&chunk)));
-    }
-    words.join("\r\n ")
-}
-
-/// `Thu, 01 Jan 2026 05:30:00 +0530`: the time in IST, where the trader is.
-fn rfc5322_date(unix_secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let ist = unix_secs + 5 * 3600 + 30 * 60;
-    let days = (ist / 86_400) as i64;
-    let rem = ist % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} +0530",
-        DAYS[(days + 4).rem_euclid(7) as usize],
-        MONTHS[m as usize - 1],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::time::{Instant, UNIX_EPOCH};
 
     use super::super::alerter::Limits;
     use super::super::alerter::tests::{dispatcher, stats};
     use super::super::loopback::{SmtpOptions, SmtpServer, SmtpSession, capture_logs, tls_pair};
-    use super::super::transport::default_tls;
     use super::super::{AlertKind, Alerter, AlertsSection, Severity};
     use super::*;
 
@@ -545,13 +366,22 @@ mod tests {
         }
     }
 
-    fn sink(port: u16, starttls: bool, tls: Arc<ClientConfig>) -> EmailSink {
+    fn sink_for(section: &EmailSection, roots: &TrustedRoots) -> EmailSink {
         EmailSink::new(
-            &section(port, starttls),
+            section,
             Some(Secret::new(PASSWORD)),
-            tls,
+            roots,
             Duration::from_secs(5),
         )
+        .unwrap()
+    }
+
+    fn sink(port: u16, starttls: bool) -> EmailSink {
+        sink_for(&section(port, starttls), &TrustedRoots::Mozilla)
+    }
+
+    fn ehlo() -> String {
+        format!("EHLO {}", ClientId::default())
     }
 
     fn date() -> SystemTime {
@@ -567,16 +397,80 @@ mod tests {
             .collect()
     }
 
+    /// The header fields, unfolded (RFC 5322 §2.2.3: a CRLF before white space is removed).
     fn headers(message: &str) -> Vec<(String, String)> {
         let (head, _) = message.split_once("\r\n\r\n").unwrap();
-        head.split("\r\n")
+        head.replace("\r\n ", " ")
+            .replace("\r\n\t", "\t")
+            .split("\r\n")
             .filter_map(|l| l.split_once(": "))
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect()
     }
 
     fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
-        &h.iter().find(|(n, _)| n == name).unwrap().1
+        &h.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .unwrap_or_else(|| panic!("no {name} in {h:?}"))
+            .1
+    }
+
+    /// An RFC 2047 header value: encoded-words (`=?utf-8?b?..?=`, `=?utf-8?q?..?=`)
+    /// decoded, the white space between two of them dropped.
+    fn decode_header(value: &str) -> String {
+        let mut out = String::new();
+        let mut last_encoded = false;
+        for (i, token) in value.split(' ').enumerate() {
+            let lower = token.to_ascii_lowercase();
+            let encoded = lower.starts_with("=?utf-8?") && lower.ends_with("?=");
+            if !encoded {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(token);
+            } else {
+                if i > 0 && !last_encoded {
+                    out.push(' ');
+                }
+                let text = &token[10..token.len() - 2];
+                let bytes = match &lower[8..9] {
+                    "b" => BASE64.decode(text).unwrap(),
+                    _ => quoted_printable(&text.replace('_', " ")),
+                };
+                out.push_str(&String::from_utf8(bytes).unwrap());
+            }
+            last_encoded = encoded;
+        }
+        out
+    }
+
+    /// Quoted-printable decoded: `=XX` bytes, `=` + CRLF a soft line break.
+    fn quoted_printable(text: &str) -> Vec<u8> {
+        let text = text.replace("=\r\n", "");
+        let mut out = Vec::new();
+        let mut bytes = text.bytes();
+        while let Some(b) = bytes.next() {
+            if b == b'=' {
+                let hex = [bytes.next().unwrap(), bytes.next().unwrap()];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).unwrap(), 16).unwrap());
+            } else {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    /// The body of `message` decoded by its Content-Transfer-Encoding.
+    fn text(message: &str) -> String {
+        let h = headers(message);
+        let (_, body) = message.split_once("\r\n\r\n").unwrap();
+        let bytes = match header(&h, "Content-Transfer-Encoding") {
+            "7bit" => body.as_bytes().to_vec(),
+            "quoted-printable" => quoted_printable(body),
+            "base64" => BASE64.decode(body.replace("\r\n", "")).unwrap(),
+            other => panic!("unexpected encoding {other}"),
+        };
+        String::from_utf8(bytes).unwrap()
     }
 
     #[test]
@@ -586,7 +480,7 @@ mod tests {
             ..SmtpOptions::default()
         });
         let body = "line one\n.starts with a dot\n..two dots\nlast\n.";
-        sink(server.port, false, default_tls().unwrap())
+        sink(server.port, false)
             .send("[kestrel WARNING] dots", body, date())
             .unwrap();
         let s = server.session();
@@ -594,7 +488,7 @@ mod tests {
         assert_eq!(
             s.commands,
             [
-                "EHLO [127.0.0.1]".to_string(),
+                ehlo(),
                 format!(
                     "AUTH PLAIN {}",
                     BASE64.encode(format!("\0{USER}\0{PASSWORD}"))
@@ -614,22 +508,26 @@ mod tests {
             s.data
         );
         assert!(s.data.contains("\r\n...two dots\r\n"), "{:?}", s.data);
-        assert!(s.data.ends_with("\r\nlast\r\n..\r\n"), "{:?}", s.data);
+        assert!(s.data.contains("\r\nlast\r\n..\r\n"), "{:?}", s.data);
 
         let message = unstuffed(&s);
         let h = headers(&message);
-        assert_eq!(header(&h, "Date"), "Thu, 01 Jan 2026 05:30:00 +0530");
+        assert!(
+            header(&h, "Date").starts_with("Thu, 01 Jan 2026 00:00:00 "),
+            "{h:?}"
+        );
         assert_eq!(header(&h, "From"), "kestrel@example.com");
         assert_eq!(header(&h, "To"), "me@example.com, desk@example.com");
         assert_eq!(header(&h, "Subject"), "[kestrel WARNING] dots");
+        assert_eq!(header(&h, "MIME-Version"), "1.0");
+        assert_eq!(header(&h, "Content-Type"), "text/plain; charset=utf-8");
         assert_eq!(header(&h, "Content-Transfer-Encoding"), "7bit");
-        assert!(header(&h, "Message-ID").ends_with(".kestrel@example.com>"));
-        let (_, text) = message.split_once("\r\n\r\n").unwrap();
-        assert_eq!(text, crlf(body) + "\r\n");
+        assert!(header(&h, "Message-ID").starts_with('<'), "{h:?}");
+        assert_eq!(text(&message).trim_end(), body.replace('\n', "\r\n"));
     }
 
     #[test]
-    fn non_ascii_goes_as_8bit_when_offered_and_base64_when_not() {
+    fn non_ascii_text_arrives_intact_whether_or_not_the_server_offers_8bitmime() {
         let alert = Alert::fill(
             "RELIANCE",
             kestrel_engine::Side::Buy,
@@ -638,45 +536,55 @@ mod tests {
             kestrel_engine::Qty(1),
             3,
         );
-        for (extensions, encoding, mail_from) in [
-            (
-                vec!["AUTH PLAIN", "8BITMIME"],
-                "8bit",
-                "MAIL FROM:<kestrel@example.com> BODY=8BITMIME",
-            ),
-            (
-                vec!["AUTH PLAIN"],
-                "base64",
-                "MAIL FROM:<kestrel@example.com>",
-            ),
-        ] {
+        for extensions in [vec!["AUTH PLAIN", "8BITMIME"], vec!["AUTH PLAIN"]] {
             let server = SmtpServer::start(SmtpOptions {
                 extensions,
                 ..SmtpOptions::default()
             });
-            sink(server.port, false, default_tls().unwrap())
-                .deliver(&alert)
-                .unwrap();
+            sink(server.port, false).deliver(&alert).unwrap();
             let s = server.session();
             assert!(
-                s.commands.iter().any(|c| c == mail_from),
+                s.commands
+                    .iter()
+                    .any(|c| c == "MAIL FROM:<kestrel@example.com>"),
                 "{:?}",
                 s.commands
             );
+            // 7-bit clean on the wire: lettre encodes header and body.
+            assert!(s.data.is_ascii(), "{:?}", s.data);
             let message = unstuffed(&s);
             let h = headers(&message);
-            assert_eq!(header(&h, "Content-Transfer-Encoding"), encoding);
             assert_eq!(header(&h, "Content-Type"), "text/plain; charset=utf-8");
-            // The ₹ in the subject travels as an RFC 2047 encoded-word.
-            assert!(header(&h, "Subject").starts_with("=?UTF-8?B?"), "{h:?}");
-            let (_, text) = message.split_once("\r\n\r\n").unwrap();
-            let decoded = if encoding == "base64" {
-                String::from_utf8(BASE64.decode(text.replace("\r\n", "")).unwrap()).unwrap()
-            } else {
-                text.to_string()
-            };
+            assert_eq!(decode_header(header(&h, "Subject")), alert.subject());
+            let decoded = text(&message);
             assert!(decoded.contains("at ₹2456.00"), "{decoded:?}");
+            assert_eq!(decoded.trim_end(), alert.body.replace('\n', "\r\n"));
         }
+    }
+
+    #[test]
+    fn subjects_are_cut_to_200_characters_on_one_line() {
+        let server = SmtpServer::start(SmtpOptions {
+            extensions: vec!["AUTH PLAIN"],
+            ..SmtpOptions::default()
+        });
+        let long = format!("[kestrel INFO] ₹ a\r\nBcc: x@y {}", "a".repeat(300));
+        sink(server.port, false).send(&long, "b", date()).unwrap();
+        let s = server.session();
+        let message = unstuffed(&s);
+        let h = headers(&message);
+        assert!(!h.iter().any(|(n, _)| n == "Bcc"), "{h:?}");
+        let subject = decode_header(header(&h, "Subject"));
+        assert_eq!(subject.chars().count(), MAX_SUBJECT_CHARS, "{subject}");
+        assert!(
+            subject.starts_with("[kestrel INFO] ₹ a  Bcc: x@y aaa"),
+            "{subject}"
+        );
+        // Two recipients in the envelope, none from the subject.
+        assert_eq!(
+            s.commands.iter().filter(|c| c.starts_with("RCPT")).count(),
+            2
+        );
     }
 
     #[test]
@@ -694,7 +602,7 @@ mod tests {
             dedup_window: Duration::from_secs(300),
             timeout: Duration::from_secs(5),
         };
-        let email = sink(server.port, false, default_tls().unwrap());
+        let email = sink(server.port, false);
         let shown = format!("{email:?}");
         let logs = capture_logs(|| {
             let (mut d, slept) = dispatcher(limits, vec![Box::new(email)]);
@@ -711,8 +619,10 @@ mod tests {
                 BASE64.encode(PASSWORD)
             ]
         );
-        assert!(logs.contains("AUTH LOGIN password"), "{logs}");
-        assert!(logs.contains("535 5.7.8"), "{logs}");
+        assert!(
+            logs.contains("AUTH LOGIN: the server replied 535 5.7.8"),
+            "{logs}"
+        );
         assert!(
             logs.contains("check alerts.email.username and the password in KESTREL_SMTP_PASSWORD"),
             "{logs}"
@@ -730,7 +640,7 @@ mod tests {
             reject: Some(("RCPT TO:<DESK@", "550 5.1.1 no such user")),
             ..SmtpOptions::default()
         });
-        let err = sink(server.port, false, default_tls().unwrap())
+        let err = sink(server.port, false)
             .deliver(&Alert::reconnected())
             .unwrap_err();
         assert_eq!(err.retry, Retry::Never);
@@ -752,7 +662,7 @@ mod tests {
             reject: Some(("MAIL", "451 4.3.0 try again later")),
             ..SmtpOptions::default()
         });
-        let err = sink(server.port, false, default_tls().unwrap())
+        let err = sink(server.port, false)
             .deliver(&Alert::reconnected())
             .unwrap_err();
         assert_eq!(err.retry, Retry::Backoff);
@@ -766,24 +676,72 @@ mod tests {
 
     #[test]
     fn starttls_comes_before_auth_and_ehlo_is_repeated() {
-        let (server_tls, client_tls) = tls_pair();
+        let (server_tls, roots) = tls_pair();
         let server = SmtpServer::start(SmtpOptions {
             extensions: vec!["STARTTLS", "AUTH PLAIN", "8BITMIME"],
             tls: Some(server_tls),
             ..SmtpOptions::default()
         });
-        sink(server.port, true, client_tls)
+        sink_for(&section(server.port, true), &roots)
             .deliver(&Alert::control(kestrel_engine::ControlKind::Pause))
             .unwrap();
         let s = server.session();
         assert_eq!(s.tls_at, Some(2), "{:?}", s.commands);
-        assert_eq!(
-            s.commands[..3],
-            ["EHLO [127.0.0.1]", "STARTTLS", "EHLO [127.0.0.1]"]
-        );
+        assert_eq!(s.commands[..3], [ehlo(), "STARTTLS".into(), ehlo()]);
         assert!(s.commands[3].starts_with("AUTH PLAIN "), "{:?}", s.commands);
         assert!(
             unstuffed(&s).contains("Subject: [kestrel WARNING] trading paused by the operator")
+        );
+    }
+
+    #[test]
+    fn implicit_tls_speaks_tls_from_the_first_byte() {
+        let (server_tls, roots) = tls_pair();
+        let server = SmtpServer::start(SmtpOptions {
+            extensions: vec!["AUTH PLAIN"],
+            tls: Some(server_tls),
+            implicit_tls: true,
+            ..SmtpOptions::default()
+        });
+        let cfg = EmailSection {
+            implicit_tls: Some(true),
+            ..section(server.port, false)
+        };
+        sink_for(&cfg, &roots)
+            .deliver(&Alert::reconnected())
+            .unwrap();
+        let s = server.session();
+        assert_eq!(s.tls_at, Some(0), "{:?}", s.commands);
+        assert_eq!(s.commands[0], ehlo());
+        assert!(s.commands[1].starts_with("AUTH PLAIN "), "{:?}", s.commands);
+        assert!(unstuffed(&s).contains("Subject: [kestrel "), "{:?}", s.data);
+    }
+
+    #[test]
+    fn an_untrusted_certificate_stops_before_auth_and_is_not_retried() {
+        // The server's CA is made for this run: the Mozilla set does not hold it.
+        let (server_tls, _) = tls_pair();
+        let server = SmtpServer::start(SmtpOptions {
+            extensions: vec!["STARTTLS", "AUTH PLAIN"],
+            tls: Some(server_tls),
+            ..SmtpOptions::default()
+        });
+        let err = sink(server.port, true)
+            .deliver(&Alert::reconnected())
+            .unwrap_err();
+        assert_eq!(err.retry, Retry::Never, "{}", err.message);
+        assert!(
+            err.message
+                .starts_with(&format!("SMTP 127.0.0.1:{}: STARTTLS: ", server.port)),
+            "{}",
+            err.message
+        );
+        let s = server.session();
+        assert_eq!(s.commands[..2], [ehlo(), "STARTTLS".into()]);
+        assert!(
+            !s.commands.iter().any(|c| c.starts_with("AUTH")),
+            "{:?}",
+            s.commands
         );
     }
 
@@ -793,7 +751,7 @@ mod tests {
             extensions: vec!["AUTH PLAIN"],
             ..SmtpOptions::default()
         });
-        let err = sink(server.port, true, default_tls().unwrap())
+        let err = sink(server.port, true)
             .deliver(&Alert::reconnected())
             .unwrap_err();
         assert_eq!(err.retry, Retry::Never);
@@ -804,9 +762,28 @@ mod tests {
             err.message
         );
         drop(err);
-        // The client hung up after EHLO: the server saw no AUTH.
+        // The client quit after EHLO: the server saw no AUTH.
         let s = server.session();
-        assert_eq!(s.commands, ["EHLO [127.0.0.1]"]);
+        assert_eq!(s.commands, [ehlo(), "QUIT".into()]);
+    }
+
+    #[test]
+    fn a_closed_port_names_the_connect_step_and_is_retried() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = sink(port, false)
+            .deliver(&Alert::reconnected())
+            .unwrap_err();
+        assert_eq!(err.retry, Retry::Backoff);
+        assert!(
+            err.message.starts_with(&format!(
+                "SMTP 127.0.0.1:{port}: connect (greeting, EHLO): "
+            )),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -832,65 +809,5 @@ mod tests {
         assert_eq!(stats.sent, 1, "{stats:?}");
         let s = server.session();
         assert!(unstuffed(&s).contains("Subject: [kestrel CRITICAL] test incident\r\n"));
-    }
-
-    #[test]
-    fn dot_stuffing_doubles_leading_dots_only() {
-        assert_eq!(
-            dot_stuff("a\r\n.b\r\n..\r\nc.d\r\n"),
-            "a\r\n..b\r\n...\r\nc.d\r\n"
-        );
-        assert_eq!(crlf("a\nb\r\nc\rd"), "a\r\nb\r\nc\r\nd");
-    }
-
-    #[test]
-    fn long_lines_go_as_base64() {
-        let body = "x".repeat(MAX_LINE + 1);
-        let m = compose(&Message {
-            from: "a@b.c",
-            to: &["d@e.f".to_string()],
-            subject: "s",
-            body: &body,
-            date: date(),
-            eight_bit: true,
-        });
-        assert!(m.contains("Content-Transfer-Encoding: base64\r\n"));
-        assert!(
-            m.split("\r\n")
-                .all(|l| l.len() <= 76 || l.starts_with("Message-ID"))
-        );
-    }
-
-    #[test]
-    fn non_ascii_subjects_are_encoded_words_of_at_most_75_characters() {
-        let subject = format!(
-            "[kestrel INFO] {}",
-            "BUY 40 RELIANCE @ ₹2456.35 filled ".repeat(3)
-        );
-        let encoded = encode_subject(&subject);
-        let mut decoded = String::new();
-        for word in encoded.split("\r\n ") {
-            assert!(word.len() <= 75, "{word}");
-            let b64 = word
-                .strip_prefix("=?UTF-8?B?")
-                .unwrap()
-                .strip_suffix("?=")
-                .unwrap();
-            decoded.push_str(&String::from_utf8(BASE64.decode(b64).unwrap()).unwrap());
-        }
-        assert_eq!(decoded, subject);
-        assert_eq!(encode_subject("a\r\nBcc: x@y"), "a  Bcc: x@y");
-    }
-
-    #[test]
-    fn dates_are_rfc5322_in_ist() {
-        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 05:30:00 +0530");
-        assert_eq!(rfc5322_date(NEW_YEAR), "Thu, 01 Jan 2026 05:30:00 +0530");
-        // 2024-02-29 18:29:59 UTC is 23:59:59 IST, a Thursday (leap day).
-        assert_eq!(
-            rfc5322_date(1_709_231_399),
-            "Thu, 29 Feb 2024 23:59:59 +0530"
-        );
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 }

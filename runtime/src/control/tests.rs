@@ -80,6 +80,7 @@ fn sample() -> OpsSnapshot {
             p99: 45_600,
             p999: 50_000,
             max: 51_000,
+            ..LatencySummary::default()
         },
         rings: vec![RingRow {
             name: "ticks",
@@ -90,6 +91,7 @@ fn sample() -> OpsSnapshot {
         journal_path: "kestrel-data/journal/journal-20261123-000.kjnl".into(),
         store_path: "kestrel-data/orders/orders.sqlite".into(),
         clock_offset_ns: -1_200,
+        ..OpsSnapshot::default()
     }
 }
 

@@ -1,41 +1,70 @@
-//! The Prometheus text exposition of an [`OpsSnapshot`]: every family, its help and type,
-//! labels escaped, no series twice.
+//! The Prometheus exposition of an [`OpsSnapshot`] on `prometheus-client`: at each scrape
+//! [`render`] fills a registry from one snapshot and writes it in the text format 0.0.4
+//! (the library names counters `_total`, escapes labels and help, and writes each family
+//! once).
+//!
+//! The engine thread never touches a registry: it publishes plain atomics, the ops thread
+//! gathers them into the snapshot, and the scrape thread builds its registry from that.
 
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Metric, Registry};
+
+use super::process::ProcessStats;
 use super::*;
+use crate::snapshot::{LATENCY_BUCKETS_NS, LatencySummary};
 
 const TRADING_STATES: [&str; 3] = ["active", "reduce-only", "halted"];
 const SESSION_PHASES: [&str; 5] = ["closed", "pre-open", "continuous", "closing", "holiday"];
 
-/// Appends `snapshot` to `out` in the Prometheus text format 0.0.4.
+/// One label set: (name, value) pairs.
+type Labels = Vec<(&'static str, String)>;
+
+/// Appends `snapshot` to `out` in the Prometheus text format 0.0.4, with the `process_*`
+/// families when `process` is given. Each call builds a registry of its own: scrapes run
+/// side by side without sharing one.
+pub fn render(snapshot: &OpsSnapshot, process: Option<&ProcessStats>, out: &mut String) {
+    let mut registry = Registry::default();
+    register(snapshot, &mut registry);
+    if let Some(p) = process {
+        p.register(&mut registry);
+    }
+    // Writing to a String cannot fail.
+    let _ = prometheus_text::encode(out, &registry);
+}
+
+/// Registers every family of `snapshot` in `registry`.
 ///
 /// A family with no rows (no positions yet) is left out (the risk rejections are there from
-/// the start, every reason at 0), and so is
-/// `kestrel_heartbeat_age_seconds` before the first frame: an absent series is what
-/// `absent()` and staleness handling expect, where a NaN would silently fail every
-/// `> threshold` alert. Latency quantiles before the first measurement are NaN, as the
-/// Prometheus client libraries write them for an empty summary.
-pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
-    let mut w = Exposition { out };
+/// the start, every reason at 0), and so is `kestrel_heartbeat_age_seconds` before the first
+/// frame: an absent series is what `absent()` and staleness handling expect, where a NaN
+/// would silently fail every `> threshold` alert.
+fn register(snapshot: &OpsSnapshot, registry: &mut Registry) {
+    let mut w = Families { registry };
     let s = snapshot;
 
-    w.family(
+    w.labelled::<Gauge, _>(
         "kestrel_info",
-        Kind::Gauge,
         "Always 1; the labels describe the process.",
+        [(
+            vec![
+                ("mode", s.mode.name().to_string()),
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ],
+            1,
+        )],
     );
-    w.sample(
-        "kestrel_info",
-        &[
-            ("mode", s.mode.name()),
-            ("version", env!("CARGO_PKG_VERSION")),
-        ],
-        1u64,
-    );
-    w.gauge("kestrel_up", "1 while the endpoint answers.", 1u64);
+    w.gauge("kestrel_up", "1 while the endpoint answers.", 1i64);
     w.gauge(
         "kestrel_uptime_seconds",
         "Seconds since the session started.",
-        s.uptime_s,
+        s.uptime_s as i64,
     );
     if s.at != 0 {
         w.gauge(
@@ -54,9 +83,13 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
     w.gauge(
         "kestrel_paused",
         "1 while the operator has paused trading.",
-        s.paused,
+        i64::from(s.paused),
     );
-    w.gauge("kestrel_killed", "1 while the kill switch is on.", s.killed);
+    w.gauge(
+        "kestrel_killed",
+        "1 while the kill switch is on.",
+        i64::from(s.killed),
+    );
     w.one_hot(
         "kestrel_session_phase",
         "The NSE session phase: 1 on the current one.",
@@ -73,7 +106,7 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
     w.gauge(
         "kestrel_ticks_per_second",
         "Ticks received over the last second.",
-        s.ticks_per_sec,
+        s.ticks_per_sec as i64,
     );
     w.counter(
         "kestrel_decode_errors_total",
@@ -83,7 +116,7 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
     w.gauge(
         "kestrel_feed_connected",
         "1 while the market-data feed is connected.",
-        s.feed_connected,
+        i64::from(s.feed_connected),
     );
     w.gauge(
         "kestrel_clock_offset_seconds",
@@ -109,35 +142,27 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
         s.orders_sent,
     );
     w.counter("kestrel_fills_total", "Fills received.", s.fills);
-    w.labelled(
+    w.labelled::<Gauge, _>(
         "kestrel_orders",
-        Kind::Gauge,
         "Orders in the gateway's store by state.",
-        "state",
-        s.orders_by_state.iter().map(|(k, v)| (k.as_str(), *v)),
+        one(
+            "state",
+            s.orders_by_state.iter().map(|(k, v)| (k, *v as i64)),
+        ),
     );
     // Every reason from the start, at 0 until it happens: `increase()` and `rate()` need a
-    // series that existed before the first rejection to count that rejection.
-    let rejected = |name: &str| {
-        s.rejects_by_reason
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, count)| count)
-            .sum::<u64>()
-    };
-    w.labelled(
+    // series that existed before the first rejection to count that rejection. Rows with one
+    // reason add up in the family.
+    w.labelled::<Counter, _>(
         "kestrel_risk_rejections_total",
-        Kind::Counter,
         "Orders the risk gate rejected, by reason.",
-        "reason",
-        kestrel_engine::RiskReason::ALL
-            .iter()
-            .map(|r| (r.name(), rejected(r.name())))
-            .chain(s.rejects_by_reason.iter().copied().filter(|(n, _)| {
-                !kestrel_engine::RiskReason::ALL
-                    .iter()
-                    .any(|r| r.name() == *n)
-            })),
+        one(
+            "reason",
+            (kestrel_engine::RiskReason::ALL
+                .iter()
+                .map(|r| (r.name(), 0)))
+            .chain(s.rejects_by_reason.iter().copied()),
+        ),
     );
     w.counter(
         "kestrel_venue_rejections_total",
@@ -150,72 +175,64 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
         s.incidents,
     );
 
-    let ids: Vec<String> = s.strategies.iter().map(|r| r.id.to_string()).collect();
-    let by_strategy = |f: fn(&crate::snapshot::StrategyRow) -> f64| {
-        ids.iter()
-            .map(String::as_str)
-            .zip(s.strategies.iter().map(f))
+    let strategy = |f: fn(&crate::snapshot::StrategyRow) -> u64| {
+        one("strategy", s.strategies.iter().map(move |r| (r.id, f(r))))
     };
-    w.labelled(
+    w.labelled::<Gauge<f64, AtomicU64>, _>(
         "kestrel_strategy_net_pnl_rupees",
-        Kind::Gauge,
         "Each strategy's net P&L in rupees (display only); the strategies sum to the account.",
-        "strategy",
-        by_strategy(|r| r.net_pnl.to_f64()),
+        one(
+            "strategy",
+            s.strategies.iter().map(|r| (r.id, r.net_pnl.to_f64())),
+        ),
     );
-    w.labelled(
+    w.labelled::<Counter, _>(
         "kestrel_strategy_orders_total",
-        Kind::Counter,
         "Orders each strategy's decisions sent.",
-        "strategy",
-        by_strategy(|r| r.orders as f64),
+        strategy(|r| r.orders),
     );
-    w.labelled(
+    w.labelled::<Counter, _>(
         "kestrel_strategy_fills_total",
-        Kind::Counter,
         "Fills of each strategy's orders.",
-        "strategy",
-        by_strategy(|r| r.fills as f64),
+        strategy(|r| r.fills),
     );
-    w.labelled(
+    w.labelled::<Gauge, _>(
         "kestrel_strategy_paused",
-        Kind::Gauge,
         "1 while the operator has paused this strategy on its own.",
-        "strategy",
-        s.strategies
-            .iter()
-            .zip(&ids)
-            .map(|(r, id)| (id.as_str(), u64::from(s.paused_strategies.contains(&r.id)))),
+        one(
+            "strategy",
+            (s.strategies.iter()).map(|r| (r.id, i64::from(s.paused_strategies.contains(&r.id)))),
+        ),
     );
-    w.labelled(
+    w.labelled::<Gauge, _>(
         "kestrel_position",
-        Kind::Gauge,
         "Net position in exchange units; negative is short.",
-        "symbol",
-        s.positions.iter().map(|p| (p.symbol.as_str(), p.qty)),
+        one("symbol", s.positions.iter().map(|p| (&p.symbol, p.qty))),
     );
-    w.labelled(
+    w.labelled::<Gauge<f64, AtomicU64>, _>(
         "kestrel_position_unrealised_rupees",
-        Kind::Gauge,
         "Unrealised P&L of the position in rupees (display only).",
-        "symbol",
-        s.positions
-            .iter()
-            .map(|p| (p.symbol.as_str(), p.unrealised.to_f64())),
+        one(
+            "symbol",
+            s.positions
+                .iter()
+                .map(|p| (&p.symbol, p.unrealised.to_f64())),
+        ),
     );
-    w.labelled(
+    w.labelled::<Gauge<f64, AtomicU64>, _>(
         "kestrel_pnl_rupees",
-        Kind::Gauge,
         "Session P&L in rupees (display only): net = realised + unrealised - fees; \
          expected = at the prices the strategy decided on.",
-        "kind",
-        [
-            ("realised", s.realised.to_f64()),
-            ("unrealised", s.unrealised.to_f64()),
-            ("fees", s.fees.to_f64()),
-            ("net", s.net_pnl().to_f64()),
-            ("expected", s.expected_pnl.to_f64()),
-        ],
+        one(
+            "kind",
+            [
+                ("realised", s.realised.to_f64()),
+                ("unrealised", s.unrealised.to_f64()),
+                ("fees", s.fees.to_f64()),
+                ("net", s.net_pnl().to_f64()),
+                ("expected", s.expected_pnl.to_f64()),
+            ],
+        ),
     );
     w.gauge(
         "kestrel_pnl_drift_rupees",
@@ -224,51 +241,62 @@ pub fn render(snapshot: &OpsSnapshot, out: &mut String) {
     );
 
     let t = &s.tick_to_order;
-    let measured = |ns: u64| if t.count == 0 { f64::NAN } else { seconds(ns) };
-    w.family(
+    w.add(
         "kestrel_tick_to_order_seconds",
-        Kind::Summary,
-        "Tick received to order decided, in seconds (engine clock); NaN before the first order.",
+        "Tick received to order decided, in seconds (engine clock)",
+        LatencyHistogram::of(t),
     );
-    for (q, ns) in [
-        ("0.5", t.p50),
-        ("0.9", t.p90),
-        ("0.99", t.p99),
-        ("0.999", t.p999),
-    ] {
-        w.sample(
-            "kestrel_tick_to_order_seconds",
-            &[("quantile", q)],
-            measured(ns),
-        );
-    }
-    w.sample("kestrel_tick_to_order_seconds_count", &[], t.count);
     w.gauge(
         "kestrel_tick_to_order_max_seconds",
         "Slowest tick-to-order decision, in seconds; NaN before the first order.",
-        measured(t.max),
+        if t.count == 0 {
+            f64::NAN
+        } else {
+            seconds(t.max)
+        },
     );
 
-    w.labelled(
+    w.labelled::<Gauge, _>(
         "kestrel_ring_occupancy",
-        Kind::Gauge,
         "Items waiting in each inter-thread ring.",
-        "ring",
-        s.rings.iter().map(|r| (r.name, r.occupancy)),
+        one("ring", s.rings.iter().map(|r| (r.name, r.occupancy as i64))),
     );
-    w.labelled(
+    w.labelled::<Gauge, _>(
         "kestrel_ring_capacity",
-        Kind::Gauge,
         "Capacity of each inter-thread ring.",
-        "ring",
-        s.rings.iter().map(|r| (r.name, r.capacity)),
+        one("ring", s.rings.iter().map(|r| (r.name, r.capacity as i64))),
     );
-    w.labelled(
+    w.labelled::<Counter, _>(
         "kestrel_ring_drops_total",
-        Kind::Counter,
         "Items dropped because a ring was full.",
-        "ring",
-        s.rings.iter().map(|r| (r.name, r.drops)),
+        one("ring", s.rings.iter().map(|r| (r.name, r.drops))),
+    );
+
+    w.counter(
+        "kestrel_journal_records_total",
+        "Records the ops thread took off the journal ring and appended.",
+        s.journal_records,
+    );
+    w.counter(
+        "kestrel_journal_write_errors_total",
+        "Journal appends that failed; the records are not stored.",
+        s.journal_write_errors,
+    );
+    let a = &s.alerts;
+    w.labelled::<Counter, _>(
+        "kestrel_alerts_total",
+        "Alerts by outcome: deliveries sent and failed (one per sink); alerts deduplicated, \
+         held by a rate limit, or dropped unqueued.",
+        one(
+            "outcome",
+            [
+                ("sent", a.sent),
+                ("failed", a.failed),
+                ("deduplicated", a.deduplicated),
+                ("rate_limited", a.rate_limited),
+                ("dropped", a.dropped),
+            ],
+        ),
     );
 }
 
@@ -276,132 +304,152 @@ fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// A sample value as the exposition format spells it.
-trait SampleValue: Copy {
-    fn write_to(self, out: &mut String);
+/// Rows of a family with one label.
+fn one<K: ToString, V>(
+    label: &'static str,
+    rows: impl IntoIterator<Item = (K, V)>,
+) -> impl Iterator<Item = (Labels, V)> {
+    rows.into_iter()
+        .map(move |(k, v)| (vec![(label, k.to_string())], v))
 }
 
-impl SampleValue for u64 {
-    fn write_to(self, out: &mut String) {
-        let _ = write!(out, "{self}");
+/// A family's metric that rows add to: a counter or a gauge.
+trait Add<V>: Metric + TypedMetric + Default + Clone {
+    fn add(&self, v: V);
+}
+
+impl Add<u64> for Counter {
+    fn add(&self, v: u64) {
+        self.inc_by(v);
     }
 }
 
-impl SampleValue for i64 {
-    fn write_to(self, out: &mut String) {
-        let _ = write!(out, "{self}");
+impl Add<i64> for Gauge {
+    fn add(&self, v: i64) {
+        self.inc_by(v);
     }
 }
 
-impl SampleValue for bool {
-    fn write_to(self, out: &mut String) {
-        out.push(if self { '1' } else { '0' });
+impl Add<f64> for Gauge<f64, AtomicU64> {
+    fn add(&self, v: f64) {
+        self.inc_by(v);
     }
 }
 
-impl SampleValue for f64 {
-    fn write_to(self, out: &mut String) {
-        if self.is_nan() {
-            out.push_str("NaN");
-        } else if self.is_infinite() {
-            out.push_str(if self > 0.0 { "+Inf" } else { "-Inf" });
-        } else {
-            // Rust's shortest round-trip decimal, never an exponent: Go's ParseFloat reads it.
-            let _ = write!(out, "{self}");
-        }
-    }
+/// Registration helpers: help text without its final period (the library adds one).
+struct Families<'r> {
+    registry: &'r mut Registry,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Counter,
-    Gauge,
-    Summary,
-}
-
-struct Exposition<'a> {
-    out: &'a mut String,
-}
-
-impl Exposition<'_> {
-    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+impl Families<'_> {
+    fn add(&mut self, name: &str, help: &str, metric: impl Metric) {
         debug_assert!(is_metric_name(name), "{name}");
-        debug_assert_eq!(kind == Kind::Counter, name.ends_with("_total"), "{name}");
-        let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Summary => "summary",
-        };
-        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl SampleValue) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (label, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                self.out.push_str(label);
-                self.out.push_str("=\"");
-                escape_label_value(value, self.out);
-                self.out.push('"');
-            }
-            self.out.push('}');
-        }
-        self.out.push(' ');
-        value.write_to(self.out);
-        self.out.push('\n');
+        let help = help.strip_suffix('.').unwrap_or(help);
+        self.registry.register(name, help, metric);
     }
 
     fn counter(&mut self, name: &str, help: &str, value: u64) {
-        self.family(name, Kind::Counter, help);
-        self.sample(name, &[], value);
+        // The library writes the `_total` it is registered without.
+        let bare = name
+            .strip_suffix("_total")
+            .expect("a counter ends in _total");
+        self.add(bare, help, ConstCounter::new(value));
     }
 
-    fn gauge(&mut self, name: &str, help: &str, value: impl SampleValue) {
-        self.family(name, Kind::Gauge, help);
-        self.sample(name, &[], value);
+    fn gauge<N>(&mut self, name: &str, help: &str, value: N)
+    where
+        ConstGauge<N>: Metric,
+    {
+        self.add(name, help, ConstGauge::new(value));
     }
 
-    /// One label, rows in the order given; rows with the same label value are summed (two
-    /// series with one identity would make the scrape invalid). Nothing when there are no rows.
-    fn labelled<'v, V: SampleValue + AddAssign>(
+    /// Rows with the same labels add up (two series with one identity would make the
+    /// scrape invalid); the family writes its series in its own order. Nothing when there
+    /// are no rows.
+    fn labelled<M: Add<V>, V>(
         &mut self,
         name: &str,
-        kind: Kind,
         help: &str,
-        label: &str,
-        rows: impl IntoIterator<Item = (&'v str, V)>,
+        rows: impl IntoIterator<Item = (Labels, V)>,
     ) {
-        let mut merged: Vec<(&str, V)> = Vec::new();
-        for (key, value) in rows {
-            match merged.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, sum)) => *sum += value,
-                None => merged.push((key, value)),
-            }
+        let family = Family::<Labels, M>::default();
+        let mut any = false;
+        for (labels, value) in rows {
+            family.get_or_create(&labels).add(value);
+            any = true;
         }
-        if merged.is_empty() {
+        if !any {
             return;
         }
-        self.family(name, kind, help);
-        for (key, value) in merged {
-            self.sample(name, &[(label, key)], value);
-        }
+        let name = match M::TYPE {
+            MetricType::Counter => name
+                .strip_suffix("_total")
+                .expect("a counter ends in _total"),
+            _ => name,
+        };
+        self.add(name, help, family);
     }
 
     /// A gauge per known value, 1 on `current`; an unknown non-empty `current` gets its own
     /// series rather than vanishing.
-    fn one_hot(&mut self, name: &str, help: &str, label: &str, known: &[&str], current: &str) {
-        self.family(name, Kind::Gauge, help);
-        for value in known {
-            self.sample(name, &[(label, value)], *value == current);
+    fn one_hot(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &'static str,
+        known: &[&str],
+        current: &str,
+    ) {
+        let unknown = (!current.is_empty() && !known.contains(&current)).then_some(current);
+        let rows = (known.iter().copied())
+            .map(|v| (v, i64::from(v == current)))
+            .chain(unknown.map(|v| (v, 1)));
+        self.labelled::<Gauge, _>(name, help, one(label, rows));
+    }
+}
+
+/// The tick-to-order histogram as the ops thread's HdrHistogram counted it.
+///
+/// Hand-written because prometheus-client's `Histogram` is filled by `observe()` on the
+/// thread that measures, and the measurements live in the ops thread's HdrHistogram: the
+/// scrape writes the counts the snapshot carries, through the library's encoder.
+#[derive(Debug)]
+struct LatencyHistogram {
+    sum: f64,
+    count: u64,
+    /// (upper bound in seconds, observations in this bucket alone).
+    buckets: Vec<(f64, u64)>,
+}
+
+impl LatencyHistogram {
+    fn of(t: &LatencySummary) -> LatencyHistogram {
+        let mut below = 0;
+        let buckets = (LATENCY_BUCKETS_NS.iter().zip(t.buckets))
+            .map(|(bound, cumulative)| {
+                let here = cumulative.saturating_sub(below);
+                below = below.max(cumulative);
+                (seconds(*bound), here)
+            })
+            .collect();
+        LatencyHistogram {
+            sum: seconds(t.sum_ns),
+            count: t.count,
+            buckets,
         }
-        if !current.is_empty() && !known.contains(&current) {
-            self.sample(name, &[(label, current)], true);
-        }
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 
@@ -411,21 +459,4 @@ pub(super) fn is_metric_name(name: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
-}
-
-/// Label values escape backslash, double quote and line feed.
-fn escape_label_value(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// HELP text escapes backslash and line feed.
-fn escape_help(help: &str) -> String {
-    help.replace('\\', "\\\\").replace('\n', "\\n")
 }

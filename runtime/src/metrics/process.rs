@@ -3,9 +3,10 @@
 //! Read at each scrape from `getrusage`/`getrlimit` and `/proc/self` (Linux); a value that
 //! cannot be read is left out rather than reported as 0.
 
-use std::fmt::Write as _;
-
 use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 /// What one scrape read.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -44,45 +45,31 @@ impl ProcessStats {
         }
     }
 
-    /// Appends the families it has, in the text format 0.0.4.
-    pub fn render(&self, out: &mut String) {
-        let mut family = |name: &str, kind: &str, help: &str, value: Option<String>| {
+    /// Registers the families it has.
+    pub fn register(&self, registry: &mut Registry) {
+        if let Some(v) = self.cpu_seconds {
+            registry.register(
+                "process_cpu_seconds",
+                "User and system CPU time kestrel has used, in seconds",
+                ConstCounter::new(v),
+            );
+        }
+        let mut gauge = |name: &str, help: &str, value: Option<u64>| {
             if let Some(v) = value {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-                );
+                registry.register(name, help, ConstGauge::new(v));
             }
         };
-        family(
-            "process_cpu_seconds_total",
-            "counter",
-            "User and system CPU time kestrel has used, in seconds.",
-            self.cpu_seconds.map(|v| v.to_string()),
-        );
-        family(
+        gauge(
             "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory, in bytes.",
-            self.resident_bytes.map(|v| v.to_string()),
+            "Resident memory, in bytes",
+            self.resident_bytes,
         );
-        family(
-            "process_threads",
-            "gauge",
-            "Threads of the process.",
-            self.threads.map(|v| v.to_string()),
-        );
-        family(
-            "process_open_fds",
-            "gauge",
-            "Open file descriptors.",
-            self.open_fds.map(|v| v.to_string()),
-        );
-        family(
+        gauge("process_threads", "Threads of the process", self.threads);
+        gauge("process_open_fds", "Open file descriptors", self.open_fds);
+        gauge(
             "process_max_fds",
-            "gauge",
-            "The limit on open file descriptors.",
-            self.max_fds.map(|v| v.to_string()),
+            "The limit on open file descriptors",
+            self.max_fds,
         );
     }
 }

@@ -76,6 +76,8 @@ fn full_snapshot() -> OpsSnapshot {
             p99: 12_000,
             p999: 1_500_000,
             max: 2_000_000,
+            sum_ns: 3_600_000,
+            buckets: [0, 20, 36, 38, 39, 39, 39, 39, 39, 39, 40, 40],
         },
         rings: vec![
             RingRow {
@@ -93,13 +95,22 @@ fn full_snapshot() -> OpsSnapshot {
         ],
         journal_path: "kestrel-data/journal/x".into(),
         store_path: "kestrel-data/orders/x.sqlite".into(),
+        journal_records: 1_234_650,
+        journal_write_errors: 0,
+        alerts: crate::alerts::AlertStats {
+            sent: 12,
+            failed: 1,
+            deduplicated: 3,
+            rate_limited: 0,
+            dropped: 0,
+        },
         clock_offset_ns: 250_000,
     }
 }
 
 fn rendered(s: &OpsSnapshot) -> String {
     let mut out = String::new();
-    render(s, &mut out);
+    render(s, None, &mut out);
     out
 }
 
@@ -121,7 +132,7 @@ fn renders_counters_gauges_and_labelled_series_exactly() {
         "kestrel_ticks_per_second 20000",
         "kestrel_up 1",
         "kestrel_uptime_seconds 3600",
-        "kestrel_snapshot_timestamp_seconds 1700000000",
+        "kestrel_snapshot_timestamp_seconds 1700000000.0",
         "kestrel_decode_errors_total 3",
         "kestrel_feed_reconnects_total 2",
         "kestrel_feed_connected 1",
@@ -139,21 +150,29 @@ fn renders_counters_gauges_and_labelled_series_exactly() {
         "kestrel_incidents_total 0",
         r#"kestrel_position{symbol="RELIANCE"} 50"#,
         r#"kestrel_position{symbol="INFY"} -20"#,
-        r#"kestrel_position_unrealised_rupees{symbol="RELIANCE"} 500"#,
+        r#"kestrel_position_unrealised_rupees{symbol="RELIANCE"} 500.0"#,
         r#"kestrel_position_unrealised_rupees{symbol="INFY"} -200.25"#,
-        r#"kestrel_pnl_rupees{kind="realised"} 1000"#,
-        r#"kestrel_pnl_rupees{kind="unrealised"} 300"#,
+        r#"kestrel_pnl_rupees{kind="realised"} 1000.0"#,
+        r#"kestrel_pnl_rupees{kind="unrealised"} 300.0"#,
         r#"kestrel_pnl_rupees{kind="fees"} 123.45"#,
         r#"kestrel_pnl_rupees{kind="net"} 1176.55"#,
-        r#"kestrel_pnl_rupees{kind="expected"} 1400"#,
+        r#"kestrel_pnl_rupees{kind="expected"} 1400.0"#,
         "kestrel_pnl_drift_rupees -223.45",
         r#"kestrel_ring_occupancy{ring="ticks"} 10"#,
         r#"kestrel_ring_capacity{ring="journal"} 262144"#,
         r#"kestrel_ring_drops_total{ring="journal"} 7"#,
+        "# TYPE kestrel_journal_records_total counter",
+        "kestrel_journal_records_total 1234650",
+        "kestrel_journal_write_errors_total 0",
+        "# TYPE kestrel_alerts_total counter",
+        r#"kestrel_alerts_total{outcome="sent"} 12"#,
+        r#"kestrel_alerts_total{outcome="failed"} 1"#,
+        r#"kestrel_alerts_total{outcome="deduplicated"} 3"#,
+        r#"kestrel_alerts_total{outcome="rate_limited"} 0"#,
         "kestrel_paused 1",
         "kestrel_killed 0",
         r#"kestrel_strategy_net_pnl_rupees{strategy="1"} 1000.55"#,
-        r#"kestrel_strategy_net_pnl_rupees{strategy="2"} 176"#,
+        r#"kestrel_strategy_net_pnl_rupees{strategy="2"} 176.0"#,
         "# TYPE kestrel_strategy_orders_total counter",
         r#"kestrel_strategy_orders_total{strategy="1"} 30"#,
         r#"kestrel_strategy_fills_total{strategy="2"} 9"#,
@@ -169,31 +188,52 @@ fn renders_counters_gauges_and_labelled_series_exactly() {
 }
 
 #[test]
-fn reports_latency_quantiles_in_seconds_as_a_summary_with_count() {
+fn reports_tick_to_order_as_a_histogram_in_seconds_with_its_max() {
     let text = rendered(&full_snapshot());
     for line in [
-        "# TYPE kestrel_tick_to_order_seconds summary",
-        r#"kestrel_tick_to_order_seconds{quantile="0.5"} 0.0000015"#,
-        r#"kestrel_tick_to_order_seconds{quantile="0.9"} 0.000004"#,
-        r#"kestrel_tick_to_order_seconds{quantile="0.99"} 0.000012"#,
-        r#"kestrel_tick_to_order_seconds{quantile="0.999"} 0.0015"#,
+        "# TYPE kestrel_tick_to_order_seconds histogram",
+        r#"kestrel_tick_to_order_seconds_bucket{le="1e-06"} 0"#,
+        r#"kestrel_tick_to_order_seconds_bucket{le="2.5e-06"} 20"#,
+        r#"kestrel_tick_to_order_seconds_bucket{le="1e-05"} 38"#,
+        r#"kestrel_tick_to_order_seconds_bucket{le="0.001"} 39"#,
+        r#"kestrel_tick_to_order_seconds_bucket{le="0.0025"} 40"#,
+        r#"kestrel_tick_to_order_seconds_bucket{le="0.01"} 40"#,
+        r#"kestrel_tick_to_order_seconds_bucket{le="+Inf"} 40"#,
+        "kestrel_tick_to_order_seconds_sum 0.0036",
         "kestrel_tick_to_order_seconds_count 40",
         "# TYPE kestrel_tick_to_order_max_seconds gauge",
         "kestrel_tick_to_order_max_seconds 0.002",
     ] {
         assert_line(&text, line);
     }
+    // One bucket line per bound, and +Inf.
+    let buckets = text
+        .lines()
+        .filter(|l| l.starts_with("kestrel_tick_to_order_seconds_bucket{"))
+        .count();
+    assert_eq!(buckets, crate::snapshot::LATENCY_BUCKETS_NS.len() + 1);
 }
 
 #[test]
-fn latency_is_nan_and_heartbeat_absent_before_anything_was_measured() {
+fn latency_is_zero_counts_and_heartbeat_absent_before_anything_was_measured() {
     let text = rendered(&OpsSnapshot::default());
+    // The histogram is there from the start, every bucket at 0.
     assert_line(
         &text,
-        r#"kestrel_tick_to_order_seconds{quantile="0.99"} NaN"#,
+        r#"kestrel_tick_to_order_seconds_bucket{le="0.001"} 0"#,
     );
     assert_line(&text, "kestrel_tick_to_order_seconds_count 0");
     assert_line(&text, "kestrel_tick_to_order_max_seconds NaN");
+    // Counters are there from the start, at 0, so that the first increase counts.
+    for line in [
+        "kestrel_journal_records_total 0",
+        "kestrel_journal_write_errors_total 0",
+        r#"kestrel_alerts_total{outcome="failed"} 0"#,
+        r#"kestrel_alerts_total{outcome="dropped"} 0"#,
+        r#"kestrel_risk_rejections_total{reason="DailyLoss"} 0"#,
+    ] {
+        assert_line(&text, line);
+    }
     assert!(!text.contains("kestrel_heartbeat_age_seconds"), "{text}");
     assert!(
         !text.contains("kestrel_snapshot_timestamp_seconds"),
@@ -569,7 +609,7 @@ fn grafana_dashboard_queries_only_series_that_render_emits() {
     }
     for wanted in [
         "kestrel_ticks_per_second",
-        "kestrel_tick_to_order_seconds",
+        "kestrel_tick_to_order_seconds_bucket",
         "kestrel_orders",
         "kestrel_fills_total",
         "kestrel_risk_rejections_total",

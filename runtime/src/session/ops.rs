@@ -406,14 +406,6 @@ impl Ops {
             0
         };
         self.ticks_at_last_snapshot = (self.ticks, Instant::now());
-        let h = &self.decision_latency;
-        let q = |p: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(p)
-            }
-        };
         let positions = self
             .book
             .positions()
@@ -468,14 +460,7 @@ impl Ops {
             unrealised: self.book.unrealised(),
             fees: self.book.fees(),
             expected_pnl: self.expected_pnl(),
-            tick_to_order: LatencySummary {
-                count: h.len(),
-                p50: q(0.5),
-                p90: q(0.9),
-                p99: q(0.99),
-                p999: q(0.999),
-                max: h.max(),
-            },
+            tick_to_order: latency_summary(&self.decision_latency),
             rings: vec![snapshot::RingRow {
                 name: "ticks",
                 occupancy: feed.ring_occupancy,
@@ -483,6 +468,13 @@ impl Ops {
                 drops: feed.ring_full,
             }],
             journal_path: self.journal.current_path().display().to_string(),
+            journal_records: self.records,
+            journal_write_errors: self.journal_errors,
+            alerts: self
+                .alerts
+                .as_ref()
+                .map(AlertSender::stats)
+                .unwrap_or_default(),
             store_path: String::new(),
             clock_offset_ns: clock.offset_ns(),
         }
@@ -492,6 +484,29 @@ impl Ops {
 /// Which scheduled snapshot is due now, if any: "open" when the continuous session begins,
 /// "close" when it ends, "midday" once per IST day from 12:00 while it runs. `was` is the
 /// phase at the previous look (`None` at start-up: joining mid-session reports no open).
+/// What the snapshot carries of a latency histogram: quantiles for the operator's status,
+/// the sum and the cumulative counts at [`snapshot::LATENCY_BUCKETS_NS`] for the Prometheus
+/// histogram (as the histogram resolves values: 3 significant figures).
+pub(super) fn latency_summary(h: &Histogram<u64>) -> LatencySummary {
+    let q = |p: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(p)
+        }
+    };
+    LatencySummary {
+        count: h.len(),
+        p50: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        p999: q(0.999),
+        max: h.max(),
+        sum_ns: (h.mean() * h.len() as f64).round() as u64,
+        buckets: snapshot::LATENCY_BUCKETS_NS.map(|b| h.count_between(0, b)),
+    }
+}
+
 pub(super) fn scheduled_report(
     was: Option<kestrel_risk::session::SessionPhase>,
     now_phase: kestrel_risk::session::SessionPhase,

@@ -179,3 +179,22 @@ fn slow_decisions_alert_and_with_blocking_on_no_entry_is_sent() {
         "{texts:?}"
     );
 }
+
+#[test]
+fn the_latency_summary_counts_each_bucket_cumulatively_with_the_sum() {
+    let mut h = super::new_histogram();
+    for ns in [800, 2_000, 2_400, 40_000, 3_000_000] {
+        h.record(ns).unwrap();
+    }
+    let s = super::latency_summary(&h);
+    assert_eq!(s.count, 5);
+    // Bounds: 1, 2.5, 5, 10, 25, 50, 100, 250, 500 µs, 1, 2.5, 10 ms.
+    assert_eq!(s.buckets, [1, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 5]);
+    let exact = 800 + 2_000 + 2_400 + 40_000 + 3_000_000;
+    // Within the histogram's 3 significant figures.
+    assert!(s.sum_ns.abs_diff(exact) <= exact / 1_000, "{}", s.sum_ns);
+    assert_eq!(s.max, h.max());
+
+    let empty = super::latency_summary(&super::new_histogram());
+    assert_eq!((empty.count, empty.sum_ns, empty.buckets), (0, 0, [0; 12]));
+}
