@@ -29,7 +29,8 @@ fn write_journal(path: &Path) {
     let table = InstrumentTable::nse_default();
     let mut w = JournalWriter::create(path, &table, T0).expect("creating the journal");
     w.reserve(TICKS).expect("reserving the journal");
-    let mut prices: Vec<i64> = vec![1_000_00; table.len()];
+    // ₹1,000.00 in paise.
+    let mut prices: Vec<i64> = vec![100_000; table.len()];
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     for i in 0..TICKS {
         // xorshift64: a deterministic walk, the same file every run.

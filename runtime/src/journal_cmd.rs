@@ -346,11 +346,11 @@ fn import_known(csv: &Path, out: &Path, table: &InstrumentTable) -> Result<u64> 
         writer.sync()?;
         Ok(n)
     })();
-    written.or_else(|e| {
+    written.map_err(|e| {
         // A journal of half a file would pass for the whole: leave none.
         drop(writer);
         let _ = std::fs::remove_file(out);
-        Err(e.context(format!("nothing written to {}", out.display())))
+        e.context(format!("nothing written to {}", out.display()))
     })
 }
 
