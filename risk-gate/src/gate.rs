@@ -992,15 +992,11 @@ impl RiskCheck for RiskGate {
             return None;
         }
         let cost = p.cost.abs();
-        let loss_bps = if cost.0 == 0 {
-            0
-        } else {
-            (-p.unrealised()).mul_div(10_000, cost.0).0
-        };
-        if loss_bps < self.position_loss_bps {
+        if !loss_reaches(p.unrealised(), cost, self.position_loss_bps) {
             return None;
         }
         if !requested {
+            let loss_bps = (-p.unrealised()).mul_div(10_000, cost.0).0;
             self.exit_requested[id.index()] = true;
             self.event(
                 RiskReason::PositionLoss,
@@ -1032,6 +1028,15 @@ impl RiskGate {
         }
         self.errors.record(now);
     }
+}
+
+/// Whether a position's unrealised loss against its cost (`cost` ≥ 0) reaches `limit_bps`
+/// (≥ 1, as configuration requires): `trunc(−unrealised × 10,000 / cost) ≥ limit_bps`, which
+/// for a positive cost and limit is `−unrealised × 10,000 ≥ limit_bps × cost`. Compared by
+/// multiplication: this runs on every tick of a held instrument, and a 128-bit division there
+/// was 9 % of a replay's profile. A zero cost reaches nothing.
+pub(crate) fn loss_reaches(unrealised: Money, cost: Money, limit_bps: i64) -> bool {
+    cost.0 > 0 && -(unrealised.0 as i128) * 10_000 >= limit_bps as i128 * cost.0 as i128
 }
 
 #[cfg(test)]

@@ -1196,3 +1196,36 @@ fn a_rehearsal_judges_like_a_check_and_records_nothing() {
     assert_eq!(g.trading_state(), TradingState::Active);
     assert!(g.take_event().is_none(), "a rehearsal emits no event");
 }
+
+proptest::proptest! {
+    /// The per-tick position-loss check by multiplication decides as the division it
+    /// replaced (`trunc(−unrealised × 10,000 / cost) ≥ limit`, saturated to i64), over the
+    /// whole range of money, the edges included.
+    #[test]
+    fn position_loss_by_multiplication_decides_as_the_division(
+        unrealised in proptest::prop_oneof![
+            -1_000_000_000_000i64..1_000_000_000_000,
+            (i64::MIN + 1)..=i64::MAX,
+        ],
+        cost in proptest::prop_oneof![0i64..1_000_000_000_000, 0i64..=i64::MAX],
+        limit in proptest::prop_oneof![1i64..20_000, 1i64..=i64::MAX],
+    ) {
+        let by_division = cost != 0
+            && (-Money(unrealised)).mul_div(10_000, cost).0 >= limit;
+        proptest::prop_assert_eq!(loss_reaches(Money(unrealised), Money(cost), limit), by_division);
+    }
+}
+
+#[test]
+fn position_loss_reaches_its_limit_at_the_basis_point() {
+    // Cost ₹10,000.00, limit 500 bps: a ₹500.00 loss reaches it, a paisa less does not.
+    let cost = Money::from_units(10_000);
+    assert!(loss_reaches(-Money::from_units(500), cost, 500));
+    assert!(!loss_reaches(
+        Money(-Money::from_units(500).0 + 1_000_000),
+        cost,
+        500
+    ));
+    assert!(!loss_reaches(Money::from_units(500), cost, 500));
+    assert!(!loss_reaches(-Money::from_units(500), Money(0), 500));
+}
