@@ -104,7 +104,13 @@ impl Price {
 
     /// `self ± basis_points` of itself, rounded toward zero.
     pub const fn offset_bps(self, bps: i64) -> Price {
-        Price(self.0 + saturate(self.0 as i128 * bps as i128 / 10_000))
+        // In i64 when the product fits (every real price and offset): a 128-bit division,
+        // even by a constant, is a library call, and strategies may offset a price every
+        // tick. Both divisions truncate toward zero.
+        match self.0.checked_mul(bps) {
+            Some(p) => Price(self.0 + p / 10_000),
+            None => Price(self.0 + saturate(self.0 as i128 * bps as i128 / 10_000)),
+        }
     }
 }
 
@@ -352,6 +358,49 @@ mod tests {
             Price::from_scaled(835_012_500, 10_000_000),
             Price::parse("83.50125").unwrap()
         );
+    }
+
+    #[test]
+    fn offset_bps_in_i64_equals_the_128_bit_formula() {
+        // The 128-bit formula it replaced, where its sum fits (beyond, both overflow).
+        let wide = |p: i64, bps: i64| p.checked_add(saturate(p as i128 * bps as i128 / 10_000));
+        let (mut narrow, mut widened) = (0, 0);
+        for p in [
+            0,
+            1,
+            -1,
+            9_999,
+            123_456_789,
+            -123_456_789,
+            245_635_000_000,
+            i64::MAX / 3,
+        ] {
+            for bps in [
+                0,
+                1,
+                -1,
+                7,
+                -7,
+                25,
+                -10_000,
+                10_000,
+                12_345,
+                i64::MAX / 2,
+                i64::MIN / 2,
+            ] {
+                let Some(expected) = wide(p, bps) else {
+                    continue;
+                };
+                assert_eq!(Price(p).offset_bps(bps), Price(expected), "{p} {bps}");
+                if p.checked_mul(bps).is_some() {
+                    narrow += 1
+                } else {
+                    widened += 1
+                }
+            }
+        }
+        // Both paths were compared.
+        assert!(narrow > 50 && widened > 3, "{narrow} {widened}");
     }
 
     #[test]

@@ -1033,8 +1033,8 @@ impl RiskGate {
 /// Whether a position's unrealised loss against its cost (`cost` ≥ 0) reaches `limit_bps`
 /// (≥ 1, as configuration requires): `trunc(−unrealised × 10,000 / cost) ≥ limit_bps`, which
 /// for a positive cost and limit is `−unrealised × 10,000 ≥ limit_bps × cost`. Compared by
-/// multiplication: this runs on every tick of a held instrument, and a 128-bit division there
-/// was 9 % of a replay's profile. A zero cost reaches nothing.
+/// multiplication: this runs on every tick of a held instrument, and 128-bit division (this
+/// check among its callers) was 9 % of a replay's profile. A zero cost reaches nothing.
 pub(crate) fn loss_reaches(unrealised: Money, cost: Money, limit_bps: i64) -> bool {
     cost.0 > 0 && -(unrealised.0 as i128) * 10_000 >= limit_bps as i128 * cost.0 as i128
 }

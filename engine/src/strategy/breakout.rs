@@ -49,9 +49,27 @@ use crate::strategy::{
 /// Measured in tick receive time, so replay behaves like live.
 pub const PENDING_EXPIRY_NS: UnixNanos = 1_000_000_000;
 
+/// `(price × (10 000 + delta_bps) + add).div_euclid(10 000)`. In i64 when every step fits
+/// (every real price and offset): a 128-bit division, even by a constant, is a library call,
+/// and these run on every tick of a held position. Floor division gives the same quotient
+/// in either width.
+fn scale_bps(price: Price, delta_bps: i64, add: i64) -> i128 {
+    let narrow = 10_000i64
+        .checked_add(delta_bps)
+        .and_then(|factor| price.0.checked_mul(factor))
+        .and_then(|v| v.checked_add(add));
+    match narrow {
+        Some(v) => i128::from(v.div_euclid(10_000)),
+        None => (price.0 as i128 * (10_000 + delta_bps as i128) + add as i128).div_euclid(10_000),
+    }
+}
+
 /// `price × (10 000 − bps) / 10 000`, rounded down to a multiple of `tick`.
 fn stop_below(price: Price, bps: i64, tick: Price) -> Price {
-    let raw = (price.0 as i128 * (10_000 - bps as i128)).div_euclid(10_000);
+    let raw = match bps.checked_neg() {
+        Some(minus) => scale_bps(price, minus, 0),
+        None => (price.0 as i128 * (10_000 - bps as i128)).div_euclid(10_000),
+    };
     let raw = i64::try_from(raw).unwrap_or(0);
     if tick.0 > 0 {
         Price(raw - raw.rem_euclid(tick.0))
@@ -62,7 +80,7 @@ fn stop_below(price: Price, bps: i64, tick: Price) -> Price {
 
 /// `price × (10 000 + bps) / 10 000`, rounded up to a multiple of `tick`.
 fn target_above(price: Price, bps: i64, tick: Price) -> Price {
-    let raw = (price.0 as i128 * (10_000 + bps as i128) + 9_999).div_euclid(10_000);
+    let raw = scale_bps(price, bps, 9_999);
     let raw = i64::try_from(raw).unwrap_or(i64::MAX);
     if tick.0 > 0 && raw.rem_euclid(tick.0) != 0 {
         Price(raw.saturating_add(tick.0 - raw.rem_euclid(tick.0)))
@@ -499,6 +517,60 @@ impl Strategy for Breakout {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stop_and_target_in_i64_equal_the_128_bit_formulas() {
+        let stop = |p: i64, bps: i64| (p as i128 * (10_000 - bps as i128)).div_euclid(10_000);
+        let target =
+            |p: i64, bps: i64| (p as i128 * (10_000 + bps as i128) + 9_999).div_euclid(10_000);
+        let (mut narrow, mut wide) = (0, 0);
+        for p in [
+            0,
+            1,
+            -1,
+            5,
+            99_999,
+            245_635_000_000,
+            -245_635_000_000,
+            i64::MAX / 7,
+            i64::MIN / 7,
+        ] {
+            for bps in [
+                0,
+                1,
+                7,
+                50,
+                100,
+                9_999,
+                10_000,
+                25_000,
+                i64::MAX / 3,
+                i64::MIN + 1,
+                i64::MIN,
+            ] {
+                let (s, t) = (
+                    stop_below(Price(p), bps, Price(0)),
+                    target_above(Price(p), bps, Price(0)),
+                );
+                assert_eq!(
+                    s.0,
+                    i64::try_from(stop(p, bps)).unwrap_or(0),
+                    "stop {p} {bps}"
+                );
+                assert_eq!(
+                    t.0,
+                    i64::try_from(target(p, bps)).unwrap_or(i64::MAX),
+                    "target {p} {bps}"
+                );
+                let fits = 10_000i64
+                    .checked_add(bps)
+                    .and_then(|f| p.checked_mul(f))
+                    .is_some();
+                if fits { narrow += 1 } else { wide += 1 }
+            }
+        }
+        assert!(narrow > 30 && wide > 10, "{narrow} {wide}");
+    }
+
     use super::*;
     use crate::bars::{Bar, BarInterval};
     use crate::fixed::Money;
