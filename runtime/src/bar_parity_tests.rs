@@ -186,15 +186,13 @@ fn decision(o: &OrderRequest, exch_ts_of: impl Fn(u64) -> u64) -> Decision {
 #[test]
 fn a_live_session_on_five_minute_bars_decides_as_the_backtest_of_fetched_history() {
     use std::os::unix::fs::PermissionsExt;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
 
     use kestrel_testkit::config as test_config;
     use kestrel_testkit::wait::wait_until;
 
-    use crate::run_cmd::RunArgs;
     use crate::sim_cmd::{self, ReplaySource, SimArgs};
-    use crate::snapshot::{self, SharedSnapshot};
+    use crate::snapshot;
 
     let history_sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
@@ -238,23 +236,11 @@ fn a_live_session_on_five_minute_bars_decides_as_the_backtest_of_fetched_history
     config.venue.credentials_file = Some(secrets);
     config.metrics.enabled = false;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let shared = SharedSnapshot::default();
-    let session = {
-        let (stop, shared) = (stop.clone(), shared.clone());
-        std::thread::spawn(move || {
-            crate::run_cmd::run::<crate::strategies::BuiltIn>(
-                RunArgs {
-                    config,
-                    dry_run: false,
-                    duration: Some(Duration::from_secs(240)),
-                    status: false,
-                },
-                stop,
-                shared,
-            )
-        })
-    };
+    let crate::run_cmd::Spawned {
+        stop,
+        shared,
+        handle: session,
+    } = crate::run_cmd::spawn_for_test(config);
     wait_until(Duration::from_secs(180), "every tick of the replay", || {
         snapshot::read(&shared).ticks >= n_ticks
     });

@@ -69,3 +69,38 @@ pub fn run<S: crate::strategies::StrategySet>(
         stop,
     )
 }
+
+/// A live session of the built-in strategies on its own thread, as tests drive one (at most
+/// four minutes): `stop` ends it, `shared` shows it, `handle` gives its report.
+#[cfg(test)]
+pub(crate) struct Spawned {
+    pub stop: Arc<AtomicBool>,
+    pub shared: SharedSnapshot,
+    pub handle: std::thread::JoinHandle<Result<SessionReport>>,
+}
+
+#[cfg(test)]
+pub(crate) fn spawn_for_test(config: Config) -> Spawned {
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = SharedSnapshot::default();
+    let handle = {
+        let (stop, shared) = (stop.clone(), shared.clone());
+        std::thread::spawn(move || {
+            run::<crate::strategies::BuiltIn>(
+                RunArgs {
+                    config,
+                    dry_run: false,
+                    duration: Some(Duration::from_secs(240)),
+                    status: false,
+                },
+                stop,
+                shared,
+            )
+        })
+    };
+    Spawned {
+        stop,
+        shared,
+        handle,
+    }
+}

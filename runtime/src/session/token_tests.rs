@@ -6,8 +6,6 @@
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use kestrel_gateway::{Credentials, KiteClient, KiteConfig, Secret, Venue};
@@ -17,7 +15,7 @@ use kestrel_testkit::wait::wait_until;
 
 use crate::alerts::loopback::{HttpServer, Reply};
 use crate::config::Config;
-use crate::run_cmd::{RunArgs, store_path};
+use crate::run_cmd::store_path;
 use crate::sim_cmd::{self, SimArgs};
 use crate::snapshot::{self, OpsSnapshot, SharedSnapshot};
 use crate::strategies::BuiltIn;
@@ -103,23 +101,11 @@ fn a_revoked_token_blocks_entries_alerts_once_and_a_new_login_resumes_trading_wi
     let config = config(dir.path(), &sim, &secrets, &webhook.url);
     let store = store_path(&config);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let shared = SharedSnapshot::default();
-    let session = {
-        let (stop, shared) = (stop.clone(), shared.clone());
-        std::thread::spawn(move || {
-            crate::run_cmd::run::<BuiltIn>(
-                RunArgs {
-                    config,
-                    dry_run: false,
-                    duration: Some(Duration::from_secs(240)),
-                    status: false,
-                },
-                stop,
-                shared,
-            )
-        })
-    };
+    let crate::run_cmd::Spawned {
+        stop,
+        shared,
+        handle: session,
+    } = crate::run_cmd::spawn_for_test(config);
 
     // Trading with the first token.
     wait_until(Duration::from_secs(60), "the first orders", || {
@@ -253,23 +239,11 @@ fn a_session_without_a_token_waits_says_why_and_trades_once_ctl_token_hands_it_o
     let webhook = HttpServer::always_within(Reply::text(200, "ok"), Duration::from_secs(300));
     let config = config(dir.path(), &sim, &secrets, &webhook.url);
     let socket = config.storage.socket_path();
-    let stop = Arc::new(AtomicBool::new(false));
-    let shared = SharedSnapshot::default();
-    let session = {
-        let (stop, shared) = (stop.clone(), shared.clone());
-        std::thread::spawn(move || {
-            crate::run_cmd::run::<BuiltIn>(
-                RunArgs {
-                    config,
-                    dry_run: false,
-                    duration: Some(Duration::from_secs(240)),
-                    status: false,
-                },
-                stop,
-                shared,
-            )
-        })
-    };
+    let crate::run_cmd::Spawned {
+        stop,
+        shared,
+        handle: session,
+    } = crate::run_cmd::spawn_for_test(config);
     wait_until(
         Duration::from_secs(60),
         "the session waiting for a token",
