@@ -185,7 +185,6 @@ fn decision(o: &OrderRequest, exch_ts_of: impl Fn(u64) -> u64) -> Decision {
 /// decides the same once more.
 #[test]
 fn a_live_session_on_five_minute_bars_decides_as_the_backtest_of_fetched_history() {
-    use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::Ordering;
 
     use kestrel_testkit::config as test_config;
@@ -211,19 +210,11 @@ fn a_live_session_on_five_minute_bars_decides_as_the_backtest_of_fetched_history
     })
     .expect("starting the simulator");
     let secrets = dir.path().join("kite.secrets");
-    std::fs::write(&secrets, format!("api_key={}\n", sim.api_key)).unwrap();
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    crate::credentials::store_access_token(
+    crate::credentials::write_for_test(
         &secrets,
-        &Secret::new(sim.api_key.clone()),
-        &Secret::new(sim.access_token.clone()),
-        now,
-    )
-    .unwrap();
+        &format!("api_key={}\n", sim.api_key),
+        Some((&sim.api_key, &sim.access_token)),
+    );
     let text = test_config::in_dir(&config_text(), dir.path());
     let text = test_config::any_hour(&test_config::at_sim(&text, &sim.rest_url, &sim.ws_root));
     let as_live = |table: &kestrel_engine::InstrumentTable| {

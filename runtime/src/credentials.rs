@@ -313,6 +313,28 @@ pub fn parse_rfc3339_utc(text: &str) -> Option<u64> {
     (h < 24 && mi < 60 && s < 60).then_some(days * 86_400 + h * 3600 + mi * 60 + s)
 }
 
+/// A 0600 credentials file holding `text` (`key=value` lines), as a test sets one up; with
+/// `token`, an access token issued now is stored in it as `kestrel login` would.
+#[cfg(test)]
+pub(crate) fn write_for_test(path: &Path, text: &str, token: Option<(&str, &str)>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if let Some((api_key, access_token)) = token {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        store_access_token(
+            path,
+            &Secret::new(api_key.to_string()),
+            &Secret::new(access_token.to_string()),
+            now,
+        )
+        .unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,6 @@
 //! restart, trading resumed, and no order placed twice across the switch.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -81,23 +80,11 @@ fn a_revoked_token_blocks_entries_alerts_once_and_a_new_login_resumes_trading_wi
     let webhook = HttpServer::always_within(Reply::text(200, "ok"), Duration::from_secs(300));
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("kite.secrets");
-    std::fs::write(
+    crate::credentials::write_for_test(
         &secrets,
-        format!("api_key={}\napi_secret={API_SECRET}\n", sim.api_key),
-    )
-    .unwrap();
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    crate::credentials::store_access_token(
-        &secrets,
-        &Secret::new(sim.api_key.clone()),
-        &Secret::new(FIRST_TOKEN),
-        now,
-    )
-    .unwrap();
+        &format!("api_key={}\napi_secret={API_SECRET}\n", sim.api_key),
+        Some((&sim.api_key, FIRST_TOKEN)),
+    );
     let config = config(dir.path(), &sim, &secrets, &webhook.url);
     let store = store_path(&config);
 
@@ -234,8 +221,7 @@ fn a_session_without_a_token_waits_says_why_and_trades_once_ctl_token_hands_it_o
     let sim = start_sim();
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("kite.secrets");
-    std::fs::write(&secrets, format!("api_key={}\n", sim.api_key)).unwrap();
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    crate::credentials::write_for_test(&secrets, &format!("api_key={}\n", sim.api_key), None);
     let webhook = HttpServer::always_within(Reply::text(200, "ok"), Duration::from_secs(300));
     let config = config(dir.path(), &sim, &secrets, &webhook.url);
     let socket = config.storage.socket_path();
