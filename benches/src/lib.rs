@@ -4,6 +4,7 @@
 pub mod deployed;
 pub mod env;
 pub mod every_nth;
+pub mod replay_journal;
 pub mod report;
 pub mod spsc;
 pub mod step_count;

@@ -129,6 +129,9 @@ pub struct RiskGate {
     dup_window: u64,
     daily_block_bps: i64,
     daily_flatten_bps: i64,
+    /// The smallest daily losses that reach those levels ([`min_daily_loss`]).
+    daily_block_loss: i128,
+    daily_flatten_loss: i128,
     position_loss_bps: i64,
     disconnect_halt: u64,
     latency_alert: u64,
@@ -215,6 +218,8 @@ impl RiskGate {
             dup_window: config.dup_window_ms * MS,
             daily_block_bps: config.daily_loss_block_bps,
             daily_flatten_bps: config.daily_loss_flatten_bps,
+            daily_block_loss: min_daily_loss(config.daily_loss_block_bps, capital),
+            daily_flatten_loss: min_daily_loss(config.daily_loss_flatten_bps, capital),
             position_loss_bps: config.position_loss_bps,
             disconnect_halt: config.disconnect_halt_s * SEC,
             latency_alert: config.latency_alert_us * 1_000,
@@ -401,11 +406,10 @@ impl RiskGate {
         }
     }
 
-    /// `loss_bps(loss) >= bps` for a positive `bps` (the config's daily levels are), by
-    /// multiplication only: the timer runs on every tick, and an `i128` division is a
-    /// library call (11% of a replay's samples when it ran twice a tick).
-    fn loss_reaches(&self, loss: Money, bps: i64) -> bool {
-        self.capital.0 > 0 && loss.0 as i128 * 10_000 >= bps as i128 * self.capital.0 as i128
+    /// `loss_bps(loss) >= bps` for a daily level given as its [`min_daily_loss`]: one
+    /// comparison, as the timer runs on every tick.
+    fn loss_reaches(loss: Money, min_loss: i128) -> bool {
+        loss.0 as i128 >= min_loss
     }
 
     /// The checks of a new or modified order. `dry` ([`RiskCheck::rehearse`]): the same
@@ -936,7 +940,7 @@ impl RiskCheck for RiskGate {
         self.new_day_if_needed(book, now);
         // Daily loss: block entries at one level, flatten and halt at the next.
         let loss = self.daily_loss(book);
-        if self.loss_reaches(loss, self.daily_flatten_bps) && !self.state.flattened_today {
+        if Self::loss_reaches(loss, self.daily_flatten_loss) && !self.state.flattened_today {
             self.state.flattened_today = true;
             self.set_state(
                 TradingState::Halted,
@@ -947,7 +951,7 @@ impl RiskCheck for RiskGate {
             );
             return Some(ForcedAction::FlattenAll);
         }
-        if self.loss_reaches(loss, self.daily_block_bps) {
+        if Self::loss_reaches(loss, self.daily_block_loss) {
             self.set_state(
                 TradingState::ReduceOnly,
                 RiskReason::DailyLoss,
@@ -1028,6 +1032,19 @@ impl RiskGate {
         }
         self.errors.record(now);
     }
+}
+
+/// The smallest loss whose basis points of `capital` (truncated, as [`RiskGate`]'s
+/// `loss_bps`) reach `bps` ≥ 1: `trunc(loss × 10,000 / capital) ≥ bps` is
+/// `loss × 10,000 ≥ bps × capital` for a positive capital, so `loss ≥ ⌈bps × capital /
+/// 10,000⌉`. Without capital no loss reaches a level (`i128::MAX`). Computed once, so
+/// that the per-tick check is one comparison.
+pub(crate) fn min_daily_loss(bps: i64, capital: Money) -> i128 {
+    if capital.0 <= 0 {
+        return i128::MAX;
+    }
+    let t = bps as i128 * capital.0 as i128;
+    t.div_euclid(10_000) + (t.rem_euclid(10_000) != 0) as i128
 }
 
 /// Whether a position's unrealised loss against its cost (`cost` ≥ 0) reaches `limit_bps`

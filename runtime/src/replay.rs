@@ -278,7 +278,7 @@ pub fn run_window<S: StrategySet>(args: &ReplayArgs, window: Window) -> Result<R
         }
         first_ts.get_or_insert(ts);
         if let Some(tick) = rec.as_tick() {
-            if last_ts != 0 && engine.book().positions().any(|(_, p)| !p.qty.is_zero()) {
+            if last_ts != 0 && !engine.book().is_flat() {
                 in_market_ns += tick.recv_ts.saturating_sub(last_ts);
             }
             last_ts = last_ts.max(tick.recv_ts);
@@ -368,7 +368,7 @@ pub fn run_window<S: StrategySet>(args: &ReplayArgs, window: Window) -> Result<R
                 track.apply(&mut engine, &mut out, r);
             }
             let end = close_ts(&b, exchange);
-            if last_ts != 0 && engine.book().positions().any(|(_, p)| !p.qty.is_zero()) {
+            if last_ts != 0 && !engine.book().is_flat() {
                 in_market_ns += end.saturating_sub(last_ts);
             }
             last_ts = last_ts.max(end);

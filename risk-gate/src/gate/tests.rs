@@ -1216,6 +1216,24 @@ proptest::proptest! {
     }
 }
 
+proptest::proptest! {
+    /// The daily level as a precomputed smallest loss decides as the multiplication it
+    /// replaced (`loss × 10,000 ≥ bps × capital` with a positive capital, never without).
+    #[test]
+    fn daily_loss_by_threshold_decides_as_the_multiplication(
+        loss in proptest::prop_oneof![-1_000_000_000_000i64..1_000_000_000_000, i64::MIN..=i64::MAX],
+        capital in proptest::prop_oneof![-10i64..1_000_000_000_000_000, i64::MIN..=i64::MAX],
+        bps in proptest::prop_oneof![1i64..20_000, 1i64..=i64::MAX],
+    ) {
+        let by_multiplication =
+            capital > 0 && loss as i128 * 10_000 >= bps as i128 * capital as i128;
+        proptest::prop_assert_eq!(
+            loss as i128 >= min_daily_loss(bps, Money(capital)),
+            by_multiplication
+        );
+    }
+}
+
 #[test]
 fn position_loss_reaches_its_limit_at_the_basis_point() {
     // Cost ₹10,000.00, limit 500 bps: a ₹500.00 loss reaches it, a paisa less does not.

@@ -45,7 +45,8 @@ pub struct EngineVenue<F> {
 impl<F: FeeModel> EngineVenue<F> {
     pub fn new(instruments: InstrumentTable, matching: MatchingConfig, fees: F) -> EngineVenue<F> {
         EngineVenue {
-            venue: PaperVenue::new(instruments, matching),
+            // No quote API reads this venue: it keeps no Kite packets.
+            venue: PaperVenue::matching_only(instruments, matching),
             fees,
             requests: HashMap::new(),
             filled: HashMap::new(),
@@ -273,7 +274,17 @@ impl<F: FeeModel> EngineVenue<F> {
     }
 
     /// Turn new trades and status changes into reports.
+    /// Turns the venue's new trades and order changes into reports. Checked inline: on
+    /// most ticks nothing traded and nothing changed.
+    #[inline]
     fn collect(&mut self, now: UnixNanos) {
+        if self.trades_seen != self.venue.trades().len() || self.venue.has_updates() {
+            self.collect_new(now);
+        }
+    }
+
+    #[inline(never)]
+    fn collect_new(&mut self, now: UnixNanos) {
         let trades = &self.venue.trades()[self.trades_seen..];
         for t in trades {
             let Some(req) = self.requests.get(&t.order_id) else {

@@ -604,6 +604,11 @@ impl Matcher {
         &self.positions
     }
 
+    /// Whether an order changed since the last [`Matcher::drain_updates`].
+    pub fn has_updates(&self) -> bool {
+        !self.updates.is_empty()
+    }
+
     /// Order states recorded since the last drain, oldest first (one per change).
     pub fn drain_updates(&mut self) -> Vec<Order> {
         std::mem::take(&mut self.updates)
@@ -883,7 +888,14 @@ impl Matcher {
         if self.reference[k].is_none() && tick.last_px.0 > 0 {
             self.reference[k] = Some(tick.last_px);
         }
-        for i in self.live[k].clone() {
+        // Most ticks meet no resting order of ours (a backtest's common case): nothing to
+        // match, nothing to retire.
+        let resting = !self.live[k].is_empty();
+        for i in if resting {
+            self.live[k].clone()
+        } else {
+            Vec::new()
+        } {
             let o = &self.orders[i];
             if o.status == OrderStatus::TriggerPending {
                 let px = tick.last_px;
@@ -909,8 +921,12 @@ impl Matcher {
                 }
             }
         }
-        self.retire_terminal(tick.instrument);
-        self.place_next_legs();
+        if resting {
+            self.retire_terminal(tick.instrument);
+        }
+        if !self.next_legs.is_empty() {
+            self.place_next_legs();
+        }
     }
 
     fn live_index(&self, order_id: u64, verb: &str) -> Result<usize, VenueError> {

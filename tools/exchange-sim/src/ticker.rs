@@ -775,11 +775,6 @@ impl PacketBook {
             .then(|| &self.packets[i])
     }
 
-    /// Kite's price divisor of the instrument (its token's segment).
-    pub fn divisor(&self, id: InstrumentId) -> i64 {
-        self.divisors[id.index()]
-    }
-
     fn wire(&self, i: usize, px: Price) -> u32 {
         price_to_wire(px, self.divisors[i]).unwrap_or(0)
     }

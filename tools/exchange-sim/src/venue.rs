@@ -17,14 +17,24 @@ pub type PlaceRequest = OrderParams;
 pub struct PaperVenue {
     matcher: Matcher,
     /// Kite's view of each instrument (OHLC, average price, depth), as the ticker sends it
-    /// and the quote API answers it.
-    book: PacketBook,
+    /// and the quote API answers it; `None` where nothing reads it (a backtest's venue), as
+    /// keeping it is a third of a replayed tick's instructions.
+    book: Option<PacketBook>,
 }
 
 impl PaperVenue {
     pub fn new(instruments: InstrumentTable, cfg: MatchingConfig) -> PaperVenue {
         PaperVenue {
-            book: PacketBook::new(&instruments),
+            book: Some(PacketBook::new(&instruments)),
+            matcher: Matcher::new(instruments, cfg),
+        }
+    }
+
+    /// A venue that matches orders but keeps no quotes ([`PaperVenue::packet`] is `None`):
+    /// for replay and backtests, which read fills and order states only.
+    pub fn matching_only(instruments: InstrumentTable, cfg: MatchingConfig) -> PaperVenue {
+        PaperVenue {
+            book: None,
             matcher: Matcher::new(instruments, cfg),
         }
     }
@@ -91,7 +101,9 @@ impl PaperVenue {
     /// Feeds one tick; returns the fills it caused.
     pub fn on_tick(&mut self, tick: &Tick) -> &[Trade] {
         let before = self.matcher.trades().len();
-        self.book.apply(tick);
+        if let Some(book) = &mut self.book {
+            book.apply(tick);
+        }
         self.matcher.on_tick(tick);
         &self.matcher.trades()[before..]
     }
@@ -123,6 +135,11 @@ impl PaperVenue {
         self.matcher.positions()
     }
 
+    /// Whether an order changed since the last [`PaperVenue::drain_updates`].
+    pub fn has_updates(&self) -> bool {
+        self.matcher.has_updates()
+    }
+
     /// Order states since the last drain, oldest first: the source of order-update frames.
     pub fn drain_updates(&mut self) -> Vec<Order> {
         self.matcher.drain_updates()
@@ -134,12 +151,12 @@ impl PaperVenue {
 
     /// The instrument's market as Kite states it (what a quote shows), once it has ticked.
     pub fn packet(&self, id: InstrumentId) -> Option<&KitePacket> {
-        self.book.get(id)
+        self.book.as_ref()?.get(id)
     }
 
     /// The divisor of the instrument's wire prices in [`PaperVenue::packet`].
     pub fn price_divisor(&self, id: InstrumentId) -> i64 {
-        self.book.divisor(id)
+        kestrel_engine::Instrument::kite_divisor_for_token(self.instruments().get(id).token)
     }
 }
 
