@@ -442,7 +442,7 @@ mod tests {
                         Op::Working(i, d) => book.add_working(InstrumentId(i), Qty(d)),
                         Op::Mark(i, p) => book.mark(InstrumentId(i), Price::from_scaled(p, 100)),
                     }
-                    let mut fresh: Vec<Position> = book.positions().map(|(_, p)| p.clone()).collect();
+                    let mut fresh: Vec<Position> = book.positions().map(|(_, p)| *p).collect();
                     for p in &mut fresh {
                         p.revalue();
                     }
