@@ -1,5 +1,6 @@
 //! The opening handshake (RFC 6455 §4): the client's key, the request, and the check of
-//! the server's response. Runs once per connection, so it may allocate.
+//! the server's response. Runs once per connection, so it may allocate. The heads are
+//! parsed by `httparse`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,19 +11,22 @@ pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Longest response head we wait for before giving up.
 pub const MAX_RESPONSE_HEAD: usize = 8 * 1024;
 
+/// Most header lines a handshake head may carry.
+pub const MAX_HEADERS: usize = 32;
+
 /// The server's response was not a valid acceptance of our request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
     #[error("no end of the response head (a blank line) within {max} bytes")]
     HeadTooLarge { max: usize },
-    #[error("response head is not UTF-8 text (invalid byte at {valid_up_to})")]
-    NotText { valid_up_to: usize },
-    #[error("malformed status line {line:?} (expected \"HTTP/1.1 101 Switching Protocols\")")]
-    MalformedStatusLine { line: String },
+    #[error(
+        "malformed response head: {reason} (expected \"HTTP/1.1 101 Switching Protocols\" and \"Name: value\" lines)"
+    )]
+    Malformed { reason: httparse::Error },
+    #[error("server answered HTTP/1.{minor}, expected HTTP/1.1")]
+    Version { minor: u8 },
     #[error("server answered {code} {reason:?} instead of 101 Switching Protocols{}", status_hint(*.code))]
     Status { code: u16, reason: String },
-    #[error("malformed header line {line:?} (expected \"Name: value\")")]
-    MalformedHeader { line: String },
     #[error("response has no {name} header")]
     MissingHeader { name: &'static str },
     #[error("header {name} is {value:?}, expected it to contain {expected:?}")]
@@ -76,35 +80,23 @@ pub fn client_request(host: &str, path: &str, key: &str) -> String {
 }
 
 /// True when the comma-separated `list` contains `token`, ignoring ASCII case.
-fn has_token(list: &str, token: &str) -> bool {
-    list.split(',')
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+fn has_token(list: &[u8], token: &str) -> bool {
+    list.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// Why an HTTP head could not be split off a buffer.
-enum HeadError {
-    TooLarge,
-    /// Not UTF-8; valid up to this byte.
-    NotText(usize),
+/// A header value for a message (header values may carry any byte).
+fn shown(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
 }
 
-/// The HTTP head at the start of `buf` (without its blank line) and the bytes it takes,
-/// `None` while the blank line has not arrived, or an error when it is over `max` bytes or
-/// not text. Shared by the client's response check and the server's request parser.
-fn split_head(buf: &[u8], max: usize) -> Result<Option<(&str, usize)>, HeadError> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() > max {
-            Err(HeadError::TooLarge)
-        } else {
-            Ok(None)
-        };
-    };
-    let head_len = end + 4;
-    if head_len > max {
-        return Err(HeadError::TooLarge);
-    }
-    let head = std::str::from_utf8(&buf[..end]).map_err(|e| HeadError::NotText(e.valid_up_to()))?;
-    Ok(Some((head, head_len)))
+/// The value of header `name` (the last one when repeated), `None` when absent.
+fn header<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<&'b [u8]> {
+    headers
+        .iter()
+        .rev()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.trim_ascii())
 }
 
 /// Checks the server's response to a request sent with `key`.
@@ -112,114 +104,92 @@ fn split_head(buf: &[u8], max: usize) -> Result<Option<(&str, usize)>, HeadError
 /// `Ok(None)`: the head is not complete yet, read more. `Ok(Some(n))`: accepted; the head
 /// is `buf[..n]` and any bytes after it are already WebSocket frames.
 pub fn validate_response(buf: &[u8], key: &str) -> Result<Option<usize>, HandshakeError> {
-    let (head, head_len) = match split_head(buf, MAX_RESPONSE_HEAD) {
-        Ok(Some(h)) => h,
-        Ok(None) => return Ok(None),
-        Err(HeadError::TooLarge) => {
-            return Err(HandshakeError::HeadTooLarge {
-                max: MAX_RESPONSE_HEAD,
-            });
-        }
-        Err(HeadError::NotText(valid_up_to)) => {
-            return Err(HandshakeError::NotText { valid_up_to });
-        }
+    let too_large = HandshakeError::HeadTooLarge {
+        max: MAX_RESPONSE_HEAD,
     };
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default();
-    check_status(status)?;
-
-    let mut upgrade = None;
-    let mut connection_ok = false;
-    let mut connection_seen = None;
-    let mut accept = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(HandshakeError::MalformedHeader {
-                line: line.to_string(),
-            });
-        };
-        let (name, value) = (name.trim(), value.trim());
-        if name.eq_ignore_ascii_case("Upgrade") {
-            upgrade = Some(value);
-        } else if name.eq_ignore_ascii_case("Connection") {
-            connection_ok |= has_token(value, "upgrade");
-            connection_seen = Some(value);
-        } else if name.eq_ignore_ascii_case("Sec-WebSocket-Accept") {
-            if accept.is_some_and(|a| a != value) {
-                return Err(HandshakeError::AcceptMismatch {
-                    expected: accept_key(key),
-                    got: value.to_string(),
-                });
-            }
-            accept = Some(value);
-        } else if name.eq_ignore_ascii_case("Sec-WebSocket-Extensions") && !value.is_empty() {
-            return Err(HandshakeError::Unrequested {
-                name: "Sec-WebSocket-Extensions",
-                value: value.to_string(),
-            });
-        } else if name.eq_ignore_ascii_case("Sec-WebSocket-Protocol") && !value.is_empty() {
-            return Err(HandshakeError::Unrequested {
-                name: "Sec-WebSocket-Protocol",
-                value: value.to_string(),
-            });
-        }
-    }
-
-    match upgrade {
-        None => return Err(HandshakeError::MissingHeader { name: "Upgrade" }),
-        Some(v) if !has_token(v, "websocket") => {
-            return Err(HandshakeError::WrongHeader {
-                name: "Upgrade",
-                value: v.to_string(),
-                expected: "websocket",
-            });
-        }
-        Some(_) => {}
-    }
-    match connection_seen {
-        None => return Err(HandshakeError::MissingHeader { name: "Connection" }),
-        Some(v) if !connection_ok => {
-            return Err(HandshakeError::WrongHeader {
-                name: "Connection",
-                value: v.to_string(),
-                expected: "Upgrade",
-            });
-        }
-        Some(_) => {}
-    }
-    let expected = accept_key(key);
-    match accept {
-        None => Err(HandshakeError::MissingHeader {
-            name: "Sec-WebSocket-Accept",
-        }),
-        Some(got) if got != expected => Err(HandshakeError::AcceptMismatch {
-            expected,
-            got: got.to_string(),
-        }),
-        Some(_) => Ok(Some(head_len)),
-    }
-}
-
-fn check_status(line: &str) -> Result<(), HandshakeError> {
-    let malformed = || HandshakeError::MalformedStatusLine {
-        line: line.to_string(),
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_RESPONSE_HEAD => n,
+        Ok(httparse::Status::Complete(_)) => return Err(too_large),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => return Err(too_large),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(reason) => return Err(HandshakeError::Malformed { reason }),
     };
-    let (version, rest) = line.split_once(' ').ok_or_else(malformed)?;
-    if version != "HTTP/1.1" {
-        return Err(malformed());
+    let minor = response.version.unwrap_or_default();
+    if minor != 1 {
+        return Err(HandshakeError::Version { minor });
     }
-    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(malformed());
-    }
-    let code: u16 = code.parse().map_err(|_| malformed())?;
+    let code = response.code.unwrap_or_default();
     if code != 101 {
         return Err(HandshakeError::Status {
             code,
-            reason: reason.to_string(),
+            reason: response.reason.unwrap_or_default().to_string(),
         });
     }
-    Ok(())
+    let headers = response.headers;
+    for name in ["Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol"] {
+        if let Some(value) = header(headers, name).filter(|v| !v.is_empty()) {
+            return Err(HandshakeError::Unrequested {
+                name,
+                value: shown(value),
+            });
+        }
+    }
+    check_token(headers, "Upgrade", "websocket")
+        .map_err(|(name, value, expected)| wrong(name, value, expected))?;
+    check_token(headers, "Connection", "upgrade")
+        .map_err(|(name, value, _)| wrong(name, value, "Upgrade"))?;
+    let expected = accept_key(key);
+    let mut accepts = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Accept"));
+    let Some(first) = accepts.next() else {
+        return Err(HandshakeError::MissingHeader {
+            name: "Sec-WebSocket-Accept",
+        });
+    };
+    // Every copy must be ours: a repeated header that disagrees is a mismatch.
+    for h in std::iter::once(first).chain(accepts) {
+        if h.value.trim_ascii() != expected.as_bytes() {
+            return Err(HandshakeError::AcceptMismatch {
+                expected,
+                got: shown(h.value.trim_ascii()),
+            });
+        }
+    }
+    Ok(Some(head_len))
+}
+
+fn wrong(name: &'static str, value: Option<&[u8]>, expected: &'static str) -> HandshakeError {
+    match value {
+        None => HandshakeError::MissingHeader { name },
+        Some(v) => HandshakeError::WrongHeader {
+            name,
+            value: shown(v),
+            expected,
+        },
+    }
+}
+
+/// Header `name` is present and its list holds `token`; otherwise the name, the value
+/// (`None` when absent) and the token, for the caller's error.
+type TokenMiss<'b> = (&'static str, Option<&'b [u8]>, &'static str);
+
+fn check_token<'b>(
+    headers: &[httparse::Header<'b>],
+    name: &'static str,
+    token: &'static str,
+) -> Result<(), TokenMiss<'b>> {
+    let mut last = None;
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+        let value = h.value.trim_ascii();
+        if has_token(value, token) {
+            return Ok(());
+        }
+        last = Some(value);
+    }
+    Err((name, last, token))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -228,19 +198,22 @@ fn check_status(line: &str) -> Result<(), HandshakeError> {
 /// Longest request head a server waits for before giving up.
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
-/// The client's request was not a valid WebSocket upgrade.
+/// The client's request was not a valid WebSocket upgrade. No variant shows the request
+/// target: it carries the credentials (`?api_key=…&access_token=…`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error("no end of the request head (a blank line) within {max} bytes")]
     HeadTooLarge { max: usize },
-    #[error("request head is not UTF-8 text (invalid byte at {valid_up_to})")]
-    NotText { valid_up_to: usize },
-    #[error("malformed request line {line:?} (expected \"GET /path HTTP/1.1\")")]
-    MalformedRequestLine { line: String },
+    #[error(
+        "malformed request head: {reason} (expected \"GET /path HTTP/1.1\" and \"Name: value\" lines)"
+    )]
+    Malformed { reason: httparse::Error },
+    #[error("request line speaks HTTP/1.{minor}, expected HTTP/1.1")]
+    Version { minor: u8 },
+    #[error("request target does not start with '/' (expected an origin-form path)")]
+    NotOriginForm,
     #[error("method {method:?} cannot open a WebSocket (only GET can)")]
     MethodNotGet { method: String },
-    #[error("malformed header line {line:?} (expected \"Name: value\")")]
-    MalformedHeader { line: String },
     #[error("request has no {name} header")]
     MissingHeader { name: &'static str },
     #[error("header {name} is {value:?}, expected it to contain {expected:?}")]
@@ -283,38 +256,12 @@ impl UpgradeRequest {
         self.target.split_once('?').map_or("", |(_, q)| q)
     }
 
-    /// The first value of query parameter `name`, percent-decoded; `None` when absent.
-    /// A value that is not valid percent-encoding is returned as it is.
+    /// The first value of query parameter `name`, form-decoded; `None` when absent.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query()
-            .split('&')
-            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| percent_decode(v))
+        form_urlencoded::parse(self.query().as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }
 
 /// Parses a client's upgrade request (RFC 6455 §4.2.1).
@@ -322,77 +269,60 @@ fn percent_decode(s: &str) -> String {
 /// `Ok(None)`: the head is not complete yet, read more. `Ok(Some((request, n)))`: the head
 /// is `buf[..n]` and any bytes after it are already WebSocket frames.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, RequestError> {
-    let (head, head_len) = match split_head(buf, MAX_REQUEST_HEAD) {
-        Ok(Some(h)) => h,
-        Ok(None) => return Ok(None),
-        Err(HeadError::TooLarge) => {
-            return Err(RequestError::HeadTooLarge {
-                max: MAX_REQUEST_HEAD,
-            });
-        }
-        Err(HeadError::NotText(valid_up_to)) => return Err(RequestError::NotText { valid_up_to }),
+    let too_large = RequestError::HeadTooLarge {
+        max: MAX_REQUEST_HEAD,
     };
-    let mut lines = head.split("\r\n");
-    let line = lines.next().unwrap_or_default();
-    let malformed = || RequestError::MalformedRequestLine {
-        line: line.to_string(),
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_REQUEST_HEAD => n,
+        Ok(httparse::Status::Complete(_)) => return Err(too_large),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_REQUEST_HEAD => return Err(too_large),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(reason) => return Err(RequestError::Malformed { reason }),
     };
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed());
-    };
-    if version != "HTTP/1.1" || !target.starts_with('/') {
-        return Err(malformed());
+    let minor = request.version.unwrap_or_default();
+    if minor != 1 {
+        return Err(RequestError::Version { minor });
     }
+    let target = request.path.unwrap_or_default();
+    if !target.starts_with('/') {
+        return Err(RequestError::NotOriginForm);
+    }
+    let method = request.method.unwrap_or_default();
     if method != "GET" {
         return Err(RequestError::MethodNotGet {
             method: method.to_string(),
         });
     }
-
-    let (mut upgrade, mut connection, mut key, mut version) = (None, None, None, None);
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(RequestError::MalformedHeader {
-                line: line.to_string(),
-            });
-        };
-        let (name, value) = (name.trim(), value.trim());
-        if name.eq_ignore_ascii_case("Upgrade") {
-            upgrade = Some(value);
-        } else if name.eq_ignore_ascii_case("Connection") {
-            connection = Some(value);
-        } else if name.eq_ignore_ascii_case("Sec-WebSocket-Key") {
-            key = Some(value);
-        } else if name.eq_ignore_ascii_case("Sec-WebSocket-Version") {
-            version = Some(value);
-        }
-    }
-    let need = |v: Option<&str>, name: &'static str, token: &'static str| match v {
-        None => Err(RequestError::MissingHeader { name }),
-        Some(v) if !has_token(v, token) => Err(RequestError::WrongHeader {
-            name,
-            value: v.to_string(),
-            expected: token,
-        }),
-        Some(_) => Ok(()),
+    let headers = request.headers;
+    let need = |name, token| {
+        check_token(headers, name, token).map_err(|(name, value, expected)| match value {
+            None => RequestError::MissingHeader { name },
+            Some(v) => RequestError::WrongHeader {
+                name,
+                value: shown(v),
+                expected,
+            },
+        })
     };
-    need(upgrade, "Upgrade", "websocket")?;
-    need(connection, "Connection", "upgrade")?;
-    need(version, "Sec-WebSocket-Version", "13")?;
-    let key = key.ok_or(RequestError::MissingHeader {
+    need("Upgrade", "websocket")?;
+    need("Connection", "upgrade")?;
+    need("Sec-WebSocket-Version", "13")?;
+    let key = header(headers, "Sec-WebSocket-Key").ok_or(RequestError::MissingHeader {
         name: "Sec-WebSocket-Key",
     })?;
     // The key is base64 of 16 bytes: 24 characters ending in "==".
-    if key.len() != 24 || !key.ends_with("==") {
-        return Err(RequestError::WrongHeader {
-            name: "Sec-WebSocket-Key",
-            value: key.to_string(),
-            expected: "base64 of 16 bytes",
-        });
-    }
+    let key = match std::str::from_utf8(key) {
+        Ok(k) if k.len() == 24 && k.ends_with("==") => k,
+        _ => {
+            return Err(RequestError::WrongHeader {
+                name: "Sec-WebSocket-Key",
+                value: shown(key),
+                expected: "base64 of 16 bytes",
+            });
+        }
+    };
     Ok(Some((
         UpgradeRequest {
             target: target.to_string(),
@@ -487,6 +417,27 @@ mod server_tests {
     }
 
     #[test]
+    fn request_errors_never_show_the_target_which_carries_the_credentials() {
+        let target = "/?api_key=k&access_token=SECRET";
+        for head in [
+            format!("POST {target} HTTP/1.1\r\nHost: h\r\n\r\n"),
+            format!("GET {target} HTTP/1.0\r\n\r\n"),
+            format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n"),
+            format!("GET {target} HTTP/1.1\r\nno colon\r\n\r\n"),
+            format!("GET {target}\x01 HTTP/1.1\r\n\r\n"),
+            format!("GET http://h{target} HTTP/1.1\r\n\r\n"),
+            format!(
+                "GET {target} HTTP/1.1\r\nX: {}",
+                "y".repeat(MAX_REQUEST_HEAD)
+            ),
+        ] {
+            let e = parse_request(head.as_bytes()).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("SECRET"), "{shown}");
+        }
+    }
+
+    #[test]
     fn error_responses_carry_their_body_and_status() {
         let r = error_response(403, "Forbidden", "{\"x\":1}");
         assert!(r.starts_with("HTTP/1.1 403 Forbidden\r\n"));
@@ -541,8 +492,9 @@ mod tests {
             validate_response(&r.as_bytes()[..r.len() - 1], KEY),
             Ok(None)
         );
+        let endless = format!("HTTP/1.1 101 OK\r\nX: {}", "y".repeat(MAX_RESPONSE_HEAD));
         assert_eq!(
-            validate_response(&vec![b'x'; MAX_RESPONSE_HEAD + 1], KEY),
+            validate_response(endless.as_bytes(), KEY),
             Err(HandshakeError::HeadTooLarge {
                 max: MAX_RESPONSE_HEAD
             })
@@ -616,14 +568,13 @@ mod tests {
                 ..
             })
         ));
-        assert!(matches!(
+        assert_eq!(
             validate_response(b"HTTP/1.0 101 OK\r\n\r\n", KEY),
-            Err(HandshakeError::MalformedStatusLine { .. })
-        ));
-        assert!(matches!(
-            validate_response(b"HTTP/1.1 101 OK\r\nno colon\r\n\r\n", KEY),
-            Err(HandshakeError::MalformedHeader { .. })
-        ));
+            Err(HandshakeError::Version { minor: 0 })
+        );
+        let e = validate_response(b"HTTP/1.1 101 OK\r\nno colon\r\n\r\n", KEY).unwrap_err();
+        assert!(matches!(e, HandshakeError::Malformed { .. }), "{e:?}");
+        assert!(e.to_string().contains("header name"), "{e}");
     }
 
     #[test]

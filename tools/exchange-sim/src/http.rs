@@ -176,16 +176,27 @@ fn connection(
     stream.set_read_timeout(Some(READ_TICK))?;
     stream.set_write_timeout(Some(cfg.write_timeout))?;
     stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let mut idle_since = Instant::now();
     loop {
         // A complete head?
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            let head = match parse_head(&buf[..end]) {
-                Ok(h) => h,
-                Err(msg) => return error_and_close(&mut stream, 400, msg),
-            };
+        let parsed = match parse_head(&buf) {
+            Ok(p) => p,
+            Err(msg) => {
+                tracing::debug!(%peer, error = %msg, "refusing a malformed request");
+                return error_and_close(&mut stream, 400, &msg);
+            }
+        };
+        let too_large = match &parsed {
+            Some((_, end)) => *end > cfg.max_head_bytes,
+            None => buf.len() > cfg.max_head_bytes,
+        };
+        if too_large {
+            return error_and_close(&mut stream, 431, "request head too large");
+        }
+        if let Some((head, end)) = parsed {
             if head
                 .header("transfer-encoding")
                 .is_some_and(|v| !v.eq_ignore_ascii_case("identity"))
@@ -200,10 +211,10 @@ fn connection(
             if len > cfg.max_body_bytes {
                 return error_and_close(&mut stream, 413, "request body too large");
             }
-            let total = end + 4 + len;
+            let total = end + len;
             if buf.len() >= total {
                 let mut req = head;
-                req.body = buf[end + 4..total].to_vec();
+                req.body = buf[end..total].to_vec();
                 buf.drain(..total);
                 let close = wants_close(&req);
                 match handler.handle(&req) {
@@ -219,8 +230,6 @@ fn connection(
                 idle_since = Instant::now();
                 continue;
             }
-        } else if buf.len() > cfg.max_head_bytes {
-            return error_and_close(&mut stream, 431, "request head too large");
         }
         if stop.load(Ordering::SeqCst) {
             return Ok(());
@@ -301,72 +310,44 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
+/// Most header lines a request may carry.
+const MAX_HEADERS: usize = 64;
 
-fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
-    let text = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8")?;
-    let mut lines = text.split("\r\n");
-    let line = lines.next().ok_or("empty request")?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("malformed request line");
+/// The request at the start of `buf` (without its body) and the length of its head;
+/// `None` while the head is incomplete. Errors never show the request target: it can
+/// carry a request token.
+fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("malformed request head: {e}")),
     };
-    if !version.starts_with("HTTP/1.") {
-        return Err("only HTTP/1.x is served");
-    }
+    let target = req.path.unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut headers = vec![(":version".to_string(), version.to_string())];
-    for l in lines {
-        let (k, v) = l.split_once(':').ok_or("malformed header line")?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    let version = format!("HTTP/1.{}", req.version.unwrap_or(1));
+    let mut fields = vec![(":version".to_string(), version)];
+    for h in req.headers.iter() {
+        let v =
+            std::str::from_utf8(h.value).map_err(|_| format!("header {} is not UTF-8", h.name))?;
+        fields.push((h.name.to_ascii_lowercase(), v.trim().to_string()));
     }
-    Ok(Request {
-        method: method.to_string(),
+    let request = Request {
+        method: req.method.unwrap_or_default().to_string(),
         path: path.to_string(),
         query: parse_urlencoded(query),
-        headers,
+        headers: fields,
         body: Vec::new(),
-    })
+    };
+    Ok(Some((request, len)))
 }
 
 /// `a=1&b=x+y%21` → `[("a","1"),("b","x y!")]`; empty pairs are skipped.
 pub fn parse_urlencoded(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
+    form_urlencoded::parse(s.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -383,15 +364,34 @@ mod tests {
                 ("c".into(), "".into())
             ]
         );
-        assert_eq!(decode("100%"), "100%");
-        assert_eq!(decode("%4"), "%4");
+        assert_eq!(
+            parse_urlencoded("p=100%&q=%4"),
+            [("p".into(), "100%".into()), ("q".into(), "%4".into())]
+        );
     }
 
     #[test]
     fn parses_a_request_head() {
-        let r = parse_head(b"GET /orders?x=1 HTTP/1.1\r\nX-Kite-Version: 3").unwrap();
+        let head = b"GET /orders?x=1 HTTP/1.1\r\nX-Kite-Version: 3\r\n\r\nbody";
+        let (r, len) = parse_head(head).unwrap().unwrap();
         assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/orders"));
+        assert_eq!(r.query, [("x".to_string(), "1".to_string())]);
         assert_eq!(r.header("x-kite-version"), Some("3"));
-        assert!(parse_head(b"GET /orders").is_err());
+        assert_eq!(len, head.len() - 4);
+        assert!(parse_head(b"GET /orders").unwrap().is_none());
+        assert!(parse_head(b"GET /or ders HTTP/1.1\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn head_errors_never_show_the_target() {
+        for head in [
+            "GET /session?request_token=SECRET HTTP/9.1\r\n\r\n",
+            "GET /session?request_token=SECRET HTTP/1.1\r\nno colon\r\n\r\n",
+            "GET /session?request_token=SECRET\x01 HTTP/1.1\r\n\r\n",
+        ] {
+            let e = parse_head(head.as_bytes()).unwrap_err();
+            assert!(e.starts_with("malformed request head: "), "{e}");
+            assert!(!e.contains("SECRET"), "{e}");
+        }
     }
 }
