@@ -257,7 +257,11 @@ impl KiteClient {
             read_response(self.conn.as_mut().expect("connected above"))
         })();
         self.buf = req;
-        result
+        // Name the venue in what its answer got wrong.
+        result.map_err(|e| match e {
+            VenueError::Protocol(m) => VenueError::Protocol(format!("{} {path}: {m}", self.host)),
+            e => e,
+        })
     }
 
     /// A new connection of its own for the engine thread's inline order writer, with what
@@ -437,66 +441,121 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 /// (status, Retry-After, body, the server will close the connection).
 pub(crate) type RawResponse = (u16, Option<Duration>, Vec<u8>, bool);
 
-pub(crate) fn read_response(r: &mut impl BufRead) -> Result<RawResponse, VenueError> {
-    let io = |context| move |source| VenueError::Io { context, source };
-    let lost = || VenueError::Io {
+/// What the gateway needs from an answer's head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    /// `Content-Length`, when present and a number.
+    pub content_length: Option<usize>,
+    /// `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+    pub retry_after: Option<Duration>,
+    /// `Connection: close`: the venue hangs up after this answer.
+    pub close: bool,
+}
+
+/// Most header lines an answer may carry (Kite sends about a dozen).
+const MAX_HEADERS: usize = 48;
+
+/// The head at the start of `buf` and its length, `None` while incomplete. Parsed into a
+/// stack array of headers: no allocation unless it fails.
+fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, VenueError> {
+    let too_large = || VenueError::Protocol(format!("answer head over {MAX_HEAD} bytes"));
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(_) => return Err(too_large()),
+        Err(e) => return Err(VenueError::Protocol(format!("malformed answer head: {e}"))),
+    };
+    let mut head = ResponseHead {
+        status: response.code.unwrap_or_default(),
+        content_length: None,
+        chunked: false,
+        retry_after: None,
+        close: false,
+    };
+    for h in response.headers.iter() {
+        let Ok(v) = std::str::from_utf8(h.value) else {
+            continue;
+        };
+        let (name, v) = (h.name, v.trim());
+        if name.eq_ignore_ascii_case("content-length") {
+            head.content_length = v.parse().ok();
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            head.chunked = v.eq_ignore_ascii_case("chunked");
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            head.retry_after = parse_retry_after(v);
+        } else if name.eq_ignore_ascii_case("connection") {
+            head.close = v.eq_ignore_ascii_case("close");
+        }
+    }
+    Ok(Some((head, len)))
+}
+
+fn lost() -> VenueError {
+    VenueError::Io {
         context: "reading the response",
         source: std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the venue closed the connection without answering",
         ),
+    }
+}
+
+/// Reads an answer's head off `r`, leaving the body in it. Allocates nothing unless it
+/// fails: the order path reads every placement's answer through it.
+pub fn read_head(r: &mut impl BufRead) -> Result<ResponseHead, VenueError> {
+    let io = |source| VenueError::Io {
+        context: "reading the answer head",
+        source,
     };
-    let mut line = String::new();
-    if r.read_line(&mut line)
-        .map_err(io("reading the status line"))?
-        == 0
-    {
+    let avail = r.fill_buf().map_err(io)?;
+    if avail.is_empty() {
         return Err(lost());
     }
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| VenueError::Protocol(format!("bad status line {:?}", line.trim_end())))?;
-    let (mut len, mut chunked, mut retry_after, mut close, mut head) =
-        (None, false, None, false, 0usize);
+    // Usually the whole head came in one read: parse it where it lies.
+    if let Some((head, len)) = parse_head(avail)? {
+        r.consume(len);
+        return Ok(head);
+    }
+    // It spans reads: gather it on the stack, consuming no more than the head.
+    let mut buf = [0u8; MAX_HEAD];
+    let mut have = 0;
     loop {
-        let mut h = String::new();
-        let n = r.read_line(&mut h).map_err(io("reading headers"))?;
-        if n == 0 {
+        let avail = r.fill_buf().map_err(io)?;
+        if avail.is_empty() {
             return Err(lost());
         }
-        head += n;
-        if head > MAX_HEAD {
-            return Err(VenueError::Protocol("response head too large".into()));
+        let take = avail.len().min(MAX_HEAD - have);
+        buf[have..have + take].copy_from_slice(&avail[..take]);
+        if let Some((head, len)) = parse_head(&buf[..have + take])? {
+            r.consume(len - have);
+            return Ok(head);
         }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-            match k.as_str() {
-                "content-length" => len = v.parse::<usize>().ok(),
-                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
-                "retry-after" => retry_after = parse_retry_after(v),
-                "connection" => close = v.eq_ignore_ascii_case("close"),
-                _ => {}
-            }
-        }
+        r.consume(take);
+        have += take;
     }
-    let body = if chunked {
+}
+
+pub(crate) fn read_response(r: &mut impl BufRead) -> Result<RawResponse, VenueError> {
+    let head = read_head(r)?;
+    let body = if head.chunked {
         read_chunked(r)?
     } else {
-        let len = len.unwrap_or(0);
+        let len = head.content_length.unwrap_or(0);
         if len > MAX_BODY {
             return Err(VenueError::Protocol(format!("body of {len} bytes")));
         }
         let mut b = vec![0; len];
-        r.read_exact(&mut b).map_err(io("reading the body"))?;
+        r.read_exact(&mut b).map_err(|source| VenueError::Io {
+            context: "reading the body",
+            source,
+        })?;
         b
     };
-    Ok((status, retry_after, body, close))
+    Ok((head.status, head.retry_after, body, head.close))
 }
 
 fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, VenueError> {

@@ -371,3 +371,35 @@ fn an_order_still_awaiting_its_answer_at_shutdown_is_found_and_cancelled() {
     assert_eq!(venue.len(), 1);
     assert_eq!(venue[0].1, "Cancelled", "{venue:?}");
 }
+
+/// The head of every placement's answer is parsed in place (or gathered on the stack when
+/// it spans reads): no allocation, whichever way it arrives.
+#[test]
+fn reading_an_answer_head_allocates_nothing() {
+    use kestrel_gateway::kite::read_head;
+    use std::io::BufReader;
+    let (_, check) = alloc_counter::count(|| vec![1u8; 8]);
+    assert!(check.allocs > 0, "the counting allocator is installed");
+    let answer: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n\
+        Content-Length: 2\r\nRetry-After: 3\r\nConnection: close\r\n\r\n{}";
+    // In one read, and a byte at a time (the head spans reads).
+    let mut whole = answer;
+    let mut trickle = BufReader::with_capacity(1, answer);
+    for mut r in [&mut whole as &mut dyn std::io::BufRead, &mut trickle] {
+        let (head, c) = alloc_counter::count(|| read_head(&mut r));
+        let head = head.unwrap();
+        assert_eq!(c, AllocCounts::default());
+        assert_eq!(
+            (
+                head.status,
+                head.content_length,
+                head.retry_after,
+                head.close
+            ),
+            (429, Some(2), Some(Duration::from_secs(3)), true)
+        );
+        let mut body = Vec::new();
+        r.read_to_end(&mut body).unwrap();
+        assert_eq!(body, b"{}", "the body is left to read");
+    }
+}
