@@ -57,7 +57,7 @@ use crate::backoff::BackoffConfig;
 use crate::subscription::{self, FeedLimits, SubscriptionError};
 pub use crate::text::{TEXT_CAPACITY, TextKind, TextRecord};
 use crate::tls;
-use crate::url::{self, Authority};
+use crate::url::ConnectUrl;
 use crate::ws::{DEFAULT_MAX_PAYLOAD, HandshakeError, WsError};
 
 /// The Kite subscription mode.
@@ -152,7 +152,10 @@ pub enum ClientError {
     #[error("feed instruments: {0}")]
     Subscription(#[from] SubscriptionError),
     #[error("bad feed URL {url:?}: {reason}")]
-    BadUrl { url: String, reason: &'static str },
+    BadUrl {
+        url: String,
+        reason: crate::url::UrlError,
+    },
     #[error("cannot resolve {host:?}: {message}")]
     Resolve { host: String, message: String },
     #[error("connecting to {addr}: {message}")]
@@ -308,15 +311,8 @@ impl FeedClient {
             url: cfg.url.clone(),
             reason,
         };
-        let (rest, secure) = if let Some(rest) = cfg.url.strip_prefix("ws://") {
-            (rest, false)
-        } else if let Some(rest) = cfg.url.strip_prefix("wss://") {
-            (rest, true)
-        } else {
-            return Err(bad("expected ws://host[:port][/path] or wss://…"));
-        };
-        let Authority { host, port, path } =
-            url::split_authority(rest, if secure { 443 } else { 80 }).map_err(bad)?;
+        let url = ConnectUrl::parse(&cfg.url, &["wss", "ws"]).map_err(bad)?;
+        let (host, port, path, secure) = (url.host(), url.port(), url.path_and_query(), url.tls());
         let tls = if secure {
             Some(TlsSetup {
                 config: tls::client_config(cfg.ca_file.as_deref())?,

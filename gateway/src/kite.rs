@@ -142,7 +142,7 @@ impl KiteClient {
     /// (`ca_file` or `webpki-roots`). The first connection opens at the first call.
     pub fn new(cfg: KiteConfig, creds: &Credentials) -> Result<KiteClient, VenueError> {
         let url = parse_base_url(&cfg.base_url)?;
-        let host = url.host_header();
+        let host = url.authority();
         let connector = Connector::new(&url, &cfg)?;
         Ok(KiteClient {
             auth: Secret(format!(

@@ -15,63 +15,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kestrel_feed::tls;
-use kestrel_feed::url::{Authority, split_authority};
+use kestrel_feed::url::ConnectUrl;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::kite::KiteConfig;
 use crate::venue::VenueError;
 
-/// A base URL split: `http://host[:port]` or `https://host[:port]`, no path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct BaseUrl<'a> {
-    pub tls: bool,
-    /// As written (an IPv6 literal keeps its brackets).
-    pub host: &'a str,
-    pub port: u16,
-}
-
-impl BaseUrl<'_> {
-    const fn default_port(tls: bool) -> u16 {
-        if tls { 443 } else { 80 }
-    }
-
-    /// `host`, or `host:port` when the port is not the scheme's default: the `Host`
-    /// header.
-    pub fn host_header(&self) -> String {
-        if self.port == Self::default_port(self.tls) {
-            self.host.to_string()
-        } else {
-            self.endpoint()
-        }
-    }
-
-    /// `host:port`, for messages.
-    pub fn endpoint(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
-
-/// Splits a base URL (a trailing `/` is allowed, any other path is not).
-pub(crate) fn parse_base_url(url: &str) -> Result<BaseUrl<'_>, VenueError> {
-    let bad = |reason: &str| {
+/// Parses a base URL: `http://host[:port]` or `https://host[:port]` (a trailing `/` is
+/// allowed, any other path or a query is not).
+pub(crate) fn parse_base_url(url: &str) -> Result<ConnectUrl, VenueError> {
+    let bad = |reason: &dyn fmt::Display| {
         VenueError::Config(format!(
             "base URL {url:?}: {reason} (expected http://host[:port] or https://host[:port])"
         ))
     };
-    let (rest, tls) = if let Some(rest) = url.strip_prefix("https://") {
-        (rest, true)
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        (rest, false)
-    } else {
-        return Err(bad("unsupported scheme"));
-    };
-    let Authority { host, port, path } =
-        split_authority(rest, BaseUrl::default_port(tls)).map_err(bad)?;
-    if path != "/" {
-        return Err(bad("a path is not allowed"));
+    let parsed = ConnectUrl::parse(url, &["https", "http"]).map_err(|e| bad(&e))?;
+    if parsed.path_and_query() != "/" {
+        return Err(bad(&"a path is not allowed"));
     }
-    Ok(BaseUrl { tls, host, port })
+    Ok(parsed)
 }
 
 /// What `https://` needs for each new session.
@@ -104,24 +67,24 @@ impl fmt::Debug for Connector {
 impl Connector {
     /// Resolves `url`'s host (once: a reconnect goes to the same address) and, for
     /// `https://`, loads the roots (`cfg.ca_file` or `webpki-roots`).
-    pub fn new(url: &BaseUrl<'_>, cfg: &KiteConfig) -> Result<Connector, VenueError> {
-        let tls = if url.tls {
+    pub fn new(url: &ConnectUrl, cfg: &KiteConfig) -> Result<Connector, VenueError> {
+        let tls = if url.tls() {
             let config = tls::client_config(cfg.ca_file.as_deref())
                 .map_err(|e| VenueError::Config(e.to_string()))?;
-            let name = tls::server_name(url.host).map_err(|e| VenueError::Config(e.to_string()))?;
+            let name =
+                tls::server_name(url.host()).map_err(|e| VenueError::Config(e.to_string()))?;
             Some(TlsSetup { config, name })
         } else {
             None
         };
-        let bare = url.host.trim_start_matches('[').trim_end_matches(']');
-        let addr = (bare, url.port)
+        let addr = (url.bare_host(), url.port())
             .to_socket_addrs()
             .map_err(|source| VenueError::Io {
                 context: "resolving the base URL",
                 source,
             })?
             .next()
-            .ok_or_else(|| VenueError::Config(format!("{} resolves to no address", url.host)))?;
+            .ok_or_else(|| VenueError::Config(format!("{} resolves to no address", url.host())))?;
         Ok(Connector {
             addr,
             endpoint: url.endpoint(),
@@ -288,8 +251,8 @@ mod tests {
         ];
         for (url, tls, host, port, header) in cases {
             let u = parse_base_url(url).unwrap();
-            assert_eq!((u.tls, u.host, u.port), (tls, host, port), "{url}");
-            assert_eq!(u.host_header(), header, "{url}");
+            assert_eq!((u.tls(), u.host(), u.port()), (tls, host, port), "{url}");
+            assert_eq!(u.authority(), header, "{url}");
             assert_eq!(u.endpoint(), format!("{host}:{port}"), "{url}");
         }
     }
@@ -298,11 +261,12 @@ mod tests {
     fn refuses_other_schemes_paths_and_bad_ports_naming_the_url() {
         for (url, why) in [
             ("ftp://api.kite.trade", "unsupported scheme"),
-            ("api.kite.trade", "unsupported scheme"),
+            ("api.kite.trade", "no scheme"),
             ("wss://api.kite.trade", "unsupported scheme"),
             ("https://", "no host"),
             ("https://api.kite.trade:x", "invalid port"),
             ("https://api.kite.trade/session", "a path is not allowed"),
+            ("https://api.kite.trade/?x=1", "a path is not allowed"),
         ] {
             let e = parse_base_url(url).unwrap_err();
             assert!(matches!(e, VenueError::Config(_)), "{url}: {e:?}");

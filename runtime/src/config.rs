@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use kestrel_engine::{EngineConfig, InstrumentTable, Money, StrategySlot};
+use kestrel_feed::url::ConnectUrl;
 use kestrel_risk::RiskConfig;
 use serde::Deserialize;
 
@@ -585,24 +586,16 @@ impl Config {
             self.risk.session.enabled,
         )?;
         for (key, url, schemes) in [
-            (
-                "venue.rest_url",
-                &self.venue.rest_url,
-                ["http://", "https://"],
-            ),
-            ("venue.ws_url", &self.venue.ws_url, ["ws://", "wss://"]),
+            ("venue.rest_url", &self.venue.rest_url, ["https", "http"]),
+            ("venue.ws_url", &self.venue.ws_url, ["wss", "ws"]),
             (
                 "venue.login_url",
                 &self.venue.login_base(),
-                ["http://", "https://"],
+                ["https", "http"],
             ),
         ] {
-            if !schemes.iter().any(|s| url.starts_with(s)) {
-                bail!(
-                    "{key} must start with {} or {}, got {url:?}",
-                    schemes[0],
-                    schemes[1]
-                );
+            if let Err(e) = ConnectUrl::parse(url, &schemes) {
+                bail!("{key}: {e}, got {url:?}");
             }
         }
         // Against the default table here (the per-instrument overrides again in `bind`,

@@ -24,6 +24,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
+use kestrel_feed::url::{ConnectUrl, UrlError};
 use kestrel_gateway::Secret;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -365,8 +366,16 @@ fn send_link_on_telegram(config: &Config, url: &str, env: &dyn Fn(&str) -> Optio
 /// The `request_token` of a redirect URL (or of its query string), refused when Kite says
 /// the login failed.
 pub fn request_token_from_redirect(url: &str) -> Result<String> {
-    let query = url.trim().split_once('?').map_or(url.trim(), |(_, q)| q);
-    let query = query.split('#').next().unwrap_or_default();
+    let text = url.trim();
+    // The whole redirect URL, or only its query (`request_token=…&status=success`).
+    let parsed = match ConnectUrl::parse(text, &["http", "https"]) {
+        Ok(u) => Some(u),
+        Err(UrlError::NoScheme { .. }) => None,
+        Err(e) => bail!("the redirect URL: {e}"),
+    };
+    let query = parsed
+        .as_ref()
+        .map_or(text, |u| u.query().unwrap_or_default());
     let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -436,20 +445,17 @@ fn answer_callback(mut stream: TcpStream, state: &str) -> Option<String> {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 2048];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD || Instant::now() > deadline {
+    let target = match read_target(&mut stream) {
+        Ok(Some(target)) => target,
+        Ok(None) => return None,
+        Err(e) => {
+            // `e` names what was wrong, never the target (it carries the request token).
+            let peer = stream.peer_addr().ok();
+            tracing::warn!(?peer, error = %e, "login callback: refused a malformed request");
+            answer_page(&mut stream, 400, &e);
             return None;
         }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&head);
-    let target = text.split_whitespace().nth(1).unwrap_or("/");
+    };
     let (status, page, token) = match target.split_once('?') {
         None => (404, "Not a Kite redirect.".to_string(), None),
         Some((_, query)) => {
@@ -475,9 +481,47 @@ fn answer_callback(mut stream: TcpStream, state: &str) -> Option<String> {
             }
         }
     };
+    answer_page(&mut stream, status, &page);
+    token
+}
+
+/// Most header lines a browser's request may carry.
+const MAX_HEADERS: usize = 64;
+
+/// The request target of the callback's request (by `httparse`); `None` when the browser
+/// closes or is silent for 5 s first. The error never shows the target.
+fn read_target(stream: &mut TcpStream) -> std::result::Result<Option<String>, String> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if head.len() > MAX_HEAD {
+            return Err(format!("request head over {MAX_HEAD} bytes"));
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {
+                return Ok(Some(request.path.unwrap_or("/").to_string()));
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(e) => return Err(format!("malformed request head: {e}")),
+        }
+    }
+}
+
+/// A small HTML page with `text` (escaped), then `Connection: close`.
+fn answer_page(stream: &mut TcpStream, status: u16, text: &str) {
     let body = format!(
         "<!doctype html>\n<html><body><p>{}</p></body></html>\n",
-        page.replace('&', "&amp;").replace('<', "&lt;")
+        text.replace('&', "&amp;").replace('<', "&lt;")
     );
     let _ = write!(
         stream,
@@ -487,7 +531,6 @@ fn answer_callback(mut stream: TcpStream, state: &str) -> Option<String> {
         body.len()
     );
     let _ = stream.flush();
-    token
 }
 
 #[cfg(test)]
@@ -647,6 +690,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no request_token"), "{e}");
+    }
+
+    #[test]
+    fn a_malformed_callback_request_is_refused_without_showing_its_target() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let browser = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /?request_token=SECRET&state=s HTTP/1.1\r\nno colon\r\n\r\n")
+                .unwrap();
+            let mut page = String::new();
+            let _ = s.read_to_string(&mut page);
+            page
+        });
+        let (stream, _) = listener.accept().unwrap();
+        assert_eq!(answer_callback(stream, "s"), None);
+        let page = browser.join().unwrap();
+        assert!(page.starts_with("HTTP/1.1 400 "), "{page}");
+        assert!(page.contains("malformed request head"), "{page}");
+        assert!(!page.contains("SECRET"), "{page}");
     }
 
     #[test]

@@ -261,8 +261,9 @@ fn serve_connection(
     stream.set_nonblocking(false)?;
     let response = match read_head(&mut stream, Instant::now() + io_timeout) {
         Ok(Some(head)) => match parse_request(&head) {
-            Ok(request) => respond(request, snapshot),
-            Err(why) => Response::text(400, why),
+            Ok(Some(request)) => respond(request, snapshot),
+            Ok(None) => Response::text(400, "incomplete request head"),
+            Err(why) => Response::text(400, &why),
         },
         Ok(None) => return Ok(()), // closed before a whole request: nothing to answer
         Err(HeadError::TooLarge) => Response::text(400, "request head over 8 KiB"),
@@ -281,7 +282,7 @@ enum HeadError {
     Io(io::Error),
 }
 
-/// Reads up to the blank line that ends the head; `None` when the client closes first.
+/// Reads until the head is whole (or cannot be); `None` when the client closes first.
 fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Option<Vec<u8>>, HeadError> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -305,22 +306,14 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Option<Vec<u8>
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(HeadError::Io(e)),
         };
-        let searched_from = head.len().saturating_sub(3);
         head.extend_from_slice(&buf[..n]);
-        if let Some(end) = find_head_end(&head[searched_from..]) {
-            head.truncate(searched_from + end);
+        if !matches!(parse_request(&head), Ok(None)) {
             return Ok(Some(head));
         }
         if head.len() > MAX_HEAD {
             return Err(HeadError::TooLarge);
         }
     }
-}
-
-/// Where the head ends (`\r\n\r\n`, or `\n\n` from lenient clients), excluding the blank line.
-fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    (0..bytes.len())
-        .find(|&i| bytes[i..].starts_with(b"\r\n\r\n") || bytes[i..].starts_with(b"\n\n"))
 }
 
 /// `write_all` that gives up at `deadline`, however slowly the client reads.
@@ -366,34 +359,28 @@ struct Request<'a> {
     path: &'a str,
 }
 
-/// The request line and header syntax of HTTP/1.x; the header values are not needed.
-fn parse_request(head: &[u8]) -> Result<Request<'_>, &'static str> {
-    let head = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8")?;
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let line = lines.next().unwrap_or_default();
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("malformed request line (expected METHOD /path HTTP/1.1)");
-    };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err("malformed method");
+/// Most header lines a scrape may carry.
+const MAX_HEADERS: usize = 32;
+
+/// The request line and header syntax of HTTP/1.x (by `httparse`); `None` while the head
+/// is incomplete. Errors never show the request target.
+fn parse_request(head: &[u8]) -> Result<Option<Request<'_>>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("malformed request head: {e}")),
     }
-    if !target.starts_with('/') || target.bytes().any(|b| b.is_ascii_control()) {
-        return Err("malformed request target (expected a path such as /metrics)");
-    }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err("unsupported protocol (expected HTTP/1.0 or HTTP/1.1)");
-    }
-    for header in lines.filter(|l| !l.is_empty()) {
-        match header.split_once(':') {
-            Some((name, _)) if !name.is_empty() && !name.contains([' ', '\t']) => {}
-            _ => return Err("malformed header line"),
-        }
+    let (method, target) = (
+        request.method.unwrap_or_default(),
+        request.path.unwrap_or_default(),
+    );
+    if !target.starts_with('/') {
+        return Err("malformed request target (expected a path such as /metrics)".into());
     }
     let path = target.split_once('?').map_or(target, |(path, _)| path);
-    Ok(Request { method, path })
+    Ok(Some(Request { method, path }))
 }
 
 struct Response {

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use kestrel_feed::url::ConnectUrl;
 use kestrel_gateway::Secret;
 use serde::{Deserialize, Deserializer};
 
-use super::http::Url;
+use super::http::{SCHEMES, parse_url};
 
 /// `[alerts]`: every sink off by default.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -123,7 +124,7 @@ impl fmt::Debug for WebhookSection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookSection")
             .field("enabled", &self.enabled)
-            .field("url", &Url::redact(&self.url))
+            .field("url", &ConnectUrl::redact(&self.url, SCHEMES))
             .field("url_env", &self.url_env)
             .field("url_file", &self.url_file)
             .field("format", &self.format)
@@ -302,7 +303,7 @@ impl AlertsSection {
             if t.chat_id.trim().is_empty() {
                 p.push(format!("alerts.telegram.chat_id: required {when}"));
             }
-            if let Err(e) = Url::parse(&t.base_url) {
+            if let Err(e) = parse_url(&t.base_url) {
                 p.push(format!("alerts.telegram.base_url: {e}"));
             }
             check_secret_source(
@@ -333,7 +334,7 @@ impl AlertsSection {
                     ("alerts.webhook.url_env", &w.url_env),
                     ("alerts.webhook.url_file", w.url_file.as_deref()),
                 );
-            } else if let Err(e) = Url::parse(&w.url) {
+            } else if let Err(e) = parse_url(&w.url) {
                 p.push(format!("alerts.webhook.url: {e}"));
             }
         }

@@ -1,98 +1,27 @@
 //! The HTTP the alert sinks need: one JSON `POST` at a time over `http://` or `https://`,
 //! by ureq (HTTP/1.1 with sized, chunked or close-delimited bodies; TLS by rustls with the
-//! Mozilla roots), every status an answer, the body read up to a bound. [`Url`] is the
-//! configured endpoint as the sinks show it.
+//! Mozilla roots), every status an answer, the body read up to a bound. Endpoints are
+//! [`ConnectUrl`]s.
 //!
 //! Paths may carry credentials (the Telegram bot token, a webhook's secret path): nothing
-//! here puts a path into an error, and [`Url`]'s `Debug` hides it.
+//! here puts a path into an error, and [`ConnectUrl`]'s `Debug` hides it.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::time::Duration;
 
+use kestrel_feed::url::{ConnectUrl, UrlError};
+
 /// Responses longer than this are cut (alert endpoints answer in a few hundred bytes).
 const MAX_BODY: u64 = 64 * 1024;
 
-/// An `http://` or `https://` URL, split for the request line.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Url {
-    pub tls: bool,
-    /// A DNS name or IP literal (IPv6 in brackets).
-    pub host: String,
-    pub port: u16,
-    /// Starts with `/`; no trailing `/` unless it is the root.
-    pub path: String,
-}
+/// The schemes an alert endpoint may have (`http://` for a local test server).
+pub(crate) const SCHEMES: &[&str] = &["https", "http"];
 
-impl fmt::Debug for Url {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Url({})", self.origin())
-    }
-}
-
-impl Url {
-    pub fn parse(text: &str) -> Result<Url, String> {
-        let (tls, rest) = if let Some(r) = text.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = text.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err("must start with https:// (or http:// for a local test server)".into());
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if path.contains(|c: char| c.is_whitespace() || c.is_control()) || path.contains('#') {
-            return Err("the path holds spaces, control characters or a fragment".into());
-        }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') && (h.starts_with('[') == h.ends_with(']')) => {
-                let port = p
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|&p| p != 0)
-                    .ok_or_else(|| format!("bad port {p:?}"))?;
-                (h, port)
-            }
-            _ => (authority, if tls { 443 } else { 80 }),
-        };
-        if host.is_empty()
-            || host.contains(['@', '?', '#'])
-            || host.contains(|c: char| c.is_whitespace() || c.is_control())
-        {
-            return Err(format!("bad host {host:?}"));
-        }
-        let path = match path.trim_end_matches('/') {
-            "" => "/",
-            p => p,
-        };
-        Ok(Url {
-            tls,
-            host: host.to_string(),
-            port,
-            path: path.to_string(),
-        })
-    }
-
-    /// `https://host[:port]`: what errors and logs show.
-    pub fn origin(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            format!("{scheme}://{}", self.host)
-        } else {
-            format!("{scheme}://{}:{}", self.host, self.port)
-        }
-    }
-
-    /// A URL for logs and errors: its origin, the path hidden.
-    pub fn redact(text: &str) -> String {
-        match Url::parse(text) {
-            Ok(u) => format!("{}/<redacted>", u.origin()),
-            Err(_) => "<unparsable URL, redacted>".into(),
-        }
-    }
+/// An alert endpoint: `https://host[:port]/path`, parsed by [`ConnectUrl::parse`] with
+/// [`SCHEMES`].
+pub(crate) fn parse_url(text: &str) -> Result<ConnectUrl, UrlError> {
+    ConnectUrl::parse(text, SCHEMES)
 }
 
 #[derive(Debug)]
@@ -138,7 +67,7 @@ impl HttpClient {
     /// `POST` `body` as JSON to `url`'s origin at `path` (which may hold a credential: it
     /// goes into the request and nowhere else). Errors are I/O and protocol failures, with
     /// the path scrubbed from their text; any HTTP status is a [`Response`].
-    pub fn post_json(&self, url: &Url, path: &str, body: &str) -> io::Result<Response> {
+    pub fn post_json(&self, url: &ConnectUrl, path: &str, body: &str) -> io::Result<Response> {
         let hide = |e: &dyn fmt::Display| io::Error::other(scrub(&e.to_string(), &[path]));
         let mut resp = self
             .agent
@@ -185,29 +114,29 @@ mod tests {
 
     #[test]
     fn urls_split_into_host_port_and_path() {
-        let u = Url::parse("https://api.telegram.org").unwrap();
+        let u = parse_url("https://api.telegram.org").unwrap();
         assert_eq!(
-            (u.tls, u.host.as_str(), u.port, u.path.as_str()),
+            (u.tls(), u.host(), u.port(), u.path()),
             (true, "api.telegram.org", 443, "/")
         );
-        let u = Url::parse("http://127.0.0.1:8080/hooks/abc/").unwrap();
+        let u = parse_url("http://127.0.0.1:8080/hooks/abc/").unwrap();
         assert_eq!(
-            (u.tls, u.host.as_str(), u.port, u.path.as_str()),
-            (false, "127.0.0.1", 8080, "/hooks/abc")
+            (u.tls(), u.host(), u.port(), u.path()),
+            (false, "127.0.0.1", 8080, "/hooks/abc/")
         );
-        let u = Url::parse("http://[::1]:9/x").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("[::1]", 9));
-        assert!(Url::parse("ftp://x").is_err());
-        assert!(Url::parse("https://").is_err());
-        assert!(Url::parse("https://h:0/").is_err());
-        assert!(Url::parse("https://user@h/").is_err());
+        let u = parse_url("http://[::1]:9/x").unwrap();
+        assert_eq!((u.host(), u.port()), ("[::1]", 9));
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("https://").is_err());
+        assert!(parse_url("https://h:0/").is_err());
+        assert!(parse_url("https://user@h/").is_err());
     }
 
     #[test]
     fn a_redacted_url_keeps_only_its_origin() {
-        let shown = Url::redact("https://discord.com/api/webhooks/123/t0ken");
+        let shown = ConnectUrl::redact("https://discord.com/api/webhooks/123/t0ken", SCHEMES);
         assert_eq!(shown, "https://discord.com/<redacted>");
-        let u = Url::parse("https://hooks.slack.com/services/T/B/s3cr3t").unwrap();
+        let u = parse_url("https://hooks.slack.com/services/T/B/s3cr3t").unwrap();
         assert!(!format!("{u:?}").contains("s3cr3t"));
     }
 

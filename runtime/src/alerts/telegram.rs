@@ -9,12 +9,13 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
+use kestrel_feed::url::ConnectUrl;
 use kestrel_gateway::Secret;
 use serde_json::{Value, json};
 
 use super::alerter::{DeliveryError, Retry, Sink};
 use super::config::load_secret;
-use super::http::{HttpClient, Url, scrub};
+use super::http::{HttpClient, parse_url, scrub};
 use super::{Alert, AlertsSection, TelegramSection};
 
 /// Telegram refuses longer messages (4096 characters).
@@ -22,7 +23,7 @@ const MAX_CHARS: usize = 4000;
 
 pub(crate) struct TelegramSink {
     http: HttpClient,
-    base: Url,
+    base: ConnectUrl,
     chat_id: String,
     token: Secret,
     /// Where the token came from, for the hint on a 401 ("KESTREL_TELEGRAM_TOKEN").
@@ -42,7 +43,7 @@ impl fmt::Debug for TelegramSink {
 impl TelegramSink {
     pub fn new(cfg: &TelegramSection, token: Secret, http: HttpClient) -> Result<TelegramSink> {
         let base =
-            Url::parse(&cfg.base_url).map_err(|e| anyhow!("alerts.telegram.base_url: {e}"))?;
+            parse_url(&cfg.base_url).map_err(|e| anyhow!("alerts.telegram.base_url: {e}"))?;
         let token_source = match &cfg.token_file {
             Some(p) => p.display().to_string(),
             None => cfg.token_env.clone(),
@@ -57,7 +58,7 @@ impl TelegramSink {
     }
 
     fn prefix(&self) -> &str {
-        self.base.path.trim_end_matches('/')
+        self.base.path().trim_end_matches('/')
     }
 
     /// The URL for people: the token replaced by `<redacted>`.

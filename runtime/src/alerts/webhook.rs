@@ -6,11 +6,12 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
+use kestrel_feed::url::ConnectUrl;
 use kestrel_gateway::Secret;
 use serde_json::json;
 
 use super::alerter::{DeliveryError, Retry, Sink};
-use super::http::{HttpClient, Url, scrub};
+use super::http::{HttpClient, parse_url, scrub};
 use super::telegram::truncate;
 use super::{Alert, WebhookFormat, WebhookSection};
 
@@ -21,7 +22,7 @@ const SLACK_MAX_CHARS: usize = 12_000;
 
 pub(crate) struct WebhookSink {
     http: HttpClient,
-    url: Url,
+    url: ConnectUrl,
     format: WebhookFormat,
 }
 
@@ -37,7 +38,7 @@ impl fmt::Debug for WebhookSink {
 impl WebhookSink {
     /// `url` from [`WebhookSection::load_url`]; errors never show its path.
     pub fn new(cfg: &WebhookSection, url: &Secret, http: HttpClient) -> Result<WebhookSink> {
-        let url = Url::parse(url.expose().trim()).map_err(|e| {
+        let url = parse_url(url.expose()).map_err(|e| {
             anyhow!(
                 "alerts.webhook.url ({}): {e}",
                 if cfg.url_file.is_some() {
@@ -79,7 +80,7 @@ impl Sink for WebhookSink {
         let body = WebhookSink::payload(self.format, alert);
         let resp = self
             .http
-            .post_json(&self.url, &self.url.path, &body)
+            .post_json(&self.url, self.url.path_and_query(), &body)
             .map_err(|e| DeliveryError::transient(format!("POST {}: {e}", self.shown())))?;
         if (200..300).contains(&resp.status) {
             return Ok(());
@@ -111,7 +112,7 @@ impl Sink for WebhookSink {
                     resp.status,
                     said.trim()
                 ),
-                &[&self.url.path],
+                &[self.url.path_and_query()],
             ),
             retry,
         })

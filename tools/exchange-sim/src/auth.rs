@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kestrel_feed::url::ConnectUrl;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -215,9 +216,7 @@ impl Sessions {
                 }
                 ("POST", "/__sim/app") => {
                     match req.params().into_iter().find(|(k, _)| k == "redirect_url") {
-                        Some((_, url))
-                            if url.starts_with("http://") || url.starts_with("https://") =>
-                        {
+                        Some((_, url)) if ConnectUrl::parse(&url, &["https", "http"]).is_ok() => {
                             self.set_redirect_url(&url);
                             Ok(success(json!({ "redirect_url": url })))
                         }
