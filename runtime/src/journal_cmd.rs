@@ -6,9 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use kestrel_engine::clock::ist_second_of_day;
+use kestrel_engine::clock::ist_datetime;
 use kestrel_engine::{InstrumentTable, JournalRecord, RecordTag, UnixNanos};
-use kestrel_journal::rolling::ist_date;
 use kestrel_journal::{JournalReader, JournalWriter, TickCsvReader, export_csv, export_events_csv};
 
 use crate::tick_csv::read_ticks;
@@ -18,14 +17,14 @@ const INSPECT_LISTED: usize = 40;
 
 /// A UTC timestamp as an IST wall-clock time for people.
 pub fn ist(ts: UnixNanos) -> String {
-    let (y, m, d) = ist_date(ts);
-    let s = ist_second_of_day(ts);
-    let ms = ts % 1_000_000_000 / 1_000_000;
+    let t = ist_datetime(ts);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03} IST",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
+        "{} {:02}:{:02}:{:02}.{:03} IST",
+        t.date(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
     )
 }
 
