@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering, fence};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use time::format_description::FormatItem;
+use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
 use crate::records::UnixNanos;
 
 pub trait Clock {
@@ -198,11 +201,13 @@ pub const DAY_NS: u64 = 86_400 * 1_000_000_000;
 
 /// The IST calendar day of `ts` as days since 1970-01-01 (IST). NSE trading days, daily loss
 /// limits and journal files all turn over at IST midnight.
+// Integer, not `time`: the risk gate calls it on every order (one add, one divide, no call).
 pub const fn ist_day(ts: UnixNanos) -> u64 {
     ts.saturating_add(IST_OFFSET_NS) / DAY_NS
 }
 
 /// Seconds since IST midnight of `ts`.
+// Integer, not `time`: the session check calls it on every order.
 pub const fn ist_second_of_day(ts: UnixNanos) -> u64 {
     ts.saturating_add(IST_OFFSET_NS) % DAY_NS / 1_000_000_000
 }
@@ -279,93 +284,79 @@ mod tests {
     }
 }
 
-/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian
-/// (H. Hinnant's `civil_from_days`). The one copy every date display and the NSE calendar use.
-pub const fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d)
+/// India Standard Time: UTC+05:30, no daylight saving.
+pub const IST: UtcOffset = time::macros::offset!(+5:30);
+
+/// 1970-01-01 as a Julian day: IST day numbers ([`ist_day`]) count from it.
+const UNIX_EPOCH_JULIAN_DAY: i32 = time::macros::date!(1970 - 01 - 01).to_julian_day();
+
+/// `YYYY-MM-DD HH:MM:SS`, as brokers (Kite) write IST times.
+const IST_TEXT: &[FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+
+/// The instant `ts` as an IST date and time. Not for the hot path (it is `time`'s arithmetic;
+/// the per-tick checks use [`ist_day`] and [`ist_second_of_day`]).
+pub fn ist_datetime(ts: UnixNanos) -> OffsetDateTime {
+    // Every u64 of nanoseconds (to 2554) is inside `time`'s range (to 9999).
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(IST)
 }
 
-/// The inverse of [`civil_from_days`]: days since 1970-01-01 of a proleptic Gregorian date.
-pub const fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12; // March = 0
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The calendar date of IST day number `day` ([`ist_day`]); [`Date::MAX`] past 9999-12-31.
+pub fn date_of_ist_day(day: u64) -> Date {
+    i32::try_from(day)
+        .ok()
+        .and_then(|d| d.checked_add(UNIX_EPOCH_JULIAN_DAY))
+        .and_then(|j| Date::from_julian_day(j).ok())
+        .unwrap_or(Date::MAX)
+}
+
+/// The IST calendar date of `ts`.
+pub fn ist_date(ts: UnixNanos) -> Date {
+    date_of_ist_day(ist_day(ts))
+}
+
+/// The inverse of [`date_of_ist_day`]: the IST day number of `date`, negative before 1970.
+pub fn ist_day_of_date(date: Date) -> i64 {
+    i64::from(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY)
+}
+
+/// `ts` as `YYYY-MM-DD HH:MM:SS` in IST (what [`parse_ist_datetime`] reads back).
+pub fn format_ist_datetime(ts: UnixNanos) -> String {
+    ist_datetime(ts)
+        .format(IST_TEXT)
+        .expect("a date and time format for any OffsetDateTime")
 }
 
 /// A broker's `YYYY-MM-DD HH:MM:SS` in IST (Kite's `fill_timestamp`,
 /// `exchange_update_timestamp`, ...) as UTC nanoseconds; `None` if the text is not exactly
-/// that shape or names no real date and time. Not on any hot path.
+/// that shape, names no real date and time, or is before 1970. Not on any hot path.
 pub fn parse_ist_datetime(s: &str) -> Option<UnixNanos> {
-    let b = s.as_bytes();
-    if b.len() != 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b' '
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1970..=9999).contains(&y)
-        || !(1..=12).contains(&mo)
-        || d == 0
-        || h > 23
-        || mi > 59
-        || sec > 59
-    {
-        return None;
-    }
-    let days = days_from_civil(i64::from(y), mo, d);
-    // Reject 2026-02-30 and the like: the day must come back as written.
-    if civil_from_days(days) != (i64::from(y), mo, d) {
-        return None;
-    }
-    let ist_secs =
-        days as u64 * 86_400 + u64::from(h) * 3_600 + u64::from(mi) * 60 + u64::from(sec);
-    (ist_secs * 1_000_000_000).checked_sub(IST_OFFSET_NS)
+    let t = PrimitiveDateTime::parse(s, IST_TEXT)
+        .ok()?
+        .assume_offset(IST);
+    u64::try_from(t.unix_timestamp_nanos()).ok()
 }
 
 #[cfg(test)]
 mod civil_tests {
     use super::*;
+    use time::macros::{date, datetime};
+
+    /// UTC nanoseconds of a `time` instant, to check against.
+    fn ns(t: OffsetDateTime) -> UnixNanos {
+        u64::try_from(t.unix_timestamp_nanos()).unwrap()
+    }
 
     #[test]
     fn kite_timestamps_are_ist() {
-        // 2021-05-31 09:16:39 IST = 03:46:39 UTC.
-        let utc = (days_from_civil(2021, 5, 31) as u64 * 86_400 + 3 * 3_600 + 46 * 60 + 39)
-            * 1_000_000_000;
+        let utc = ns(datetime!(2021-05-31 03:46:39 UTC));
         assert_eq!(parse_ist_datetime("2021-05-31 09:16:39"), Some(utc));
         // Midnight IST is the previous UTC day.
         assert_eq!(
             parse_ist_datetime("2026-11-23 00:00:00"),
-            Some(
-                days_from_civil(2026, 11, 22) as u64 * 86_400 * 1_000_000_000
-                    + 18 * 3_600_000_000_000
-                    + 30 * 60_000_000_000
-            )
+            Some(ns(datetime!(2026-11-22 18:30:00 UTC)))
         );
         for bad in [
             "",
@@ -377,20 +368,73 @@ mod civil_tests {
             "2021-05-31 24:00:00",
             "2021-05-3x 09:16:39",
             "+021-05-31 09:16:39",
+            "1970-01-01 05:29:59",
         ] {
             assert_eq!(parse_ist_datetime(bad), None, "{bad:?}");
         }
     }
 
     #[test]
-    fn civil_dates_round_trip_and_hit_known_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(20_774), (2026, 11, 17));
-        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
-        for day in (-800_000..800_000).step_by(997) {
-            let (y, m, d) = civil_from_days(day);
-            assert_eq!(days_from_civil(y, m, d), day, "{y}-{m}-{d}");
+    fn ist_days_and_dates_round_trip_across_leap_years_and_month_ends() {
+        for (date, day) in [
+            (date!(1970 - 01 - 01), 0),
+            (date!(2000 - 02 - 29), 11_016),
+            (date!(2000 - 03 - 01), 11_017),
+            (date!(2024 - 02 - 29), 19_782),
+            (date!(2024 - 03 - 01), 19_783),
+            (date!(2026 - 11 - 17), 20_774),
+            (date!(2100 - 02 - 28), 47_540),
+            (date!(2100 - 03 - 01), 47_541),
+        ] {
+            assert_eq!(date_of_ist_day(day), date, "{day}");
+            assert_eq!(ist_day_of_date(date), day as i64, "{date}");
+        }
+        assert_eq!(ist_day_of_date(date!(1969 - 12 - 31)), -1);
+        assert_eq!(date_of_ist_day(u64::MAX), Date::MAX);
+        // Every day to 2554 (the end of u64 nanoseconds), and its neighbours.
+        let mut previous = date_of_ist_day(0);
+        for day in 1..=ist_day(UnixNanos::MAX) {
+            let date = date_of_ist_day(day);
+            assert_eq!(previous.next_day(), Some(date), "{day}");
+            assert_eq!(ist_day_of_date(date), day as i64);
+            previous = date;
+        }
+    }
+
+    #[test]
+    fn the_ist_day_turns_at_ist_midnight_as_time_says() {
+        // 18:29:59.999999999 UTC is the last instant of an IST day.
+        for utc_date in [
+            date!(2023 - 12 - 31),
+            date!(2024 - 02 - 28),
+            date!(2024 - 02 - 29),
+            date!(2025 - 02 - 28),
+            date!(2026 - 04 - 30),
+        ] {
+            let midnight = ns(utc_date.with_hms(18, 30, 0).unwrap().assume_utc());
+            let before = midnight - 1;
+            assert_eq!(date_of_ist_day(ist_day(before)), utc_date);
+            assert_eq!(ist_datetime(before).date(), utc_date);
+            assert_eq!(ist_second_of_day(before), 86_399);
+            let next = utc_date.next_day().unwrap();
+            assert_eq!(date_of_ist_day(ist_day(midnight)), next);
+            assert_eq!(ist_datetime(midnight).date(), next);
+            assert_eq!(ist_second_of_day(midnight), 0);
+            assert_eq!(format_ist_datetime(midnight), format!("{next} 00:00:00"));
+        }
+    }
+
+    #[test]
+    fn ist_text_round_trips_through_time() {
+        for t in [
+            datetime!(2024-02-29 23:59:59 +5:30),
+            datetime!(2024-03-01 00:00:00 +5:30),
+            datetime!(2026-12-31 23:59:59 +5:30),
+            datetime!(2027-01-01 00:00:00 +5:30),
+        ] {
+            let text = format_ist_datetime(ns(t));
+            assert_eq!(parse_ist_datetime(&text), Some(ns(t)), "{text}");
+            assert_eq!(ist_datetime(ns(t)), t);
         }
     }
 }

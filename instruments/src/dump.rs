@@ -15,7 +15,7 @@ use std::fmt;
 use kestrel_engine::instrument::Exchange;
 use kestrel_engine::{Price, Qty};
 use serde::Deserialize;
-use time::{Date, Month};
+use time::Date;
 
 /// The columns of a dump, in Kite's order (a dump may order them differently: they are
 /// read by name).
@@ -346,13 +346,7 @@ pub fn decimal(p: Price) -> String {
 
 /// `YYYY-MM-DD`.
 pub fn parse_date(v: &str) -> Option<Date> {
-    let mut parts = v.split('-');
-    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
-    }
-    let month = Month::try_from(m.parse::<u8>().ok()?).ok()?;
-    Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()
+    Date::parse(v, time::macros::format_description!("[year]-[month]-[day]")).ok()
 }
 
 pub fn parse_exchange(s: &str) -> Option<Exchange> {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use kestrel_engine::Price;
 use kestrel_engine::bars::BarInterval;
-use kestrel_engine::clock::IST_OFFSET_NS;
 use kestrel_engine::records::UnixNanos;
 use serde_json::Value;
 
@@ -134,15 +133,7 @@ impl MarketData {
 
 /// `yyyy-mm-dd hh:mm:ss` in IST, as Kite's `from` and `to` want it.
 fn ist_text(ts: UnixNanos) -> String {
-    let ist = (ts + IST_OFFSET_NS) / SEC;
-    let (days, secs) = (ist / 86_400, ist % 86_400);
-    let (y, m, d) = kestrel_engine::clock::civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3_600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    kestrel_engine::clock::format_ist_datetime(ts)
 }
 
 /// Kite's `{"candles": [[time, o, h, l, c, volume(, oi)], ...]}`.
@@ -193,21 +184,11 @@ fn parse_row(row: &Value) -> Result<Candle, String> {
 
 /// `2026-12-01T09:15:00+0530` (Kite's form; any offset) as UTC ns.
 fn parse_kite_time(s: &str) -> Option<UnixNanos> {
-    let b = s.as_bytes();
-    if b.len() != 24 || b[10] != b'T' || !matches!(b[19], b'+' | b'-') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let (oh, om) = (num(20..22)?, num(22..24)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let days = kestrel_engine::clock::days_from_civil(y, mo as u32, d as u32);
-    let offset = (oh * 3_600 + om * 60) * if b[19] == b'-' { -1 } else { 1 };
-    let secs = days * 86_400 + h * 3_600 + mi * 60 + se - offset;
-    u64::try_from(secs).ok().map(|s| s * SEC)
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory][offset_minute]"
+    );
+    let t = time::OffsetDateTime::parse(s, format).ok()?;
+    u64::try_from(t.unix_timestamp_nanos()).ok()
 }
 
 #[cfg(test)]

@@ -40,14 +40,15 @@
 //!
 //! Every record kind, for people: [`crate::events`].
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::{BufWriter, Read, Write};
 
-use kestrel_engine::{
-    InstrumentId, InstrumentTable, JournalRecord, Price, RecordTag, Tick, TickKind,
-};
+use kestrel_engine::{InstrumentTable, JournalRecord, RecordTag, Tick, TickKind, UnixNanos};
 
+use crate::bar_csv::{self, BAR_HEADER, BarCsvReader, is_bar_header};
+use crate::csv_fields::{
+    Columns, Lines, Symbols, cell_error, not_utf8, price, read_header, symbol_of, timestamp, whole,
+};
+pub use crate::csv_fields::{SymbolUse, csv_names};
 use crate::error::JournalError;
 
 /// The header line [`export_csv`] writes.
@@ -69,8 +70,8 @@ enum Column {
     Kind,
 }
 
-impl Column {
-    const ALL: [Column; 11] = [
+impl Columns for Column {
+    const ALL: &'static [Column] = &[
         Column::Ts,
         Column::Symbol,
         Column::LastPrice,
@@ -108,8 +109,8 @@ impl Column {
 /// What [`export_csv`] wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExportStats {
-    /// Tick lines written.
-    pub ticks: u64,
+    /// Lines written (ticks, or bars for [`crate::bar_csv::export_bars_csv`]).
+    pub written: u64,
     /// Records of other kinds, not written (see [`crate::export_events_csv`]).
     pub skipped: u64,
 }
@@ -148,7 +149,7 @@ pub fn export_csv(
             Some(kind) => writeln!(out, "{}", kind.name())?,
             None => writeln!(out, "{}", t.kind)?,
         }
-        stats.ticks += 1;
+        stats.written += 1;
     }
     out.flush()?;
     Ok(stats)
@@ -165,72 +166,22 @@ pub fn import_csv(input: impl Read, table: &InstrumentTable) -> Result<Vec<Tick>
     Ok(ticks)
 }
 
-/// One symbol a tick CSV uses (see [`TickCsvReader::discovering`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SymbolUse {
-    /// The cell as written (trimmed).
-    pub symbol: String,
-    /// The line of its first tick (the header is line 1).
-    pub first_line: u64,
-    /// Its ticks in the file.
-    pub ticks: u64,
-}
-
 /// Reads tick CSV one tick at a time (see the module documentation), with constant memory.
+#[derive(Debug)]
 pub struct TickCsvReader<R: Read> {
-    reader: csv::Reader<R>,
-    /// Reused for every line.
-    record: csv::ByteRecord,
-    /// `layout[i]` is the column of field `i`.
-    layout: Vec<Column>,
-    /// Symbol and `EXCHANGE:SYMBOL` → id (discovering: each distinct cell → its number).
-    ids: HashMap<String, InstrumentId>,
-    /// For messages about an unknown symbol.
-    known: String,
-    /// Discovering ([`TickCsvReader::discovering`]): the symbols met so far, in the order
-    /// they first appear; a tick's instrument is its symbol's index here.
-    discovered: Option<Vec<SymbolUse>>,
+    lines: Lines<R, Column>,
 }
 
-impl<R: Read> std::fmt::Debug for TickCsvReader<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TickCsvReader")
-            .field("layout", &self.layout)
-            .field("instruments", &self.ids.len())
-            .finish_non_exhaustive()
-    }
+/// What the tick header must hold, for messages.
+fn expected() -> String {
+    format!("expected the columns {TICK_HEADER} (the last two optional)")
 }
 
 impl<R: Read> TickCsvReader<R> {
     /// Reads and checks the header line; the ticks' symbols are looked up in `table`.
     pub fn new(input: R, table: &InstrumentTable) -> Result<TickCsvReader<R>, JournalError> {
-        let mut reader = csv_reader(input);
-        let mut record = csv::ByteRecord::new();
-        let layout = read_header(&mut reader, &mut record)?;
-        let mut ids = HashMap::with_capacity(table.len() * 2);
-        let names = csv_names(table);
-        for ((id, ins), name) in table.iter().zip(&names) {
-            ids.insert(format!("{}:{}", ins.exchange.as_str(), ins.symbol), id);
-            ids.insert(name.clone(), id);
-        }
-        let mut known = String::new();
-        for (i, name) in names.iter().take(10).enumerate() {
-            if i > 0 {
-                known.push_str(", ");
-            }
-            known.push_str(name);
-        }
-        if names.len() > 10 {
-            let _ = write!(known, " and {} more", names.len() - 10);
-        }
-        Ok(TickCsvReader {
-            reader,
-            record,
-            layout,
-            ids,
-            known,
-            discovered: None,
-        })
+        let lines = Lines::open(input, Symbols::of(table), TICK_HEADER, &expected())?;
+        Ok(TickCsvReader { lines })
     }
 
     /// Reads and checks the header line; the ticks' symbols are not looked up but numbered
@@ -239,71 +190,32 @@ impl<R: Read> TickCsvReader<R> {
     /// ticks and lists its symbols (a caller builds the instrument table afterwards and maps
     /// the numbers to it).
     pub fn discovering(input: R) -> Result<TickCsvReader<R>, JournalError> {
-        let mut reader = csv_reader(input);
-        let mut record = csv::ByteRecord::new();
-        let layout = read_header(&mut reader, &mut record)?;
-        Ok(TickCsvReader {
-            reader,
-            record,
-            layout,
-            ids: HashMap::new(),
-            known: String::new(),
-            discovered: Some(Vec::new()),
-        })
+        let lines = Lines::open(input, Symbols::discovering(), TICK_HEADER, &expected())?;
+        Ok(TickCsvReader { lines })
     }
 
     /// Discovering: the symbols read so far, in the order they first appear (entry `k` is
     /// the ticks' `InstrumentId(k)`). Empty for a reader of a known table.
     pub fn symbols(&self) -> &[SymbolUse] {
-        self.discovered.as_deref().unwrap_or_default()
+        self.lines.symbols()
     }
 
     /// The next tick; `None` at the end of the input. Blank lines are skipped.
     pub fn next_tick(&mut self) -> Result<Option<Tick>, JournalError> {
-        loop {
-            if !read_record(&mut self.reader, &mut self.record)? {
-                return Ok(None);
-            }
-            if !is_blank(&self.record) {
-                return self.parse().map(Some);
-            }
-        }
-    }
-
-    fn parse(&mut self) -> Result<Tick, JournalError> {
-        let line = line_of(&self.record);
-        let not_utf8 = || JournalError::CsvLine {
-            line,
-            problem: "is not UTF-8 text".into(),
+        let Some(line) = self.lines.next_line()? else {
+            return Ok(None);
         };
-        if self.record.len() != self.layout.len() {
-            if std::str::from_utf8(self.record.as_slice()).is_err() {
-                return Err(not_utf8());
-            }
-            return Err(JournalError::CsvLine {
-                line,
-                problem: format!(
-                    "has {} fields, the header has {}",
-                    self.record.len(),
-                    self.layout.len()
-                ),
-            });
-        }
         let mut tick = Tick {
             kind: TickKind::Quote.code(),
             tag: RecordTag::Tick.code(),
             ..Tick::default()
         };
-        for (&column, raw) in self.layout.iter().zip(self.record.iter()) {
-            let bad = |problem: String| JournalError::Csv {
-                line,
-                column: column.name().to_string(),
-                problem,
-            };
+        let (fields, symbols) = self.lines.fields();
+        for (column, raw) in fields {
+            let bad = |problem| cell_error(line, column, problem);
             // Numbers are read from the bytes (a non-digit, ASCII or not, is an error that
             // quotes the cell); text cells are checked as UTF-8 first.
-            let raw = raw.trim_ascii();
-            let text = || std::str::from_utf8(raw).map_err(|_| not_utf8());
+            let text = || std::str::from_utf8(raw).map_err(|_| not_utf8(line));
             match column {
                 Column::Ts => tick.recv_ts = timestamp(raw).map_err(bad)?,
                 Column::ExchTs => tick.exch_ts = timestamp(raw).map_err(bad)?,
@@ -314,248 +226,12 @@ impl<R: Read> TickCsvReader<R> {
                 Column::LastPrice => tick.last_px = price(text()?).map_err(bad)?,
                 Column::BidPrice => tick.bid_px = price(text()?).map_err(bad)?,
                 Column::AskPrice => tick.ask_px = price(text()?).map_err(bad)?,
-                Column::Symbol => {
-                    let cell = text()?;
-                    tick.instrument = match (self.ids.get(cell), self.discovered.as_mut()) {
-                        (Some(&id), None) => id,
-                        (Some(&id), Some(uses)) => {
-                            uses[id.index()].ticks += 1;
-                            id
-                        }
-                        (None, Some(uses)) => {
-                            let id = u16::try_from(uses.len())
-                                .ok()
-                                .filter(|&k| usize::from(k) < crate::format::MAX_INSTRUMENTS)
-                                .map(InstrumentId)
-                                .ok_or_else(|| {
-                                    bad(format!(
-                                        "'{cell}' is one symbol more than a journal can hold \
-                                         ({} instruments)",
-                                        crate::format::MAX_INSTRUMENTS
-                                    ))
-                                })?;
-                            self.ids.insert(cell.to_string(), id);
-                            uses.push(SymbolUse {
-                                symbol: cell.to_string(),
-                                first_line: line,
-                                ticks: 1,
-                            });
-                            id
-                        }
-                        (None, None) => {
-                            return Err(bad(format!(
-                                "'{cell}' is not in the instrument table (known: {})",
-                                self.known
-                            )));
-                        }
-                    };
-                }
+                Column::Symbol => tick.instrument = symbols.id(text()?, line).map_err(bad)?,
                 Column::Kind => tick.kind = tick_kind(text()?).map_err(bad)?,
             }
         }
-        Ok(tick)
+        Ok(Some(tick))
     }
-}
-
-/// The name each instrument goes by in CSV: its symbol, or `EXCHANGE:SYMBOL` when another
-/// instrument of the table has the same symbol (on another exchange).
-pub fn csv_names(table: &InstrumentTable) -> Vec<String> {
-    let mut count: HashMap<&str, u32> = HashMap::with_capacity(table.len());
-    for (_, ins) in table.iter() {
-        *count.entry(ins.symbol.as_str()).or_default() += 1;
-    }
-    table
-        .iter()
-        .map(|(_, ins)| {
-            if count[ins.symbol.as_str()] > 1 {
-                format!("{}:{}", ins.exchange.as_str(), ins.symbol)
-            } else {
-                ins.symbol.clone()
-            }
-        })
-        .collect()
-}
-
-pub(crate) fn symbol_of(
-    names: &[String],
-    id: InstrumentId,
-    index: usize,
-) -> Result<&str, JournalError> {
-    names
-        .get(id.index())
-        .map(String::as_str)
-        .ok_or(JournalError::UnknownInstrument {
-            index,
-            instrument: id.0,
-            known: names.len(),
-        })
-}
-
-/// The CSV reader for tick files: RFC 4180 quoting (a quoted cell may hold commas and
-/// doubled quotes), every line ending, lines of any length (checked by us, with the line
-/// number). Cells are trimmed as they are read (`ByteRecord::trim` rebuilds the record).
-fn csv_reader<R: Read>(input: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(input)
-}
-
-/// Reads the next line into `record`; false at the end of the input.
-fn read_record<R: Read>(
-    reader: &mut csv::Reader<R>,
-    record: &mut csv::ByteRecord,
-) -> Result<bool, JournalError> {
-    reader.read_byte_record(record).map_err(|e| {
-        let line = e.position().map_or(0, csv::Position::line);
-        match e.into_kind() {
-            csv::ErrorKind::Io(io) => JournalError::Stream(io),
-            other => JournalError::CsvLine {
-                line,
-                problem: format!("{other:?}"),
-            },
-        }
-    })
-}
-
-/// The line `record` starts on (the header is line 1).
-fn line_of(record: &csv::ByteRecord) -> u64 {
-    record.position().map_or(0, csv::Position::line)
-}
-
-/// A line of spaces only.
-fn is_blank(record: &csv::ByteRecord) -> bool {
-    record.len() == 1 && record[0].trim_ascii().is_empty()
-}
-
-/// Reads and checks the header line.
-fn read_header<R: Read>(
-    reader: &mut csv::Reader<R>,
-    record: &mut csv::ByteRecord,
-) -> Result<Vec<Column>, JournalError> {
-    if !read_record(reader, record)? {
-        return Err(JournalError::CsvLine {
-            line: 1,
-            problem: format!("the input is empty; expected the header line {TICK_HEADER}"),
-        });
-    }
-    let line = line_of(record);
-    let mut names = Vec::with_capacity(record.len());
-    for cell in record.iter() {
-        let name = std::str::from_utf8(cell).map_err(|_| JournalError::CsvLine {
-            line,
-            problem: "is not UTF-8 text".into(),
-        })?;
-        names.push(name.trim_start_matches('\u{feff}').trim());
-    }
-    parse_header(&names)
-}
-
-/// `layout[i]` is the column of field `i`.
-fn parse_header(names: &[&str]) -> Result<Vec<Column>, JournalError> {
-    let expected = || format!("expected the columns {TICK_HEADER} (the last two optional)");
-    let mut layout = Vec::new();
-    for &name in names {
-        let Some(column) = Column::ALL.into_iter().find(|c| c.name() == name) else {
-            return Err(JournalError::Csv {
-                line: 1,
-                column: name.to_string(),
-                problem: format!("unknown column; {}", expected()),
-            });
-        };
-        if layout.contains(&column) {
-            return Err(JournalError::Csv {
-                line: 1,
-                column: name.to_string(),
-                problem: "appears twice in the header".into(),
-            });
-        }
-        layout.push(column);
-    }
-    if let Some(missing) = Column::ALL
-        .into_iter()
-        .find(|c| c.required() && !layout.contains(c))
-    {
-        return Err(JournalError::Csv {
-            line: 1,
-            column: missing.name().to_string(),
-            problem: format!("missing from the header; {}", expected()),
-        });
-    }
-    Ok(layout)
-}
-
-/// Decimal digits (at least one, nothing else) as a `u64`; `None` past `u64::MAX`.
-/// By hand: one pass with no UTF-8 check or sign handling, the import's hottest cell (two
-/// timestamps and four quantities a line; `str::parse` after a digit check was 10% of it).
-fn digits(raw: &[u8]) -> Option<u64> {
-    if raw.is_empty() {
-        return None;
-    }
-    if raw.len() <= 19 {
-        // Below 10^19 < u64::MAX: no overflow to check.
-        return raw.iter().try_fold(0u64, |v, &b| {
-            let d = b.wrapping_sub(b'0');
-            (d <= 9).then(|| v * 10 + u64::from(d))
-        });
-    }
-    raw.iter().try_fold(0u64, |v, &b| {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        v.checked_mul(10)?.checked_add(u64::from(d))
-    })
-}
-
-/// A whole number of type `T` (which says the range in the message).
-fn whole<T: TryFrom<u64> + Bounded>(raw: &[u8]) -> Result<T, String> {
-    digits(raw)
-        .and_then(|v| T::try_from(v).ok())
-        .ok_or_else(|| {
-            format!(
-                "'{}' is not a whole number from 0 to {}",
-                String::from_utf8_lossy(raw),
-                T::MAX_TEXT
-            )
-        })
-}
-
-/// A timestamp cell: nanoseconds since the Unix epoch (a whole number), or an RFC 3339 /
-/// ISO 8601 date and time with its offset (`2026-06-01T09:15:00.25+05:30` in IST,
-/// `2026-06-01T03:45:00Z` in UTC), to the nanosecond.
-fn timestamp(raw: &[u8]) -> Result<u64, String> {
-    if let Some(ns) = digits(raw) {
-        return Ok(ns);
-    }
-    if raw.iter().all(u8::is_ascii_digit) {
-        return whole(raw);
-    }
-    let cell = String::from_utf8_lossy(raw);
-    let t = time::OffsetDateTime::parse(&cell, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| {
-            format!(
-                "'{cell}' is neither nanoseconds since the Unix epoch nor an ISO 8601 time with \
-                 an offset like 2026-06-01T09:15:00+05:30 ({e})"
-            )
-        })?;
-    u64::try_from(t.unix_timestamp_nanos())
-        .map_err(|_| format!("'{cell}' is before 1970-01-01T00:00:00Z"))
-}
-
-/// The largest value of an unsigned type, for messages.
-trait Bounded {
-    const MAX_TEXT: &'static str;
-}
-impl Bounded for u32 {
-    const MAX_TEXT: &'static str = "4294967295";
-}
-impl Bounded for u64 {
-    const MAX_TEXT: &'static str = "18446744073709551615";
-}
-
-fn price(cell: &str) -> Result<Price, String> {
-    Price::parse(cell).map_err(|e| e.to_string())
 }
 
 fn tick_kind(cell: &str) -> Result<u8, String> {
@@ -570,10 +246,78 @@ fn tick_kind(cell: &str) -> Result<u8, String> {
     })
 }
 
+/// A tick or a bar CSV, told apart by its header (a bar column such as `interval` or `open`
+/// makes it bars): the reader of `kestrel journal import-csv`, streaming either as journal
+/// records.
+#[derive(Debug)]
+pub enum RecordCsvReader<R: Read> {
+    Ticks(TickCsvReader<R>),
+    Bars(BarCsvReader<R>),
+}
+
+impl<R: Read> RecordCsvReader<R> {
+    /// Reads the header; the symbols are looked up in `table`.
+    pub fn new(input: R, table: &InstrumentTable) -> Result<RecordCsvReader<R>, JournalError> {
+        Self::with_symbols(input, Symbols::of(table))
+    }
+
+    /// Reads the header; the symbols are numbered as they first appear
+    /// ([`TickCsvReader::discovering`]).
+    pub fn discovering(input: R) -> Result<RecordCsvReader<R>, JournalError> {
+        Self::with_symbols(input, Symbols::discovering())
+    }
+
+    fn with_symbols(input: R, symbols: Symbols) -> Result<RecordCsvReader<R>, JournalError> {
+        let either = format!("{TICK_HEADER} (ticks) or {BAR_HEADER} (bars)");
+        let (reader, record, names) = read_header(input, &either)?;
+        Ok(if is_bar_header(&names) {
+            let expected = bar_csv::expected();
+            let lines = Lines::after_header(reader, record, &names, symbols, &expected)?;
+            RecordCsvReader::Bars(BarCsvReader { lines })
+        } else {
+            let lines = Lines::after_header(reader, record, &names, symbols, &expected())?;
+            RecordCsvReader::Ticks(TickCsvReader { lines })
+        })
+    }
+
+    /// What the file holds, for messages: `"ticks"` or `"bars"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RecordCsvReader::Ticks(_) => "ticks",
+            RecordCsvReader::Bars(_) => "bars",
+        }
+    }
+
+    /// The next tick or bar as a journal record; `None` at the end of the input.
+    pub fn next_record(&mut self) -> Result<Option<JournalRecord>, JournalError> {
+        Ok(match self {
+            RecordCsvReader::Ticks(r) => r.next_tick()?.map(|t| JournalRecord::from_tick(&t)),
+            RecordCsvReader::Bars(r) => r.next_bar()?.map(|b| JournalRecord::from_bar(&b)),
+        })
+    }
+
+    /// Discovering: the symbols read so far, in the order they first appear.
+    pub fn symbols(&self) -> &[SymbolUse] {
+        match self {
+            RecordCsvReader::Ticks(r) => r.symbols(),
+            RecordCsvReader::Bars(r) => r.symbols(),
+        }
+    }
+}
+
+/// The time a tick or bar record is stamped with (a tick's receipt, a bar's start); `None`
+/// for other kinds.
+pub fn record_ts(record: &JournalRecord) -> Option<UnixNanos> {
+    record
+        .as_tick()
+        .map(|t| t.recv_ts)
+        .or_else(|| record.as_bar().map(|b| b.start_ts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kestrel_engine::{ControlCommand, ControlKind};
+    use kestrel_engine::{ControlCommand, ControlKind, InstrumentId, Price};
 
     fn table() -> InstrumentTable {
         InstrumentTable::nse_default()
@@ -767,7 +511,7 @@ mod tests {
         assert_eq!(
             stats,
             ExportStats {
-                ticks: 1,
+                written: 1,
                 skipped: 1
             }
         );

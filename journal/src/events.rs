@@ -15,7 +15,7 @@ use kestrel_engine::{
     JournalRecord, OrderRequest, OrderType, ReasonCode, RequestKind, Side, TickKind, TimeInForce,
 };
 
-use crate::csv::{csv_names, symbol_of};
+use crate::csv_fields::{csv_names, symbol_of};
 use crate::error::JournalError;
 
 /// The header line [`export_events_csv`] writes.

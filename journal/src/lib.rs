@@ -10,8 +10,8 @@
 //!   per size limit; opening it continues the day's last file (restarts share one file).
 //! * [`JournalReader`] maps a journal read-only and validates it; [`TailReader`] follows one
 //!   that is being written.
-//! * [`csv`] converts ticks to and from CSV (schema in its documentation); [`events`] writes
-//!   every record kind for people.
+//! * [`csv`] converts ticks to and from CSV, [`bar_csv`] bars (schemas in their
+//!   documentation); [`events`] writes every record kind for people.
 //!
 //! The on-disk layout is in [`mod@format`], the instrument table's in [`table`]: a journal
 //! says what every `InstrumentId` in it means, for any number of instruments, so the same
@@ -24,7 +24,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod bar_csv;
 pub mod csv;
+mod csv_fields;
 pub mod error;
 pub mod events;
 pub mod format;
@@ -34,7 +36,8 @@ pub mod rolling;
 pub mod table;
 pub mod writer;
 
-pub use csv::{ExportStats, TickCsvReader, export_csv, import_csv};
+pub use bar_csv::{BarCsvReader, export_bars_csv};
+pub use csv::{ExportStats, RecordCsvReader, TickCsvReader, export_csv, import_csv, record_ts};
 pub use error::JournalError;
 pub use events::export_events_csv;
 pub use kestrel_engine::JournalRecord;

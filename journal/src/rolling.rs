@@ -25,6 +25,7 @@ use kestrel_engine::{InstrumentTable, JournalRecord, UnixNanos};
 use crate::error::JournalError;
 use crate::writer::{JournalWriter, Recovery, WriterOptions};
 
+use kestrel_engine::clock::date_of_ist_day;
 pub use kestrel_engine::clock::{IST_OFFSET_NS, ist_day};
 
 /// Limits for a [`RollingJournal`].
@@ -163,14 +164,23 @@ fn new_file(
 
 /// `dir/journal-YYYYMMDD-NNN.kjnl` for IST day `day` and number `n`.
 fn file_path(dir: &Path, day: u64, n: u32) -> PathBuf {
-    let (y, m, d) = civil_date(day);
-    dir.join(format!("journal-{y:04}{m:02}{d:02}-{n:03}.kjnl"))
+    dir.join(format!("{}{n:03}.kjnl", file_prefix(day)))
+}
+
+/// `journal-YYYYMMDD-`: the start of IST day `day`'s file names.
+fn file_prefix(day: u64) -> String {
+    let date = date_of_ist_day(day);
+    format!(
+        "journal-{:04}{:02}{:02}-",
+        date.year(),
+        date.month() as u8,
+        date.day()
+    )
 }
 
 /// The highest file number of IST day `day` in `dir`; 0 when the day has no file yet.
 fn last_number(dir: &Path, day: u64) -> Result<u32, JournalError> {
-    let (y, m, d) = civil_date(day);
-    let prefix = format!("journal-{y:04}{m:02}{d:02}-");
+    let prefix = file_prefix(day);
     let mut last = 0u32;
     let entries =
         std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, "listing the directory", e))?;
@@ -209,35 +219,6 @@ fn continue_file(
     }
 }
 
-/// The IST calendar date `(year, month, day)` of a UTC timestamp.
-pub fn ist_date(ts: UnixNanos) -> (u32, u32, u32) {
-    civil_date(ist_day(ts))
-}
-
-/// The proleptic Gregorian date `(year, month, day)` of day number `days` after 1970-01-01.
-fn civil_date(mut days: u64) -> (u32, u32, u32) {
-    let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
-    let mut year = 1970;
-    loop {
-        let len = if leap(year) { 366 } else { 365 };
-        if days < len {
-            break;
-        }
-        days -= len;
-        year += 1;
-    }
-    let february = if leap(year) { 29 } else { 28 };
-    let mut month = 1;
-    for len in [31, february, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] {
-        if days < len {
-            break;
-        }
-        days -= len;
-        month += 1;
-    }
-    (year, month, days as u32 + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,25 +226,23 @@ mod tests {
     const SEC: u64 = 1_000_000_000;
 
     #[test]
-    fn ist_dates_change_at_1830_utc() {
+    fn journal_files_are_named_for_their_ist_date() {
         // 2025-03-31T18:29:59.999999999Z is 23:59:59.999999999 IST on the 31st.
         let before = 1_743_445_800 * SEC - 1;
-        assert_eq!(ist_date(before), (2025, 3, 31));
-        assert_eq!(ist_date(before + 1), (2025, 4, 1));
+        let dir = Path::new("/j");
+        assert_eq!(
+            file_path(dir, ist_day(before), 7),
+            dir.join("journal-20250331-007.kjnl")
+        );
+        assert_eq!(
+            file_path(dir, ist_day(before + 1), 1),
+            dir.join("journal-20250401-001.kjnl")
+        );
         assert_eq!(ist_day(before) + 1, ist_day(before + 1));
-    }
-
-    #[test]
-    fn civil_dates_handle_epoch_and_leap_years() {
-        assert_eq!(ist_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        // 2024-02-29 is day 19_782; 2000-03-01 is day 11_017 (2000 is a leap year).
-        assert_eq!(civil_date(19_782), (2024, 2, 29));
-        assert_eq!(civil_date(19_783), (2024, 3, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-        assert_eq!(civil_date(11_017), (2000, 3, 1));
-        // 2100 is not a leap year: 2100-03-01 is day 47_541.
-        assert_eq!(civil_date(47_540), (2100, 2, 28));
-        assert_eq!(civil_date(47_541), (2100, 3, 1));
+        // 2024-02-29 is day 19_782.
+        assert_eq!(
+            file_path(dir, 19_782, 2),
+            dir.join("journal-20240229-002.kjnl")
+        );
     }
 }

@@ -24,8 +24,9 @@
 
 use kestrel_engine::UnixNanos;
 use kestrel_engine::clock::{
-    IST_OFFSET_NS, civil_from_days, days_from_civil, ist_day, ist_second_of_day,
+    IST_OFFSET_NS, date_of_ist_day, ist_day, ist_day_of_date, ist_second_of_day,
 };
+use time::{Date, Month};
 
 use crate::config::{RiskConfigError, SessionConfig, SpecialSessionConfig};
 
@@ -138,51 +139,79 @@ impl IstDate {
 
     /// Parse `YYYY-MM-DD`. The error says what is wrong, without the key (the caller adds it).
     pub fn parse(s: &str) -> Result<IstDate, String> {
-        let b = s.as_bytes();
-        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-        let shaped = b.len() == 10 && b[4] == b'-' && b[7] == b'-';
-        if !(shaped && digits(0..4) && digits(5..7) && digits(8..10)) {
-            return Err(format!(
-                "{s:?} is not a date: write YYYY-MM-DD (IST), e.g. \"2026-01-26\""
-            ));
-        }
-        let num = |r: std::ops::Range<usize>| s[r].parse::<u16>().expect("ASCII digits");
-        let (year, month, day) = (num(0..4), num(5..7), num(8..10));
-        if !Self::YEARS.contains(&year) {
-            return Err(format!(
-                "{s:?}: the year must be {}..={}",
-                Self::YEARS.start(),
-                Self::YEARS.end()
-            ));
-        }
-        if !(1..=12).contains(&month) {
-            return Err(format!("{s:?}: there is no month {month}"));
-        }
-        let last = days_in_month(year, month as u8);
-        if day == 0 || day > last as u16 {
-            return Err(format!(
-                "{s:?}: {year}-{month:02} has {last} days, not {day}"
-            ));
-        }
+        use time::error::{Parse, ParseFromDescription, TryFromParsed};
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        // Two digits where the month or the day stands: a value out of range, not a bad shape.
+        let number = |r: std::ops::Range<usize>| {
+            s.get(r)
+                .filter(|n| s.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u8>().ok())
+        };
+        let (month, day) = (number(5..7), number(8..10));
+        let date = match Date::parse(s, format) {
+            Ok(date) => date,
+            Err(Parse::ParseFromDescription(ParseFromDescription::InvalidComponent("month")))
+                if month.is_some() && day.is_some() =>
+            {
+                return Err(format!(
+                    "{s:?}: there is no month {}",
+                    month.unwrap_or_default()
+                ));
+            }
+            Err(
+                Parse::TryFromParsed(TryFromParsed::ComponentRange(_))
+                | Parse::ParseFromDescription(ParseFromDescription::InvalidComponent("day")),
+            ) if day.is_some() => {
+                let year = s[..4].parse().unwrap_or_default();
+                let month = month
+                    .and_then(|m| Month::try_from(m).ok())
+                    .unwrap_or(Month::January);
+                return Err(format!(
+                    "{s:?}: {year}-{:02} has {} days, not {}",
+                    month as u8,
+                    time::util::days_in_month(month, year),
+                    day.unwrap_or_default()
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "{s:?} is not a date: write YYYY-MM-DD (IST), e.g. \"2026-01-26\""
+                ));
+            }
+        };
+        let year = u16::try_from(date.year())
+            .ok()
+            .filter(|y| Self::YEARS.contains(y))
+            .ok_or_else(|| {
+                format!(
+                    "{s:?}: the year must be {}..={}",
+                    Self::YEARS.start(),
+                    Self::YEARS.end()
+                )
+            })?;
         Ok(IstDate {
             year,
-            month: month as u8,
-            day: day as u8,
+            month: date.month() as u8,
+            day: date.day(),
         })
     }
 
     /// Days since 1970-01-01 in IST: the value `clock::ist_day` gives for any instant of
-    /// this date.
+    /// this date; `u32::MAX` for a date that does not exist.
     pub fn day_number(self) -> u32 {
-        days_from_civil(self.year as i64, self.month as u32, self.day as u32) as u32
+        Month::try_from(self.month)
+            .ok()
+            .and_then(|m| Date::from_calendar_date(i32::from(self.year), m, self.day).ok())
+            .and_then(|d| u32::try_from(ist_day_of_date(d)).ok())
+            .unwrap_or(u32::MAX)
     }
 
     pub fn from_day_number(day: u32) -> IstDate {
-        let (y, m, d) = civil_from_days(day as i64);
+        let date = date_of_ist_day(u64::from(day));
         IstDate {
-            year: y as u16,
-            month: m as u8,
-            day: d as u8,
+            year: u16::try_from(date.year()).unwrap_or(u16::MAX),
+            month: date.month() as u8,
+            day: date.day(),
         }
     }
 }
@@ -190,19 +219,6 @@ impl IstDate {
 impl std::fmt::Display for IstDate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
-    }
-}
-
-fn is_leap(year: u16) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
     }
 }
 
@@ -393,7 +409,8 @@ impl Calendar {
     }
 }
 
-/// 1970-01-01 (day 0) was a Thursday.
+/// 1970-01-01 (day 0) was a Thursday. Kept by hand, not `time`'s `weekday()`: on every order
+/// ([`Calendar::phase`]) one integer remainder, where `time` converts through a Julian date.
 fn is_weekend(day: u64) -> bool {
     (day + 3) % 7 >= 5
 }
@@ -752,6 +769,39 @@ mod tests {
         assert!(bad(&["2026-1-26"]).starts_with("risk.session.holidays[0]: \"2026-1-26\""));
         assert!(bad(&[""]).starts_with("risk.session.holidays[0]: \"\" is not a date"));
         assert!(bad(&["1969-12-31"]).contains("the year must be 1970..=2500"));
+        assert!(
+            bad(&["2026-02-3x"])
+                .ends_with("is not a date: write YYYY-MM-DD (IST), e.g. \"2026-01-26\"")
+        );
+        assert!(bad(&["2026-3-31"]).contains("is not a date"));
+        assert!(bad(&["2026-04-31"]).ends_with("2026-04 has 30 days, not 31"));
+        assert!(bad(&["2026-12-32"]).ends_with("2026-12 has 31 days, not 32"));
+        assert!(bad(&["2026-00-10"]).ends_with("there is no month 0"));
+    }
+
+    #[test]
+    fn ist_dates_and_day_numbers_round_trip_across_leap_years_and_month_ends() {
+        use kestrel_engine::clock::parse_ist_datetime;
+        for text in [
+            "1970-01-01",
+            "2000-02-29",
+            "2024-02-29",
+            "2024-12-31",
+            "2025-01-01",
+            "2100-02-28",
+            "2100-03-01",
+            "2500-12-31",
+        ] {
+            let date = IstDate::parse(text).unwrap();
+            assert_eq!(date.to_string(), text);
+            assert_eq!(IstDate::from_day_number(date.day_number()), date, "{text}");
+            // The day number is the IST day of the date's instants, as `time` reads them.
+            for clock in ["06:00:00", "23:59:59"] {
+                let at = parse_ist_datetime(&format!("{text} {clock}")).unwrap();
+                assert_eq!(u64::from(date.day_number()), ist_day(at), "{text} {clock}");
+            }
+        }
+        assert_eq!(IstDate::parse("2024-03-01").unwrap().day_number(), 19_783);
     }
 
     #[test]

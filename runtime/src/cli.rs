@@ -296,17 +296,21 @@ pub(crate) enum JournalCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write the journal's ticks as CSV (the schema is in the README), or every record with --events.
+    /// Write the journal's ticks as CSV (the schema is in the README), its bars with --bars,
+    /// or every record with --events.
     ExportCsv {
         journal: PathBuf,
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The bars (`kestrel history fetch`'s candles) as bar CSV (importable).
+        #[arg(long, conflicts_with = "events")]
+        bars: bool,
         /// Every record kind, for people to read (not importable).
         #[arg(long)]
         events: bool,
     },
-    /// Turn a tick CSV (your own tick or bar data) into a new journal.
+    /// Turn a tick or bar CSV (your own data; the header says which) into a new journal.
     ImportCsv {
         csv: PathBuf,
         /// The journal to create (must not exist).
@@ -691,8 +695,16 @@ fn run<S: StrategySet>(cli: Cli, log: &logging::LogGuard) -> Result<()> {
             JournalCommand::ExportCsv {
                 journal,
                 out,
+                bars,
                 events,
-            } => journal_cmd::export(&journal, out.as_deref(), events),
+            } => {
+                let kind = match (bars, events) {
+                    (true, _) => journal_cmd::ExportKind::Bars,
+                    (false, true) => journal_cmd::ExportKind::Events,
+                    (false, false) => journal_cmd::ExportKind::Ticks,
+                };
+                journal_cmd::export(&journal, out.as_deref(), kind)
+            }
             JournalCommand::ImportCsv {
                 csv,
                 out,

@@ -284,33 +284,23 @@ impl CredentialsFile {
     }
 }
 
+/// The one form a credentials file stores its issue time in.
+const RFC3339_UTC: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+
 /// `2026-12-03T08:01:02Z`.
 pub fn rfc3339_utc(unix: u64) -> String {
-    let (y, m, d) = kestrel_engine::clock::civil_from_days((unix / 86_400) as i64);
-    let s = unix % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(RFC3339_UTC).ok())
+        .unwrap_or_else(|| format!("{unix}s after 1970 is past 9999"))
 }
 
 /// The inverse of [`rfc3339_utc`] (that exact form only).
 pub fn parse_rfc3339_utc(text: &str) -> Option<u64> {
-    let b = text.as_bytes();
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| text.get(r)?.parse::<u64>().ok();
-    let (y, mo, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (h, mi, s) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let days = kestrel_engine::clock::days_from_civil(y as i64, mo as u32, d as u32);
-    let days = u64::try_from(days).ok()?;
-    (h < 24 && mi < 60 && s < 60).then_some(days * 86_400 + h * 3600 + mi * 60 + s)
+    let t = time::PrimitiveDateTime::parse(text, RFC3339_UTC).ok()?;
+    u64::try_from(t.assume_utc().unix_timestamp()).ok()
 }
 
 /// A 0600 credentials file holding `text` (`key=value` lines), as a test sets one up; with

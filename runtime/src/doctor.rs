@@ -607,9 +607,9 @@ fn cores(config: &Config) -> Check {
     check("cores", Status::Pass, detail)
 }
 
+/// The IST date of `unix` (seconds).
 fn ist_date(unix: u64) -> time::Date {
-    let days = kestrel_engine::clock::ist_day(unix.saturating_mul(1_000_000_000)) as i64;
-    time::Date::from_julian_day((days + 2_440_588) as i32).unwrap_or(time::Date::MIN)
+    kestrel_engine::clock::ist_date(unix.saturating_mul(1_000_000_000))
 }
 
 #[cfg(test)]

@@ -27,8 +27,7 @@ pub fn ist_today() -> Date {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let days = kestrel_engine::clock::ist_day(now) as i64;
-    Date::from_julian_day((days + 2_440_588) as i32).expect("a Unix day is a date")
+    kestrel_engine::clock::ist_date(now)
 }
 
 /// What a session trades, for its first line: "the 5 default equities" or "3 [instruments]

@@ -6,26 +6,28 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use kestrel_engine::clock::ist_second_of_day;
+use kestrel_engine::clock::ist_datetime;
 use kestrel_engine::{InstrumentTable, JournalRecord, RecordTag, UnixNanos};
-use kestrel_journal::rolling::ist_date;
-use kestrel_journal::{JournalReader, JournalWriter, TickCsvReader, export_csv, export_events_csv};
+use kestrel_journal::{
+    JournalReader, JournalWriter, RecordCsvReader, export_bars_csv, export_csv, export_events_csv,
+    record_ts,
+};
 
-use crate::tick_csv::read_ticks;
+use crate::tick_csv::read_records;
 
 /// Instruments `inspect` lists one per line unless asked for all.
 const INSPECT_LISTED: usize = 40;
 
 /// A UTC timestamp as an IST wall-clock time for people.
 pub fn ist(ts: UnixNanos) -> String {
-    let (y, m, d) = ist_date(ts);
-    let s = ist_second_of_day(ts);
-    let ms = ts % 1_000_000_000 / 1_000_000;
+    let t = ist_datetime(ts);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03} IST",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
+        "{} {:02}:{:02}:{:02}.{:03} IST",
+        t.date(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
     )
 }
 
@@ -217,7 +219,18 @@ fn inspection_json(
     })
 }
 
-pub fn export(path: &Path, out: Option<&Path>, events: bool) -> Result<()> {
+/// What `export-csv` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// The tick CSV (importable).
+    Ticks,
+    /// The bar CSV (importable).
+    Bars,
+    /// Every record kind, for people.
+    Events,
+}
+
+pub fn export(path: &Path, out: Option<&Path>, kind: ExportKind) -> Result<()> {
     let reader =
         JournalReader::open(path).with_context(|| format!("opening journal {}", path.display()))?;
     let sink: Box<dyn Write> = match out {
@@ -226,16 +239,20 @@ pub fn export(path: &Path, out: Option<&Path>, events: bool) -> Result<()> {
         )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    if events {
-        let n = export_events_csv(reader.records(), reader.instruments(), sink)?;
-        eprintln!("exported {n} records");
-    } else {
-        let stats = export_csv(reader.records(), reader.instruments(), sink)?;
-        eprintln!(
-            "exported {} ticks ({} other records skipped; --events exports every kind)",
-            stats.ticks, stats.skipped
-        );
-    }
+    let (records, table) = (reader.records(), reader.instruments());
+    let (stats, what) = match kind {
+        ExportKind::Events => {
+            let n = export_events_csv(records, table, sink)?;
+            eprintln!("exported {n} records");
+            return Ok(());
+        }
+        ExportKind::Ticks => (export_csv(records, table, sink)?, "ticks"),
+        ExportKind::Bars => (export_bars_csv(records, table, sink)?, "bars"),
+    };
+    eprintln!(
+        "exported {} {what} ({} other records skipped; --bars exports bars, --events every kind)",
+        stats.written, stats.skipped
+    );
     Ok(())
 }
 
@@ -274,7 +291,8 @@ pub fn describe_table(table: &InstrumentTable, ticks: &[u64], all: bool) -> Stri
 }
 
 /// `import-csv`: the CSV's instruments (from `dump`, a Kite instrument file, or the default
-/// table) become the journal's table; the ticks stream from the file into the journal.
+/// table) become the journal's table; the ticks or bars (the header says which) stream from
+/// the file into the journal.
 ///
 /// One pass over the CSV (parsing it is the cost). Without a dump the table is known first
 /// and the ticks go straight into the journal. With one, the ticks, numbered by symbol as
@@ -295,12 +313,15 @@ pub fn import(
             out.display()
         );
     }
-    let (n, instruments) = match dump {
-        None => (import_known(csv, out, default)?, default.len()),
+    let (n, kind, instruments) = match dump {
+        None => {
+            let (n, kind) = import_known(csv, out, default)?;
+            (n, kind, default.len())
+        }
         Some(_) => import_via(csv, out, dump, default)?,
     };
     println!(
-        "{}: {n} ticks of {instruments} instruments from {}",
+        "{}: {n} {kind} of {instruments} instruments from {}",
         out.display(),
         csv.display()
     );
@@ -308,8 +329,8 @@ pub fn import(
 }
 
 /// [`import`] without a dump: the table is the default one, known before the first line, so
-/// the ticks go straight into the journal (no spill). The ticks written.
-fn import_known(csv: &Path, out: &Path, table: &InstrumentTable) -> Result<u64> {
+/// the ticks or bars go straight into the journal (no spill). How many, and which.
+fn import_known(csv: &Path, out: &Path, table: &InstrumentTable) -> Result<(u64, &'static str)> {
     let file = File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
     let bar = progress_bar(file.metadata().map_or(0, |m| m.len()), "bytes read");
     let reading = || format!("reading {}", csv.display());
@@ -326,25 +347,26 @@ fn import_known(csv: &Path, out: &Path, table: &InstrumentTable) -> Result<u64> 
             e
         }
     };
-    let mut ticks = TickCsvReader::new(
+    let mut lines = RecordCsvReader::new(
         BufReader::with_capacity(1 << 20, bar.wrap_read(file)),
         table,
     )
     .map_err(hint)?;
-    let Some(first) = ticks.next_tick().map_err(hint)? else {
-        bail!("{} holds no ticks", csv.display());
+    let kind = lines.kind();
+    let Some(first) = lines.next_record().map_err(hint)? else {
+        bail!("{} holds no {kind}", csv.display());
     };
-    let mut writer = JournalWriter::create(out, table, first.recv_ts)?;
-    let written = (|| -> Result<u64> {
-        writer.append(&JournalRecord::from_tick(&first))?;
+    let mut writer = JournalWriter::create(out, table, record_ts(&first).unwrap_or(0))?;
+    let written = (|| -> Result<(u64, &'static str)> {
+        writer.append(&first)?;
         let mut n = 1u64;
-        while let Some(t) = ticks.next_tick().map_err(hint)? {
-            writer.append(&JournalRecord::from_tick(&t))?;
+        while let Some(r) = lines.next_record().map_err(hint)? {
+            writer.append(&r)?;
             n += 1;
         }
         bar.finish_and_clear();
         writer.sync()?;
-        Ok(n)
+        Ok((n, kind))
     })();
     written.map_err(|e| {
         // A journal of half a file would pass for the whole: leave none.
@@ -354,13 +376,13 @@ fn import_known(csv: &Path, out: &Path, table: &InstrumentTable) -> Result<u64> 
     })
 }
 
-/// [`import`] with a dump: the ticks written and the table's size.
+/// [`import`] with a dump: the ticks or bars written, which, and the table's size.
 fn import_via(
     csv: &Path,
     out: &Path,
     dump: Option<&Path>,
     default: &InstrumentTable,
-) -> Result<(u64, usize)> {
+) -> Result<(u64, &'static str, usize)> {
     let size = std::fs::metadata(csv)
         .with_context(|| format!("opening {}", csv.display()))?
         .len();
@@ -376,24 +398,26 @@ fn import_via(
     let spill_path = spill_file.path().to_path_buf();
     let mut spill = BufWriter::with_capacity(1 << 20, spill_file.reopen()?);
     let spilling = || format!("writing the spill file {}", spill_path.display());
-    let mut n = 0u64;
-    let found = read_ticks(
+    let (mut n, mut bars) = (0u64, 0u64);
+    let found = read_records(
         csv,
         |f| bar.wrap_read(f),
         dump,
         default,
-        |t| {
+        |r| {
             n += 1;
+            bars += u64::from(r.as_bar().is_some());
             spill
-                .write_all(bytemuck::bytes_of(&JournalRecord::from_tick(&t)))
+                .write_all(bytemuck::bytes_of(&r))
                 .with_context(spilling)
         },
     )?;
+    let kind = if bars > 0 { "bars" } else { "ticks" };
     bar.finish_and_clear();
     spill.flush().with_context(spilling)?;
     drop(spill);
     if n == 0 {
-        bail!("{} holds no ticks", csv.display());
+        bail!("{} holds no ticks or bars", csv.display());
     }
 
     let mut spill = BufReader::with_capacity(
@@ -404,19 +428,18 @@ fn import_via(
     spill
         .read_exact(bytemuck::bytes_of_mut(&mut record))
         .with_context(|| format!("reading {}", spill_path.display()))?;
-    let first = found.place(*record.as_tick().expect("the spill holds ticks"));
-    let mut writer = JournalWriter::create(out, &found.table, first.recv_ts)?;
+    let first = found.place_record(&record);
+    let mut writer = JournalWriter::create(out, &found.table, record_ts(&first).unwrap_or(0))?;
     let written = (|| -> Result<()> {
         // No `reserve(n)` up front: the writer maps the file anew at each chunk it grows, so
         // the pages mapped (resident, counted in RSS) stay one chunk's whatever the size.
-        let bar = progress_bar(n, "ticks written");
-        writer.append(&JournalRecord::from_tick(&first))?;
+        let bar = progress_bar(n, &format!("{kind} written"));
+        writer.append(&first)?;
         for i in 1..n {
             spill
                 .read_exact(bytemuck::bytes_of_mut(&mut record))
                 .with_context(|| format!("reading {}", spill_path.display()))?;
-            let tick = found.place(*record.as_tick().expect("the spill holds ticks"));
-            writer.append(&JournalRecord::from_tick(&tick))?;
+            writer.append(&found.place_record(&record))?;
             if i % 65_536 == 0 {
                 bar.set_position(i);
             }
@@ -431,7 +454,7 @@ fn import_via(
         let _ = std::fs::remove_file(out);
         return Err(e.context(format!("nothing written to {}", out.display())));
     }
-    Ok((n, found.table.len()))
+    Ok((n, kind, found.table.len()))
 }
 
 /// A progress bar on standard error (drawn only at a terminal) over `len` `unit`.
@@ -486,7 +509,7 @@ ts_utc_ns,symbol,last_price,last_qty,bid_price,bid_qty,ask_price,ask_qty,volume,
         assert!(shown.contains("lot    75"), "{shown}");
 
         let back = dir.path().join("out.csv");
-        export(&journal, Some(&back), false).unwrap();
+        export(&journal, Some(&back), ExportKind::Ticks).unwrap();
         assert_eq!(std::fs::read_to_string(&back).unwrap(), DERIVATIVES);
     }
 

@@ -658,10 +658,7 @@ burst_orders = 1000
         config.metrics.enabled = false;
         // Today and tomorrow (IST) are holidays: closed all day, whatever the time.
         let now = kestrel_engine::Clock::now(&kestrel_engine::LiveClock::new());
-        let date = |ts| {
-            let (y, m, d) = kestrel_journal::rolling::ist_date(ts);
-            format!("{y:04}-{m:02}-{d:02}")
-        };
+        let date = |ts| kestrel_engine::clock::ist_date(ts).to_string();
         config.risk.session.enabled = true;
         config.risk.session.holidays = vec![date(now), date(now + 86_400_000_000_000)];
         let args = PaperArgs {

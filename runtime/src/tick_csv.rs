@@ -6,16 +6,17 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use kestrel_engine::{Instrument, InstrumentId, InstrumentTable, Tick};
+use kestrel_engine::{Instrument, InstrumentId, InstrumentTable, JournalRecord, Tick};
 use kestrel_instruments::{InstrumentMaster, ResolveError};
-use kestrel_journal::TickCsvReader;
+use kestrel_journal::RecordCsvReader;
 use kestrel_journal::csv::SymbolUse;
 
 /// Unknown symbols listed by name in an error; the rest are counted.
 const LISTED: usize = 20;
 
-/// A tick CSV's instruments: the table, and for each symbol the file uses (in the order
-/// they first appear, as [`TickCsvReader::discovering`] numbers them) its id in the table.
+/// A tick or bar CSV's instruments: the table, and for each symbol the file uses (in the
+/// order they first appear, as [`RecordCsvReader::discovering`] numbers them) its id in the
+/// table.
 #[derive(Debug)]
 pub struct CsvInstruments {
     pub table: InstrumentTable,
@@ -28,43 +29,62 @@ impl CsvInstruments {
         tick.instrument = self.ids[tick.instrument.index()];
         tick
     }
+
+    /// A tick or bar record as read by a discovering reader, with its instrument in the table.
+    pub fn place_record(&self, record: &JournalRecord) -> JournalRecord {
+        if let Some(&tick) = record.as_tick() {
+            JournalRecord::from_tick(&self.place(tick))
+        } else if let Some(&bar) = record.as_bar() {
+            let instrument = self.ids[bar.instrument.index()];
+            JournalRecord::from_bar(&kestrel_engine::records::BarRecord { instrument, ..bar })
+        } else {
+            *record
+        }
+    }
 }
 
-/// Reads every tick of `csv` in one pass, streamed, handing each to `each` numbered by its
-/// symbol (see [`TickCsvReader::discovering`]; map it with [`CsvInstruments::place`]), then
+/// Reads every tick or bar of `csv` (the header says which) in one pass, streamed, handing
+/// each to `each` as a journal record numbered by its symbol (see
+/// [`RecordCsvReader::discovering`]; map it with [`CsvInstruments::place_record`]), then
 /// resolves the symbols ([`resolve`]). `input` wraps the file (a progress bar, say).
-pub fn read_ticks<R: Read>(
+pub fn read_records<R: Read>(
     csv: &Path,
     input: impl FnOnce(File) -> R,
     dump: Option<&Path>,
     default: &InstrumentTable,
-    mut each: impl FnMut(Tick) -> Result<()>,
+    mut each: impl FnMut(JournalRecord) -> Result<()>,
 ) -> Result<CsvInstruments> {
     let file = File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
     let reading = || format!("reading {}", csv.display());
-    let mut reader = TickCsvReader::discovering(BufReader::with_capacity(1 << 20, input(file)))
+    let mut reader = RecordCsvReader::discovering(BufReader::with_capacity(1 << 20, input(file)))
         .with_context(reading)?;
-    while let Some(tick) = reader.next_tick().with_context(reading)? {
-        each(tick)?;
+    while let Some(record) = reader.next_record().with_context(reading)? {
+        each(record)?;
     }
     resolve(csv, reader.symbols(), dump, default)
 }
 
-/// The whole of `csv` in memory (the simulator's `--csv`): its instruments and its ticks.
+/// The whole of a tick CSV in memory (the simulator's `--csv`): its instruments and its ticks.
 pub fn read_all(
     csv: &Path,
     dump: Option<&Path>,
     default: &InstrumentTable,
 ) -> Result<(InstrumentTable, Vec<Tick>)> {
     let mut ticks = Vec::new();
-    let found = read_ticks(
+    let found = read_records(
         csv,
         |f| f,
         dump,
         default,
-        |t| {
-            ticks.push(t);
-            Ok(())
+        |r| match r.as_tick() {
+            Some(&t) => {
+                ticks.push(t);
+                Ok(())
+            }
+            None => bail!(
+                "{} holds bars; the simulator replays ticks (the tick CSV schema)",
+                csv.display()
+            ),
         },
     )?;
     let ticks = ticks.into_iter().map(|t| found.place(t)).collect();
@@ -88,7 +108,7 @@ pub fn resolve(
     default: &InstrumentTable,
 ) -> Result<CsvInstruments> {
     if uses.is_empty() {
-        bail!("{} holds no ticks", csv.display());
+        bail!("{} holds no ticks or bars", csv.display());
     }
     match dump {
         None => from_default(csv, uses, default),

@@ -6,23 +6,20 @@
 //! For the HTML report and anything else that holds an equity curve (a `ReplayOutcome`'s
 //! `equity`): [`daily_pnl`] then [`var`] and [`expected_shortfall`], or [`DailyRisk::of`].
 
+use kestrel_engine::clock::ist_date;
 use kestrel_engine::{Money, UnixNanos};
-use kestrel_journal::rolling::ist_date;
 use serde::Serialize;
 
 use crate::optimize::figures::decimal;
 
-/// An IST calendar date `(year, month, day)`.
-pub type IstDate = (u32, u32, u32);
-
 /// Each IST day's P&L, in date order, from an equity curve in time order.
-pub fn daily_pnl(equity: &[(UnixNanos, Money)]) -> Vec<(IstDate, Money)> {
+pub fn daily_pnl(equity: &[(UnixNanos, Money)]) -> Vec<(time::Date, Money)> {
     let Some(&(_, start)) = equity.first() else {
         return Vec::new();
     };
-    let mut days: Vec<(IstDate, Money)> = Vec::new();
+    let mut days: Vec<(time::Date, Money)> = Vec::new();
     // (date, last equity of that day)
-    let mut closes: Vec<(IstDate, Money)> = Vec::new();
+    let mut closes: Vec<(time::Date, Money)> = Vec::new();
     for &(ts, e) in equity {
         let d = ist_date(ts);
         match closes.last_mut() {
@@ -144,9 +141,9 @@ mod tests {
         assert_eq!(
             days,
             [
-                ((2026, 6, 1), m(10)),
-                ((2026, 6, 2), m(-15)),
-                ((2026, 6, 4), m(25))
+                (time::macros::date!(2026 - 06 - 01), m(10)),
+                (time::macros::date!(2026 - 06 - 02), m(-15)),
+                (time::macros::date!(2026 - 06 - 04), m(25))
             ]
         );
         assert!(daily_pnl(&[]).is_empty());

@@ -3,9 +3,9 @@
 //! The first period's return is measured from the equity at the start of the data (the
 //! configured capital), so a run of one day has one daily return.
 
+use kestrel_engine::clock::ist_date;
 use kestrel_engine::clock::ist_day;
 use kestrel_engine::{Money, UnixNanos};
-use kestrel_journal::rolling::ist_date;
 
 /// The last equity of each period, in time order; `period` names the period of a time.
 fn closes<K: PartialEq + Copy>(
@@ -62,8 +62,8 @@ pub struct MonthReturn {
 /// The return of each IST calendar month with data.
 pub fn monthly_returns(equity: &[(UnixNanos, Money)]) -> Vec<MonthReturn> {
     returns(equity, |ts| {
-        let (y, m, _) = ist_date(ts);
-        (y, m)
+        let d = ist_date(ts);
+        (d.year() as u32, d.month() as u32)
     })
     .into_iter()
     .map(|((year, month), ret)| MonthReturn { year, month, ret })
@@ -90,7 +90,7 @@ pub(crate) mod tests {
             crate::journal_cmd::ist(at(0, 0)),
             "2026-01-30 09:15:00.000 IST"
         );
-        assert_eq!(ist_date(at(2, 0)), (2026, 2, 1));
+        assert_eq!(ist_date(at(2, 0)), time::macros::date!(2026 - 02 - 01));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! of a month) and labels that fit the span ("14:30", "03 Jun 14:30", "03 Jun", "Jun 2026").
 
 use kestrel_engine::UnixNanos;
-use kestrel_engine::clock::{IST_OFFSET_NS, ist_day, ist_second_of_day, parse_ist_datetime};
-use kestrel_journal::rolling::ist_date;
+use kestrel_engine::clock::{
+    IST_OFFSET_NS, ist_date, ist_day, ist_second_of_day, parse_ist_datetime,
+};
 
 const MINUTE: u64 = 60_000_000_000;
 const DAY: u64 = 1_440 * MINUTE;
@@ -66,8 +67,8 @@ impl TimeAxis {
             return TimeAxis { ticks, unit };
         }
         let month_index = |ts| {
-            let (y, m, _) = ist_date(ts);
-            y * 12 + m - 1
+            let d = ist_date(ts);
+            d.year() as u32 * 12 + d.month() as u32 - 1
         };
         let (m0, m1) = (month_index(t0), month_index(t1));
         let every = [1, 2, 3, 6, 12, 24, 60]
@@ -88,8 +89,9 @@ impl TimeAxis {
     }
 
     pub fn label(&self, ts: UnixNanos) -> String {
-        let (y, m, d) = ist_date(ts);
-        let month = MONTHS[(m as usize).clamp(1, 12) - 1];
+        let date = ist_date(ts);
+        let (y, d) = (date.year(), date.day());
+        let month = MONTHS[date.month() as usize - 1];
         let s = ist_second_of_day(ts);
         let clock = format!("{:02}:{:02}", s / 3600, s / 60 % 60);
         match self.unit {

@@ -165,7 +165,7 @@ pub(super) fn with_derivatives(
 )> {
     use kestrel_exchange_sim::{chains, listing};
     let base = SyntheticMarket::new(equities, seed);
-    let today = chains::ist_date(wall_now());
+    let today = kestrel_engine::clock::ist_date(wall_now());
     let rows = listing::simulated_rows(equities, |id| Some(base.touch(id).0), today);
     let mut list: Vec<Instrument> = equities.iter().map(|(_, i)| i.clone()).collect();
     list.extend(chains::derivative_instruments(&rows));

@@ -335,12 +335,6 @@ pub fn derivative_instruments(rows: &[DumpRow]) -> Vec<Instrument> {
         .collect()
 }
 
-/// Today's IST date of a Unix time in nanoseconds.
-pub fn ist_date(ts: kestrel_engine::UnixNanos) -> Date {
-    let days = kestrel_engine::clock::ist_day(ts) as i64;
-    Date::from_julian_day((days + 2_440_588) as i32).expect("a Unix day is a date")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,7 +369,10 @@ mod tests {
             last_weekday_of_month(2026, Month::March, Weekday::Tuesday),
             date("2026-03-31")
         );
-        assert_eq!(ist_date(1_796_270_400_000_000_000), date("2026-12-03"));
+        assert_eq!(
+            kestrel_engine::clock::ist_date(1_796_270_400_000_000_000),
+            date("2026-12-03")
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub fn venue_now(venue: &PaperVenue) -> UnixNanos {
 
 /// The simulator's day (IST).
 pub fn venue_today(venue: &PaperVenue) -> Date {
-    chains::ist_date(venue_now(venue))
+    kestrel_engine::clock::ist_date(venue_now(venue))
 }
 
 /// The instrument's last price in the venue, or the middle of its quote; `None` before it

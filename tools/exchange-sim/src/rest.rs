@@ -41,7 +41,6 @@ use std::fmt::Display;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kestrel_engine::clock::civil_from_days;
 use kestrel_engine::{OrderType, Price, Qty, UnixNanos};
 use kestrel_instruments::{DumpRow, InstrumentMaster, dump};
 use serde_json::{Map, Value, json};
@@ -1035,15 +1034,7 @@ pub fn kite_time(ts: UnixNanos) -> Option<String> {
     if ts == 0 {
         return None;
     }
-    let days = kestrel_engine::clock::ist_day(ts) as i64;
-    let secs = kestrel_engine::clock::ist_second_of_day(ts);
-    let (y, m, d) = civil_from_days(days);
-    Some(format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    ))
+    Some(kestrel_engine::clock::format_ist_datetime(ts))
 }
 
 #[cfg(test)]
