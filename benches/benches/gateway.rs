@@ -80,6 +80,7 @@ fn serve(s: TcpStream) {
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
         BODY.len()
     );
+    // Read by hand like the tests' fixtures: this peer only needs Content-Length to keep step.
     let mut line = String::new();
     loop {
         let mut len = 0usize;

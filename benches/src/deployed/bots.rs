@@ -142,16 +142,20 @@ pub fn floor_main(ws_addr: &str, rest_addr: &str) -> Result<()> {
             bail!("the ticker closed during the upgrade");
         }
         have += n;
-        if let Some(p) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut answer = httparse::Response::new(&mut headers);
+        match answer
+            .parse(&buf[..have])
+            .context("the ticker's upgrade answer")?
+        {
+            httparse::Status::Complete(end) if answer.code == Some(101) => break end,
+            httparse::Status::Complete(end) => bail!(
+                "upgrade refused by the ticker at {ws_addr}: {}",
+                String::from_utf8_lossy(&buf[..end])
+            ),
+            httparse::Status::Partial => {}
         }
     };
-    if !buf.starts_with(b"HTTP/1.1 101") {
-        bail!(
-            "upgrade refused: {}",
-            String::from_utf8_lossy(&buf[..head_end])
-        );
-    }
     buf.copy_within(head_end..have, 0);
     have -= head_end;
     let mut frame = [0u8; 512];

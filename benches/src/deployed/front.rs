@@ -248,6 +248,8 @@ pub struct RequestScanner {
     buf: Vec<u8>,
     /// Stamp of the current request's first byte.
     start: Option<(u64, bool)>,
+    /// A malformed head was seen: nothing after it can be framed.
+    broken: bool,
 }
 
 impl RequestScanner {
@@ -258,32 +260,54 @@ impl RequestScanner {
         kernel: bool,
         mut on_order: impl FnMut(OrderSeen),
     ) {
+        if self.broken {
+            return;
+        }
         if self.buf.is_empty() {
             self.start = Some((at, kernel));
         }
         self.buf.extend_from_slice(bytes);
         loop {
-            let Some(head_end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                return;
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut request = httparse::Request::new(&mut headers);
+            let head_len = match request.parse(&self.buf) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) => return,
+                Err(e) => {
+                    // Nothing after a malformed head can be framed: stop scanning this client
+                    // (the bytes are still forwarded; the venue answers them).
+                    eprintln!(
+                        "front: a client sent a malformed request head ({e}); not scanning it further"
+                    );
+                    self.buf.clear();
+                    self.broken = true;
+                    return;
+                }
             };
-            let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-            let body_len = head
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            let body_len = request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
                 .unwrap_or(0);
-            let total = head_end + 4 + body_len;
+            let is_order = request.method == Some("POST")
+                && request.path.is_some_and(|p| p.starts_with("/orders/"));
+            let total = head_len + body_len;
             if self.buf.len() < total {
                 return;
             }
-            if head.starts_with("POST /orders/") {
-                let body = String::from_utf8_lossy(&self.buf[head_end + 4..total]);
+            if is_order {
+                let body = &self.buf[head_len..total];
                 let field = |name: &str| {
-                    body.split('&')
-                        .filter_map(|kv| kv.split_once('='))
-                        .find(|(k, _)| *k == name)
-                        .map(|(_, v)| v.to_string())
+                    form_urlencoded::parse(body)
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.into_owned())
                 };
                 let (at_ns, kernel_stamp) = self.start.unwrap_or((at, kernel));
                 on_order(OrderSeen {
@@ -329,5 +353,20 @@ mod tests {
         assert_eq!(seen[0].symbol, "INFY");
         assert_eq!(seen[0].side, Some(Side::Sell));
         assert!(s.buf.is_empty());
+    }
+
+    #[test]
+    fn scanner_stops_at_a_malformed_head() {
+        let mut s = RequestScanner::default();
+        let mut seen = Vec::new();
+        s.push(
+            b"POST /orders/regular HTTP/1.1\r\nno colon\r\n\r\n",
+            1,
+            false,
+            |o| seen.push(o),
+        );
+        let order = "POST /orders/regular HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        s.push(order.as_bytes(), 2, false, |o| seen.push(o));
+        assert!(seen.is_empty() && s.broken && s.buf.is_empty());
     }
 }
