@@ -23,6 +23,10 @@
 //! table (Kite's feed ceiling), the same five quoted and held: what the table's size costs
 //! the gate (its per-instrument limits and open-order counts, the market view, the book).
 //!
+//! Instructions per check (deterministic, unlike the times): `RISK_COUNT=entry:100000` and
+//! `RISK_COUNT=entry:1100000` under `valgrind --tool=cachegrind --cache-sim=no`, the
+//! difference divided by 1,000,000 (the harness and the untimed resets included).
+//!
 //! At 1,000 orders a second every one of the 32 slots of the duplicate memory holds an
 //! order inside its 1 s window, so the duplicate scan does its full work: a worst case for
 //! it (at a realistic 10 a second the scan costs the same, as it looks at every slot).
@@ -30,7 +34,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use kestrel_engine::risk::UncheckedForTestsOnly;
 use kestrel_engine::{
     Decision, ExecKind, ExecReport, Instrument, InstrumentId, InstrumentTable, MarketView, Money,
@@ -223,6 +227,28 @@ fn run(
     (elapsed, matched)
 }
 
+/// A market buy of INFY (quoted, flat) with three positions open elsewhere; the quantity
+/// cycles so that no order repeats one inside the duplicate window.
+fn entry(k: u64) -> OrderRequest {
+    request(ENTRY, Side::Buy, OrderType::Market, 1 + (k % 1_024) as u32)
+}
+
+/// A limit buy 10 % above the last price: refused by the price band.
+fn fat_finger(_: u64) -> OrderRequest {
+    let mut r = request(ENTRY, Side::Buy, OrderType::Limit, 10);
+    r.price = px(LAST[ENTRY.index()] * 11 / 10);
+    r
+}
+
+/// A market sell of part of the RELIANCE long: a reducing exit.
+fn reducing_exit(_: u64) -> OrderRequest {
+    request(HELD, Side::Sell, OrderType::Market, 80)
+}
+
+fn is_band_reject(d: &Decision) -> bool {
+    matches!(d, Decision::Reject(r) if r.reason == kestrel_engine::RiskReason::PriceBand)
+}
+
 /// The real thing.
 fn gate_check(
     gate: &mut RiskGate,
@@ -237,8 +263,6 @@ fn gate_check(
 fn risk_check(c: &mut Criterion) {
     let mut group = c.benchmark_group("risk_check");
 
-    // A market buy of INFY (quoted, flat) with three positions open elsewhere.
-    let entry = |k: u64| request(ENTRY, Side::Buy, OrderType::Market, 1 + (k % 1_024) as u32);
     group.bench_function("accept_market_entry", |b| {
         b.iter_custom(|iters| {
             let (t, accepted) = run(5, iters, entry, gate_check, |d| *d == Decision::Accept);
@@ -258,27 +282,22 @@ fn risk_check(c: &mut Criterion) {
         })
     });
 
-    // A limit buy 10 % above the last price: refused by the price band.
-    let fat_finger = |_: u64| {
-        let mut r = request(ENTRY, Side::Buy, OrderType::Limit, 10);
-        r.price = px(LAST[ENTRY.index()] * 11 / 10);
-        r
-    };
     group.bench_function("reject_price_band", |b| {
         b.iter_custom(|iters| {
-            let (t, rejected) = run(5, iters, fat_finger, gate_check, |d| {
-                matches!(d, Decision::Reject(r) if r.reason == kestrel_engine::RiskReason::PriceBand)
-            });
-            assert_eq!(rejected, iters, "every timed order must be a band rejection");
+            let (t, rejected) = run(5, iters, fat_finger, gate_check, is_band_reject);
+            assert_eq!(
+                rejected, iters,
+                "every timed order must be a band rejection"
+            );
             t
         })
     });
 
-    // A market sell of part of the RELIANCE long: a reducing exit.
-    let exit = |_: u64| request(HELD, Side::Sell, OrderType::Market, 80);
     group.bench_function("accept_reducing_exit", |b| {
         b.iter_custom(|iters| {
-            let (t, accepted) = run(5, iters, exit, gate_check, |d| *d == Decision::Accept);
+            let (t, accepted) = run(5, iters, reducing_exit, gate_check, |d| {
+                *d == Decision::Accept
+            });
             assert_eq!(accepted, iters, "every timed exit must be accepted");
             t
         })
@@ -306,4 +325,25 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1));
     targets = risk_check
 }
-criterion_main!(benches);
+/// Criterion's main, or with `RISK_COUNT=<case>:<orders>` (case `entry`, `band` or `exit`)
+/// one untimed run of that many checks, for an instruction count that the machine's load
+/// cannot move: run it under `valgrind --tool=cachegrind --cache-sim=no` at two counts and
+/// divide the difference (see BENCHMARKS.md).
+fn main() {
+    if let Ok(spec) = std::env::var("RISK_COUNT") {
+        let (case, n) = spec
+            .split_once(':')
+            .and_then(|(c, n)| Some((c.to_owned(), n.parse::<u64>().ok()?)))
+            .expect("RISK_COUNT=<entry|band|exit>:<orders>");
+        let matched = match case.as_str() {
+            "entry" => run(5, n, entry, gate_check, |d| *d == Decision::Accept).1,
+            "band" => run(5, n, fat_finger, gate_check, is_band_reject).1,
+            "exit" => run(5, n, reducing_exit, gate_check, |d| *d == Decision::Accept).1,
+            other => panic!("RISK_COUNT: no case {other:?} (entry, band or exit)"),
+        };
+        assert_eq!(matched, n, "every check must give the case's verdict");
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

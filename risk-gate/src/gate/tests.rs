@@ -1247,3 +1247,50 @@ fn position_loss_reaches_its_limit_at_the_basis_point() {
     assert!(!loss_reaches(Money::from_units(500), cost, 500));
     assert!(!loss_reaches(-Money::from_units(500), Money(0), 500));
 }
+
+/// The gate's cached phase span answers as the calendar at every time, going forward in
+/// steps of seconds to hours and sometimes back, across a weekend, a holiday and a special
+/// session (whose edges the span must end at).
+#[test]
+fn the_cached_session_phase_equals_the_calendar_at_every_time() {
+    let mut cfg = config();
+    cfg.session.holidays = vec!["2026-11-24".into()];
+    cfg.session.special_sessions = vec![crate::config::SpecialSessionConfig {
+        date: "2026-11-28".into(),
+        start: "18:00".into(),
+        end: "19:15".into(),
+    }];
+    let mut g = gate_with(&cfg);
+    let mut t = T0 - 2 * 86_400 * SEC;
+    // A fixed xorshift sequence: the same times every run.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut changes = std::collections::HashSet::new();
+    // About 0.18 h forward a step on average: a month in 4,000 steps.
+    for _ in 0..4_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let step = match x % 8 {
+            0 => (x >> 8) % (3 * 3_600 * SEC),
+            1 => (x >> 8) % SEC,
+            // Back in time now and then.
+            2 => 0u64.wrapping_sub((x >> 8) % (3_600 * SEC)),
+            _ => (x >> 8) % (600 * SEC),
+        };
+        t = t.wrapping_add(step);
+        let expected = g.calendar().phase(t);
+        assert_eq!(g.session_phase(t), expected, "at {t}");
+        changes.insert(expected);
+    }
+    // The walk saw every phase.
+    assert_eq!(changes.len(), 5, "{changes:?}");
+    // To the nanosecond at the special session's edges (18:00 and 19:15 IST on the 28th).
+    let day = |d: u64| (1_795_392_000 + d * 86_400) * SEC - IST_OFFSET_NS;
+    let open = day(5) + 18 * 3_600 * SEC;
+    let close = day(5) + (19 * 3_600 + 15 * 60) * SEC;
+    for at in [open - 1, open, close - 1, close] {
+        assert_eq!(g.session_phase(at), g.calendar().phase(at), "at {at}");
+    }
+    assert_eq!(g.session_phase(open), SessionPhase::Continuous);
+    assert_eq!(g.session_phase(close), SessionPhase::Closed);
+}
