@@ -447,8 +447,7 @@ impl RiskGate {
     /// (no day roll, rate window, duplicate memory, open-order count, state change or
     /// event). Never inlined, so that the rehearsal and the real check run one copy of the
     /// machine code and keep the same cache lines warm; `check` and `rehearse` are inlined
-    /// into the engine and call it directly (a wrapper frame between them cost 26
-    /// instructions a check, measured with the risk bench under cachegrind).
+    /// into the engine and call it directly (one call frame per order, not two).
     #[inline(never)]
     fn judge(
         &mut self,
