@@ -288,25 +288,20 @@ pub fn run_window<S: StrategySet>(args: &ReplayArgs, window: Window) -> Result<R
                     venue.submit(&req, at);
                 }
                 venue.on_tick(tick);
-                let mut reports = Vec::new();
-                venue.drain(|r| reports.push(slipped(r, args.slippage_ticks, &table)));
-                for r in &reports {
-                    track.apply(&mut engine, &mut out, r);
+                if venue.has_reports() {
+                    settle(&mut venue, &mut engine, &mut out, &mut track, args.slippage_ticks);
                 }
             }
             let before = out.orders.len();
             engine.step(tick, &mut out);
-            if args.fills == FillMode::Simulated {
+            // Most ticks decide nothing: the orders' path is out of line.
+            if args.fills == FillMode::Simulated && out.orders.len() > before {
                 let new: Vec<OrderRequest> = out.orders[before..].to_vec();
                 for req in &new {
                     let delay = latency.next();
                     if delay == 0 {
                         venue.submit(req, tick.recv_ts);
-                        let mut reports = Vec::new();
-                        venue.drain(|r| reports.push(slipped(r, args.slippage_ticks, &table)));
-                        for r in &reports {
-                            track.apply(&mut engine, &mut out, r);
-                        }
+                        settle(&mut venue, &mut engine, &mut out, &mut track, args.slippage_ticks);
                     } else {
                         // Sampled delays can overtake each other: keep the queue in time order.
                         let at = tick.recv_ts + delay;
@@ -511,6 +506,24 @@ fn step_bars<S: StrategySet>(
         for r in &reports {
             track.apply(engine, out, r);
         }
+    }
+}
+
+/// The venue's reports, slipped, to the engine and the tracker. Out of line: most ticks
+/// produce none.
+#[inline(never)]
+fn settle<S: StrategySet>(
+    venue: &mut EngineVenue<Fees>,
+    engine: &mut Engine<S, RiskGate, ReplayClock, true>,
+    out: &mut Collect,
+    track: &mut Tracker,
+    slippage_ticks: i64,
+) {
+    let mut reports = Vec::new();
+    venue.drain(|r| reports.push(r));
+    for r in reports {
+        let r = slipped(r, slippage_ticks, engine.instruments());
+        track.apply(engine, out, &r);
     }
 }
 

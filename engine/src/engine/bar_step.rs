@@ -48,8 +48,7 @@ impl<S: Strategy, R: RiskCheck, C: Clock, const MANY: bool> Engine<S, R, C, MANY
         }
         let id = bar.instrument;
         let now = self.event_ts;
-        let mut sent = self.apply_forced(out, now);
-        sent += self.apply_mark_rule(out, id, now);
+        let sent = self.apply_risk_rules(out, id, now);
         if !self.deciding {
             return sent;
         }

@@ -258,30 +258,34 @@ impl Lane {
         false
     }
 
-    /// Which configured exit, if any, is due for the long at `px` (average price `avg`).
-    /// Out of line: the path without exits stays as small as it was.
+    /// Which configured exit, if any, is due for the long `pos` at `px`. Out of line: the
+    /// path without exits stays as small as it was. The average price (a division) is
+    /// taken once, when the hold starts, not on every tick of it.
     #[inline(never)]
     fn exit_due(
         &mut self,
         exit: &Exit,
-        avg: Price,
+        pos: &Position,
         px: Price,
         now: UnixNanos,
     ) -> Option<ReasonCode> {
         let tick = self.tick_size;
-        let held = self.held.get_or_insert_with(|| Held {
-            since: now,
-            target: if exit.target_bps > 0 {
-                target_above(avg, exit.target_bps, tick)
-            } else {
-                Price(i64::MAX)
-            },
-            peak: avg,
-            trail: if exit.trailing_bps > 0 {
-                stop_below(avg, exit.trailing_bps, tick)
-            } else {
-                Price::ZERO
-            },
+        let held = self.held.get_or_insert_with(|| {
+            let avg = pos.avg_price();
+            Held {
+                since: now,
+                target: if exit.target_bps > 0 {
+                    target_above(avg, exit.target_bps, tick)
+                } else {
+                    Price(i64::MAX)
+                },
+                peak: avg,
+                trail: if exit.trailing_bps > 0 {
+                    stop_below(avg, exit.trailing_bps, tick)
+                } else {
+                    Price::ZERO
+                },
+            }
         });
         if exit.trailing_bps > 0 && px > held.peak {
             held.peak = px;
@@ -411,7 +415,7 @@ impl Breakout {
             let reason = if px <= stop {
                 ReasonCode::StopHit
             } else if let Some(exit) = &self.exit
-                && let Some(reason) = lane.exit_due(exit, pos.avg_price(), px, now)
+                && let Some(reason) = lane.exit_due(exit, pos, px, now)
             {
                 reason
             } else {

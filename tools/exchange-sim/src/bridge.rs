@@ -118,7 +118,11 @@ impl<F: FeeModel> EngineVenue<F> {
     /// Feed one market tick, as the fill model shows it (fills resting and triggered
     /// orders), then place the orders waiting for this instrument's next tick.
     pub fn on_tick(&mut self, tick: &Tick) {
-        self.venue.on_tick(&self.model.market(tick));
+        match self.model {
+            // The matcher's own view: the tick as it is, not a copy.
+            FillModel::Depth => self.venue.on_tick(tick),
+            model => self.venue.on_tick(&model.market(tick)),
+        };
         self.collect(tick.recv_ts);
         if self.waiting.iter().any(|w| w.instrument == tick.instrument) {
             let (now, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
@@ -159,6 +163,11 @@ impl<F: FeeModel> EngineVenue<F> {
     pub fn expire_day(&mut self, now: UnixNanos) {
         self.venue.expire_day();
         self.collect(now);
+    }
+
+    /// Whether reports wait to be drained.
+    pub fn has_reports(&self) -> bool {
+        !self.out.is_empty()
     }
 
     /// Reports produced since the last call, in order.

@@ -517,6 +517,9 @@ pub struct Matcher {
     live: Vec<Vec<usize>>,
     trades: Vec<Trade>,
     positions: Vec<Position>,
+    /// Indices into `positions` per instrument (one per product held), so that a tick
+    /// marks its own instrument's positions without scanning the others'.
+    positions_of: Vec<Vec<usize>>,
     updates: Vec<Order>,
     now: UnixNanos,
     /// False between sessions: AMOs are taken, iceberg orders are not.
@@ -539,6 +542,7 @@ impl Matcher {
             live: vec![Vec::new(); n],
             trades: Vec::new(),
             positions: Vec::new(),
+            positions_of: vec![Vec::new(); n],
             updates: Vec::new(),
             now: 0,
             market_open: true,
@@ -915,10 +919,8 @@ impl Matcher {
             }
         }
         if tick.last_px.0 > 0 {
-            for p in self.positions.iter_mut() {
-                if p.instrument == tick.instrument {
-                    p.last_price = tick.last_px;
-                }
+            for &j in &self.positions_of[k] {
+                self.positions[j].last_price = tick.last_px;
             }
         }
         if resting {
@@ -1235,13 +1237,15 @@ impl Matcher {
         self.trades.push(trade);
         let last = self.last[instrument.index()]
             .map_or(px, |t| if t.last_px.0 > 0 { t.last_px } else { px });
-        let pos = match self
-            .positions
+        let positions = &self.positions;
+        let pos = match self.positions_of[instrument.index()]
             .iter()
-            .position(|p| p.instrument == instrument && p.product == product)
+            .copied()
+            .find(|&j| positions[j].product == product)
         {
             Some(j) => &mut self.positions[j],
             None => {
+                self.positions_of[instrument.index()].push(self.positions.len());
                 self.positions.push(Position {
                     instrument,
                     product,

@@ -98,14 +98,17 @@ impl PaperVenue {
         self.matcher.cancel(order_id)
     }
 
-    /// Feeds one tick; returns the fills it caused.
+    /// Feeds one tick; returns the fills it caused. Inlined, and the fills taken without
+    /// a bounds check that could panic: a caller that ignores them (the backtest's venue)
+    /// pays nothing for them.
+    #[inline]
     pub fn on_tick(&mut self, tick: &Tick) -> &[Trade] {
         let before = self.matcher.trades().len();
         if let Some(book) = &mut self.book {
             book.apply(tick);
         }
         self.matcher.on_tick(tick);
-        &self.matcher.trades()[before..]
+        self.matcher.trades().get(before..).unwrap_or_default()
     }
 
     /// Session end: cancels every live DAY order; returns how many.
