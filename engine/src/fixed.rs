@@ -163,6 +163,11 @@ impl Money {
         Money(saturate(self.0 as i128 * num as i128 / den as i128))
     }
 
+    /// An exact wider sum, clamped to the range of `Money` (what a total held in i128 reads as).
+    pub const fn saturating_from(v: i128) -> Money {
+        Money(saturate(v))
+    }
+
     /// How many whole units of `price` this amount buys (toward zero; 0 for a non-positive price).
     pub const fn units_at(self, price: Price) -> Qty {
         if price.0 <= 0 {

@@ -54,6 +54,14 @@ pub enum Sizing {
     },
 }
 
+impl Sizing {
+    /// Whether sizing reads [`SizingInput::volatility`]: a strategy may skip keeping the
+    /// estimate (a rolling window pushed on every tick) when it does not.
+    pub fn uses_volatility(&self) -> bool {
+        matches!(self, Sizing::VolatilityScaled { .. })
+    }
+}
+
 impl Default for Sizing {
     fn default() -> Self {
         Sizing::Fixed { qty: 1 }

@@ -401,8 +401,7 @@ impl RiskGate {
     /// timer that asks on every event pays plain additions (measured in a replay: the
     /// saturating `Money` form cost 19 instructions an event, this one 8).
     fn daily_loss(&self, book: &Portfolio) -> i128 {
-        self.state.day_baseline.0 as i128
-            - (book.realised().0 as i128 + book.unrealised().0 as i128 - book.fees().0 as i128)
+        self.state.day_baseline.0 as i128 - book.net_pnl_exact()
     }
 
     /// `loss` in basis points of capital, truncated (0 without capital).

@@ -289,7 +289,13 @@ pub fn run_window<S: StrategySet>(args: &ReplayArgs, window: Window) -> Result<R
                 }
                 venue.on_tick(tick);
                 if venue.has_reports() {
-                    settle(&mut venue, &mut engine, &mut out, &mut track, args.slippage_ticks);
+                    settle(
+                        &mut venue,
+                        &mut engine,
+                        &mut out,
+                        &mut track,
+                        args.slippage_ticks,
+                    );
                 }
             }
             let before = out.orders.len();
@@ -301,7 +307,13 @@ pub fn run_window<S: StrategySet>(args: &ReplayArgs, window: Window) -> Result<R
                     let delay = latency.next();
                     if delay == 0 {
                         venue.submit(req, tick.recv_ts);
-                        settle(&mut venue, &mut engine, &mut out, &mut track, args.slippage_ticks);
+                        settle(
+                            &mut venue,
+                            &mut engine,
+                            &mut out,
+                            &mut track,
+                            args.slippage_ticks,
+                        );
                     } else {
                         // Sampled delays can overtake each other: keep the queue in time order.
                         let at = tick.recv_ts + delay;

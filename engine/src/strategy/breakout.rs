@@ -218,8 +218,10 @@ struct Held {
 struct Lane {
     /// The previous `lookback` last prices.
     highs: RollingMax,
-    /// Absolute moves between consecutive prices in `highs`.
-    moves: RollingWindow,
+    /// Absolute moves between consecutive prices in `highs`; `None` when the sizing reads
+    /// no volatility (then the window is not pushed on every tick: measured, 15
+    /// instructions a tick in a replay).
+    moves: Option<RollingWindow>,
     /// Last price before the current tick (0 before the first).
     prev_px: Price,
     /// Stop of the open long, set at entry.
@@ -232,10 +234,10 @@ struct Lane {
 }
 
 impl Lane {
-    fn new(lookback: usize, lot: Qty, tick_size: Price) -> Lane {
+    fn new(lookback: usize, lot: Qty, tick_size: Price, volatility: bool) -> Lane {
         Lane {
             highs: RollingMax::new(lookback),
-            moves: RollingWindow::new(lookback - 1),
+            moves: volatility.then(|| RollingWindow::new(lookback - 1)),
             prev_px: Price::ZERO,
             stop: None,
             held: None,
@@ -307,8 +309,10 @@ impl Lane {
     /// second caller, it otherwise left the tick path (measured: +18 instructions a tick).
     #[inline(always)]
     fn record(&mut self, high: Price, px: Price) {
-        if self.prev_px.0 > 0 {
-            self.moves.push((px.0 - self.prev_px.0).abs());
+        if let Some(moves) = &mut self.moves
+            && self.prev_px.0 > 0
+        {
+            moves.push((px.0 - self.prev_px.0).abs());
         }
         self.highs.push(high.0);
         self.prev_px = px;
@@ -345,10 +349,12 @@ impl Breakout {
     pub fn new(params: BreakoutParams, instruments: &InstrumentTable) -> Breakout {
         let lookback = params.lookback.clamp(2, MAX_WINDOW);
         let chosen = selected(&params.instruments, instruments);
+        let volatility = params.sizing.uses_volatility();
         let lanes: Box<[Option<Lane>]> = instruments
             .iter()
             .map(|(id, ins)| {
-                chosen[id.index()].then(|| Lane::new(lookback, ins.lot_size, ins.tick_size))
+                chosen[id.index()]
+                    .then(|| Lane::new(lookback, ins.lot_size, ins.tick_size, volatility))
             })
             .collect();
         let (lanes, bars) = match params.bar_interval {
@@ -442,7 +448,7 @@ impl Breakout {
             equity: book.equity(),
             entry: px,
             stop,
-            volatility: Price(lane.moves.mean().unwrap_or(0)),
+            volatility: Price(lane.moves.as_ref().and_then(|m| m.mean()).unwrap_or(0)),
             lot: lane.lot,
         };
         let Some(qty) = self.sizing.size(&input) else {

@@ -124,7 +124,8 @@ impl<F: FeeModel> EngineVenue<F> {
             model => self.venue.on_tick(&model.market(tick)),
         };
         self.collect(tick.recv_ts);
-        if self.waiting.iter().any(|w| w.instrument == tick.instrument) {
+        if !self.waiting.is_empty() && self.waiting.iter().any(|w| w.instrument == tick.instrument)
+        {
             let (now, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
                 .into_iter()
                 .partition(|w| w.instrument == tick.instrument);
