@@ -100,8 +100,8 @@ pub struct Portfolio {
     fees: Money,
     /// The totals over positions, exact: kept in i128 (a sum of i64 values cannot leave
     /// it), read clamped to `Money`. Saturating i64 totals kept step by step drift once one
-    /// step saturates (the total no longer equals the sum), and cost the per-tick
-    /// revaluation 19 instructions more (measured under callgrind in a replay).
+    /// step saturates (the total no longer equals the sum), and paid a saturation check per
+    /// total on every revaluation.
     unrealised: i128,
     gross: i128,
     net: i128,

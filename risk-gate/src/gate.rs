@@ -399,7 +399,7 @@ impl RiskGate {
 
     /// Loss today (positive = losing), exact: in i128 the sums cannot saturate, and the
     /// timer that asks on every event pays plain additions (measured in a replay: the
-    /// saturating `Money` form cost 19 instructions an event, this one 8).
+    /// saturating `Money` form cost 19 instructions an event, this one 10).
     fn daily_loss(&self, book: &Portfolio) -> i128 {
         self.state.day_baseline.0 as i128 - book.net_pnl_exact()
     }
@@ -410,8 +410,7 @@ impl RiskGate {
             0
         } else {
             // |loss| < 2^66 (three i64 sums), so × 10,000 fits an i128.
-            (loss * 10_000 / self.capital.0 as i128).clamp(i64::MIN as i128, i64::MAX as i128)
-                as i64
+            Money::saturating_from(loss * 10_000 / self.capital.0 as i128).0
         }
     }
 

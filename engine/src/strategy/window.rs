@@ -89,7 +89,7 @@ pub type RollingMin = RollingExtreme<false>;
 /// the deque for its branches: the deque's "drop what the new value dominates" loop depends
 /// on the prices and mispredicts about once a tick on a random walk (measured under
 /// cachegrind's branch simulation: 1.07 M of a replay's 1.8 M mispredictions over 1 M ticks;
-/// 46 instructions a push before, 14 now).
+/// 46 instructions a push before, about 15 now).
 #[derive(Clone, Debug)]
 pub struct RollingExtreme<const MAX: bool> {
     /// The last `capacity` values: the current block at `0..pos`, the previous block's tail
